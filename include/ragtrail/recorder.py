@@ -1,0 +1,66 @@
+"""What a stage reports: params, metrics, tags and artifacts, collected without any tracking backend.
+
+Stages write to a :class:`Recorder`; whoever runs the stage decides where it goes. Under Airflow the
+tracking operator flushes it to the task's MLflow run in a few batched calls; in a notebook it is a
+plain object to inspect.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Recorder:
+    """Collects one stage's params, metrics, tags and artifacts in memory.
+
+    Example::
+
+        rec = Recorder()
+        chunk_documents(docs, workdir, recorder=rec)
+        rec.metrics["chunk_count"]
+    """
+
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    files: list[tuple[Path, str | None]] = field(default_factory=list)
+    dicts: dict[str, Any] = field(default_factory=dict)
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+
+    def param(self, **values: Any) -> None:
+        """Record configuration values (stringified; set once per run)."""
+        self.params.update({k: _to_param(v) for k, v in values.items() if v is not None})
+
+    def metric(self, **values: float | int) -> None:
+        """Record numeric results; the last value for a key wins."""
+        for key, value in values.items():
+            if value is not None:
+                self.metrics[key] = float(value)
+
+    def tag(self, **values: Any) -> None:
+        self.tags.update({k: str(v) for k, v in values.items() if v is not None})
+
+    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Attach a file that already exists (e.g. a manifest in the work folder)."""
+        self.files.append((Path(path), artifact_path))
+
+    def json(self, name: str, obj: Any) -> None:
+        """Attach a JSON-serialisable object as artifact ``name`` (e.g. ``"chunk_sample.json"``)."""
+        self.dicts[name] = obj
+
+    def dataset(self, *, name: str, source: str, digest: str, profile: dict[str, Any] | None = None) -> None:
+        """Declare the data this stage read (logged as an MLflow dataset input)."""
+        self.datasets.append({"name": name, "source": source, "digest": digest, "profile": profile or {}})
+
+    def summary(self) -> dict[str, Any]:
+        return {"params": self.params, "metrics": self.metrics, "tags": self.tags}
+
+
+def _to_param(value: Any) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)

@@ -1,0 +1,86 @@
+"""Roll a pipeline run's task outcomes up into one status: FINISHED, PARTIAL or FAILED.
+
+The rule (also in README):
+
+- **FINISHED** — every unit of work (each task, each map index of a mapped task) ended successfully.
+  Documents quarantined at ingest do not change this: they are reported as ``docs_failed`` and listed
+  in the quarantine artifact.
+- **PARTIAL** — every unit of the *publishing* task (``index``) succeeded, so the index was updated
+  and searches see the new data, but some other unit failed, was killed or never ran (a failed
+  batch, a failed evaluation…): part of what the run should have done is missing.
+- **FAILED** — the publishing task did not succeed: nothing new reached the live index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+FINISHED, PARTIAL, FAILED = "FINISHED", "PARTIAL", "FAILED"
+OK_STATES = {"FINISHED", "SUCCESS"}
+# Summed over units; the rest of a child's metrics are reported per task.
+SUMMED = ("docs_seen", "docs_parsed", "docs_failed", "bytes_in", "chunk_count", "total_tokens",
+          "truncated_chunks", "embedding_count", "points_upserted")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The outcome of one task (or one map index of a mapped task) in a pipeline run."""
+
+    task_id: str
+    map_index: int
+    state: str  # FINISHED / FAILED / KILLED / RUNNING (MLflow) or an Airflow state, upper-cased
+    metrics: dict = field(default_factory=dict)
+    duration_s: float | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+    @property
+    def ok(self) -> bool:
+        return self.state.upper() in OK_STATES
+
+
+@dataclass(frozen=True)
+class Rollup:
+    status: str
+    reasons: list[str]
+    metrics: dict[str, float]
+
+
+def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("index",)) -> Rollup:
+    """Decide the run's status from its units (see the module docstring for the rule).
+
+    Example::
+
+        rollup_status([Unit("ingest", -1, "FINISHED"), Unit("index", -1, "FAILED")]).status  # "FAILED"
+    """
+    units = list(units)
+    publishing = set(publishing_tasks)
+    bad = [u for u in units if not u.ok]
+    published = [u for u in units if u.task_id in publishing]
+    reasons = [f"{u.label}: {u.state.lower()}" + (f" ({u.error})" if u.error else "") for u in bad]
+    if not units:
+        status, reasons = FAILED, ["no task ran"]
+    elif not bad:
+        status = FINISHED
+    elif published and all(u.ok for u in published):
+        status = PARTIAL
+    else:
+        status = FAILED
+        if not published:
+            reasons.append("index: never ran")
+    metrics: dict[str, float] = {}
+    for u in units:
+        if not u.ok:
+            continue
+        for key in SUMMED:
+            if key in u.metrics:
+                metrics[key] = metrics.get(key, 0.0) + float(u.metrics[key])
+        if "vector_count" in u.metrics:  # points in the collection: a level, not a sum
+            metrics["vector_count"] = max(metrics.get("vector_count", 0.0), float(u.metrics["vector_count"]))
+    metrics["tasks_total"] = len(units)
+    metrics["tasks_failed"] = len(bad)
+    return Rollup(status=status, reasons=reasons, metrics=metrics)

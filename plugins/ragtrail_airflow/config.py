@@ -1,0 +1,34 @@
+"""Tracking switches, read from the environment first and Airflow's ``[ragtrail]`` section second."""
+
+from __future__ import annotations
+
+import os
+
+from ragtrail.settings import env_flag
+
+
+def _airflow_conf(key: str, fallback: str) -> str:
+    try:
+        from airflow.sdk import conf
+
+        return conf.get("ragtrail", key, fallback=fallback)
+    except Exception:  # outside Airflow (a notebook): the default stands
+        return fallback
+
+
+def tracking_enabled() -> bool:
+    """Whether tracked tasks log to MLflow (``RAGTRAIL_TRACKING=off`` or ``[ragtrail] tracking_enabled``)."""
+    flag = env_flag("RAGTRAIL_TRACKING")
+    if flag is not None:
+        return flag
+    return _airflow_conf("tracking_enabled", "True").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def mlflow_ui_url() -> str:
+    """Base URL of the MLflow UI for links (``RAGTRAIL_MLFLOW_UI_URL`` or ``[ragtrail] mlflow_ui_url``)."""
+    url = os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or _airflow_conf("mlflow_ui_url", "http://127.0.0.1:5000")
+    return url.rstrip("/")
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -1,0 +1,35 @@
+"""The roll-up rule: FINISHED when all units succeed, PARTIAL when the index was published despite
+failures, FAILED when it was not."""
+
+from __future__ import annotations
+
+from ragtrail.rollup import Unit, rollup_status
+
+
+def units(**states):
+    return [Unit(name.split("_")[0], int(name.split("_")[1]) if "_" in name else -1, s) for name, s in states.items()]
+
+
+def test_all_finished():
+    assert rollup_status(units(ingest="FINISHED", chunk="FINISHED", embed="FINISHED", index="FINISHED")).status == "FINISHED"
+
+
+def test_index_never_ran_is_failed():
+    roll = rollup_status(units(ingest="FINISHED", chunk="FAILED", embed="UPSTREAM_FAILED", index="UPSTREAM_FAILED"))
+    assert roll.status == "FAILED" and "chunk: failed" in roll.reasons
+
+
+def test_failed_batch_but_published_index_is_partial():
+    roll = rollup_status(units(ingest="FINISHED", embed_0="FINISHED", embed_1="FAILED", index="FINISHED"))
+    assert roll.status == "PARTIAL" and roll.reasons == ["embed[1]: failed"]
+
+
+def test_killed_index_is_failed_and_no_units_is_failed():
+    assert rollup_status(units(ingest="FINISHED", index="KILLED")).status == "FAILED"
+    assert rollup_status([]).status == "FAILED"
+
+
+def test_metrics_sum_over_successful_units_and_vector_count_is_a_level():
+    roll = rollup_status([Unit("chunk", 0, "FINISHED", {"chunk_count": 3}), Unit("chunk", 1, "FINISHED", {"chunk_count": 4}),
+                          Unit("index", -1, "FINISHED", {"vector_count": 7})])
+    assert roll.metrics["chunk_count"] == 7 and roll.metrics["vector_count"] == 7 and roll.metrics["tasks_failed"] == 0

@@ -1,0 +1,85 @@
+"""The tracking layer against a real MLflow store: one parent per DAG run, terminal states, batching, redaction."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from ragtrail.recorder import Recorder
+from ragtrail_airflow.tracking import (
+    TaskRun,
+    find_or_create_parent,
+    get_client,
+    get_or_create_experiment,
+    log_recorder,
+    redact,
+)
+
+
+@pytest.fixture()
+def exp():
+    client = get_client()
+    return client, get_or_create_experiment(client, "tracking-tests")
+
+
+def test_parent_is_found_or_created_once_under_a_race(exp):
+    """Eight concurrent callers for one DAG run agree on one parent; losers delete their duplicates."""
+    client, exp_id = exp
+    run_id = f"manual__{uuid.uuid4()}"
+    found, errors = [], []
+
+    def call():
+        try:
+            found.append(find_or_create_parent(get_client(), exp_id, dag_id="d", run_id=run_id, tags={}))
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and len(set(found)) == 1
+    active = client.search_runs([exp_id], f"tags.`airflow.run_id` = '{run_id}'")
+    assert [r.info.run_id for r in active] == found[:1]
+
+
+def test_child_ends_failed_on_exception_and_keeps_what_was_recorded(exp):
+    client, exp_id = exp
+    with pytest.raises(RuntimeError, match="boom"):
+        with TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="embed", product="tracking-tests",
+                     version="v1") as run:
+            run.recorder.metric(embedding_count=5)
+            raise RuntimeError("boom")
+    child = client.get_run(run.mlflow_run_id)
+    assert child.info.status == "FAILED" and child.data.metrics["embedding_count"] == 5
+    assert child.data.tags["ragtrail.error"] == "RuntimeError: boom"
+    assert child.data.tags["mlflow.parentRunId"] == run.parent_run_id
+
+
+def test_kill_ends_killed_and_later_end_is_a_no_op(exp):
+    client, _ = exp
+    run = TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="index", product="tracking-tests", version="v1").start()
+    run.kill()
+    run.end("FINISHED")
+    assert client.get_run(run.mlflow_run_id).info.status == "KILLED"
+
+
+def test_batches_respect_mlflow_limits(exp):
+    """150 params and 1,500 metrics land in one run despite MLflow's 100 / 1000 per-batch limits."""
+    client, exp_id = exp
+    run = client.create_run(exp_id)
+    rec = Recorder()
+    rec.param(**{f"p{i}": i for i in range(150)})
+    rec.metric(**{f"m{i}": i for i in range(1500)})
+    log_recorder(client, run.info.run_id, rec)
+    data = client.get_run(run.info.run_id).data
+    assert len(data.params) == 150 and len(data.metrics) == 1500
+
+
+def test_secrets_never_reach_params():
+    assert redact("aws_secret_access_key", "abc") == "***"
+    assert redact("password", "x") == "***"
+    assert redact("source", "s3://AKIA:topsecret@bucket/prefix") == "s3://***@bucket/prefix"
+    assert redact("source", "https://user:pw@host/x") == "https://***@host/x"
+    assert redact("source", "/data/docs") == "/data/docs"

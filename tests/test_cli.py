@@ -1,0 +1,56 @@
+"""The `ragtrail` command as a user meets it: search answers questions; tracking can be switched off."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli, write_corpus
+
+
+def test_search_finds_the_right_document_for_a_paraphrase(handbook_run):
+    """A question worded differently from the text still ranks the right sample document first."""
+    proc = run_cli("search", "--product", "handbook", "-k", "3", "--json",
+                   "which setting makes a downstream task run even though the tasks before it crashed?")
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert len(hits) == 3 and {"doc_id", "score", "text", "source"} <= set(hits[0])
+    assert hits[0]["doc_id"] == "airflow/trigger-rules.md", [h["doc_id"] for h in hits]
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_search_many_queries_in_one_process(handbook_run, tmp_path):
+    """`--queries FILE` answers every JSON-lines query and prints {query id: hits}."""
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("\n".join(json.dumps(q) for q in [
+        {"id": "pools", "text": "how do I stop too many tasks hitting the same database at once?"},
+        {"id": "rules", "text": "run a cleanup step whether or not upstream succeeded"},
+    ]))
+    proc = run_cli("search", "--product", "handbook", "-k", "2", "--json", "--queries", str(queries))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"pools", "rules"} and all(len(v) == 2 for v in out.values())
+    assert out["pools"][0]["doc_id"] == "airflow/pools-and-concurrency.md"
+
+
+def test_search_unknown_product_is_a_clear_error(handbook_run):
+    proc = run_cli("search", "--product", "nosuchproduct", "anything")
+    assert proc.returncode == 1 and "no index yet" in proc.stderr
+
+
+def test_tracking_off_runs_the_pipeline_and_logs_nothing(tmp_path):
+    """RAGTRAIL_TRACKING=off: a fresh RAGTRAIL_HOME, run from another directory, pipeline FINISHED,
+    MLflow store empty, nothing written to the working directory."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    corpus = write_corpus(tmp_path / "c", {"a.md": "Qdrant aliases switch collections atomically.",
+                                           "b.html": "<html><body><p>MLflow nests child runs.</p></body></html>"})
+    proc = run_cli("ingest", "--source", str(corpus), "--product", "quiet", "--json",
+                   env={"RAGTRAIL_HOME": str(home), "RAGTRAIL_TRACKING": "off"}, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "FINISHED" and summary["vectors"] == 2 and summary["parent_run_id"] is None
+    assert list(cwd.iterdir()) == []
+    mlflow_dir = home / "mlflow"
+    assert not mlflow_dir.exists() or not any(p.is_file() for p in mlflow_dir.rglob("*")), list(mlflow_dir.rglob("*"))
+    assert (home / "qdrant").is_dir() and (home / "airflow" / "airflow.db").is_file()
+    assert summary["collection"] == "quiet__v1"
