@@ -113,3 +113,17 @@ def test_json_output_has_the_documented_keys(handbook_run):
     for key in ("status", "product", "version", "docs", "chunks", "vectors", "parent_run_id",
                 "experiment_id", "duration_s"):
         assert handbook_run.get(key) is not None, key
+
+
+def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
+    """Each tracked task stores its "MLflow run" link URL; it opens that task's child run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    runs = {c.info.run_name: c.info.run_id for c in child_runs_of(mlflow_client, handbook_run)}
+    with create_session() as session:
+        for task_id in ("ingest", "chunk", "embed", "index"):
+            query = XComModel.get_many(run_id=handbook_run["run_id"], key="_link_MLflowRunLink",
+                                       task_ids=task_id, dag_ids="rag_ingest")
+            url = XComModel.deserialize_value(session.scalars(query).first())
+            assert url == f"http://127.0.0.1:5000/#/experiments/{handbook_run['experiment_id']}/runs/{runs[task_id]}"

@@ -18,34 +18,36 @@ from ragtrail.settings import DAGS_FOLDER, ragtrail_home
 def airflow_env(home: Path | None = None) -> dict[str, str]:
     """Environment for an embedded Airflow rooted at ``<RAGTRAIL_HOME>/airflow``.
 
-    Variables the user already set win, except ``AIRFLOW_HOME``, which ragtrail always owns so the
-    embedded runs never touch a personal ``~/airflow``.
+    Tuning variables the user already set win. Locations inside the Airflow home (``AIRFLOW_HOME``,
+    the SQLite DB, logs, plugins) always follow ``RAGTRAIL_HOME``, so an embedded run never touches a
+    personal ``~/airflow`` nor another data folder's DB.
     """
     home = home or ragtrail_home()
     af_home = home / "airflow"
     (af_home / "plugins").mkdir(parents=True, exist_ok=True)
-    defaults = {
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+    owned = {
+        "AIRFLOW_HOME": str(af_home),
         # The plugin is registered through an entry point; an empty folder avoids loading it twice.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(af_home / "plugins"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af_home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(af_home / "simple_auth_manager_passwords.json"),
+        "RAGTRAIL_HOME": str(home),
+    }
+    defaults = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af_home / 'airflow.db'}",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(af_home / "simple_auth_manager_passwords.json"),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
-        "RAGTRAIL_HOME": str(home),
     }
-    env = {k: os.environ.get(k, v) for k, v in defaults.items()}
-    env["AIRFLOW_HOME"] = str(af_home)
-    return env
+    return {**{k: os.environ.get(k, v) for k, v in defaults.items()}, **owned}
 
 
 def prepare(home: Path | None = None) -> Path:

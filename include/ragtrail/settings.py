@@ -8,6 +8,7 @@ per-run work folders. Explicit environment variables win over these defaults.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,9 @@ class Settings:
     @property
     def mlflow_server_command(self) -> str:
         """The command that serves the MLflow UI over this store."""
+        mlflow_bin = Path(sys.executable).parent / "mlflow"
         return (
-            f"mlflow ui --backend-store-uri '{self.mlflow_tracking_uri}' "
+            f"{mlflow_bin if mlflow_bin.exists() else 'mlflow'} ui --backend-store-uri '{self.mlflow_tracking_uri}' "
             f"--default-artifact-root '{self.mlflow_artifact_root}' --host 127.0.0.1 --port 5000"
         )
 

@@ -1,0 +1,25 @@
+"""Tracking can be switched off by environment variable or by Airflow config."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtrail_airflow.config import mlflow_ui_url, run_url, tracking_enabled
+
+
+@pytest.mark.parametrize("env,expected", [({}, True), ({"RAGTRAIL_TRACKING": "off"}, False),
+                                          ({"RAGTRAIL_TRACKING": "0"}, False),
+                                          ({"AIRFLOW__RAGTRAIL__TRACKING_ENABLED": "False"}, False),
+                                          ({"AIRFLOW__RAGTRAIL__TRACKING_ENABLED": "False", "RAGTRAIL_TRACKING": "on"}, True)])
+def test_tracking_switch(monkeypatch, env, expected):
+    for key in ("RAGTRAIL_TRACKING", "AIRFLOW__RAGTRAIL__TRACKING_ENABLED"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert tracking_enabled() is expected
+
+
+def test_link_base_url_is_configurable(monkeypatch):
+    monkeypatch.setenv("RAGTRAIL_MLFLOW_UI_URL", "https://mlflow.example.org/")
+    assert mlflow_ui_url() == "https://mlflow.example.org"
+    assert run_url("3", "abc") == "https://mlflow.example.org/#/experiments/3/runs/abc"
