@@ -14,6 +14,7 @@ from ragtrail_airflow.tracking import (
     get_client,
     get_or_create_experiment,
     log_recorder,
+    merge_parents,
     redact,
 )
 
@@ -24,24 +25,40 @@ def exp():
     return client, get_or_create_experiment(client, "tracking-tests")
 
 
-def test_parent_is_found_or_created_once_under_a_race(exp):
-    """Eight concurrent callers for one DAG run agree on one parent; losers delete their duplicates."""
+def test_parent_race_converges_to_one_parent(exp):
+    """Eight concurrent first tasks of one DAG run: after the roll-up's merge there is exactly one parent,
+    and every child created under any candidate hangs under it."""
     client, exp_id = exp
     run_id = f"manual__{uuid.uuid4()}"
     found, errors = [], []
 
     def call():
         try:
-            found.append(find_or_create_parent(get_client(), exp_id, dag_id="d", run_id=run_id, tags={}))
+            c = get_client()
+            parent = find_or_create_parent(c, exp_id, dag_id="d", run_id=run_id, tags={})
+            child = c.create_run(exp_id, tags={"mlflow.parentRunId": parent, "ragtrail.role": "task"})
+            found.append((parent, child.info.run_id))
         except Exception as err:  # surfaced below
             errors.append(err)
 
     threads = [threading.Thread(target=call) for _ in range(8)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert not errors and len(set(found)) == 1
-    active = client.search_runs([exp_id], f"tags.`airflow.run_id` = '{run_id}'")
-    assert [r.info.run_id for r in active] == found[:1]
+    assert not errors and len(found) == 8
+    winner = merge_parents(client, exp_id, "d", run_id)
+    parents = client.search_runs([exp_id], f"tags.`airflow.run_id` = '{run_id}'")
+    assert [r.info.run_id for r in parents] == [winner]
+    for _, child in found:
+        assert client.get_run(child).data.tags["mlflow.parentRunId"] == winner
+
+
+def test_parent_is_reused_by_later_tasks(exp):
+    """A retry or a later task finds the existing parent instead of creating another."""
+    client, exp_id = exp
+    run_id = f"manual__{uuid.uuid4()}"
+    first = find_or_create_parent(client, exp_id, dag_id="d", run_id=run_id, tags={}, params={"a": 1})
+    assert find_or_create_parent(client, exp_id, dag_id="d", run_id=run_id, tags={}) == first
+    assert client.get_run(first).data.params == {"a": "1"}
 
 
 def test_child_ends_failed_on_exception_and_keeps_what_was_recorded(exp):
