@@ -77,10 +77,14 @@ def mlflow_client(settings):
     return MlflowClient(settings.mlflow_tracking_uri)
 
 
+# Small batches so that one sample run fans out over 3 chunk and 3 embed tasks.
+HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 100}
+
+
 @pytest.fixture(scope="session")
 def handbook_run():
     """The sample corpus ingested once as product ``handbook``; many tests read it."""
-    summary = ingest({"source": str(SAMPLE_CORPUS), "product": "handbook"})
+    summary = ingest(HANDBOOK_CONF)
     assert summary["status"] == "FINISHED", summary
     return summary
 

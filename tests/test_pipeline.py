@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 
-from conftest import child_runs_of, dump, ingest, run_cli, write_corpus
+from conftest import HANDBOOK_CONF, child_runs_of, dump, ingest, run_cli, write_corpus
 
-from ragtrail.settings import SAMPLE_CORPUS
-
-STAGES = {"ingest", "chunk", "embed", "index"}
 REQUIRED_METRICS = {
     "ingest": {"docs_seen", "docs_parsed", "docs_failed", "bytes_in"},
+    "plan": {"docs_added", "docs_updated", "docs_unchanged", "docs_deleted"},
     "chunk": {"chunk_count", "avg_chunk_tokens", "min_chunk_tokens", "max_chunk_tokens", "total_tokens",
               "chunks_per_document", "truncated_chunks"},
+    "dedupe": {"duplicate_rate", "embeddings_skipped", "unique_new_texts"},
     "embed": {"embedding_count", "embedding_dimension", "embeddings_per_second", "processing_time_seconds"},
-    "index": {"vector_count", "upsert_seconds"},
+    "index": {"vector_count", "upsert_seconds", "vectors_added", "vectors_deleted"},
 }
 
 
-def test_one_parent_four_finished_children(handbook_run, mlflow_client):
-    """A DAG run leaves one parent run and one FINISHED child per stage, with the stage's metrics."""
+def by_stage(runs) -> dict[str, list]:
+    out = defaultdict(list)
+    for run in runs:
+        out[run.data.tags["ragtrail.stage"]].append(run)
+    return out
+
+
+def total(runs, metric: str) -> float:
+    return sum(r.data.metrics[metric] for r in runs)
+
+
+def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
+    """A DAG run leaves one parent and one FINISHED child per task and map index, with the stage's metrics."""
     parent = mlflow_client.get_run(handbook_run["parent_run_id"])
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["ragtrail.status"] == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.data.tags["ragtrail.status"] == "FINISHED"
     assert parent.data.tags["airflow.run_id"] == handbook_run["run_id"]
     assert parent.data.params["product"] == "handbook" and parent.data.params["chunk_size"] == "200"
     parents = mlflow_client.search_runs(
@@ -30,59 +40,81 @@ def test_one_parent_four_finished_children(handbook_run, mlflow_client):
         f"tags.`ragtrail.role` = 'parent' and tags.`airflow.run_id` = '{handbook_run['run_id']}'")
     assert len(parents) == 1, "exactly one parent per DAG run"
 
-    children = child_runs_of(mlflow_client, handbook_run)
-    assert {c.info.run_name for c in children} == STAGES and len(children) == 4, dump([c.info for c in children])
-    for child in children:
-        stage = child.info.run_name
-        tags = child.data.tags
-        assert child.info.status == "FINISHED", stage
-        assert REQUIRED_METRICS[stage] <= set(child.data.metrics), (stage, sorted(child.data.metrics))
-        assert tags["airflow.dag_id"] == "rag_ingest" and tags["airflow.task_id"] == stage
-        assert tags["airflow.try_number"] == "1" and tags["airflow.map_index"] == "-1"
-        assert tags["ragtrail.product"] == "handbook" and tags["ragtrail.version"] == "v1"
-    embed = next(c for c in children if c.info.run_name == "embed")
-    assert embed.data.params["embedder_name"] == "all-MiniLM-L6-v2"
-    index = next(c for c in children if c.info.run_name == "index")
-    assert index.data.params["collection"] == "handbook__v1"
+    stages = by_stage(child_runs_of(mlflow_client, handbook_run))
+    assert set(stages) == set(REQUIRED_METRICS), dump(list(stages))
+    assert len(stages["chunk"]) == 3 and len(stages["embed"]) == 3, "34 docs / 12 per batch; 216 texts / 100"
+    assert sorted(r.info.run_name for r in stages["chunk"]) == ["chunk[0]", "chunk[1]", "chunk[2]"]
+    for stage, runs in stages.items():
+        for child in runs:
+            tags = child.data.tags
+            assert child.info.status == "FINISHED", child.info.run_name
+            assert REQUIRED_METRICS[stage] <= set(child.data.metrics), (stage, sorted(child.data.metrics))
+            assert tags["airflow.dag_id"] == "rag_ingest" and tags["airflow.task_id"] == stage
+            assert tags["airflow.try_number"] == "1"
+            assert tags["ragtrail.product"] == "handbook" and tags["ragtrail.version"] == "v1"
+    assert sorted(r.data.tags["airflow.map_index"] for r in stages["embed"]) == ["0", "1", "2"]
+    assert stages["embed"][0].data.params["embedder_name"] == "all-MiniLM-L6-v2"
+    assert stages["index"][0].data.params["collection"] == "handbook__v1"
 
 
 def test_metrics_are_consistent_with_qdrant(handbook_run, mlflow_client, qdrant):
-    """chunk_count = embedding_count = vector_count = points in Qdrant; no chunk exceeds the model window."""
-    metrics = {c.info.run_name: c.data.metrics for c in child_runs_of(mlflow_client, handbook_run)}
+    """Σ chunk_count = vector_count = points in Qdrant; Σ embedding_count = distinct new texts; no truncation."""
+    stages = by_stage(child_runs_of(mlflow_client, handbook_run))
     with qdrant() as client:
         points = client.count("handbook", exact=True).count  # through the alias
-    assert points == metrics["index"]["vector_count"] == handbook_run["vectors"]
-    assert metrics["chunk"]["chunk_count"] == metrics["embed"]["embedding_count"] == points
-    assert metrics["chunk"]["truncated_chunks"] == 0
-    assert metrics["chunk"]["max_chunk_tokens"] <= 200
-    assert metrics["embed"]["embedding_dimension"] == 384
-    assert metrics["ingest"]["docs_parsed"] == handbook_run["docs"] >= 30
-    assert metrics["ingest"]["docs_failed"] == 0
+    index = stages["index"][0].data.metrics
+    dedupe = stages["dedupe"][0].data.metrics
+    assert points == index["vector_count"] == handbook_run["vectors"] == total(stages["chunk"], "chunk_count")
+    assert total(stages["embed"], "embedding_count") == dedupe["unique_new_texts"]
+    assert dedupe["chunks_in"] - dedupe["embeddings_skipped"] == dedupe["unique_new_texts"]
+    assert total(stages["chunk"], "truncated_chunks") == 0
+    assert max(r.data.metrics["max_chunk_tokens"] for r in stages["chunk"]) <= 200
+    assert stages["embed"][0].data.metrics["embedding_dimension"] == 384
+    ingest_m = stages["ingest"][0].data.metrics
+    assert ingest_m["docs_parsed"] == handbook_run["docs"] >= 30 and ingest_m["docs_failed"] == 0
+    assert stages["plan"][0].data.metrics["docs_added"] == handbook_run["docs"]
 
 
 def test_artifacts_sample_and_manifest(handbook_run, mlflow_client, tmp_path):
-    """The chunk run carries a chunk sample; the index run a manifest doc → chunk ids → point ids."""
-    runs = {c.info.run_name: c for c in child_runs_of(mlflow_client, handbook_run)}
-    sample_path = mlflow_client.download_artifacts(runs["chunk"].info.run_id, "chunk_sample.json", str(tmp_path))
+    """Chunk runs carry a chunk sample; the index run a manifest doc → chunk ids → point ids."""
+    stages = by_stage(child_runs_of(mlflow_client, handbook_run))
+    sample_path = mlflow_client.download_artifacts(stages["chunk"][0].info.run_id, "chunk_sample.json", str(tmp_path))
     sample = json.loads(open(sample_path).read())
     assert sample and all(s["text"] and s["n_tokens"] > 0 for s in sample)
-    manifest_path = mlflow_client.download_artifacts(runs["index"].info.run_id, "index/index_manifest.jsonl",
+    manifest_path = mlflow_client.download_artifacts(stages["index"][0].info.run_id, "index/index_manifest.jsonl",
                                                      str(tmp_path))
     rows = [json.loads(line) for line in open(manifest_path)]
     assert len(rows) == handbook_run["docs"]
     point_ids = [c["point_id"] for r in rows for c in r["chunks"]]
     assert len(point_ids) == len(set(point_ids)) == handbook_run["vectors"]
-    ingest_manifest = mlflow_client.download_artifacts(runs["ingest"].info.run_id, "ingest/manifest.jsonl",
+    ingest_manifest = mlflow_client.download_artifacts(stages["ingest"][0].info.run_id, "ingest/manifest.jsonl",
                                                        str(tmp_path))
     assert all(json.loads(line)["sha256"] for line in open(ingest_manifest))
 
 
-def test_reingest_leaves_the_same_points(handbook_run, qdrant):
-    """Ingesting the same corpus again upserts onto the same deterministic ids: the point set is unchanged."""
+def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
+    """Each tracked task (each map index too) stores its "MLflow run" link URL; it opens that try's run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    runs = {(c.data.tags["airflow.task_id"], int(c.data.tags["airflow.map_index"])): c.info.run_id
+            for c in child_runs_of(mlflow_client, handbook_run)}
+    with create_session() as session:
+        for (task_id, map_index), mlflow_run_id in runs.items():
+            query = XComModel.get_many(run_id=handbook_run["run_id"], key="_link_MLflowRunLink", task_ids=task_id,
+                                       dag_ids="rag_ingest", map_indexes=map_index)
+            url = XComModel.deserialize_value(session.scalars(query).first())
+            assert url == f"http://127.0.0.1:5000/#/experiments/{handbook_run['experiment_id']}/runs/{mlflow_run_id}"
+
+
+def test_reingest_unchanged_embeds_nothing_and_keeps_the_same_points(handbook_run, qdrant):
+    """Ingesting the same corpus again: 0 embeddings, every document unchanged, the same point ids."""
     with qdrant() as client:
         before = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
-    again = ingest({"source": str(SAMPLE_CORPUS), "product": "handbook"})
-    assert again["status"] == "FINISHED"
+    again = ingest(HANDBOOK_CONF)
+    assert again["status"] == "FINISHED", again
+    assert again["embeddings"] == 0 and again["chunks"] == 0
+    assert again["docs_unchanged"] == handbook_run["docs"] and again["docs_added"] == again["docs_updated"] == 0
     with qdrant() as client:
         after = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
     assert after == before and again["vectors"] == handbook_run["vectors"]
@@ -97,11 +129,12 @@ def test_failed_stage_fails_the_run(tmp_path, mlflow_client):
     summary = json.loads(proc.stdout)  # stdout holds exactly one JSON document
     assert summary["status"] == "FAILED" and summary["dag_run_state"] == "failed"
     assert "chunk_size must be between 1 and 254" in proc.stderr
-    assert any(r.startswith("chunk: failed") for r in summary["reasons"]), summary["reasons"]
-    runs = {c.info.run_name: c for c in child_runs_of(mlflow_client, summary)}
-    assert runs["ingest"].info.status == "FINISHED" and runs["chunk"].info.status == "FAILED"
-    assert "ValueError" in runs["chunk"].data.tags["ragtrail.error"]
-    assert "embed" not in runs and "index" not in runs  # never started: upstream failed
+    assert summary["reasons"][0].startswith("chunk[0]: failed (ValueError: chunk_size must be"), summary["reasons"]
+    stages = by_stage(child_runs_of(mlflow_client, summary))
+    assert stages["ingest"][0].info.status == stages["plan"][0].info.status == "FINISHED"
+    assert stages["chunk"][0].info.status == "FAILED" and "ValueError" in stages["chunk"][0].data.tags["ragtrail.error"]
+    assert stages["index"][0].info.status == "FAILED"  # all_done: it ran, found nothing to publish, refused
+    assert "embed" not in stages  # never started: nothing to embed
     parent = mlflow_client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FAILED" and parent.data.tags["ragtrail.status"] == "FAILED"
     running = mlflow_client.search_runs([summary["experiment_id"]], "attributes.status = 'RUNNING'")
@@ -113,17 +146,3 @@ def test_json_output_has_the_documented_keys(handbook_run):
     for key in ("status", "product", "version", "docs", "chunks", "vectors", "parent_run_id",
                 "experiment_id", "duration_s"):
         assert handbook_run.get(key) is not None, key
-
-
-def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
-    """Each tracked task stores its "MLflow run" link URL; it opens that task's child run."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    runs = {c.info.run_name: c.info.run_id for c in child_runs_of(mlflow_client, handbook_run)}
-    with create_session() as session:
-        for task_id in ("ingest", "chunk", "embed", "index"):
-            query = XComModel.get_many(run_id=handbook_run["run_id"], key="_link_MLflowRunLink",
-                                       task_ids=task_id, dag_ids="rag_ingest")
-            url = XComModel.deserialize_value(session.scalars(query).first())
-            assert url == f"http://127.0.0.1:5000/#/experiments/{handbook_run['experiment_id']}/runs/{runs[task_id]}"

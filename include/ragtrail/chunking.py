@@ -118,6 +118,7 @@ def _chunks_schema():
             ("chunk_hash", pa.string()),
             ("doc_hash", pa.string()),
             ("uri", pa.string()),
+            ("n_chunks", pa.int32()),
             ("char_start", pa.int64()),
             ("char_end", pa.int64()),
         ]
@@ -132,9 +133,10 @@ def chunk_documents(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
     embedder: str = DEFAULT_EMBEDDER,
+    out_name: str = CHUNKS_FILE,
     recorder: Recorder | None = None,
 ) -> dict:
-    """Chunk every document of ``docs_path`` into ``workdir/chunks.parquet``.
+    """Chunk every document of ``docs_path`` into ``workdir/<out_name>`` (default ``chunks.parquet``).
 
     Args:
         docs_path: the ingest stage's ``docs.parquet``.
@@ -162,22 +164,24 @@ def chunk_documents(
               token_window=window, tokenizer=type(tokenizer).__name__)
 
     schema = _chunks_schema()
-    out_path = Path(workdir) / CHUNKS_FILE
+    out_path = Path(workdir) / out_name
+    tmp_path = out_path.with_suffix(".partial")
     n_docs = n_chunks = total_tokens = truncated = 0
     min_tok, max_tok = None, 0
     sample: list[dict] = []
-    with pq.ParquetWriter(out_path, schema) as writer:
+    with pq.ParquetWriter(tmp_path, schema) as writer:
         for batch in pq.ParquetFile(docs_path).iter_batches(
             batch_size=64, columns=["doc_id", "text", "content_hash", "uri"]
         ):
             rows = []
             for doc in batch.to_pylist():
                 n_docs += 1
-                for idx, ch in enumerate(chunk_document(doc["text"], tokenizer, chunk_size, chunk_overlap, window)):
+                pieces = chunk_document(doc["text"], tokenizer, chunk_size, chunk_overlap, window)
+                for idx, ch in enumerate(pieces):
                     h = text_hash(ch["text"])
                     rows.append({"point_id": point_id(product, doc["doc_id"], idx, h), "doc_id": doc["doc_id"],
                                  "chunk_index": idx, "chunk_hash": h, "doc_hash": doc["content_hash"],
-                                 "uri": doc["uri"], **ch})
+                                 "uri": doc["uri"], "n_chunks": len(pieces), **ch})
                     total_tokens += ch["n_tokens"]
                     max_tok = max(max_tok, ch["n_tokens"])
                     min_tok = ch["n_tokens"] if min_tok is None else min(min_tok, ch["n_tokens"])
@@ -189,6 +193,7 @@ def chunk_documents(
             if rows:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
 
+    tmp_path.replace(out_path)  # a killed try never leaves a half file that looks finished
     rec.metric(chunk_count=n_chunks, total_tokens=total_tokens, truncated_chunks=truncated,
                avg_chunk_tokens=total_tokens / n_chunks if n_chunks else 0, min_chunk_tokens=min_tok or 0,
                max_chunk_tokens=max_tok, chunks_per_document=n_chunks / n_docs if n_docs else 0,

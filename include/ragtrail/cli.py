@@ -2,6 +2,8 @@
 
     ragtrail ingest --source include/sample_corpus --product handbook [--json]
     ragtrail search --product handbook "how do retries work?"
+    ragtrail versions --product handbook
+    ragtrail promote --product handbook --version v1
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def stdout_to_stderr():
 def _conf(args) -> dict:
     conf = {"source": os.path.abspath(args.source) if "://" not in args.source else args.source,
             "product": args.product, "version": args.version}
-    for key in ("chunk_size", "chunk_overlap", "embedder", "batch_size"):
+    for key in ("chunk_size", "chunk_overlap", "embedder", "batch_size", "sync_mode", "docs_per_batch",
+                "texts_per_batch", "keep_versions", "promote"):
         if getattr(args, key, None) is not None:
             conf[key] = getattr(args, key)
     return conf
@@ -144,6 +147,40 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_versions(args) -> int:
+    from ragtrail.indexing import check_name, list_versions, open_qdrant
+    from ragtrail.pipeline import qdrant_location
+
+    with open_qdrant(qdrant_location()) as client:
+        versions = list_versions(client, check_name("product", args.product))
+    if args.json:
+        print(json.dumps(versions, default=str))
+        return 0
+    if not versions:
+        print(f"{args.product}: no versions built yet")
+        return 1
+    print(f"{'':2}{'version':<16}{'points':>8}  {'embedder':<22}{'chunk':>6}{'overlap':>8}  built")
+    for v in versions:
+        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.get("built_at", 0)))
+        print(f"{'*' if v['live'] else ' ':2}{v['version']:<16}{v['points']:>8}  {str(v.get('embedder', '-')):<22}"
+              f"{str(v.get('chunk_size', '-')):>6}{str(v.get('chunk_overlap', '-')):>8}  {built}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from ragtrail.indexing import check_name, open_qdrant, promote
+    from ragtrail.pipeline import qdrant_location
+
+    with open_qdrant(qdrant_location()) as client:
+        try:
+            name = promote(client, check_name("product", args.product), args.version)
+        except LookupError as err:
+            print(f"ragtrail promote: {err}", file=sys.stderr)
+            return 1
+    print(f"{args.product} -> {name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ragtrail", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 32)")
     ing.add_argument("--embedder", help="sentence-transformers model name or folder")
     ing.add_argument("--batch-size", type=int, help="texts per encode() batch")
+    ing.add_argument("--sync-mode", choices=["full", "incremental"],
+                     help="full (default): documents gone from the source leave the index; incremental: they stay")
+    ing.add_argument("--docs-per-batch", type=int, help="documents per chunk task (default 500)")
+    ing.add_argument("--texts-per-batch", type=int, help="distinct texts per embed task (default 2048)")
+    ing.add_argument("--keep-versions", type=int, help="old versions kept besides the live one (default 2)")
+    ing.add_argument("--no-promote", dest="promote", action="store_false", default=None,
+                     help="build the version but leave the product alias where it is")
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     ing.set_defaults(func=cmd_ingest)
 
@@ -166,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--json", action="store_true")
     se.add_argument("query", nargs="*")
     se.set_defaults(func=cmd_search)
+
+    ve = sub.add_parser("versions", help="list a product's built versions (* = live)")
+    ve.add_argument("--product", required=True)
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=cmd_versions)
+
+    pr = sub.add_parser("promote", help="point a product's alias at one of its versions")
+    pr.add_argument("--product", required=True)
+    pr.add_argument("--version", required=True)
+    pr.set_defaults(func=cmd_promote)
     return p
 
 

@@ -13,6 +13,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from ragtrail.locks import failpoint
 from ragtrail.recorder import Recorder
 from ragtrail.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
 
@@ -92,19 +93,21 @@ def embed_chunks(
     *,
     embedder: str = DEFAULT_EMBEDDER,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    out_name: str = EMBEDDINGS_FILE,
     recorder: Recorder | None = None,
 ) -> dict:
-    """Embed every chunk of ``chunks_path`` into ``workdir/embeddings.npy`` (row i = chunk i).
+    """Embed the ``text`` column of ``chunks_path`` into ``workdir/<out_name>`` (row i = text i).
 
     Returns:
-        ``{"embeddings_path", "embeddings", "dimension"}``.
+        ``{"vectors_path", "texts_path", "embeddings", "dimension"}``.
     """
     import numpy as np
     import pyarrow.parquet as pq
 
     rec = recorder or Recorder()
     workdir = Path(workdir)
-    out_path = workdir / EMBEDDINGS_FILE
+    out_path = workdir / out_name
+    tmp_path = out_path.with_name(out_path.name + ".partial.npy")
     parquet = pq.ParquetFile(chunks_path)
     total = parquet.metadata.num_rows
     t_load = time.perf_counter()
@@ -115,17 +118,20 @@ def embed_chunks(
     rec.param(embedder_name=embedder, batch_size=batch_size, embedding_dimension=dim,
               device=str(model.device))
 
-    matrix = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(total, dim))
+    matrix = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=(total, dim))
     done = 0
     t0 = time.perf_counter()
-    for batch in parquet.iter_batches(batch_size=max(batch_size * 8, 256), columns=["text"]):
+    for i, batch in enumerate(parquet.iter_batches(batch_size=max(batch_size * 8, 256), columns=["text"])):
         texts = batch.column("text").to_pylist()
         matrix[done : done + len(texts)] = embed_texts(texts, embedder, batch_size)
         done += len(texts)
+        failpoint(f"embed.after_batch_{i}", workdir)
     elapsed = time.perf_counter() - t0
     matrix.flush()
     del matrix
+    tmp_path.replace(out_path)  # only a complete matrix ever carries the final name
+    failpoint("embed.end", workdir)
     rec.metric(embedding_count=done, embedding_dimension=dim, processing_time_seconds=elapsed,
                embeddings_per_second=done / elapsed if elapsed > 0 else 0.0,
                model_load_seconds=load_seconds)
-    return {"embeddings_path": str(out_path), "embeddings": done, "dimension": dim}
+    return {"vectors_path": str(out_path), "texts_path": str(chunks_path), "embeddings": done, "dimension": dim}

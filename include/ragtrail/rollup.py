@@ -17,10 +17,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 FINISHED, PARTIAL, FAILED = "FINISHED", "PARTIAL", "FAILED"
-OK_STATES = {"FINISHED", "SUCCESS"}
+# SKIPPED: a mapped task over an empty list (nothing changed) did all it had to do.
+OK_STATES = {"FINISHED", "SUCCESS", "SKIPPED"}
 # Summed over units; the rest of a child's metrics are reported per task.
-SUMMED = ("docs_seen", "docs_parsed", "docs_failed", "bytes_in", "chunk_count", "total_tokens",
-          "truncated_chunks", "embedding_count", "points_upserted")
+SUMMED = ("docs_seen", "docs_parsed", "docs_failed", "bytes_in", "docs_added", "docs_updated", "docs_unchanged",
+          "docs_deleted", "chunk_count", "total_tokens", "truncated_chunks", "embedding_count", "embeddings_skipped",
+          "points_upserted", "vectors_added", "vectors_deleted")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragtrail.plan import PLAN_FILE
 from ragtrail.rollup import FINISHED, Unit, rollup_status
+from ragtrail.settings import run_workdir
 from ragtrail_airflow.config import run_url, tracking_enabled
 
 if TYPE_CHECKING:
@@ -38,6 +40,20 @@ def _airflow_units(states: dict[str, str], task_ids: list[str]) -> dict[tuple[st
     return units
 
 
+def _pull(ti, task_id: str):
+    value = ti.xcom_pull(task_ids=task_id)
+    return value if value is None or isinstance(value, (dict, str, int, float)) else list(value)
+
+
+def _total(result, key: str) -> int:
+    """A count from a task's XCom: a dict, or a list of dicts for a mapped task."""
+    if not result:
+        return 0
+    if isinstance(result, dict):
+        return int(result.get(key, 0))
+    return sum(int((r or {}).get(key, 0)) for r in result)
+
+
 def _latest_children(children: list) -> dict[tuple[str, int], Any]:
     latest: dict[tuple[str, int], Any] = {}
     for run in children:
@@ -62,7 +78,7 @@ def aggregate_status(context: Context) -> dict:
     task_ids = [t for t in context["dag"].task_ids if t != me]
     states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
     airflow_units = _airflow_units({k: v for k, v in states.items() if k != me}, task_ids)
-    results = {tid: ti.xcom_pull(task_ids=tid) for tid in task_ids}
+    results = {tid: _pull(ti, tid) for tid in task_ids}
     summary: dict[str, Any] = {"product": params["product"], "version": params["version"],
                                "dag_id": ti.dag_id, "run_id": ti.run_id,
                                "parent_run_id": None, "experiment_id": None, "mlflow_url": None}
@@ -93,7 +109,7 @@ def aggregate_status(context: Context) -> dict:
                 client.set_terminated(run.info.run_id, "KILLED")
                 run.info._status = "KILLED"
         units = []
-        for key, af_state in sorted(airflow_units.items()):
+        for key, af_state in sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1])):
             child = latest.get(key)
             state = child.info.status if child is not None else af_state.upper()
             if child is not None and af_state in ("failed", "upstream_failed") and state == "FINISHED":
@@ -107,19 +123,21 @@ def aggregate_status(context: Context) -> dict:
         duration_s = t_end - parent_run.info.start_time / 1000
         summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))
     else:
-        units = [Unit(t, m, s.upper()) for (t, m), s in sorted(airflow_units.items())]
+        units = [Unit(t, m, s.upper()) for (t, m), s in sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1]))]
         roll = rollup_status(units)
         started = getattr(context.get("dag_run"), "start_date", None)
         duration_s = t_end - started.timestamp() if started else None
 
-    ingest, chunk, index = results.get("ingest") or {}, results.get("chunk") or {}, results.get("index") or {}
+    plan_path = run_workdir(ti.dag_id, ti.run_id) / PLAN_FILE
+    planned = json.loads(plan_path.read_text()) if plan_path.exists() else {}
+    ingest, index = results.get("ingest") or {}, results.get("index") or {}
     summary.update(
         status=roll.status, reasons=roll.reasons,
-        docs=ingest.get("docs", int(roll.metrics.get("docs_parsed", 0))),
-        docs_failed=ingest.get("quarantined", int(roll.metrics.get("docs_failed", 0))),
-        chunks=chunk.get("chunks", int(roll.metrics.get("chunk_count", 0))),
-        vectors=index.get("vectors", int(roll.metrics.get("vector_count", 0))),
-        collection=index.get("collection"),
+        docs=ingest.get("docs", 0), docs_failed=ingest.get("quarantined", 0),
+        **{k: planned.get(k, 0) for k in ("docs_added", "docs_updated", "docs_unchanged", "docs_deleted")},
+        chunks=_total(results.get("chunk"), "chunks"), embeddings=_total(results.get("embed"), "embeddings"),
+        vectors=index.get("vectors", 0), vectors_deleted=index.get("deleted", 0),
+        collection=index.get("collection"), live_collection=index.get("live"),
         duration_s=round(duration_s, 3) if duration_s is not None else None,
         tasks={u.label: u.state for u in units},
     )

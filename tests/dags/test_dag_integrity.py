@@ -32,19 +32,21 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires ingest → chunk → embed → index → aggregate_status with typed, described params."""
+    """rag_ingest wires ingest → plan → chunk[] → dedupe → embed[] → index → aggregate_status, with
+    typed, described params for the trigger form."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
-    assert dag.get_task("chunk").upstream_task_ids == {"ingest"}
-    assert dag.get_task("embed").upstream_task_ids == {"chunk"}
-    assert dag.get_task("index").upstream_task_ids == {"chunk", "embed"}
-    agg = dag.get_task("aggregate_status")
-    assert agg.trigger_rule == "all_done" and agg.upstream_task_ids == {"ingest", "chunk", "embed", "index"}
-    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder"):
+    upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
+    assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
+    assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
+    assert upstream["aggregate_status"] == {"ingest", "plan", "chunk", "dedupe", "embed", "index"}
+    assert dag.get_task("aggregate_status").trigger_rule == "all_done"
+    assert dag.get_task("index").trigger_rule == "all_done"  # publishes good batches when some failed
+    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "sync_mode"):
         param = dag.params.get_param(name)
-        assert param.description and param.schema.get("type"), name
-    for task_id in ("ingest", "chunk", "embed", "index"):
+        assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
+    for task_id in ("ingest", "plan", "chunk", "dedupe", "embed", "index"):
         assert "MLflow run" in [link.name for link in dag.get_task(task_id).operator_extra_links]
 
 

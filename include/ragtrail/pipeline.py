@@ -1,0 +1,45 @@
+"""Glue between stages that several DAGs share: the version's config, where Qdrant is, the index call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ragtrail.recorder import Recorder
+from ragtrail.settings import load
+
+
+def build_config(params: dict) -> dict:
+    """What makes a version: everything that changes the vectors or the chunks they are made from."""
+    return {"embedder": params["embedder"], "chunk_size": int(params["chunk_size"]),
+            "chunk_overlap": int(params["chunk_overlap"])}
+
+
+def qdrant_location() -> str:
+    """A Qdrant server URL when configured, else the local-mode folder in the data folder."""
+    s = load()
+    return s.qdrant_url or str(s.qdrant_path)
+
+
+def index_from_results(chunked, embedded, params: dict, workdir: str | Path, run_id: str,
+                       recorder: Recorder | None = None) -> dict:
+    """Run the index stage on whatever the upstream (possibly partly failed) mapped tasks produced.
+
+    Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
+    roll-up then reports the run PARTIAL.
+    """
+    from ragtrail.indexing import index_run
+    from ragtrail.plan import read_plan
+
+    planned = read_plan(workdir)
+    chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
+    if planned["batches"] and not chunk_paths:
+        raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
+    deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
+    return index_run(
+        location=qdrant_location(), product=params["product"], version=params["version"],
+        config=build_config(params), chunk_paths=chunk_paths,
+        embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
+        promote_alias=bool(params.get("promote", True)), keep_versions=int(params.get("keep_versions", 2)),
+        recorder=recorder,
+    )

@@ -1,0 +1,153 @@
+"""Stage 2 — plan: compare the source with what the version's collection holds; decide the work.
+
+The index is the source of truth (no tracker file that could drift): a document is *unchanged* when
+all of its points carry its current content hash and there are exactly ``n_chunks`` of them. Only
+added and updated documents go on to chunking, in batches that the chunk and embed tasks fan out over.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ragtrail.indexing import collection_name, open_qdrant, scroll_points
+from ragtrail.recorder import Recorder
+
+SYNC_MODES = ("full", "incremental")
+HELD_FILE = "held_hashes.parquet"
+PLAN_FILE = "plan.json"
+
+
+def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], dict]:
+    """Per document: hash, expected and actual chunk counts, whether hashes are mixed; plus held chunk hashes."""
+    docs: dict[str, dict] = {}
+    held: set[str] = set()
+    with open_qdrant(location) as client:
+        if not client.collection_exists(collection):
+            return docs, held, {}
+        meta = client.get_collection(collection).config.metadata or {}
+        for p in scroll_points(client, collection, ["doc_id", "doc_hash", "n_chunks", "chunk_hash"]):
+            pl = p.payload
+            d = docs.setdefault(pl["doc_id"], {"hash": pl.get("doc_hash"), "n_chunks": pl.get("n_chunks"), "points": 0,
+                                               "mixed": False})
+            d["points"] += 1
+            d["mixed"] |= d["hash"] != pl.get("doc_hash") or d["n_chunks"] != pl.get("n_chunks")
+            held.add(pl.get("chunk_hash"))
+    return docs, held, meta
+
+
+def check_config(meta: dict, config: dict, collection: str) -> None:
+    """A version is one build configuration: refuse to mix two in one collection."""
+    clash = {k: (meta[k], v) for k, v in config.items() if k in meta and meta[k] != v}
+    if clash:
+        detail = ", ".join(f"{k}={was!r} (this run: {now!r})" for k, (was, now) in clash.items())
+        raise ValueError(f"{collection} was built with {detail}: a new configuration needs a new version")
+
+
+def plan_sync(
+    docs_path: str | Path,
+    workdir: str | Path,
+    *,
+    location: str | Path,
+    product: str,
+    version: str,
+    config: dict,
+    sync_mode: str = "full",
+    docs_per_batch: int = 500,
+    recorder: Recorder | None = None,
+) -> dict:
+    """Split the source's documents into added / updated / unchanged / deleted and batch the work.
+
+    Args:
+        docs_path: the ingest stage's ``docs.parquet``.
+        config: what defines the version (embedder, chunk_size, chunk_overlap); checked against the collection.
+        sync_mode: ``full`` deletes documents missing from the source, ``incremental`` keeps them.
+        docs_per_batch: documents per chunk/embed batch (one mapped task each).
+
+    Returns:
+        ``{"batches": [{"batch", "docs_path", "docs"}], "deleted_path", "held_path", counts…}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if sync_mode not in SYNC_MODES:
+        raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
+    rec = recorder or Recorder()
+    workdir = Path(workdir)
+    batch_dir = workdir / "batches"
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    collection = collection_name(product, version)
+    existing, held, meta = index_state(location, collection)
+    check_config(meta, config, collection)
+    rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, collection=collection)
+
+    added = updated = unchanged = 0
+    seen: set[str] = set()
+    batches: list[dict] = []
+    parquet = pq.ParquetFile(docs_path)
+    writer, rows_in_batch = None, 0
+
+    def close_batch():
+        nonlocal writer, rows_in_batch
+        if writer is not None:
+            writer.close()
+            batches[-1]["docs"] = rows_in_batch
+        writer, rows_in_batch = None, 0
+
+    for rb in parquet.iter_batches(batch_size=512):
+        table = pa.Table.from_batches([rb])
+        keep = []
+        for i, (doc_id, h) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("content_hash").to_pylist(),
+                                            strict=True)):
+            seen.add(doc_id)
+            old = existing.get(doc_id)
+            if old is None:
+                added += 1
+            elif old["hash"] == h and not old["mixed"] and old["points"] == old["n_chunks"]:
+                unchanged += 1
+                continue
+            else:
+                updated += 1
+            keep.append(i)
+        if not keep:
+            continue
+        part = table.take(keep)
+        start = 0
+        while start < part.num_rows:
+            if writer is None:
+                path = batch_dir / f"docs_{len(batches):05d}.parquet"
+                batches.append({"batch": len(batches), "docs_path": str(path), "docs": 0})
+                writer = pq.ParquetWriter(path, part.schema)
+            take = min(docs_per_batch - rows_in_batch, part.num_rows - start)
+            writer.write_table(part.slice(start, take))
+            rows_in_batch += take
+            start += take
+            if rows_in_batch >= docs_per_batch:
+                close_batch()
+    close_batch()
+
+    missing = sorted(set(existing) - seen)
+    deleted = missing if sync_mode == "full" else []
+    held_path = workdir / HELD_FILE
+    pq.write_table(pa.table({"chunk_hash": sorted(h for h in held if h)}), held_path)
+    (workdir / "deleted_docs.json").write_text(json.dumps(deleted))
+    rec.metric(docs_added=added, docs_updated=updated, docs_unchanged=unchanged, docs_deleted=len(deleted),
+               docs_missing_kept=len(missing) - len(deleted), batches=len(batches), docs_held=len(existing),
+               chunks_held=len(held))
+    if deleted:
+        rec.artifact(workdir / "deleted_docs.json", "plan")
+    result = {"batches": batches, "deleted_path": str(workdir / "deleted_docs.json"), "held_path": str(held_path),
+              "collection": collection, "docs_added": added, "docs_updated": updated, "docs_unchanged": unchanged,
+              "docs_deleted": len(deleted)}
+    tmp = workdir / (PLAN_FILE + ".partial")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(workdir / PLAN_FILE)  # written last: its presence means the plan is complete
+    return result
+
+
+def read_plan(workdir: str | Path) -> dict:
+    """The plan of this run's work folder; fails clearly when the plan stage did not complete."""
+    path = Path(workdir) / PLAN_FILE
+    if not path.exists():
+        raise RuntimeError(f"no completed plan in {workdir}: the plan task failed or never ran")
+    return json.loads(path.read_text())
