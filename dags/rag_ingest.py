@@ -30,7 +30,8 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
     max_active_runs=1,  # with the index task's per-product lock: writes to one product never interleave
     doc_md=__doc__,
     tags=["ragtrail", "ingest"],
-    default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")), "retry_delay": timedelta(seconds=15)},
+    default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
+                  "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))},
     params={
         "source": Param(SAMPLE_CORPUS, type="string", minLength=1, description="Folder or file:// URI of the documents."),
         "product": Param("handbook", type="string", pattern=NAME, description="Index name: the Qdrant alias and the MLflow experiment."),

@@ -13,6 +13,7 @@ index or a superset that the next try (or run) reduces to exactly the clean buil
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from ragtrail.locks import failpoint, file_lock
 from ragtrail.recorder import Recorder
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
-UPSERT_BATCH = 256
+UPSERT_BATCH = int(os.environ.get("RAGTRAIL_UPSERT_BATCH", "256"))
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -226,16 +227,18 @@ def index_run(
                                                   "built_at": time.time()})
         failpoint("index.start", workdir)
         pending: list = []
+        calls = 0
 
         def flush():
-            nonlocal upserted, t_upsert
+            nonlocal upserted, t_upsert, calls
             if pending:
                 t0 = time.perf_counter()
                 client.upsert(name, points=pending, wait=True)
                 t_upsert += time.perf_counter() - t0
                 upserted += len(pending)
+                calls += 1
                 pending.clear()
-                failpoint(f"index.after_upsert_{upserted // UPSERT_BATCH}", workdir)
+                failpoint(f"index.after_upsert_{calls}", workdir)
 
         for path in chunk_paths:
             table = pq.read_table(path)

@@ -45,7 +45,8 @@ def search_many(
             hits = client.query_points(product, query=vector.tolist(), limit=k, with_payload=True).points
             results[qid] = [
                 {"doc_id": h.payload.get("doc_id"), "score": float(h.score), "text": h.payload.get("text"),
-                 "source": h.payload.get("source"), "chunk_index": h.payload.get("chunk_index")}
+                 "source": h.payload.get("source"), "chunk_index": h.payload.get("chunk_index"),
+                 "version": h.payload.get("version")}
                 for h in hits
             ]
     return results
