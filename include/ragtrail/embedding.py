@@ -113,6 +113,7 @@ def embed_chunks(
     t_load = time.perf_counter()
     model = load_model(embedder)
     load_seconds = time.perf_counter() - t_load
+    failpoint("embed.start", workdir)
     dim = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
               else model.get_sentence_embedding_dimension())
     rec.param(embedder_name=embedder, batch_size=batch_size, embedding_dimension=dim,

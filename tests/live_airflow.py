@@ -1,0 +1,148 @@
+"""A real Airflow on loopback for tests: api-server + scheduler + dag-processor, LocalExecutor, SQLite.
+
+Tasks run in their own processes, exactly as in production, so a test can SIGKILL one and watch the
+scheduler retry it. Every process is started here and stopped here, by PID (children first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ragtrail.airflow_home import airflow_env
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for line in out:
+        parts = line.split()
+        if len(parts) == 2:
+            children.setdefault(int(parts[1]), []).append(int(parts[0]))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def stop_tree(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the process's descendants (deepest first), then the process; SIGKILL what lingers."""
+    pids = _descendants(proc.pid)[::-1] + [proc.pid]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=10)
+
+
+class LiveAirflow:
+    """Start with :meth:`start`, trigger DAG runs, wait for them, :meth:`stop`."""
+
+    def __init__(self, home: Path, extra_env: dict[str, str] | None = None):
+        self.home = home
+        self.port = free_port()
+        self.env = {**os.environ, **airflow_env(home), **(extra_env or {})}
+        self.env.update({
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "ragtrail-tests-only",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.db = Path(self.env["AIRFLOW_HOME"]) / "airflow.db"
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = open(self.home / f"{name}.log", "w")
+        self.procs[name] = subprocess.Popen([str(BIN / "airflow"), *args], env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self, dag_id: str, timeout: float = 240) -> LiveAirflow:
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=self.env, check=True, capture_output=True)
+        self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
+        self._spawn("scheduler", "scheduler")
+        self._spawn("dag-processor", "dag-processor")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited: {(self.home / f'{name}.log').read_text()[-3000:]}")
+            if self._api_up() and self._dag_parsed(dag_id):
+                return self
+            time.sleep(1)
+        raise TimeoutError("Airflow did not come up: " + self.logs())
+
+    def _api_up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def _dag_parsed(self, dag_id: str) -> bool:
+        if not self.db.exists():
+            return False
+        with sqlite3.connect(self.db) as con:
+            try:
+                return con.execute("select count(*) from dag where dag_id=?", (dag_id,)).fetchone()[0] > 0
+            except sqlite3.OperationalError:
+                return False
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        run_id = f"test__{time.time_ns()}"
+        subprocess.run([str(BIN / "airflow"), "dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf)],
+                       env=self.env, check=True, capture_output=True)
+        return run_id
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with sqlite3.connect(self.db) as con:
+                row = con.execute("select state from dag_run where dag_id=? and run_id=?", (dag_id, run_id)).fetchone()
+            if row and row[0] in ("success", "failed"):
+                return row[0]
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} {run_id} still running after {timeout}s: " + self.logs())
+
+    def task_tries(self, dag_id: str, run_id: str) -> dict[tuple[str, int], tuple[str, int]]:
+        with sqlite3.connect(self.db) as con:
+            rows = con.execute("select task_id, map_index, state, try_number from task_instance "
+                               "where dag_id=? and run_id=?", (dag_id, run_id)).fetchall()
+        return {(t, m): (s, n) for t, m, s, n in rows}
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n" + (self.home / f"{n}.log").read_text()[-1500:] for n in self.procs)
+
+    def stop(self) -> None:
+        for name in ("scheduler", "dag-processor", "api-server"):
+            if name in self.procs:
+                stop_tree(self.procs[name])
