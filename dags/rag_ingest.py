@@ -1,7 +1,8 @@
 """
 ### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
-**ingest** reads a folder into text (bad files are quarantined, never fatal) → **chunk** cuts it into
+**ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
+quarantined, never fatal) → **chunk** cuts it into
 windows counted in the embedder's own tokens → **embed** turns chunks into vectors → **index** upserts
 them into the `<product>__<version>` collection and points the `<product>` alias at it →
 **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails the DAG run unless
@@ -31,7 +32,12 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
     tags=["ragtrail", "ingest"],
     default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")), "retry_delay": timedelta(seconds=15)},
     params={
-        "source": Param(SAMPLE_CORPUS, type="string", minLength=1, description="Folder or file:// URI of the documents."),
+        "source": Param(SAMPLE_CORPUS, type="string", minLength=1, description="Folder, file:// URI or s3://bucket/prefix of the documents."),
+        "aws_conn_id": Param("aws_default", type="string", description="Airflow connection for s3:// sources (endpoint_url in its extra for MinIO)."),
+        "max_file_mb": Param(50, type="number", exclusiveMinimum=0, description="Larger files are quarantined unread (too_large)."),
+        "id_column": Param("", type="string", description="Tables: row id column; empty tries id, then doc_id, then row numbers."),
+        "text_column": Param("text", type="string", minLength=1, description="Tables: the column holding the text to index."),
+        "metadata_columns": Param("*", type="string", description="Tables: comma-separated columns copied into the payload; * = all others, empty = none."),
         "product": Param("handbook", type="string", pattern=NAME_PATTERN, description="Index name: the Qdrant alias and the MLflow experiment."),
         "version": Param("v1", type="string", pattern=NAME_PATTERN, description="Build configuration; each version has its own collection."),
         "chunk_size": Param(200, type="integer", minimum=16, maximum=510, description="Max tokens per chunk (embedder tokens; at most its window)."),
@@ -43,10 +49,20 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 def rag_ingest():
     @task.tracked(stage="ingest")
     def ingest(params=None, tracker=None, dag_run=None):
-        from ragtrail.ingest import ingest_source
-        from ragtrail.settings import run_workdir
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return ingest_source(params["source"], run_workdir(dag_run.dag_id, dag_run.run_id), recorder=tracker)
+        from ragtrail.ingest import NoUsableDocuments, ingest_source
+        from ragtrail.settings import run_workdir
+        from ragtrail.tables import TableSpec
+        from ragtrail_airflow.s3 import s3_client_factory
+
+        table = TableSpec.from_strings(params["id_column"], params["text_column"], params["metadata_columns"])
+        try:
+            return ingest_source(params["source"], run_workdir(dag_run.dag_id, dag_run.run_id), recorder=tracker,
+                                 max_doc_bytes=int(params["max_file_mb"] * 1024 * 1024), table=table,
+                                 s3_client=s3_client_factory(params["aws_conn_id"]))
+        except NoUsableDocuments as err:  # the same source will not improve on a retry
+            raise AirflowFailException(str(err)) from err
 
     @task.tracked(stage="chunk")
     def chunk(docs: dict, params=None, tracker=None, dag_run=None):

@@ -33,7 +33,8 @@ def stdout_to_stderr():
 def _conf(args) -> dict:
     conf = {"source": os.path.abspath(args.source) if "://" not in args.source else args.source,
             "product": args.product, "version": args.version}
-    for key in ("chunk_size", "chunk_overlap", "embedder", "batch_size"):
+    for key in ("chunk_size", "chunk_overlap", "embedder", "batch_size", "aws_conn_id", "max_file_mb",
+                "id_column", "text_column", "metadata_columns"):
         if getattr(args, key, None) is not None:
             conf[key] = getattr(args, key)
     return conf
@@ -149,13 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="run the rag_ingest DAG in-process on a source")
-    ing.add_argument("--source", required=True, help="folder or file:// URI of documents")
+    ing.add_argument("--source", required=True, help="folder, file:// URI or s3://bucket/prefix of documents")
     ing.add_argument("--product", required=True, help="index name (Qdrant alias, MLflow experiment)")
     ing.add_argument("--version", default="v1", help="build configuration name (default v1)")
     ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 200)")
     ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 32)")
     ing.add_argument("--embedder", help="sentence-transformers model name or folder")
     ing.add_argument("--batch-size", type=int, help="texts per encode() batch")
+    ing.add_argument("--aws-conn-id", help="Airflow connection for s3:// sources (default aws_default)")
+    ing.add_argument("--max-file-mb", type=float, help="quarantine larger files unread (default 50)")
+    ing.add_argument("--id-column", help="tables: row id column (default: id, then doc_id, then row number)")
+    ing.add_argument("--text-column", help="tables: text column (default text)")
+    ing.add_argument("--metadata-columns", help="tables: comma-separated payload columns (default * = all others)")
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     ing.set_defaults(func=cmd_ingest)
 

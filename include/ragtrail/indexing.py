@@ -122,7 +122,7 @@ def index_chunks(
     with open_qdrant(location) as client:
         ensure_collection(client, name, int(matrix.shape[1]),
                           {"product": product, "version": version, "embedder": embedder})
-        cols = ["point_id", "doc_id", "chunk_index", "text", "n_tokens", "chunk_hash", "doc_hash", "uri"]
+        cols = ["point_id", "doc_id", "chunk_index", "text", "n_tokens", "chunk_hash", "doc_hash", "uri", "metadata"]
         for batch in parquet.iter_batches(batch_size=UPSERT_BATCH, columns=cols):
             rows = batch.to_pylist()
             vectors = matrix[upserted : upserted + len(rows)]
@@ -132,7 +132,8 @@ def index_chunks(
                     vector=vectors[i].tolist(),
                     payload={"doc_id": r["doc_id"], "chunk_index": r["chunk_index"], "text": r["text"],
                              "n_tokens": r["n_tokens"], "chunk_hash": r["chunk_hash"], "doc_hash": r["doc_hash"],
-                             "source": r["uri"], "product": product, "version": version, "ingest_run_id": run_id},
+                             "source": r["uri"], "product": product, "version": version, "ingest_run_id": run_id,
+                             **({"metadata": json.loads(r["metadata"])} if r["metadata"] else {})},
                 )
                 for i, r in enumerate(rows)
             ]

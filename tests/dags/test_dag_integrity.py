@@ -41,7 +41,8 @@ def test_rag_ingest_shape_and_params():
     assert dag.get_task("index").upstream_task_ids == {"chunk", "embed"}
     agg = dag.get_task("aggregate_status")
     assert agg.trigger_rule == "all_done" and agg.upstream_task_ids == {"ingest", "chunk", "embed", "index"}
-    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder"):
+    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "aws_conn_id",
+                 "max_file_mb", "id_column", "text_column", "metadata_columns"):
         param = dag.params.get_param(name)
         assert param.description and param.schema.get("type"), name
     for task_id in ("ingest", "chunk", "embed", "index"):
