@@ -77,8 +77,9 @@ def test_artifacts_sample_and_manifest(handbook_run, mlflow_client, tmp_path):
     assert all(json.loads(line)["sha256"] for line in open(ingest_manifest))
 
 
-def test_reingest_leaves_the_same_points(handbook_run, qdrant):
-    """Ingesting the same corpus again upserts onto the same deterministic ids: the point set is unchanged."""
+def test_reingest_leaves_the_same_points(handbook_run, qdrant, mlflow_client):
+    """Ingesting the same corpus again upserts onto the same deterministic ids: the point set is unchanged,
+    and both ingest runs show the same source dataset digest in MLflow."""
     with qdrant() as client:
         before = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
     again = ingest({"source": str(SAMPLE_CORPUS), "product": "handbook"})
@@ -86,6 +87,13 @@ def test_reingest_leaves_the_same_points(handbook_run, qdrant):
     with qdrant() as client:
         after = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
     assert after == before and again["vectors"] == handbook_run["vectors"]
+    datasets = []
+    for summary in (handbook_run, again):
+        (ingest_run,) = [c for c in child_runs_of(mlflow_client, summary) if c.info.run_name == "ingest"]
+        (dataset_input,) = ingest_run.inputs.dataset_inputs
+        datasets.append(dataset_input.dataset)
+    assert datasets[0].digest == datasets[1].digest and len(datasets[0].digest) == 16
+    assert datasets[0].source_type == "local" and str(SAMPLE_CORPUS) in datasets[0].source
 
 
 def test_failed_stage_fails_the_run(tmp_path, mlflow_client):
