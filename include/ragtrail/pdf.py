@@ -86,7 +86,10 @@ class PdfExtractor:
             [sys.executable, "-m", "ragtrail.pdf", str(self.max_memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
         )
-        ready = self._read_line(time.monotonic() + _START_TIMEOUT_S)
+        try:
+            ready = self._read_line(time.monotonic() + _START_TIMEOUT_S)
+        except EOFError:
+            ready = None
         if ready is None or json.loads(ready).get("ready") is not True:
             code = self._kill()
             raise ParseError("parse_crashed", f"the PDF worker did not start (exit code {code}): "
@@ -94,7 +97,10 @@ class PdfExtractor:
         return self._proc
 
     def _read_line(self, deadline: float) -> bytes | None:
-        """One line from the child, or ``None`` on EOF or when the deadline passes."""
+        """One line from the child, ``None`` when the deadline passes; ``EOFError`` when the child is gone.
+
+        EOF is told apart here, not by polling the child: its pipe closes before it can be reaped.
+        """
         proc = self._proc
         fd = proc.stdout.fileno()
         with selectors.DefaultSelector() as sel:
@@ -105,7 +111,7 @@ class PdfExtractor:
                     return None
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
-                    return None
+                    raise EOFError
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return line
@@ -118,13 +124,14 @@ class PdfExtractor:
         except OSError:
             code = self._kill()
             raise ParseError("parse_crashed", f"the PDF worker died (exit code {code})") from None
-        line = self._read_line(time.monotonic() + self.timeout_s)
-        if line is None:
-            running = proc.poll() is None
+        try:
+            line = self._read_line(time.monotonic() + self.timeout_s)
+        except EOFError:
             code = self._kill()
-            if running:
-                raise ParseError("parse_timeout", f"PDF parsing took longer than {self.timeout_s:g} s")
-            raise ParseError("parse_crashed", f"the PDF worker died on this file (exit code {code})")
+            raise ParseError("parse_crashed", f"the PDF worker died on this file (exit code {code})") from None
+        if line is None:
+            self._kill()
+            raise ParseError("parse_timeout", f"PDF parsing took longer than {self.timeout_s:g} s")
         reply = json.loads(line)
         if reply.get("reason"):
             if reply.get("restart"):
