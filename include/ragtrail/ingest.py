@@ -36,6 +36,28 @@ class NoUsableDocuments(RuntimeError):
     """The source held nothing that could be indexed."""
 
 
+class _JsonArrayWriter:
+    """Write a JSON array one element at a time: a huge quarantine list never sits in memory."""
+
+    def __init__(self, path: Path):
+        self.path, self.fh, self.count = path, None, 0
+
+    def append(self, obj: dict) -> None:
+        if self.fh is None:
+            self.fh = self.path.open("w")
+            self.fh.write("[\n")
+        self.fh.write((",\n" if self.count else "") + json.dumps(obj, ensure_ascii=False))
+        self.count += 1
+
+    def __enter__(self) -> _JsonArrayWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.write("\n]\n")
+            self.fh.close()
+
+
 def _docs_schema():
     import pyarrow as pa
 
@@ -153,10 +175,11 @@ def ingest_source(
     seen = parsed = 0
     stats: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    quarantine: list[dict] = []
+    (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     digest = hashlib.sha256()
     rows: list[dict] = []
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
+            _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             PdfExtractor(pdf_timeout_s, pdf_max_memory_mb) as pdf:
 
         def flush() -> None:
@@ -195,8 +218,7 @@ def ingest_source(
     rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
     rec.artifact(manifest_path, "ingest")
-    if quarantine:
-        (workdir / QUARANTINE_FILE).write_text(json.dumps(quarantine, indent=1, ensure_ascii=False))
+    if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")
     rec.dataset(name="source", source=source, digest=digest.hexdigest()[:16],
                 profile={"docs_seen": seen, "docs_parsed": parsed, "docs_failed": failed,
