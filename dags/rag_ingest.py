@@ -2,9 +2,9 @@
 ### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
 **ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
-quarantined, never fatal) → **chunk** cuts it into
-windows counted in the embedder's own tokens → **embed** turns chunks into vectors → **index** upserts
-them into the `<product>__<version>` collection and points the `<product>` alias at it →
+quarantined, never fatal) → **chunk** cuts it into windows counted in the embedder's own tokens →
+**embed** turns chunks into vectors → **index** upserts them into the `<product>__<version>`
+collection and points the `<product>` alias at it →
 **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails the DAG run unless
 FINISHED.
 
