@@ -1,12 +1,13 @@
 """
 ### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
-**ingest** reads the source into text (bad files are quarantined, never fatal) → **plan** compares it
-with the version's collection (unchanged documents stop here) → **chunk** (one mapped task per batch)
-cuts changed documents into windows of the embedder's own tokens → **dedupe** keeps each distinct text
-once → **embed** (mapped) turns texts into vectors → **index** upserts, deletes what is stale and
-points the `<product>` alias at `<product>__<version>` → **aggregate_status** rolls the run up to
-FINISHED / PARTIAL / FAILED and fails the DAG run unless FINISHED.
+**ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
+quarantined, never fatal) → **plan** compares it with the version's collection (unchanged documents
+stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the
+embedder's own tokens → **dedupe** keeps each distinct text once → **embed** (mapped) turns texts into
+vectors → **index** upserts, deletes what is stale and points the `<product>` alias at
+`<product>__<version>` → **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails
+the DAG run unless FINISHED.
 
 Each task runs in its own MLflow child run under one parent run per DAG run (experiment
 `ragtrail/<product>`); the task's **MLflow run** button opens it. The work lives in `include/ragtrail`.
@@ -23,6 +24,10 @@ SAMPLE_CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
 
+def _p(default, description, **schema):
+    return Param(default, description=description, **schema)
+
+
 @dag(
     dag_id="rag_ingest",
     schedule=None,
@@ -33,74 +38,67 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
     default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
                   "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))},
     params={
-        "source": Param(SAMPLE_CORPUS, type="string", minLength=1, description="Folder or file:// URI of the documents."),
-        "product": Param("handbook", type="string", pattern=NAME, description="Index name: the Qdrant alias and the MLflow experiment."),
-        "version": Param("v1", type="string", pattern=NAME, description="Build configuration; each version has its own collection."),
-        "chunk_size": Param(200, type="integer", minimum=16, maximum=510, description="Max tokens per chunk (embedder tokens; at most its window)."),
-        "chunk_overlap": Param(32, type="integer", minimum=0, maximum=256, description="Tokens shared by consecutive chunks."),
-        "embedder": Param("all-MiniLM-L6-v2", type="string", description="sentence-transformers model name or local folder."),
-        "batch_size": Param(64, type="integer", minimum=1, maximum=1024, description="Texts per encode() call."),
-        "sync_mode": Param("full", enum=["full", "incremental"], description="full: documents gone from the source leave the index; incremental: they stay."),
-        "docs_per_batch": Param(500, type="integer", minimum=1, description="Documents per chunk task (one mapped task each)."),
-        "texts_per_batch": Param(2048, type="integer", minimum=1, description="Distinct texts per embed task (one mapped task each)."),
-        "promote": Param(True, type="boolean", description="Point the product alias at this version when it is built."),
-        "keep_versions": Param(2, type="integer", minimum=0, description="Old versions kept besides the live one."),
+        "source": _p(SAMPLE_CORPUS, "Folder, file:// URI or s3://bucket/prefix of the documents.", type="string", minLength=1),
+        "aws_conn_id": _p("aws_default", "Airflow connection for s3:// sources (endpoint_url in its extra for MinIO).", type="string"),
+        "product": _p("handbook", "Index name: the Qdrant alias and the MLflow experiment.", type="string", pattern=NAME),
+        "version": _p("v1", "Build configuration; each version has its own collection.", type="string", pattern=NAME),
+        "chunk_size": _p(200, "Max tokens per chunk (embedder tokens; at most its window).", type="integer", minimum=16, maximum=510),
+        "chunk_overlap": _p(32, "Tokens shared by consecutive chunks.", type="integer", minimum=0, maximum=256),
+        "embedder": _p("all-MiniLM-L6-v2", "sentence-transformers model name or local folder.", type="string"),
+        "batch_size": _p(64, "Texts per encode() call.", type="integer", minimum=1, maximum=1024),
+        "sync_mode": _p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
+        "docs_per_batch": _p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
+        "texts_per_batch": _p(2048, "Distinct texts per embed task (one mapped task each).", type="integer", minimum=1),
+        "promote": _p(True, "Point the product alias at this version when it is built.", type="boolean"),
+        "keep_versions": _p(2, "Old versions kept besides the live one.", type="integer", minimum=0),
+        "max_file_mb": _p(50, "Larger files are quarantined unread (too_large).", type="number", exclusiveMinimum=0),
+        "id_column": _p("", "Tables: row id column; empty tries id, then doc_id, then row numbers.", type="string"),
+        "text_column": _p("text", "Tables: the column holding the text to index.", type="string", minLength=1),
+        "metadata_columns": _p("*", "Tables: comma-separated columns copied into the payload; * = all others, empty = none.", type="string"),
     },
 )
 def rag_ingest():
     @task.tracked(stage="ingest")
     def ingest(params=None, tracker=None, dag_run=None):
-        from ragtrail.ingest import ingest_source
         from ragtrail.settings import run_workdir
+        from ragtrail_airflow import tasks
 
-        return ingest_source(params["source"], run_workdir(dag_run.dag_id, dag_run.run_id), recorder=tracker)
+        return tasks.ingest(params, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
     @task.tracked(stage="plan")
     def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-        from ragtrail.pipeline import build_config, qdrant_location
-        from ragtrail.plan import plan_sync
         from ragtrail.settings import run_workdir
+        from ragtrail_airflow import tasks
 
-        return plan_sync(docs["docs_path"], run_workdir(dag_run.dag_id, dag_run.run_id), location=qdrant_location(),
-                         product=params["product"], version=params["version"], config=build_config(params),
-                         sync_mode=params["sync_mode"], docs_per_batch=params["docs_per_batch"], recorder=tracker)["batches"]
+        return tasks.plan(params, docs, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
     @task.tracked(stage="chunk")
     def chunk(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.chunking import chunk_documents
         from ragtrail.settings import run_workdir
+        from ragtrail_airflow import tasks
 
-        return chunk_documents(batch["docs_path"], run_workdir(dag_run.dag_id, dag_run.run_id), product=params["product"],
-                               chunk_size=params["chunk_size"], chunk_overlap=params["chunk_overlap"],
-                               embedder=params["embedder"], out_name=f"batches/chunks_{batch['batch']:05d}.parquet",
-                               recorder=tracker)
+        return tasks.chunk(params, batch, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
     @task.tracked(stage="dedupe", trigger_rule="all_done")
     def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
-        from ragtrail.dedupe import unique_texts
-        from ragtrail.plan import read_plan
         from ragtrail.settings import run_workdir
+        from ragtrail_airflow import tasks
 
-        workdir = run_workdir(dag_run.dag_id, dag_run.run_id)
-        return unique_texts([c["chunks_path"] for c in chunked or [] if c], workdir, held_path=read_plan(workdir)["held_path"],
-                            texts_per_batch=params["texts_per_batch"], recorder=tracker)["batches"]
+        return tasks.dedupe(params, chunked, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
     @task.tracked(stage="embed")
     def embed(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.embedding import embed_chunks
         from ragtrail.settings import run_workdir
+        from ragtrail_airflow import tasks
 
-        return embed_chunks(batch["texts_path"], run_workdir(dag_run.dag_id, dag_run.run_id), embedder=params["embedder"],
-                            batch_size=params["batch_size"], out_name=f"embed/vectors_{batch['batch']:05d}.npy",
-                            recorder=tracker)
+        return tasks.embed(params, batch, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
-    @task.tracked(stage="index", trigger_rule="all_done")
+    @task.tracked(stage="index", trigger_rule="all_done")  # publishes the good batches when some failed
     def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-        from ragtrail.pipeline import index_from_results
         from ragtrail.settings import run_workdir
+        from ragtrail_airflow import tasks
 
-        return index_from_results(chunked, embedded, params, run_workdir(dag_run.dag_id, dag_run.run_id),
-                                  dag_run.run_id, recorder=tracker)
+        return tasks.index(params, chunked, embedded, run_workdir(dag_run.dag_id, dag_run.run_id), dag_run.run_id, tracker)
 
     @task(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):

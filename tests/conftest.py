@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -103,3 +107,68 @@ def child_runs_of(client, summary: dict) -> list:
 
 def dump(obj) -> str:
     return json.dumps(obj, indent=1, default=str)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on loopback (moto's server, started here, stopped by PID), reachable through the
+    ``aws_default`` Airflow connection defined by ``AIRFLOW_CONN_AWS_DEFAULT``."""
+    import boto3
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = open(TEST_HOME / "moto_server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start: {(TEST_HOME / 'moto_server.log').read_text()}") from None
+            time.sleep(0.2)
+    access_key, secret = "AKIARAGTRAILTEST", f"moto-secret-{uuid.uuid4().hex}"
+    conn = {"conn_type": "aws", "login": access_key, "password": secret,
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    saved = os.environ.get("AIRFLOW_CONN_AWS_DEFAULT")
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(conn)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=access_key,
+                          aws_secret_access_key=secret)
+    try:
+        yield SimpleNamespace(endpoint=endpoint, client=client, secret=secret, access_key=access_key)
+    finally:
+        if saved is None:
+            os.environ.pop("AIRFLOW_CONN_AWS_DEFAULT", None)
+        else:
+            os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = saved
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def put_objects(client, bucket: str, objects: dict[str, bytes | str]) -> None:
+    """Create ``bucket`` if needed and upload key → content (a few threads: moto answers one call at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=bucket)
+
+    def put(kv):
+        key, body = kv
+        client.put_object(Bucket=bucket, Key=key, Body=body if isinstance(body, bytes) else body.encode())
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, objects.items()))

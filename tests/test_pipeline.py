@@ -7,6 +7,8 @@ from collections import defaultdict
 
 from conftest import HANDBOOK_CONF, child_runs_of, dump, ingest, run_cli, write_corpus
 
+from ragtrail.settings import SAMPLE_CORPUS
+
 REQUIRED_METRICS = {
     "ingest": {"docs_seen", "docs_parsed", "docs_failed", "bytes_in"},
     "plan": {"docs_added", "docs_updated", "docs_unchanged", "docs_deleted"},
@@ -107,8 +109,9 @@ def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
             assert url == f"http://127.0.0.1:5000/#/experiments/{handbook_run['experiment_id']}/runs/{mlflow_run_id}"
 
 
-def test_reingest_unchanged_embeds_nothing_and_keeps_the_same_points(handbook_run, qdrant):
-    """Ingesting the same corpus again: 0 embeddings, every document unchanged, the same point ids."""
+def test_reingest_unchanged_embeds_nothing_and_keeps_the_same_points(handbook_run, qdrant, mlflow_client):
+    """Ingesting the same corpus again: 0 embeddings, every document unchanged, the same point ids, and
+    both ingest runs show the same source dataset digest in MLflow."""
     with qdrant() as client:
         before = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
     again = ingest(HANDBOOK_CONF)
@@ -118,6 +121,20 @@ def test_reingest_unchanged_embeds_nothing_and_keeps_the_same_points(handbook_ru
     with qdrant() as client:
         after = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
     assert after == before and again["vectors"] == handbook_run["vectors"]
+    datasets = []
+    for summary in (handbook_run, again):
+        (ingest_run,) = [c for c in child_runs_of(mlflow_client, summary) if c.info.run_name == "ingest"]
+        (dataset_input,) = ingest_run.inputs.dataset_inputs
+        datasets.append(dataset_input.dataset)
+    assert datasets[0].digest == datasets[1].digest and len(datasets[0].digest) == 16
+    assert datasets[0].source_type == "local" and str(SAMPLE_CORPUS) in datasets[0].source
+    datasets = []
+    for summary in (handbook_run, again):
+        (ingest_run,) = [c for c in child_runs_of(mlflow_client, summary) if c.info.run_name == "ingest"]
+        (dataset_input,) = ingest_run.inputs.dataset_inputs
+        datasets.append(dataset_input.dataset)
+    assert datasets[0].digest == datasets[1].digest and len(datasets[0].digest) == 16
+    assert datasets[0].source_type == "local" and str(SAMPLE_CORPUS) in datasets[0].source
 
 
 def test_failed_stage_fails_the_run(tmp_path, mlflow_client):

@@ -121,6 +121,7 @@ def _chunks_schema():
             ("n_chunks", pa.int32()),
             ("char_start", pa.int64()),
             ("char_end", pa.int64()),
+            ("metadata", pa.string()),  # the document's metadata (JSON), carried to the payload
         ]
     )
 
@@ -171,7 +172,7 @@ def chunk_documents(
     sample: list[dict] = []
     with pq.ParquetWriter(tmp_path, schema) as writer:
         for batch in pq.ParquetFile(docs_path).iter_batches(
-            batch_size=64, columns=["doc_id", "text", "content_hash", "uri"]
+            batch_size=64, columns=["doc_id", "text", "content_hash", "uri", "metadata"]
         ):
             rows = []
             for doc in batch.to_pylist():
@@ -181,7 +182,7 @@ def chunk_documents(
                     h = text_hash(ch["text"])
                     rows.append({"point_id": point_id(product, doc["doc_id"], idx, h), "doc_id": doc["doc_id"],
                                  "chunk_index": idx, "chunk_hash": h, "doc_hash": doc["content_hash"],
-                                 "uri": doc["uri"], "n_chunks": len(pieces), **ch})
+                                 "uri": doc["uri"], "n_chunks": len(pieces), "metadata": doc["metadata"], **ch})
                     total_tokens += ch["n_tokens"]
                     max_tok = max(max_tok, ch["n_tokens"])
                     min_tok = ch["n_tokens"] if min_tok is None else min(min_tok, ch["n_tokens"])

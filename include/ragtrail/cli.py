@@ -36,7 +36,8 @@ def _conf(args) -> dict:
     conf = {"source": os.path.abspath(args.source) if "://" not in args.source else args.source,
             "product": args.product, "version": args.version}
     for key in ("chunk_size", "chunk_overlap", "embedder", "batch_size", "sync_mode", "docs_per_batch",
-                "texts_per_batch", "keep_versions", "promote"):
+                "texts_per_batch", "keep_versions", "promote", "aws_conn_id", "max_file_mb", "id_column",
+                "text_column", "metadata_columns"):
         if getattr(args, key, None) is not None:
             conf[key] = getattr(args, key)
     return conf
@@ -186,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="run the rag_ingest DAG in-process on a source")
-    ing.add_argument("--source", required=True, help="folder or file:// URI of documents")
+    ing.add_argument("--source", required=True, help="folder, file:// URI or s3://bucket/prefix of documents")
     ing.add_argument("--product", required=True, help="index name (Qdrant alias, MLflow experiment)")
     ing.add_argument("--version", default="v1", help="build configuration name (default v1)")
     ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 200)")
@@ -200,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--keep-versions", type=int, help="old versions kept besides the live one (default 2)")
     ing.add_argument("--no-promote", dest="promote", action="store_false", default=None,
                      help="build the version but leave the product alias where it is")
+    ing.add_argument("--aws-conn-id", help="Airflow connection for s3:// sources (default aws_default)")
+    ing.add_argument("--max-file-mb", type=float, help="quarantine larger files unread (default 50)")
+    ing.add_argument("--id-column", help="tables: row id column (default: id, then doc_id, then row number)")
+    ing.add_argument("--text-column", help="tables: text column (default text)")
+    ing.add_argument("--metadata-columns", help="tables: comma-separated payload columns (default * = all others)")
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     ing.set_defaults(func=cmd_ingest)
 

@@ -271,7 +271,8 @@ def index_run(
                         "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],
                         "n_chunks": r["n_chunks"], "chunk_hash": r["chunk_hash"], "text": r["text"],
                         "n_tokens": r["n_tokens"], "source": r["uri"], "product": product, "version": version,
-                        "ingest_run_id": run_id, **(json.loads(r["metadata"]) if r.get("metadata") else {})}))
+                        "ingest_run_id": run_id,
+                        **({"metadata": json.loads(r["metadata"])} if r.get("metadata") else {})}))
                     if len(pending) >= UPSERT_BATCH:
                         flush()
                 manifest.write(json.dumps({"doc_id": doc_id, "chunks": [

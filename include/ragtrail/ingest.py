@@ -1,8 +1,11 @@
 """Stage 1 — ingest: read every document of a source into ``docs.parquet``, quarantine the rest.
 
-Bad input never takes good input down with it: a file that cannot be read gets a manifest row with
-status ``quarantined`` and a reason, a per-reason metric, and the run goes on. Only a source with no
-usable document at all fails the stage.
+Bad input never takes good input down with it: a file (or table row) that cannot be read gets a
+manifest row with status ``quarantined`` and a reason, a per-reason metric and an entry in
+``quarantine.json``, and the run goes on. Only a source with no usable document at all fails the
+stage. The manifest has one row per document: uri, doc_id, bytes, sha256, type, parser, status,
+reason, plus the object's ETag (S3) or mtime (local). For a table row, ``bytes`` and ``sha256``
+describe the file the row was read from.
 """
 
 from __future__ import annotations
@@ -10,21 +13,49 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-from ragtrail.parsing import ParseError, parse_bytes
+from ragtrail.parsing import Parsed, ParseError, detect_type, parse_file
+from ragtrail.pdf import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, PdfExtractor
 from ragtrail.recorder import Recorder
-from ragtrail.sources import iter_source
+from ragtrail.sources import SourceItem, iter_source
+from ragtrail.tables import TableSpec
 
 DOCS_FILE = "docs.parquet"
 MANIFEST_FILE = "manifest.jsonl"
 QUARANTINE_FILE = "quarantine.json"
+DOWNLOADS_DIR = "downloads"
 DEFAULT_MAX_DOC_BYTES = 50 * 1024 * 1024
 _BATCH = 256
 
 
 class NoUsableDocuments(RuntimeError):
     """The source held nothing that could be indexed."""
+
+
+class _JsonArrayWriter:
+    """Write a JSON array one element at a time: a huge quarantine list never sits in memory."""
+
+    def __init__(self, path: Path):
+        self.path, self.fh, self.count = path, None, 0
+
+    def append(self, obj: dict) -> None:
+        if self.fh is None:
+            self.fh = self.path.open("w")
+            self.fh.write("[\n")
+        self.fh.write((",\n" if self.count else "") + json.dumps(obj, ensure_ascii=False))
+        self.count += 1
+
+    def __enter__(self) -> _JsonArrayWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.write("\n]\n")
+            self.fh.close()
 
 
 def _docs_schema():
@@ -40,6 +71,7 @@ def _docs_schema():
             ("sha256", pa.string()),
             ("content_hash", pa.string()),
             ("bytes", pa.int64()),
+            ("metadata", pa.string()),  # JSON object of a table row's metadata columns, else null
         ]
     )
 
@@ -49,91 +81,148 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _documents(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes: int, table: TableSpec,
+               pdf: PdfExtractor) -> Iterator[tuple[dict, Parsed | ParseError]]:
+    """Yield ``(manifest base, outcome)`` for every document of one source item."""
+    base = {"uri": item.uri, "doc_id": item.doc_id, "bytes": item.size, "sha256": None,
+            "type": detect_type(item.doc_id), "parser": None, "etag": item.etag, "mtime": item.mtime}
+    if item.skip_reason:
+        yield base, ParseError(item.skip_reason, f"not read: {item.skip_reason.replace('_', ' ')}")
+        return
+    if item.size > max_doc_bytes:
+        yield base, ParseError("too_large", f"{item.size} bytes exceeds the limit of {max_doc_bytes}")
+        return
+    if base["type"] is None:  # decided by name: an image is never downloaded
+        yield from ((base, out) for out in parse_file(item.doc_id, Path(item.doc_id)))
+        return
+    try:
+        path = item.local_file(scratch)
+    except Exception as err:  # OSError locally; botocore errors (object gone, access denied) for S3
+        yield base, ParseError("unreadable", f"cannot fetch {item.uri}: {type(err).__name__}: {err}"[:500])
+        return
+    try:
+        size = path.stat().st_size
+        if size > max_doc_bytes:  # it grew since it was listed
+            yield base, ParseError("too_large", f"{size} bytes exceeds the limit of {max_doc_bytes}")
+            return
+        base.update(bytes=size, sha256=file_sha256(path))
+        stats["bytes_in"] += size
+        yield from ((base, out) for out in parse_file(item.doc_id, path, table=table, pdf=pdf))
+    except OSError as err:  # unreadable file: permissions, vanished mid-run
+        yield base, ParseError("unreadable", str(err))
+    finally:
+        if item.path is None:
+            path.unlink(missing_ok=True)  # downloads live only as long as their parse
+
+
 def ingest_source(
     source: str,
     workdir: str | Path,
     *,
     recorder: Recorder | None = None,
     max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+    table: TableSpec | None = None,
+    s3_client: Callable[[], Any] | None = None,
+    pdf_timeout_s: float = DEFAULT_TIMEOUT_S,
+    pdf_max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
 ) -> dict:
     """Read all documents of ``source`` into ``workdir/docs.parquet``.
 
     Args:
-        source: a local folder or ``file://`` URI.
-        workdir: the run's work folder; created if missing.
-        recorder: receives metrics, the manifest and the quarantine list.
-        max_doc_bytes: files larger than this are quarantined unread.
+        source: a local folder, ``file://`` URI or ``s3://bucket/prefix``.
+        workdir: the run's work folder; created if missing. S3 objects are downloaded into its
+            ``downloads/`` folder one at a time and deleted once parsed.
+        recorder: receives params, metrics, the manifest, the quarantine list and the dataset input.
+        max_doc_bytes: files larger than this are quarantined unread (``too_large``).
+        table: which columns of a table make a row document (default: id/doc_id, text, all others).
+        s3_client: makes the S3 client for ``s3://`` sources (Airflow passes the S3Hook's).
+        pdf_timeout_s: wall-clock limit per PDF.
+        pdf_max_memory_mb: address-space limit of the PDF parsing process.
 
     Returns:
         ``{"docs_path", "docs", "quarantined"}`` — small enough for XCom.
 
     Raises:
         NoUsableDocuments: when not a single document could be parsed.
+
+    Example::
+
+        ingest_source("s3://my-bucket/handbook", "/tmp/work", table=TableSpec(text_column="body"))
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rec = recorder or Recorder()
+    table = table or TableSpec()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     docs_path, manifest_path = workdir / DOCS_FILE, workdir / MANIFEST_FILE
+    scratch = workdir / DOWNLOADS_DIR
     schema = _docs_schema()
-    rec.param(source=source, max_doc_bytes=max_doc_bytes)
+    rec.param(source=source, max_doc_bytes=max_doc_bytes, id_column=table.id_column or "auto",
+              text_column=table.text_column,
+              metadata_columns="*" if table.metadata_columns is None else ",".join(table.metadata_columns),
+              pdf_timeout_s=pdf_timeout_s, pdf_max_memory_mb=pdf_max_memory_mb)
 
-    seen = parsed = bytes_in = 0
+    seen = parsed = 0
+    stats: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    quarantine: list[dict] = []
+    (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     digest = hashlib.sha256()
     rows: list[dict] = []
-    with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest:
+    with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
+            _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
+            PdfExtractor(pdf_timeout_s, pdf_max_memory_mb) as pdf:
 
         def flush() -> None:
             if rows:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                 rows.clear()
 
-        for item in iter_source(source):
-            seen += 1
-            entry = {"uri": item.uri, "doc_id": item.doc_id, "bytes": item.size, "sha256": None,
-                     "type": None, "parser": None, "status": "indexed", "reason": None}
-            try:
-                if item.skip_reason:
-                    raise ParseError(item.skip_reason, f"not read: {item.skip_reason.replace('_', ' ')}")
-                if item.size > max_doc_bytes:
-                    raise ParseError("too_large", f"{item.size} bytes exceeds the limit of {max_doc_bytes}")
-                data = item.read_bytes()
-                bytes_in += len(data)
-                entry["sha256"] = hashlib.sha256(data).hexdigest()
-                doc = parse_bytes(item.doc_id, data)
-            except ParseError as err:
-                entry.update(status="quarantined", reason=err.reason, message=err.message)
-                reasons[err.reason] += 1
-                quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
-            except OSError as err:  # unreadable file: permissions, vanished mid-run
-                entry.update(status="quarantined", reason="unreadable", message=str(err))
-                reasons["unreadable"] += 1
-                quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
-            else:
-                parsed += 1
-                entry.update(type=doc.doc_type, parser=doc.parser)
-                rows.append({"doc_id": item.doc_id, "uri": item.uri, "text": doc.text,
-                             "doc_type": doc.doc_type, "parser": doc.parser, "sha256": entry["sha256"],
-                             "content_hash": content_hash(doc.text), "bytes": len(data)})
-                if len(rows) >= _BATCH:
-                    flush()
-            digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
-            manifest.write(json.dumps(entry) + "\n")
+        for item in iter_source(source, s3_client=s3_client):
+            for base, out in _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table, pdf=pdf):
+                seen += 1
+                entry = {**base, "status": "indexed", "reason": None}
+                if out.key is not None:  # a table row
+                    entry.update(doc_id=f"{item.doc_id}#{out.key}", uri=f"{item.uri}#{quote(out.key, safe='')}")
+                if isinstance(out, ParseError):
+                    entry.update(status="quarantined", reason=out.reason, message=out.message)
+                    reasons[out.reason] += 1
+                    quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
+                else:
+                    parsed += 1
+                    entry.update(type=out.doc_type, parser=out.parser)
+                    meta = json.dumps(out.metadata, ensure_ascii=False, sort_keys=True, default=str) \
+                        if out.metadata else None
+                    rows.append({"doc_id": entry["doc_id"], "uri": entry["uri"], "text": out.text,
+                                 "doc_type": out.doc_type, "parser": out.parser, "sha256": entry["sha256"],
+                                 "content_hash": content_hash(out.text), "bytes": entry["bytes"],
+                                 "metadata": meta})
+                    if len(rows) >= _BATCH:
+                        flush()
+                digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
+                manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
         flush()
+    if scratch.is_dir() and not any(scratch.iterdir()):
+        scratch.rmdir()
 
     failed = seen - parsed
-    rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=bytes_in)
+    rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
     rec.artifact(manifest_path, "ingest")
-    if quarantine:
-        (workdir / QUARANTINE_FILE).write_text(json.dumps(quarantine, indent=1))
+    if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")
     rec.dataset(name="source", source=source, digest=digest.hexdigest()[:16],
-                profile={"docs_seen": seen, "docs_parsed": parsed})
+                profile={"docs_seen": seen, "docs_parsed": parsed, "docs_failed": failed,
+                         "bytes_in": stats["bytes_in"]})
     if parsed == 0:
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "the source is empty"
         raise NoUsableDocuments(f"no usable documents in {source}: {seen} found ({why})")

@@ -1,22 +1,40 @@
 """Where documents come from: list a source lazily, one item at a time.
 
-A source is a local folder (``/path`` or ``file:///path``). Listing streams: a folder of 100k files
-is never held in memory. Items know their document id (path relative to the source root) and how to
-read their bytes; symlinks are never followed out of the root.
+A source is a local folder (``/path`` or ``file:///path``) or an S3 prefix (``s3://bucket/prefix``).
+Listing streams: a folder of 100k files or a prefix of 100k keys is never held in memory (S3 is read
+one page of at most 1,000 keys at a time). Items know their document id (path relative to the source
+root) and how to get their bytes as a local file. Nothing is followed or written outside its root:
+symlinks leaving the root are never followed, and S3 keys that could name a path outside it (``..``,
+``//``, a leading ``/``) are flagged, never downloaded.
+
+S3 needs a boto3-style client (``get_paginator``, ``head_object``, ``download_file``). Under Airflow
+the DAG passes one made by the Amazon provider's ``S3Hook`` (see ``ragtrail_airflow.s3``); a notebook
+may pass ``boto3.client("s3")`` or nothing, which means exactly that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
+from urllib.parse import quote, urlparse
+
+S3_PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One object found in a source, before it is read."""
+    """One object found in a source, before it is read.
+
+    ``path`` is set for local files; remote objects carry a ``fetch`` that downloads them into a
+    folder the caller owns (see :meth:`local_file`).
+    """
 
     doc_id: str
     uri: str
@@ -24,10 +42,28 @@ class SourceItem:
     version: str  # mtime (local) or ETag (S3): changes when the object changes
     path: Path | None = None
     skip_reason: str | None = None  # set when the item must be quarantined without reading it
+    etag: str | None = None
+    mtime: str | None = None  # ISO 8601, UTC
+    fetch: Callable[[Path], None] | None = None
 
     def read_bytes(self) -> bytes:
         assert self.path is not None
         return self.path.read_bytes()
+
+    def local_file(self, scratch: Path) -> Path:
+        """The item's bytes as a local file: the file itself, or a download into ``scratch``.
+
+        Downloads are named after a hash of the URI, never after the key, so no key can choose
+        where its bytes land.
+        """
+        if self.path is not None:
+            return self.path
+        assert self.fetch is not None, "item has neither a path nor a fetch"
+        suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(self.doc_id).suffix)[:16]
+        dest = scratch / (hashlib.sha256(self.uri.encode()).hexdigest()[:32] + suffix)
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.fetch(dest)
+        return dest
 
 
 def local_root(source: str) -> Path:
@@ -40,8 +76,9 @@ def local_root(source: str) -> Path:
 def iter_local(source: str) -> Iterator[SourceItem]:
     """Yield every regular file under a local folder in a stable (sorted) order.
 
-    Hidden files and folders (``.git``, ``.DS_Store``) are skipped. A symlink whose target lies outside
-    the root is yielded with a ``skip_reason`` instead of being followed.
+    Hidden files and folders (``.git``, ``.DS_Store``) are skipped. A symlink (file or folder) whose
+    target lies outside the root is yielded with a ``skip_reason`` instead of being followed; a
+    symlinked folder inside the root is skipped, its files are listed under their real path.
     """
     root = local_root(source)
     if not root.exists():
@@ -50,11 +87,21 @@ def iter_local(source: str) -> Iterator[SourceItem]:
         yield _local_item(root.parent, root)
         return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        kept = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            if (here / d).is_symlink():
+                if not (here / d).resolve().is_relative_to(root):
+                    yield _local_item(root, here / d)
+                continue
+            kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            yield _local_item(root, Path(dirpath) / name)
+            yield _local_item(root, here / name)
 
 
 def _local_item(root: Path, path: Path) -> SourceItem:
@@ -68,12 +115,104 @@ def _local_item(root: Path, path: Path) -> SourceItem:
     if not path.is_file():
         return SourceItem(doc_id, uri, 0, "", None, "not_a_regular_file")
     stat = path.stat()
-    return SourceItem(doc_id, uri, stat.st_size, str(stat.st_mtime_ns), path)
+    mtime = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
+    return SourceItem(doc_id, uri, stat.st_size, str(stat.st_mtime_ns), path, mtime=mtime)
 
 
-def iter_source(source: str) -> Iterator[SourceItem]:
-    """Yield the items of any supported source string."""
+def parse_s3_uri(source: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``."""
+    parsed = urlparse(source)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an S3 URI: {source!r} (expected s3://bucket/prefix)")
+    if "@" in parsed.netloc:
+        raise ValueError("credentials do not belong in the source URI: use an Airflow connection")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def unsafe_key(key: str) -> bool:
+    """Whether an S3 key could name a path outside its root if written to disk as is.
+
+    ``..`` and ``.`` segments, empty segments (``//``), a leading ``/``, backslashes and control
+    characters are all refused: such a key is quarantined, never downloaded.
+    """
+    if not key or key.startswith("/") or "//" in key or _UNSAFE_CHARS.search(key):
+        return True
+    return any(part in (".", "..") for part in key.split("/"))
+
+
+def iter_s3(source: str, client: Any, *, page_size: int = S3_PAGE_SIZE) -> Iterator[SourceItem]:
+    """Yield every object under an S3 prefix, one listing page at a time, in key order.
+
+    The prefix is read as a folder (``s3://b/docs`` lists ``docs/…``, not ``docs2/…``); when nothing
+    is under it, it may name a single object. Folder markers (keys ending in ``/``) and hidden keys
+    are skipped; unsafe keys (:func:`unsafe_key`) are yielded with ``skip_reason="unsafe_key"``.
+
+    Example::
+
+        for item in iter_s3("s3://my-bucket/handbook", boto3.client("s3")):
+            print(item.doc_id, item.etag)
+    """
+    bucket, prefix = parse_s3_uri(source)
+    folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+    found = False
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=folder, PaginationConfig={"PageSize": page_size})
+    for page in pages:
+        for obj in page.get("Contents", ()):
+            found = True
+            item = _s3_item(client, bucket, obj["Key"], obj["Key"][len(folder):], obj)
+            if item is not None:
+                yield item
+    if not found and prefix and not prefix.endswith("/"):
+        yield from _s3_single(client, bucket, prefix)
+
+
+def _s3_single(client: Any, bucket: str, key: str) -> Iterator[SourceItem]:
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except Exception as err:  # botocore's ClientError: 404 or 403
+        raise FileNotFoundError(f"nothing at s3://{bucket}/{key} (no object, no prefix): {err}") from err
+    obj = {"Key": key, "Size": head["ContentLength"], "ETag": head.get("ETag"),
+           "LastModified": head.get("LastModified")}
+    item = _s3_item(client, bucket, key, key.rsplit("/", 1)[-1], obj)
+    if item is not None:
+        yield item
+
+
+def _s3_item(client: Any, bucket: str, key: str, rel: str, obj: dict) -> SourceItem | None:
+    uri = f"s3://{bucket}/{quote(key, safe='/')}"
+    etag = str(obj.get("ETag") or "").strip('"') or None
+    modified = obj.get("LastModified")
+    mtime = modified.astimezone(UTC).isoformat() if isinstance(modified, datetime) else None
+    if unsafe_key(key) or (rel and unsafe_key(rel)):
+        return SourceItem(rel or key, uri, int(obj.get("Size", 0)), etag or "", None, "unsafe_key", etag, mtime)
+    if not rel or rel.endswith("/") or any(part.startswith(".") for part in rel.split("/")):
+        return None  # a console's folder marker, or a hidden object like the local walk skips
+
+    def fetch(dest: Path) -> None:
+        client.download_file(bucket, key, str(dest))
+
+    return SourceItem(rel, uri, int(obj.get("Size", 0)), etag or "", None, None, etag, mtime, fetch)
+
+
+def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None) -> Iterator[SourceItem]:
+    """Yield the items of any supported source string.
+
+    Args:
+        source: a folder, ``file://`` URI or ``s3://bucket/prefix``.
+        s3_client: makes the S3 client (called once, only for ``s3://`` sources); default
+            ``boto3.client("s3")``.
+    """
     scheme = urlparse(source).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
         return iter_local(source)
-    raise ValueError(f"unsupported source {source!r}: use a local folder or file:// URI")
+    if scheme == "s3":
+        parse_s3_uri(source)  # fail on a malformed URI before any connection is made
+        if s3_client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        else:
+            client = s3_client()
+        return iter_s3(source, client)
+    raise ValueError(f"unsupported source {source!r}: use a local folder, file:// URI or s3://bucket/prefix")

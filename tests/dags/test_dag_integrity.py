@@ -43,7 +43,8 @@ def test_rag_ingest_shape_and_params():
     assert upstream["aggregate_status"] == {"ingest", "plan", "chunk", "dedupe", "embed", "index"}
     assert dag.get_task("aggregate_status").trigger_rule == "all_done"
     assert dag.get_task("index").trigger_rule == "all_done"  # publishes good batches when some failed
-    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "sync_mode"):
+    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "sync_mode", "aws_conn_id",
+                 "max_file_mb", "id_column", "text_column", "metadata_columns"):
         param = dag.params.get_param(name)
         assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
     for task_id in ("ingest", "plan", "chunk", "dedupe", "embed", "index"):

@@ -45,3 +45,11 @@ def test_arbitrary_bytes_never_escape_the_parser(data, name):
         assert parse_bytes(name, data).text.strip()
     except ParseError as err:
         assert err.reason
+
+
+def test_pdfs_and_tables_need_parse_file():
+    """parse_bytes is the in-memory text/HTML parser; a PDF or table name gets a reason, not a wrong parse."""
+    for name in ("report.pdf", "rows.csv"):
+        with pytest.raises(ParseError) as err:
+            parse_bytes(name, b"%PDF-1.4 or id,text")
+        assert err.value.reason == "unsupported_type" and "in-memory" in err.value.message

@@ -1,0 +1,264 @@
+"""Tables in: every row of a ``.csv``, ``.tsv``, ``.jsonl``, ``.parquet`` or ``.xlsx`` file is a document.
+
+A :class:`TableSpec` names the columns: the row's id (its document id is ``<file path>#<id>``), its
+text, and the metadata columns that travel with every chunk into the Qdrant payload. Files are read
+in batches, never whole: CSV/TSV with pandas' chunked reader, Parquet one row-group batch at a time
+(pyarrow, only the needed columns), JSON lines line by line (a malformed line costs that row, not the
+file), and the first sheet of an ``.xlsx`` through openpyxl's streaming read-only mode.
+
+Whole-file problems are quarantined as one entry (``missing_text_column``, ``missing_id_column``,
+``corrupt_table``, ``binary``, ``empty``); bad rows one by one (``empty``, ``missing_id``,
+``duplicate_id``, ``invalid_json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ragtrail.parsing import Parsed, ParseError, normalize_whitespace
+
+ID_CANDIDATES = ("id", "doc_id")
+READ_BATCH = 1000
+_PARSERS = {"csv": "pandas", "tsv": "pandas", "jsonl": "json", "parquet": "pyarrow", "xlsx": "openpyxl"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Which columns of a table make a row document.
+
+    Args:
+        id_column: the row id; ``None`` tries ``id``, then ``doc_id``, then numbers rows from 1.
+        text_column: the text to index.
+        metadata_columns: copied into the payload; ``None`` means every other column, ``()`` none.
+
+    Example::
+
+        TableSpec(id_column="sku", text_column="description", metadata_columns=("brand", "price"))
+    """
+
+    id_column: str | None = None
+    text_column: str = "text"
+    metadata_columns: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_strings(cls, id_column: str | None = "", text_column: str | None = "text",
+                     metadata_columns: str | None = "*") -> TableSpec:
+        """Build a spec from form/CLI strings: ``""`` id = auto, ``"*"`` metadata = all, ``""`` = none."""
+        meta = (metadata_columns if metadata_columns is not None else "*").strip()
+        return cls(
+            id_column=(id_column or "").strip() or None,
+            text_column=(text_column or "").strip() or "text",
+            metadata_columns=None if meta == "*" else tuple(c.strip() for c in meta.split(",") if c.strip()),
+        )
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A :class:`TableSpec` resolved against one file's header."""
+
+    id: str | None
+    text: str
+    metadata: tuple[str, ...] | None  # None: all keys of each row but id and text
+
+
+def resolve_columns(header: Iterable[str], spec: TableSpec) -> Columns:
+    """Check the spec against a header; raise :class:`ParseError` for a missing text or id column."""
+    names = [str(h) for h in header]
+    if spec.text_column not in names:
+        shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
+        raise ParseError("missing_text_column", f"no text column {spec.text_column!r} (columns: {shown or 'none'})")
+    if spec.id_column is not None:
+        if spec.id_column not in names:
+            raise ParseError("missing_id_column", f"no id column {spec.id_column!r}")
+        id_col = spec.id_column
+    else:
+        id_col = next((c for c in ID_CANDIDATES if c in names and c != spec.text_column), None)
+    meta = spec.metadata_columns
+    if meta is not None:
+        meta = tuple(c for c in meta if c in names and c not in (id_col, spec.text_column))
+    return Columns(id=id_col, text=spec.text_column, metadata=meta)
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe Python value for one cell: NaN/NA → None, numpy → Python, dates → ISO 8601."""
+    try:
+        if value is None or type(value).__name__ in ("NAType", "NaTType"):
+            return None
+        if isinstance(value, bool | str | int):
+            return value
+        if isinstance(value, float):
+            return None if math.isnan(value) or math.isinf(value) else value
+        if isinstance(value, datetime | date | time):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set):
+            return [plain(v) for v in value]
+        if hasattr(value, "tolist"):  # numpy scalars and arrays
+            return plain(value.tolist())
+        return str(value)
+    except Exception:  # a cell whose own __str__ fails must not fail the row
+        return None
+
+
+def cell_text(value: Any) -> str | None:
+    """A cell as text, the same whatever the file format: ``1``, ``1.0`` and ``"1"`` all give ``"1"``."""
+    value = plain(value)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def row_document(record: dict, cols: Columns, row_number: int, doc_type: str) -> Parsed:
+    """Map one row to a document, or raise :class:`ParseError` (with the row's key) for a bad row.
+
+    Example::
+
+        row_document({"id": 7, "text": "Hello", "lang": "en"}, Columns("id", "text", None), 1, "csv")
+        # Parsed(text="Hello", key="7", metadata={"lang": "en"}, …)
+    """
+    if cols.id is None:
+        key = str(row_number)
+    else:
+        key = (cell_text(record.get(cols.id)) or "").strip()
+        if not key:
+            raise ParseError("missing_id", f"row {row_number} has no value in id column {cols.id!r}",
+                             key=f"row-{row_number}")
+    text = normalize_whitespace(cell_text(record.get(cols.text)) or "")
+    if not text:
+        raise ParseError("empty", f"row {row_number} has no text in column {cols.text!r}", key=key)
+    names = cols.metadata if cols.metadata is not None else [
+        k for k in record if k not in (cols.id, cols.text)]
+    metadata = {str(k): plain(record.get(k)) for k in names}
+    return Parsed(text=text, doc_type=doc_type, parser=_PARSERS.get(doc_type, doc_type), key=key,
+                  metadata=metadata or None)
+
+
+def iter_table(path: Path, doc_type: str, spec: TableSpec) -> Iterator[Parsed | ParseError]:
+    """Yield one :class:`Parsed` per good row and one :class:`ParseError` per bad row or bad file.
+
+    Never raises except ``OSError`` (a file that cannot be read at all is the caller's problem).
+    """
+    seen: set[str] = set()
+    rows = 0
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+        if not head.strip():
+            raise ParseError("empty", "file is empty")
+        if doc_type in ("csv", "tsv", "jsonl") and b"\x00" in head:
+            raise ParseError("binary", "file contains NUL bytes: binary content with a text-table extension")
+        for outcome in _READERS[doc_type](path, spec, doc_type):
+            if isinstance(outcome, Parsed):
+                if outcome.key in seen:
+                    outcome = ParseError("duplicate_id", f"id {outcome.key!r} appears more than once in the file",
+                                         key=f"{outcome.key}@row-{rows + 1}")
+                else:
+                    seen.add(outcome.key)
+            rows += 1
+            yield outcome
+        if rows == 0:
+            raise ParseError("empty", "the table has no rows")
+    except ParseError as err:
+        yield err
+    except OSError:
+        raise
+    except Exception as err:  # pandas/pyarrow/openpyxl on malformed input: any error class is possible
+        where = f" after row {rows}" if rows else ""
+        yield ParseError("corrupt_table", f"cannot read the {doc_type} table{where}: {type(err).__name__}: {err}"[:500])
+
+
+def _rows(records: Iterable[dict], cols: Columns, start: int, doc_type: str) -> Iterator[Parsed | ParseError]:
+    for i, record in enumerate(records, start):
+        try:
+            yield row_document(record, cols, i, doc_type)
+        except ParseError as err:
+            yield err
+
+
+def _read_delimited(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+    import pandas as pd
+
+    sep = "\t" if doc_type == "tsv" else ","
+    opts = {"sep": sep, "encoding": "utf-8-sig", "encoding_errors": "replace"}
+    cols = resolve_columns(pd.read_csv(path, nrows=0, **opts).columns, spec)
+    # Ids and text stay strings exactly as written ("007" is not 7); metadata types are inferred.
+    dtype = {c: str for c in (cols.id, cols.text) if c}
+    usecols = None if cols.metadata is None else [c for c in (cols.id, cols.text, *cols.metadata) if c]
+    n = 1
+    with pd.read_csv(path, chunksize=READ_BATCH, dtype=dtype, usecols=usecols, **opts) as reader:
+        for frame in reader:
+            yield from _rows(frame.to_dict("records"), cols, n, doc_type)
+            n += len(frame)
+
+
+def _read_jsonl(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+    cols = None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                yield ParseError("invalid_json", f"line {n} is not JSON: {err}", key=f"row-{n}")
+                continue
+            if not isinstance(record, dict):
+                yield ParseError("invalid_json", f"line {n} is not a JSON object", key=f"row-{n}")
+                continue
+            if cols is None:  # the first object is the header
+                cols = resolve_columns(record.keys(), spec)
+            yield from _rows([record], cols, n, doc_type)
+
+
+def _read_parquet(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        cols = resolve_columns(pf.schema_arrow.names, spec)
+        columns = None if cols.metadata is None else [c for c in (cols.id, cols.text, *cols.metadata) if c]
+        n = 1
+        for batch in pf.iter_batches(batch_size=READ_BATCH, columns=columns):
+            records = batch.to_pylist()
+            yield from _rows(records, cols, n, doc_type)
+            n += len(records)
+
+
+def _read_xlsx(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            raise ParseError("empty", "the first sheet is empty")
+        names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
+        cols = resolve_columns(names, spec)
+        for n, values in enumerate(rows, 1):
+            if all(v is None for v in values):
+                continue  # formatting-only rows are common in spreadsheets
+            yield from _rows([dict(zip(names, values, strict=False))], cols, n, doc_type)
+    finally:
+        wb.close()
+
+
+_READERS = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_jsonl, "parquet": _read_parquet,
+            "xlsx": _read_xlsx}

@@ -1,0 +1,30 @@
+"""S3 through the Amazon provider: the ingest stage's S3 client comes from an Airflow connection.
+
+``S3Hook`` resolves the connection (``aws_default`` unless the DAG run says otherwise): credentials,
+region, and ``endpoint_url`` from its extra for MinIO or any other S3 API. The domain code in
+``ragtrail.sources`` only sees the boto3 client, so it stays free of Airflow. The provider is
+imported when a client is first needed, never at DAG parse time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_CONN_ID = "aws_default"
+
+
+def s3_client_factory(aws_conn_id: str | None = DEFAULT_CONN_ID) -> Callable[[], Any]:
+    """Return a callable making the boto3 S3 client of ``aws_conn_id`` (called only for s3:// sources).
+
+    Example::
+
+        ingest_source("s3://docs/handbook", workdir, s3_client=s3_client_factory("minio"))
+    """
+
+    def make() -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=aws_conn_id or DEFAULT_CONN_ID).get_conn()
+
+    return make

@@ -1,0 +1,69 @@
+"""The edge between Airflow and the domain code: one small function per pipeline task.
+
+Each takes the DAG run's params, the run's work folder and the stage recorder, calls the stage in
+``ragtrail`` and returns a small XCom-sized result. Anything Airflow-specific (connections, fail-fast
+exceptions) is settled here so that ``include/ragtrail`` never imports Airflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragtrail.recorder import Recorder
+
+
+def ingest(params: dict, workdir: Path, tracker: Recorder) -> dict:
+    """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ragtrail.ingest import NoUsableDocuments, ingest_source
+    from ragtrail.tables import TableSpec
+    from ragtrail_airflow.s3 import s3_client_factory
+
+    table = TableSpec.from_strings(params["id_column"], params["text_column"], params["metadata_columns"])
+    try:
+        return ingest_source(params["source"], workdir, recorder=tracker, table=table,
+                             max_doc_bytes=int(params["max_file_mb"] * 1024 * 1024),
+                             s3_client=s3_client_factory(params["aws_conn_id"]))
+    except NoUsableDocuments as err:  # the same source will not improve on a retry
+        raise AirflowFailException(str(err)) from err
+
+
+def plan(params: dict, docs: dict, workdir: Path, tracker: Recorder) -> list[dict]:
+    """Decide which documents changed; return the chunk batches to fan out over."""
+    from ragtrail.pipeline import build_config, qdrant_location
+    from ragtrail.plan import plan_sync
+
+    return plan_sync(docs["docs_path"], workdir, location=qdrant_location(), product=params["product"],
+                     version=params["version"], config=build_config(params), sync_mode=params["sync_mode"],
+                     docs_per_batch=params["docs_per_batch"], recorder=tracker)["batches"]
+
+
+def chunk(params: dict, batch: dict, workdir: Path, tracker: Recorder) -> dict:
+    from ragtrail.chunking import chunk_documents
+
+    return chunk_documents(batch["docs_path"], workdir, product=params["product"], chunk_size=params["chunk_size"],
+                           chunk_overlap=params["chunk_overlap"], embedder=params["embedder"],
+                           out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker)
+
+
+def dedupe(params: dict, chunked, workdir: Path, tracker: Recorder) -> list[dict]:
+    """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
+    from ragtrail.dedupe import unique_texts
+    from ragtrail.plan import read_plan
+
+    return unique_texts([c["chunks_path"] for c in chunked or [] if c], workdir, held_path=read_plan(workdir)["held_path"],
+                        texts_per_batch=params["texts_per_batch"], recorder=tracker)["batches"]
+
+
+def embed(params: dict, batch: dict, workdir: Path, tracker: Recorder) -> dict:
+    from ragtrail.embedding import embed_chunks
+
+    return embed_chunks(batch["texts_path"], workdir, embedder=params["embedder"], batch_size=params["batch_size"],
+                        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker)
+
+
+def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: Recorder) -> dict:
+    from ragtrail.pipeline import index_from_results
+
+    return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker)
