@@ -100,3 +100,15 @@ def test_secrets_never_reach_params():
     assert redact("source", "s3://AKIA:topsecret@bucket/prefix") == "s3://***@bucket/prefix"
     assert redact("source", "https://user:pw@host/x") == "https://***@host/x"
     assert redact("source", "/data/docs") == "/data/docs"
+
+
+def test_operator_on_kill_ends_the_run_killed(exp):
+    """When Airflow kills a tracked task (on_kill), its MLflow run ends KILLED rather than staying RUNNING."""
+    from ragtrail_airflow.operator import TrackedPythonOperator
+
+    client, _ = exp
+    op = TrackedPythonOperator(task_id="embed", python_callable=lambda: None, op_args=[], op_kwargs={}, stage="embed")
+    op._task_run = TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="embed", product="tracking-tests",
+                           version="v1").start()
+    op.on_kill()
+    assert client.get_run(op._task_run.mlflow_run_id).info.status == "KILLED"
