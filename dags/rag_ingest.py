@@ -8,7 +8,8 @@ them into the `<product>__<version>` collection and points the `<product>` alias
 FINISHED.
 
 Each stage runs in its own MLflow child run under one parent run per DAG run (experiment
-`ragtrail/<product>`); the task's **MLflow run** button opens it. The work itself lives in `include/ragtrail`.
+`ragtrail - <product> (<id>)`); the task's **MLflow run** button opens it. The task graph is shared with
+the per-product DAGs (`ragtrail_airflow.pipeline`); the work itself lives in `include/ragtrail`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag
 
-SAMPLE_CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "include", "sample_corpus")
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+from ragtrail_airflow.pipeline import build_pipeline, pipeline_params
 
 
 @dag(
@@ -30,63 +30,10 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
     doc_md=__doc__,
     tags=["ragtrail", "ingest"],
     default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")), "retry_delay": timedelta(seconds=15)},
-    params={
-        "source": Param(SAMPLE_CORPUS, type="string", minLength=1, description="Folder or file:// URI of the documents."),
-        "product": Param("handbook", type="string", pattern=NAME_PATTERN, description="Index name: the Qdrant alias and the MLflow experiment."),
-        "version": Param("v1", type="string", pattern=NAME_PATTERN, description="Build configuration; each version has its own collection."),
-        "chunk_size": Param(200, type="integer", minimum=16, maximum=510, description="Max tokens per chunk (embedder tokens; at most its window)."),
-        "chunk_overlap": Param(32, type="integer", minimum=0, maximum=256, description="Tokens shared by consecutive chunks."),
-        "embedder": Param("all-MiniLM-L6-v2", type="string", description="sentence-transformers model name or local folder."),
-        "batch_size": Param(64, type="integer", minimum=1, maximum=1024, description="Texts per encode() batch."),
-    },
+    params=pipeline_params(),
 )
 def rag_ingest():
-    @task.tracked(stage="ingest")
-    def ingest(params=None, tracker=None, dag_run=None):
-        from ragtrail.ingest import ingest_source
-        from ragtrail.settings import run_workdir
-
-        return ingest_source(params["source"], run_workdir(dag_run.dag_id, dag_run.run_id), recorder=tracker)
-
-    @task.tracked(stage="chunk")
-    def chunk(docs: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.chunking import chunk_documents
-        from ragtrail.settings import run_workdir
-
-        return chunk_documents(docs["docs_path"], run_workdir(dag_run.dag_id, dag_run.run_id),
-                               product=params["product"], chunk_size=params["chunk_size"],
-                               chunk_overlap=params["chunk_overlap"], embedder=params["embedder"], recorder=tracker)
-
-    @task.tracked(stage="embed")
-    def embed(chunks: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.embedding import embed_chunks
-        from ragtrail.settings import run_workdir
-
-        return embed_chunks(chunks["chunks_path"], run_workdir(dag_run.dag_id, dag_run.run_id),
-                            embedder=params["embedder"], batch_size=params["batch_size"], recorder=tracker)
-
-    @task.tracked(stage="index")
-    def index(chunks: dict, vectors: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.indexing import index_chunks
-        from ragtrail.settings import load, run_workdir
-
-        settings = load()
-        return index_chunks(chunks["chunks_path"], vectors["embeddings_path"], run_workdir(dag_run.dag_id, dag_run.run_id),
-                            location=settings.qdrant_url or settings.qdrant_path, product=params["product"],
-                            version=params["version"], embedder=params["embedder"], run_id=dag_run.run_id,
-                            recorder=tracker)
-
-    @task(trigger_rule="all_done", retries=0)
-    def aggregate_status(**context):
-        from ragtrail_airflow.aggregate import aggregate_status as rollup
-
-        return rollup(context)
-
-    docs = ingest()
-    chunks = chunk(docs)
-    vectors = embed(chunks)
-    indexed = index(chunks, vectors)
-    [docs, chunks, vectors, indexed] >> aggregate_status()
+    build_pipeline()
 
 
 rag_ingest()
