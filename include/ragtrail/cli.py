@@ -1,7 +1,8 @@
-"""``ragtrail``: run the pipeline and query the index from the shell.
+"""``ragtrail``: run the pipeline, query the index and review the trail from the shell.
 
     ragtrail ingest --source include/sample_corpus --product handbook [--json]
     ragtrail search --product handbook "how do retries work?"
+    ragtrail latest --product handbook          # also: runs, tasks, trend, best, compare, summary
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def _print_summary(summary: dict, out) -> None:
         f"wall time   {summary.get('duration_s')} s",
         f"parent run  {summary.get('parent_run_id') or '- (tracking off)'}",
     ]
+    trail = summary.get("trail") or {}
+    if trail.get("complete") is False:
+        gaps = ", ".join(trail.get("missing_runs") or []) or "-"
+        lines.append(f"trail       INCOMPLETE: no MLflow run for {gaps}; closed late: "
+                     f"{', '.join(trail.get('closed_runs') or []) or '-'}; {trail.get('error') or ''}".rstrip("; "))
     for reason in summary.get("reasons") or []:
         lines.append(f"problem     {reason}")
     if summary.get("parent_run_id"):
@@ -166,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--json", action="store_true")
     se.add_argument("query", nargs="*")
     se.set_defaults(func=cmd_search)
+
+    from ragtrail.cli_trail import add_commands
+
+    add_commands(sub)
     return p
 
 
