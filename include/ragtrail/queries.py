@@ -222,14 +222,22 @@ class Trail:
                 "mlflow_url": self.experiment_url(exp.experiment_id),
                 "runs": [self._pipeline_run(r) for r in found]}
 
+    def _get_run(self, run_id: str):
+        try:
+            return self.client.get_run(run_id)
+        except Exception as err:
+            if getattr(err, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise LookupError(f"no MLflow run {run_id!r} at {self.tracking_uri}") from err
+            raise
+
     def run(self, run_id: str) -> dict:
         """One pipeline run by its (parent) MLflow run id."""
-        return self._pipeline_run(self.client.get_run(run_id))
+        return self._pipeline_run(self._get_run(run_id))
 
     def tasks(self, run_id: str) -> dict:
         """Per-task breakdown of a pipeline run: each task's latest try with its status, duration,
         metrics, params and error, in pipeline order."""
-        parent = self.client.get_run(run_id)
+        parent = self._get_run(run_id)
         exp_id = parent.info.experiment_id
         children = self._search([exp_id], f"tags.`mlflow.parentRunId` = {_q(run_id)} and "
                                           "tags.`ragtrail.role` = 'task'", ["attributes.start_time ASC"], None)
@@ -363,6 +371,10 @@ class Trail:
             runs = runs[: last + 1]
         else:
             raise ValueError("give run ids, or a product")
+        return self.compare_runs(runs)
+
+    def compare_runs(self, runs: list[dict]) -> dict:
+        """:meth:`compare` for pipeline runs already fetched (e.g. from :meth:`runs`), baseline first."""
         if len(runs) < 2:
             raise LookupError("compare needs at least two pipeline runs")
         param_keys = sorted({k for r in runs for k in r["params"]})
