@@ -150,6 +150,12 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    from ragtrail.localui import main as ui_main
+
+    return ui_main([args.action])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ragtrail", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ragtrail.cli_trail import add_commands
 
     add_commands(sub)
+    ui = sub.add_parser("ui", help="start / stop Airflow and the MLflow UI on loopback (make ui / make stop)")
+    ui.add_argument("action", choices=["start", "stop", "status"], nargs="?", default="start")
+    ui.set_defaults(func=cmd_ui)
     return p
 
 
