@@ -40,8 +40,9 @@ def _conf(args) -> dict:
     return conf
 
 
-def run_ingest(conf: dict) -> dict:
-    """Run the ``rag_ingest`` DAG in-process (``dag.test``) and return its roll-up summary."""
+def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
+    """Run the ``rag_ingest`` DAG (or a product's ``rag_ingest__<name>``) in-process (``dag.test``) and
+    return its roll-up summary."""
     from ragtrail.airflow_home import prepare
 
     prepare()
@@ -53,7 +54,7 @@ def run_ingest(conf: dict) -> dict:
     bag = DagBag(dag_folder=str(rt_settings.DAGS_FOLDER))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag("rag_ingest")
+    dag = bag.get_dag(dag_id)
     t0 = time.time()
     dag_run = dag.test(run_conf=conf)
     summary = _read_summary(dag_run.dag_id, dag_run.run_id)

@@ -42,7 +42,7 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
 
 
 def _runs_table(runs: list[dict]) -> str:
-    rows = [[r["start_time"].replace("+00:00", "Z") if r["start_time"] else "-", r["version"], r["status"],
+    rows = [[r["start_time"][:19].replace("T", " ") if r["start_time"] else "-", r["version"], r["status"],
              r["duration_s"], *(r["metrics"].get(k) for k in HEADLINE), r["run_id"]] for r in runs]
     return table(rows, ["started (UTC)", "version", "status", "seconds", "docs", "chunks", "vectors",
                         "emb/s", "mlflow run"])
@@ -85,11 +85,14 @@ def show_trend(d: dict) -> str:
     def bar(v: Any) -> str:
         return "#" * round(30 * v / top) if isinstance(v, (int, float)) and v > 0 else ""
 
+    def x(p: dict) -> str:
+        return p["x"][:19].replace("T", " ") if d["by"] == "time" else p["x"]
+
     if d["metric"] == "status":
-        rows = [[p["x"].replace("+00:00", "Z"), p["version"], p["status"]] for p in d["points"]]
+        rows = [[x(p), p["version"], p["status"]] for p in d["points"]]
         heads = [d["by"], "version", "status"]
     else:
-        rows = [[p["x"].replace("+00:00", "Z"), p["version"], p["status"], p["value"], bar(p["value"])]
+        rows = [[x(p), p["version"], p["status"], p["value"], bar(p["value"])]
                 for p in d["points"]]
         heads = [d["by"], "version", "status", d["metric"], ""]
     if d["by"] == "version":

@@ -120,10 +120,9 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
             raise RuntimeError(f"port {port} for {name} is in use on {HOST}; set RAGTRAIL_UI_"
                                f"{name.upper()}_PORT to a free one")
     airflow_url, mlflow_url = f"http://{HOST}:{airflow_port}", f"http://{HOST}:{mlflow_port}"
-    os.environ.setdefault("RAGTRAIL_MLFLOW_UI_URL", mlflow_url)
     prepare()
     settings = load_settings()
-    env = {**os.environ, "RAGTRAIL_MLFLOW_UI_URL": os.environ["RAGTRAIL_MLFLOW_UI_URL"],
+    env = {**os.environ, "RAGTRAIL_MLFLOW_UI_URL": mlflow_url,  # the links open the UI started here
            "AIRFLOW__API__BASE_URL": airflow_url,
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
            # MLflow 3's server also starts a pool of job workers (GenAI jobs) we never use.
@@ -202,7 +201,7 @@ def _end(procs: list, timeout: float) -> None:
             return
 
 
-def _stop_tree(root, timeout: float, child_grace: float = 8) -> int:
+def stop_tree(root, timeout: float, child_grace: float = 8) -> int:
     """End a process and its descendants, children before parents, one generation at a time.
 
     The whole tree is frozen (SIGSTOP) first, so a supervisor cannot respawn a worker we just ended;
@@ -243,7 +242,7 @@ def stop(timeout: float = 20) -> list[str]:
         proc = _alive(entry)
         if proc is None:
             continue
-        n = _stop_tree(proc, timeout)
+        n = stop_tree(proc, timeout)
         ended.append(f"{entry['name']} (pid {entry['pid']}, {n} children)")
     path.unlink()
     return ended

@@ -145,7 +145,7 @@ def _parse(path: str, mtime_ns: int) -> tuple[Product, ...]:
     if not isinstance(entries, list):
         raise ProductsFileError(f"{path}: 'products' must be a list")
     products = tuple(_product(e, f"{path}: products[{i}]", Path(path).parent) for i, e in enumerate(entries))
-    for key in ("id", "name"):
+    for key in ("name", "id"):
         seen: set[str] = set()
         for p in products:
             if getattr(p, key) in seen:

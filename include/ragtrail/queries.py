@@ -68,7 +68,7 @@ def parse_time(value: str | int | float | datetime | None, *, now: datetime | No
 
 
 def _iso(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else None
 
 
 def _differs(values: list) -> bool:
