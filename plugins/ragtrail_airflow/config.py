@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from ragtrail.settings import env_flag
 
 
 def airflow_conf(key: str, fallback: str) -> str:
-    """Option ``key`` of Airflow's ``[ragtrail]`` section, or ``fallback`` outside Airflow."""
+    """Option ``key`` of Airflow's ``[ragtrail]`` section, or ``fallback`` outside Airflow.
+
+    Outside an Airflow process (a notebook using ``@track``) Airflow is not imported just to read its
+    configuration: importing it would create a default ``~/airflow`` home.
+    """
+    if "airflow" not in sys.modules:
+        return fallback
     try:
         from airflow.sdk import conf
 
