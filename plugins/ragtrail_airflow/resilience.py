@@ -165,7 +165,7 @@ class Guard:
         failures = 0
         while True:
             remaining = self.remaining_s()
-            if remaining <= 0:
+            if remaining < 1:  # MLflow's timeouts are whole seconds: no room for another attempt
                 self.open = True
                 raise self._error("time budget spent")
             _limit_http(min(self.policy.timeout_s, remaining))
@@ -192,9 +192,10 @@ class Guard:
 
 
 def _limit_http(timeout_s: float) -> None:
-    # MLflow reads these per request. Its own retries would multiply ours (and ignore the budget).
+    # MLflow reads these per request. Its own retries would multiply ours (and ignore the budget);
+    # its timeout is whole seconds, rounded down so an attempt never outlives the budget.
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout_s)))
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.floor(timeout_s)))
 
 
 class GuardedClient:
