@@ -10,109 +10,29 @@ vectors → **index** upserts, deletes what is stale and points the `<product>` 
 the DAG run unless FINISHED.
 
 Each task runs in its own MLflow child run under one parent run per DAG run (experiment
-`ragtrail/<product>`); the task's **MLflow run** button opens it. The work lives in `include/ragtrail`.
+`ragtrail - <product> (<id>)`); the task's **MLflow run** button opens it. The task graph is shared with
+the per-product DAGs (`ragtrail_airflow.pipeline`); the work itself lives in `include/ragtrail`.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
+from airflow.sdk import dag
 
-from airflow.sdk import Param, dag, task
-
-SAMPLE_CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "include", "sample_corpus")
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
-
-
-def _p(default, description, **schema):
-    return Param(default, description=description, **schema)
+from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_params
 
 
 @dag(
     dag_id="rag_ingest",
     schedule=None,
     catchup=False,
-    max_active_runs=1,  # with the index task's per-product lock: writes to one product never interleave
+    max_active_runs=1,  # with the lock on the Qdrant store: writes to one product never interleave
     doc_md=__doc__,
     tags=["ragtrail", "ingest"],
-    default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
-                  "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))},
-    params={
-        "source": _p(SAMPLE_CORPUS, "Folder, file:// URI or s3://bucket/prefix of the documents.", type="string", minLength=1),
-        "aws_conn_id": _p("aws_default", "Airflow connection for s3:// sources (endpoint_url in its extra for MinIO).", type="string"),
-        "product": _p("handbook", "Index name: the Qdrant alias and the MLflow experiment.", type="string", pattern=NAME),
-        "version": _p("v1", "Build configuration; each version has its own collection.", type="string", pattern=NAME),
-        "chunk_size": _p(200, "Max tokens per chunk (embedder tokens; at most its window).", type="integer", minimum=16, maximum=510),
-        "chunk_overlap": _p(32, "Tokens shared by consecutive chunks.", type="integer", minimum=0, maximum=256),
-        "embedder": _p("all-MiniLM-L6-v2", "sentence-transformers model name or local folder.", type="string"),
-        "batch_size": _p(64, "Texts per encode() call.", type="integer", minimum=1, maximum=1024),
-        "sync_mode": _p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
-        "docs_per_batch": _p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
-        "texts_per_batch": _p(2048, "Distinct texts per embed task (one mapped task each).", type="integer", minimum=1),
-        "promote": _p(True, "Point the product alias at this version when it is built.", type="boolean"),
-        "keep_versions": _p(2, "Old versions kept besides the live one.", type="integer", minimum=0),
-        "max_file_mb": _p(50, "Larger files are quarantined unread (too_large).", type="number", exclusiveMinimum=0),
-        "id_column": _p("", "Tables: row id column; empty tries id, then doc_id, then row numbers.", type="string"),
-        "text_column": _p("text", "Tables: the column holding the text to index.", type="string", minLength=1),
-        "metadata_columns": _p("*", "Tables: comma-separated columns copied into the payload; * = all others, empty = none.", type="string"),
-    },
+    default_args=default_args(),
+    params=pipeline_params(),
 )
 def rag_ingest():
-    @task.tracked(stage="ingest")
-    def ingest(params=None, tracker=None, dag_run=None):
-        from ragtrail.settings import run_workdir
-        from ragtrail_airflow import tasks
-
-        return tasks.ingest(params, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
-
-    @task.tracked(stage="plan")
-    def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-        from ragtrail.settings import run_workdir
-        from ragtrail_airflow import tasks
-
-        return tasks.plan(params, docs, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
-
-    @task.tracked(stage="chunk")
-    def chunk(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.settings import run_workdir
-        from ragtrail_airflow import tasks
-
-        return tasks.chunk(params, batch, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
-
-    @task.tracked(stage="dedupe", trigger_rule="all_done")
-    def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
-        from ragtrail.settings import run_workdir
-        from ragtrail_airflow import tasks
-
-        return tasks.dedupe(params, chunked, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
-
-    @task.tracked(stage="embed")
-    def embed(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.settings import run_workdir
-        from ragtrail_airflow import tasks
-
-        return tasks.embed(params, batch, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
-
-    @task.tracked(stage="index", trigger_rule="all_done")  # publishes the good batches when some failed
-    def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-        from ragtrail.settings import run_workdir
-        from ragtrail_airflow import tasks
-
-        return tasks.index(params, chunked, embedded, run_workdir(dag_run.dag_id, dag_run.run_id), dag_run.run_id, tracker)
-
-    @task(trigger_rule="all_done", retries=0)
-    def aggregate_status(**context):
-        from ragtrail_airflow.aggregate import aggregate_status as rollup
-
-        return rollup(context)
-
-    docs = ingest()
-    planned = plan(docs)
-    chunked = chunk.expand(batch=planned)
-    unique = dedupe(chunked)
-    embedded = embed.expand(batch=unique)
-    indexed = index(chunked, embedded)
-    [docs, planned, chunked, unique, embedded, indexed] >> aggregate_status()
+    build_pipeline()
 
 
 rag_ingest()

@@ -59,7 +59,9 @@ def test_killed_tasks_converge_to_a_clean_build(live, tmp_path):
     assert view(live_qdrant, "faulty__v1") == view(load().qdrant_path, "faulty__v1")
 
     client = MlflowClient(f"sqlite:///{live.home / 'mlflow' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("ragtrail/faulty")
+    from ragtrail.products import experiment_name
+
+    exp = client.get_experiment_by_name(experiment_name("faulty"))
     assert client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") == []
     fired = set()
     for run_id in (run_a, run_b):

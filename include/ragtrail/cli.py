@@ -1,9 +1,10 @@
-"""``ragtrail``: run the pipeline and query the index from the shell.
+"""``ragtrail``: run the pipeline, query the index and review the trail from the shell.
 
     ragtrail ingest --source include/sample_corpus --product handbook [--json]
     ragtrail search --product handbook "how do retries work?"
     ragtrail versions --product handbook
     ragtrail promote --product handbook --version v1
+    ragtrail latest --product handbook          # also: runs, tasks, trend, best, compare, summary
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def _conf(args) -> dict:
     return conf
 
 
-def run_ingest(conf: dict) -> dict:
-    """Run the ``rag_ingest`` DAG in-process (``dag.test``) and return its roll-up summary."""
+def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
+    """Run the ``rag_ingest`` DAG (or a product's ``rag_ingest__<name>``) in-process (``dag.test``) and
+    return its roll-up summary."""
     from ragtrail.airflow_home import prepare
 
     prepare()
@@ -56,7 +58,7 @@ def run_ingest(conf: dict) -> dict:
     bag = DagBag(dag_folder=str(rt_settings.DAGS_FOLDER))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag("rag_ingest")
+    dag = bag.get_dag(dag_id)
     t0 = time.time()
     dag_run = dag.test(run_conf=conf)
     summary = _read_summary(dag_run.dag_id, dag_run.run_id)
@@ -89,6 +91,11 @@ def _print_summary(summary: dict, out) -> None:
         f"wall time   {summary.get('duration_s')} s",
         f"parent run  {summary.get('parent_run_id') or '- (tracking off)'}",
     ]
+    trail = summary.get("trail") or {}
+    if trail.get("complete") is False:
+        gaps = ", ".join(trail.get("missing_runs") or []) or "-"
+        lines.append(f"trail       INCOMPLETE: no MLflow run for {gaps}; closed late: "
+                     f"{', '.join(trail.get('closed_runs') or []) or '-'}; {trail.get('error') or ''}".rstrip("; "))
     for reason in summary.get("reasons") or []:
         lines.append(f"problem     {reason}")
     if summary.get("parent_run_id"):
@@ -182,6 +189,12 @@ def cmd_promote(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    from ragtrail.localui import main as ui_main
+
+    return ui_main([args.action])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ragtrail", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -226,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--product", required=True)
     pr.add_argument("--version", required=True)
     pr.set_defaults(func=cmd_promote)
+    from ragtrail.cli_trail import add_commands
+
+    add_commands(sub)
+    ui = sub.add_parser("ui", help="start / stop Airflow and the MLflow UI on loopback (make ui / make stop)")
+    ui.add_argument("action", choices=["start", "stop", "status"], nargs="?", default="start")
+    ui.set_defaults(func=cmd_ui)
     return p
 
 

@@ -2,8 +2,9 @@
 
 This package is registered with Airflow through entry points (see ``pyproject.toml``): as a provider
 it contributes the ``@task.tracked`` decorator, so DAG files import nothing but ``airflow.sdk``; as a
-plugin it contributes the "MLflow run" extra link and a FastAPI app. It is also the only place that
-speaks MLflow.
+plugin it contributes the "MLflow run" extra link, the ``/ragtrail`` REST API and the metrics page.
+It is the only place that writes MLflow (``ragtrail.queries`` reads it), and it offers
+:func:`ragtrail_airflow.track.track` for tracking any function the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,29 @@ def get_provider_info() -> dict:
                         "description": "Base URL of the MLflow UI the extra link opens.",
                         "version_added": "0.1.0", "type": "string", "example": None,
                         "default": "http://127.0.0.1:5000",
+                    },
+                    "tracking_mode": {
+                        "description": "When MLflow is unavailable: 'lenient' runs the task untracked and "
+                                       "marks the trail incomplete; 'strict' fails the task. Env "
+                                       "RAGTRAIL_TRACKING_MODE wins.",
+                        "version_added": "0.1.0", "type": "string", "example": "strict", "default": "lenient",
+                    },
+                    "mlflow_timeout_s": {
+                        "description": "Longest wait for one MLflow request. Env RAGTRAIL_MLFLOW_TIMEOUT_S wins.",
+                        "version_added": "0.1.0", "type": "float", "example": None, "default": "10",
+                    },
+                    "mlflow_retries": {
+                        "description": "Retries of a failed MLflow request. Env RAGTRAIL_MLFLOW_RETRIES wins.",
+                        "version_added": "0.1.0", "type": "integer", "example": None, "default": "4",
+                    },
+                    "mlflow_backoff_s": {
+                        "description": "First pause between retries (doubles). Env RAGTRAIL_MLFLOW_BACKOFF_S wins.",
+                        "version_added": "0.1.0", "type": "float", "example": None, "default": "0.5",
+                    },
+                    "mlflow_budget_s": {
+                        "description": "All MLflow calls of one task together, waits included. Env "
+                                       "RAGTRAIL_MLFLOW_BUDGET_S wins.",
+                        "version_added": "0.1.0", "type": "float", "example": None, "default": "30",
                     },
                 },
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 import time
@@ -16,6 +17,8 @@ from ragtrail_airflow.config import run_url, tracking_enabled
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
 
 SUMMARY_KEY = "summary"
 # MLflow knows no PARTIAL: a partial run is a failed run whose ragtrail.status tag says PARTIAL.
@@ -54,6 +57,11 @@ def _total(result, key: str) -> int:
     return sum(int((r or {}).get(key, 0)) for r in result)
 
 
+def _in_dag_order(airflow_units: dict, task_ids: list[str]) -> list:
+    """Units ordered as the DAG defines its tasks, so reasons read from cause to consequence."""
+    return sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1]))
+
+
 def _latest_children(children: list) -> dict[tuple[str, int], Any]:
     latest: dict[tuple[str, int], Any] = {}
     for run in children:
@@ -66,8 +74,72 @@ def _latest_children(children: list) -> dict[tuple[str, int], Any]:
     return latest
 
 
+def headline_metrics(units: list[Unit]) -> dict[str, float]:
+    """Per-run figures worth trending that are not sums: embedding throughput and dimension."""
+    ok = [u for u in units if u.ok]
+    count = sum(u.metrics.get("embedding_count", 0.0) for u in ok if "processing_time_seconds" in u.metrics)
+    seconds = sum(u.metrics.get("processing_time_seconds", 0.0) for u in ok)
+    out: dict[str, float] = {}
+    if seconds > 0:
+        out["embeddings_per_second"] = count / seconds
+    dims = [u.metrics["embedding_dimension"] for u in ok if "embedding_dimension" in u.metrics]
+    if dims:
+        out["embedding_dimension"] = max(dims)
+    return out
+
+
+# How the roll-up closes a task's run that never ended (its try was killed, or MLflow went away
+# before the end was logged): the Airflow state of the task says how the try really ended.
+_CLOSE_AS = {"success": "FINISHED", "failed": "FAILED", "upstream_failed": "FAILED"}
+
+
+def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_end: float,
+                       task_ids: list[str]) -> tuple[list, dict]:
+    """Read the parent's child runs into units; close runs left RUNNING; note tasks without a run."""
+    from ragtrail_airflow.tracking import child_runs
+
+    children = child_runs(client, exp_id, parent)
+    latest = _latest_children(children)
+    lost_end: set[tuple[str, int]] = set()
+    closed: list[str] = []
+    for run in children:
+        if run.info.status != "RUNNING":
+            continue
+        key = (run.data.tags.get("airflow.task_id", ""), int(run.data.tags.get("airflow.map_index", "-1")))
+        is_latest = latest.get(key) is run
+        final = _CLOSE_AS.get(airflow_units.get(key, ""), "KILLED") if is_latest else "KILLED"
+        client.set_terminated(run.info.run_id, final)
+        client.set_tag(run.info.run_id, "ragtrail.closed_by", "aggregate_status")
+        run.info._status = final
+        if is_latest:
+            lost_end.add(key)
+        closed.append(run.info.run_name or key[0])
+    units, missing = [], []
+    for key, af_state in _in_dag_order(airflow_units, task_ids):
+        child = latest.get(key)
+        label = key[0] if key[1] < 0 else f"{key[0]}[{key[1]}]"
+        if child is not None and af_state == "success" and child.info.status != "FINISHED":
+            child = None  # an earlier try's run: the successful try left none
+        if child is None:
+            if af_state in ("success", "failed"):  # it ran, but left no run in MLflow
+                missing.append(label)
+            units.append(Unit(key[0], key[1], af_state.upper()))
+            continue
+        state = af_state.upper() if key in lost_end else child.info.status
+        if af_state in ("failed", "upstream_failed") and state == "FINISHED":
+            state = "FAILED"
+        duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000
+        units.append(Unit(key[0], key[1], state, dict(child.data.metrics), duration,
+                          child.data.tags.get("ragtrail.error")))
+    return units, {"missing_runs": missing, "closed_runs": closed}
+
+
 def aggregate_status(context: Context) -> dict:
     """Roll the DAG run up to FINISHED / PARTIAL / FAILED, log it to the parent run, and return the summary.
+
+    The summary's ``trail`` says whether MLflow holds a run for every task that ran
+    (``missing_runs``), which runs the roll-up had to close (``closed_runs``) and why MLflow could not
+    be read (``error``; lenient mode then decides from Airflow's task states alone).
 
     Raises ``AirflowFailException`` after logging when the status is not FINISHED, so the DAG run fails.
     """
@@ -83,50 +155,40 @@ def aggregate_status(context: Context) -> dict:
                                "dag_id": ti.dag_id, "run_id": ti.run_id,
                                "parent_run_id": None, "experiment_id": None, "mlflow_url": None}
     t_end = time.time()
+    tracked = tracking_enabled()
+    trail: dict[str, Any] = {"complete": None, "missing_runs": [], "closed_runs": [], "error": None}
+    units, client, parent, duration_s = None, None, None, None
 
-    if tracking_enabled():
-        from ragtrail.recorder import Recorder
+    if tracked:
+        from ragtrail_airflow.operator import RUN_PARAMS
         from ragtrail_airflow.tracking import (
-            STATUS_TAG,
-            child_runs,
             find_or_create_parent,
-            get_client,
             get_or_create_experiment,
-            log_recorder,
+            guarded_client,
             merge_parents,
         )
 
-        client = get_client()
-        exp_id = get_or_create_experiment(client, params["product"])
-        parent = merge_parents(client, exp_id, ti.dag_id, ti.run_id) or find_or_create_parent(
-            client, exp_id, dag_id=ti.dag_id, run_id=ti.run_id,
-            tags={"ragtrail.product": params["product"], "ragtrail.version": params["version"]})
-        children = child_runs(client, exp_id, parent)
-        latest = _latest_children(children)
-        for run in children:
-            # A try killed with SIGKILL never ended its run; every upstream try is over by now.
-            if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "KILLED")
-                run.info._status = "KILLED"
-        units = []
-        for key, af_state in sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1])):
-            child = latest.get(key)
-            state = child.info.status if child is not None else af_state.upper()
-            if child is not None and af_state in ("failed", "upstream_failed") and state == "FINISHED":
-                state = "FAILED"
-            metrics = dict(child.data.metrics) if child is not None else {}
-            duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000 if child else None
-            error = child.data.tags.get("ragtrail.error") if child is not None else None
-            units.append(Unit(key[0], key[1], state, metrics, duration, error))
-        roll = rollup_status(units)
-        parent_run = client.get_run(parent)
-        duration_s = t_end - parent_run.info.start_time / 1000
-        summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))
-    else:
-        units = [Unit(t, m, s.upper()) for (t, m), s in sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1]))]
-        roll = rollup_status(units)
+        client = guarded_client()
+        try:
+            exp_id = get_or_create_experiment(client, params["product"])
+            parent = merge_parents(client, exp_id, ti.dag_id, ti.run_id) or find_or_create_parent(
+                client, exp_id, dag_id=ti.dag_id, run_id=ti.run_id,
+                tags={"ragtrail.product": params["product"], "ragtrail.version": params["version"]},
+                params={k: params[k] for k in RUN_PARAMS if k in params})
+            units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids)
+            trail.update(found)
+            duration_s = t_end - client.get_run(parent).info.start_time / 1000
+            summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))
+        except Exception as err:
+            _tracking_failed(client, err, trail)
+            units, parent = None, None
+    if units is None:  # tracking off, or MLflow unavailable (lenient): Airflow's task states decide
+        units = [Unit(t, m, s.upper()) for (t, m), s in _in_dag_order(airflow_units, task_ids)]
         started = getattr(context.get("dag_run"), "start_date", None)
         duration_s = t_end - started.timestamp() if started else None
+    roll = rollup_status(units)
+    if tracked:
+        trail["complete"] = not (trail["missing_runs"] or trail["closed_runs"] or trail["error"])
 
     plan_path = run_workdir(ti.dag_id, ti.run_id) / PLAN_FILE
     planned = json.loads(plan_path.read_text()) if plan_path.exists() else {}
@@ -140,20 +202,50 @@ def aggregate_status(context: Context) -> dict:
         collection=index.get("collection"), live_collection=index.get("live"),
         duration_s=round(duration_s, 3) if duration_s is not None else None,
         tasks={u.label: u.state for u in units},
+        trail=trail,
     )
 
-    if tracking_enabled():
-        rec = Recorder()
-        rec.metric(**roll.metrics, duration_s=duration_s)
-        rec.tag(**{STATUS_TAG: roll.status, "ragtrail.reasons": "; ".join(roll.reasons) or "-"})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "rollup.json"
-            path.write_text(json.dumps(summary, indent=1, default=str))
-            rec.artifact(path)
-            log_recorder(client, parent, rec)
-        client.set_terminated(parent, MLFLOW_STATUS[roll.status])
+    if parent is not None:
+        try:
+            _log_rollup(client, parent, roll, units, duration_s, trail, summary)
+        except Exception as err:
+            _tracking_failed(client, err, trail)
+            trail["complete"] = False
 
     ti.xcom_push(key=SUMMARY_KEY, value=summary)
     if roll.status != FINISHED:
         raise AirflowFailException(f"pipeline {roll.status}: " + "; ".join(roll.reasons))
     return summary
+
+
+def _tracking_failed(client, err: Exception, trail: dict) -> None:
+    """Strict mode: fail the roll-up naming the tracking URI. Lenient: note it and go on."""
+    from ragtrail_airflow.resilience import STRICT_NOTE, TrackingError
+
+    if client is not None and client.guard.policy.strict:
+        if isinstance(err, TrackingError):
+            raise err
+        raise TrackingError(f"MLflow tracking at {client.guard.uri} failed in the roll-up: "
+                            f"{type(err).__name__}: {err} — {STRICT_NOTE}") from err
+    trail["error"] = f"{type(err).__name__}: {err}"[:1000]
+    log.warning("roll-up could not use MLflow (%s); lenient mode: deciding from Airflow task states",
+                trail["error"])
+
+
+def _log_rollup(client, parent: str, roll, units: list, duration_s, trail: dict, summary: dict) -> None:
+    from ragtrail.recorder import Recorder
+    from ragtrail_airflow.tracking import STATUS_TAG, log_recorder
+
+    rec = Recorder()
+    rec.metric(**roll.metrics, **headline_metrics(units), duration_s=duration_s)
+    incomplete = trail["missing_runs"] or trail["closed_runs"]
+    rec.tag(**{STATUS_TAG: roll.status, "ragtrail.reasons": "; ".join(roll.reasons) or "-",
+               "ragtrail.trail": "incomplete" if incomplete else "complete",
+               "ragtrail.trail_missing": ", ".join(trail["missing_runs"]) or "-",
+               "ragtrail.trail_closed": ", ".join(trail["closed_runs"]) or "-"})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rollup.json"
+        path.write_text(json.dumps(summary, indent=1, default=str))
+        rec.artifact(path)
+        log_recorder(client, parent, rec)
+    client.set_terminated(parent, MLFLOW_STATUS[roll.status])

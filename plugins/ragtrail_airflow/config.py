@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from ragtrail.settings import env_flag
 
 
-def _airflow_conf(key: str, fallback: str) -> str:
+def airflow_conf(key: str, fallback: str) -> str:
+    """Option ``key`` of Airflow's ``[ragtrail]`` section, or ``fallback`` outside Airflow.
+
+    Outside an Airflow process (a notebook using ``@track``) Airflow is not imported just to read its
+    configuration: importing it would create a default ``~/airflow`` home.
+    """
+    if "airflow" not in sys.modules:
+        return fallback
     try:
         from airflow.sdk import conf
 
@@ -21,14 +29,21 @@ def tracking_enabled() -> bool:
     flag = env_flag("RAGTRAIL_TRACKING")
     if flag is not None:
         return flag
-    return _airflow_conf("tracking_enabled", "True").strip().lower() not in {"0", "false", "no", "off"}
+    return airflow_conf("tracking_enabled", "True").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def mlflow_ui_url() -> str:
     """Base URL of the MLflow UI for links (``RAGTRAIL_MLFLOW_UI_URL`` or ``[ragtrail] mlflow_ui_url``)."""
-    url = os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or _airflow_conf("mlflow_ui_url", "http://127.0.0.1:5000")
+    url = os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or airflow_conf("mlflow_ui_url", "http://127.0.0.1:5000")
     return url.rstrip("/")
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
     return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def tracking_strict() -> bool:
+    """Whether a task fails when MLflow is unavailable (``RAGTRAIL_TRACKING_MODE=strict``)."""
+    from ragtrail_airflow.resilience import Policy
+
+    return Policy.from_env().strict

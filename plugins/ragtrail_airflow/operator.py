@@ -10,7 +10,8 @@ Example (in a DAG file, importing nothing but ``airflow.sdk``)::
 The operator opens a child run of the DAG run's parent run, hands the task a
 :class:`ragtrail.recorder.Recorder` as ``tracker``, logs what it recorded in batches, and ends the run
 FINISHED, FAILED (re-raising) or KILLED (``on_kill``). With tracking off the task gets a recorder all
-the same and nothing reaches MLflow.
+the same and nothing reaches MLflow. When MLflow is unavailable, lenient mode (the default) runs the
+task untracked and strict mode fails it (see :mod:`ragtrail_airflow.resilience`).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         )
         self._task_run = run
         with run:
-            ti.xcom_push(key=XCOM_KEY, value={"experiment_id": run.experiment_id, "run_id": run.mlflow_run_id,
-                                              "parent_run_id": run.parent_run_id})
+            if run.mlflow_run_id:  # None when MLflow was unavailable (lenient mode)
+                ti.xcom_push(key=XCOM_KEY, value={"experiment_id": run.experiment_id, "run_id": run.mlflow_run_id,
+                                                  "parent_run_id": run.parent_run_id})
             context["tracker"] = run.recorder  # type: ignore[typeddict-unknown-key]
             return super().execute(context)
 

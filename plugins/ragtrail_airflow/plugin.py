@@ -1,35 +1,17 @@
-"""The Airflow plugin: the "MLflow run" extra link and a small FastAPI app in the API server."""
+"""The Airflow plugin: the "MLflow run" extra link, the ``/ragtrail`` REST API and the metrics page.
+
+The page appears in the Airflow UI's *Browse* menu ("RAG metrics"), embedded at ``/plugin/ragtrail``.
+"""
 
 from __future__ import annotations
+
+from functools import cached_property
 
 from airflow.plugins_manager import AirflowPlugin
 
 from ragtrail_airflow.links import MLflowRunLink
 
-
-def _create_app():
-    from fastapi import FastAPI
-
-    app = FastAPI(title="ragtrail", description="ragtrail's view of its MLflow trail and Qdrant index.")
-
-    @app.get("/health")
-    def health() -> dict:
-        """Whether MLflow's store and Qdrant are reachable from the API server."""
-        from ragtrail.settings import load
-
-        settings = load()
-        out = {"mlflow": {"uri": settings.mlflow_tracking_uri}, "qdrant": {}}
-        try:
-            from ragtrail_airflow.tracking import get_client
-
-            get_client().search_experiments(max_results=1)
-            out["mlflow"]["ok"] = True
-        except Exception as err:  # reported, not raised: this is a health check
-            out["mlflow"].update(ok=False, error=type(err).__name__)
-        out["qdrant"]["location"] = settings.qdrant_url or str(settings.qdrant_path)
-        return out
-
-    return app
+URL_PREFIX = "/ragtrail"
 
 
 class RagtrailPlugin(AirflowPlugin):
@@ -37,4 +19,17 @@ class RagtrailPlugin(AirflowPlugin):
 
     name = "ragtrail"
     operator_extra_links = [MLflowRunLink()]
-    fastapi_apps = [{"app": _create_app(), "url_prefix": "/ragtrail", "name": "ragtrail"}]
+    external_views = [{
+        "name": "RAG metrics",
+        "href": f"{URL_PREFIX}/metrics",
+        "url_route": "ragtrail",
+        "destination": "nav",
+        "category": "browse",
+    }]
+
+    @cached_property
+    def fastapi_apps(self) -> list[dict]:  # type: ignore[override]
+        """Built on first use: only the API server asks, so schedulers and workers never import it."""
+        from ragtrail_airflow.api import create_app
+
+        return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "ragtrail"}]

@@ -15,20 +15,29 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from ragtrail.products import artifact_location, experiment_name, product_id
 from ragtrail.recorder import Recorder
 from ragtrail.settings import load as load_settings
+from ragtrail_airflow.resilience import STRICT_NOTE, Guard, GuardedClient, Policy, TrackingError
+
+log = logging.getLogger(__name__)
 
 ROLE_TAG, DAG_TAG, RUN_TAG, TASK_TAG = "ragtrail.role", "airflow.dag_id", "airflow.run_id", "airflow.task_id"
 TRY_TAG, MAP_TAG, STAGE_TAG = "airflow.try_number", "airflow.map_index", "ragtrail.stage"
 PRODUCT_TAG, VERSION_TAG, STATUS_TAG = "ragtrail.product", "ragtrail.version", "ragtrail.status"
 PARENT_TAG = "mlflow.parentRunId"
+KIND_TAG, ERROR_TAG, ERROR_CLASS_TAG = "ragtrail.kind", "ragtrail.error", "ragtrail.error_class"
+# The TaskRun of the tracked task running in this context: @track nests its runs under it.
+CURRENT_TASK_RUN: ContextVar[TaskRun | None] = ContextVar("ragtrail_current_task_run", default=None)
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|auth", re.I)
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 _BAD_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
@@ -43,9 +52,9 @@ def redact(key: str, value: Any) -> str:
 
 
 def _configure_client_env() -> None:
-    # A dead tracking server must not stall a task for minutes (MLflow's default retries take ~4 min).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    # A dead tracking server must not stall a caller for minutes (MLflow's default retries take
+    # ~4 min). Guarded clients set these per call; these defaults cover unguarded use.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
@@ -57,12 +66,18 @@ def get_client():
     return MlflowClient(tracking_uri=load_settings().mlflow_tracking_uri)
 
 
-def experiment_name(product: str) -> str:
-    return f"{load_settings().experiment_prefix}/{product}"
+def guarded_client(policy: Policy | None = None) -> GuardedClient:
+    """:func:`get_client` behind a fresh :class:`~ragtrail_airflow.resilience.Guard` (one per task)."""
+    client = get_client()
+    return GuardedClient(client, Guard(client.tracking_uri, policy))
 
 
-def get_or_create_experiment(client, product: str) -> str:
-    """Return the product's experiment id, creating it with an explicit artifact location."""
+def get_or_create_experiment(client, product: str, kind: str = "product") -> str:
+    """Return the product's experiment id, creating it with an explicit artifact location.
+
+    The name comes from :func:`ragtrail.products.experiment_name`, the one place that decides it.
+    ``kind`` is ``product`` for pipelines and ``feature`` for :func:`ragtrail_airflow.track.track`.
+    """
     from mlflow.exceptions import MlflowException
 
     name = experiment_name(product)
@@ -71,12 +86,20 @@ def get_or_create_experiment(client, product: str) -> str:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    root = load_settings().mlflow_artifact_root.rstrip("/")
     try:
-        return client.create_experiment(name, artifact_location=f"{root}/{product}",
-                                        tags={"ragtrail.product": product})
-    except MlflowException:  # another task created it a moment ago
-        return client.get_experiment_by_name(name).experiment_id
+        return client.create_experiment(name, artifact_location=artifact_location(product),
+                                        tags={PRODUCT_TAG: product, "ragtrail.product_id": product_id(product),
+                                              KIND_TAG: kind})
+    except MlflowException as err:  # another task created it a moment ago
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise err
+        return exp.experiment_id
+
+
+def error_tags(exc: BaseException) -> dict[str, str]:
+    """How a failure is recorded on a run: the error class, and class plus message."""
+    return {ERROR_TAG: f"{type(exc).__name__}: {exc}"[:4000], ERROR_CLASS_TAG: type(exc).__name__}
 
 
 def _q(value: str) -> str:
@@ -197,63 +220,102 @@ class TaskRun:
 
     Use as a context manager: on a clean exit the run ends FINISHED, on an exception FAILED (and the
     exception propagates); :meth:`kill` ends it KILLED. Whatever the stage recorded before failing
-    is still logged, so a failed run shows how far it got.
+    is still logged, so a failed run shows how far it got. Inside the block the run is the current
+    task run, so :func:`ragtrail_airflow.track.track` nests its runs under it.
+
+    Every MLflow call goes through one :class:`~ragtrail_airflow.resilience.Guard` (bounded retries,
+    one time budget). When MLflow is unavailable, a lenient policy logs a warning and the task goes
+    on untracked (``tracking_error`` says why); a strict one raises ``TrackingUnavailable``.
     """
 
     def __init__(self, *, dag_id: str, run_id: str, task_id: str, product: str, version: str,
                  try_number: int = 1, map_index: int = -1, stage: str | None = None,
-                 parent_params: dict | None = None):
+                 parent_params: dict | None = None, policy: Policy | None = None):
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.product, self.version = product, version
         self.try_number, self.map_index = try_number, map_index
         self.stage = stage or task_id
         self.parent_params = parent_params or {}
+        self.policy = policy or Policy.from_env()
         self.recorder = Recorder()
-        self.client = None
+        self.client: GuardedClient | None = None
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self.mlflow_run_id: str | None = None
+        self.tracking_error: str | None = None
         self.ended = False
+        self._token = None
 
     def start(self) -> TaskRun:
-        self.client = get_client()
-        self.experiment_id = get_or_create_experiment(self.client, self.product)
-        common = {PRODUCT_TAG: self.product, VERSION_TAG: self.version}
-        self.parent_run_id = find_or_create_parent(
-            self.client, self.experiment_id, dag_id=self.dag_id, run_id=self.run_id,
-            tags=common, params=self.parent_params)
-        name = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
-            **common, PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id,
-            RUN_TAG: self.run_id, TASK_TAG: self.task_id, TRY_TAG: str(self.try_number),
-            MAP_TAG: str(self.map_index), STAGE_TAG: self.stage})
-        self.mlflow_run_id = run.info.run_id
+        self.client = guarded_client(self.policy)
+        try:
+            self.experiment_id = get_or_create_experiment(self.client, self.product)
+            common = {PRODUCT_TAG: self.product, VERSION_TAG: self.version}
+            self.parent_run_id = find_or_create_parent(
+                self.client, self.experiment_id, dag_id=self.dag_id, run_id=self.run_id,
+                tags=common, params=self.parent_params)
+            name = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={
+                **common, PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id,
+                RUN_TAG: self.run_id, TASK_TAG: self.task_id, TRY_TAG: str(self.try_number),
+                MAP_TAG: str(self.map_index), STAGE_TAG: self.stage})
+            self.mlflow_run_id = run.info.run_id
+        except Exception as err:
+            self._tracking_failed("start", err)
         return self
+
+    def _tracking_failed(self, step: str, err: Exception) -> None:
+        if self.policy.strict:
+            if isinstance(err, TrackingError):
+                raise err
+            raise TrackingError(f"MLflow tracking at {self.client.guard.uri} failed at the {step} of task "
+                                f"{self.task_id}: {type(err).__name__}: {err} — {STRICT_NOTE}") from err
+        self.tracking_error = f"{type(err).__name__}: {err}"
+        log.warning("MLflow tracking failed at the %s of task %s (%s); lenient mode: the task goes on and "
+                    "the roll-up marks the trail incomplete", step, self.task_id, self.tracking_error)
 
     def flush(self) -> None:
         if self.mlflow_run_id:
             log_recorder(self.client, self.mlflow_run_id, self.recorder)
 
     def end(self, status: str) -> None:
-        """Log what is left and terminate the run; later calls are no-ops (first status wins)."""
+        """Log what is left and terminate the run; later calls are no-ops (first status wins).
+
+        Termination is attempted even when logging failed, so the run is not left RUNNING.
+        """
         if not self.mlflow_run_id or self.ended:
             return
         self.ended = True
-        try:
-            self.flush()
-        finally:
-            self.client.set_terminated(self.mlflow_run_id, status)
+        errors = []
+        for step in (self.flush, lambda: self.client.set_terminated(self.mlflow_run_id, status)):
+            try:
+                step()
+            except Exception as err:
+                errors.append(err)
+        if errors:
+            self._tracking_failed("end", errors[0])
 
     def kill(self) -> None:
-        self.end("KILLED")
+        try:
+            self.end("KILLED")
+        except Exception:  # the task is being killed anyway; the roll-up closes the run
+            log.exception("could not end the MLflow run of %s as KILLED", self.task_id)
 
     def __enter__(self) -> TaskRun:
-        return self.start()
+        self.start()
+        self._token = CURRENT_TASK_RUN.set(self)
+        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        CURRENT_TASK_RUN.reset(self._token)
         if exc is not None:
-            self.recorder.tag(**{"ragtrail.error": f"{exc_type.__name__}: {exc}"[:4000]})
-        self.end("FAILED" if exc is not None else "FINISHED")
+            self.recorder.tag(**error_tags(exc))
+        try:
+            self.end("FAILED" if exc is not None else "FINISHED")
+        except Exception:
+            if exc is None:
+                raise
+            log.exception("could not end the MLflow run of failed task %s", self.task_id)
 
 
 def child_runs(client, experiment_id: str, parent_run_id: str) -> list:

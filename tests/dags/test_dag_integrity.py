@@ -62,3 +62,42 @@ def test_parsing_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _bag_with_products(tmp_path, monkeypatch, text: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    path = tmp_path / "products.yml"
+    path.write_text(text)
+    monkeypatch.setenv("RAGTRAIL_PRODUCTS_FILE", str(path))
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_one_scheduled_dag_per_product_with_the_same_pipeline(tmp_path, monkeypatch):
+    """Each product becomes rag_ingest__<name>: its schedule, paused at creation, its config as the form's
+    defaults, its name as the only allowed product, and exactly rag_ingest's task graph."""
+    bag = _bag_with_products(tmp_path, monkeypatch, """
+products:
+  - {id: 11111111-aaaa-4bbb-8ccc-000000000001, name: alpha, source: /data/alpha, schedule: "@daily",
+     version: v3, chunking: {chunk_size: 128, chunk_overlap: 8}}
+  - {name: beta, source: s3://bucket/beta/, schedule: "0 */6 * * *", embedder: {batch_size: 16}}
+""")
+    assert not bag.import_errors, bag.import_errors
+    base = bag.get_dag("rag_ingest")
+    for dag_id, schedule in (("rag_ingest__alpha", "@daily"), ("rag_ingest__beta", "0 */6 * * *")):
+        dag = bag.get_dag(dag_id)
+        assert dag is not None and dag.schedule == schedule and dag.is_paused_upon_creation
+        assert set(dag.task_ids) == set(base.task_ids)
+        for task_id in base.task_ids:
+            assert dag.get_task(task_id).upstream_task_ids == base.get_task(task_id).upstream_task_ids
+    alpha = bag.get_dag("rag_ingest__alpha").params
+    assert (alpha["source"], alpha["version"], alpha["chunk_size"], alpha["chunk_overlap"]) == ("/data/alpha", "v3", 128, 8)
+    assert alpha.get_param("product").schema["enum"] == ["alpha"]
+    assert bag.get_dag("rag_ingest__beta").params["batch_size"] == 16
+
+
+def test_a_broken_products_file_is_an_import_error_naming_the_field(tmp_path, monkeypatch):
+    bag = _bag_with_products(tmp_path, monkeypatch, "products:\n  - {name: gamma, source: x, chunking: {chunk_size: 5}}\n")
+    errors = " ".join(str(e) for e in bag.import_errors.values())
+    assert "rag_products.py" in " ".join(bag.import_errors) and "chunk_size must be an integer" in errors
+    assert "rag_ingest" in bag.dag_ids  # the generic DAG is unaffected

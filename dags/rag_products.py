@@ -1,0 +1,40 @@
+"""
+### rag_ingest__&lt;product&gt; — one scheduled ingest DAG per product in the products file
+
+Generated from `include/products.yml` (or `RAGTRAIL_PRODUCTS_FILE`): each product's DAG runs the same
+pipeline as `rag_ingest` — ingest → plan → chunk[] → dedupe → embed[] → index → aggregate_status — on the product's
+source, on its schedule, with its chunking and embedder as the defaults of the trigger form.
+New product DAGs start paused. Every run lands in the product's experiment,
+`<prefix> - <name> (<first 8 chars of id>)`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from ragtrail.products import load_products
+from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_params
+
+
+def product_dag(product):
+    """Build the scheduled DAG of one product (a :class:`ragtrail.products.Product`)."""
+
+    @dag(
+        dag_id=product.dag_id,
+        schedule=product.schedule,
+        catchup=False,
+        max_active_runs=1,  # one writer per Qdrant local store at a time
+        is_paused_upon_creation=True,
+        doc_md=f"{__doc__}\n**{product.name}** (`{product.id}`): {product.description or product.source}",
+        tags=["ragtrail", "ingest", "product"],
+        default_args=default_args(),
+        params=pipeline_params(**{**product.conf(), "fixed_product": True}),
+    )
+    def rag_product():
+        build_pipeline()
+
+    return rag_product()
+
+
+for _product in load_products():
+    globals()[_product.dag_id] = product_dag(_product)

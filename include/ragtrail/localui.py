@@ -1,0 +1,279 @@
+"""``make ui`` / ``make stop``: Airflow and the MLflow UI on loopback, started and stopped by PID.
+
+Starts, each in its own process group with its log under ``$RAGTRAIL_HOME/ui/logs/``:
+
+- ``mlflow server`` on the data folder's MLflow store (the UI the "MLflow run" links open);
+- Airflow's ``api-server`` (UI, REST API, the ragtrail plugin), ``scheduler`` (LocalExecutor, low
+  parallelism) and ``dag-processor``, on the embedded SQLite home with the simple auth manager.
+
+The PIDs (with their start times, so a recycled PID is never mistaken for ours) go to
+``$RAGTRAIL_HOME/ui/state.json``; ``stop`` ends each process's children before the process itself,
+politely first (SIGTERM) and by force (SIGKILL) only after a timeout. Nothing here imports Airflow.
+
+Example::
+
+    RAGTRAIL_UI_AIRFLOW_PORT=8081 ragtrail ui start
+    ragtrail ui stop
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ragtrail.settings import load as load_settings
+
+HOST = "127.0.0.1"
+COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor")
+
+
+def _state_file() -> Path:
+    return load_settings().home / "ui" / "state.json"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+            return True
+        except OSError:
+            return False
+
+
+def _alive(entry: dict):
+    """The psutil process of a recorded entry, or ``None`` when it is gone (or the PID was reused)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(entry["pid"])
+        if abs(proc.create_time() - entry["create_time"]) > 1 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(proc.args[:3])} exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - our own loopback URL
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s (log: {log})")
+
+
+def status() -> dict | None:
+    """The recorded stack with each process's liveness, or ``None`` when none was started."""
+    path = _state_file()
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    for entry in state["processes"]:
+        entry["alive"] = _alive(entry) is not None
+    return state
+
+
+def password_file() -> Path:
+    """Where the simple auth manager keeps the generated passwords (see ``airflow_home``)."""
+    return load_settings().home / "airflow" / "simple_auth_manager_passwords.json"
+
+
+def _password() -> str | None:
+    path = password_file()
+    try:
+        return json.loads(path.read_text()).get("admin")
+    except (OSError, ValueError):
+        return None
+
+
+def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeout: float = 180) -> dict:
+    """Start the stack (or report the running one) and wait until both UIs answer.
+
+    Returns:
+        ``{"airflow_url", "mlflow_url", "processes", "logs"}`` (the login is in :func:`password_file`).
+    """
+    from ragtrail.airflow_home import prepare
+
+    current = status()
+    if current and all(p["alive"] for p in current["processes"]):
+        return current
+    if current:
+        stop()
+    airflow_port = airflow_port or int(os.environ.get("RAGTRAIL_UI_AIRFLOW_PORT", "8080"))
+    mlflow_port = mlflow_port or int(os.environ.get("RAGTRAIL_UI_MLFLOW_PORT", "5000"))
+    for name, port in (("Airflow", airflow_port), ("MLflow", mlflow_port)):
+        if not _port_free(port):
+            raise RuntimeError(f"port {port} for {name} is in use on {HOST}; set RAGTRAIL_UI_"
+                               f"{name.upper()}_PORT to a free one")
+    airflow_url, mlflow_url = f"http://{HOST}:{airflow_port}", f"http://{HOST}:{mlflow_port}"
+    prepare()
+    settings = load_settings()
+    env = {**os.environ, "RAGTRAIL_MLFLOW_UI_URL": mlflow_url,  # the links open the UI started here
+           "AIRFLOW__API__BASE_URL": airflow_url,
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
+           # MLflow 3's server also starts a pool of job workers (GenAI jobs) we never use.
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}
+    Path(settings.mlflow_artifact_root).mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "mlflow": [str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri,
+                   "--default-artifact-root", settings.mlflow_artifact_root, "--host", HOST,
+                   "--port", str(mlflow_port), "--workers", "1"],
+        "api-server": [str(bin_dir / "airflow"), "api-server", "--host", HOST, "--port", str(airflow_port),
+                       "--workers", "1"],
+        "scheduler": [str(bin_dir / "airflow"), "scheduler"],
+        "dag-processor": [str(bin_dir / "airflow"), "dag-processor"],
+    }
+    logs = settings.home / "ui" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    import psutil
+
+    state = {"airflow_url": airflow_url, "mlflow_url": mlflow_url, "processes": [], "logs": str(logs)}
+    procs = {}
+    for name, cmd in commands.items():
+        with open(logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=settings.home)
+        procs[name] = proc
+        state["processes"].append({"name": name, "pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
+                                   "log": str(logs / f"{name}.log")})
+        _state_file().write_text(json.dumps(state, indent=1))
+    try:
+        _wait_http(f"{mlflow_url}/health", procs["mlflow"], timeout, logs / "mlflow.log")
+        _wait_http(f"{airflow_url}/api/v2/monitor/health", procs["api-server"], timeout, logs / "api-server.log")
+        for name in ("scheduler", "dag-processor"):
+            if procs[name].poll() is not None:
+                raise RuntimeError(f"airflow {name} exited with {procs[name].returncode}; see {logs / name}.log")
+    except Exception:
+        stop()
+        raise
+    return state
+
+
+def _gone(proc) -> bool:
+    """Exited — a zombie counts: it is dead, its parent just has not reaped it yet."""
+    import psutil
+
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(proc, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _gone(proc):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _end(procs: list, timeout: float) -> None:
+    """SIGTERM (plus SIGCONT, as they may be frozen) to all, wait, then SIGKILL whoever is left."""
+    import psutil
+
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        for proc in procs:
+            try:
+                proc.send_signal(sig)
+                proc.send_signal(signal.SIGCONT)
+            except psutil.NoSuchProcess:
+                pass
+        deadline = time.monotonic() + wait
+        procs = [p for p in procs if not _wait_gone(p, max(deadline - time.monotonic(), 0))]
+        if not procs:
+            return
+
+
+def stop_tree(root, timeout: float, child_grace: float = 8) -> int:
+    """End a process and its descendants, children before parents, one generation at a time.
+
+    The whole tree is frozen (SIGSTOP) first, so a supervisor cannot respawn a worker we just ended;
+    each process is thawed only to receive its SIGTERM. Children get ``child_grace`` seconds (an idle
+    LocalExecutor worker ignores SIGTERM and is killed after it), the root ``timeout``.
+    """
+    import psutil
+
+    try:
+        children = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    for proc in [root, *children]:
+        try:
+            proc.send_signal(signal.SIGSTOP)
+        except psutil.NoSuchProcess:
+            pass
+    depth = {root.pid: 0}
+    for child in children:  # parents come before their children in this list
+        try:
+            depth[child.pid] = depth.get(child.ppid(), 0) + 1
+        except psutil.NoSuchProcess:
+            depth[child.pid] = 1
+    for level in sorted({depth[c.pid] for c in children}, reverse=True):
+        _end([c for c in children if depth[c.pid] == level], child_grace)
+    _end([root], timeout)
+    return len(children)
+
+
+def stop(timeout: float = 20) -> list[str]:
+    """Stop every recorded process, children before parents, last started first. Returns what ended."""
+    path = _state_file()
+    if not path.exists():
+        return []
+    state = json.loads(path.read_text())
+    ended = []
+    for entry in reversed(state["processes"]):
+        proc = _alive(entry)
+        if proc is None:
+            continue
+        n = stop_tree(proc, timeout)
+        ended.append(f"{entry['name']} (pid {entry['pid']}, {n} children)")
+    path.unlink()
+    return ended
+
+
+def main(argv: list[str]) -> int:
+    """``ragtrail ui start|stop|status``."""
+    action = argv[0] if argv else "start"
+    if action == "start":
+        try:
+            state = start()
+        except RuntimeError as err:
+            print(f"ragtrail ui: {err}", file=sys.stderr)
+            return 1
+        print(f"Airflow  {state['airflow_url']}   (login: admin / {_password() or 'see ' + str(password_file())})")
+        print(f"MLflow   {state['mlflow_url']}")
+        print(f"Metrics  {state['airflow_url']}/ragtrail/metrics   (also Browse → RAG metrics in Airflow)")
+        print(f"Logs     {state['logs']}")
+        print("Stop with: make stop")
+        return 0
+    if action == "stop":
+        ended = stop()
+        print("stopped: " + (", ".join(ended) if ended else "nothing was running"))
+        return 0
+    if action == "status":
+        state = status()
+        if not state:
+            print("not running")
+            return 1
+        for p in state["processes"]:
+            print(f"{p['name']:<14} pid {p['pid']:<8} {'running' if p['alive'] else 'gone'}")
+        return 0 if all(p["alive"] for p in state["processes"]) else 1
+    print("usage: ragtrail ui start|stop|status", file=sys.stderr)
+    return 2

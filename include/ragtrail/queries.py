@@ -1,0 +1,436 @@
+"""Ask the trail: what ran, how the latest version did, how a metric moved, which run was best.
+
+The one module of ``ragtrail`` that reads MLflow itself (the tracking layer in ``ragtrail_airflow``
+writes it). It imports ``mlflow`` lazily and nothing from Airflow, so a notebook, the ``ragtrail``
+CLI and the REST API in the Airflow API server all answer from the same code. Every answer is plain
+JSON-able data and carries the MLflow UI URL of what it describes (``mlflow_url``).
+
+A *pipeline run* is one DAG run: its parent MLflow run, with the roll-up's status (FINISHED / PARTIAL /
+FAILED, or RUNNING while in flight), params (the run's configuration) and summed metrics.
+
+Example::
+
+    from ragtrail.queries import Trail
+
+    trail = Trail()                                   # MLFLOW_TRACKING_URI or the data folder's store
+    trail.latest("handbook")["run"]["status"]         # "FINISHED"
+    trail.trend("handbook", "vector_count", by="version")["points"]
+    trail.compare(product="handbook", last=5)["diff"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from ragtrail.products import experiment_name
+from ragtrail.settings import load as load_settings
+
+STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
+CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
+TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s")
+STAGE_ORDER = ("ingest", "chunk", "embed", "index")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _q(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parse_time(value: str | int | float | datetime | None, *, now: datetime | None = None) -> int | None:
+    """Milliseconds since the epoch from an ISO date/time (UTC unless it says otherwise), a datetime,
+    epoch seconds, or an age like ``7d`` / ``12h`` / ``30m`` (that long ago)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)):
+        return int(value * 1000)
+    else:
+        text = str(value).strip()
+        m = _RELATIVE.match(text)
+        if m:
+            dt = (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        else:
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError as err:
+                raise ValueError(f"not a time: {value!r} (use 2024-05-01, 2024-05-01T12:00 or 7d / 12h)") from err
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _iso(ms: int | None) -> str | None:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else None
+
+
+def _differs(values: list) -> bool:
+    return len({json.dumps(v, sort_keys=True) for v in values}) > 1
+
+
+class Trail:
+    """Queries over the MLflow trail of ragtrail pipeline runs.
+
+    Args:
+        tracking_uri: MLflow server or store; default ``MLFLOW_TRACKING_URI`` or the data folder's.
+        ui_url: base URL of the MLflow UI for links; default ``RAGTRAIL_MLFLOW_UI_URL``.
+        client: an ``MlflowClient``-like object to use instead (e.g. one with bounded retries).
+    """
+
+    def __init__(self, tracking_uri: str | None = None, ui_url: str | None = None, client: Any = None):
+        settings = load_settings()
+        self.tracking_uri = tracking_uri or settings.mlflow_tracking_uri
+        self.ui_url = (ui_url or settings.mlflow_ui_url).rstrip("/")
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            # Bounded: a dead server answers within ~3 × 10 s instead of MLflow's default minutes.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    # -- URLs -------------------------------------------------------------------------------------
+    def experiment_url(self, experiment_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}"
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def compare_url(self, experiment_ids: list[str], run_ids: list[str]) -> str:
+        runs = quote(json.dumps(run_ids, separators=(",", ":")))
+        exps = quote(json.dumps(sorted(set(experiment_ids)), separators=(",", ":")))
+        return f"{self.ui_url}/#/compare-runs?runs={runs}&experiments={exps}"
+
+    # -- products ---------------------------------------------------------------------------------
+    def experiment(self, product: str):
+        """The product's MLflow experiment. Raises ``LookupError`` when it has no runs yet."""
+        name = experiment_name(product)
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None or exp.lifecycle_stage != "active":
+            raise LookupError(f"product {product!r} has no runs yet (no experiment {name!r} at {self.tracking_uri})")
+        return exp
+
+    def products(self) -> list[dict]:
+        """Every product with a pipeline experiment: name, id, experiment and its URL."""
+        exps, token = [], None
+        while True:
+            page = self.client.search_experiments(filter_string="tags.`ragtrail.kind` = 'product'",
+                                                  max_results=1000, page_token=token)
+            exps.extend(page)
+            token = page.token
+            if not token:
+                break
+        out = [{"product": e.tags.get("ragtrail.product"), "product_id": e.tags.get("ragtrail.product_id"),
+                "experiment_id": e.experiment_id, "experiment_name": e.name,
+                "mlflow_url": self.experiment_url(e.experiment_id)} for e in exps]
+        # Only experiments this prefix names (another prefix is another installation).
+        return sorted((p for p in out if p["product"] and experiment_name(p["product"]) == p["experiment_name"]),
+                      key=lambda p: p["product"])
+
+    # -- runs -------------------------------------------------------------------------------------
+    def _pipeline_run(self, run) -> dict:
+        info, data = run.info, run.data
+        tags = data.tags
+        metrics = dict(data.metrics)
+        duration = metrics.get("duration_s")
+        if duration is None and info.end_time:
+            duration = (info.end_time - info.start_time) / 1000
+        reasons = tags.get("ragtrail.reasons")
+        return {
+            "run_id": info.run_id, "experiment_id": info.experiment_id,
+            "product": tags.get("ragtrail.product"), "version": tags.get("ragtrail.version"),
+            "status": tags.get("ragtrail.status") or info.status, "mlflow_status": info.status,
+            "trail": tags.get("ragtrail.trail"),
+            "missing_runs": [t for t in tags.get("ragtrail.trail_missing", "-").split(", ") if t and t != "-"],
+            "reasons": [r for r in (reasons or "").split("; ") if r and r != "-"],
+            "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
+            "start_time": _iso(info.start_time), "end_time": _iso(info.end_time),
+            "duration_s": round(duration, 3) if duration is not None else None,
+            "params": dict(data.params), "metrics": metrics,
+            "mlflow_url": self.run_url(info.experiment_id, info.run_id),
+        }
+
+    def _search(self, exp_ids: list[str], filter_string: str, order_by: list[str], limit: int | None) -> list:
+        runs, token = [], None
+        while limit is None or len(runs) < limit:
+            want = 1000 if limit is None else min(1000, limit - len(runs))
+            try:
+                page = self.client.search_runs(exp_ids, filter_string, max_results=want, order_by=order_by,
+                                               page_token=token)
+            except Exception as err:  # a filter MLflow cannot parse is the caller's mistake
+                if getattr(err, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                    raise ValueError(f"bad filter or order: {getattr(err, 'message', err)}") from err
+                raise
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+        return runs
+
+    def runs(self, product: str, *, version: str | None = None, status: str | None = None,
+             where: str | None = None, since: Any = None, until: Any = None, order_by: str = "start_time",
+             ascending: bool = False, limit: int | None = 20) -> dict:
+        """List and search a product's pipeline runs.
+
+        Args:
+            version: only this version.
+            status: FINISHED, PARTIAL, FAILED, RUNNING or KILLED.
+            where: an MLflow filter over the runs' params and metrics, e.g.
+                ``"metrics.vector_count > 100 and params.chunk_size = '200'"``.
+            since, until: start time bounds (ISO date/time, epoch seconds, or an age like ``7d``).
+            order_by: ``start_time`` or a metric name (``vector_count``, ``duration_s``…).
+            ascending: oldest / smallest first (default newest / largest first).
+            limit: at most this many runs (``None``: all).
+
+        Returns:
+            ``{"product", "experiment_id", "mlflow_url", "runs": [pipeline run, …]}``.
+        """
+        exp = self.experiment(product)
+        clauses = ["tags.`ragtrail.role` = 'parent'"]
+        if version:
+            clauses.append(f"tags.`ragtrail.version` = {_q(version)}")
+        if status:
+            status = status.upper()
+            if status not in STATUSES:
+                raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+            clauses.append(f"attributes.status = {_q(status)}" if status in ("RUNNING", "KILLED")
+                           else f"tags.`ragtrail.status` = {_q(status)}")
+        if since is not None and since != "":
+            clauses.append(f"attributes.start_time >= {parse_time(since)}")
+        if until is not None and until != "":
+            clauses.append(f"attributes.start_time <= {parse_time(until)}")
+        if where:
+            clauses.append(where)
+        direction = "ASC" if ascending else "DESC"
+        key = "attributes.start_time" if order_by in ("start_time", "time") else f"metrics.`{order_by}`"
+        order = [f"{key} {direction}"] + ([] if key == "attributes.start_time" else ["attributes.start_time DESC"])
+        found = self._search([exp.experiment_id], " and ".join(clauses), order, limit)
+        return {"product": product, "experiment_id": exp.experiment_id,
+                "mlflow_url": self.experiment_url(exp.experiment_id),
+                "runs": [self._pipeline_run(r) for r in found]}
+
+    def _get_run(self, run_id: str):
+        try:
+            return self.client.get_run(run_id)
+        except Exception as err:
+            if getattr(err, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise LookupError(f"no MLflow run {run_id!r} at {self.tracking_uri}") from err
+            raise
+
+    def run(self, run_id: str) -> dict:
+        """One pipeline run by its (parent) MLflow run id."""
+        return self._pipeline_run(self._get_run(run_id))
+
+    def tasks(self, run_id: str) -> dict:
+        """Per-task breakdown of a pipeline run: each task's latest try with its status, duration,
+        metrics, params and error, in pipeline order."""
+        parent = self._get_run(run_id)
+        exp_id = parent.info.experiment_id
+        children = self._search([exp_id], f"tags.`mlflow.parentRunId` = {_q(run_id)} and "
+                                          "tags.`ragtrail.role` = 'task'", ["attributes.start_time ASC"], None)
+        latest: dict[tuple[str, int], Any] = {}
+        tries: Counter = Counter()
+        for child in children:
+            tags = child.data.tags
+            key = (tags.get("airflow.task_id", child.info.run_name), int(tags.get("airflow.map_index", "-1")))
+            tries[key] += 1
+            best = latest.get(key)
+            if best is None or int(tags.get("airflow.try_number", "0")) >= int(
+                    best.data.tags.get("airflow.try_number", "0")):
+                latest[key] = child
+        order = {s: i for i, s in enumerate(STAGE_ORDER)}
+        rows = []
+        for (task_id, map_index), child in sorted(latest.items(), key=lambda kv: (
+                order.get(kv[0][0], len(order)), kv[1].info.start_time, kv[0][1])):
+            info, data = child.info, child.data
+            rows.append({
+                "task_id": task_id, "map_index": map_index,
+                "label": task_id if map_index < 0 else f"{task_id}[{map_index}]",
+                "status": info.status, "try_number": int(data.tags.get("airflow.try_number", "1")),
+                "tries_logged": tries[(task_id, map_index)],
+                "duration_s": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
+                "metrics": dict(data.metrics), "params": dict(data.params),
+                "error": data.tags.get("ragtrail.error"), "run_id": info.run_id,
+                "mlflow_url": self.run_url(exp_id, info.run_id),
+            })
+        return {"run_id": run_id, "experiment_id": exp_id, "mlflow_url": self.run_url(exp_id, run_id),
+                "missing_runs": self._pipeline_run(parent)["missing_runs"], "tasks": rows}
+
+    def latest(self, product: str) -> dict:
+        """How the product's latest version did: its newest finished pipeline run (status, rolled-up
+        metrics), the configuration it built with, and its per-task breakdown.
+
+        Returns:
+            ``{"product", "version", "run", "config", "tasks", "running", "mlflow_url"}``; ``running``
+            lists pipeline runs still in flight.
+        """
+        found = self.runs(product, limit=50)["runs"]
+        done = [r for r in found if r["mlflow_status"] != "RUNNING"]
+        running = [r for r in found if r["mlflow_status"] == "RUNNING"]
+        if not done:
+            raise LookupError(f"product {product!r} has no finished pipeline run yet")
+        run = done[0]
+        tasks = self.tasks(run["run_id"])["tasks"]
+        dimension = run["metrics"].get("embedding_dimension")
+        if dimension is None:
+            embed = next((t for t in tasks if t["task_id"] == "embed"), None)
+            dims = (embed or {}).get("params", {}).get("embedding_dimension") or (embed or {}).get(
+                "metrics", {}).get("embedding_dimension")
+            dimension = dims
+        config = {k: run["params"].get(k) for k in CONFIG_PARAMS}
+        config["dimension"] = int(float(dimension)) if dimension is not None else None
+        for key in ("chunk_size", "chunk_overlap", "batch_size"):
+            if config.get(key) is not None and str(config[key]).isdigit():
+                config[key] = int(config[key])
+        return {"product": product, "version": run["version"], "run": run, "config": config, "tasks": tasks,
+                "running": [{k: r[k] for k in ("run_id", "version", "start_time", "mlflow_url")} for r in running],
+                "mlflow_url": run["mlflow_url"]}
+
+    # -- analysis ---------------------------------------------------------------------------------
+    def trend(self, product: str, metric: str, *, by: str = "version", limit: int = 50,
+              version: str | None = None) -> dict:
+        """How a metric (or ``status``) moved over versions or over time.
+
+        Args:
+            by: ``version`` — one point per version, in order of first appearance, from the version's
+                newest FINISHED run (its newest run if none finished); ``time`` — one point per run,
+                oldest first.
+            limit: the newest ``limit`` runs are considered.
+
+        Returns:
+            ``{"product", "metric", "by", "points": [{"x", "value", "status", "version", "run_id",
+            "start_time", "mlflow_url"}], "mlflow_url"}``; ``value`` is ``None`` where a run did not
+            log the metric.
+        """
+        if by not in ("version", "time"):
+            raise ValueError("by must be 'version' or 'time'")
+        listing = self.runs(product, version=version, limit=limit)
+        runs = [r for r in reversed(listing["runs"]) if r["mlflow_status"] != "RUNNING"]  # oldest first
+
+        def value(r: dict):
+            if metric == "status":
+                return r["status"]
+            return r["metrics"].get(metric)
+
+        def point(r: dict, x: str) -> dict:
+            return {"x": x, "value": value(r), "status": r["status"], "version": r["version"],
+                    "run_id": r["run_id"], "start_time": r["start_time"], "mlflow_url": r["mlflow_url"]}
+
+        if by == "time":
+            points = [point(r, r["start_time"]) for r in runs]
+        else:
+            per_version: dict[str, list[dict]] = {}
+            for r in runs:
+                per_version.setdefault(r["version"], []).append(r)
+            points = []
+            for ver, rs in per_version.items():
+                finished = [r for r in rs if r["status"] == "FINISHED"]
+                points.append(point((finished or rs)[-1], ver))
+        return {"product": product, "metric": metric, "by": by, "points": points,
+                "mlflow_url": listing["mlflow_url"]}
+
+    def best(self, product: str, metric: str, *, mode: str = "max", status: str | None = "FINISHED",
+             version: str | None = None) -> dict:
+        """The pipeline run with the highest (``mode="max"``) or lowest (``"min"``) value of a metric,
+        among FINISHED runs by default. Raises ``LookupError`` when no run logged the metric."""
+        if mode not in ("max", "min"):
+            raise ValueError("mode must be 'max' or 'min'")
+        found = self.runs(product, version=version, status=status, where=f"metrics.`{metric}` >= -1e300",
+                          order_by=metric, ascending=mode == "min", limit=1)["runs"]
+        if not found:
+            raise LookupError(f"no {status or ''} run of {product!r} logged the metric {metric!r}".replace("  ", " "))
+        return {"product": product, "metric": metric, "mode": mode, "value": found[0]["metrics"][metric],
+                "run": found[0], "mlflow_url": found[0]["mlflow_url"]}
+
+    def compare(self, run_ids: list[str] | None = None, *, product: str | None = None, last: int = 5) -> dict:
+        """Put 2+ pipeline runs side by side: params and metrics, which of them differ, and each
+        metric's change against the first run (the baseline).
+
+        Args:
+            run_ids: the runs to compare, baseline first.
+            product, last: instead of ids, the product's newest finished run against its ``last``
+                previous ones (newest first).
+        """
+        if run_ids:
+            runs = [self.run(r) for r in run_ids]
+        elif product:
+            runs = [r for r in self.runs(product, limit=last + 20)["runs"] if r["mlflow_status"] != "RUNNING"]
+            runs = runs[: last + 1]
+        else:
+            raise ValueError("give run ids, or a product")
+        return self.compare_runs(runs)
+
+    def compare_runs(self, runs: list[dict]) -> dict:
+        """:meth:`compare` for pipeline runs already fetched (e.g. from :meth:`runs`), baseline first."""
+        if len(runs) < 2:
+            raise LookupError("compare needs at least two pipeline runs")
+        param_keys = sorted({k for r in runs for k in r["params"]})
+        metric_keys = sorted({k for r in runs for k in r["metrics"]})
+        params = {k: [r["params"].get(k) for r in runs] for k in param_keys}
+        metrics = {k: [r["metrics"].get(k) for r in runs] for k in metric_keys}
+        deltas = {k: [None if v is None or vs[0] is None else v - vs[0] for v in vs] for k, vs in metrics.items()}
+        return {
+            "runs": [{k: r[k] for k in ("run_id", "product", "version", "status", "start_time", "duration_s",
+                                        "mlflow_url")} for r in runs],
+            "baseline": runs[0]["run_id"],
+            "params": params, "metrics": metrics, "deltas": deltas,
+            "status": [r["status"] for r in runs],
+            "diff": {"params": [k for k, vs in params.items() if _differs(vs)],
+                     "metrics": [k for k, vs in metrics.items() if _differs(vs)]},
+            "mlflow_url": self.compare_url([r["experiment_id"] for r in runs], [r["run_id"] for r in runs]),
+        }
+
+    def summary(self, products: list[str] | None = None) -> dict:
+        """Across products: runs, counts by status, success rate, mean pipeline and stage durations.
+
+        ``success_rate`` is FINISHED runs over finished-or-failed ones (runs in flight do not count).
+        """
+        known = {p["product"]: p for p in self.products()}
+        names = products or sorted(known)
+        rows = []
+        for name in names:
+            exp = self.experiment(name)
+            runs = [self._pipeline_run(r) for r in self._search(
+                [exp.experiment_id], "tags.`ragtrail.role` = 'parent'", ["attributes.start_time DESC"], None)]
+            counts = Counter(r["status"] for r in runs)
+            ended = [r for r in runs if r["mlflow_status"] != "RUNNING"]
+            durations = [r["duration_s"] for r in ended if r["duration_s"] is not None]
+            stage_durations: dict[str, list[float]] = defaultdict(list)
+            for child in self._search([exp.experiment_id], "tags.`ragtrail.role` = 'task'", [], None):
+                if child.info.end_time and child.info.status == "FINISHED":
+                    stage = child.data.tags.get("ragtrail.stage") or child.info.run_name
+                    stage_durations[stage].append((child.info.end_time - child.info.start_time) / 1000)
+            latest = ended[0] if ended else None
+            rows.append({
+                "product": name, "experiment_id": exp.experiment_id, "runs": len(runs),
+                "by_status": dict(sorted(counts.items())),
+                "success_rate": round(counts["FINISHED"] / len(ended), 4) if ended else None,
+                "mean_duration_s": round(sum(durations) / len(durations), 3) if durations else None,
+                "mean_stage_duration_s": {s: round(sum(v) / len(v), 3) for s, v in sorted(
+                    stage_durations.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 99)},
+                "latest": {k: latest[k] for k in ("run_id", "version", "status", "start_time", "mlflow_url")}
+                if latest else None,
+                "mlflow_url": self.experiment_url(exp.experiment_id),
+            })
+        total = sum(r["runs"] for r in rows)
+        by_status: Counter = Counter()
+        for r in rows:
+            by_status.update(r["by_status"])
+        ended_total = total - by_status.get("RUNNING", 0)
+        return {"products": rows,
+                "totals": {"products": len(rows), "runs": total, "by_status": dict(sorted(by_status.items())),
+                           "success_rate": round(by_status["FINISHED"] / ended_total, 4) if ended_total else None},
+                "mlflow_url": f"{self.ui_url}/#/experiments"}

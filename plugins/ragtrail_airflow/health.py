@@ -1,0 +1,55 @@
+"""Is the trail's backing store reachable, and the index? One quick, bounded look at each."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+from ragtrail_airflow.resilience import Policy, redact_uri
+
+HEALTH_POLICY = dict(timeout_s=3.0, retries=0, backoff_s=0.0, budget_s=5.0)
+
+
+def mlflow_status() -> dict:
+    """Ask MLflow for one experiment; report the (credential-free) URI, ok, latency or the error."""
+    from ragtrail_airflow.config import mlflow_ui_url
+    from ragtrail_airflow.tracking import guarded_client
+
+    client = guarded_client(Policy(**{**Policy.from_env().__dict__, **HEALTH_POLICY}))
+    out = {"uri": redact_uri(client.tracking_uri), "mlflow_url": mlflow_ui_url()}
+    t0 = time.perf_counter()
+    try:
+        client.search_experiments(max_results=1)
+        out.update(ok=True, latency_ms=round((time.perf_counter() - t0) * 1000, 1))
+    except Exception as err:  # reported, not raised: this is a health check
+        out.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
+    return out
+
+
+def qdrant_status() -> dict:
+    """A Qdrant server answers ``/readyz``. A local-mode store is only looked at, never opened: it
+    admits one process at a time, and that should be the pipeline."""
+    from ragtrail.settings import load
+
+    settings = load()
+    if settings.qdrant_url:
+        url = settings.qdrant_url.rstrip("/")
+        out = {"mode": "server", "url": redact_uri(url)}
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=3) as resp:  # noqa: S310 - configured URL
+                out.update(ok=resp.status == 200)
+        except Exception as err:
+            out.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
+        return out
+    path = Path(settings.qdrant_path)
+    collections = sorted(p.name for p in (path / "collection").glob("*") if p.is_dir())
+    ok = path.is_dir() or not path.exists()  # not created yet is fine: the first index task creates it
+    return {"mode": "local", "path": str(path), "ok": ok, "exists": path.is_dir(), "collections": collections}
+
+
+def check() -> dict:
+    """``{"ok", "mlflow": {...}, "qdrant": {...}, "mlflow_url"}``; ``ok`` only when both are."""
+    mlflow, qdrant = mlflow_status(), qdrant_status()
+    return {"ok": bool(mlflow["ok"] and qdrant["ok"]), "mlflow": mlflow, "qdrant": qdrant,
+            "mlflow_url": mlflow["mlflow_url"]}

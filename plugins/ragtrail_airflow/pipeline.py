@@ -1,0 +1,133 @@
+"""The task graph every ingest DAG runs, and its trigger-form params.
+
+ingest → plan → chunk[] → dedupe → embed[] → index → aggregate_status, where ``[]`` marks tasks
+mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
+scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
+``@dag`` function. This module imports only ``airflow.sdk`` and the light ``ragtrail.settings``; task
+bodies import the stage code (``ragtrail_airflow.tasks``) when they run.
+
+Example (a DAG file)::
+
+    @dag(dag_id="my_ingest", schedule=None, params=pipeline_params(product="docs"),
+         default_args=default_args())
+    def my_ingest():
+        build_pipeline()
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from airflow.sdk import Param, task
+
+from ragtrail.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_OVERLAP,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_EMBEDDER,
+    SAMPLE_CORPUS,
+)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+
+
+def default_args() -> dict:
+    """Retries for every pipeline task (``RAGTRAIL_TASK_RETRIES``, ``RAGTRAIL_RETRY_DELAY_S``)."""
+    return {"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
+            "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))}
+
+
+def pipeline_params(*, source: str = str(SAMPLE_CORPUS), product: str = "handbook", version: str = "v1",
+                    chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+                    embedder: str = DEFAULT_EMBEDDER, batch_size: int = DEFAULT_BATCH_SIZE,
+                    fixed_product: bool = False) -> dict[str, Param]:
+    """Typed, described DAG params (the Airflow trigger form) with these defaults.
+
+    Args:
+        fixed_product: a product's own DAG may only build that product.
+    """
+    product_schema = {"enum": [product]} if fixed_product else {"pattern": NAME_PATTERN}
+
+    def p(default, description, **schema):
+        return Param(default, description=description, **schema)
+
+    return {
+        "source": p(source, "Folder, file:// URI or s3://bucket/prefix of the documents.", type="string", minLength=1),
+        "aws_conn_id": p("aws_default", "Airflow connection for s3:// sources (endpoint_url in its extra for MinIO).", type="string"),
+        "product": p(product, "Index name: the Qdrant alias and the MLflow experiment.", type="string", **product_schema),
+        "version": p(version, "Build configuration; each version has its own collection.", type="string", pattern=NAME_PATTERN),
+        "chunk_size": p(chunk_size, "Max tokens per chunk (embedder tokens; at most its window).", type="integer", minimum=16, maximum=510),
+        "chunk_overlap": p(chunk_overlap, "Tokens shared by consecutive chunks.", type="integer", minimum=0, maximum=256),
+        "embedder": p(embedder, "sentence-transformers model name or local folder.", type="string"),
+        "batch_size": p(batch_size, "Texts per encode() call.", type="integer", minimum=1, maximum=1024),
+        "sync_mode": p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
+        "docs_per_batch": p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
+        "texts_per_batch": p(2048, "Distinct texts per embed task (one mapped task each).", type="integer", minimum=1),
+        "promote": p(True, "Point the product alias at this version when it is built.", type="boolean"),
+        "keep_versions": p(2, "Old versions kept besides the live one.", type="integer", minimum=0),
+        "max_file_mb": p(50, "Larger files are quarantined unread (too_large).", type="number", exclusiveMinimum=0),
+        "id_column": p("", "Tables: row id column; empty tries id, then doc_id, then row numbers.", type="string"),
+        "text_column": p("text", "Tables: the column holding the text to index.", type="string", minLength=1),
+        "metadata_columns": p("*", "Tables: comma-separated columns copied into the payload; * = all others, empty = none.", type="string"),
+    }
+
+
+def _workdir(dag_run):
+    from ragtrail.settings import run_workdir
+
+    return run_workdir(dag_run.dag_id, dag_run.run_id)
+
+
+def build_pipeline() -> None:
+    """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
+
+    @task.tracked(stage="ingest")
+    def ingest(params=None, tracker=None, dag_run=None):
+        from ragtrail_airflow import tasks
+
+        return tasks.ingest(params, _workdir(dag_run), tracker)
+
+    @task.tracked(stage="plan")
+    def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
+        from ragtrail_airflow import tasks
+
+        return tasks.plan(params, docs, _workdir(dag_run), tracker)
+
+    @task.tracked(stage="chunk")
+    def chunk(batch: dict, params=None, tracker=None, dag_run=None):
+        from ragtrail_airflow import tasks
+
+        return tasks.chunk(params, batch, _workdir(dag_run), tracker)
+
+    @task.tracked(stage="dedupe", trigger_rule="all_done")
+    def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
+        from ragtrail_airflow import tasks
+
+        return tasks.dedupe(params, chunked, _workdir(dag_run), tracker)
+
+    @task.tracked(stage="embed")
+    def embed(batch: dict, params=None, tracker=None, dag_run=None):
+        from ragtrail_airflow import tasks
+
+        return tasks.embed(params, batch, _workdir(dag_run), tracker)
+
+    @task.tracked(stage="index", trigger_rule="all_done")  # publishes the good batches when some failed
+    def index(chunked, embedded, params=None, tracker=None, dag_run=None):
+        from ragtrail_airflow import tasks
+
+        return tasks.index(params, chunked, embedded, _workdir(dag_run), dag_run.run_id, tracker)
+
+    @task(trigger_rule="all_done", retries=0)
+    def aggregate_status(**context):
+        from ragtrail_airflow.aggregate import aggregate_status as rollup
+
+        return rollup(context)
+
+    docs = ingest()
+    planned = plan(docs)
+    chunked = chunk.expand(batch=planned)
+    unique = dedupe(chunked)
+    embedded = embed.expand(batch=unique)
+    indexed = index(chunked, embedded)
+    [docs, planned, chunked, unique, embedded, indexed] >> aggregate_status()

@@ -1,0 +1,139 @@
+"""Bounded MLflow calls: retries, backoff, the per-task budget, and lenient / strict behaviour on a dead port."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import requests
+from mlflow.exceptions import MlflowException, RestException
+from servers import free_port
+
+from ragtrail_airflow.resilience import Guard, GuardedClient, Policy, TrackingUnavailable, is_transient
+from ragtrail_airflow.tracking import TaskRun
+
+
+class FakeClock:
+    """Time that only moves when a call or a sleep says so: budgets are checked without waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def refused(*_args, **_kwargs):
+    raise MlflowException("API request to http://mlflow:5000/api/2.0/mlflow/runs/create failed with exception "
+                          "HTTPConnectionPool(host='mlflow', port=5000): Connection refused")
+
+
+def test_retries_back_off_then_the_guard_opens():
+    """4 retries after the first failure, pauses 0.5-1-2-4 s, then TrackingUnavailable naming the URI;
+    later calls of the task fail at once without touching MLflow."""
+    clock, calls = FakeClock(), []
+    guard = Guard("http://user:pw@mlflow:5000", Policy(timeout_s=10, retries=4, backoff_s=0.5, budget_s=30),
+                  clock=clock, sleep=clock.sleep)
+    with pytest.raises(TrackingUnavailable) as err:
+        guard.call(lambda: calls.append(1) or refused())
+    assert len(calls) == 5 and clock.sleeps == [0.5, 1, 2, 4]
+    assert "http://***@mlflow:5000" in str(err.value) and "pw" not in str(err.value)
+    assert "5 failed attempts" in str(err.value) and guard.open
+    with pytest.raises(TrackingUnavailable, match="gave up earlier"):
+        guard.call(lambda: calls.append(2))
+    assert calls == [1] * 5
+
+
+def test_the_budget_caps_each_attempt_and_the_total():
+    """Each attempt's HTTP timeout is the policy's or what is left of the budget, whichever is less; once the
+    budget is spent no further attempt is made."""
+    clock, timeouts = FakeClock(), []
+
+    def slow():
+        timeouts.append(int(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"  # MLflow's own retries are off
+        clock.now += timeouts[-1]  # the request runs into its timeout
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    guard = Guard("http://mlflow:5000", Policy(timeout_s=10, retries=10, backoff_s=1, budget_s=25),
+                  clock=clock, sleep=clock.sleep)
+    with pytest.raises(TrackingUnavailable, match="time budget spent"):
+        guard.call(slow)
+    assert timeouts == [10, 10, 2]  # 10 + 1 + 10 + 2 = 23 s, then 2 s left
+    assert guard.spent_s == pytest.approx(25)
+
+
+def test_errors_retrying_cannot_fix_propagate_at_once():
+    clock = FakeClock()
+    guard = Guard("http://mlflow:5000", Policy(), clock=clock, sleep=clock.sleep)
+    bad = RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "Changing param values is not allowed"})
+    with pytest.raises(RestException):
+        guard.call(lambda: (_ for _ in ()).throw(bad))
+    assert guard.attempts == 1 and not guard.open and clock.sleeps == []
+
+
+@pytest.mark.parametrize("err, transient", [
+    (MlflowException("API request to http://h/api failed with exception Connection refused"), True),
+    (MlflowException("API request to http://h/api failed with timeout exception Read timed out."), True),
+    (MlflowException("API request to endpoint /api/2.0/x failed with error code 503 != 200"), True),
+    (MlflowException("API request to endpoint /api/2.0/x failed with error code 404 != 200"), False),
+    (RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}), True),
+    (RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run"}), False),
+    (MlflowException("(sqlite3.OperationalError) database is locked"), True),
+    (requests.exceptions.ConnectionError("refused"), True),
+    (ConnectionResetError("reset"), True),
+    (ValueError("bad"), False),
+])
+def test_what_counts_as_transient(err, transient):
+    assert is_transient(err) is transient
+
+
+@pytest.fixture()
+def dead_mlflow(monkeypatch):
+    """MLFLOW_TRACKING_URI on a loopback port nobody listens on, with a small, quick policy."""
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("RAGTRAIL_MLFLOW_RETRIES", "2")
+    monkeypatch.setenv("RAGTRAIL_MLFLOW_BACKOFF_S", "0.1")
+    monkeypatch.setenv("RAGTRAIL_MLFLOW_BUDGET_S", "5")
+    return uri
+
+
+def test_a_real_refused_connection_is_bounded(dead_mlflow):
+    from mlflow.tracking import MlflowClient
+
+    client = GuardedClient(MlflowClient(dead_mlflow), Guard(dead_mlflow))
+    with pytest.raises(TrackingUnavailable) as err:
+        client.search_experiments(max_results=1)
+    assert dead_mlflow in str(err.value) and client.guard.attempts == 3
+
+
+def test_task_run_lenient_goes_on_untracked(dead_mlflow, monkeypatch):
+    """Lenient (the default): the block runs, the recorder still works, nothing is raised."""
+    monkeypatch.delenv("RAGTRAIL_TRACKING_MODE", raising=False)
+    ran = []
+    with TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="embed", product="faults", version="v1") as run:
+        run.recorder.metric(embedding_count=3)
+        ran.append(True)
+    assert ran and run.mlflow_run_id is None and dead_mlflow in run.tracking_error
+
+
+def test_task_run_strict_fails_with_one_clear_error(dead_mlflow, monkeypatch):
+    monkeypatch.setenv("RAGTRAIL_TRACKING_MODE", "strict")
+    with pytest.raises(TrackingUnavailable) as err:
+        with TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="embed", product="faults", version="v1"):
+            pytest.fail("the task body must not run when its run cannot be opened in strict mode")
+    assert f"MLflow tracking at {dead_mlflow} is unavailable" in str(err.value)
+    assert "strict tracking mode" in str(err.value)
+
+
+def test_unknown_tracking_mode_is_refused(monkeypatch):
+    monkeypatch.setenv("RAGTRAIL_TRACKING_MODE", "sometimes")
+    with pytest.raises(ValueError, match="tracking mode must be"):
+        Policy.from_env()

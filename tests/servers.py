@@ -1,0 +1,80 @@
+"""Real servers on loopback for tests: an MLflow tracking server and moto's S3, on free ports, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+class Server:
+    """A process started in its own session, stopped with its children (children first)."""
+
+    def __init__(self, cmd: list[str], health_url: str, log: Path, env: dict | None = None):
+        self.cmd, self.health_url, self.log, self.env = cmd, health_url, log, env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env={**os.environ, **(self.env or {})})
+        wait_http(self.health_url, self.proc)
+        return self
+
+    def stop(self) -> None:
+        import psutil
+
+        from ragtrail.localui import stop_tree
+
+        if self.proc is not None and self.proc.poll() is None:
+            stop_tree(psutil.Process(self.proc.pid), timeout=20)
+            self.proc.wait(10)
+        self.proc = None
+
+
+def mlflow_server(tmp: Path, port: int | None = None) -> Server:
+    """``mlflow server`` with a SQLite backend and local artifacts in ``tmp``."""
+    port = port or free_port()
+    (tmp / "artifacts").mkdir(parents=True, exist_ok=True)
+    server = Server([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                     "--default-artifact-root", str(tmp / "artifacts"), "--host", "127.0.0.1",
+                     "--port", str(port), "--workers", "1"],
+                    f"http://127.0.0.1:{port}/health", tmp / "mlflow-server.log",
+                    env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    server.url = f"http://127.0.0.1:{port}"
+    return server
+
+
+def moto_server(tmp: Path) -> Server:
+    port = free_port()
+    server = Server([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                    f"http://127.0.0.1:{port}/moto-api/", tmp / "moto.log")
+    server.url = f"http://127.0.0.1:{port}"
+    return server
