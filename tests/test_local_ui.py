@@ -124,9 +124,9 @@ def test_the_mlflow_run_link_of_a_finished_task_opens_that_run(stack, runs):
     """Airflow's REST API returns each tracked task's "MLflow run" link; it points at the MLflow UI that
     `make ui` started, and the run it names is that task's run of that DAG run."""
     token, run_ids = runs
-    for task_id in ("ingest", "chunk", "embed", "index"):
+    for task_id, map_index in (("ingest", -1), ("plan", -1), ("chunk", 0), ("embed", 0), ("index", -1)):
         url = (f"{stack.airflow}/api/v2/dags/rag_ingest/dagRuns/{urllib.parse.quote(run_ids['v2'])}"
-               f"/taskInstances/{task_id}/links")
+               f"/taskInstances/{task_id}/links?map_index={map_index}")
         status, body = call("GET", url, token=token)
         assert status == 200, body
         link = body["extra_links"]["MLflow run"]
@@ -136,7 +136,8 @@ def test_the_mlflow_run_link_of_a_finished_task_opens_that_run(stack, runs):
         assert status == 200
         run = got["run"]
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-        assert run["info"]["experiment_id"] == exp_id and run["info"]["run_name"] == task_id
+        name = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+        assert run["info"]["experiment_id"] == exp_id and run["info"]["run_name"] == name
         assert tags["airflow.run_id"] == run_ids["v2"] and run["info"]["status"] == "FINISHED"
 
 
@@ -154,7 +155,7 @@ def test_rest_answers_how_the_latest_version_did_and_how_it_compares(stack, runs
     status, trend = call("GET", f"{api}/trend?metric=vector_count&by=version", token=token)
     assert [(p["x"], p["value"]) for p in trend["points"]] == [("v1", 2), ("v2", 3)]
     status, tasks = call("GET", f"{stack.airflow}/ragtrail/api/runs/{latest['run']['run_id']}/tasks", token=token)
-    assert [t["task_id"] for t in tasks["tasks"]] == ["ingest", "chunk", "embed", "index"]
+    assert [t["task_id"] for t in tasks["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index"]
     status, summary = call("GET", f"{stack.airflow}/ragtrail/api/summary", token=token)
     assert summary["totals"]["runs"] == 2 and summary["totals"]["success_rate"] == 1.0
     assert call("GET", f"{stack.airflow}/ragtrail/api/products/nope/latest", token=token)[0] == 404

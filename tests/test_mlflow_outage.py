@@ -61,8 +61,9 @@ def _pid(product: str) -> str:
 
 
 def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server, tmp_path, monkeypatch):
-    """Server stops while `chunk` runs and is back after `embed`: the data pipeline is FINISHED, `chunk`'s run
-    (left RUNNING) is closed by the roll-up, `embed` has no run and the roll-up says so; nothing stays RUNNING."""
+    """Server stops while `chunk` runs and is back after `embed`: the data pipeline is FINISHED, `chunk[0]`'s
+    run (left RUNNING) is closed by the roll-up, `dedupe` and `embed[0]` have no run and the roll-up says so;
+    nothing stays RUNNING."""
     from mlflow.tracking import MlflowClient
 
     import ragtrail.chunking
@@ -77,19 +78,20 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     assert summary["status"] == "FINISHED" and summary["dag_run_state"] == "success"
     assert summary["vectors"] == 3  # the data went all the way to the index
     assert summary["trail"]["complete"] is False
-    assert summary["trail"]["missing_runs"] == ["embed"] and summary["trail"]["closed_runs"] == ["chunk"]
+    assert summary["trail"]["missing_runs"] == ["dedupe", "embed[0]"]
+    assert summary["trail"]["closed_runs"] == ["chunk[0]"]
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert set(runs) == {"ingest", "chunk", "index"}
+    assert set(runs) == {"ingest", "plan", "chunk", "index"}
     assert runs["chunk"].info.status == "FINISHED" and runs["chunk"].data.tags["ragtrail.closed_by"] == "aggregate_status"
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["ragtrail.status"] == "FINISHED"
-    assert parent.data.tags["ragtrail.trail"] == "incomplete" and parent.data.tags["ragtrail.trail_missing"] == "embed"
+    assert parent.data.tags["ragtrail.trail"] == "incomplete" and parent.data.tags["ragtrail.trail_missing"] == "dedupe, embed[0]"
 
 
 def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp_path, monkeypatch, capfd):
-    """Strict: `chunk` cannot close its run and fails with one error naming the URI; downstream never runs;
+    """Strict: `chunk` cannot close its run and fails with one error naming the URI; nothing downstream publishes;
     the server is back for the roll-up, which closes the run FAILED and fails the DAG run."""
     from mlflow.tracking import MlflowClient
 
@@ -105,15 +107,16 @@ def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp
     summary = ingest({"source": str(corpus), "product": "outage-strict"})
 
     assert summary["status"] == "FAILED" and summary["dag_run_state"] == "failed"
-    assert summary["reasons"][0].startswith("chunk: failed")
-    assert summary["tasks"] == {"ingest": "FINISHED", "chunk": "FAILED", "embed": "UPSTREAM_FAILED",
-                                "index": "UPSTREAM_FAILED"}
+    assert summary["reasons"][0].startswith("chunk[0]: failed")
+    tasks = summary["tasks"]
+    assert tasks["ingest"] == tasks["plan"] == "FINISHED" and tasks["chunk[0]"] == "FAILED"
+    assert tasks["index"] != "FINISHED" and tasks["embed"] == "UPSTREAM_FAILED"
     out = capfd.readouterr()
     logs = out.out + out.err
     assert f"TrackingUnavailable: MLflow tracking at {server.url} is unavailable" in logs
     assert "strict tracking mode (RAGTRAIL_TRACKING_MODE=strict) fails the task" in logs
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert runs["chunk"].info.status == "FAILED" and set(runs) == {"ingest", "chunk"}
+    assert runs["chunk"].info.status == "FAILED" and set(runs) == {"ingest", "plan", "chunk"}
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     assert client.get_run(summary["parent_run_id"]).info.status == "FAILED"

@@ -34,7 +34,7 @@ from ragtrail.settings import load as load_settings
 STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
 CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
 TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s")
-STAGE_ORDER = ("ingest", "chunk", "embed", "index")
+STAGE_ORDER = ("ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
