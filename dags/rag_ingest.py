@@ -22,6 +22,8 @@ from airflow.sdk import Param, dag, task
 
 SAMPLE_CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "include", "sample_corpus")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+# CPU-heavy mapped tasks share a pool when one is named (compose and the cluster test create it).
+CPU = {"pool": os.environ["RAGTRAIL_CPU_POOL"]} if os.environ.get("RAGTRAIL_CPU_POOL") else {}
 
 
 def _p(default, description, **schema):
@@ -72,7 +74,7 @@ def rag_ingest():
 
         return tasks.plan(params, docs, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
-    @task.tracked(stage="chunk")
+    @task.tracked(stage="chunk", **CPU)
     def chunk(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail.settings import run_workdir
         from ragtrail_airflow import tasks
@@ -86,7 +88,7 @@ def rag_ingest():
 
         return tasks.dedupe(params, chunked, run_workdir(dag_run.dag_id, dag_run.run_id), tracker)
 
-    @task.tracked(stage="embed")
+    @task.tracked(stage="embed", **CPU)
     def embed(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail.settings import run_workdir
         from ragtrail_airflow import tasks
