@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test cluster-test lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest
+
+# The compose stack as processes on loopback (needs PostgreSQL and Redis; see README).
+cluster-test: install
+	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
 
 clean:
 	rm -rf .data
