@@ -2,10 +2,13 @@
 # Versions here must equal requirements.txt (tests/test_compose.py checks it).
 FROM apache/airflow:3.3.2-python3.11
 
+USER root
+# The project's home, owned by the airflow user so `pip install -e` can write its metadata there.
+RUN mkdir -p /opt/ragtrail && chown airflow:0 /opt/ragtrail
 USER airflow
 # torch first and alone, from the CPU index: anything else would pull the CUDA build (gigabytes).
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-# The constraints keep pip from moving Airflow itself while it installs the project's pins.
+# Naming the image's own Airflow makes pip fail, not replace it, should requirements.txt disagree.
 COPY --chown=airflow:0 requirements.txt /opt/ragtrail/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/ragtrail/requirements.txt
 # The project itself, editable: the entry points (plugin, @task.tracked) are registered and
