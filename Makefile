@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test lint clean ui stop browser
+.PHONY: install run test cluster-test lint clean ui stop browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ ui: install
 
 stop:
 	@if [ -x $(VENV)/bin/ragtrail ]; then $(VENV)/bin/ragtrail ui stop; else echo "nothing to stop"; fi
+
+# The compose stack as processes on loopback (needs PostgreSQL and Redis; see README).
+cluster-test: install
+	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
 
 clean:
 	rm -rf .data

@@ -43,14 +43,30 @@ def collection_name(product: str, version: str) -> str:
 
 
 @contextmanager
-def open_qdrant(location: str | Path) -> Iterator:
-    """Open a Qdrant client for a server URL (``http://…``) or a local-mode folder, and close it after.
+def open_qdrant(location) -> Iterator:
+    """Open a Qdrant client and close it after.
+
+    Args:
+        location: a server URL (``http://…``), a local-mode folder, or a callable returning a ready
+            client (how the Airflow side hands over a client built from a connection; closed after).
 
     Local mode admits one process at a time; callers queue on a lock file beside the store instead of
     failing with "already accessed".
+
+    Example::
+
+        with open_qdrant(lambda: QdrantClient(url="http://qdrant:6333", api_key=key)) as client:
+            list_versions(client, "handbook")
     """
     from qdrant_client import QdrantClient
 
+    if callable(location):
+        client = location()
+        try:
+            yield client
+        finally:
+            client.close()
+        return
     loc = str(location)
     if loc.startswith(("http://", "https://")):
         client = QdrantClient(url=loc)
@@ -182,7 +198,7 @@ def _vector_lookup(embedded: list[dict]):
 
 def index_run(
     *,
-    location: str | Path,
+    location,
     product: str,
     version: str,
     config: dict,

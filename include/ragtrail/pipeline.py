@@ -22,11 +22,12 @@ def qdrant_location() -> str:
 
 
 def index_from_results(chunked, embedded, params: dict, workdir: str | Path, run_id: str,
-                       recorder: Recorder | None = None) -> dict:
+                       recorder: Recorder | None = None, location=None) -> dict:
     """Run the index stage on whatever the upstream (possibly partly failed) mapped tasks produced.
 
     Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
-    roll-up then reports the run PARTIAL.
+    roll-up then reports the run PARTIAL. ``location`` (see ``open_qdrant``) defaults to
+    :func:`qdrant_location`.
     """
     from ragtrail.indexing import index_run
     from ragtrail.plan import read_plan
@@ -37,7 +38,7 @@ def index_from_results(chunked, embedded, params: dict, workdir: str | Path, run
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
     return index_run(
-        location=qdrant_location(), product=params["product"], version=params["version"],
+        location=location or qdrant_location(), product=params["product"], version=params["version"],
         config=build_config(params), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
         promote_alias=bool(params.get("promote", True)), keep_versions=int(params.get("keep_versions", 2)),

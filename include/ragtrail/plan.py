@@ -48,7 +48,7 @@ def plan_sync(
     docs_path: str | Path,
     workdir: str | Path,
     *,
-    location: str | Path,
+    location,
     product: str,
     version: str,
     config: dict,

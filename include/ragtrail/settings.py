@@ -59,15 +59,21 @@ def load() -> Settings:
     """Resolve settings from the environment, falling back to the data folder."""
     home = ragtrail_home()
     mlflow_dir = home / "mlflow"
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    prefix = os.environ.get("RAGTRAIL_EXPERIMENT_PREFIX") or EXPERIMENT_PREFIX_DEFAULT
+    # A tracking server stores artifacts itself (--serve-artifacts): a worker's local folder would be
+    # invisible to the server and to every other worker.
+    remote = tracking_uri.startswith(("http://", "https://"))
+    default_root = f"mlflow-artifacts:/{prefix}" if remote else str(mlflow_dir / "artifacts")
     return Settings(
         home=home,
-        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-        mlflow_artifact_root=os.environ.get("RAGTRAIL_MLFLOW_ARTIFACT_ROOT") or str(mlflow_dir / "artifacts"),
+        mlflow_tracking_uri=tracking_uri,
+        mlflow_artifact_root=os.environ.get("RAGTRAIL_MLFLOW_ARTIFACT_ROOT") or default_root,
         mlflow_ui_url=(os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or "http://127.0.0.1:5000").rstrip("/"),
         qdrant_path=Path(os.environ.get("RAGTRAIL_QDRANT_PATH") or home / "qdrant"),
         qdrant_url=os.environ.get("RAGTRAIL_QDRANT_URL") or None,
         work_root=Path(os.environ.get("RAGTRAIL_WORK_DIR") or home / "work"),
-        experiment_prefix=os.environ.get("RAGTRAIL_EXPERIMENT_PREFIX") or EXPERIMENT_PREFIX_DEFAULT,
+        experiment_prefix=prefix,
     )
 
 

@@ -32,6 +32,13 @@ from ragtrail.settings import (
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
 
+def cpu_pool() -> dict:
+    """CPU-heavy mapped tasks share a pool when ``RAGTRAIL_CPU_POOL`` names one (compose and the
+    cluster test create it; a scheduler never runs a task whose pool does not exist)."""
+    pool = os.environ.get("RAGTRAIL_CPU_POOL")
+    return {"pool": pool} if pool else {}
+
+
 def default_args() -> dict:
     """Retries for every pipeline task (``RAGTRAIL_TASK_RETRIES``, ``RAGTRAIL_RETRY_DELAY_S``)."""
     return {"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
@@ -94,7 +101,7 @@ def build_pipeline() -> None:
 
         return tasks.plan(params, docs, _workdir(dag_run), tracker)
 
-    @task.tracked(stage="chunk")
+    @task.tracked(stage="chunk", **cpu_pool())
     def chunk(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail_airflow import tasks
 
@@ -106,7 +113,7 @@ def build_pipeline() -> None:
 
         return tasks.dedupe(params, chunked, _workdir(dag_run), tracker)
 
-    @task.tracked(stage="embed")
+    @task.tracked(stage="embed", **cpu_pool())
     def embed(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail_airflow import tasks
 

@@ -31,10 +31,11 @@ def ingest(params: dict, workdir: Path, tracker: Recorder) -> dict:
 
 def plan(params: dict, docs: dict, workdir: Path, tracker: Recorder) -> list[dict]:
     """Decide which documents changed; return the chunk batches to fan out over."""
-    from ragtrail.pipeline import build_config, qdrant_location
+    from ragtrail.pipeline import build_config
     from ragtrail.plan import plan_sync
+    from ragtrail_airflow.qdrant import qdrant_target
 
-    return plan_sync(docs["docs_path"], workdir, location=qdrant_location(), product=params["product"],
+    return plan_sync(docs["docs_path"], workdir, location=qdrant_target(), product=params["product"],
                      version=params["version"], config=build_config(params), sync_mode=params["sync_mode"],
                      docs_per_batch=params["docs_per_batch"], recorder=tracker)["batches"]
 
@@ -65,5 +66,6 @@ def embed(params: dict, batch: dict, workdir: Path, tracker: Recorder) -> dict:
 
 def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: Recorder) -> dict:
     from ragtrail.pipeline import index_from_results
+    from ragtrail_airflow.qdrant import qdrant_target
 
-    return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker)
+    return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker, location=qdrant_target())

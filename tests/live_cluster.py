@@ -1,0 +1,183 @@
+"""The docker-compose stack as processes on loopback: CeleryExecutor on PostgreSQL + Redis, two Celery
+workers, an MLflow tracking server on PostgreSQL with its artifacts in S3.
+
+PostgreSQL and Redis are the machine's (127.0.0.1:5432, user postgres, trust auth; 127.0.0.1:6379): the
+cluster gets fresh databases (dropped at :meth:`LiveCluster.stop`) and its own Celery queue and Redis
+DB, so clusters of concurrent sessions never see each other's work. Everything else is started here
+and stopped here, by PID (children first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from live_airflow import BIN, LiveAirflow, free_port, stop_tree
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+REDIS = ("127.0.0.1", 6379)
+POOL, POOL_SLOTS = "ragtrail_cpu", 2
+
+
+def services_missing() -> str | None:
+    """Why the machine cannot host a cluster (PostgreSQL or Redis not answering), or ``None``."""
+    for name, addr in (("PostgreSQL", (PG["host"], PG["port"])), ("Redis", REDIS)):
+        try:
+            socket.create_connection(addr, timeout=2).close()
+        except OSError as err:
+            return f"{name} not reachable at {addr[0]}:{addr[1]}: {err}"
+    return None
+
+
+def _pg(sql: str, dbname: str = "postgres") -> None:
+    import psycopg2
+
+    con = psycopg2.connect(dbname=dbname, **PG)
+    con.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        con.close()
+
+
+def _http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+class LiveCluster(LiveAirflow):
+    """Airflow (api-server, scheduler, dag-processor, two Celery workers) + an MLflow server."""
+
+    def __init__(self, home: Path, s3_endpoint: str, s3_keys: tuple[str, str], artifact_bucket: str,
+                 extra_env: dict[str, str] | None = None):
+        tag = uuid.uuid4().hex[:10]
+        self.airflow_db, self.mlflow_db = f"ragtrail_ci_{tag}", f"ragtrail_ci_{tag}_mlflow"
+        self.queue = f"ragtrail_ci_{tag}"
+        self.mlflow_port = free_port()
+        self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
+        self.s3_env = {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": s3_keys[0],
+                       "AWS_SECRET_ACCESS_KEY": s3_keys[1], "AWS_DEFAULT_REGION": "us-east-1"}
+        self.artifact_bucket = artifact_bucket
+        self.created_dbs: list[str] = []
+        pg_url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{self.airflow_db}"
+        super().__init__(home, {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url,
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{int(tag, 16) % 15 + 1}",
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "RAGTRAIL_CPU_POOL": POOL,
+            **(extra_env or {}),
+        })
+        # A real login through the simple auth manager, not all-admins.
+        self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
+        self.api = f"http://127.0.0.1:{self.port}"
+        self.token: str | None = None
+
+    def start(self, dag_id: str, timeout: float = 420) -> LiveCluster:
+        for db in (self.airflow_db, self.mlflow_db):
+            _pg(f'CREATE DATABASE "{db}"')
+            self.created_dbs.append(db)
+        self._start_mlflow()
+        self._airflow("db", "migrate")
+        self._airflow("pools", "set", POOL, str(POOL_SLOTS), "chunk/embed tasks")
+        self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
+        self._spawn("scheduler", "scheduler")
+        self._spawn("dag-processor", "dag-processor")
+        for name in ("worker1", "worker2"):
+            # Both workers on one host: distinct Celery names, and no log server (they would share its port;
+            # the API server reads the task logs from the shared log folder instead).
+            self._spawn(name, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1",
+                        "--queues", self.queue, "--skip-serve-logs")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited: {(self.home / f'{name}.log').read_text()[-3000:]}")
+            if self._api_up() and self._dag_parsed(dag_id):
+                return self
+            time.sleep(2)
+        raise TimeoutError("cluster did not come up: " + self.logs())
+
+    def _airflow(self, *args: str) -> None:
+        proc = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+
+    def _start_mlflow(self, timeout: float = 180) -> None:
+        log = open(self.home / "mlflow-server.log", "w")  # noqa: SIM115 - the process owns it
+        self.procs["mlflow-server"] = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port), "--workers", "1",
+             "--backend-store-uri", f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{self.mlflow_db}",
+             "--serve-artifacts", "--artifacts-destination", f"s3://{self.artifact_bucket}/"],
+            env={**os.environ, **self.s3_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs["mlflow-server"].poll() is not None:
+                raise RuntimeError("mlflow server exited: " + (self.home / "mlflow-server.log").read_text()[-3000:])
+            try:
+                urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=2).close()
+                return
+            except (urllib.error.URLError, OSError):
+                time.sleep(1)
+        raise TimeoutError("mlflow server did not come up: " + (self.home / "mlflow-server.log").read_text()[-3000:])
+
+    def _login(self) -> str:
+        if self.token is None:
+            passwords = json.loads(Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+            self.token = _http("POST", f"{self.api}/auth/token",
+                               {"username": "admin", "password": passwords["admin"]})["access_token"]
+        return self.token
+
+    def rest(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call Airflow's REST API (``/api/v2/…``) with a JWT from ``POST /auth/token``."""
+        return _http(method, f"{self.api}/api/v2{path}", body, self._login())
+
+    def _dag_parsed(self, dag_id: str) -> bool:
+        try:
+            return self.rest("GET", f"/dags/{dag_id}")["dag_id"] == dag_id
+        except (urllib.error.URLError, OSError, FileNotFoundError, KeyError, json.JSONDecodeError):
+            return False
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        run_id = f"cluster__{time.time_ns()}"
+        self.rest("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        return run_id
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 900) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(3)
+        raise TimeoutError(f"{dag_id} {run_id} still running after {timeout}s: " + self.logs())
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+
+    def worker_log(self, name: str) -> str:
+        return (self.home / f"{name}.log").read_text()
+
+    def stop(self) -> None:
+        for name in ("worker1", "worker2", "scheduler", "dag-processor", "api-server", "mlflow-server"):
+            if name in self.procs:
+                stop_tree(self.procs[name])
+        for db in self.created_dbs:
+            _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+            _pg(f'DROP DATABASE IF EXISTS "{db}"')
+        self.created_dbs.clear()

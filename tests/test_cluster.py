@@ -1,0 +1,93 @@
+"""Scale-out as docker compose runs it, on loopback: rag_ingest triggered through the REST API spreads its
+mapped tasks over two Celery workers (PostgreSQL, Redis), tracks into an MLflow server whose artifacts
+land in S3, and reads its source from S3."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import put_objects
+from live_cluster import LiveCluster, services_missing
+
+from ragtrail.indexing import open_qdrant, scroll_points
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+# 12 one-chunk documents, 2 per chunk task → 6 chunk tasks; 4 texts per embed task → 3 embed tasks.
+DOCS = {f"cluster/doc{i:02d}.md": f"Note {i} on scaling out: worker {i % 2} handles batch {i // 2} of the corpus."
+        for i in range(12)}
+CONF = {"product": "cluster", "docs_per_batch": 2, "texts_per_batch": 4}
+BUCKET, ARTIFACTS = "ragtrail-cluster-src", "ragtrail-cluster-mlflow"
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server, tmp_path_factory):
+    why = services_missing()
+    if why:
+        pytest.skip(why)
+    put_objects(s3_server.client, BUCKET, DOCS)
+    s3_server.client.create_bucket(Bucket=ARTIFACTS)
+    live = LiveCluster(tmp_path_factory.mktemp("cluster"), s3_server.endpoint,
+                       (s3_server.access_key, s3_server.secret), ARTIFACTS)
+    try:
+        live.start("rag_ingest")
+        yield live
+    finally:
+        live.stop()
+
+
+def _mapped_by(log: str) -> set[tuple[str, int]]:
+    """(task_id, map_index) of the mapped tasks a Celery worker's log says it executed."""
+    found = set()
+    for line in log.splitlines():
+        if "Executing workload" in line:
+            task = re.search(r"task_id='(\w+)'", line)
+            index = re.search(r"map_index=(-?\d+)", line)
+            if task and index and int(index.group(1)) >= 0:
+                found.add((task.group(1), int(index.group(1))))
+    return found
+
+
+def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
+    """Both workers run mapped tasks; the index holds exactly the corpus; MLflow (server) has one FINISHED
+    child per task and map index under one parent; artifacts are objects in S3."""
+    from mlflow.tracking import MlflowClient
+
+    t0 = time.monotonic()
+    run_id = cluster.trigger("rag_ingest", {**CONF, "source": f"s3://{BUCKET}/cluster"})
+    assert cluster.wait("rag_ingest", run_id) == "success", cluster.logs()
+    print(f"\ncluster run took {time.monotonic() - t0:.0f}s")
+
+    tis = cluster.task_instances("rag_ingest", run_id)
+    assert all(ti["state"] == "success" for ti in tis), tis
+    keys = {(ti["task_id"], ti["map_index"]) for ti in tis}
+    assert {m for t, m in keys if t == "chunk"} == set(range(6))
+    assert {m for t, m in keys if t == "embed"} == set(range(3))
+    assert all(ti["pool"] == "ragtrail_cpu" for ti in tis if ti["task_id"] in ("chunk", "embed"))
+
+    ran = {name: _mapped_by(cluster.worker_log(name)) for name in ("worker1", "worker2")}
+    print("mapped tasks per worker:", {n: sorted(r) for n, r in ran.items()})
+    assert ran["worker1"] and ran["worker2"], ran
+    assert ran["worker1"] | ran["worker2"] == {k for k in keys if k[1] >= 0}
+
+    with open_qdrant(cluster.home / "qdrant") as client:
+        points = list(scroll_points(client, "cluster__v1", ["doc_id"]))
+    assert sorted(p.payload["doc_id"] for p in points) == sorted(k.removeprefix("cluster/") for k in DOCS)
+
+    client = MlflowClient(cluster.mlflow_url)
+    exp = client.get_experiment_by_name("ragtrail/cluster")
+    parents = client.search_runs([exp.experiment_id], f"tags.`ragtrail.role` = 'parent' and tags.`airflow.run_id` = '{run_id}'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["ragtrail.status"] == "FINISHED"
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    tracked = {k for k in keys if k[0] != "aggregate_status"}
+    assert sorted((c.data.tags["airflow.task_id"], int(c.data.tags["airflow.map_index"])) for c in children) \
+        == sorted(tracked)
+    assert {c.info.status for c in children} == {"FINISHED"}
+
+    stored = [o["Key"] for o in s3_server.client.list_objects_v2(Bucket=ARTIFACTS).get("Contents", [])]
+    index_run = next(c for c in children if c.data.tags["airflow.task_id"] == "index")
+    assert client.list_artifacts(index_run.info.run_id)
+    assert any(index_run.info.run_id in key for key in stored), stored
