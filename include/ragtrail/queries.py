@@ -22,57 +22,29 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from ragtrail.analysis import (
+    STAGE_ORDER,
+    iso,
+    parse_time,
+    product_summary,
+    side_by_side,
+    totals,
+    trend_points,
+)
 from ragtrail.products import experiment_name
 from ragtrail.settings import load as load_settings
 
 STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
 CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
 TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s")
-STAGE_ORDER = ("ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate")
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _q(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def parse_time(value: str | int | float | datetime | None, *, now: datetime | None = None) -> int | None:
-    """Milliseconds since the epoch from an ISO date/time (UTC unless it says otherwise), a datetime,
-    epoch seconds, or an age like ``7d`` / ``12h`` / ``30m`` (that long ago)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, (int, float)):
-        return int(value * 1000)
-    else:
-        text = str(value).strip()
-        m = _RELATIVE.match(text)
-        if m:
-            dt = (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
-        else:
-            try:
-                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError as err:
-                raise ValueError(f"not a time: {value!r} (use 2024-05-01, 2024-05-01T12:00 or 7d / 12h)") from err
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-def _iso(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else None
-
-
-def _differs(values: list) -> bool:
-    return len({json.dumps(v, sort_keys=True) for v in values}) > 1
 
 
 class Trail:
@@ -157,7 +129,7 @@ class Trail:
             "missing_runs": [t for t in tags.get("ragtrail.trail_missing", "-").split(", ") if t and t != "-"],
             "reasons": [r for r in (reasons or "").split("; ") if r and r != "-"],
             "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
-            "start_time": _iso(info.start_time), "end_time": _iso(info.end_time),
+            "start_time": iso(info.start_time), "end_time": iso(info.end_time),
             "duration_s": round(duration, 3) if duration is not None else None,
             "params": dict(data.params), "metrics": metrics,
             "mlflow_url": self.run_url(info.experiment_id, info.run_id),
@@ -299,48 +271,21 @@ class Trail:
                 "running": [{k: r[k] for k in ("run_id", "version", "start_time", "mlflow_url")} for r in running],
                 "mlflow_url": run["mlflow_url"]}
 
-    # -- analysis ---------------------------------------------------------------------------------
+    # -- analysis (the arithmetic is in ragtrail.analysis) --------------------------------------------
     def trend(self, product: str, metric: str, *, by: str = "version", limit: int = 50,
               version: str | None = None) -> dict:
-        """How a metric (or ``status``) moved over versions or over time.
-
-        Args:
-            by: ``version`` — one point per version, in order of first appearance, from the version's
-                newest FINISHED run (its newest run if none finished); ``time`` — one point per run,
-                oldest first.
-            limit: the newest ``limit`` runs are considered.
+        """How a metric (or ``status``) moved over versions or over time (see
+        :func:`ragtrail.analysis.trend_points`); the newest ``limit`` ended runs are considered.
 
         Returns:
-            ``{"product", "metric", "by", "points": [{"x", "value", "status", "version", "run_id",
-            "start_time", "mlflow_url"}], "mlflow_url"}``; ``value`` is ``None`` where a run did not
-            log the metric.
+            ``{"product", "metric", "by", "points", "mlflow_url"}``.
         """
         if by not in ("version", "time"):
             raise ValueError("by must be 'version' or 'time'")
         listing = self.runs(product, version=version, limit=limit)
-        runs = [r for r in reversed(listing["runs"]) if r["mlflow_status"] != "RUNNING"]  # oldest first
-
-        def value(r: dict):
-            if metric == "status":
-                return r["status"]
-            return r["metrics"].get(metric)
-
-        def point(r: dict, x: str) -> dict:
-            return {"x": x, "value": value(r), "status": r["status"], "version": r["version"],
-                    "run_id": r["run_id"], "start_time": r["start_time"], "mlflow_url": r["mlflow_url"]}
-
-        if by == "time":
-            points = [point(r, r["start_time"]) for r in runs]
-        else:
-            per_version: dict[str, list[dict]] = {}
-            for r in runs:
-                per_version.setdefault(r["version"], []).append(r)
-            points = []
-            for ver, rs in per_version.items():
-                finished = [r for r in rs if r["status"] == "FINISHED"]
-                points.append(point((finished or rs)[-1], ver))
-        return {"product": product, "metric": metric, "by": by, "points": points,
-                "mlflow_url": listing["mlflow_url"]}
+        oldest_first = [r for r in reversed(listing["runs"]) if r["mlflow_status"] != "RUNNING"]
+        return {"product": product, "metric": metric, "by": by,
+                "points": trend_points(oldest_first, metric, by), "mlflow_url": listing["mlflow_url"]}
 
     def best(self, product: str, metric: str, *, mode: str = "max", status: str | None = "FINISHED",
              version: str | None = None) -> dict:
@@ -357,11 +302,11 @@ class Trail:
 
     def compare(self, run_ids: list[str] | None = None, *, product: str | None = None, last: int = 5) -> dict:
         """Put 2+ pipeline runs side by side: params and metrics, which of them differ, and each
-        metric's change against the first run (the baseline).
+        metric's change against the first run (the baseline; see :func:`ragtrail.analysis.side_by_side`).
 
         Args:
             run_ids: the runs to compare, baseline first.
-            product, last: instead of ids, the product's newest finished run against its ``last``
+            product, last: instead of ids, the product's newest ended run against its ``last``
                 previous ones (newest first).
         """
         if run_ids:
@@ -375,62 +320,25 @@ class Trail:
 
     def compare_runs(self, runs: list[dict]) -> dict:
         """:meth:`compare` for pipeline runs already fetched (e.g. from :meth:`runs`), baseline first."""
-        if len(runs) < 2:
-            raise LookupError("compare needs at least two pipeline runs")
-        param_keys = sorted({k for r in runs for k in r["params"]})
-        metric_keys = sorted({k for r in runs for k in r["metrics"]})
-        params = {k: [r["params"].get(k) for r in runs] for k in param_keys}
-        metrics = {k: [r["metrics"].get(k) for r in runs] for k in metric_keys}
-        deltas = {k: [None if v is None or vs[0] is None else v - vs[0] for v in vs] for k, vs in metrics.items()}
-        return {
-            "runs": [{k: r[k] for k in ("run_id", "product", "version", "status", "start_time", "duration_s",
-                                        "mlflow_url")} for r in runs],
-            "baseline": runs[0]["run_id"],
-            "params": params, "metrics": metrics, "deltas": deltas,
-            "status": [r["status"] for r in runs],
-            "diff": {"params": [k for k, vs in params.items() if _differs(vs)],
-                     "metrics": [k for k, vs in metrics.items() if _differs(vs)]},
-            "mlflow_url": self.compare_url([r["experiment_id"] for r in runs], [r["run_id"] for r in runs]),
-        }
+        out = side_by_side(runs)
+        out["mlflow_url"] = self.compare_url([r["experiment_id"] for r in runs], [r["run_id"] for r in runs])
+        return out
 
     def summary(self, products: list[str] | None = None) -> dict:
-        """Across products: runs, counts by status, success rate, mean pipeline and stage durations.
-
-        ``success_rate`` is FINISHED runs over finished-or-failed ones (runs in flight do not count).
-        """
-        known = {p["product"]: p for p in self.products()}
-        names = products or sorted(known)
+        """Across products: runs, counts by status, success rate, mean pipeline and stage durations
+        (see :func:`ragtrail.analysis.product_summary`)."""
+        names = products or [p["product"] for p in self.products()]
         rows = []
         for name in names:
             exp = self.experiment(name)
             runs = [self._pipeline_run(r) for r in self._search(
                 [exp.experiment_id], "tags.`ragtrail.role` = 'parent'", ["attributes.start_time DESC"], None)]
-            counts = Counter(r["status"] for r in runs)
-            ended = [r for r in runs if r["mlflow_status"] != "RUNNING"]
-            durations = [r["duration_s"] for r in ended if r["duration_s"] is not None]
             stage_durations: dict[str, list[float]] = defaultdict(list)
             for child in self._search([exp.experiment_id], "tags.`ragtrail.role` = 'task'", [], None):
                 if child.info.end_time and child.info.status == "FINISHED":
                     stage = child.data.tags.get("ragtrail.stage") or child.info.run_name
                     stage_durations[stage].append((child.info.end_time - child.info.start_time) / 1000)
-            latest = ended[0] if ended else None
-            rows.append({
-                "product": name, "experiment_id": exp.experiment_id, "runs": len(runs),
-                "by_status": dict(sorted(counts.items())),
-                "success_rate": round(counts["FINISHED"] / len(ended), 4) if ended else None,
-                "mean_duration_s": round(sum(durations) / len(durations), 3) if durations else None,
-                "mean_stage_duration_s": {s: round(sum(v) / len(v), 3) for s, v in sorted(
-                    stage_durations.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 99)},
-                "latest": {k: latest[k] for k in ("run_id", "version", "status", "start_time", "mlflow_url")}
-                if latest else None,
-                "mlflow_url": self.experiment_url(exp.experiment_id),
-            })
-        total = sum(r["runs"] for r in rows)
-        by_status: Counter = Counter()
-        for r in rows:
-            by_status.update(r["by_status"])
-        ended_total = total - by_status.get("RUNNING", 0)
-        return {"products": rows,
-                "totals": {"products": len(rows), "runs": total, "by_status": dict(sorted(by_status.items())),
-                           "success_rate": round(by_status["FINISHED"] / ended_total, 4) if ended_total else None},
-                "mlflow_url": f"{self.ui_url}/#/experiments"}
+            rows.append({"product": name, "experiment_id": exp.experiment_id,
+                         **product_summary(runs, stage_durations),
+                         "mlflow_url": self.experiment_url(exp.experiment_id)})
+        return {"products": rows, "totals": totals(rows), "mlflow_url": f"{self.ui_url}/#/experiments"}
