@@ -45,6 +45,7 @@ def _p(default, description, **schema):
         "chunk_size": _p(200, "Max tokens per chunk (embedder tokens; at most its window).", type="integer", minimum=16, maximum=510),
         "chunk_overlap": _p(32, "Tokens shared by consecutive chunks.", type="integer", minimum=0, maximum=256),
         "embedder": _p("all-MiniLM-L6-v2", "sentence-transformers model name or local folder.", type="string"),
+        "embed_backend": _p("torch", "torch: fp32; onnx-int8: ~2x faster on CPU, cosine ~0.99 to fp32.", enum=["torch", "onnx-int8"]),
         "batch_size": _p(64, "Texts per encode() call.", type="integer", minimum=1, maximum=1024),
         "sync_mode": _p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
         "docs_per_batch": _p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
