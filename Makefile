@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest
+
+# `make bench DOCS=300` for a quick look; the published numbers use the default (2,000 documents).
+DOCS ?= 2000
+bench: install
+	$(PY) bench/run.py --docs $(DOCS)
 
 clean:
 	rm -rf .data
