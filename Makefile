@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test cluster-test lint clean ui stop browser
+.PHONY: install run test cluster-test lint bench clean ui stop browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,11 @@ stop:
 # The compose stack as processes on loopback (needs PostgreSQL and Redis; see README).
 cluster-test: install
 	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
+
+# `make bench DOCS=300` for a quick look; the published numbers use the default (2,000 documents).
+DOCS ?= 2000
+bench: install
+	$(PY) bench/run.py --docs $(DOCS)
 
 clean:
 	rm -rf .data

@@ -36,7 +36,7 @@ def stdout_to_stderr():
 def _conf(args) -> dict:
     conf = {"source": os.path.abspath(args.source) if "://" not in args.source else args.source,
             "product": args.product, "version": args.version}
-    for key in ("chunk_size", "chunk_overlap", "embedder", "batch_size", "sync_mode", "docs_per_batch",
+    for key in ("chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size", "sync_mode", "docs_per_batch",
                 "texts_per_batch", "keep_versions", "promote", "aws_conn_id", "max_file_mb", "id_column",
                 "text_column", "metadata_columns"):
         if getattr(args, key, None) is not None:
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 200)")
     ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 32)")
     ing.add_argument("--embedder", help="sentence-transformers model name or folder")
+    ing.add_argument("--embed-backend", choices=["torch", "onnx-int8"],
+                     help="torch (default, fp32) or onnx-int8 (faster on CPU; exported once into the data folder)")
     ing.add_argument("--batch-size", type=int, help="texts per encode() batch")
     ing.add_argument("--sync-mode", choices=["full", "incremental"],
                      help="full (default): documents gone from the source leave the index; incremental: they stay")

@@ -19,6 +19,8 @@ from ragtrail.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
 
 EMBEDDINGS_FILE = "embeddings.npy"
 BUNDLED_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}", "default"}
+# "torch": sentence-transformers in fp32 (the default); "onnx-int8": the opt-in fast CPU backend.
+BACKENDS = ("torch", "onnx-int8")
 
 
 def resolve_model_path(embedder: str) -> str:
@@ -35,13 +37,23 @@ def resolve_model_path(embedder: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_model(embedder: str = DEFAULT_EMBEDDER):
-    """Load (once per process) the sentence-transformers model for ``embedder`` on the CPU/GPU."""
+def load_model(embedder: str = DEFAULT_EMBEDDER, backend: str = "torch"):
+    """Load (once per process) the model for ``embedder``: sentence-transformers, or its int8 ONNX twin.
+
+    Args:
+        backend: ``torch`` (fp32, CPU/GPU) or ``onnx-int8`` (see :mod:`ragtrail.onnx_backend`).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sentence_transformers import SentenceTransformer
-
+    if backend not in BACKENDS:
+        raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     try:
+        if backend == "onnx-int8":
+            from ragtrail.onnx_backend import load_onnx_int8
+
+            return load_onnx_int8(resolve_model_path(embedder))
+        from sentence_transformers import SentenceTransformer
+
         return SentenceTransformer(resolve_model_path(embedder))
     except OSError as err:
         raise ValueError(
@@ -77,11 +89,12 @@ def token_window(embedder: str = DEFAULT_EMBEDDER) -> int:
     return max_len - load_tokenizer(embedder).num_special_tokens_to_add(pair=False)
 
 
-def embed_texts(texts: list[str], embedder: str = DEFAULT_EMBEDDER, batch_size: int = DEFAULT_BATCH_SIZE):
+def embed_texts(texts: list[str], embedder: str = DEFAULT_EMBEDDER, batch_size: int = DEFAULT_BATCH_SIZE,
+                backend: str = "torch"):
     """Embed texts into L2-normalised float32 vectors (cosine similarity = dot product)."""
     import numpy as np
 
-    model = load_model(embedder)
+    model = load_model(embedder, backend)
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                            convert_to_numpy=True, show_progress_bar=False)
     return np.asarray(vectors, dtype=np.float32)
@@ -95,6 +108,7 @@ def embed_chunks(
     batch_size: int = DEFAULT_BATCH_SIZE,
     out_name: str = EMBEDDINGS_FILE,
     recorder: Recorder | None = None,
+    backend: str = "torch",
 ) -> dict:
     """Embed the ``text`` column of ``chunks_path`` into ``workdir/<out_name>`` (row i = text i).
 
@@ -111,20 +125,20 @@ def embed_chunks(
     parquet = pq.ParquetFile(chunks_path)
     total = parquet.metadata.num_rows
     t_load = time.perf_counter()
-    model = load_model(embedder)
+    model = load_model(embedder, backend)
     load_seconds = time.perf_counter() - t_load
     failpoint("embed.start", workdir)
     dim = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
               else model.get_sentence_embedding_dimension())
     rec.param(embedder_name=embedder, batch_size=batch_size, embedding_dimension=dim,
-              device=str(model.device))
+              device=str(model.device), embed_backend=backend)
 
     matrix = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=(total, dim))
     done = 0
     t0 = time.perf_counter()
     for i, batch in enumerate(parquet.iter_batches(batch_size=max(batch_size * 8, 256), columns=["text"])):
         texts = batch.column("text").to_pylist()
-        matrix[done : done + len(texts)] = embed_texts(texts, embedder, batch_size)
+        matrix[done : done + len(texts)] = embed_texts(texts, embedder, batch_size, backend)
         done += len(texts)
         failpoint(f"embed.after_batch_{i}", workdir)
     elapsed = time.perf_counter() - t0

@@ -12,7 +12,7 @@ from ragtrail.settings import load
 def build_config(params: dict) -> dict:
     """What makes a version: everything that changes the vectors or the chunks they are made from."""
     return {"embedder": params["embedder"], "chunk_size": int(params["chunk_size"]),
-            "chunk_overlap": int(params["chunk_overlap"])}
+            "chunk_overlap": int(params["chunk_overlap"]), "embed_backend": params.get("embed_backend") or "torch"}
 
 
 def qdrant_location() -> str:

@@ -38,6 +38,8 @@ def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], d
 
 def check_config(meta: dict, config: dict, collection: str) -> None:
     """A version is one build configuration: refuse to mix two in one collection."""
+    if meta.get("embedder") and "embed_backend" not in meta:  # built before backends existed: torch
+        meta = {**meta, "embed_backend": "torch"}
     clash = {k: (meta[k], v) for k, v in config.items() if k in meta and meta[k] != v}
     if clash:
         detail = ", ".join(f"{k}={was!r} (this run: {now!r})" for k, (was, now) in clash.items())

@@ -39,7 +39,8 @@ def search_many(
         meta = client.get_collection(product).config.metadata or {}
         embedder = meta.get("embedder") or DEFAULT_EMBEDDER
         ids = list(queries)
-        vectors = embed_texts([queries[i] for i in ids], embedder) if ids else []
+        backend = meta.get("embed_backend") or "torch"  # queries in the same vector space as the points
+        vectors = embed_texts([queries[i] for i in ids], embedder, backend=backend) if ids else []
         results: dict[str, list[dict]] = {}
         for qid, vector in zip(ids, vectors, strict=True):
             hits = client.query_points(product, query=vector.tolist(), limit=k, with_payload=True).points

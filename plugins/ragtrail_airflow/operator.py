@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ragtrail_airflow.tracking import TaskRun
 
 # DAG params that describe the run; they become the parent run's params.
-RUN_PARAMS = ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "batch_size",
+RUN_PARAMS = ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size",
               "aws_conn_id", "max_file_mb", "id_column", "text_column", "metadata_columns")
 
 

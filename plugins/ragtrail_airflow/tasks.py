@@ -61,7 +61,8 @@ def embed(params: dict, batch: dict, workdir: Path, tracker: Recorder) -> dict:
     from ragtrail.embedding import embed_chunks
 
     return embed_chunks(batch["texts_path"], workdir, embedder=params["embedder"], batch_size=params["batch_size"],
-                        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker)
+                        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
+                        backend=params.get("embed_backend") or "torch")
 
 
 def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: Recorder) -> dict:

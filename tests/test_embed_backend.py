@@ -1,0 +1,52 @@
+"""The opt-in onnx-int8 embedding backend: close to fp32, cached in the data folder, usable end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import ingest, write_corpus
+
+from ragtrail.embedding import embed_texts
+from ragtrail.settings import load
+
+TEXTS = [
+    "A task that fails is retried after the retry delay, up to its number of retries.",
+    "XCom is for small values; hand large data between tasks as files in object storage.",
+    "The MLflow tracking server stores runs in a backend store and files in an artifact store.",
+    "Qdrant keeps points with a vector and a payload in collections; aliases point at collections.",
+    "Sourdough rises overnight in a cool kitchen before it is baked in a hot oven.",
+    "Die Aufgabe wird nach einer Verzögerung erneut ausgeführt.",
+    "ok",
+]
+
+
+def test_onnx_int8_vectors_are_close_to_fp32():
+    """onnx-int8 vectors have fp32's dimension, unit length and cosine >= 0.98 on average to fp32's."""
+    fp32 = embed_texts(TEXTS, backend="torch")
+    int8 = embed_texts(TEXTS, backend="onnx-int8")
+    assert int8.shape == fp32.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
+    cosine = (fp32 * int8).sum(axis=1)
+    assert cosine.mean() >= 0.98 and cosine.min() >= 0.95, cosine
+    assert list((load().home / "models").glob("*-onnx-int8/model_qint8.onnx")), "export not cached in the data folder"
+
+
+def test_pipeline_with_onnx_backend_builds_a_searchable_version(tmp_path):
+    """embed_backend=onnx-int8 runs the DAG end to end, is part of the version config, and search uses it."""
+    from ragtrail.indexing import open_qdrant
+    from ragtrail.search import search
+
+    corpus = write_corpus(tmp_path / "fast", {
+        "retries.md": "# Retries\n\nA failed task is retried after retry_delay, up to `retries` times.",
+        "baking.md": "# Bread\n\nSourdough rises overnight and is baked in a very hot oven.",
+    })
+    run = ingest({"source": str(corpus), "product": "fast", "embed_backend": "onnx-int8"})
+    assert run["status"] == "FINISHED", run
+    assert run["embeddings"] > 0 and run["vectors"] == run["chunks"]
+    with open_qdrant(load().qdrant_path) as client:
+        meta = client.get_collection("fast__v1").config.metadata
+    assert meta["embed_backend"] == "onnx-int8"
+    hits = search("fast", "how often is a failing task tried again?", location=load().qdrant_path, k=2)
+    assert hits[0]["doc_id"] == "retries.md"
+    mixed = ingest({"source": str(corpus), "product": "fast", "embed_backend": "torch"})
+    assert mixed["status"] == "FAILED"
+    assert any("a new configuration needs a new version" in r for r in mixed["reasons"]), mixed["reasons"]
