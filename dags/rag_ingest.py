@@ -1,16 +1,12 @@
 """
 ### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
-**ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
-quarantined, never fatal) → **plan** compares it with the version's collection (unchanged documents
-stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the
-embedder's own tokens → **dedupe** keeps each distinct text once → **embed** (mapped) turns texts into
-vectors → **index** upserts, deletes what is stale and points the `<product>` alias at
-`<product>__<version>` → **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails
-the DAG run unless FINISHED.
-
-Each task runs in its own MLflow child run under one parent run per DAG run (experiment
-`ragtrail/<product>`); the task's **MLflow run** button opens it. The work lives in `include/ragtrail`.
+**ingest** reads a folder or S3 prefix (bad input is quarantined) → **plan** skips unchanged documents →
+**chunk** (mapped) cuts the rest into embedder tokens → **dedupe** keeps each text once → **embed**
+(mapped) → **index** writes `<product>__<version>` → **evaluate** scores it on the product's questions,
+moves the `<product>` alias only if it passes the gate and registers it as `ragtrail-<product>` →
+**aggregate_status** rolls up FINISHED / PARTIAL / FAILED. Every task has its own MLflow child run under
+one parent per DAG run (experiment `ragtrail/<product>`); the work lives in `include/ragtrail`.
 """
 
 from __future__ import annotations
@@ -49,7 +45,10 @@ def _p(default, description, **schema):
         "sync_mode": _p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
         "docs_per_batch": _p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
         "texts_per_batch": _p(2048, "Distinct texts per embed task (one mapped task each).", type="integer", minimum=1),
-        "promote": _p(True, "Point the product alias at this version when it is built.", type="boolean"),
+        "promote": _p(True, "Point the product alias at this version when it passes the gate.", type="boolean"),
+        "eval_queries": _p("", "JSON lines query set {id, text, relevant}; empty: none (the sample corpus has its own).", type="string"),
+        "min_ndcg": _p(0.0, "Gate: lowest nDCG@10 that may go live.", type="number", minimum=0, maximum=1),
+        "eval_tolerance": _p(0.02, "Gate: how much worse than the live version's nDCG@10 is still accepted.", type="number", minimum=0),
         "keep_versions": _p(2, "Old versions kept besides the live one.", type="integer", minimum=0),
         "max_file_mb": _p(50, "Larger files are quarantined unread (too_large).", type="number", exclusiveMinimum=0),
         "id_column": _p("", "Tables: row id column; empty tries id, then doc_id, then row numbers.", type="string"),
@@ -100,6 +99,12 @@ def rag_ingest():
 
         return tasks.index(params, chunked, embedded, run_workdir(dag_run.dag_id, dag_run.run_id), dag_run.run_id, tracker)
 
+    @task.tracked(stage="evaluate")
+    def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None):
+        from ragtrail_airflow import tasks
+
+        return tasks.evaluate(params, docs, tracker, tracked_run)
+
     @task(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):
         from ragtrail_airflow.aggregate import aggregate_status as rollup
@@ -112,7 +117,8 @@ def rag_ingest():
     unique = dedupe(chunked)
     embedded = embed.expand(batch=unique)
     indexed = index(chunked, embedded)
-    [docs, planned, chunked, unique, embedded, indexed] >> aggregate_status()
+    evaluated = evaluate(docs, indexed)
+    [docs, planned, chunked, unique, embedded, indexed, evaluated] >> aggregate_status()
 
 
 rag_ingest()

@@ -66,6 +66,11 @@ def _latest_children(children: list) -> dict[tuple[str, int], Any]:
     return latest
 
 
+def _held_back(results: dict) -> str | None:
+    decision = results.get("evaluate") or {}
+    return decision.get("reason") if decision.get("gate") == "rejected" else None
+
+
 def aggregate_status(context: Context) -> dict:
     """Roll the DAG run up to FINISHED / PARTIAL / FAILED, log it to the parent run, and return the summary.
 
@@ -118,26 +123,29 @@ def aggregate_status(context: Context) -> dict:
             duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000 if child else None
             error = child.data.tags.get("ragtrail.error") if child is not None else None
             units.append(Unit(key[0], key[1], state, metrics, duration, error))
-        roll = rollup_status(units)
+        roll = rollup_status(units, held_back=_held_back(results))
         parent_run = client.get_run(parent)
         duration_s = t_end - parent_run.info.start_time / 1000
         summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))
     else:
         units = [Unit(t, m, s.upper()) for (t, m), s in sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1]))]
-        roll = rollup_status(units)
+        roll = rollup_status(units, held_back=_held_back(results))
         started = getattr(context.get("dag_run"), "start_date", None)
         duration_s = t_end - started.timestamp() if started else None
 
     plan_path = run_workdir(ti.dag_id, ti.run_id) / PLAN_FILE
     planned = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     ingest, index = results.get("ingest") or {}, results.get("index") or {}
+    decision = results.get("evaluate") or {}
     summary.update(
         status=roll.status, reasons=roll.reasons,
         docs=ingest.get("docs", 0), docs_failed=ingest.get("quarantined", 0),
         **{k: planned.get(k, 0) for k in ("docs_added", "docs_updated", "docs_unchanged", "docs_deleted")},
         chunks=_total(results.get("chunk"), "chunks"), embeddings=_total(results.get("embed"), "embeddings"),
         vectors=index.get("vectors", 0), vectors_deleted=index.get("deleted", 0),
-        collection=index.get("collection"), live_collection=index.get("live"),
+        collection=index.get("collection"), live_collection=decision.get("live", index.get("live")),
+        promoted=bool(decision.get("promoted")), gate=decision.get("gate"), gate_reason=decision.get("reason"),
+        eval=decision.get("metrics"), model_version=decision.get("model_version"),
         duration_s=round(duration_s, 3) if duration_s is not None else None,
         tasks={u.label: u.state for u in units},
     )

@@ -67,3 +67,22 @@ def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: 
     from ragtrail.pipeline import index_from_results
 
     return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker)
+
+
+def evaluate(params: dict, docs: dict | None, tracker: Recorder, tracked_run: dict | None) -> dict:
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
+    from ragtrail.pipeline import build_config, evaluate_from_params, qdrant_location
+
+    decision = evaluate_from_params(params, recorder=tracker)
+    if tracked_run:
+        from ragtrail.retriever import model_name
+        from ragtrail_airflow.registry import register_version
+        from ragtrail_airflow.tracking import get_client
+
+        number = register_version(get_client(), run_id=tracked_run["run_id"], product=params["product"],
+                                  version=params["version"], collection=decision["collection"],
+                                  config=build_config(params), decision=decision,
+                                  source_digest=(docs or {}).get("digest"), qdrant_location=qdrant_location())
+        tracker.tag(**{"ragtrail.model_version": f"{model_name(params['product'])}/{number}"})
+        decision["model_version"] = number
+    return decision

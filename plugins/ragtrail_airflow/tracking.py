@@ -184,8 +184,12 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
                          tags=[InputTag("mlflow.data.context", "ingest")])
             for d in rec.datasets
         ])
+    for name, rows in rec.tables.items():  # MLflow's table artifact: the UI's evaluation view reads it
+        import pandas as pd
+
+        client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=name)
     rec.params.clear(), rec.metrics.clear(), rec.tags.clear(), rec.files.clear(), rec.dicts.clear()
-    rec.datasets.clear()
+    rec.datasets.clear(), rec.tables.clear()
 
 
 def _source_type(uri: str) -> str:
