@@ -71,8 +71,10 @@ def _held_back(results: dict) -> str | None:
     return decision.get("reason") if decision.get("gate") == "rejected" else None
 
 
-def aggregate_status(context: Context) -> dict:
+def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("index",)) -> dict:
     """Roll the DAG run up to FINISHED / PARTIAL / FAILED, log it to the parent run, and return the summary.
+
+    ``publishing_tasks``: the tasks whose success decides between PARTIAL and FAILED (see ``ragtrail.rollup``).
 
     Raises ``AirflowFailException`` after logging when the status is not FINISHED, so the DAG run fails.
     """
@@ -123,13 +125,13 @@ def aggregate_status(context: Context) -> dict:
             duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000 if child else None
             error = child.data.tags.get("ragtrail.error") if child is not None else None
             units.append(Unit(key[0], key[1], state, metrics, duration, error))
-        roll = rollup_status(units, held_back=_held_back(results))
+        roll = rollup_status(units, publishing_tasks, held_back=_held_back(results))
         parent_run = client.get_run(parent)
         duration_s = t_end - parent_run.info.start_time / 1000
         summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))
     else:
         units = [Unit(t, m, s.upper()) for (t, m), s in sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1]))]
-        roll = rollup_status(units, held_back=_held_back(results))
+        roll = rollup_status(units, publishing_tasks, held_back=_held_back(results))
         started = getattr(context.get("dag_run"), "start_date", None)
         duration_s = t_end - started.timestamp() if started else None
 

@@ -260,6 +260,17 @@ class TaskRun:
         self.end("FAILED" if exc is not None else "FINISHED")
 
 
+def log_nested_run(client, experiment_id: str, parent_run_id: str, name: str, rec: Recorder,
+                   role: str = "trial") -> str:
+    """Log a finished nested run (e.g. one tuning trial) under ``parent_run_id``; return its id."""
+    run = client.create_run(experiment_id, run_name=name, tags={PARENT_TAG: parent_run_id, ROLE_TAG: role})
+    try:
+        log_recorder(client, run.info.run_id, rec)
+    finally:
+        client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
 def child_runs(client, experiment_id: str, parent_run_id: str) -> list:
     """Every child run of a parent, all tries, oldest first."""
     runs, token = [], None
