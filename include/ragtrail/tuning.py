@@ -76,6 +76,7 @@ def tune_chunking(
 
     rec = recorder or Recorder()
     workdir = Path(workdir)
+    (workdir / "trials").mkdir(parents=True, exist_ok=True)
     lo, hi = chunk_size_range
     rec.param(n_trials=n_trials, timeout_s=timeout_s, embedders=list(embedders), chunk_size_range=[lo, hi],
               overlaps=list(OVERLAPS), sampler="TPE", seed=seed, objective=OBJECTIVE, queries=len(queries))

@@ -53,6 +53,15 @@ def log_embedder(client, embedder: str) -> str:
     return f"runs:/{run.info.run_id}/model"
 
 
+def _signature(k: int):
+    """Queries in (``text``, optional ``id``), and ``k`` as an inference param (``mlflow models serve`` too)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "id", required=False), ColSpec("string", "text")]),
+                          params=ParamSchema([ParamSpec("k", "long", k)]))
+
+
 def _ensure_model(client, name: str, product: str) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -88,7 +97,7 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
                     "embedder": config["embedder"], "embedder_model_uri": embedder_uri}
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.pyfunc.save_model(str(Path(tmp) / "retriever"), python_model=RagtrailRetriever(),
-                                     model_config=settings, pip_requirements=PIP)
+                                     model_config=settings, pip_requirements=PIP, signature=_signature(k))
             client.log_artifacts(run_id, str(Path(tmp) / "retriever"), "retriever")
         tags = {COLLECTION_TAG: collection, "ragtrail.version": version, "ragtrail.embedder": config["embedder"],
                 "ragtrail.embedder_model_uri": embedder_uri, "ragtrail.chunk_size": str(config["chunk_size"]),
