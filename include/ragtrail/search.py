@@ -38,7 +38,7 @@ def search_many(
     target = collection or product
     with open_qdrant(location) as client:
         if not client.collection_exists(target):
-            raise LookupError(f"product {product!r} has no index {target!r}: run `ragtrail ingest` first")
+            raise LookupError(f"product {product!r} has no index yet ({target}): run `ragtrail ingest` first")
         meta = client.get_collection(target).config.metadata or {}
         embedder = meta.get("embedder") or DEFAULT_EMBEDDER
         ids = list(queries)

@@ -174,6 +174,7 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
     if rec.dicts:
         with tempfile.TemporaryDirectory() as tmp:
             for name, obj in rec.dicts.items():
+                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)  # "tuning/best.json"
                 (Path(tmp) / name).write_text(json.dumps(obj, indent=1, default=str))
             client.log_artifacts(run_id, tmp)
     if rec.datasets:
