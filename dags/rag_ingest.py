@@ -1,5 +1,4 @@
-"""
-### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
+"""### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
 **ingest** reads a folder or S3 prefix (bad input is quarantined) → **plan** skips unchanged documents →
 **chunk** (mapped) cuts the rest into embedder tokens → **dedupe** keeps each text once → **embed**
@@ -25,12 +24,9 @@ def _p(default, description, **schema):
 
 
 @dag(
-    dag_id="rag_ingest",
-    schedule=None,
-    catchup=False,
+    dag_id="rag_ingest", schedule=None, catchup=False,
     max_active_runs=1,  # with the index task's per-product lock: writes to one product never interleave
-    doc_md=__doc__,
-    tags=["ragtrail", "ingest"],
+    doc_md=__doc__, tags=["ragtrail", "ingest"],
     default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
                   "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))},
     params={
