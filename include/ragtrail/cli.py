@@ -80,6 +80,14 @@ def _read_summary(dag_id: str, run_id: str) -> dict | None:
         return XComModel.deserialize_value(row) if row is not None else None
 
 
+def _quality(summary: dict) -> str:
+    """One line on the evaluation and the gate's verdict."""
+    ev = summary.get("eval") or {}
+    score = f"nDCG@10 {ev['ndcg_at_10']:.3f}, recall@10 {ev['recall_at_10']:.3f}; " if ev else ""
+    live = "live" if summary.get("promoted") else "not live"
+    return f"{score}{live} ({summary.get('gate') or '-'}: {summary.get('gate_reason') or '-'})"
+
+
 def _print_summary(summary: dict, out) -> None:
     s = rt_settings.load()
     lines = [
@@ -88,6 +96,7 @@ def _print_summary(summary: dict, out) -> None:
         f"documents   {summary.get('docs', 0)} indexed, {summary.get('docs_failed', 0)} quarantined",
         f"chunks      {summary.get('chunks', 0)}",
         f"vectors     {summary.get('vectors', 0)} in collection {summary.get('collection')}",
+        f"quality     {_quality(summary)}",
         f"wall time   {summary.get('duration_s')} s",
         f"parent run  {summary.get('parent_run_id') or '- (tracking off)'}",
     ]
