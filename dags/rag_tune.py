@@ -13,6 +13,7 @@ whether it goes live. **aggregate_status** closes the DAG run's parent run.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
@@ -31,6 +32,8 @@ def _p(default, description, **schema):
     max_active_runs=1,
     doc_md=__doc__,
     tags=["ragtrail", "tuning"],
+    default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
+                  "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))},
     params={
         "source": _p(SAMPLE_CORPUS, "Folder, file:// URI or s3://bucket/prefix of the documents.", type="string", minLength=1),
         "aws_conn_id": _p("aws_default", "Airflow connection for s3:// sources.", type="string"),
