@@ -102,12 +102,13 @@ def good_digest(client, summary) -> str:
     return run.inputs.dataset_inputs[0].dataset.digest
 
 
-def test_production_pyfunc_returns_what_ragtrail_search_returns(handbook_run, settings, tmp_path):
+def test_production_pyfunc_returns_what_ragtrail_search_returns(handbook_run, settings, tmp_path, monkeypatch):
     """models:/ragtrail-handbook@production predicts the same hits as `ragtrail search` and `--from-registry`."""
     import mlflow
     import pandas as pd
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    # Not mlflow.set_tracking_uri: it exports the URI to every later subprocess (the live Airflow's too).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     model = mlflow.pyfunc.load_model("models:/ragtrail-handbook@production")
     hits = model.predict(pd.DataFrame({"id": list(QUESTIONS), "text": list(QUESTIONS.values())}), params={"k": 5})
     from_model = {qid: [(h.doc_id, h.chunk_index, round(h.score, 5)) for h in hits[hits.query_id == qid].itertuples()]
