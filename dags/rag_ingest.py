@@ -1,12 +1,12 @@
-"""
-### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
+"""### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
 **ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
 quarantined, never fatal) → **plan** compares it with the version's collection (unchanged documents
 stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the
 embedder's own tokens → **dedupe** keeps each distinct text once → **embed** (mapped) turns texts into
-vectors → **index** upserts, deletes what is stale and points the `<product>` alias at
-`<product>__<version>` → **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails
+vectors → **index** upserts into `<product>__<version>` and deletes what is stale → **evaluate** scores
+it on the product's questions, moves the `<product>` alias only if it passes the gate and registers it
+as `ragtrail-<product>` → **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails
 the DAG run unless FINISHED.
 
 Each task runs in its own MLflow child run under one parent run per DAG run (experiment

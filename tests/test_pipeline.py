@@ -17,6 +17,8 @@ REQUIRED_METRICS = {
     "dedupe": {"duplicate_rate", "embeddings_skipped", "unique_new_texts"},
     "embed": {"embedding_count", "embedding_dimension", "embeddings_per_second", "processing_time_seconds"},
     "index": {"vector_count", "upsert_seconds", "vectors_added", "vectors_deleted"},
+    "evaluate": {"ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10", "hit_rate",
+                 "latency_p50_ms", "latency_p95_ms", "promoted"},
 }
 
 

@@ -3,7 +3,7 @@
     ragtrail ingest --source include/sample_corpus --product handbook [--json]
     ragtrail search --product handbook "how do retries work?"
     ragtrail versions --product handbook
-    ragtrail promote --product handbook --version v1
+    ragtrail promote --product handbook --version v1 [--force]
     ragtrail latest --product handbook          # also: runs, tasks, trend, best, compare, summary
 """
 
@@ -38,9 +38,11 @@ def _conf(args) -> dict:
             "product": args.product, "version": args.version}
     for key in ("chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size", "sync_mode", "docs_per_batch",
                 "texts_per_batch", "keep_versions", "promote", "aws_conn_id", "max_file_mb", "id_column",
-                "text_column", "metadata_columns"):
+                "text_column", "metadata_columns", "eval_queries", "min_ndcg", "eval_tolerance"):
         if getattr(args, key, None) is not None:
             conf[key] = getattr(args, key)
+    if conf.get("eval_queries"):
+        conf["eval_queries"] = os.path.abspath(conf["eval_queries"])
     return conf
 
 
@@ -80,6 +82,14 @@ def _read_summary(dag_id: str, run_id: str) -> dict | None:
         return XComModel.deserialize_value(row) if row is not None else None
 
 
+def _quality(summary: dict) -> str:
+    """One line on the evaluation and the gate's verdict."""
+    ev = summary.get("eval") or {}
+    score = f"nDCG@10 {ev['ndcg_at_10']:.3f}, recall@10 {ev['recall_at_10']:.3f}; " if ev else ""
+    live = "live" if summary.get("promoted") else "not live"
+    return f"{score}{live} ({summary.get('gate') or '-'}: {summary.get('gate_reason') or '-'})"
+
+
 def _print_summary(summary: dict, out) -> None:
     s = rt_settings.load()
     lines = [
@@ -88,6 +98,7 @@ def _print_summary(summary: dict, out) -> None:
         f"documents   {summary.get('docs', 0)} indexed, {summary.get('docs_failed', 0)} quarantined",
         f"chunks      {summary.get('chunks', 0)}",
         f"vectors     {summary.get('vectors', 0)} in collection {summary.get('collection')}",
+        f"quality     {_quality(summary)}",
         f"wall time   {summary.get('duration_s')} s",
         f"parent run  {summary.get('parent_run_id') or '- (tracking off)'}",
     ]
@@ -138,7 +149,13 @@ def cmd_search(args) -> int:
         return 2
     with stdout_to_stderr() as out:
         try:
-            results = search_many(args.product, queries, location=s.qdrant_url or s.qdrant_path, k=args.k)
+            collection = None
+            if args.from_registry:  # what the registry's production alias names, not the Qdrant alias
+                from ragtrail.retriever import production_collection
+
+                collection = production_collection(args.product)
+            results = search_many(args.product, queries, location=s.qdrant_url or s.qdrant_path, k=args.k,
+                                  collection=collection)
         except LookupError as err:
             print(f"ragtrail search: {err}", file=sys.stderr)
             return 1
@@ -175,17 +192,47 @@ def cmd_versions(args) -> int:
     return 0
 
 
+def _tracking_on() -> bool:
+    return rt_settings.env_flag("RAGTRAIL_TRACKING") is not False
+
+
+def gate_refusal(product: str, collection: str) -> str | None:
+    """Why the evaluation gate held this version back, per its registry record; ``None`` if it did not."""
+    if not _tracking_on():
+        return None
+    from ragtrail.retriever import version_record
+
+    record = version_record(product, collection)
+    if record and record["tags"].get("ragtrail.gate") == "rejected":
+        return f"{collection} was held back by the evaluation gate: {record['tags'].get('ragtrail.gate_reason')}"
+    return None
+
+
 def cmd_promote(args) -> int:
-    from ragtrail.indexing import check_name, open_qdrant, promote
+    from ragtrail.indexing import check_name, collection_name, open_qdrant, promote
     from ragtrail.pipeline import qdrant_location
 
+    product = check_name("product", args.product)
+    try:
+        refusal = None if args.force else gate_refusal(product, collection_name(product, args.version))
+    except ValueError as err:
+        print(f"ragtrail promote: {err}", file=sys.stderr)
+        return 1
+    if refusal:
+        print(f"ragtrail promote: {refusal}; --force promotes it anyway", file=sys.stderr)
+        return 1
     with open_qdrant(qdrant_location()) as client:
         try:
-            name = promote(client, check_name("product", args.product), args.version)
+            name = promote(client, product, args.version)
         except LookupError as err:
             print(f"ragtrail promote: {err}", file=sys.stderr)
             return 1
-    print(f"{args.product} -> {name}")
+    registered = None
+    if _tracking_on():  # keep the registry's production alias on what searches see
+        from ragtrail.retriever import set_production
+
+        registered = set_production(product, name)
+    print(f"{args.product} -> {name}" + (f" (ragtrail-{product} version {registered} is production)" if registered else ""))
     return 0
 
 
@@ -216,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--keep-versions", type=int, help="old versions kept besides the live one (default 2)")
     ing.add_argument("--no-promote", dest="promote", action="store_false", default=None,
                      help="build the version but leave the product alias where it is")
+    ing.add_argument("--eval-queries", help="JSON lines query set {id, text, relevant} for the evaluation gate")
+    ing.add_argument("--min-ndcg", type=float, help="gate: lowest nDCG@10 that may go live (default 0)")
+    ing.add_argument("--eval-tolerance", type=float,
+                     help="gate: accepted nDCG@10 drop against the live version (default 0.02)")
     ing.add_argument("--aws-conn-id", help="Airflow connection for s3:// sources (default aws_default)")
     ing.add_argument("--max-file-mb", type=float, help="quarantine larger files unread (default 50)")
     ing.add_argument("--id-column", help="tables: row id column (default: id, then doc_id, then row number)")
@@ -229,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     se.add_argument("--queries", help="JSON lines file of {id, text}")
     se.add_argument("--json", action="store_true")
+    se.add_argument("--from-registry", action="store_true",
+                    help="query the collection of the registry's production version instead of the Qdrant alias")
     se.add_argument("query", nargs="*")
     se.set_defaults(func=cmd_search)
 
@@ -240,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("promote", help="point a product's alias at one of its versions")
     pr.add_argument("--product", required=True)
     pr.add_argument("--version", required=True)
+    pr.add_argument("--force", action="store_true", help="promote even a version the evaluation gate held back")
     pr.set_defaults(func=cmd_promote)
     from ragtrail.cli_trail import add_commands
 

@@ -1,4 +1,4 @@
-"""Stage 5 — index: write a run's chunks into the version's collection and publish it.
+"""Stage 5 — index: write a run's chunks into the version's collection (the evaluate stage publishes it).
 
 Each (product, version) owns one physical collection, ``<product>__<version>``; the product's alias,
 ``<product>``, is what searches query and moves in one atomic call. The index itself is the source of
@@ -6,7 +6,7 @@ truth for incremental sync: every point carries ``doc_id``, ``doc_hash``, ``chun
 ``n_chunks``, ``chunk_hash``, ``version``, ``source`` and ``ingest_run_id``.
 
 Crash safety: new points are upserted first (deterministic ids, so a retry rewrites the same points),
-stale points are deleted second, the alias moves last. A run killed anywhere leaves either the old
+stale points are deleted second, the alias moves last (in the DAG: in the evaluate stage, after the gate). A run killed anywhere leaves either the old
 index or a superset that the next try (or run) reduces to exactly the clean build.
 """
 
@@ -225,7 +225,7 @@ def index_run(
 
     rec = recorder or Recorder()
     name = collection_name(product, version)
-    rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH, promote=promote_alias,
+    rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH, promote_alias=promote_alias,
               keep_versions=keep_versions)
     where, mats = _vector_lookup(embedded)
     dim = int(mats[0].shape[1]) if mats else None

@@ -226,4 +226,4 @@ def ingest_source(
     if parsed == 0:
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "the source is empty"
         raise NoUsableDocuments(f"no usable documents in {source}: {seen} found ({why})")
-    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed}
+    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest.hexdigest()[:16]}

@@ -1,4 +1,5 @@
-"""Glue between stages that several DAGs share: the version's config, where Qdrant is, the index call."""
+"""Glue between stages that several DAGs share: the version's config, where Qdrant is, the index and
+evaluate calls."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ def index_from_results(chunked, embedded, params: dict, workdir: str | Path, run
         location=location or qdrant_location(), product=params["product"], version=params["version"],
         config=build_config(params), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
-        promote_alias=bool(params.get("promote", True)), keep_versions=int(params.get("keep_versions", 2)),
-        recorder=recorder,
+        promote_alias=False,  # the evaluate stage decides (ragtrail.gate)
+        keep_versions=int(params.get("keep_versions", 2)), recorder=recorder,
     )
+
+
+def evaluate_from_params(params: dict, recorder: Recorder | None = None, location=None) -> dict:
+    """Run the evaluate-and-gate stage for the version the DAG run built (see :mod:`ragtrail.gate`)."""
+    from ragtrail.evaluation import resolve_query_file
+    from ragtrail.gate import evaluate_and_promote
+
+    return evaluate_and_promote(
+        location=location or qdrant_location(), product=params["product"], version=params["version"],
+        embedder=params["embedder"], queries_path=resolve_query_file(params["source"], params.get("eval_queries", "")),
+        promote=bool(params.get("promote", True)), min_ndcg=float(params.get("min_ndcg", 0.0)),
+        tolerance=float(params.get("eval_tolerance", 0.02)), keep_versions=int(params.get("keep_versions", 2)),
+        recorder=recorder)

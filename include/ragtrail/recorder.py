@@ -30,6 +30,7 @@ class Recorder:
     files: list[tuple[Path, str | None]] = field(default_factory=list)
     dicts: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def param(self, **values: Any) -> None:
         """Record configuration values (stringified; set once per run)."""
@@ -51,6 +52,10 @@ class Recorder:
     def json(self, name: str, obj: Any) -> None:
         """Attach a JSON-serialisable object as artifact ``name`` (e.g. ``"chunk_sample.json"``)."""
         self.dicts[name] = obj
+
+    def table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Attach rows of flat dicts as a table artifact ``name`` (e.g. ``"eval/per_query.json"``)."""
+        self.tables[name] = list(rows)
 
     def dataset(self, *, name: str, source: str, digest: str, profile: dict[str, Any] | None = None) -> None:
         """Declare the data this stage read (logged as an MLflow dataset input)."""

@@ -9,6 +9,11 @@ The rule (also in README):
   and searches see the new data, but some other unit failed, was killed or never ran (a failed
   batch, a failed evaluation…): part of what the run should have done is missing.
 - **FAILED** — the publishing task did not succeed: nothing new reached the live index.
+
+A version the evaluation gate held back (built, measured, not promoted because its metrics fail the
+thresholds or fall behind the live version) makes an otherwise FINISHED run **PARTIAL**: the build
+is there, but the run did not achieve what it was for — a better live index — and the DAG run should
+turn red so that someone looks. Asking for no promotion (``promote=False``) is not held back.
 """
 
 from __future__ import annotations
@@ -52,8 +57,11 @@ class Rollup:
     metrics: dict[str, float]
 
 
-def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("index",)) -> Rollup:
+def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("index",),
+                  held_back: str | None = None) -> Rollup:
     """Decide the run's status from its units (see the module docstring for the rule).
+
+    ``held_back``: why the gate kept the built version from going live, if it did.
 
     Example::
 
@@ -74,6 +82,9 @@ def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("ind
         status = FAILED
         if not published:
             reasons.append("index: never ran")
+    if held_back and status != FAILED:
+        status = PARTIAL
+        reasons.append(f"evaluate: not promoted ({held_back})")
     metrics: dict[str, float] = {}
     for u in units:
         if not u.ok:

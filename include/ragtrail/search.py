@@ -14,6 +14,7 @@ def search_many(
     *,
     location: str | Path,
     k: int = 10,
+    collection: str | None = None,
 ) -> dict[str, list[dict]]:
     """Answer several queries against the product's live collection (its alias) in one pass.
 
@@ -22,6 +23,7 @@ def search_many(
         queries: query id → question text.
         location: Qdrant server URL or local-mode folder.
         k: hits per query.
+        collection: query this collection (a version, e.g. ``handbook__v2``) instead of the alias.
 
     Returns:
         query id → list of ``{"doc_id", "score", "text", "source", "chunk_index"}``, best first.
@@ -33,17 +35,18 @@ def search_many(
     from ragtrail.embedding import embed_texts
 
     check_name("product", product)
+    target = collection or product
     with open_qdrant(location) as client:
-        if not client.collection_exists(product):
-            raise LookupError(f"product {product!r} has no index yet: run `ragtrail ingest` first")
-        meta = client.get_collection(product).config.metadata or {}
+        if not client.collection_exists(target):
+            raise LookupError(f"product {product!r} has no index yet ({target}): run `ragtrail ingest` first")
+        meta = client.get_collection(target).config.metadata or {}
         embedder = meta.get("embedder") or DEFAULT_EMBEDDER
         ids = list(queries)
         backend = meta.get("embed_backend") or "torch"  # queries in the same vector space as the points
         vectors = embed_texts([queries[i] for i in ids], embedder, backend=backend) if ids else []
         results: dict[str, list[dict]] = {}
         for qid, vector in zip(ids, vectors, strict=True):
-            hits = client.query_points(product, query=vector.tolist(), limit=k, with_payload=True).points
+            hits = client.query_points(target, query=vector.tolist(), limit=k, with_payload=True).points
             results[qid] = [
                 {"doc_id": h.payload.get("doc_id"), "score": float(h.score), "text": h.payload.get("text"),
                  "source": h.payload.get("source"), "chunk_index": h.payload.get("chunk_index"),

@@ -134,8 +134,15 @@ def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_
     return units, {"missing_runs": missing, "closed_runs": closed}
 
 
-def aggregate_status(context: Context) -> dict:
+def _held_back(results: dict) -> str | None:
+    decision = results.get("evaluate") or {}
+    return decision.get("reason") if decision.get("gate") == "rejected" else None
+
+
+def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("index",)) -> dict:
     """Roll the DAG run up to FINISHED / PARTIAL / FAILED, log it to the parent run, and return the summary.
+
+    ``publishing_tasks``: the tasks whose success decides between PARTIAL and FAILED (see ``ragtrail.rollup``).
 
     The summary's ``trail`` says whether MLflow holds a run for every task that ran
     (``missing_runs``), which runs the roll-up had to close (``closed_runs``) and why MLflow could not
@@ -186,20 +193,23 @@ def aggregate_status(context: Context) -> dict:
         units = [Unit(t, m, s.upper()) for (t, m), s in _in_dag_order(airflow_units, task_ids)]
         started = getattr(context.get("dag_run"), "start_date", None)
         duration_s = t_end - started.timestamp() if started else None
-    roll = rollup_status(units)
+    roll = rollup_status(units, publishing_tasks, held_back=_held_back(results))
     if tracked:
         trail["complete"] = not (trail["missing_runs"] or trail["closed_runs"] or trail["error"])
 
     plan_path = run_workdir(ti.dag_id, ti.run_id) / PLAN_FILE
     planned = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     ingest, index = results.get("ingest") or {}, results.get("index") or {}
+    decision = results.get("evaluate") or {}
     summary.update(
         status=roll.status, reasons=roll.reasons,
         docs=ingest.get("docs", 0), docs_failed=ingest.get("quarantined", 0),
         **{k: planned.get(k, 0) for k in ("docs_added", "docs_updated", "docs_unchanged", "docs_deleted")},
         chunks=_total(results.get("chunk"), "chunks"), embeddings=_total(results.get("embed"), "embeddings"),
         vectors=index.get("vectors", 0), vectors_deleted=index.get("deleted", 0),
-        collection=index.get("collection"), live_collection=index.get("live"),
+        collection=index.get("collection"), live_collection=decision.get("live", index.get("live")),
+        promoted=bool(decision.get("promoted")), gate=decision.get("gate"), gate_reason=decision.get("reason"),
+        eval=decision.get("metrics"), model_version=decision.get("model_version"),
         duration_s=round(duration_s, 3) if duration_s is not None else None,
         tasks={u.label: u.state for u in units},
         trail=trail,

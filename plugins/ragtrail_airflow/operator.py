@@ -8,7 +8,8 @@ Example (in a DAG file, importing nothing but ``airflow.sdk``)::
         return chunk_documents(docs["docs_path"], ..., recorder=tracker)
 
 The operator opens a child run of the DAG run's parent run, hands the task a
-:class:`ragtrail.recorder.Recorder` as ``tracker``, logs what it recorded in batches, and ends the run
+:class:`ragtrail.recorder.Recorder` as ``tracker`` (and the run's ids as ``tracked_run``, ``None`` with
+tracking off), logs what it recorded in batches, and ends the run
 FINISHED, FAILED (re-raising) or KILLED (``on_kill``). With tracking off the task gets a recorder all
 the same and nothing reaches MLflow. When MLflow is unavailable, lenient mode (the default) runs the
 task untracked and strict mode fails it (see :mod:`ragtrail_airflow.resilience`).
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 # DAG params that describe the run; they become the parent run's params.
 RUN_PARAMS = ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size",
-              "aws_conn_id", "max_file_mb", "id_column", "text_column", "metadata_columns")
+              "aws_conn_id", "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries",
+              "min_ndcg", "eval_tolerance", "promote")
 
 
 class TrackedPythonOperator(DecoratedOperator, PythonOperator):
@@ -63,6 +65,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     def execute(self, context: Context) -> Any:
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
+            context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]
             return super().execute(context)
 
         from ragtrail_airflow.tracking import TaskRun
@@ -81,6 +84,9 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
                 ti.xcom_push(key=XCOM_KEY, value={"experiment_id": run.experiment_id, "run_id": run.mlflow_run_id,
                                                   "parent_run_id": run.parent_run_id})
             context["tracker"] = run.recorder  # type: ignore[typeddict-unknown-key]
+            # Tasks that log more than a recorder can (a registered model) need the run itself.
+            context["tracked_run"] = {"run_id": run.mlflow_run_id,  # type: ignore[typeddict-unknown-key]
+                                      "experiment_id": run.experiment_id, "parent_run_id": run.parent_run_id}
             return super().execute(context)
 
     def on_kill(self) -> None:

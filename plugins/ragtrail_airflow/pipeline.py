@@ -1,6 +1,6 @@
 """The task graph every ingest DAG runs, and its trigger-form params.
 
-ingest → plan → chunk[] → dedupe → embed[] → index → aggregate_status, where ``[]`` marks tasks
+ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status, where ``[]`` marks tasks
 mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
 ``@dag`` function. This module imports only ``airflow.sdk`` and the light ``ragtrail.settings``; task
@@ -72,7 +72,10 @@ def pipeline_params(*, source: str = str(SAMPLE_CORPUS), product: str = "handboo
         "sync_mode": p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
         "docs_per_batch": p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
         "texts_per_batch": p(2048, "Distinct texts per embed task (one mapped task each).", type="integer", minimum=1),
-        "promote": p(True, "Point the product alias at this version when it is built.", type="boolean"),
+        "promote": p(True, "Point the product alias at this version when it passes the gate.", type="boolean"),
+        "eval_queries": p("", "JSON lines query set {id, text, relevant}; empty: none (the sample corpus has its own).", type="string"),
+        "min_ndcg": p(0.0, "Gate: lowest nDCG@10 that may go live.", type="number", minimum=0, maximum=1),
+        "eval_tolerance": p(0.02, "Gate: how much worse than the live version's nDCG@10 is still accepted.", type="number", minimum=0),
         "keep_versions": p(2, "Old versions kept besides the live one.", type="integer", minimum=0),
         "max_file_mb": p(50, "Larger files are quarantined unread (too_large).", type="number", exclusiveMinimum=0),
         "id_column": p("", "Tables: row id column; empty tries id, then doc_id, then row numbers.", type="string"),
@@ -126,6 +129,12 @@ def build_pipeline() -> None:
 
         return tasks.index(params, chunked, embedded, _workdir(dag_run), dag_run.run_id, tracker)
 
+    @task.tracked(stage="evaluate")
+    def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None):
+        from ragtrail_airflow import tasks
+
+        return tasks.evaluate(params, docs, tracker, tracked_run)
+
     @task(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):
         from ragtrail_airflow.aggregate import aggregate_status as rollup
@@ -138,4 +147,5 @@ def build_pipeline() -> None:
     unique = dedupe(chunked)
     embedded = embed.expand(batch=unique)
     indexed = index(chunked, embedded)
-    [docs, planned, chunked, unique, embedded, indexed] >> aggregate_status()
+    evaluated = evaluate(docs, indexed)
+    [docs, planned, chunked, unique, embedded, indexed, evaluated] >> aggregate_status()

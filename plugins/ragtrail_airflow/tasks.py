@@ -70,3 +70,72 @@ def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: 
     from ragtrail_airflow.qdrant import qdrant_target
 
     return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker, location=qdrant_target())
+
+
+
+def evaluate(params: dict, docs: dict | None, tracker: Recorder, tracked_run: dict | None) -> dict:
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
+    from ragtrail.pipeline import build_config, evaluate_from_params, qdrant_location
+
+    from ragtrail_airflow.qdrant import qdrant_target
+
+    decision = evaluate_from_params(params, recorder=tracker, location=qdrant_target())
+    if tracked_run:
+        from ragtrail.retriever import model_name
+        from ragtrail_airflow.registry import register_version
+        from ragtrail_airflow.tracking import get_client
+
+        number = register_version(get_client(), run_id=tracked_run["run_id"], product=params["product"],
+                                  version=params["version"], collection=decision["collection"],
+                                  config=build_config(params), decision=decision,
+                                  source_digest=(docs or {}).get("digest"), qdrant_location=qdrant_location())
+        tracker.tag(**{"ragtrail.model_version": f"{model_name(params['product'])}/{number}"})
+        decision["model_version"] = number
+    return decision
+
+
+def tune(params: dict, workdir: Path, tracker: Recorder, tracked_run: dict | None) -> dict:
+    """Read the source once, run the Optuna study (each trial a nested run of this task's run)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ragtrail.evaluation import load_queries, resolve_query_file
+    from ragtrail.ingest import ingest_source
+    from ragtrail.tuning import tune_chunking
+    from ragtrail_airflow.s3 import s3_client_factory
+
+    queries_path = resolve_query_file(params["source"], params["eval_queries"])
+    if queries_path is None:
+        raise AirflowFailException("tuning needs a query set: set the eval_queries param")
+    docs = ingest_source(params["source"], workdir / "ingest", s3_client=s3_client_factory(params["aws_conn_id"]))
+    on_trial = None
+    if tracked_run:
+        from ragtrail_airflow.tracking import get_client, log_nested_run
+
+        client = get_client()
+
+        def on_trial(number: int, trial_params: dict, metrics: dict) -> None:
+            rec = Recorder()
+            rec.param(**trial_params, trial=number)
+            rec.metric(**metrics)
+            log_nested_run(client, tracked_run["experiment_id"], tracked_run["run_id"], f"trial {number}", rec)
+
+    result = tune_chunking(docs["docs_path"], load_queries(queries_path), workdir=workdir,
+                           embedders=tuple(e.strip() for e in params["embedders"].split(",") if e.strip()),
+                           chunk_size_range=(params["min_chunk_size"], params["max_chunk_size"]),
+                           n_trials=params["n_trials"], timeout_s=params["timeout_s"], seed=params["seed"],
+                           on_trial=on_trial, recorder=tracker)
+    build_conf = {"source": params["source"], "product": params["product"], "version": params["version"],
+                  "eval_queries": str(queries_path), **result["best_params"]}
+    return {"best_params": result["best_params"], "best_value": result["best_value"],
+            "trials": len(result["trials"]), "build_conf": build_conf}
+
+
+def build_best(result: dict, params: dict, context) -> None:
+    """Trigger ``rag_ingest`` with the best configuration as version ``version`` (when ``build_best``)."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if not params["build_best"]:
+        raise AirflowSkipException("build_best is off: the best configuration is only logged")
+    TriggerDagRunOperator(task_id="trigger_rag_ingest", trigger_dag_id="rag_ingest",
+                          conf=result["build_conf"]).execute(context)

@@ -236,6 +236,7 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
     if rec.dicts:
         with tempfile.TemporaryDirectory() as tmp:
             for name, obj in rec.dicts.items():
+                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)  # "tuning/best.json"
                 (Path(tmp) / name).write_text(json.dumps(obj, indent=1, default=str))
             client.log_artifacts(run_id, tmp)
     if rec.datasets:
@@ -246,8 +247,12 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
                          tags=[InputTag("mlflow.data.context", "ingest")])
             for d in rec.datasets
         ])
+    for name, rows in rec.tables.items():  # MLflow's table artifact: the UI's evaluation view reads it
+        import pandas as pd
+
+        client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=name)
     rec.params.clear(), rec.metrics.clear(), rec.tags.clear(), rec.files.clear(), rec.dicts.clear()
-    rec.datasets.clear()
+    rec.datasets.clear(), rec.tables.clear()
 
 
 def _source_type(uri: str) -> str:
@@ -380,6 +385,17 @@ class TaskRun:
             if exc is None:
                 raise
             log.exception("could not end the MLflow run of failed task %s", self.task_id)
+
+
+def log_nested_run(client, experiment_id: str, parent_run_id: str, name: str, rec: Recorder,
+                   role: str = "trial") -> str:
+    """Log a finished nested run (e.g. one tuning trial) under ``parent_run_id``; return its id."""
+    run = client.create_run(experiment_id, run_name=name, tags={PARENT_TAG: parent_run_id, ROLE_TAG: role})
+    try:
+        log_recorder(client, run.info.run_id, rec)
+    finally:
+        client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
 
 
 def child_runs(client, experiment_id: str, parent_run_id: str) -> list:

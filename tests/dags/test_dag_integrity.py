@@ -17,7 +17,19 @@ def test_dagbag_has_no_import_errors():
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
-    assert "rag_ingest" in bag.dag_ids
+    assert {"rag_ingest", "rag_tune"} <= set(bag.dag_ids)
+
+
+def test_rag_tune_shape_and_params():
+    """rag_tune: tune → build_best → aggregate_status, bounded by trial and time params."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_tune")
+    upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
+    assert upstream == {"tune": set(), "build_best": {"tune"}, "aggregate_status": {"build_best"}}
+    for name in ("source", "eval_queries", "embedders", "min_chunk_size", "max_chunk_size", "n_trials", "timeout_s",
+                 "build_best"):
+        assert dag.params.get_param(name).description, name
 
 
 def test_dags_have_docs_tags_and_retries():
@@ -32,22 +44,24 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires ingest → plan → chunk[] → dedupe → embed[] → index → aggregate_status, with
-    typed, described params for the trigger form."""
+    """rag_ingest wires ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status,
+    with typed, described params for the trigger form."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
     assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
-    assert upstream["aggregate_status"] == {"ingest", "plan", "chunk", "dedupe", "embed", "index"}
+    assert upstream["evaluate"] == {"ingest", "index"}  # the source digest, and the built collection
+    assert upstream["aggregate_status"] == {"ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"}
     assert dag.get_task("aggregate_status").trigger_rule == "all_done"
     assert dag.get_task("index").trigger_rule == "all_done"  # publishes good batches when some failed
     for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "sync_mode", "aws_conn_id",
-                 "max_file_mb", "id_column", "text_column", "metadata_columns"):
+                 "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries", "min_ndcg",
+                 "eval_tolerance"):
         param = dag.params.get_param(name)
         assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
-    for task_id in ("ingest", "plan", "chunk", "dedupe", "embed", "index"):
+    for task_id in ("ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):
         assert "MLflow run" in [link.name for link in dag.get_task(task_id).operator_extra_links]
 
 

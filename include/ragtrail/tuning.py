@@ -1,0 +1,143 @@
+"""Tune chunking (and the embedder) for retrieval quality with Optuna's TPE sampler.
+
+Each trial chunks the ingested documents with one configuration, embeds the chunks (texts already
+embedded by an earlier trial with the same embedder are reused), loads them into an in-memory Qdrant
+collection and scores it on the query set with :mod:`ragtrail.evaluation`. Nothing touches the
+product's real collections; the best configuration can then be built as a new version.
+
+Example::
+
+    result = tune_chunking("work/docs.parquet", load_queries("questions.jsonl"), workdir="work",
+                           n_trials=10, timeout_s=600)
+    result["best_params"]  # {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2"}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ragtrail.recorder import Recorder
+
+OVERLAPS = (0, 16, 32, 64)
+OBJECTIVE = "ndcg_at_10"
+
+
+def build_memory_collection(chunks_path: str | Path, embedder: str, cache: dict):
+    """An in-memory Qdrant client holding the chunks of ``chunks_path`` in collection ``trial``."""
+    import pyarrow.parquet as pq
+    from qdrant_client import QdrantClient, models
+
+    from ragtrail.embedding import embed_texts
+
+    rows = pq.read_table(chunks_path, columns=["doc_id", "text", "chunk_hash"]).to_pylist()
+    todo = sorted({r["chunk_hash"]: r["text"] for r in rows if (embedder, r["chunk_hash"]) not in cache}.items())
+    if todo:
+        for (h, _), vec in zip(todo, embed_texts([t for _, t in todo], embedder), strict=True):
+            cache[(embedder, h)] = vec
+    client = QdrantClient(":memory:")
+    dim = len(next(iter(cache.values()))) if cache else 384
+    client.create_collection("trial", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+    for i in range(0, len(rows), 512):
+        client.upsert("trial", points=[
+            models.PointStruct(id=i + j, vector=cache[(embedder, r["chunk_hash"])].tolist(), payload={"doc_id": r["doc_id"]})
+            for j, r in enumerate(rows[i : i + 512])])
+    return client, len(rows)
+
+
+def tune_chunking(
+    docs_path: str | Path,
+    queries: list[dict],
+    *,
+    workdir: str | Path,
+    embedders: tuple[str, ...] = ("all-MiniLM-L6-v2",),
+    chunk_size_range: tuple[int, int] = (64, 254),
+    n_trials: int = 10,
+    timeout_s: float | None = 600,
+    seed: int = 0,
+    on_trial: Callable[[int, dict, dict], None] | None = None,
+    recorder: Recorder | None = None,
+) -> dict:
+    """Search chunk size, overlap and embedder for the best nDCG@10, bounded by trials and time.
+
+    Args:
+        docs_path: the ingest stage's ``docs.parquet``.
+        queries: a loaded query set (:func:`ragtrail.evaluation.load_queries`).
+        on_trial: called with ``(trial number, params, metrics)`` after each finished trial.
+
+    Returns:
+        ``{"best_params", "best_value", "trials", "plots"}``; ``plots`` are PNG paths in ``workdir``.
+    """
+    import optuna
+
+    from ragtrail.chunking import chunk_documents
+    from ragtrail.evaluation import evaluate_collection
+
+    rec = recorder or Recorder()
+    workdir = Path(workdir)
+    (workdir / "trials").mkdir(parents=True, exist_ok=True)
+    lo, hi = chunk_size_range
+    rec.param(n_trials=n_trials, timeout_s=timeout_s, embedders=list(embedders), chunk_size_range=[lo, hi],
+              overlaps=list(OVERLAPS), sampler="TPE", seed=seed, objective=OBJECTIVE, queries=len(queries))
+    cache: dict = {}
+
+    def objective(trial) -> float:
+        params = {"chunk_size": trial.suggest_int("chunk_size", lo, hi, step=16 if hi - lo >= 32 else 1),
+                  "chunk_overlap": trial.suggest_categorical("chunk_overlap", list(OVERLAPS)),
+                  "embedder": trial.suggest_categorical("embedder", list(embedders))}
+        params["chunk_overlap"] = min(params["chunk_overlap"], params["chunk_size"] // 2)
+        t0 = time.perf_counter()
+        out = chunk_documents(docs_path, workdir, product="tune", chunk_size=params["chunk_size"],
+                              chunk_overlap=params["chunk_overlap"], embedder=params["embedder"],
+                              out_name=f"trials/chunks_{trial.number:04d}.parquet")
+        client, n_chunks = build_memory_collection(out["chunks_path"], params["embedder"], cache)
+        try:
+            metrics, _ = evaluate_collection(client, "trial", queries, params["embedder"])
+        finally:
+            client.close()
+        metrics.update(chunk_count=n_chunks, trial_seconds=time.perf_counter() - t0)
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        if on_trial:
+            on_trial(trial.number, params, metrics)
+        return metrics[OBJECTIVE]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise RuntimeError("no tuning trial finished within the budget")
+    best = study.best_trial
+    best_params = {**best.params, "chunk_overlap": min(best.params["chunk_overlap"], best.params["chunk_size"] // 2)}
+    trials = [{"number": t.number, **t.params, **t.user_attrs} for t in done]
+    rec.metric(best_ndcg_at_10=best.value, trials_finished=len(done), best_trial=best.number)
+    rec.json("tuning/best_params.json", best_params)
+    rec.json("tuning/trials.json", trials)
+    plots = _plots(study, workdir, rec)
+    return {"best_params": best_params, "best_value": best.value, "trials": trials, "plots": plots}
+
+
+def _plots(study, workdir: Path, rec: Recorder) -> list[str]:
+    """Optuna's history and importance plots as PNGs (importance needs ≥ 2 trials that differ)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out = []
+    for name, plot in (("optimization_history", ovm.plot_optimization_history),
+                       ("param_importances", ovm.plot_param_importances)):
+        try:
+            ax = plot(study)
+        except (RuntimeError, ValueError, ZeroDivisionError) as err:  # too few distinct trials
+            rec.tag(**{f"ragtrail.plot_{name}": f"not drawn: {err}"})
+            continue
+        path = workdir / f"{name}.png"
+        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        rec.artifact(path, "tuning")
+        out.append(str(path))
+    return out

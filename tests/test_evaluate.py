@@ -1,0 +1,124 @@
+"""Retrieval quality on every build: the evaluate task's MLflow trail, the promotion gate, the registry
+and the production pyfunc retriever, on the sample corpus and its bundled questions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import child_runs_of, dump, ingest, run_cli
+
+from ragtrail.evaluation import METRICS, SAMPLE_QUERIES, percentile
+from ragtrail.indexing import alias_target
+from ragtrail.settings import SAMPLE_CORPUS
+
+SUBSET = ("qdrant", "ragtrail")  # 8 documents: the gate's builds stay cheap
+QUESTIONS = {"q1": "How do I rerun a task after it fails?", "q2": "What is a Qdrant alias for?",
+             "q3": "How are chunks measured?"}
+
+
+def evaluate_run(client, summary):
+    (run,) = [c for c in child_runs_of(client, summary) if c.data.tags["ragtrail.stage"] == "evaluate"]
+    return run
+
+
+def registry_state(client, qdrant, product: str) -> dict:
+    """Which collection each registry alias names, and where the Qdrant alias points."""
+    state = {}
+    for alias in ("candidate", "production"):
+        mv = client.get_model_version_by_alias(f"ragtrail-{product}", alias)
+        state[alias] = mv.tags["ragtrail.collection"]
+    with qdrant() as qc:
+        state["qdrant"] = alias_target(qc, product)
+    return state
+
+
+@pytest.fixture(scope="module")
+def gate_conf(tmp_path_factory):
+    """Product `gate`: two sample-corpus folders and the bundled questions about them."""
+    root = tmp_path_factory.mktemp("gate")
+    for part in SUBSET:
+        shutil.copytree(SAMPLE_CORPUS / part, root / "corpus" / part)
+    rows = [json.loads(line) for line in SAMPLE_QUERIES.read_text().splitlines()]
+    kept = [r for r in rows if all(d.split("/")[0] in SUBSET for d in r["relevant"])]
+    (root / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return {"source": str(root / "corpus"), "product": "gate", "eval_queries": str(root / "q.jsonl")}
+
+
+def test_logged_metrics_equal_those_recomputed_from_the_per_query_table(handbook_run, mlflow_client, tmp_path):
+    """The evaluate run's nDCG/recall/MRR/hit-rate are the means of its per-query table; latencies its percentiles."""
+    run = evaluate_run(mlflow_client, handbook_run)
+    table = json.loads(open(mlflow_client.download_artifacts(run.info.run_id, "eval/per_query.json", str(tmp_path))).read())
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    assert len(rows) == len(SAMPLE_QUERIES.read_text().splitlines()) == run.data.metrics["queries"] == 30
+    for metric in METRICS:
+        assert run.data.metrics[metric] == pytest.approx(sum(r[metric] for r in rows) / len(rows), abs=1e-9), metric
+    latencies = [r["latency_ms"] for r in rows]
+    assert run.data.metrics["latency_p95_ms"] == pytest.approx(percentile(latencies, 95))
+    assert run.data.metrics["latency_p50_ms"] == pytest.approx(percentile(latencies, 50))
+    assert all(len(json.loads(r["retrieved"])) == 10 for r in rows)  # chunk hits folded into 10 documents
+    assert run.data.metrics["ndcg_at_10"] > 0.8  # the sample's questions were written for its documents
+    assert run.data.params["collection"] == "handbook__v1"
+    assert handbook_run["promoted"] is True and handbook_run["gate"] == "passed"
+    assert handbook_run["eval"]["ndcg_at_10"] == run.data.metrics["ndcg_at_10"]
+    assert mlflow_client.get_model_version_by_alias("ragtrail-handbook", "production").run_id == run.info.run_id
+
+
+def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, mlflow_client, qdrant):
+    """A good build is promoted (production = Qdrant alias); tiny chunks without overlap fall behind it beyond
+    the tolerance: built and registered as candidate, not live; `promote` refuses it unless --force, and
+    after every step the registry's production alias and the Qdrant alias agree."""
+    good = ingest({**gate_conf, "version": "good"})
+    assert good["status"] == "FINISHED" and good["promoted"] is True and good["gate"] == "passed", dump(good)
+    assert registry_state(mlflow_client, qdrant, "gate") == dict.fromkeys(("candidate", "production", "qdrant"),
+                                                                           "gate__good")
+    bad = ingest({**gate_conf, "version": "tiny", "chunk_size": 16, "chunk_overlap": 0})
+    assert bad["status"] == "PARTIAL" and bad["promoted"] is False and bad["gate"] == "rejected", dump(bad)
+    assert bad["eval"]["ndcg_at_10"] < good["eval"]["ndcg_at_10"] - 0.02
+    assert "worse than gate__good's" in bad["gate_reason"]
+    assert any(r.startswith("evaluate: not promoted (nDCG@10") for r in bad["reasons"]), bad["reasons"]
+    assert bad["live_collection"] == "gate__good" and bad["vectors"] > good["vectors"]
+    assert registry_state(mlflow_client, qdrant, "gate") == {"candidate": "gate__tiny", "production": "gate__good",
+                                                             "qdrant": "gate__good"}
+    mv = mlflow_client.get_model_version_by_alias("ragtrail-gate", "candidate")
+    assert mv.tags["ragtrail.gate"] == "rejected" and mv.tags["ragtrail.chunk_size"] == "16"
+    assert float(mv.tags["eval.ndcg_at_10"]) == pytest.approx(bad["eval"]["ndcg_at_10"], abs=1e-6)
+    assert mv.tags["ragtrail.source_digest"] == good_digest(mlflow_client, good)
+
+    refused = run_cli("promote", "--product", "gate", "--version", "tiny")
+    assert refused.returncode == 1 and "held back by the evaluation gate" in refused.stderr
+    assert run_cli("promote", "--product", "gate", "--version", "tiny", "--force").returncode == 0
+    assert registry_state(mlflow_client, qdrant, "gate")["production"] == "gate__tiny"
+    assert registry_state(mlflow_client, qdrant, "gate")["qdrant"] == "gate__tiny"
+    assert run_cli("promote", "--product", "gate", "--version", "good").returncode == 0
+    assert registry_state(mlflow_client, qdrant, "gate") == {"candidate": "gate__tiny", "production": "gate__good",
+                                                             "qdrant": "gate__good"}
+
+
+def good_digest(client, summary) -> str:
+    """The source digest the ingest run logged as its dataset input."""
+    (run,) = [c for c in child_runs_of(client, summary) if c.data.tags["ragtrail.stage"] == "ingest"]
+    return run.inputs.dataset_inputs[0].dataset.digest
+
+
+def test_production_pyfunc_returns_what_ragtrail_search_returns(handbook_run, settings, tmp_path, monkeypatch):
+    """models:/ragtrail-handbook@production predicts the same hits as `ragtrail search` and `--from-registry`."""
+    import mlflow
+    import pandas as pd
+
+    # Not mlflow.set_tracking_uri: it exports the URI to every later subprocess (the live Airflow's too).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/ragtrail-handbook@production")
+    hits = model.predict(pd.DataFrame({"id": list(QUESTIONS), "text": list(QUESTIONS.values())}), params={"k": 5})
+    from_model = {qid: [(h.doc_id, h.chunk_index, round(h.score, 5)) for h in hits[hits.query_id == qid].itertuples()]
+                  for qid in QUESTIONS}
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in QUESTIONS.items()))
+    for extra in ([], ["--from-registry"]):
+        proc = run_cli("search", "--product", "handbook", "--json", "-k", "5", "--queries", str(queries), *extra)
+        assert proc.returncode == 0, proc.stderr
+        from_cli = {qid: [(h["doc_id"], h["chunk_index"], round(h["score"], 5)) for h in hits_]
+                    for qid, hits_ in json.loads(proc.stdout).items()}
+        assert from_cli == from_model and all(len(v) == 5 for v in from_cli.values())
+    assert set(hits.version) == {"v1"}
