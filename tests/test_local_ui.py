@@ -155,7 +155,7 @@ def test_rest_answers_how_the_latest_version_did_and_how_it_compares(stack, runs
     status, trend = call("GET", f"{api}/trend?metric=vector_count&by=version", token=token)
     assert [(p["x"], p["value"]) for p in trend["points"]] == [("v1", 2), ("v2", 3)]
     status, tasks = call("GET", f"{stack.airflow}/ragtrail/api/runs/{latest['run']['run_id']}/tasks", token=token)
-    assert [t["task_id"] for t in tasks["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index"]
+    assert [t["task_id"] for t in tasks["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
     status, summary = call("GET", f"{stack.airflow}/ragtrail/api/summary", token=token)
     assert summary["totals"]["runs"] == 2 and summary["totals"]["success_rate"] == 1.0
     assert call("GET", f"{stack.airflow}/ragtrail/api/products/nope/latest", token=token)[0] == 404

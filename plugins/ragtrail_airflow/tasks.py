@@ -76,7 +76,6 @@ def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: 
 def evaluate(params: dict, docs: dict | None, tracker: Recorder, tracked_run: dict | None) -> dict:
     """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
     from ragtrail.pipeline import build_config, evaluate_from_params, qdrant_location
-
     from ragtrail_airflow.qdrant import qdrant_target
 
     decision = evaluate_from_params(params, recorder=tracker, location=qdrant_target())

@@ -83,7 +83,7 @@ def test_latest_reports_the_newest_finished_version_with_its_config_and_tasks(hi
     assert latest["run"]["status"] == "FINISHED" and latest["run"]["metrics"]["vector_count"] == 4
     assert latest["config"] == {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2",
                                 "batch_size": 64, "source": history["v3"]["source"], "dimension": 384}
-    assert [t["task_id"] for t in latest["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index"]
+    assert [t["task_id"] for t in latest["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
     assert all(t["status"] == "FINISHED" for t in latest["tasks"])
     assert latest["tasks"][2]["metrics"]["chunk_count"] == 4 and latest["tasks"][5]["metrics"]["vector_count"] == 4
     assert latest["mlflow_url"].endswith(history["v3"]["parent_run_id"]) and latest["running"] == []
@@ -146,7 +146,7 @@ def test_summary_across_products(history, trail, mlflow_client):
     parents = [mlflow_client.get_run(s["parent_run_id"]) for s in history.values()]
     expected = sum(r.data.metrics["duration_s"] for r in parents) / 4
     assert row["mean_duration_s"] == pytest.approx(expected, abs=1e-3)
-    assert set(row["mean_stage_duration_s"]) == {"ingest", "plan", "chunk", "dedupe", "embed", "index"}
+    assert set(row["mean_stage_duration_s"]) == {"ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"}
     assert row["latest"]["run_id"] == history["v3"]["parent_run_id"]
     only = trail.summary([PRODUCT])
     assert only["totals"]["runs"] == 4 and only["totals"]["success_rate"] == 0.75
