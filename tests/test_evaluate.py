@@ -62,7 +62,11 @@ def test_logged_metrics_equal_those_recomputed_from_the_per_query_table(handbook
     assert run.data.params["collection"] == "handbook__v1"
     assert handbook_run["promoted"] is True and handbook_run["gate"] == "passed"
     assert handbook_run["eval"]["ndcg_at_10"] == run.data.metrics["ndcg_at_10"]
-    assert mlflow_client.get_model_version_by_alias("ragtrail-handbook", "production").run_id == run.info.run_id
+    # Production is this build or a later re-run of the same version (test order decides which).
+    production = mlflow_client.get_model_version_by_alias("ragtrail-handbook", "production")
+    registered = mlflow_client.get_run(production.run_id)
+    assert production.tags["ragtrail.collection"] == "handbook__v1"
+    assert registered.data.tags["ragtrail.stage"] == "evaluate" and registered.info.start_time >= run.info.start_time
 
 
 def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, mlflow_client, qdrant):
