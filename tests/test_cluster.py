@@ -77,7 +77,9 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     assert sorted(p.payload["doc_id"] for p in points) == sorted(k.removeprefix("cluster/") for k in DOCS)
 
     client = MlflowClient(cluster.mlflow_url)
-    exp = client.get_experiment_by_name("ragtrail/cluster")
+    from ragtrail.products import experiment_name
+
+    exp = client.get_experiment_by_name(experiment_name("cluster"))
     parents = client.search_runs([exp.experiment_id], f"tags.`ragtrail.role` = 'parent' and tags.`airflow.run_id` = '{run_id}'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.tags["ragtrail.status"] == "FINISHED"
