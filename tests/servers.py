@@ -64,7 +64,9 @@ def mlflow_server(tmp: Path, port: int | None = None) -> Server:
     port = port or free_port()
     (tmp / "artifacts").mkdir(parents=True, exist_ok=True)
     server = Server([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-                     "--default-artifact-root", str(tmp / "artifacts"), "--host", "127.0.0.1",
+                     "--default-artifact-root", str(tmp / "artifacts"),
+                     # proxied (mlflow-artifacts:/) uploads default to ./mlartifacts of the cwd: keep them in tmp
+                     "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
                      "--port", str(port), "--workers", "1"],
                     f"http://127.0.0.1:{port}/health", tmp / "mlflow-server.log",
                     env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})

@@ -132,7 +132,8 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
     bin_dir = Path(sys.executable).parent
     commands = {
         "mlflow": [str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri,
-                   "--default-artifact-root", settings.mlflow_artifact_root, "--host", HOST,
+                   "--default-artifact-root", settings.mlflow_artifact_root,
+                   "--artifacts-destination", settings.mlflow_artifact_root, "--host", HOST,
                    "--port", str(mlflow_port), "--workers", "1"],
         "api-server": [str(bin_dir / "airflow"), "api-server", "--host", HOST, "--port", str(airflow_port),
                        "--workers", "1"],
