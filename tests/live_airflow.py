@@ -91,6 +91,10 @@ class LiveAirflow:
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
+        return self._wait_up(dag_id, timeout, poll_s=1, what="Airflow")
+
+    def _wait_up(self, dag_id: str, timeout: float, poll_s: float, what: str) -> LiveAirflow:
+        """Wait until the API server answers and the DAG is parsed; fail fast if a process exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
@@ -98,8 +102,8 @@ class LiveAirflow:
                     raise RuntimeError(f"{name} exited: {(self.home / f'{name}.log').read_text()[-3000:]}")
             if self._api_up() and self._dag_parsed(dag_id):
                 return self
-            time.sleep(1)
-        raise TimeoutError("Airflow did not come up: " + self.logs())
+            time.sleep(poll_s)
+        raise TimeoutError(f"{what} did not come up: " + self.logs())
 
     def _api_up(self) -> bool:
         try:

@@ -103,15 +103,7 @@ class LiveCluster(LiveAirflow):
             # the API server reads the task logs from the shared log folder instead).
             self._spawn(name, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1",
                         "--queues", self.queue, "--skip-serve-logs")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited: {(self.home / f'{name}.log').read_text()[-3000:]}")
-            if self._api_up() and self._dag_parsed(dag_id):
-                return self
-            time.sleep(2)
-        raise TimeoutError("cluster did not come up: " + self.logs())
+        return self._wait_up(dag_id, timeout, poll_s=2, what="cluster")
 
     def _airflow(self, *args: str) -> None:
         proc = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True)
