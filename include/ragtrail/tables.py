@@ -1,13 +1,16 @@
 """Tables in: every row of a ``.csv``, ``.tsv``, ``.jsonl``, ``.parquet`` or ``.xlsx`` file is a document.
 
-A :class:`TableSpec` names the columns: the row's id (its document id is ``<file path>#<id>``), its
+A :class:`TableSpec` names the columns: the row's id (its document id is ``<file path>#<id>``, and
+``<file path>#<sheet>!<id>`` for a spreadsheet, whose every sheet is read with its own header), its
 text, and the metadata columns that travel with every chunk into the Qdrant payload. Files are read
 in batches, never whole: CSV/TSV with pandas' chunked reader, Parquet one row-group batch at a time
 (pyarrow, only the needed columns), JSON lines line by line (a malformed line costs that row, not the
-file), and the first sheet of an ``.xlsx`` through openpyxl's streaming read-only mode.
+file), and every worksheet of an ``.xlsx`` through openpyxl's streaming read-only mode (after a zip-bomb
+check, :func:`ragtrail.office.zip_problem`).
 
 Whole-file problems are quarantined as one entry (``missing_text_column``, ``missing_id_column``,
-``corrupt_table``, ``binary``, ``empty``); bad rows one by one (``empty``, ``missing_id``,
+``corrupt_table``, ``binary``, ``empty``, ``zip_bomb``, ``encrypted_office``; a sheet without the text column
+is one entry, ``<file>#<sheet>``); bad rows one by one (``empty``, ``missing_id``,
 ``duplicate_id``, ``invalid_json``).
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -242,22 +245,47 @@ def _read_parquet(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed
 
 
 def _read_xlsx(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+    """Every worksheet, each with its own header row; row keys are ``<sheet>!<id>``.
+
+    A sheet without the text (or id) column is one entry keyed by the sheet's name, when another sheet
+    has documents; when none has, the whole file is one entry, as for any other table.
+    """
     from openpyxl import load_workbook
 
+    from ragtrail.office import zip_problem
+
+    problem = zip_problem(path, "xlsx")  # the central directory only: a bomb is refused unopened
+    if problem:
+        raise ParseError(*problem)
     wb = load_workbook(path, read_only=True, data_only=True)
+    refused: list[ParseError] = []
     try:
-        rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise ParseError("empty", "the first sheet is empty")
-        names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
-        cols = resolve_columns(names, spec)
-        for n, values in enumerate(rows, 1):
-            if all(v is None for v in values):
-                continue  # formatting-only rows are common in spreadsheets
-            yield from _rows([dict(zip(names, values, strict=False))], cols, n, doc_type)
+        for ws in wb.worksheets:
+            rows = ws.iter_rows(values_only=True)
+            header = next(rows, None)
+            if header is None or all(h is None for h in header):
+                continue  # an empty sheet (Sheet2, Sheet3 of a new workbook) holds no documents
+            names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
+            try:
+                cols = resolve_columns(names, spec)
+            except ParseError as err:
+                refused.append(ParseError(err.reason, f"sheet {ws.title!r}: {err.message}", key=ws.title))
+                continue
+            for n, values in enumerate(rows, 1):
+                if all(v is None for v in values):
+                    continue  # formatting-only rows are common in spreadsheets
+                for out in _rows([dict(zip(names, values, strict=False))], cols, n, doc_type):
+                    if isinstance(out, ParseError):
+                        out.key = f"{ws.title}!{out.key}"
+                        yield out
+                    else:
+                        yield replace(out, key=f"{ws.title}!{out.key}")
+            refused.append(None)  # a sheet that was read
     finally:
         wb.close()
+    if refused and all(r is not None for r in refused):
+        raise ParseError(refused[0].reason, "; ".join(r.message for r in refused)[:500])
+    yield from (r for r in refused if r is not None)
 
 
 _READERS = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_jsonl, "parquet": _read_parquet,
