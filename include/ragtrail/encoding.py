@@ -102,3 +102,23 @@ def _detect(data: bytes) -> tuple[str, str]:
         raise DecodeError("unknown_encoding", f"neither UTF-8 nor a recognisable encoding ({how})")
     name = _codec(best.encoding) or best.encoding
     return _binary_check(data.decode(name, errors="replace"), name)
+
+
+_STREAM_CODECS = {"utf-8-sig": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16", "utf-32-le": "utf-32",
+                  "utf-32-be": "utf-32"}
+
+
+def stream_encoding(head: bytes, whole: bool = False) -> str:
+    """The codec to stream a whole text file (a CSV, JSON lines) with, judged by :func:`decode` on its head.
+
+    A BOM gives the BOM-aware codec (``utf-16`` reads either byte order); plain UTF-8 gives ``utf-8-sig``.
+    ``whole``: ``head`` is the entire file (else it is cut at its last line break before judging).
+    Raises :class:`DecodeError` like :func:`decode`.
+    """
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return _STREAM_CODECS[name]
+    if not whole and b"\n" in head:
+        head = head[: head.rfind(b"\n") + 1]
+    name = decode(head)[1]
+    return "utf-8-sig" if name == "utf-8" else name

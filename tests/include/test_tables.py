@@ -16,7 +16,7 @@ from ragtrail.tables import Columns, TableSpec, row_document
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "xlsx"]
 TABLE_REASONS = {"empty", "binary", "corrupt_table", "missing_text_column", "missing_id_column", "missing_id",
-                 "duplicate_id", "invalid_json", "zip_bomb", "encrypted_office"}
+                 "duplicate_id", "invalid_json", "zip_bomb", "encrypted_office", "unknown_encoding"}
 
 
 def outcomes(path, spec=None):
@@ -141,3 +141,20 @@ def test_arbitrary_bytes_never_escape_the_table_readers(tmp_path, data, fmt):
             assert out.reason in TABLE_REASONS, (out.reason, out.message)
         else:
             assert out.text.strip() and out.key
+
+
+@pytest.mark.parametrize("name,data,encoding", [
+    # Excel's "Unicode Text" export: UTF-16 LE with a BOM, tab-separated.
+    ("export.tsv", "id\ttext\n1\tGröße und Maß\n2\tcafé crème\n".encode("utf-16"), "utf-16"),
+    # Excel's "CSV" on a Western Windows: CP1252, with curly quotes and the euro sign.
+    ("export.csv", "id,text\n1,Größe und Maß \u201cquoted\u201d\n2,café crème 5 €\n".encode("cp1252"), "cp1252"),
+    ("rows.jsonl", b"\xef\xbb\xbf" + '{"id": 1, "text": "Größe und Maß"}\n{"id": 2, "text": "café crème"}\n'.encode(),
+     "utf-8-sig"),
+])
+def test_text_tables_in_legacy_and_utf16_encodings_are_read(tmp_path, name, data, encoding):
+    path = tmp_path / name
+    path.write_bytes(data)
+    docs = outcomes(path)
+    assert all(isinstance(d, Parsed) for d in docs), docs
+    assert docs[0].text.startswith("Größe und Maß") and docs[1].text.startswith("café crème")
+    assert {d.encoding for d in docs} == {encoding}
