@@ -79,14 +79,16 @@ def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
     skipped = skipped if skipped is not None else Counter()
     top = str(root)
 
+    def rel(path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file
+        return doc_id_of(path[len(top.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
+
     def item(path: str, st: os.stat_result, real: str | None = None) -> SourceItem:
         mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
-        return SourceItem(doc_id_of(os.path.relpath(path, top).replace(os.sep, "/")), Path(path).as_uri(),
-                          st.st_size, str(st.st_mtime_ns), Path(real or path), mtime=mtime)
+        return SourceItem(rel(path), Path(path).as_uri(), st.st_size, str(st.st_mtime_ns), Path(real or path),
+                          mtime=mtime)
 
     def skip(path: str, reason: str, note: str) -> SourceItem:
-        rel = doc_id_of(os.path.relpath(path, top).replace(os.sep, "/"))
-        return SourceItem(rel, Path(path).as_uri(), 0, "", None, reason, note=note)
+        return SourceItem(rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
 
     try:
         st = os.stat(top)
