@@ -100,3 +100,74 @@ def write_table(path: Path, rows: list[dict]) -> Path:
     else:
         raise ValueError(suffix)
     return path
+
+
+# ---- Office files, written by the libraries that read them --------------------------------------
+
+
+def docx_file(path: Path) -> Path:
+    """A Word document with a title, headings, bullets, a numbered list and a table."""
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Travel policy", level=0)
+    document.add_heading("Booking", level=1)
+    document.add_paragraph("Book trains at least two weeks ahead.")
+    document.add_paragraph("Economy class for trips under four hours", style="List Bullet")
+    document.add_paragraph("First class needs a manager's approval", style="List Bullet")
+    document.add_heading("Claims", level=2)
+    document.add_paragraph("Submit receipts within 30 days", style="List Number")
+    table = document.add_table(rows=2, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Item", "Limit"
+    table.rows[1].cells[0].text, table.rows[1].cells[1].text = "Hotel", "150 EUR"
+    document.save(path)
+    return path
+
+
+def pptx_file(path: Path) -> Path:
+    """A deck: a title slide and a bulleted slide with speaker notes."""
+    from pptx import Presentation
+
+    prs = Presentation()
+    first = prs.slides.add_slide(prs.slide_layouts[0])
+    first.shapes.title.text = "Quarterly review"
+    first.placeholders[1].text = "Search quality up 12 percent"
+    second = prs.slides.add_slide(prs.slide_layouts[1])
+    second.shapes.title.text = "Next steps"
+    body = second.placeholders[1].text_frame
+    body.text = "Ship the reranker"
+    sub = body.add_paragraph()
+    sub.text, sub.level = "Measure nDCG first", 1
+    second.notes_slide.notes_text_frame.text = "Mention the latency budget."
+    prs.save(path)
+    return path
+
+
+def zip_bomb_docx(path: Path, megabytes: int = 40) -> Path:
+    """A real .docx with one extra part of zeros that compresses ~1000x: refused from the central directory."""
+    import zipfile
+
+    docx_file(path)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf, zf.open("word/media/zeros.bin", "w") as fh:
+        block = bytes(1 << 20)
+        for _ in range(megabytes):
+            fh.write(block)
+    return path
+
+
+def encrypted_docx(path: Path) -> Path:
+    """A password-protected .docx, encrypted the way Office does it (msoffcrypto-tool, agile encryption)."""
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = path.with_suffix(".plain.docx")
+    docx_file(plain)
+    with open(plain, "rb") as src, open(path, "wb") as dst:
+        OOXMLFile(src).encrypt("s3cret", dst)
+    plain.unlink()
+    return path
+
+
+def ole2_doc_renamed(path: Path) -> Path:
+    """The first bytes of a legacy binary Word file under a .docx name."""
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504) + b"WordDocument".ljust(512, b"\x00"))
+    return path

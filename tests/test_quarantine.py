@@ -1,10 +1,12 @@
-"""A mixed corpus through the real DAG: every good document (text, HTML, PDF, table rows) is indexed, every bad
-one is quarantined with its reason, the run is FINISHED with docs_failed > 0, and the corpus is left untouched.
-A source with no usable document fails the ingest task with one clear message."""
+"""A mixed corpus through the real DAG: every good document (text in legacy encodings, HTML, PDF, Word, PowerPoint,
+table rows) is indexed, every bad one (a symlink loop, a FIFO nobody writes to, a zip bomb…) is quarantined with
+its reason, the run is FINISHED with docs_failed > 0, and the corpus is left untouched. A source with no usable
+document fails the ingest task with one clear message, and the tasks behind it are skipped, not failed."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -16,7 +18,11 @@ GOOD = {
     "notes/page.html": "<html><head><style>p{}</style></head><body><p>Airflow params render a trigger form.</p>"
                        "</body></html>",
     "plain.txt": "MLflow datasets record what a run read, with a digest.",
-    "stray-byte.txt": b"Mostly clean UTF-8 text with one stray byte. " * 40 + b"\xff",
+    "stray-byte.txt": "Mostly clean UTF-8 text, naïve, with one stray byte. ".encode() * 40 + b"\xff",
+    "latin1.txt": "Straße, Größe, Übermaß und Fußgänger. ".encode("latin-1") * 20,
+    "windows/utf16.txt": "Notepad writes UTF-16 with a byte-order mark: Größe, café.".encode("utf-16"),
+    "windows/page.html": b"<html><head><meta charset='windows-1252'></head><body><p>Caf\xe9 \x93quotes\x94 5 \x80."
+                         b"</p></body></html>",
     "docs/report.pdf": samples.text_pdf("Annual report: ingestion quarantines bad files.", "Page two of the report."),
     "docs/owner-only.pdf": samples.owner_only_pdf("Readable PDF encrypted only against editing."),
     "tables/faq.csv": "id,text,team\nf1,How are chunks counted? In embedder tokens.,search\n"
@@ -25,22 +31,24 @@ GOOD = {
 BAD = {
     "empty.md": b"",
     "garbage.txt": bytes(range(256)) * 8,
-    "latin1.txt": "Straße, Größe, Übermaß und Fußgänger. ".encode("latin-1") * 20,
     "docs/broken.pdf": samples.corrupt_pdf(),
     "docs/locked.pdf": samples.encrypted_pdf(),
     "docs/scan.pdf": samples.blank_pdf(),
-    "huge.txt": "far too long for the limit " * 800,
+    "huge.txt": "far too long for the limit " * 5000,
     "tables/no-text.csv": "id,body\n1,the text is in the wrong column\n",
     "photo.png": b"\x89PNG\r\n\x1a\n\x00\x00",
 }
 EXPECTED_QUARANTINE = {
-    "empty.md": "empty", "garbage.txt": "binary", "latin1.txt": "invalid_utf8", "docs/broken.pdf": "corrupt_pdf",
+    "empty.md": "empty", "garbage.txt": "binary", "docs/broken.pdf": "corrupt_pdf",
     "docs/locked.pdf": "encrypted_pdf", "docs/scan.pdf": "no_text_layer", "huge.txt": "too_large",
     "tables/no-text.csv": "missing_text_column", "photo.png": "unsupported_type",
     "outside.md": "symlink_outside_root", "tables/faq.csv#f3": "empty",
+    "loop.md": "symlink_loop", "pipe.txt": "not_a_regular_file", "office/bomb.docx": "zip_bomb",
+    "office/locked.docx": "encrypted_office",
 }
 EXPECTED_DOCS = {"notes/aliases.md", "notes/page.html", "plain.txt", "stray-byte.txt", "docs/report.pdf",
-                 "docs/owner-only.pdf", "tables/faq.csv#f1", "tables/faq.csv#f2"}
+                 "docs/owner-only.pdf", "tables/faq.csv#f1", "tables/faq.csv#f2", "latin1.txt", "windows/utf16.txt",
+                 "windows/page.html", "office/policy.docx", "office/review.pptx"}
 
 
 def files_of(root):
@@ -54,8 +62,15 @@ def mixed(tmp_path_factory):
     outside = write_corpus(base / "outside", {"private.md": "Private notes that must never be indexed."})
     corpus = write_corpus(base / "corpus", {**GOOD, **BAD})
     (corpus / "outside.md").symlink_to(outside / "private.md")
+    (corpus / "loop.md").symlink_to(corpus / "loop.md")
+    os.mkfifo(corpus / "pipe.txt")  # nothing writes to it: a plain open() would block the task forever
+    (corpus / "office").mkdir()
+    samples.docx_file(corpus / "office" / "policy.docx")
+    samples.pptx_file(corpus / "office" / "review.pptx")
+    samples.zip_bomb_docx(corpus / "office" / "bomb.docx", megabytes=20)
+    samples.encrypted_docx(corpus / "office" / "locked.docx")
     before = files_of(base)
-    summary = ingest({"source": str(corpus), "product": "mixed", "max_file_mb": 0.01})
+    summary = ingest({"source": str(corpus), "product": "mixed", "max_file_mb": 0.1})
     return summary, base, before
 
 
@@ -83,9 +98,15 @@ def test_good_documents_indexed_bad_ones_quarantined_run_finished(mixed, qdrant,
     manifest = [json.loads(line) for line in open(mlflow_client.download_artifacts(
         ingest_run.info.run_id, "ingest/manifest.jsonl", str(tmp_path)))]
     assert len(manifest) == len(EXPECTED_DOCS) + len(EXPECTED_QUARANTINE)
-    assert {r["doc_id"]: r["parser"] for r in manifest if r["status"] == "indexed"}["docs/report.pdf"] == "pypdf"
+    indexed = {r["doc_id"]: r for r in manifest if r["status"] == "indexed"}
+    assert indexed["docs/report.pdf"]["parser"] == "pypdf" and indexed["office/policy.docx"]["parser"] == "python-docx"
+    assert indexed["windows/utf16.txt"]["encoding"] == "utf-16-le" and indexed["windows/page.html"]["encoding"] == "cp1252"
+    assert indexed["plain.txt"]["encoding"] == "utf-8" and indexed["latin1.txt"]["encoding"] not in (None, "utf-8")
+    texts = {p["doc_id"]: p["text"] for p in payloads}
+    assert "Größe, café" in texts["windows/utf16.txt"] and "Café \u201cquotes\u201d 5 €." in texts["windows/page.html"]
+    assert "# Booking" in texts["office/policy.docx"] and "- Ship the reranker" in texts["office/review.pptx"]
     parent = mlflow_client.get_run(summary["parent_run_id"])
-    assert parent.info.status == "FINISHED" and parent.data.params["max_file_mb"] == "0.01"
+    assert parent.info.status == "FINISHED" and parent.data.params["max_file_mb"] == "0.1"
 
 
 def test_nothing_written_outside_the_work_folder(mixed):
@@ -98,8 +119,12 @@ def test_a_source_without_usable_documents_fails_ingest_with_one_message(tmp_pat
     corpus = write_corpus(tmp_path / "bad", {"a.txt": b"", "b.txt": b"\x00\x01\x02" * 50})
     summary = ingest({"source": str(corpus), "product": "nothing"})
     assert summary["status"] == "FAILED"
-    (reason,) = [r for r in summary["reasons"] if r.startswith("ingest: failed")]
-    assert "no usable documents in" in reason and "2 found (1 empty, 1 binary)" in reason
+    reason, consequence = summary["reasons"]  # the cause once, then what it stopped on one line
+    assert reason.startswith("ingest: failed") and "no usable documents in" in reason
+    assert "2 found (1 empty, 1 binary)" in reason
+    assert consequence.startswith("not run because of the failure above: ") and "index" in consequence
+    assert "no completed plan" not in json.dumps(summary)
+    assert summary["tasks"]["dedupe"] == summary["tasks"]["index"] == "SKIPPED", summary["tasks"]
     runs = {c.info.run_name: c for c in child_runs_of(mlflow_client, summary)}
     assert runs["ingest"].data.tags["ragtrail.error"].startswith("AirflowFailException: no usable documents")
     assert runs["ingest"].data.metrics["docs_failed"] == 2

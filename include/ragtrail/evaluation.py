@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def resolve_query_file(source: str, eval_queries: str = "") -> Path | None:
     if eval_queries:
         return Path(eval_queries).expanduser()
     src = source[len("file://"):] if source.startswith("file://") else source
-    if "://" not in src and Path(src).expanduser().resolve() == SAMPLE_CORPUS.resolve():
+    # realpath: Path.resolve() raises on a symlink loop (Python 3.11), and a source may be one.
+    if "://" not in src and os.path.realpath(Path(src).expanduser()) == os.path.realpath(SAMPLE_CORPUS):
         return SAMPLE_QUERIES
     return None
 

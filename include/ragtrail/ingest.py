@@ -3,7 +3,7 @@
 Bad input never takes good input down with it: a file (or table row) that cannot be read gets a
 manifest row with status ``quarantined`` and a reason, a per-reason metric and an entry in
 ``quarantine.json``, and the run goes on. Only a source with no usable document at all fails the
-stage. The manifest has one row per document: uri, doc_id, bytes, sha256, type, parser, status,
+stage. The manifest has one row per document: uri, doc_id, bytes, sha256, type, parser, encoding, status,
 reason, plus the object's ETag (S3) or mtime (local). For a table row, ``bytes`` and ``sha256``
 describe the file the row was read from.
 """
@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ragtrail.parsing import Parsed, ParseError, detect_type, parse_file
-from ragtrail.pdf import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, PdfExtractor
 from ragtrail.recorder import Recorder
+from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
 from ragtrail.sources import SourceItem, iter_source
 from ragtrail.tables import TableSpec
+from ragtrail.walk import NotRegularFile, open_regular
 
 DOCS_FILE = "docs.parquet"
 MANIFEST_FILE = "manifest.jsonl"
@@ -81,21 +82,29 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a regular file (:class:`~ragtrail.walk.NotRegularFile` for anything else)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    size = 0
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+            size += len(block)
+    return size, h.hexdigest()
+
+
+def _base(item: SourceItem) -> dict:
+    return {"uri": item.uri, "doc_id": item.doc_id, "bytes": item.size, "sha256": None,
+            "type": detect_type(item.doc_id), "parser": None, "encoding": None, "etag": item.etag,
+            "mtime": item.mtime}
 
 
 def _documents(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes: int, table: TableSpec,
-               pdf: PdfExtractor) -> Iterator[tuple[dict, Parsed | ParseError]]:
+               pdf: SandboxedParser) -> Iterator[tuple[dict, Parsed | ParseError]]:
     """Yield ``(manifest base, outcome)`` for every document of one source item."""
-    base = {"uri": item.uri, "doc_id": item.doc_id, "bytes": item.size, "sha256": None,
-            "type": detect_type(item.doc_id), "parser": None, "etag": item.etag, "mtime": item.mtime}
+    base = _base(item)
     if item.skip_reason:
-        yield base, ParseError(item.skip_reason, f"not read: {item.skip_reason.replace('_', ' ')}")
+        yield base, ParseError(item.skip_reason, f"not read: {item.note or item.skip_reason.replace('_', ' ')}")
         return
     if item.size > max_doc_bytes:
         yield base, ParseError("too_large", f"{item.size} bytes exceeds the limit of {max_doc_bytes}")
@@ -113,11 +122,14 @@ def _documents(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes
         if size > max_doc_bytes:  # it grew since it was listed
             yield base, ParseError("too_large", f"{size} bytes exceeds the limit of {max_doc_bytes}")
             return
-        base.update(bytes=size, sha256=file_sha256(path))
+        size, sha = file_sha256(path)
+        base.update(bytes=size, sha256=sha)
         stats["bytes_in"] += size
         yield from ((base, out) for out in parse_file(item.doc_id, path, table=table, pdf=pdf))
+    except NotRegularFile as err:  # swapped for a FIFO or a link since it was listed
+        yield base, ParseError("not_a_regular_file", f"not read: {err.strerror}")
     except OSError as err:  # unreadable file: permissions, vanished mid-run
-        yield base, ParseError("unreadable", str(err))
+        yield base, ParseError("unreadable", f"{type(err).__name__}: {err.strerror or err}")
     finally:
         if item.path is None:
             path.unlink(missing_ok=True)  # downloads live only as long as their parse
@@ -144,8 +156,8 @@ def ingest_source(
         max_doc_bytes: files larger than this are quarantined unread (``too_large``).
         table: which columns of a table make a row document (default: id/doc_id, text, all others).
         s3_client: makes the S3 client for ``s3://`` sources (Airflow passes the S3Hook's).
-        pdf_timeout_s: wall-clock limit per PDF.
-        pdf_max_memory_mb: address-space limit of the PDF parsing process.
+        pdf_timeout_s: wall-clock limit per PDF or Office file (the sandboxed parser).
+        pdf_max_memory_mb: address-space limit of the sandboxed parser process.
 
     Returns:
         ``{"docs_path", "docs", "quarantined"}`` — small enough for XCom.
@@ -175,41 +187,55 @@ def ingest_source(
     seen = parsed = 0
     stats: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()  # passed over on purpose: hidden entries, folder markers…
     (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     digest = hashlib.sha256()
     rows: list[dict] = []
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
-            PdfExtractor(pdf_timeout_s, pdf_max_memory_mb) as pdf:
+            SandboxedParser(pdf_timeout_s, pdf_max_memory_mb) as pdf:
 
         def flush() -> None:
             if rows:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                 rows.clear()
 
-        for item in iter_source(source, s3_client=s3_client):
-            for base, out in _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table, pdf=pdf):
-                seen += 1
-                entry = {**base, "status": "indexed", "reason": None}
-                if out.key is not None:  # a table row
-                    entry.update(doc_id=f"{item.doc_id}#{out.key}", uri=f"{item.uri}#{quote(out.key, safe='')}")
-                if isinstance(out, ParseError):
-                    entry.update(status="quarantined", reason=out.reason, message=out.message)
-                    reasons[out.reason] += 1
-                    quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
-                else:
-                    parsed += 1
-                    entry.update(type=out.doc_type, parser=out.parser)
-                    meta = json.dumps(out.metadata, ensure_ascii=False, sort_keys=True, default=str) \
-                        if out.metadata else None
-                    rows.append({"doc_id": entry["doc_id"], "uri": entry["uri"], "text": out.text,
-                                 "doc_type": out.doc_type, "parser": out.parser, "sha256": entry["sha256"],
-                                 "content_hash": content_hash(out.text), "bytes": entry["bytes"],
-                                 "metadata": meta})
-                    if len(rows) >= _BATCH:
-                        flush()
-                digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
-                manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        def record(item: SourceItem, base: dict, out: Parsed | ParseError) -> None:
+            nonlocal seen, parsed
+            seen += 1
+            entry = {**base, "status": "indexed", "reason": None}
+            if out.key is not None:  # a table row
+                entry.update(doc_id=f"{item.doc_id}#{out.key}", uri=f"{item.uri}#{quote(out.key, safe='')}")
+            if isinstance(out, ParseError):
+                entry.update(status="quarantined", reason=out.reason, message=out.message)
+                reasons[out.reason] += 1
+                quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
+            else:
+                parsed += 1
+                entry.update(type=out.doc_type, parser=out.parser, encoding=out.encoding)
+                meta = json.dumps(out.metadata, ensure_ascii=False, sort_keys=True, default=str) \
+                    if out.metadata else None
+                rows.append({"doc_id": entry["doc_id"], "uri": entry["uri"], "text": out.text,
+                             "doc_type": out.doc_type, "parser": out.parser, "sha256": entry["sha256"],
+                             "content_hash": content_hash(out.text), "bytes": entry["bytes"],
+                             "metadata": meta})
+                if len(rows) >= _BATCH:
+                    flush()
+            digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
+            manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+        for item in iter_source(source, s3_client=s3_client, skipped=skipped):
+            outcomes = _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table, pdf=pdf)
+            while True:
+                try:
+                    base, out = next(outcomes)
+                except StopIteration:
+                    break
+                except Exception as err:  # an input no parser foresaw costs this file, never the run
+                    record(item, _base(item), ParseError(
+                        "parse_crashed", f"reading the file failed: {type(err).__name__}: {err}"[:500]))
+                    break
+                record(item, base, out)
         flush()
     if scratch.is_dir() and not any(scratch.iterdir()):
         scratch.rmdir()
@@ -217,6 +243,7 @@ def ingest_source(
     failed = seen - parsed
     rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
+    rec.metric(**{f"skipped_{kind}": n for kind, n in skipped.items()})
     rec.artifact(manifest_path, "ingest")
     if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")

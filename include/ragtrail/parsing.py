@@ -1,10 +1,11 @@
 """Bytes in, text out: one parser per format, and a clear reason when a file cannot be read.
 
 Every parser either returns text or raises :class:`ParseError` with a short machine-readable reason
-(``empty``, ``binary``, ``invalid_utf8``, ``unsupported_type``…) and a human message. Nothing else
+(``empty``, ``binary``, ``unknown_encoding``, ``unsupported_type``…) and a human message. Nothing else
 escapes this layer: whatever the bytes, the caller gets text or a quarantine reason. Text and HTML
-are parsed here, PDFs in a sandboxed child process (:mod:`ragtrail.pdf`), tables row by row
-(:mod:`ragtrail.tables`); :func:`parse_file` picks the parser.
+are parsed here (bytes decoded by :mod:`ragtrail.encoding`), PDFs and Office files in a sandboxed child
+process (:mod:`ragtrail.sandbox`), tables row by row (:mod:`ragtrail.tables`); :func:`parse_file`
+picks the parser.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ragtrail.pdf import PdfExtractor
+    from ragtrail.sandbox import SandboxedParser
     from ragtrail.tables import TableSpec
 
 TEXT_TYPES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "text"}
 HTML_TYPES = {".html": "html", ".htm": "html", ".xhtml": "html"}
 PDF_TYPES = {".pdf": "pdf"}
+OFFICE_TYPES = {".docx": "docx", ".pptx": "pptx"}
+SANDBOXED = {"pdf", "docx", "pptx"}  # parsed in the bounded child process (ragtrail.sandbox)
 TABLE_TYPES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
                ".xlsx": "xlsx"}
 
-# Share of undecodable bytes under which a text file is kept (with U+FFFD) rather than quarantined:
-# one stray Latin-1 byte in a long UTF-8 file should not cost the whole document.
-MAX_REPLACEMENT_RATIO = 0.01
+_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
@@ -54,32 +55,39 @@ class Parsed:
     parser: str
     key: str | None = None
     metadata: dict[str, Any] | None = None
+    encoding: str | None = None  # how the bytes were decoded, for text and HTML
 
 
 def detect_type(name: str) -> str | None:
     """Return the document type for a file name, or ``None`` when unsupported."""
     suffix = PurePosixPath(name.lower()).suffix
-    return TEXT_TYPES.get(suffix) or HTML_TYPES.get(suffix) or PDF_TYPES.get(suffix) or TABLE_TYPES.get(suffix)
+    return (TEXT_TYPES.get(suffix) or HTML_TYPES.get(suffix) or PDF_TYPES.get(suffix) or OFFICE_TYPES.get(suffix)
+            or TABLE_TYPES.get(suffix))
 
 
-def decode_text(data: bytes) -> str:
-    """Decode bytes as UTF-8 (BOM tolerated).
+def decode_text(data: bytes, declared: str | None = None) -> tuple[str, str]:
+    """Decode bytes to ``(text, encoding)`` (see :mod:`ragtrail.encoding` for the rules).
 
-    Fallback, documented in README: a file with fewer than 1 % undecodable bytes is kept with U+FFFD
-    in their place; more than that, or NUL/control bytes typical of binaries, is quarantined.
+    Raises :class:`ParseError` ``binary`` or ``unknown_encoding``.
     """
-    if b"\x00" in data[:8192]:
-        raise ParseError("binary", "file contains NUL bytes: binary content with a text extension")
+    from ragtrail.encoding import DecodeError, decode
+
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        bad = text.count("\ufffd")
-        if bad > max(1, len(text) * MAX_REPLACEMENT_RATIO):
-            raise ParseError("invalid_utf8", f"{bad} undecodable bytes: not UTF-8 text") from None
-    if len(_CONTROL.findall(text[:8192])) > 0.05 * min(len(text), 8192):
-        raise ParseError("binary", "file is mostly control characters: binary content")
-    return text
+        return decode(data, declared)
+    except DecodeError as err:
+        raise ParseError(err.reason, err.message) from None
+
+
+def html_charset(data: bytes) -> str | None:
+    """The charset an HTML page declares (``<meta charset>`` or ``http-equiv``) in its first 4 KiB.
+
+    ``iso-8859-1`` and ``ascii`` read as ``windows-1252``, as browsers do (WHATWG Encoding).
+    """
+    m = _META_CHARSET.search(data[:4096])
+    if not m:
+        return None
+    name = m.group(1).decode("ascii", "replace").lower()
+    return "windows-1252" if name in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii") else name
 
 
 def normalize_whitespace(text: str) -> str:
@@ -114,20 +122,20 @@ def parse_bytes(name: str, data: bytes) -> Parsed:
         raise ParseError("unsupported_type", f"no in-memory parser for {kind}" if doc_type else f"no parser for {kind}")
     if not data.strip():
         raise ParseError("empty", "file is empty")
-    raw = decode_text(data)
+    raw, encoding = decode_text(data, html_charset(data) if doc_type == "html" else None)
     if doc_type == "html":
         text, parser = html_to_text(raw), "beautifulsoup4"
     else:
-        text, parser = raw, "utf-8"
+        text, parser = raw, "text"
     text = normalize_whitespace(text)
     if not text:
         raise ParseError("empty", "no text after extraction")
-    return Parsed(text=text, doc_type=doc_type, parser=parser)
+    return Parsed(text=text, doc_type=doc_type, parser=parser, encoding=encoding)
 
 
 def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
-               pdf: PdfExtractor | None = None) -> Iterator[Parsed | ParseError]:
-    """Parse one local file into documents: one for text, HTML and PDF, one per row for a table.
+               pdf: SandboxedParser | None = None) -> Iterator[Parsed | ParseError]:
+    """Parse one local file into documents: one for text, HTML, PDF and Office, one per row for a table.
 
     Failures are yielded as :class:`ParseError`, never raised (an ``OSError`` reading the file is the
     caller's), so a table can report a bad row and go on.
@@ -135,7 +143,7 @@ def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
     Args:
         name: the file's name or relative path; its extension picks the parser.
         table: which columns make a row document (default :class:`~ragtrail.tables.TableSpec()`).
-        pdf: a running PDF worker to reuse; one is started for this file when ``None``.
+        pdf: a running sandboxed parser (PDF, docx, pptx) to reuse; one is started for this file when ``None``.
     """
     doc_type = detect_type(name)
     try:
@@ -145,15 +153,19 @@ def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
             from ragtrail.tables import TableSpec, iter_table
 
             yield from iter_table(path, doc_type, table or TableSpec())
-        elif doc_type == "pdf":
-            from ragtrail.pdf import PdfExtractor
+        elif doc_type in SANDBOXED:
+            from ragtrail.sandbox import SandboxedParser
 
             if pdf is None:
-                with PdfExtractor() as own:
-                    yield own.extract(path)
+                with SandboxedParser() as own:
+                    yield own.parse(path, doc_type)
             else:
-                yield pdf.extract(path)
+                yield pdf.parse(path, doc_type)
         else:
-            yield parse_bytes(name, path.read_bytes())
+            from ragtrail.walk import open_regular
+
+            with open_regular(path) as fh:
+                data = fh.read()
+            yield parse_bytes(name, data)
     except ParseError as err:
         yield err

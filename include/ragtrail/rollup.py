@@ -8,7 +8,11 @@ The rule (also in README):
 - **PARTIAL** — every unit of the *publishing* task (``index``) succeeded, so the index was updated
   and searches see the new data, but some other unit failed, was killed or never ran (a failed
   batch, a failed evaluation…): part of what the run should have done is missing.
-- **FAILED** — the publishing task did not succeed: nothing new reached the live index.
+- **FAILED** — the publishing task did not succeed (or was skipped): nothing new reached the live index.
+
+Reasons name each cause once: a task that failed, was killed or never ran gets its own line; the
+tasks that did not run *because* of it (upstream failed, or the publishing task skipped behind it)
+share one line after it.
 
 A version the evaluation gate held back (built, measured, not promoted because its metrics fail the
 thresholds or fall behind the live version) makes an otherwise FINISHED run **PARTIAL**: the build
@@ -71,12 +75,17 @@ def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("ind
     publishing = set(publishing_tasks)
     bad = [u for u in units if not u.ok]
     published = [u for u in units if u.task_id in publishing]
-    reasons = [f"{u.label}: {u.state.lower()}" + (f" ({u.error})" if u.error else "") for u in bad]
+    consequence = [u for u in units if u.state.upper() == "UPSTREAM_FAILED"
+                   or (u.task_id in publishing and u.state.upper() == "SKIPPED")]
+    reasons = [f"{u.label}: {u.state.lower()}" + (f" ({u.error})" if u.error else "") for u in bad
+               if u not in consequence]
+    if consequence:
+        reasons.append("not run because of the failure above: " + ", ".join(u.label for u in consequence))
     if not units:
         status, reasons = FAILED, ["no task ran"]
-    elif not bad:
+    elif not bad and not consequence:
         status = FINISHED
-    elif published and all(u.ok for u in published):
+    elif published and all(u.ok and u.state.upper() != "SKIPPED" for u in published):
         status = PARTIAL
     else:
         status = FAILED

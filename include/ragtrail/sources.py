@@ -17,12 +17,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
+
+from ragtrail.walk import iter_local_items, open_regular
 
 S3_PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -45,10 +48,12 @@ class SourceItem:
     etag: str | None = None
     mtime: str | None = None  # ISO 8601, UTC
     fetch: Callable[[Path], None] | None = None
+    note: str | None = None  # why it is skipped, in words, when ``skip_reason`` is set
 
     def read_bytes(self) -> bytes:
         assert self.path is not None
-        return self.path.read_bytes()
+        with open_regular(self.path) as fh:
+            return fh.read()
 
     def local_file(self, scratch: Path) -> Path:
         """The item's bytes as a local file: the file itself, or a download into ``scratch``.
@@ -70,53 +75,19 @@ def local_root(source: str) -> Path:
     """Return the folder a local source string names (plain path or ``file://`` URI)."""
     if source.startswith("file://"):
         source = urlparse(source).path
-    return Path(source).expanduser().resolve()
+    # realpath, not Path.resolve(): on Python 3.11 resolve() raises on a symlink loop.
+    return Path(os.path.realpath(Path(source).expanduser()))
 
 
-def iter_local(source: str) -> Iterator[SourceItem]:
-    """Yield every regular file under a local folder in a stable (sorted) order.
+def iter_local(source: str, skipped: Counter | None = None) -> Iterator[SourceItem]:
+    """Yield every regular file under a local folder in a stable (sorted) order; never raises for one entry.
 
-    Hidden files and folders (``.git``, ``.DS_Store``) are skipped. A symlink (file or folder) whose
-    target lies outside the root is yielded with a ``skip_reason`` instead of being followed; a
-    symlinked folder inside the root is skipped, its files are listed under their real path.
+    Hidden files and folders (``.git``, ``.DS_Store``) are skipped and counted in ``skipped``. Symlink
+    loops, dangling links, links leaving the root, FIFOs, sockets and devices are yielded with a
+    ``skip_reason`` instead of being read; a symlinked folder inside the root is skipped, its files are
+    listed under their real path (see :mod:`ragtrail.walk`).
     """
-    root = local_root(source)
-    if not root.exists():
-        raise FileNotFoundError(f"source folder does not exist: {root}")
-    if root.is_file():
-        yield _local_item(root.parent, root)
-        return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        kept = []
-        for d in sorted(dirnames):
-            if d.startswith("."):
-                continue
-            if (here / d).is_symlink():
-                if not (here / d).resolve().is_relative_to(root):
-                    yield _local_item(root, here / d)
-                continue
-            kept.append(d)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            yield _local_item(root, here / name)
-
-
-def _local_item(root: Path, path: Path) -> SourceItem:
-    doc_id = path.relative_to(root).as_posix()
-    uri = path.as_uri()
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(root):
-            return SourceItem(doc_id, uri, 0, "", None, "symlink_outside_root")
-        path = target
-    if not path.is_file():
-        return SourceItem(doc_id, uri, 0, "", None, "not_a_regular_file")
-    stat = path.stat()
-    mtime = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
-    return SourceItem(doc_id, uri, stat.st_size, str(stat.st_mtime_ns), path, mtime=mtime)
+    return iter_local_items(local_root(source), skipped)
 
 
 def parse_s3_uri(source: str) -> tuple[str, str]:
@@ -140,12 +111,14 @@ def unsafe_key(key: str) -> bool:
     return any(part in (".", "..") for part in key.split("/"))
 
 
-def iter_s3(source: str, client: Any, *, page_size: int = S3_PAGE_SIZE) -> Iterator[SourceItem]:
+def iter_s3(source: str, client: Any, *, page_size: int = S3_PAGE_SIZE,
+            skipped: Counter | None = None) -> Iterator[SourceItem]:
     """Yield every object under an S3 prefix, one listing page at a time, in key order.
 
     The prefix is read as a folder (``s3://b/docs`` lists ``docs/…``, not ``docs2/…``); when nothing
-    is under it, it may name a single object. Folder markers (keys ending in ``/``) and hidden keys
-    are skipped; unsafe keys (:func:`unsafe_key`) are yielded with ``skip_reason="unsafe_key"``.
+    is under it, it may name a single object. Empty folder markers (keys ending in ``/``) and hidden
+    keys are skipped and counted in ``skipped``; unsafe keys (:func:`unsafe_key`) are yielded with
+    ``skip_reason="unsafe_key"``, a key ending in ``/`` that holds bytes with ``not_a_regular_file``.
 
     Example::
 
@@ -155,57 +128,72 @@ def iter_s3(source: str, client: Any, *, page_size: int = S3_PAGE_SIZE) -> Itera
     bucket, prefix = parse_s3_uri(source)
     folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     found = False
+    skipped = skipped if skipped is not None else Counter()
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=folder, PaginationConfig={"PageSize": page_size})
     for page in pages:
         for obj in page.get("Contents", ()):
             found = True
-            item = _s3_item(client, bucket, obj["Key"], obj["Key"][len(folder):], obj)
+            item = _s3_item(client, bucket, obj["Key"], obj["Key"][len(folder):], obj, skipped)
             if item is not None:
                 yield item
     if not found and prefix and not prefix.endswith("/"):
-        yield from _s3_single(client, bucket, prefix)
+        yield from _s3_single(client, bucket, prefix, skipped)
 
 
-def _s3_single(client: Any, bucket: str, key: str) -> Iterator[SourceItem]:
+def _s3_single(client: Any, bucket: str, key: str, skipped: Counter) -> Iterator[SourceItem]:
     try:
         head = client.head_object(Bucket=bucket, Key=key)
     except Exception as err:  # botocore's ClientError: 404 or 403
         raise FileNotFoundError(f"nothing at s3://{bucket}/{key} (no object, no prefix): {err}") from err
     obj = {"Key": key, "Size": head["ContentLength"], "ETag": head.get("ETag"),
            "LastModified": head.get("LastModified")}
-    item = _s3_item(client, bucket, key, key.rsplit("/", 1)[-1], obj)
+    item = _s3_item(client, bucket, key, key.rsplit("/", 1)[-1], obj, skipped)
     if item is not None:
         yield item
 
 
-def _s3_item(client: Any, bucket: str, key: str, rel: str, obj: dict) -> SourceItem | None:
+def _s3_item(client: Any, bucket: str, key: str, rel: str, obj: dict, skipped: Counter) -> SourceItem | None:
     uri = f"s3://{bucket}/{quote(key, safe='/')}"
     etag = str(obj.get("ETag") or "").strip('"') or None
     modified = obj.get("LastModified")
     mtime = modified.astimezone(UTC).isoformat() if isinstance(modified, datetime) else None
+    try:
+        size = max(int(obj.get("Size") or 0), 0)
+    except (TypeError, ValueError):
+        size = 0
     if unsafe_key(key) or (rel and unsafe_key(rel)):
-        return SourceItem(rel or key, uri, int(obj.get("Size", 0)), etag or "", None, "unsafe_key", etag, mtime)
-    if not rel or rel.endswith("/") or any(part.startswith(".") for part in rel.split("/")):
-        return None  # a console's folder marker, or a hidden object like the local walk skips
+        return SourceItem(rel or key, uri, size, etag or "", None, "unsafe_key", etag, mtime,
+                          note="the key could name a path outside the prefix: not downloaded")
+    if any(part.startswith(".") for part in rel.split("/")):
+        skipped["hidden"] += 1  # like the local walk
+        return None
+    if not rel or rel.endswith("/"):
+        if size:
+            return SourceItem(rel or key, uri, size, etag or "", None, "not_a_regular_file", etag, mtime,
+                              note=f"a key ending in '/' (a folder marker) that holds {size} bytes")
+        skipped["folder_marker"] += 1  # what a console's "create folder" leaves
+        return None
 
     def fetch(dest: Path) -> None:
         client.download_file(bucket, key, str(dest))
 
-    return SourceItem(rel, uri, int(obj.get("Size", 0)), etag or "", None, None, etag, mtime, fetch)
+    return SourceItem(rel, uri, size, etag or "", None, None, etag, mtime, fetch)
 
 
-def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None) -> Iterator[SourceItem]:
+def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None,
+                skipped: Counter | None = None) -> Iterator[SourceItem]:
     """Yield the items of any supported source string.
 
     Args:
         source: a folder, ``file://`` URI or ``s3://bucket/prefix``.
         s3_client: makes the S3 client (called once, only for ``s3://`` sources); default
             ``boto3.client("s3")``.
+        skipped: counts what the listing passed over on purpose (hidden entries, folder markers…).
     """
     scheme = urlparse(source).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
-        return iter_local(source)
+        return iter_local(source, skipped)
     if scheme == "s3":
         parse_s3_uri(source)  # fail on a malformed URI before any connection is made
         if s3_client is None:
@@ -214,5 +202,5 @@ def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None) -> I
             client = boto3.client("s3")
         else:
             client = s3_client()
-        return iter_s3(source, client)
+        return iter_s3(source, client, skipped=skipped)
     raise ValueError(f"unsupported source {source!r}: use a local folder, file:// URI or s3://bucket/prefix")

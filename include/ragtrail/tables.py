@@ -1,13 +1,17 @@
 """Tables in: every row of a ``.csv``, ``.tsv``, ``.jsonl``, ``.parquet`` or ``.xlsx`` file is a document.
 
-A :class:`TableSpec` names the columns: the row's id (its document id is ``<file path>#<id>``), its
+A :class:`TableSpec` names the columns: the row's id (its document id is ``<file path>#<id>``, and
+``<file path>#<sheet>!<id>`` for a spreadsheet, whose every sheet is read with its own header), its
 text, and the metadata columns that travel with every chunk into the Qdrant payload. Files are read
 in batches, never whole: CSV/TSV with pandas' chunked reader, Parquet one row-group batch at a time
-(pyarrow, only the needed columns), JSON lines line by line (a malformed line costs that row, not the
-file), and the first sheet of an ``.xlsx`` through openpyxl's streaming read-only mode.
+(pyarrow, only the needed columns; text tables decoded like text files, see
+:func:`ragtrail.encoding.stream_encoding`), JSON lines line by line (a malformed line costs that row, not the
+file), and every worksheet of an ``.xlsx`` through openpyxl's streaming read-only mode (after a zip-bomb
+check, :func:`ragtrail.office.zip_problem`).
 
 Whole-file problems are quarantined as one entry (``missing_text_column``, ``missing_id_column``,
-``corrupt_table``, ``binary``, ``empty``); bad rows one by one (``empty``, ``missing_id``,
+``corrupt_table``, ``binary``, ``unknown_encoding``, ``empty``, ``zip_bomb``, ``encrypted_office``; a sheet without the text column
+is one entry, ``<file>#<sheet>``); bad rows one by one (``empty``, ``missing_id``,
 ``duplicate_id``, ``invalid_json``).
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +29,8 @@ from typing import Any
 from ragtrail.parsing import Parsed, ParseError, normalize_whitespace
 
 ID_CANDIDATES = ("id", "doc_id")
+_TEXT_TABLES = ("csv", "tsv", "jsonl")
+_HEAD_BYTES = 64 * 1024  # what the encoding of a text table is judged on
 READ_BATCH = 1000
 _PARSERS = {"csv": "pandas", "tsv": "pandas", "jsonl": "json", "parquet": "pyarrow", "xlsx": "openpyxl"}
 
@@ -160,13 +166,22 @@ def iter_table(path: Path, doc_type: str, spec: TableSpec) -> Iterator[Parsed | 
     rows = 0
     try:
         with open(path, "rb") as fh:
-            head = fh.read(8192)
+            head = fh.read(_HEAD_BYTES)
+            whole = not fh.read(1)
         if not head.strip():
             raise ParseError("empty", "file is empty")
-        if doc_type in ("csv", "tsv", "jsonl") and b"\x00" in head:
-            raise ParseError("binary", "file contains NUL bytes: binary content with a text-table extension")
-        for outcome in _READERS[doc_type](path, spec, doc_type):
+        encoding = None
+        if doc_type in _TEXT_TABLES:  # BOM, UTF-8, then legacy code pages, as for text files
+            from ragtrail.encoding import DecodeError, stream_encoding
+
+            try:
+                encoding = stream_encoding(head, whole)
+            except DecodeError as err:
+                raise ParseError(err.reason, f"{err.message} (a text-table extension)") from None
+        for outcome in _READERS[doc_type](path, spec, doc_type, **({"encoding": encoding} if encoding else {})):
             if isinstance(outcome, Parsed):
+                if encoding:
+                    outcome = replace(outcome, encoding=encoding)
                 if outcome.key in seen:
                     outcome = ParseError("duplicate_id", f"id {outcome.key!r} appears more than once in the file",
                                          key=f"{outcome.key}@row-{rows + 1}")
@@ -193,11 +208,12 @@ def _rows(records: Iterable[dict], cols: Columns, start: int, doc_type: str) -> 
             yield err
 
 
-def _read_delimited(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+def _read_delimited(path: Path, spec: TableSpec, doc_type: str,
+                    encoding: str = "utf-8-sig") -> Iterator[Parsed | ParseError]:
     import pandas as pd
 
     sep = "\t" if doc_type == "tsv" else ","
-    opts = {"sep": sep, "encoding": "utf-8-sig", "encoding_errors": "replace"}
+    opts = {"sep": sep, "encoding": encoding, "encoding_errors": "replace"}
     cols = resolve_columns(pd.read_csv(path, nrows=0, **opts).columns, spec)
     # Ids and text stay strings exactly as written ("007" is not 7); metadata types are inferred.
     dtype = {c: str for c in (cols.id, cols.text) if c}
@@ -209,9 +225,10 @@ def _read_delimited(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Pars
             n += len(frame)
 
 
-def _read_jsonl(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+def _read_jsonl(path: Path, spec: TableSpec, doc_type: str,
+                encoding: str = "utf-8-sig") -> Iterator[Parsed | ParseError]:
     cols = None
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding=encoding, errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -242,22 +259,47 @@ def _read_parquet(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed
 
 
 def _read_xlsx(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | ParseError]:
+    """Every worksheet, each with its own header row; row keys are ``<sheet>!<id>``.
+
+    A sheet without the text (or id) column is one entry keyed by the sheet's name, when another sheet
+    has documents; when none has, the whole file is one entry, as for any other table.
+    """
     from openpyxl import load_workbook
 
+    from ragtrail.office import zip_problem
+
+    problem = zip_problem(path, "xlsx")  # the central directory only: a bomb is refused unopened
+    if problem:
+        raise ParseError(*problem)
     wb = load_workbook(path, read_only=True, data_only=True)
+    refused: list[ParseError] = []
     try:
-        rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise ParseError("empty", "the first sheet is empty")
-        names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
-        cols = resolve_columns(names, spec)
-        for n, values in enumerate(rows, 1):
-            if all(v is None for v in values):
-                continue  # formatting-only rows are common in spreadsheets
-            yield from _rows([dict(zip(names, values, strict=False))], cols, n, doc_type)
+        for ws in wb.worksheets:
+            rows = ws.iter_rows(values_only=True)
+            header = next(rows, None)
+            if header is None or all(h is None for h in header):
+                continue  # an empty sheet (Sheet2, Sheet3 of a new workbook) holds no documents
+            names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
+            try:
+                cols = resolve_columns(names, spec)
+            except ParseError as err:
+                refused.append(ParseError(err.reason, f"sheet {ws.title!r}: {err.message}", key=ws.title))
+                continue
+            for n, values in enumerate(rows, 1):
+                if all(v is None for v in values):
+                    continue  # formatting-only rows are common in spreadsheets
+                for out in _rows([dict(zip(names, values, strict=False))], cols, n, doc_type):
+                    if isinstance(out, ParseError):
+                        out.key = f"{ws.title}!{out.key}"
+                        yield out
+                    else:
+                        yield replace(out, key=f"{ws.title}!{out.key}")
+            refused.append(None)  # a sheet that was read
     finally:
         wb.close()
+    if refused and all(r is not None for r in refused):
+        raise ParseError(refused[0].reason, "; ".join(r.message for r in refused)[:500])
+    yield from (r for r in refused if r is not None)
 
 
 _READERS = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_jsonl, "parquet": _read_parquet,

@@ -44,6 +44,9 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
 
     Args:
         stage: the pipeline stage this task implements (tag ``ragtrail.stage``); defaults to the task id.
+        needs: tasks of the same DAG run that must have succeeded for this one to do anything; when one
+            did not, the task is skipped before any run is opened (an ``all_done`` task behind a failed
+            stage is a consequence, not a second failure).
     """
 
     custom_operator_name = "@task.tracked"
@@ -51,8 +54,10 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     template_fields_renderers = {"templates_dict": "json", "op_args": "py", "op_kwargs": "py"}
     operator_extra_links = (MLflowRunLink(),)
 
-    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, stage: str | None = None, **kwargs):
+    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, stage: str | None = None,
+                 needs: Sequence[str] = (), **kwargs):
         self.stage = stage
+        self.needs = tuple(needs)
         self._task_run: TaskRun | None = None
         super().__init__(
             kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
@@ -62,7 +67,20 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
             **kwargs,
         )
 
+    def _skip_unless_needs_succeeded(self, context: Context) -> None:
+        if not self.needs:
+            return
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=list(self.needs))
+        states = states.get(ti.run_id, {})
+        missing = [t for t in self.needs if states.get(t) != "success"]
+        if missing:
+            raise AirflowSkipException(f"not run: {', '.join(missing)} did not succeed")
+
     def execute(self, context: Context) -> Any:
+        self._skip_unless_needs_succeeded(context)
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]

@@ -111,7 +111,8 @@ def build_pipeline() -> None:
 
         return tasks.chunk(params, batch, _workdir(dag_run), tracker)
 
-    @task.tracked(stage="dedupe", trigger_rule="all_done")
+    # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
+    @task.tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))
     def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
         from ragtrail_airflow import tasks
 
@@ -123,7 +124,7 @@ def build_pipeline() -> None:
 
         return tasks.embed(params, batch, _workdir(dag_run), tracker)
 
-    @task.tracked(stage="index", trigger_rule="all_done")  # publishes the good batches when some failed
+    @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",))  # publishes the good batches when some failed
     def index(chunked, embedded, params=None, tracker=None, dag_run=None):
         from ragtrail_airflow import tasks
 

@@ -20,7 +20,7 @@ GOOD = {"good.md": "# Good\n\nA perfectly fine document about Qdrant aliases."}
 HOSTILE = {
     "empty": {"empty.txt": b""},
     "binary": {"garbage.txt": b"\x00\x01\x02\xff\xfe" * 200},
-    "invalid_utf8": {"latin1.md": "Übergrößenträger für Straßenbahnen. ".encode("latin-1") * 20},
+    "corrupt_docx": {"broken.docx": b"PK\x03\x04 a torn zip" * 10},
     "corrupt_pdf": {"broken.pdf": samples.corrupt_pdf()},
     "encrypted_pdf": {"locked.pdf": samples.encrypted_pdf()},
     "no_text_layer": {"scan.pdf": samples.blank_pdf()},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import put_objects, write_corpus
 
@@ -82,3 +84,27 @@ def test_s3_single_object_and_missing_prefix(listing_bucket, tmp_path):
     assert item.doc_id == "single.md" and path.read_text() == "one" and path.parent == tmp_path / "dl"
     with pytest.raises(FileNotFoundError, match="nothing at"):
         list(iter_source(f"s3://{BUCKET}/no/such/thing", s3_client=lambda: client))
+
+
+def test_s3_odd_keys_folder_markers_zero_byte_and_huge_objects(s3_server, tmp_path):
+    """Keys with spaces, '#', '%', '?', unicode and a trailing '/' holding bytes never fail the listing or ingest."""
+    from collections import Counter
+
+    from ragtrail.ingest import ingest_source
+    from ragtrail.recorder import Recorder
+
+    put_objects(s3_server.client, "odd", {
+        "in/with space #1 100%?.md": "Odd but fine key.", "in/ünïcödé/naïve.txt": "Unicode key.",
+        "in/empty.txt": "", "in/marker/": "", "in/a.pdf/": "bytes under a folder-marker key",
+        "in/big.txt": "x" * 3000, "in/.hidden.md": "skipped"})
+    client = s3_client_factory()()
+    skipped = Counter()
+    items = {i.doc_id: i for i in iter_source("s3://odd/in", s3_client=lambda: client, skipped=skipped)}
+    assert items["a.pdf/"].skip_reason == "not_a_regular_file" and "31 bytes" in items["a.pdf/"].note
+    assert skipped == {"folder_marker": 1, "hidden": 1}
+    rec = Recorder()
+    out = ingest_source("s3://odd/in", tmp_path / "w", recorder=rec, max_doc_bytes=1000, s3_client=lambda: client)
+    quarantine = {q["doc_id"]: q["reason"] for q in json.loads((tmp_path / "w" / "quarantine.json").read_text())}
+    assert out["docs"] == 2
+    assert quarantine == {"a.pdf/": "not_a_regular_file", "big.txt": "too_large", "empty.txt": "empty"}
+    assert rec.metrics["skipped_folder_marker"] == 1 and rec.metrics["skipped_hidden"] == 1

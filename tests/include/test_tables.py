@@ -16,7 +16,7 @@ from ragtrail.tables import Columns, TableSpec, row_document
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "xlsx"]
 TABLE_REASONS = {"empty", "binary", "corrupt_table", "missing_text_column", "missing_id_column", "missing_id",
-                 "duplicate_id", "invalid_json"}
+                 "duplicate_id", "invalid_json", "zip_bomb", "encrypted_office", "unknown_encoding"}
 
 
 def outcomes(path, spec=None):
@@ -29,7 +29,9 @@ def test_every_format_gives_the_same_ids_and_texts(tmp_path):
     for fmt in FORMATS:
         docs = outcomes(samples.write_table(tmp_path / f"rows.{fmt}", samples.ROWS))
         assert all(isinstance(d, Parsed) for d in docs), docs
-        results[fmt] = [(d.key, d.text) for d in docs]
+        # A workbook's row ids carry their sheet: <file>#<sheet>!<id>.
+        results[fmt] = [(d.key.removeprefix("Sheet1!") if fmt == "xlsx" else d.key, d.text) for d in docs]
+        assert fmt != "xlsx" or all(d.key.startswith("Sheet1!") for d in docs)
         assert all(set(d.metadata) == {"lang", "stars"} for d in docs), fmt
         assert [d.metadata["lang"] for d in docs] == ["en", "en", "de"] and docs[2].metadata["stars"] is None
     expected = [("1", samples.ROWS[0]["text"]), ("2", samples.ROWS[1]["text"]),
@@ -139,3 +141,20 @@ def test_arbitrary_bytes_never_escape_the_table_readers(tmp_path, data, fmt):
             assert out.reason in TABLE_REASONS, (out.reason, out.message)
         else:
             assert out.text.strip() and out.key
+
+
+@pytest.mark.parametrize("name,data,encoding", [
+    # Excel's "Unicode Text" export: UTF-16 LE with a BOM, tab-separated.
+    ("export.tsv", "id\ttext\n1\tGröße und Maß\n2\tcafé crème\n".encode("utf-16"), "utf-16"),
+    # Excel's "CSV" on a Western Windows: CP1252, with curly quotes and the euro sign.
+    ("export.csv", "id,text\n1,Größe und Maß \u201cquoted\u201d\n2,café crème 5 €\n".encode("cp1252"), "cp1252"),
+    ("rows.jsonl", b"\xef\xbb\xbf" + '{"id": 1, "text": "Größe und Maß"}\n{"id": 2, "text": "café crème"}\n'.encode(),
+     "utf-8-sig"),
+])
+def test_text_tables_in_legacy_and_utf16_encodings_are_read(tmp_path, name, data, encoding):
+    path = tmp_path / name
+    path.write_bytes(data)
+    docs = outcomes(path)
+    assert all(isinstance(d, Parsed) for d in docs), docs
+    assert docs[0].text.startswith("Größe und Maß") and docs[1].text.startswith("café crème")
+    assert {d.encoding for d in docs} == {encoding}
