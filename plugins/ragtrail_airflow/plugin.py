@@ -9,7 +9,7 @@ from functools import cached_property
 
 from airflow.plugins_manager import AirflowPlugin
 
-from ragtrail_airflow.links import MLflowRunLink
+from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink
 
 URL_PREFIX = "/ragtrail"
 
@@ -18,7 +18,7 @@ class RagtrailPlugin(AirflowPlugin):
     """Registered through the ``airflow.plugins`` entry point (see pyproject.toml)."""
 
     name = "ragtrail"
-    operator_extra_links = [MLflowRunLink()]
+    operator_extra_links = [MLflowRunLink(), MLflowPipelineRunLink()]
     external_views = [{
         "name": "RAG metrics",
         "href": f"{URL_PREFIX}/metrics",

@@ -12,6 +12,12 @@ from pathlib import Path
 from ragtrail.recorder import Recorder
 
 
+def optional(params: dict, key: str, empty: str = "") -> str:
+    """A nullable trigger-form field: the form sends ``null`` for a field left (or made) empty."""
+    value = params.get(key)
+    return empty if value is None else value
+
+
 def ingest(params: dict, workdir: Path, tracker: Recorder) -> dict:
     """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -20,11 +26,12 @@ def ingest(params: dict, workdir: Path, tracker: Recorder) -> dict:
     from ragtrail.tables import TableSpec
     from ragtrail_airflow.s3 import s3_client_factory
 
-    table = TableSpec.from_strings(params["id_column"], params["text_column"], params["metadata_columns"])
+    table = TableSpec.from_strings(optional(params, "id_column"), params["text_column"],
+                                   optional(params, "metadata_columns"))
     try:
         return ingest_source(params["source"], workdir, recorder=tracker, table=table,
                              max_doc_bytes=int(params["max_file_mb"] * 1024 * 1024),
-                             s3_client=s3_client_factory(params["aws_conn_id"]))
+                             s3_client=s3_client_factory(optional(params, "aws_conn_id", "aws_default")))
     except NoUsableDocuments as err:  # the same source will not improve on a retry
         raise AirflowFailException(str(err)) from err
 
@@ -102,10 +109,11 @@ def tune(params: dict, workdir: Path, tracker: Recorder, tracked_run: dict | Non
     from ragtrail.tuning import tune_chunking
     from ragtrail_airflow.s3 import s3_client_factory
 
-    queries_path = resolve_query_file(params["source"], params["eval_queries"])
+    queries_path = resolve_query_file(params["source"], optional(params, "eval_queries"))
     if queries_path is None:
         raise AirflowFailException("tuning needs a query set: set the eval_queries param")
-    docs = ingest_source(params["source"], workdir / "ingest", s3_client=s3_client_factory(params["aws_conn_id"]))
+    docs = ingest_source(params["source"], workdir / "ingest",
+                         s3_client=s3_client_factory(optional(params, "aws_conn_id", "aws_default")))
     on_trial = None
     if tracked_run:
         from ragtrail_airflow.tracking import get_client, log_nested_run
