@@ -40,7 +40,8 @@ from ragtrail.settings import load as load_settings
 
 STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
 CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
-TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s")
+TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s", "ndcg_at_10",
+                 "recall_at_10", "latency_p95_ms")
 
 
 def _q(value: str) -> str:
@@ -128,6 +129,9 @@ class Trail:
             "trail": tags.get("ragtrail.trail"),
             "missing_runs": [t for t in tags.get("ragtrail.trail_missing", "-").split(", ") if t and t != "-"],
             "reasons": [r for r in (reasons or "").split("; ") if r and r != "-"],
+            # e.g. "promoted although worse than live: …" (the gate let a small, not significant drop through)
+            "warnings": [w for w in [tags.get("ragtrail.warnings", "-")] if w and w != "-"],
+            "name": info.run_name, "gate": tags.get("ragtrail.gate"),
             "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
             "start_time": iso(info.start_time), "end_time": iso(info.end_time),
             "duration_s": round(duration, 3) if duration is not None else None,
