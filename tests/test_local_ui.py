@@ -131,7 +131,7 @@ def test_the_mlflow_run_link_of_a_finished_task_opens_that_run(stack, runs):
         assert status == 200, body
         link = body["extra_links"]["MLflow run"]
         assert link.startswith(f"{stack.mlflow}/#/experiments/"), link
-        exp_id, mlflow_run_id = link.split("/#/experiments/")[1].split("/runs/")
+        exp_id, mlflow_run_id = link.split("/#/experiments/")[1].split("?")[0].split("/runs/")
         status, got = call("GET", f"{stack.mlflow}/api/2.0/mlflow/runs/get?run_id={mlflow_run_id}")
         assert status == 200
         run = got["run"]

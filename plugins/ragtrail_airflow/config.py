@@ -39,7 +39,9 @@ def mlflow_ui_url() -> str:
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
-    return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+    from ragtrail.queries import CLASSIC_VIEW
+
+    return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}{CLASSIC_VIEW}"
 
 
 def tracking_strict() -> bool:

@@ -17,6 +17,8 @@ task untracked and strict mode fails it (see :mod:`ragtrail_airflow.resilience`)
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,18 @@ if TYPE_CHECKING:
 RUN_PARAMS = ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size",
               "aws_conn_id", "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries",
               "min_ndcg", "eval_tolerance", "promote")
+
+
+def quiet_progress_bars() -> None:
+    """Nothing on a task process's raw stderr: Airflow logs it at ERROR, so the model's "Loading
+    weights" bar and MLflow's own stderr handler ("WARNING mlflow.pyfunc: …") made every healthy run
+    look broken. No progress bars (tqdm and huggingface_hub read these at import; an imported
+    transformers is told too), and MLflow logs through the task's logging at its real level."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 class TrackedPythonOperator(DecoratedOperator, PythonOperator):
@@ -63,6 +77,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        quiet_progress_bars()
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]

@@ -234,3 +234,25 @@ def render(t: Trail, product: str | None = None, limit: int = 20) -> str:
             f'<nav>{_link("?", "all products", target=None)} {nav} '
             f'<span class="muted">| {_link(t.ui_url + "/#/experiments", "MLflow UI")}</span></nav>{body}'
             f'</body></html>')
+
+
+def _document(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<style>{CSS}</style>{ESCAPE_FRAME}</head><body>{body}</body></html>')
+
+
+def render_dag_run(t: Trail, run: dict | None, problem: str = "") -> str:
+    """The DAG run's "MLflow" tab in Airflow: its pipeline run's status, quality and task runs, linked."""
+    if run is None:
+        return _document("MLflow pipeline run", f'<p class="muted">{escape(problem)}</p>')
+    head = (f'<h1>{escape(run.get("name") or run["run_id"])} {badge(run["status"])}</h1>'
+            f'<p>{_link(run["mlflow_url"], "Open the pipeline run in MLflow")} · '
+            f'{_link(t.experiment_url(run["experiment_id"]), "all runs of " + (run["product"] or "the product"))}</p>')
+    table = ('<table class="latest"><tr>' + "".join(f"<th>{label}</th>" for _, label in HEADLINE) + "</tr><tr>"
+             + "".join(f'<td class="n">{_fmt(run["metrics"].get(k) if k != "duration_s" else run["duration_s"])}</td>'
+                       for k, _ in HEADLINE) + "</tr></table>")
+    notes = "".join(f'<div class="problem">problem: {escape(r)}</div>' for r in run["reasons"]) + _warnings(run)
+    rows = "".join(f'<tr><td>{_link(task["mlflow_url"], task["label"])}</td><td>{badge(task["status"])}</td>'
+                   f'<td class="n">{_fmt(task["duration_s"])}</td></tr>' for task in t.tasks(run["run_id"])["tasks"])
+    return _document("MLflow pipeline run", head + table + notes + '<table class="tasks"><tr><th>task run</th>'
+                     f'<th>status</th><th>seconds</th></tr>{rows}</table>')

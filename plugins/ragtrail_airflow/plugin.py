@@ -25,6 +25,11 @@ class RagtrailPlugin(AirflowPlugin):
         "url_route": "ragtrail",
         "destination": "nav",
         "category": "browse",
+    }, {  # a tab on every DAG run: its MLflow pipeline run (status, quality, task runs, links)
+        "name": "MLflow",
+        "href": f"{URL_PREFIX}/dag_runs/{{DAG_ID}}/{{RUN_ID}}",
+        "url_route": "mlflow",
+        "destination": "dag_run",
     }]
 
     @cached_property

@@ -12,6 +12,20 @@ from pathlib import Path
 from ragtrail.recorder import Recorder
 
 
+def as_list(results) -> list:
+    """A mapped task's results as a list, read in one request.
+
+    Iterating Airflow's lazy XCom sequence asks for one item after another until the server answers
+    404, which Airflow logs at ERROR ("XCom not found … offset=N") on every healthy run; a slice is
+    one request and no error.
+    """
+    if results is None:
+        return []
+    if isinstance(results, (list, tuple)):
+        return list(results)
+    return list(results[:])
+
+
 def optional(params: dict, key: str, empty: str = "") -> str:
     """A nullable trigger-form field: the form sends ``null`` for a field left (or made) empty."""
     value = params.get(key)
@@ -60,7 +74,7 @@ def dedupe(params: dict, chunked, workdir: Path, tracker: Recorder) -> list[dict
     from ragtrail.dedupe import unique_texts
     from ragtrail.plan import read_plan
 
-    return unique_texts([c["chunks_path"] for c in chunked or [] if c], workdir, held_path=read_plan(workdir)["held_path"],
+    return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir, held_path=read_plan(workdir)["held_path"],
                         texts_per_batch=params["texts_per_batch"], recorder=tracker)["batches"]
 
 
@@ -76,7 +90,7 @@ def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: 
     from ragtrail.pipeline import index_from_results
     from ragtrail_airflow.qdrant import qdrant_target
 
-    return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker, location=qdrant_target())
+    return index_from_results(as_list(chunked), as_list(embedded), params, workdir, run_id, recorder=tracker, location=qdrant_target())
 
 
 

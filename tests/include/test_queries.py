@@ -71,7 +71,7 @@ def test_every_answer_links_to_mlflow(history, trail):
     exp = history["v1"]["experiment_id"]
     listing = trail.runs(PRODUCT)
     assert listing["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}"
-    assert all(r["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{r['run_id']}"
+    assert all(r["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{r['run_id']}?workflowType=machine_learning"
                for r in listing["runs"])
     product = next(p for p in trail.products() if p["product"] == PRODUCT)
     assert product["experiment_id"] == exp and product["experiment_name"].startswith(f"ragtrail - {PRODUCT} (")
