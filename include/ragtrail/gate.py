@@ -35,7 +35,7 @@ def paired_permutation_p(new: list[float], old: list[float], resamples: int = 20
     diffs = [a - b for a, b in zip(new, old, strict=True) if a != b]
     if not diffs:
         return 1.0
-    observed = sum(diffs) - 1e-12  # ties count as "as extreme"
+    observed = sum(diffs) + 1e-12  # ties (and the observed sign pattern itself) count as "as extreme"
     if len(diffs) <= _EXACT_UP_TO:
         sums = (sum(d if keep else -d for d, keep in zip(diffs, signs, strict=True))
                 for signs in itertools.product((True, False), repeat=len(diffs)))

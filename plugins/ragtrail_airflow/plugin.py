@@ -9,6 +9,7 @@ from functools import cached_property
 
 from airflow.plugins_manager import AirflowPlugin
 
+from ragtrail_airflow import preload
 from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink
 
 URL_PREFIX = "/ragtrail"
@@ -19,6 +20,7 @@ class RagtrailPlugin(AirflowPlugin):
 
     name = "ragtrail"
     operator_extra_links = [MLflowRunLink(), MLflowPipelineRunLink()]
+    listeners = [preload]  # MLflow imported before the LocalExecutor forks task processes
     external_views = [{
         "name": "RAG metrics",
         "href": f"{URL_PREFIX}/metrics",
