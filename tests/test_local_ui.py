@@ -315,6 +315,6 @@ def test_make_stop_ends_every_process(stack):
     family = procs + [c for p in procs for c in p.children(recursive=True)]
     assert len(family) > len(procs)  # the scheduler's workers, uvicorn's worker…
     proc = run_cli("ui", "stop", env=stack.env)
-    assert proc.returncode == 0 and "stopped: dag-processor" in proc.stdout
+    assert proc.returncode == 0 and "stopped: triggerer" in proc.stdout and "dag-processor (pid" in proc.stdout
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [] and not (stack.home / "ui" / "state.json").exists()
