@@ -31,7 +31,9 @@ def _is_local_scheduler() -> bool:
 
 @hookimpl
 def on_starting(component) -> None:
-    if not _is_local_scheduler():
+    # A Job is the scheduler's, triggerer's or dag-processor's; task processes forked from the
+    # scheduler keep its argv, and need nothing from here.
+    if type(component).__name__ != "Job" or not _is_local_scheduler():
         return
     try:
         import mlflow.tracking  # noqa: F401
