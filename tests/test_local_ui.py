@@ -245,8 +245,10 @@ def test_a_person_triggers_rag_ingest_with_the_form_and_follows_the_links(stack,
     mlflow_page = opened.value
     mlflow_page.wait_for_load_state()
     assert mlflow_page.url.startswith(f"{stack.mlflow}/#/experiments/") and "workflowType=machine_learning" in mlflow_page.url
-    expect(mlflow_page.get_by_text("Model training")).to_be_visible()
     expect(mlflow_page.get_by_role("heading", name="ingest")).to_be_visible()
+    # MLflow's classic view: runs and the model registry, not GenAI's "Evaluations".
+    expect(mlflow_page.get_by_role("link", name="Model registry")).to_be_visible()
+    expect(mlflow_page.get_by_role("link", name="Evaluations")).to_have_count(0)
 
     # MLflow run description → back to the Airflow task instance.
     with person.expect_page() as opened:
@@ -275,7 +277,10 @@ def test_a_person_triggers_rag_ingest_with_the_form_and_follows_the_links(stack,
     handbook.get_by_role("link", name="Airflow run").first.click()
     page.wait_for_url(re.compile(r".*/dags/rag_ingest/runs/[^/]+$"))
     assert "/plugin/" not in page.url
-    expect(page.get_by_role("link", name="MLflow", exact=True)).to_be_visible()  # the DAG run's tab: its pipeline run
+    page.get_by_role("link", name="MLflow", exact=True).click()  # the DAG run's tab: its pipeline run
+    tab = page.frame_locator("iframe")
+    expect(tab.locator("h1")).to_contain_text(parent["name"])
+    expect(tab.get_by_role("link", name="Open the pipeline run in MLflow")).to_be_visible()
     page.screenshot(path=tmp_path / "dag-run.png")
 
 
