@@ -35,6 +35,9 @@ def on_starting(component) -> None:
     # scheduler keep its argv, and need nothing from here.
     if type(component).__name__ != "Job" or not _is_local_scheduler():
         return
+    # Task processes inherit MLflow's logging set-up from here: no stderr handler of its own (see
+    # ragtrail_airflow.operator.quiet_progress_bars), its records go through Airflow's logging.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     try:
         import mlflow.tracking  # noqa: F401
 
