@@ -26,6 +26,7 @@ from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_par
     schedule=None,
     catchup=False,
     max_active_runs=1,  # with the lock on the Qdrant store: writes to one product never interleave
+    description="Documents (folder or S3) → chunks → embeddings → Qdrant index, evaluated and gated; every task tracked in MLflow.",
     doc_md=__doc__,
     tags=["ragtrail", "ingest"],
     default_args=default_args(),

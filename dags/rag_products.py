@@ -25,6 +25,8 @@ def product_dag(product):
         catchup=False,
         max_active_runs=1,  # one writer per Qdrant local store at a time
         is_paused_upon_creation=True,
+        description=f"Scheduled ingest of product {product.name} ({product.schedule or 'manual'}) into Qdrant, "
+                    f"tracked in MLflow."[:200],
         doc_md=f"{__doc__}\n**{product.name}** (`{product.id}`): {product.description or product.source}",
         tags=["ragtrail", "ingest", "product"],
         default_args=default_args(),

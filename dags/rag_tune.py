@@ -19,10 +19,13 @@ from airflow.sdk import Param, dag, task
 
 SAMPLE_CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "include", "sample_corpus")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+SEARCH = "Search space"
 
 
-def _p(default, description, **schema):
-    return Param(default, description=description, **schema)
+def _p(default, title, description, section=None, **schema):
+    # Untitled fields form the trigger form's open group; titled ones are collapsed groups.
+    return Param(default, title=title, description=description, **({"section": section} if section else {}),
+                 **schema)
 
 
 @dag(
@@ -30,23 +33,33 @@ def _p(default, description, **schema):
     schedule=None,
     catchup=False,
     max_active_runs=1,
+    description="Optuna search for chunk size, overlap and embedder on the product's questions; optionally builds the best.",
     doc_md=__doc__,
     tags=["ragtrail", "tuning"],
     default_args={"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
                   "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))},
     params={
-        "source": _p(SAMPLE_CORPUS, "Folder, file:// URI or s3://bucket/prefix of the documents.", type="string", minLength=1),
-        "aws_conn_id": _p("aws_default", "Airflow connection for s3:// sources.", type="string"),
-        "product": _p("handbook", "Product (MLflow experiment; rag_ingest's product when building).", type="string", pattern=NAME),
-        "version": _p("tuned", "Version name for building the best configuration.", type="string", pattern=NAME),
-        "eval_queries": _p("", "JSON lines query set {id, text, relevant}; required unless the source is the sample corpus.", type="string"),
-        "embedders": _p("all-MiniLM-L6-v2", "Comma-separated embedders to try (local models only).", type="string", minLength=1),
-        "min_chunk_size": _p(64, "Smallest chunk size tried (tokens).", type="integer", minimum=16, maximum=254),
-        "max_chunk_size": _p(254, "Largest chunk size tried (tokens, at most the embedder's window).", type="integer", minimum=16, maximum=254),
-        "n_trials": _p(12, "Trials at most.", type="integer", minimum=1, maximum=500),
-        "timeout_s": _p(1800, "Seconds at most for the study (a running trial finishes).", type="number", exclusiveMinimum=0),
-        "seed": _p(0, "TPE sampler seed.", type="integer"),
-        "build_best": _p(False, "Trigger rag_ingest with the best configuration as `version`.", type="boolean"),
+        "source": _p(SAMPLE_CORPUS, "Source", "Folder, file:// URI or s3://bucket/prefix of the documents.",
+                     type="string", minLength=1),
+        "product": _p("handbook", "Product", "MLflow experiment; rag_ingest's product when building.",
+                      type="string", pattern=NAME),
+        "eval_queries": _p(None, "Query set", "JSON lines file {id, text, relevant}; empty: the sample corpus's "
+                           "own (other sources need one).", type=["null", "string"]),
+        "build_best": _p(False, "Build the best", "Trigger rag_ingest with the best configuration as `version`.",
+                         type="boolean"),
+        "version": _p("tuned", "Version to build", "Version name for building the best configuration.",
+                      type="string", pattern=NAME),
+        "aws_conn_id": _p("aws_default", "AWS connection", "Airflow connection for s3:// sources; empty: "
+                          "aws_default.", "Source access", type=["null", "string"]),
+        "embedders": _p("all-MiniLM-L6-v2", "Embedders", "Comma-separated embedders to try (local models only).",
+                        SEARCH, type="string", minLength=1),
+        "min_chunk_size": _p(64, "Smallest chunk size", "Tokens.", SEARCH, type="integer", minimum=16, maximum=254),
+        "max_chunk_size": _p(254, "Largest chunk size", "Tokens, at most the embedder's window.", SEARCH,
+                             type="integer", minimum=16, maximum=254),
+        "n_trials": _p(12, "Trials", "Trials at most.", SEARCH, type="integer", minimum=1, maximum=500),
+        "timeout_s": _p(1800, "Time limit (s)", "Seconds at most for the study (a running trial finishes).",
+                        SEARCH, type="number", exclusiveMinimum=0),
+        "seed": _p(0, "Seed", "TPE sampler seed.", SEARCH, type="integer"),
     },
 )
 def rag_tune():
@@ -63,7 +76,7 @@ def rag_tune():
 
         tasks.build_best(result, params, context)
 
-    @task(trigger_rule="all_done", retries=0)
+    @task.rollup(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):
         from ragtrail_airflow.aggregate import aggregate_status as rollup
 

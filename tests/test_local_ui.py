@@ -1,14 +1,15 @@
-"""`make ui` end to end: a real Airflow API server, scheduler and dag-processor plus the MLflow UI.
+"""`make ui` end to end: a real Airflow API server, scheduler, dag-processor and triggerer plus the MLflow UI.
 
-A user's path: log in, trigger rag_ingest the way the trigger form does (Airflow's REST API), follow a
-task's "MLflow run" link to the run, read the trail over ragtrail's REST API and on its metrics page
-in headless Chromium, then `make stop`.
+A user's path: log in, trigger rag_ingest over the REST API and from the trigger form in a headless
+Chromium (Playwright), follow a task's "MLflow run" link to the run and the run's link back to the
+task instance, read the trail over ragtrail's REST API and on its metrics page inside Airflow, check
+that the healthy runs logged no ERROR, then `make stop`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from browser import Browser, chromium_path
 from conftest import run_cli, write_corpus
+from person import launch, sign_in
+from playwright.sync_api import expect, sync_playwright
 from servers import free_port
 
 PRODUCT = "ui-demo"
@@ -131,7 +133,7 @@ def test_the_mlflow_run_link_of_a_finished_task_opens_that_run(stack, runs):
         assert status == 200, body
         link = body["extra_links"]["MLflow run"]
         assert link.startswith(f"{stack.mlflow}/#/experiments/"), link
-        exp_id, mlflow_run_id = link.split("/#/experiments/")[1].split("/runs/")
+        exp_id, mlflow_run_id = link.split("/#/experiments/")[1].split("?")[0].split("/runs/")
         status, got = call("GET", f"{stack.mlflow}/api/2.0/mlflow/runs/get?run_id={mlflow_run_id}")
         assert status == 200
         run = got["run"]
@@ -162,7 +164,7 @@ def test_rest_answers_how_the_latest_version_did_and_how_it_compares(stack, runs
     assert call("GET", f"{api}/runs?where=nonsense", token=token)[0] == 400
 
 
-PAGE_PROBE = """(product, mlflow) => {
+PAGE_PROBE = """([product, mlflow]) => {
     const s = document.querySelector(`section[data-product="${product}"]`);
     const plots = [...s.querySelectorAll('svg.trend')];
     return {latest: s.querySelector('h3').innerText, rows: s.querySelectorAll('tr.run').length,
@@ -172,31 +174,141 @@ PAGE_PROBE = """(product, mlflow) => {
 }"""
 
 
-def test_metrics_page_in_headless_chromium(stack, runs, tmp_path):
-    """Logged in (the UI's session cookie), the page shows the product's latest status, the comparison, five
-    trend plots with a point per run and the recent runs; the Airflow UI embeds it under Browse."""
-    binary = chromium_path()
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("chromium is missing in CI (make test installs it when run as root)")
-        pytest.skip("chromium not installed (make test installs it when run as root)")
-    token, _ = runs
-    with Browser(binary) as browser:
-        assert browser.load(f"{stack.airflow}/ragtrail/metrics") == 401
-        browser.set_cookie(stack.airflow, "_token", token)
-        assert browser.load(f"{stack.airflow}/ragtrail/metrics?product={PRODUCT}") == 200
-        dom = browser.evaluate(f"({PAGE_PROBE})({json.dumps(PRODUCT)}, {json.dumps(stack.mlflow)})")
-        shot = browser.screenshot(tmp_path / "metrics-page.png")
-        assert "v2" in dom["latest"] and "FINISHED" in dom["latest"], dom
-        assert dom["rows"] == 2 and dom["compare"] >= 5 and dom["links"] >= 6
-        assert dom["plots"] == [["vector_count", 2], ["chunk_count", 2], ["embeddings_per_second", 2],
-                                ["duration_s", 2], ["status", 2]]
-        assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        browser.load(f"{stack.airflow}/plugin/ragtrail")  # the Airflow UI page behind Browse → RAG metrics
-        src = wait_for(lambda: browser.evaluate("document.querySelector('iframe') && document.querySelector('iframe').src"),
-                       60, "the Airflow UI to embed the page")
-        assert src.endswith("/ragtrail/metrics"), src
-        browser.screenshot(tmp_path / "airflow-ui-metrics.png")
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def person(stack, browser):
+    """A browser context signed in as admin through Airflow's login form."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(60_000)
+    sign_in(context.new_page(), stack.airflow, "admin", stack.password())
+    yield context
+    context.close()
+
+
+def test_metrics_page_in_headless_chromium(stack, runs, browser, person, tmp_path):
+    """Signed out: 401. Signed in, the page shows the product's latest status, the comparison, six trend
+    plots with a point per run (nDCG has none: no query set) and the recent runs."""
+    stranger = browser.new_page()
+    assert stranger.goto(f"{stack.airflow}/ragtrail/metrics").status == 401
+    stranger.close()
+    page = person.new_page()
+    assert page.goto(f"{stack.airflow}/ragtrail/metrics?product={PRODUCT}").status == 200
+    dom = page.evaluate(PAGE_PROBE, [PRODUCT, stack.mlflow])
+    shot = tmp_path / "metrics-page.png"
+    page.screenshot(path=shot, full_page=True)
+    assert "v2" in dom["latest"] and "FINISHED" in dom["latest"], dom
+    assert dom["rows"] == 2 and dom["compare"] >= 5 and dom["links"] >= 6
+    assert dom["plots"] == [["vector_count", 2], ["chunk_count", 2], ["embeddings_per_second", 2],
+                            ["duration_s", 2], ["ndcg_at_10", 0], ["status", 2]]
+    assert shot.stat().st_size > 10_000
+    page.close()
+
+
+def _wait_run_done(stack: Stack, run_id: str, timeout: float = 600) -> str:
+    token = login(stack)
+    url = f"{stack.airflow}/api/v2/dags/rag_ingest/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+    return wait_for(lambda: (s := call("GET", url, token=token)[1]["state"]) in ("success", "failed") and s,
+                    timeout, f"DAG run {run_id} to end")
+
+
+def test_a_person_triggers_rag_ingest_with_the_form_and_follows_the_links(stack, runs, person, tmp_path):
+    """The trigger form submits as it opens; the run succeeds; its task's "MLflow run" link opens the
+    run in MLflow, whose description links back to the Airflow task instance; the metrics page's links
+    work from inside Airflow's sandboxed iframe (MLflow in a new tab, the DAG run in the UI)."""
+    page = person.new_page()
+    page.goto(f"{stack.airflow}/dags/rag_ingest")
+    page.get_by_role("button", name="Trigger").first.click()
+    form = page.get_by_role("dialog")
+    for section in ("Source access", "Chunking & embedding", "Sync & batching", "Evaluation gate", "Tables"):
+        expect(form.get_by_role("button", name=section)).to_be_visible()
+    submit = form.get_by_role("button", name="Trigger")
+    expect(submit).to_be_enabled()  # the defaults are a valid run: nothing to fill in
+    submit.click()
+    page.wait_for_url(re.compile(r".*/dags/rag_ingest/runs/[^/]+$"))
+    run_id = urllib.parse.unquote(page.url.rsplit("/runs/", 1)[1])
+    assert _wait_run_done(stack, run_id) == "success", (stack.home / "ui" / "logs").as_posix()
+
+    # The DAG run page → the ingest task instance → its Details tab → "MLflow run" (a new tab).
+    page.reload()
+    page.get_by_role("link", name="ingest", exact=True).last.click()
+    page.wait_for_url(re.compile(r".*/runs/.+/tasks/ingest$"))
+    page.get_by_role("link", name="Details", exact=True).click()
+    with person.expect_page() as opened:
+        page.get_by_role("link", name="MLflow run", exact=True).click()
+    mlflow_page = opened.value
+    mlflow_page.wait_for_load_state()
+    assert mlflow_page.url.startswith(f"{stack.mlflow}/#/experiments/") and "workflowType=machine_learning" in mlflow_page.url
+    expect(mlflow_page.get_by_role("heading", name="ingest")).to_be_visible()
+    # MLflow's classic view: runs and the model registry, not GenAI's "Evaluations".
+    expect(mlflow_page.get_by_role("link", name="Model registry")).to_be_visible()
+    expect(mlflow_page.get_by_role("link", name="Evaluations")).to_have_count(0)
+
+    # MLflow run description → back to the Airflow task instance.
+    with person.expect_page() as opened:
+        mlflow_page.get_by_role("link", name="open in Airflow").click()
+    back = opened.value
+    back.wait_for_load_state()
+    assert back.url.startswith(f"{stack.airflow}/dags/rag_ingest/runs/") and back.url.endswith("/tasks/ingest")
+    expect(back.get_by_text("@task.tracked").first).to_be_visible()
+    expect(back.get_by_text("Success").first).to_be_visible()
+
+    # The parent run: a name a person can tell apart, the evaluation's headline figures.
+    parent = call("GET", f"{stack.airflow}/ragtrail/api/dag_runs/rag_ingest/{urllib.parse.quote(run_id, safe='')}",
+                  token=login(stack))[1]
+    assert re.fullmatch(r"handbook v1 · manual · \d{4}-\d\d-\d\d \d\d:\d\d", parent["name"]), parent["name"]
+    assert {"ndcg_at_10", "recall_at_10", "latency_p95_ms"} <= set(parent["metrics"])
+
+    # Browse → RAG metrics: the page in Airflow's sandboxed iframe; its links leave the frame.
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="RAG metrics").click()
+    frame = page.frame_locator("iframe")
+    handbook = frame.locator('section[data-product="handbook"]')
+    expect(handbook.locator("h3").first).to_contain_text("FINISHED")
+    with person.expect_page() as opened:
+        handbook.get_by_role("link", name="MLflow run").first.click()
+    assert opened.value.url.startswith(f"{stack.mlflow}/#/experiments/")
+    handbook.get_by_role("link", name="Airflow run").first.click()
+    page.wait_for_url(re.compile(r".*/dags/rag_ingest/runs/[^/]+$"))
+    assert "/plugin/" not in page.url
+    page.get_by_role("link", name="MLflow", exact=True).click()  # the DAG run's tab: its pipeline run
+    tab = page.frame_locator("iframe")
+    expect(tab.locator("h1")).to_contain_text(parent["name"])
+    expect(tab.get_by_role("link", name="Open the pipeline run in MLflow")).to_be_visible()
+    page.screenshot(path=tmp_path / "dag-run.png")
+
+
+ERROR_LINE = re.compile(r"\[(error|critical)\s*\]|\bERROR\b|Traceback")
+
+
+def _errors(path: Path) -> list[str]:
+    bad = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                if json.loads(line).get("level") in ("error", "critical"):
+                    bad.append(line[:400])
+            except ValueError:
+                pass
+        elif ERROR_LINE.search(line):
+            bad.append(line[:400])
+    return bad
+
+
+def test_healthy_runs_log_no_error(stack, runs):
+    """Every task log and the scheduler's and triggerer's logs of the healthy runs so far: no ERROR line
+    (no progress bar on stderr, no "XCom not found", no log server failing to bind a busy port)."""
+    task_logs = sorted((stack.home / "airflow" / "logs").glob("dag_id=rag_ingest/**/*.log"))
+    assert len(task_logs) >= 16, task_logs
+    found = {str(p): _errors(p) for p in [*task_logs, *(stack.home / "ui" / "logs" / f"{n}.log"
+                                                          for n in ("scheduler", "triggerer"))]}
+    assert {p: lines for p, lines in found.items() if lines} == {}
 
 
 def test_make_stop_ends_every_process(stack):
@@ -208,6 +320,6 @@ def test_make_stop_ends_every_process(stack):
     family = procs + [c for p in procs for c in p.children(recursive=True)]
     assert len(family) > len(procs)  # the scheduler's workers, uvicorn's worker…
     proc = run_cli("ui", "stop", env=stack.env)
-    assert proc.returncode == 0 and "stopped: dag-processor" in proc.stdout
+    assert proc.returncode == 0 and "stopped: triggerer" in proc.stdout and "dag-processor (pid" in proc.stdout
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [] and not (stack.home / "ui" / "state.json").exists()

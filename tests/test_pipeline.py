@@ -108,7 +108,7 @@ def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
             query = XComModel.get_many(run_id=handbook_run["run_id"], key="_link_MLflowRunLink", task_ids=task_id,
                                        dag_ids="rag_ingest", map_indexes=map_index)
             url = XComModel.deserialize_value(session.scalars(query).first())
-            assert url == f"http://127.0.0.1:5000/#/experiments/{handbook_run['experiment_id']}/runs/{mlflow_run_id}"
+            assert url == f"http://127.0.0.1:5000/#/experiments/{handbook_run['experiment_id']}/runs/{mlflow_run_id}?workflowType=machine_learning"
 
 
 def test_reingest_unchanged_embeds_nothing_and_keeps_the_same_points(handbook_run, qdrant, mlflow_client):

@@ -85,8 +85,11 @@ def _read_summary(dag_id: str, run_id: str) -> dict | None:
 def _quality(summary: dict) -> str:
     """One line on the evaluation and the gate's verdict."""
     ev = summary.get("eval") or {}
-    score = f"nDCG@10 {ev['ndcg_at_10']:.3f}, recall@10 {ev['recall_at_10']:.3f}; " if ev else ""
+    score = (f"nDCG@10 {ev['ndcg_at_10']:.3f}, recall@10 {ev['recall_at_10']:.3f}, "
+             f"p95 {ev['latency_p95_ms']:.0f} ms; " if ev else "")
     live = "live" if summary.get("promoted") else "not live"
+    if summary.get("promoted_worse"):
+        live = "live although WORSE than the version it replaced"
     return f"{score}{live} ({summary.get('gate') or '-'}: {summary.get('gate_reason') or '-'})"
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from ragtrail.queries import TREND_METRICS, Trail
 
-HEADLINE = ("docs_parsed", "chunk_count", "vector_count", "embeddings_per_second")
+HEADLINE = ("docs_parsed", "chunk_count", "vector_count", "ndcg_at_10", "recall_at_10", "latency_p95_ms",
+            "embeddings_per_second")
 
 
 def _num(value: Any) -> str:
@@ -42,10 +43,11 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
 
 
 def _runs_table(runs: list[dict]) -> str:
-    rows = [[r["start_time"][:19].replace("T", " ") if r["start_time"] else "-", r["version"], r["status"],
+    rows = [[r["start_time"][:19].replace("T", " ") if r["start_time"] else "-", r["version"],
+             r["status"] + (" (worse than live)" if r.get("warnings") else ""),
              r["duration_s"], *(r["metrics"].get(k) for k in HEADLINE), r["run_id"]] for r in runs]
     return table(rows, ["started (UTC)", "version", "status", "seconds", "docs", "chunks", "vectors",
-                        "emb/s", "mlflow run"])
+                        "nDCG@10", "recall@10", "p95 ms", "emb/s", "mlflow run"])
 
 
 def _tasks_table(tasks: list[dict]) -> str:
@@ -64,6 +66,7 @@ def show_latest(d: dict) -> str:
     run, cfg = d["run"], d["config"]
     lines = [f"{d['product']} {d['version']}: {run['status']}  ({run['start_time']}, {_num(run['duration_s'])} s)"]
     lines += [f"  problem: {r}" for r in run["reasons"]]
+    lines += [f"  warning: {w}" for w in run.get("warnings") or []]
     if run["trail"] == "incomplete":
         lines.append(f"  trail incomplete: no MLflow run for {', '.join(run['missing_runs']) or '(runs closed late)'}")
     lines.append("  config: " + ", ".join(f"{k}={_num(v)}" for k, v in cfg.items() if k != "source"))

@@ -4,7 +4,8 @@ Starts, each in its own process group with its log under ``$RAGTRAIL_HOME/ui/log
 
 - ``mlflow server`` on the data folder's MLflow store (the UI the "MLflow run" links open);
 - Airflow's ``api-server`` (UI, REST API, the ragtrail plugin), ``scheduler`` (LocalExecutor, low
-  parallelism) and ``dag-processor``, on the embedded SQLite home with the simple auth manager.
+  parallelism), ``dag-processor`` and ``triggerer``, on the embedded SQLite home with the simple auth
+  manager.
 
 The PIDs (with their start times, so a recycled PID is never mistaken for ours) go to
 ``$RAGTRAIL_HOME/ui/state.json``; ``stop`` ends each process's children before the process itself,
@@ -31,7 +32,7 @@ from pathlib import Path
 from ragtrail.settings import load as load_settings
 
 HOST = "127.0.0.1"
-COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor")
+COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
 
 
 def _state_file() -> Path:
@@ -45,6 +46,12 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
 
 
 def _alive(entry: dict):
@@ -127,7 +134,11 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
            # MLflow 3's server also starts a pool of job workers (GenAI jobs) we never use.
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}
+           "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+           # The scheduler's and triggerer's log servers default to fixed ports (8793, 8794): another
+           # Airflow on this machine would make them fail to bind, an ERROR in a healthy stack.
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())}
     Path(settings.mlflow_artifact_root).mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
     commands = {
@@ -139,6 +150,8 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
                        "--workers", "1"],
         "scheduler": [str(bin_dir / "airflow"), "scheduler"],
         "dag-processor": [str(bin_dir / "airflow"), "dag-processor"],
+        # Deferred tasks need it, and the UI marks a missing triggerer unhealthy.
+        "triggerer": [str(bin_dir / "airflow"), "triggerer"],
     }
     logs = settings.home / "ui" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -157,7 +170,7 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
     try:
         _wait_http(f"{mlflow_url}/health", procs["mlflow"], timeout, logs / "mlflow.log")
         _wait_http(f"{airflow_url}/api/v2/monitor/health", procs["api-server"], timeout, logs / "api-server.log")
-        for name in ("scheduler", "dag-processor"):
+        for name in ("scheduler", "dag-processor", "triggerer"):
             if procs[name].poll() is not None:
                 raise RuntimeError(f"airflow {name} exited with {procs[name].returncode}; see {logs / name}.log")
     except Exception:

@@ -54,7 +54,7 @@ def evaluate_from_params(params: dict, recorder: Recorder | None = None, locatio
 
     return evaluate_and_promote(
         location=location or qdrant_location(), product=params["product"], version=params["version"],
-        embedder=params["embedder"], queries_path=resolve_query_file(params["source"], params.get("eval_queries", "")),
+        embedder=params["embedder"], queries_path=resolve_query_file(params["source"], params.get("eval_queries") or ""),
         promote=bool(params.get("promote", True)), min_ndcg=float(params.get("min_ndcg", 0.0)),
         tolerance=float(params.get("eval_tolerance", 0.02)), keep_versions=int(params.get("keep_versions", 2)),
         recorder=recorder)

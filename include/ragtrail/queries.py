@@ -40,7 +40,11 @@ from ragtrail.settings import load as load_settings
 
 STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
 CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
-TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s")
+# MLflow 3.17's UI opens a run in its GenAI layout unless told otherwise (the experiment page follows
+# the experiment's mlflow.experimentKind tag, a deep link to a run does not).
+CLASSIC_VIEW = "?workflowType=machine_learning"
+TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s", "ndcg_at_10",
+                 "recall_at_10", "latency_p95_ms")
 
 
 def _q(value: str) -> str:
@@ -79,7 +83,7 @@ class Trail:
         return f"{self.ui_url}/#/experiments/{experiment_id}"
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}{CLASSIC_VIEW}"
 
     def compare_url(self, experiment_ids: list[str], run_ids: list[str]) -> str:
         runs = quote(json.dumps(run_ids, separators=(",", ":")))
@@ -128,6 +132,9 @@ class Trail:
             "trail": tags.get("ragtrail.trail"),
             "missing_runs": [t for t in tags.get("ragtrail.trail_missing", "-").split(", ") if t and t != "-"],
             "reasons": [r for r in (reasons or "").split("; ") if r and r != "-"],
+            # e.g. "promoted although worse than live: …" (the gate let a small, not significant drop through)
+            "warnings": [w for w in [tags.get("ragtrail.warnings", "-")] if w and w != "-"],
+            "name": info.run_name, "gate": tags.get("ragtrail.gate"),
             "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
             "start_time": iso(info.start_time), "end_time": iso(info.end_time),
             "duration_s": round(duration, 3) if duration is not None else None,
@@ -205,6 +212,16 @@ class Trail:
     def run(self, run_id: str) -> dict:
         """One pipeline run by its (parent) MLflow run id."""
         return self._pipeline_run(self._get_run(run_id))
+
+    def for_dag_run(self, dag_id: str, airflow_run_id: str) -> dict:
+        """The pipeline run (parent run) of one Airflow DAG run, across products. Raises ``LookupError``."""
+        exp_ids = [p["experiment_id"] for p in self.products()]
+        found = self._search(exp_ids, f"tags.`ragtrail.role` = 'parent' and tags.`airflow.dag_id` = {_q(dag_id)} "
+                                      f"and tags.`airflow.run_id` = {_q(airflow_run_id)}",
+                             ["attributes.start_time ASC"], 1) if exp_ids else []
+        if not found:
+            raise LookupError(f"no MLflow pipeline run for DAG run {dag_id} / {airflow_run_id} (yet)")
+        return self._pipeline_run(found[0])
 
     def tasks(self, run_id: str) -> dict:
         """Per-task breakdown of a pipeline run: each task's latest try with its status, duration,

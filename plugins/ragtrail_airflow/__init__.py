@@ -19,8 +19,9 @@ def get_provider_info() -> dict:
         "name": "ragtrail",
         "description": "Document ingestion into Qdrant with every task tracked in MLflow.",
         "versions": [__version__],
-        "task-decorators": [{"name": "tracked", "class-name": "ragtrail_airflow.operator.tracked_task"}],
-        "extra-links": ["ragtrail_airflow.links.MLflowRunLink"],
+        "task-decorators": [{"name": "tracked", "class-name": "ragtrail_airflow.operator.tracked_task"},
+                            {"name": "rollup", "class-name": "ragtrail_airflow.operator.rollup_task"}],
+        "extra-links": ["ragtrail_airflow.links.MLflowRunLink", "ragtrail_airflow.links.MLflowPipelineRunLink"],
         "config": {
             "ragtrail": {
                 "description": "ragtrail tracking settings.",

@@ -44,8 +44,10 @@ def _airflow_units(states: dict[str, str], task_ids: list[str]) -> dict[tuple[st
 
 
 def _pull(ti, task_id: str):
+    from ragtrail_airflow.tasks import as_list
+
     value = ti.xcom_pull(task_ids=task_id)
-    return value if value is None or isinstance(value, (dict, str, int, float)) else list(value)
+    return value if value is None or isinstance(value, (dict, str, int, float)) else as_list(value)
 
 
 def _total(result, key: str) -> int:
@@ -85,6 +87,20 @@ def headline_metrics(units: list[Unit]) -> dict[str, float]:
     dims = [u.metrics["embedding_dimension"] for u in ok if "embedding_dimension" in u.metrics]
     if dims:
         out["embedding_dimension"] = max(dims)
+    return out
+
+
+QUALITY = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "latency_p95_ms")
+
+
+def quality_metrics(summary: dict) -> dict[str, float]:
+    """The evaluation's headline on the parent run, where compare views and trends see it."""
+    out = {k: float(v) for k, v in (summary.get("eval") or {}).items() if k in QUALITY and v is not None}
+    live = summary.get("vs_live") or {}
+    if live:
+        out.update(ndcg_delta_vs_live=float(live["delta"]), ndcg_p_value_vs_live=float(live["p_value"]))
+    if summary.get("gate") is not None:
+        out["promoted_worse"] = float(bool(summary.get("promoted_worse")))
     return out
 
 
@@ -167,21 +183,30 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
     units, client, parent, duration_s = None, None, None, None
 
     if tracked:
+        from ragtrail_airflow.links import XCOM_KEY
         from ragtrail_airflow.operator import RUN_PARAMS
         from ragtrail_airflow.tracking import (
+            airflow_origin,
             find_or_create_parent,
             get_or_create_experiment,
             guarded_client,
             merge_parents,
+            origin_tags,
+            parent_run_name,
         )
 
         client = guarded_client()
         try:
             exp_id = get_or_create_experiment(client, params["product"])
+            origin = airflow_origin(context.get("dag_run"), dag_id=ti.dag_id, run_id=ti.run_id)
             parent = merge_parents(client, exp_id, ti.dag_id, ti.run_id) or find_or_create_parent(
                 client, exp_id, dag_id=ti.dag_id, run_id=ti.run_id,
-                tags={"ragtrail.product": params["product"], "ragtrail.version": params["version"]},
-                params={k: params[k] for k in RUN_PARAMS if k in params})
+                tags={"ragtrail.product": params["product"], "ragtrail.version": params["version"],
+                      **origin_tags(origin, dag_id=ti.dag_id, run_id=ti.run_id)},
+                params={k: params[k] for k in RUN_PARAMS if k in params},
+                run_name=parent_run_name(params["product"], params["version"], origin))
+            # The roll-up's "MLflow pipeline run" button opens the parent run.
+            ti.xcom_push(key=XCOM_KEY, value={"experiment_id": exp_id, "run_id": parent, "parent_run_id": parent})
             units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids)
             trail.update(found)
             duration_s = t_end - client.get_run(parent).info.start_time / 1000
@@ -209,6 +234,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
         vectors=index.get("vectors", 0), vectors_deleted=index.get("deleted", 0),
         collection=index.get("collection"), live_collection=decision.get("live", index.get("live")),
         promoted=bool(decision.get("promoted")), gate=decision.get("gate"), gate_reason=decision.get("reason"),
+        promoted_worse=bool(decision.get("promoted_worse")), vs_live=decision.get("vs_live"),
         eval=decision.get("metrics"), model_version=decision.get("model_version"),
         duration_s=round(duration_s, 3) if duration_s is not None else None,
         tasks={u.label: u.state for u in units},
@@ -247,9 +273,11 @@ def _log_rollup(client, parent: str, roll, units: list, duration_s, trail: dict,
     from ragtrail_airflow.tracking import STATUS_TAG, log_recorder
 
     rec = Recorder()
-    rec.metric(**roll.metrics, **headline_metrics(units), duration_s=duration_s)
+    rec.metric(**roll.metrics, **headline_metrics(units), **quality_metrics(summary), duration_s=duration_s)
     incomplete = trail["missing_runs"] or trail["closed_runs"]
+    warning = f"promoted although worse than live: {summary['gate_reason']}" if summary.get("promoted_worse") else "-"
     rec.tag(**{STATUS_TAG: roll.status, "ragtrail.reasons": "; ".join(roll.reasons) or "-",
+               "ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-",
                "ragtrail.trail": "incomplete" if incomplete else "complete",
                "ragtrail.trail_missing": ", ".join(trail["missing_runs"]) or "-",
                "ragtrail.trail_closed": ", ".join(trail["closed_runs"]) or "-"})

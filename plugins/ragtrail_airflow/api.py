@@ -16,7 +16,9 @@ the MLflow UI URL of what it describes.
     GET /ragtrail/api/compare                         ?run_id=…&run_id=…
     GET /ragtrail/api/runs/{run_id}/tasks             per-task breakdown
     GET /ragtrail/api/summary                         ?product=… (repeatable)
+    GET /ragtrail/api/dag_runs/{dag_id}/{run_id}      the pipeline run of one Airflow DAG run
     GET /ragtrail/metrics                             the metrics page (HTML)
+    GET /ragtrail/dag_runs/{dag_id}/{run_id}          the DAG run's "MLflow" tab in the Airflow UI (HTML)
 """
 
 from __future__ import annotations
@@ -117,6 +119,21 @@ def create_app(dependency: Callable | None = None) -> FastAPI:
     @app.get("/api/summary")
     def summary(product: Annotated[list[str] | None, Query()] = None) -> dict:
         return answer(lambda: trail().summary(product or None))
+
+    @app.get("/api/dag_runs/{dag_id}/{run_id}")
+    def dag_run(dag_id: str, run_id: str) -> dict:
+        return answer(lambda: trail().for_dag_run(dag_id, run_id))
+
+    @app.get("/dag_runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+    def dag_run_page(dag_id: str, run_id: str) -> HTMLResponse:
+        from ragtrail_airflow.page import render_dag_run
+
+        t = trail()
+        try:
+            run = t.for_dag_run(dag_id, run_id)
+        except LookupError as err:
+            return HTMLResponse(render_dag_run(t, None, str(err)))
+        return HTMLResponse(answer(lambda: render_dag_run(t, run)))
 
     @app.get("/metrics", response_class=HTMLResponse)
     def metrics_page(product: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> HTMLResponse:

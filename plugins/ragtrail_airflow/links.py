@@ -1,4 +1,4 @@
-"""The "MLflow run" button on every tracked task."""
+"""The "MLflow run" button on every tracked task, and "MLflow pipeline run" (the DAG run's parent run)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,17 @@ class MLflowRunLink(BaseOperatorLink):
         if not value or not value.get("run_id"):
             return ""
         return run_url(value["experiment_id"], value["run_id"])
+
+
+class MLflowPipelineRunLink(BaseOperatorLink):
+    """Opens the DAG run's parent run (the pipeline run): on every tracked task and on the roll-up."""
+
+    name = "MLflow pipeline run"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value = XCom.get_value(key=XCOM_KEY, ti_key=ti_key)
+        if not value or not value.get("parent_run_id"):
+            return ""
+        return run_url(value["experiment_id"], value["parent_run_id"])

@@ -17,6 +17,8 @@ task untracked and strict mode fails it (see :mod:`ragtrail_airflow.resilience`)
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,7 @@ from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factor
 
 from ragtrail.recorder import Recorder
 from ragtrail_airflow.config import tracking_enabled
-from ragtrail_airflow.links import XCOM_KEY, MLflowRunLink
+from ragtrail_airflow.links import XCOM_KEY, MLflowPipelineRunLink, MLflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -37,6 +39,18 @@ if TYPE_CHECKING:
 RUN_PARAMS = ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size",
               "aws_conn_id", "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries",
               "min_ndcg", "eval_tolerance", "promote")
+
+
+def quiet_progress_bars() -> None:
+    """Nothing on a task process's raw stderr: Airflow logs it at ERROR, so the model's "Loading
+    weights" bar and MLflow's own stderr handler ("WARNING mlflow.pyfunc: …") made every healthy run
+    look broken. No progress bars (tqdm and huggingface_hub read these at import; an imported
+    transformers is told too), and MLflow logs through the task's logging at its real level."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 class TrackedPythonOperator(DecoratedOperator, PythonOperator):
@@ -52,7 +66,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     custom_operator_name = "@task.tracked"
     template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
     template_fields_renderers = {"templates_dict": "json", "op_args": "py", "op_kwargs": "py"}
-    operator_extra_links = (MLflowRunLink(),)
+    operator_extra_links = (MLflowRunLink(), MLflowPipelineRunLink())
 
     def __init__(self, *, python_callable: Callable, op_args, op_kwargs, stage: str | None = None,
                  needs: Sequence[str] = (), **kwargs):
@@ -81,18 +95,22 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
 
     def execute(self, context: Context) -> Any:
         self._skip_unless_needs_succeeded(context)
+        quiet_progress_bars()
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]
             return super().execute(context)
 
-        from ragtrail_airflow.tracking import TaskRun
+        from ragtrail_airflow.tracking import TaskRun, airflow_origin
 
         params = context["params"]
         ti = context["ti"]
+        map_index = ti.map_index if ti.map_index is not None else -1
         run = TaskRun(
+            origin=airflow_origin(context.get("dag_run"), dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                                  map_index=map_index),
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=ti.try_number,
-            map_index=ti.map_index if ti.map_index is not None else -1, stage=self.stage or ti.task_id,
+            map_index=map_index, stage=self.stage or ti.task_id,
             product=params["product"], version=params["version"],
             parent_params={k: params[k] for k in RUN_PARAMS if k in params},
         )
@@ -122,3 +140,24 @@ def tracked_task(python_callable: Callable | None = None, multiple_outputs: bool
         decorated_operator_class=TrackedPythonOperator,
         **kwargs,
     )
+
+
+class RollupPythonOperator(DecoratedOperator, PythonOperator):
+    """The roll-up task: a plain Python task whose "MLflow pipeline run" button opens the parent run
+    (the callable pushes ``{"experiment_id", "parent_run_id"}`` to XCom under ``mlflow_run``)."""
+
+    custom_operator_name = "@task.rollup"
+    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
+    operator_extra_links = (MLflowPipelineRunLink(),)
+
+    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, **kwargs):
+        super().__init__(
+            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
+            python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
+
+
+def rollup_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
+                **kwargs) -> TaskDecorator:
+    """Wrap a function into a :class:`RollupPythonOperator` (registered as ``@task.rollup``)."""
+    return task_decorator_factory(python_callable=python_callable, multiple_outputs=multiple_outputs,
+                                  decorated_operator_class=RollupPythonOperator, **kwargs)

@@ -1,8 +1,13 @@
 """The metrics page: per product, the latest run, how it compares with the last five, trends, recent runs.
 
-Rendered on the server as one HTML document with inline SVG plots — no JavaScript, no CDN — so it
-works offline, inside the Airflow UI's iframe, and in a headless browser. Every figure links to its
-MLflow run.
+Rendered on the server as one HTML document with inline SVG plots — no CDN — so it works offline and
+in a headless browser. Every figure links to its MLflow run.
+
+Airflow 3 shows the page under Browse in an iframe sandboxed to ``allow-scripts allow-same-origin
+allow-forms allow-downloads``: no popups, no top navigation, so a plain ``target`` link does nothing
+there. :data:`ESCAPE_FRAME` (the page's only script) re-issues such a click from the Airflow page
+around the frame (same origin), which the sandbox does not restrict: MLflow opens in a new tab,
+Airflow pages replace the UI. Opened on its own, the links work without it.
 """
 
 from __future__ import annotations
@@ -15,9 +20,26 @@ from ragtrail.queries import Trail
 COLORS = {"FINISHED": "#2e7d32", "PARTIAL": "#ef8f00", "FAILED": "#c62828", "KILLED": "#6d4c41",
           "RUNNING": "#1565c0"}
 PLOTS = (("vector_count", "vectors"), ("chunk_count", "chunks"), ("embeddings_per_second", "embeddings / s"),
-         ("duration_s", "duration (s)"))
+         ("duration_s", "duration (s)"), ("ndcg_at_10", "nDCG@10"))
 HEADLINE = (("docs_parsed", "docs"), ("chunk_count", "chunks"), ("vector_count", "vectors"),
+            ("ndcg_at_10", "nDCG@10"), ("recall_at_10", "recall@10"), ("latency_p95_ms", "p95 ms"),
             ("embeddings_per_second", "emb/s"), ("duration_s", "seconds"))
+ESCAPE_FRAME = """<script>
+// Inside Airflow's sandboxed iframe a link cannot open a tab or leave the frame; the same-origin
+// parent page can: click a copy of the link there.
+if (window.top !== window) document.addEventListener("click", function (ev) {
+  var a = ev.target.closest && ev.target.closest("a[data-out]");
+  if (!a) return;
+  try {
+    var doc = window.top.document, copy = doc.createElement("a");
+    // getAttribute: an SVG link's href and target are not plain strings
+    copy.href = new URL(a.getAttribute("href"), location.href).href;
+    copy.target = a.getAttribute("target") || "_top"; copy.rel = "noopener";
+    doc.body.appendChild(copy); copy.click(); copy.remove();
+    ev.preventDefault();
+  } catch (err) { /* another origin: leave the click alone */ }
+});
+</script>"""
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fff}
 h1{font-size:20px;margin:0 0 8px}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ddd}
@@ -25,7 +47,7 @@ h3{font-size:14px;margin:14px 0 6px}nav a{margin-right:10px}
 table{border-collapse:collapse;margin:4px 0 10px}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.badge{color:#fff;padding:1px 7px;border-radius:9px;font-size:12px}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #eee;padding:4px}.muted{color:#777}
-.diff{background:#fff6d6}
+.diff{background:#fff6d6}.warning{color:#8a5a00;font-weight:600}
 """
 
 
@@ -44,8 +66,18 @@ def badge(status: str | None) -> str:
 
 def _link(url: str, text: str, target: str | None = "_blank") -> str:
     """MLflow opens in a new tab; Airflow pages replace the UI around the iframe (``_top``)."""
-    where = f' target="{target}"' if target else ""
-    return f'<a href="{escape(url)}"{where}>{escape(text)}</a>'
+    return f'<a href="{escape(url)}"{_out(target)}>{escape(text)}</a>'
+
+
+def _out(target: str | None) -> str:
+    """Attributes of a link that leaves the page (see :data:`ESCAPE_FRAME`); none for in-page links."""
+    if not target:
+        return ""
+    return f' target="{target}" data-out="1"' + (' rel="noopener"' if target == "_blank" else "")
+
+
+def _warnings(run: dict) -> str:
+    return "".join(f'<div class="problem warning">warning: {escape(w)}</div>' for w in run.get("warnings") or [])
 
 
 def _dag_run_link(run: dict) -> str:
@@ -81,7 +113,7 @@ def line_chart(metric: str, title: str, runs: list[dict], width: int = 380, heig
     for i, v in pts:
         x, y = xy(i, v)
         r = runs[i]
-        parts.append(f'<a href="{escape(r["mlflow_url"])}" target="_blank"><circle class="point" cx="{x}" cy="{y}" '
+        parts.append(f'<a href="{escape(r["mlflow_url"])}"{_out("_blank")}><circle class="point" cx="{x}" cy="{y}" '
                      f'r="4" fill="{COLORS.get(r["status"], "#555")}"><title>{escape(r["version"] or "")} '
                      f'{escape(r["start_time"] or "")}: {_fmt(v)} ({escape(r["status"])})</title></circle></a>')
     labelled = range(len(runs)) if len(runs) <= 8 else sorted({0, len(runs) - 1})
@@ -110,7 +142,7 @@ def status_chart(runs: list[dict], width: int = 380, height: int = 110) -> str:
     for i, r in enumerate(runs):
         row = rows.index(r["status"]) if r["status"] in rows else 2
         x = left + (width - left - right) * (i / span_x if len(runs) > 1 else 0.5)
-        parts.append(f'<a href="{escape(r["mlflow_url"])}" target="_blank"><circle class="point" cx="{x:.1f}" '
+        parts.append(f'<a href="{escape(r["mlflow_url"])}"{_out("_blank")}><circle class="point" cx="{x:.1f}" '
                      f'cy="{top + 8 + row * 24}" r="5" fill="{COLORS.get(r["status"], "#555")}"><title>'
                      f'{escape(r["version"] or "")} {escape(r["start_time"] or "")}: {escape(r["status"])}'
                      f'</title></circle></a>')
@@ -131,6 +163,7 @@ def _latest_card(t: Trail, latest: dict) -> str:
            '<div class="muted">config: ' + ", ".join(f"{k} = {escape(_fmt(v))}" for k, v in cfg.items()) + "</div>"]
     for reason in run["reasons"]:
         out.append(f'<div class="problem">problem: {escape(reason)}</div>')
+    out.append(_warnings(run))
     if run["trail"] == "incomplete":
         out.append(f'<div class="problem">trail incomplete — no MLflow run for: '
                    f'{escape(", ".join(run["missing_runs"]) or "runs closed by the roll-up")}</div>')
@@ -177,7 +210,7 @@ def _product_section(t: Trail, product: dict, limit: int) -> str:
                + "".join(f"<th>{label}</th>" for _, label in HEADLINE) + "<th></th></tr>")
     for r in runs:
         out.append(f'<tr class="run"><td>{escape(r["start_time"] or "")}</td><td>{escape(r["version"] or "")}</td>'
-                   f'<td>{badge(r["status"])}</td>'
+                   f'<td>{badge(r["status"])}{" ⚠ worse than live" if r.get("warnings") else ""}</td>'
                    + "".join(f'<td class="n">{_fmt(r["metrics"].get(k) if k != "duration_s" else r["duration_s"])}</td>'
                              for k, _ in HEADLINE)
                    + f'<td>{_link(r["mlflow_url"], "MLflow")} {_dag_run_link(r)}</td></tr>')
@@ -197,7 +230,29 @@ def render(t: Trail, product: str | None = None, limit: int = 20) -> str:
     body = "".join(_product_section(t, p, limit) for p in chosen) or (
         '<p class="muted">No pipeline runs yet: trigger <b>rag_ingest</b> in Airflow.</p>')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ragtrail metrics</title>'
-            f'<style>{CSS}</style></head><body><h1>ragtrail — RAG pipeline metrics</h1>'
+            f'<style>{CSS}</style>{ESCAPE_FRAME}</head><body><h1>ragtrail — RAG pipeline metrics</h1>'
             f'<nav>{_link("?", "all products", target=None)} {nav} '
             f'<span class="muted">| {_link(t.ui_url + "/#/experiments", "MLflow UI")}</span></nav>{body}'
             f'</body></html>')
+
+
+def _document(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<style>{CSS}</style>{ESCAPE_FRAME}</head><body>{body}</body></html>')
+
+
+def render_dag_run(t: Trail, run: dict | None, problem: str = "") -> str:
+    """The DAG run's "MLflow" tab in Airflow: its pipeline run's status, quality and task runs, linked."""
+    if run is None:
+        return _document("MLflow pipeline run", f'<p class="muted">{escape(problem)}</p>')
+    head = (f'<h1>{escape(run.get("name") or run["run_id"])} {badge(run["status"])}</h1>'
+            f'<p>{_link(run["mlflow_url"], "Open the pipeline run in MLflow")} · '
+            f'{_link(t.experiment_url(run["experiment_id"]), "all runs of " + (run["product"] or "the product"))}</p>')
+    table = ('<table class="latest"><tr>' + "".join(f"<th>{label}</th>" for _, label in HEADLINE) + "</tr><tr>"
+             + "".join(f'<td class="n">{_fmt(run["metrics"].get(k) if k != "duration_s" else run["duration_s"])}</td>'
+                       for k, _ in HEADLINE) + "</tr></table>")
+    notes = "".join(f'<div class="problem">problem: {escape(r)}</div>' for r in run["reasons"]) + _warnings(run)
+    rows = "".join(f'<tr><td>{_link(task["mlflow_url"], task["label"])}</td><td>{badge(task["status"])}</td>'
+                   f'<td class="n">{_fmt(task["duration_s"])}</td></tr>' for task in t.tasks(run["run_id"])["tasks"])
+    return _document("MLflow pipeline run", head + table + notes + '<table class="tasks"><tr><th>task run</th>'
+                     f'<th>status</th><th>seconds</th></tr>{rows}</table>')

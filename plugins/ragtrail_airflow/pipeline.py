@@ -45,42 +45,81 @@ def default_args() -> dict:
             "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))}
 
 
+# Titled groups of the trigger form. Airflow 3's form opens the untitled group (the run's essentials)
+# and shows each titled one collapsed; a titled group turns red when a value in it is invalid.
+SOURCE_ACCESS, CHUNKING, SYNC, GATE, TABLES = (
+    "Source access", "Chunking & embedding", "Sync & batching", "Evaluation gate", "Tables")
+
+
+def param(default, title: str, description: str, *, section: str | None = None, **schema) -> Param:
+    """A typed trigger-form field. A ``type`` list with ``"null"`` makes it optional in the form (a
+    bare ``"string"`` type is required, so a ``""`` default would block the Trigger button)."""
+    return Param(default, title=title, description=description, **({"section": section} if section else {}),
+                 **schema)
+
+
+OPTIONAL_STRING = ["null", "string"]
+
+
 def pipeline_params(*, source: str = str(SAMPLE_CORPUS), product: str = "handbook", version: str = "v1",
                     chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
                     embedder: str = DEFAULT_EMBEDDER, batch_size: int = DEFAULT_BATCH_SIZE,
                     fixed_product: bool = False) -> dict[str, Param]:
     """Typed, described DAG params (the Airflow trigger form) with these defaults.
 
+    The form submits as it opens: every field without a usable default is nullable. Tasks read the
+    optional ones with :func:`ragtrail_airflow.tasks.optional`.
+
     Args:
         fixed_product: a product's own DAG may only build that product.
     """
     product_schema = {"enum": [product]} if fixed_product else {"pattern": NAME_PATTERN}
-
-    def p(default, description, **schema):
-        return Param(default, description=description, **schema)
-
+    p = param
     return {
-        "source": p(source, "Folder, file:// URI or s3://bucket/prefix of the documents.", type="string", minLength=1),
-        "aws_conn_id": p("aws_default", "Airflow connection for s3:// sources (endpoint_url in its extra for MinIO).", type="string"),
-        "product": p(product, "Index name: the Qdrant alias and the MLflow experiment.", type="string", **product_schema),
-        "version": p(version, "Build configuration; each version has its own collection.", type="string", pattern=NAME_PATTERN),
-        "chunk_size": p(chunk_size, "Max tokens per chunk (embedder tokens; at most its window).", type="integer", minimum=16, maximum=510),
-        "chunk_overlap": p(chunk_overlap, "Tokens shared by consecutive chunks.", type="integer", minimum=0, maximum=256),
-        "embedder": p(embedder, "sentence-transformers model name or local folder.", type="string"),
-        "embed_backend": p("torch", "torch: fp32; onnx-int8: ~1.9x faster on CPU, cosine ~0.99 to fp32.", enum=["torch", "onnx-int8"]),
-        "batch_size": p(batch_size, "Texts per encode() call.", type="integer", minimum=1, maximum=1024),
-        "sync_mode": p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
-        "docs_per_batch": p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
-        "texts_per_batch": p(2048, "Distinct texts per embed task (one mapped task each).", type="integer", minimum=1),
-        "promote": p(True, "Point the product alias at this version when it passes the gate.", type="boolean"),
-        "eval_queries": p("", "JSON lines query set {id, text, relevant}; empty: none (the sample corpus has its own).", type="string"),
-        "min_ndcg": p(0.0, "Gate: lowest nDCG@10 that may go live.", type="number", minimum=0, maximum=1),
-        "eval_tolerance": p(0.02, "Gate: how much worse than the live version's nDCG@10 is still accepted.", type="number", minimum=0),
-        "keep_versions": p(2, "Old versions kept besides the live one.", type="integer", minimum=0),
-        "max_file_mb": p(50, "Larger files are quarantined unread (too_large).", type="number", exclusiveMinimum=0),
-        "id_column": p("", "Tables: row id column; empty tries id, then doc_id, then row numbers.", type="string"),
-        "text_column": p("text", "Tables: the column holding the text to index.", type="string", minLength=1),
-        "metadata_columns": p("*", "Tables: comma-separated columns copied into the payload; * = all others, empty = none.", type="string"),
+        "source": p(source, "Source", "Folder, file:// URI or s3://bucket/prefix of the documents.",
+                    type="string", minLength=1),
+        "product": p(product, "Product", "Index name: the Qdrant alias and the MLflow experiment.",
+                     type="string", **product_schema),
+        "version": p(version, "Version", "Build configuration; each version has its own collection.",
+                     type="string", pattern=NAME_PATTERN),
+        "aws_conn_id": p("aws_default", "AWS connection", "Airflow connection for s3:// sources "
+                         "(endpoint_url in its extra for MinIO); empty: aws_default.",
+                         section=SOURCE_ACCESS, type=OPTIONAL_STRING),
+        "max_file_mb": p(50, "Max file size (MB)", "Larger files are quarantined unread (too_large).",
+                         section=SOURCE_ACCESS, type="number", exclusiveMinimum=0),
+        "chunk_size": p(chunk_size, "Chunk size", "Max tokens per chunk (embedder tokens; at most its window).",
+                        section=CHUNKING, type="integer", minimum=16, maximum=510),
+        "chunk_overlap": p(chunk_overlap, "Chunk overlap", "Tokens shared by consecutive chunks.",
+                           section=CHUNKING, type="integer", minimum=0, maximum=256),
+        "embedder": p(embedder, "Embedder", "sentence-transformers model name or local folder.",
+                      section=CHUNKING, type="string", minLength=1),
+        "embed_backend": p("torch", "Embed backend", "torch: fp32; onnx-int8: ~1.9x faster on CPU, cosine ~0.99 "
+                           "to fp32.", section=CHUNKING, type="string", enum=["torch", "onnx-int8"]),
+        "batch_size": p(batch_size, "Encode batch size", "Texts per encode() call.", section=CHUNKING,
+                        type="integer", minimum=1, maximum=1024),
+        "sync_mode": p("full", "Sync mode", "full: documents gone from the source leave the index; incremental: "
+                       "they stay.", section=SYNC, type="string", enum=["full", "incremental"]),
+        "docs_per_batch": p(500, "Documents per chunk task", "One mapped chunk task per this many documents.",
+                            section=SYNC, type="integer", minimum=1),
+        "texts_per_batch": p(2048, "Texts per embed task", "One mapped embed task per this many distinct texts.",
+                             section=SYNC, type="integer", minimum=1),
+        "keep_versions": p(2, "Old versions kept", "Versions kept besides the live one; older ones are deleted.",
+                           section=SYNC, type="integer", minimum=0),
+        "promote": p(True, "Promote", "Point the product alias at this version when it passes the gate.",
+                     section=GATE, type="boolean"),
+        "eval_queries": p(None, "Query set", "JSON lines file {id, text, relevant}; empty: none (the sample "
+                          "corpus brings its own).", section=GATE, type=OPTIONAL_STRING),
+        "min_ndcg": p(0.0, "Min nDCG@10", "Lowest nDCG@10 that may go live.", section=GATE, type="number",
+                      minimum=0, maximum=1),
+        "eval_tolerance": p(0.02, "Tolerance vs live", "How much lower than the live version's nDCG@10 is still "
+                            "accepted (a significant drop is rejected anyway).", section=GATE, type="number",
+                            minimum=0, maximum=1),
+        "id_column": p(None, "Id column", "Row id column; empty: id, then doc_id, then row numbers.",
+                       section=TABLES, type=OPTIONAL_STRING),
+        "text_column": p("text", "Text column", "The column holding the text to index.", section=TABLES,
+                         type="string", minLength=1),
+        "metadata_columns": p("*", "Metadata columns", "Comma-separated columns copied into the payload; "
+                              "* = all others; empty = none.", section=TABLES, type=OPTIONAL_STRING),
     }
 
 
@@ -136,7 +175,7 @@ def build_pipeline() -> None:
 
         return tasks.evaluate(params, docs, tracker, tracked_run)
 
-    @task(trigger_rule="all_done", retries=0)
+    @task.rollup(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):
         from ragtrail_airflow.aggregate import aggregate_status as rollup
 
@@ -149,4 +188,6 @@ def build_pipeline() -> None:
     embedded = embed.expand(batch=unique)
     indexed = index(chunked, embedded)
     evaluated = evaluate(docs, indexed)
-    [docs, planned, chunked, unique, embedded, indexed, evaluated] >> aggregate_status()
+    # index runs only once every chunk/embed batch is done (all_done) and evaluate comes after it: when
+    # both are done, so is every task, and the graph needs no edge from each of them.
+    [indexed, evaluated] >> aggregate_status()

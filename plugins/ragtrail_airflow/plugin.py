@@ -9,7 +9,8 @@ from functools import cached_property
 
 from airflow.plugins_manager import AirflowPlugin
 
-from ragtrail_airflow.links import MLflowRunLink
+from ragtrail_airflow import preload
+from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink
 
 URL_PREFIX = "/ragtrail"
 
@@ -18,13 +19,19 @@ class RagtrailPlugin(AirflowPlugin):
     """Registered through the ``airflow.plugins`` entry point (see pyproject.toml)."""
 
     name = "ragtrail"
-    operator_extra_links = [MLflowRunLink()]
+    operator_extra_links = [MLflowRunLink(), MLflowPipelineRunLink()]
+    listeners = [preload]  # MLflow imported before the LocalExecutor forks task processes
     external_views = [{
         "name": "RAG metrics",
         "href": f"{URL_PREFIX}/metrics",
         "url_route": "ragtrail",
         "destination": "nav",
         "category": "browse",
+    }, {  # a tab on every DAG run: its MLflow pipeline run (status, quality, task runs, links)
+        "name": "MLflow",
+        "href": f"{URL_PREFIX}/dag_runs/{{DAG_ID}}/{{RUN_ID}}",
+        "url_route": "mlflow",
+        "destination": "dag_run",
     }]
 
     @cached_property

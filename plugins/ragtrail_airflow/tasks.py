@@ -12,6 +12,26 @@ from pathlib import Path
 from ragtrail.recorder import Recorder
 
 
+def as_list(results) -> list:
+    """A mapped task's results as a list, read in one request.
+
+    Iterating Airflow's lazy XCom sequence asks for one item after another until the server answers
+    404, which Airflow logs at ERROR ("XCom not found … offset=N") on every healthy run; a slice is
+    one request and no error.
+    """
+    if results is None:
+        return []
+    if isinstance(results, (list, tuple)):
+        return list(results)
+    return list(results[:])
+
+
+def optional(params: dict, key: str, empty: str = "") -> str:
+    """A nullable trigger-form field: the form sends ``null`` for a field left (or made) empty."""
+    value = params.get(key)
+    return empty if value is None else value
+
+
 def ingest(params: dict, workdir: Path, tracker: Recorder) -> dict:
     """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -20,11 +40,12 @@ def ingest(params: dict, workdir: Path, tracker: Recorder) -> dict:
     from ragtrail.tables import TableSpec
     from ragtrail_airflow.s3 import s3_client_factory
 
-    table = TableSpec.from_strings(params["id_column"], params["text_column"], params["metadata_columns"])
+    table = TableSpec.from_strings(optional(params, "id_column"), params["text_column"],
+                                   optional(params, "metadata_columns"))
     try:
         return ingest_source(params["source"], workdir, recorder=tracker, table=table,
                              max_doc_bytes=int(params["max_file_mb"] * 1024 * 1024),
-                             s3_client=s3_client_factory(params["aws_conn_id"]))
+                             s3_client=s3_client_factory(optional(params, "aws_conn_id", "aws_default")))
     except NoUsableDocuments as err:  # the same source will not improve on a retry
         raise AirflowFailException(str(err)) from err
 
@@ -53,7 +74,7 @@ def dedupe(params: dict, chunked, workdir: Path, tracker: Recorder) -> list[dict
     from ragtrail.dedupe import unique_texts
     from ragtrail.plan import read_plan
 
-    return unique_texts([c["chunks_path"] for c in chunked or [] if c], workdir, held_path=read_plan(workdir)["held_path"],
+    return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir, held_path=read_plan(workdir)["held_path"],
                         texts_per_batch=params["texts_per_batch"], recorder=tracker)["batches"]
 
 
@@ -69,7 +90,7 @@ def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: 
     from ragtrail.pipeline import index_from_results
     from ragtrail_airflow.qdrant import qdrant_target
 
-    return index_from_results(chunked, embedded, params, workdir, run_id, recorder=tracker, location=qdrant_target())
+    return index_from_results(as_list(chunked), as_list(embedded), params, workdir, run_id, recorder=tracker, location=qdrant_target())
 
 
 
@@ -102,10 +123,11 @@ def tune(params: dict, workdir: Path, tracker: Recorder, tracked_run: dict | Non
     from ragtrail.tuning import tune_chunking
     from ragtrail_airflow.s3 import s3_client_factory
 
-    queries_path = resolve_query_file(params["source"], params["eval_queries"])
+    queries_path = resolve_query_file(params["source"], optional(params, "eval_queries"))
     if queries_path is None:
         raise AirflowFailException("tuning needs a query set: set the eval_queries param")
-    docs = ingest_source(params["source"], workdir / "ingest", s3_client=s3_client_factory(params["aws_conn_id"]))
+    docs = ingest_source(params["source"], workdir / "ingest",
+                         s3_client=s3_client_factory(optional(params, "aws_conn_id", "aws_default")))
     on_trial = None
     if tracked_run:
         from ragtrail_airflow.tracking import get_client, log_nested_run

@@ -37,6 +37,10 @@ TRY_TAG, MAP_TAG, STAGE_TAG = "airflow.try_number", "airflow.map_index", "ragtra
 PRODUCT_TAG, VERSION_TAG, STATUS_TAG = "ragtrail.product", "ragtrail.version", "ragtrail.status"
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG, ERROR_TAG, ERROR_CLASS_TAG = "ragtrail.kind", "ragtrail.error", "ragtrail.error_class"
+URL_TAG, NOTE_TAG = "airflow.url", "mlflow.note.content"
+# MLflow 3 opens an experiment without this tag in its GenAI view, which has no metrics or params
+# tables for pipeline runs; "custom_model_development" is its classic "model training" view.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 # The TaskRun of the tracked task running in this context: @track nests its runs under it.
 CURRENT_TASK_RUN: ContextVar[TaskRun | None] = ContextVar("ragtrail_current_task_run", default=None)
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|auth", re.I)
@@ -124,11 +128,13 @@ def get_or_create_experiment(client, product: str, kind: str = "product") -> str
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND_TAG not in (exp.tags or {}):  # made before ragtrail set it
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location(product),
                                         tags={PRODUCT_TAG: product, "ragtrail.product_id": product_id(product),
-                                              KIND_TAG: kind})
+                                              KIND_TAG: kind, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException as err:  # another task created it a moment ago
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -173,7 +179,7 @@ def _settled_parent(client, experiment_id: str, dag_id: str, run_id: str):
 
 
 def find_or_create_parent(client, experiment_id: str, *, dag_id: str, run_id: str, tags: dict,
-                          params: dict | None = None) -> str:
+                          params: dict | None = None, run_name: str | None = None) -> str:
     """Return the run id of the DAG run's parent run, creating it once.
 
     Idempotent across retries and processes: the parent is found by its tags. Tasks racing to create
@@ -184,7 +190,7 @@ def find_or_create_parent(client, experiment_id: str, *, dag_id: str, run_id: st
     found = _settled_parent(client, experiment_id, dag_id, run_id)
     if found is not None:
         return found.info.run_id
-    run = client.create_run(experiment_id, run_name=f"{dag_id} {run_id}",
+    run = client.create_run(experiment_id, run_name=run_name or f"{dag_id} {run_id}",
                             tags={**tags, ROLE_TAG: "parent", DAG_TAG: dag_id, RUN_TAG: run_id})
     winner = _settled_parent(client, experiment_id, dag_id, run_id)
     if winner is not None and winner.info.run_id != run.info.run_id:
@@ -259,6 +265,50 @@ def _source_type(uri: str) -> str:
     return "s3" if uri.startswith("s3://") else "local"
 
 
+def airflow_origin(dag_run, *, dag_id: str, run_id: str, task_id: str | None = None,
+                   map_index: int = -1) -> dict:
+    """Where a run comes from in Airflow: UI URLs of the DAG run and task instance, who triggered it,
+    the run type and time (``dag_run`` is the task context's, or ``None``)."""
+    import getpass
+
+    from ragtrail_airflow.config import dag_run_url, task_instance_url
+
+    when = None
+    for attr in ("run_after", "logical_date", "start_date"):
+        when = when or getattr(dag_run, attr, None)
+    run_type = getattr(dag_run, "run_type", None)
+    run_type = getattr(run_type, "value", run_type) or run_id.split("__", 1)[0]
+    try:
+        user = getattr(dag_run, "triggering_user_name", None) or getpass.getuser()
+    except Exception:  # no user name in a container without /etc/passwd entry
+        user = "airflow"
+    origin = {"dag_run_url": dag_run_url(dag_id, run_id), "user": str(user), "run_type": str(run_type),
+              "when": when.strftime("%Y-%m-%d %H:%M") if when else ""}
+    if task_id:
+        origin["task_url"] = task_instance_url(dag_id, run_id, task_id, map_index)
+    return origin
+
+
+def parent_run_name(product: str, version: str, origin: dict | None) -> str:
+    """How a person tells pipeline runs apart: ``handbook v3 · manual · 2026-11-28 08:12``."""
+    parts = [f"{product} {version}"]
+    if origin:
+        parts += [p for p in (origin.get("run_type"), origin.get("when")) if p]
+    return " · ".join(parts)
+
+
+def origin_tags(origin: dict | None, *, dag_id: str, run_id: str, task_label: str | None = None) -> dict:
+    """MLflow's own tags (description, source, user) plus ``airflow.url``, pointing back at Airflow."""
+    if not origin:
+        return {}
+    url = origin.get("task_url") if task_label else origin["dag_run_url"]
+    note = (f"Airflow task instance **{task_label}** of DAG run [{dag_id} / {run_id}]({origin['dag_run_url']}): "
+            f"[open in Airflow]({url})" if task_label else
+            f"Airflow DAG run [{dag_id} / {run_id}]({url}) ({origin.get('run_type')}, by {origin.get('user')})")
+    return {NOTE_TAG: note, URL_TAG: url, "mlflow.source.type": "JOB", "mlflow.user": origin.get("user", ""),
+            "mlflow.source.name": f"airflow:{dag_id}" + (f"/{task_label}" if task_label else "")}
+
+
 class TaskRun:
     """One MLflow child run for one try of one task, nested under the DAG run's parent.
 
@@ -274,7 +324,8 @@ class TaskRun:
 
     def __init__(self, *, dag_id: str, run_id: str, task_id: str, product: str, version: str,
                  try_number: int = 1, map_index: int = -1, stage: str | None = None,
-                 parent_params: dict | None = None, policy: Policy | None = None):
+                 parent_params: dict | None = None, policy: Policy | None = None, origin: dict | None = None):
+        self.origin = origin  # see airflow_origin
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.product, self.version = product, version
         self.try_number, self.map_index = try_number, map_index
@@ -308,11 +359,14 @@ class TaskRun:
                 self.experiment_id = get_or_create_experiment(self.client, self.product)
                 self.parent_run_id = find_or_create_parent(
                     self.client, self.experiment_id, dag_id=self.dag_id, run_id=self.run_id,
-                    tags=common, params=self.parent_params)
+                    tags={**common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id)},
+                    params=self.parent_params, run_name=parent_run_name(self.product, self.version, self.origin))
                 _PARENTS[key] = (self.experiment_id, self.parent_run_id)
             name = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+            label = f"{name} (try {self.try_number})"
             run = self.client.create_run(self.experiment_id, run_name=name, tags={
-                **common, PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id,
+                **common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id, task_label=label),
+                PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id,
                 RUN_TAG: self.run_id, TASK_TAG: self.task_id, TRY_TAG: str(self.try_number),
                 MAP_TAG: str(self.map_index), STAGE_TAG: self.stage})
             self.mlflow_run_id = run.info.run_id

@@ -16,7 +16,7 @@ from ragtrail.evaluation import (
     score_query,
     summarize,
 )
-from ragtrail.gate import gate
+from ragtrail.gate import compare_with_live, gate, paired_permutation_p
 from ragtrail.settings import SAMPLE_CORPUS
 
 
@@ -95,3 +95,26 @@ def test_gate_thresholds_and_tolerance():
     assert not ok and "p__v1" in reason and "0.7000" in reason
     assert gate({"ndcg_at_10": 0.66}, {"ndcg_at_10": 0.7}, tolerance=0.05)[0] is True
     assert gate({"ndcg_at_10": 0.1}, None)[0] is True
+
+
+def test_paired_permutation_test_by_hand():
+    """Sign flips enumerated exactly: every one of 10 queries worse → p = 1/2**10; one query of 30 a bit
+    worse, the rest equal → p = 1/2 (a coin flip: not significant); no difference → 1."""
+    assert paired_permutation_p([0.5] * 10, [1.0] * 10) == pytest.approx(1 / 1024)
+    assert paired_permutation_p([1.0] * 29 + [0.6], [1.0] * 30) == pytest.approx(0.5)
+    assert paired_permutation_p([0.7] * 5, [0.7] * 5) == 1.0
+    many = paired_permutation_p([0.5] * 40, [0.6] * 40)  # Monte Carlo past 16 differing queries
+    assert many < 0.001
+
+
+def test_gate_rejects_a_significant_drop_and_marks_a_small_one():
+    """Within the tolerance: a significant drop is rejected; a not significant one passes, labelled WORSE."""
+    rows = [{"query_id": f"q{i}", "ndcg_at_10": 0.9, "relevant": '{"a": 1}'} for i in range(12)]
+    live_rows = [{**r, "ndcg_at_10": 0.91} for r in rows]
+    versus = compare_with_live(rows, live_rows)
+    assert versus["queries"] == 12 and versus["delta"] == pytest.approx(-0.01)
+    assert versus["p_value"] == pytest.approx(1 / 4096)
+    ok, reason = gate({"ndcg_at_10": 0.9}, {"ndcg_at_10": 0.91}, tolerance=0.02, p_value=versus["p_value"])
+    assert not ok and "significantly worse" in reason
+    ok, reason = gate({"ndcg_at_10": 0.960}, {"ndcg_at_10": 0.973}, tolerance=0.02, p_value=0.31)
+    assert ok and reason.startswith("WORSE than live") and "p=0.310" in reason

@@ -71,7 +71,7 @@ def test_every_answer_links_to_mlflow(history, trail):
     exp = history["v1"]["experiment_id"]
     listing = trail.runs(PRODUCT)
     assert listing["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}"
-    assert all(r["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{r['run_id']}"
+    assert all(r["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{r['run_id']}?workflowType=machine_learning"
                for r in listing["runs"])
     product = next(p for p in trail.products() if p["product"] == PRODUCT)
     assert product["experiment_id"] == exp and product["experiment_name"].startswith(f"ragtrail - {PRODUCT} (")
@@ -86,7 +86,7 @@ def test_latest_reports_the_newest_finished_version_with_its_config_and_tasks(hi
     assert [t["task_id"] for t in latest["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
     assert all(t["status"] == "FINISHED" for t in latest["tasks"])
     assert latest["tasks"][2]["metrics"]["chunk_count"] == 4 and latest["tasks"][5]["metrics"]["vector_count"] == 4
-    assert latest["mlflow_url"].endswith(history["v3"]["parent_run_id"]) and latest["running"] == []
+    assert latest["mlflow_url"].split("?")[0].endswith(history["v3"]["parent_run_id"]) and latest["running"] == []
 
 
 def test_tasks_of_the_failed_run(history, trail):

@@ -22,4 +22,4 @@ def test_tracking_switch(monkeypatch, env, expected):
 def test_link_base_url_is_configurable(monkeypatch):
     monkeypatch.setenv("RAGTRAIL_MLFLOW_UI_URL", "https://mlflow.example.org/")
     assert mlflow_ui_url() == "https://mlflow.example.org"
-    assert run_url("3", "abc") == "https://mlflow.example.org/#/experiments/3/runs/abc"
+    assert run_url("3", "abc") == "https://mlflow.example.org/#/experiments/3/runs/abc?workflowType=machine_learning"

@@ -9,7 +9,9 @@ import pytest
 
 from ragtrail.recorder import Recorder
 from ragtrail_airflow.tracking import (
+    EXPERIMENT_KIND_TAG,
     TaskRun,
+    airflow_origin,
     find_or_create_parent,
     get_client,
     get_or_create_experiment,
@@ -112,3 +114,37 @@ def test_operator_on_kill_ends_the_run_killed(exp):
                            version="v1").start()
     op.on_kill()
     assert client.get_run(op._task_run.mlflow_run_id).info.status == "KILLED"
+
+
+def test_experiments_open_in_mlflows_classic_view(exp):
+    """MLflow 3 opens an experiment without a kind in its GenAI view; ours are tagged for model training,
+    and one made before the tag existed gets it on first use."""
+    client, exp_id = exp
+    assert client.get_experiment(exp_id).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    client.delete_experiment_tag(exp_id, EXPERIMENT_KIND_TAG)
+    assert get_or_create_experiment(client, "tracking-tests") == exp_id
+    assert client.get_experiment(exp_id).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+def test_runs_point_back_at_airflow(exp, monkeypatch):
+    """A task's run carries the task instance's Airflow URL (tag and description), source and user; the
+    parent run the DAG run's, and a name that tells runs apart."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080/")
+    run_id = f"manual__{uuid.uuid4()}"
+    dag_run = SimpleNamespace(run_type="manual", run_after=datetime(2026, 11, 28, 8, 12, tzinfo=UTC),
+                              triggering_user_name="ada")
+    origin = airflow_origin(dag_run, dag_id="d", run_id=run_id, task_id="chunk", map_index=2)
+    with TaskRun(dag_id="d", run_id=run_id, task_id="chunk", map_index=2, product="tracking-tests",
+                 version="v3", origin=origin) as run:
+        pass
+    client, _ = exp
+    child = client.get_run(run.mlflow_run_id)
+    parent = client.get_run(run.parent_run_id)
+    task_url = f"http://airflow.example:8080/dags/d/runs/{run_id}/tasks/chunk/mapped/2"
+    assert child.data.tags["airflow.url"] == task_url and f"]({task_url})" in child.data.tags["mlflow.note.content"]
+    assert child.data.tags["mlflow.user"] == "ada" and child.data.tags["mlflow.source.type"] == "JOB"
+    assert parent.info.run_name == "tracking-tests v3 · manual · 2026-11-28 08:12"
+    assert parent.data.tags["airflow.url"] == f"http://airflow.example:8080/dags/d/runs/{run_id}"
