@@ -41,6 +41,6 @@ def on_starting(component) -> None:
     try:
         import mlflow.tracking  # noqa: F401
 
-        import ragtrail_airflow.tracking  # noqa: F401
+        import ragtrail.trail.task_run  # noqa: F401
     except Exception:  # a task imports it itself, as before
         log.warning("could not preload MLflow in the scheduler", exc_info=True)

@@ -101,11 +101,12 @@ def evaluate(params: dict, docs: dict | None, tracker: Recorder, tracked_run: di
 
     decision = evaluate_from_params(params, recorder=tracker, location=qdrant_target())
     if tracked_run:
-        from ragtrail.retriever import model_name
-        from ragtrail_airflow.registry import register_version
-        from ragtrail_airflow.tracking import get_client
+        from ragtrail.trail.client import guarded_client
+        from ragtrail.trail.names import model_name
+        from ragtrail.trail.registry import register_version
+        from ragtrail_airflow.config import policy
 
-        number = register_version(get_client(), run_id=tracked_run["run_id"], product=params["product"],
+        number = register_version(guarded_client(policy()), run_id=tracked_run["run_id"], product=params["product"],
                                   version=params["version"], collection=decision["collection"],
                                   config=build_config(params), decision=decision,
                                   source_digest=(docs or {}).get("digest"), qdrant_location=qdrant_location())
@@ -130,9 +131,11 @@ def tune(params: dict, workdir: Path, tracker: Recorder, tracked_run: dict | Non
                          s3_client=s3_client_factory(optional(params, "aws_conn_id", "aws_default")))
     on_trial = None
     if tracked_run:
-        from ragtrail_airflow.tracking import get_client, log_nested_run
+        from ragtrail.trail.client import guarded_client
+        from ragtrail.trail.runs import log_nested_run
+        from ragtrail_airflow.config import policy
 
-        client = get_client()
+        client = guarded_client(policy())
 
         def on_trial(number: int, trial_params: dict, metrics: dict) -> None:
             rec = Recorder()

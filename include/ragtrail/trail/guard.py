@@ -1,14 +1,21 @@
 """Bounded MLflow calls: a timeout per attempt, a few retries, and one time budget per task.
 
-MLflow's own client retries a dead server for minutes. Here MLflow's HTTP retries are switched off
-and every call goes through a :class:`Guard` instead: each attempt gets at most
-``RAGTRAIL_MLFLOW_TIMEOUT_S``, transient failures are retried ``RAGTRAIL_MLFLOW_RETRIES`` times with
-exponential backoff, and all calls of one task together spend at most ``RAGTRAIL_MLFLOW_BUDGET_S``
-(default 30 s). When a call still fails, the guard *opens*: later calls of that task fail at once,
-so a dead server costs a task one bounded wait, not one per call.
+MLflow's own client retries a dead server for minutes. Here every call goes through a :class:`Guard`
+instead (the retry loop is ``tenacity``'s): each attempt gets at most ``RAGTRAIL_MLFLOW_TIMEOUT_S``,
+transient failures are retried ``RAGTRAIL_MLFLOW_RETRIES`` times with exponential backoff, and all
+calls of one task together spend at most ``RAGTRAIL_MLFLOW_BUDGET_S`` (default 30 s). When a call
+still fails, the guard *opens*: later calls of that task fail at once, so a dead server costs a task
+one bounded wait, not one per call.
 
-What happens then is the tracking mode's business (``RAGTRAIL_TRACKING_MODE``): **lenient** (default)
-lets the data pipeline go on untracked, **strict** fails the task with :class:`TrackingUnavailable`.
+MLflow reads its HTTP timeout and retries from ``MLFLOW_HTTP_REQUEST_TIMEOUT`` /
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` on every request. A guard does not rewrite the process-wide
+environment for that (concurrent guards would overwrite each other): it sets the two values for its
+own attempt only, in a context variable that those two settings consult first (see
+:func:`_install_http_limits`); other threads and tasks keep theirs.
+
+What happens when MLflow stays away is the tracking mode's business (``RAGTRAIL_TRACKING_MODE``):
+**lenient** (default) lets the data pipeline go on untracked, **strict** fails the task with
+:class:`TrackingUnavailable` (see :func:`tracking_failed`).
 
 Example::
 
@@ -21,26 +28,23 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+import tenacity
+
+from ragtrail.trail.names import redact_uri
+from ragtrail.trail.settings import setting
 
 log = logging.getLogger(__name__)
 
 LENIENT, STRICT = "lenient", "strict"
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 _STATUS = re.compile(r"error code (\d{3})")
-
-
-def _setting(env: str, key: str, default: str) -> str:
-    if os.environ.get(env):
-        return os.environ[env]
-    from ragtrail_airflow.config import airflow_conf
-
-    return airflow_conf(key, default)
 
 
 @dataclass(frozen=True)
@@ -62,19 +66,24 @@ class Policy:
     mode: str = LENIENT
 
     @classmethod
-    def from_env(cls) -> Policy:
-        """Read ``RAGTRAIL_MLFLOW_{TIMEOUT_S,RETRIES,BACKOFF_S,BUDGET_S}`` and ``RAGTRAIL_TRACKING_MODE``
-        (or the ``[ragtrail]`` options ``mlflow_timeout_s``… ``tracking_mode``)."""
-        mode = _setting("RAGTRAIL_TRACKING_MODE", "tracking_mode", LENIENT).strip().lower()
+    def from_env(cls, section: Mapping[str, str] | None = None) -> Policy:
+        """Read ``RAGTRAIL_MLFLOW_{TIMEOUT_S,RETRIES,BACKOFF_S,BUDGET_S}`` and ``RAGTRAIL_TRACKING_MODE``,
+        else the ``[ragtrail]`` values ``mlflow_timeout_s``… ``tracking_mode`` handed in (see
+        :mod:`ragtrail.trail.settings`)."""
+        mode = setting("RAGTRAIL_TRACKING_MODE", "tracking_mode", LENIENT, section).strip().lower()
         if mode not in (LENIENT, STRICT):
             raise ValueError(f"tracking mode must be {LENIENT!r} or {STRICT!r}, got {mode!r}")
-        return cls(
-            timeout_s=float(_setting("RAGTRAIL_MLFLOW_TIMEOUT_S", "mlflow_timeout_s", str(cls.timeout_s))),
-            retries=int(_setting("RAGTRAIL_MLFLOW_RETRIES", "mlflow_retries", str(cls.retries))),
-            backoff_s=float(_setting("RAGTRAIL_MLFLOW_BACKOFF_S", "mlflow_backoff_s", str(cls.backoff_s))),
-            budget_s=float(_setting("RAGTRAIL_MLFLOW_BUDGET_S", "mlflow_budget_s", str(cls.budget_s))),
-            mode=mode,
-        )
+
+        def num(name: str, default: float) -> str:
+            return setting(f"RAGTRAIL_MLFLOW_{name.upper()}", f"mlflow_{name}", str(default), section)
+
+        return cls(timeout_s=float(num("timeout_s", cls.timeout_s)), retries=int(num("retries", cls.retries)),
+                   backoff_s=float(num("backoff_s", cls.backoff_s)), budget_s=float(num("budget_s", cls.budget_s)),
+                   mode=mode)
+
+    def replace(self, **changes: Any) -> Policy:
+        """This policy with some fields changed (e.g. a short budget for a request a browser waits on)."""
+        return Policy(**{**self.__dict__, **changes})
 
     @property
     def strict(self) -> bool:
@@ -93,8 +102,21 @@ STRICT_NOTE = ("strict tracking mode (RAGTRAIL_TRACKING_MODE=strict) fails the t
                "lenient mode would let the pipeline go on untracked")
 
 
-def redact_uri(uri: str) -> str:
-    return _USERINFO.sub(r"\g<scheme>***@", uri)
+def tracking_failed(policy: Policy, uri: str, where: str, err: BaseException, lenient: str) -> str:
+    """The one place that decides what a failed trail write means.
+
+    Strict: raise ``err`` if it is a :class:`TrackingError` already, else a :class:`TrackingError`
+    naming the (redacted) tracking URI and ``where`` it failed. Lenient: log a warning ending in
+    ``lenient`` (what happens instead) and return the error's text.
+    """
+    if policy.strict:
+        if isinstance(err, TrackingError):
+            raise err
+        raise TrackingError(f"MLflow tracking at {redact_uri(uri)} failed {where}: "
+                            f"{type(err).__name__}: {err} — {STRICT_NOTE}") from err
+    text = f"{type(err).__name__}: {err}"
+    log.warning("MLflow tracking failed %s (%s); lenient mode: %s", where, text[:1000], lenient)
+    return text
 
 
 def is_transient(err: BaseException) -> bool:
@@ -108,13 +130,10 @@ def is_transient(err: BaseException) -> bool:
     text = str(err)
     if "database is locked" in text:
         return True
-    try:
-        import requests
+    import requests
 
-        if isinstance(err, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-            return True
-    except ImportError:  # pragma: no cover - requests comes with mlflow
-        pass
+    if isinstance(err, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return True
     from mlflow.exceptions import MlflowException, RestException
 
     if isinstance(err, RestException):
@@ -138,7 +157,7 @@ class Guard:
                  sleep: Callable[[float], None] = time.sleep):
         self.uri = redact_uri(uri)
         self.policy = policy or Policy.from_env()
-        self.clock, self.sleep = clock, sleep
+        self.clock, self._sleep = clock, sleep
         self.spent_s = 0.0
         self.attempts = 0
         self.open = False
@@ -162,40 +181,53 @@ class Guard:
         """
         if self.open:
             raise self._error("gave up earlier in this task")
-        failures = 0
-        while True:
-            remaining = self.remaining_s()
-            if remaining < 1:  # MLflow's timeouts are whole seconds: no room for another attempt
-                self.open = True
-                raise self._error("time budget spent")
-            _limit_http(min(self.policy.timeout_s, remaining))
-            start = self.clock()
-            self.attempts += 1
-            try:
-                return fn(*args, **kwargs)
-            except Exception as err:
-                if not is_transient(err):
-                    raise
+        if self.remaining_s() < 1:  # MLflow's timeouts are whole seconds: no room for an attempt
+            self.open = True
+            raise self._error("time budget spent")
+        _install_http_limits()
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient), stop=self._stop,
+                                     wait=self._pause, sleep=self._timed_sleep, before_sleep=self._log_failure,
+                                     retry_error_callback=self._give_up)
+        return retrying(self._attempt, fn, args, kwargs)
+
+    def _attempt(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        # MLflow's own retries would multiply ours (and ignore the budget); its timeout is whole
+        # seconds, rounded down so an attempt never outlives the budget.
+        timeout = max(1, math.floor(min(self.policy.timeout_s, self.remaining_s())))
+        token = _HTTP_LIMITS.set({"MLFLOW_HTTP_REQUEST_TIMEOUT": timeout, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 0})
+        start = self.clock()
+        self.attempts += 1
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if is_transient(err):
                 self.last_error = err
-                failures += 1
-                log.warning("MLflow call %s failed (%s: %s), attempt %d of %d", getattr(fn, "__name__", fn),
-                            type(err).__name__, str(err)[:200], failures, self.policy.retries + 1)
-            finally:
-                self.spent_s += self.clock() - start
-            if failures > self.policy.retries:
-                self.open = True
-                raise self._error(f"{failures} failed attempts")
-            pause = min(self.policy.backoff_s * 2 ** (failures - 1), max(self.remaining_s(), 0.0))
-            t0 = self.clock()
-            self.sleep(pause)
-            self.spent_s += self.clock() - t0
+            raise
+        finally:
+            self.spent_s += self.clock() - start
+            _HTTP_LIMITS.reset(token)
 
+    def _pause(self, state: tenacity.RetryCallState) -> float:
+        return min(self.policy.backoff_s * 2 ** (state.attempt_number - 1), max(self.remaining_s(), 0.0))
 
-def _limit_http(timeout_s: float) -> None:
-    # MLflow reads these per request. Its own retries would multiply ours (and ignore the budget);
-    # its timeout is whole seconds, rounded down so an attempt never outlives the budget.
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.floor(timeout_s)))
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        # Stop when out of tries, or when the pause would leave no whole second for another attempt.
+        return state.attempt_number > self.policy.retries or self.remaining_s() - self._pause(state) < 1
+
+    def _timed_sleep(self, seconds: float) -> None:
+        t0 = self.clock()
+        self._sleep(seconds)
+        self.spent_s += self.clock() - t0
+
+    def _log_failure(self, state: tenacity.RetryCallState) -> None:
+        err = state.outcome.exception()
+        log.warning("MLflow call %s failed (%s: %s), attempt %d of %d", getattr(state.args[0], "__name__", "?"),
+                    type(err).__name__, str(err)[:200], state.attempt_number, self.policy.retries + 1)
+
+    def _give_up(self, state: tenacity.RetryCallState) -> Any:
+        self.open = True
+        failures = state.attempt_number
+        raise self._error(f"{failures} failed attempts" if failures > self.policy.retries else "time budget spent")
 
 
 class GuardedClient:
@@ -218,3 +250,31 @@ class GuardedClient:
 
         guarded.__name__ = name
         return guarded
+
+
+# The HTTP limits of the guarded attempt running in this context (thread or asyncio task); None outside one.
+_HTTP_LIMITS: ContextVar[dict[str, int] | None] = ContextVar("ragtrail_mlflow_http_limits", default=None)
+_installed = threading.Lock()
+
+
+def _install_http_limits() -> None:
+    """Make MLflow's two HTTP settings consult :data:`_HTTP_LIMITS` before the environment (once per process).
+
+    Every MLflow reader (``rest_utils.http_request``, the artifact repositories) asks these two
+    ``mlflow.environment_variables`` objects for their value on each request, so this covers them all
+    without touching ``os.environ``; outside a guarded attempt they read the environment as before.
+    """
+    from mlflow import environment_variables as mev
+
+    with _installed:
+        for var in (mev.MLFLOW_HTTP_REQUEST_TIMEOUT, mev.MLFLOW_HTTP_REQUEST_MAX_RETRIES):
+            if getattr(var, "_ragtrail_limited", False):
+                continue
+            read_env = var.get
+
+            def get(read_env=read_env, name=var.name):
+                limits = _HTTP_LIMITS.get()
+                return limits[name] if limits is not None else read_env()
+
+            var.get = get
+            var._ragtrail_limited = True

@@ -9,7 +9,7 @@ import pytest
 from servers import free_port
 
 from ragtrail.products import experiment_name
-from ragtrail_airflow.track import returned_metrics, track
+from ragtrail.trail.track import returned_metrics, track
 
 
 def runs_of(client, feature: str) -> list:
@@ -107,7 +107,8 @@ def test_returned_metrics_convention():
 def test_nested_under_the_task_run_that_calls_it(mlflow_client):
     """Inside a tracked task (the operator runs the task body inside its TaskRun) the call's run is a child of
     the task's run, in the product's experiment; the DAG run's roll-up still sees exactly its task runs."""
-    from ragtrail_airflow.tracking import TaskRun, child_runs
+    from ragtrail.trail.runs import child_runs
+    from ragtrail.trail.task_run import TaskRun
 
     product = f"nested-{uuid.uuid4().hex[:6]}"
 
