@@ -29,6 +29,13 @@ def get_client(uri: str | None = None):
     return _client(uri or load_settings().mlflow_tracking_uri)
 
 
+def preload() -> None:
+    """Import MLflow's client now (a parent process does this so that forked task processes start with it)."""
+    import mlflow.tracking  # noqa: F401
+
+    import ragtrail.trail.task_run  # noqa: F401
+
+
 def client_opened() -> bool:
     """Whether this process has opened a client yet (the first costs the import of MLflow)."""
     return _client.cache_info().currsize > 0
