@@ -10,11 +10,12 @@ import base64
 import itertools
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from procs import Proc
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -30,15 +31,15 @@ class Browser:
         from websockets.sync.client import connect
 
         self.profile = Path(tempfile.mkdtemp(prefix="ragtrail-chromium-"))
-        self.proc = subprocess.Popen(
+        # Its own process group (with its zygote, renderers and crash handler), stopped by its handle.
+        self.proc = Proc(
             [binary or chromium_path(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-dev-shm-usage", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             f"--window-size={window[0]},{window[1]}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             f"--window-size={window[0]},{window[1]}", "about:blank"], name="chromium")
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
+            if time.monotonic() > deadline or not self.proc.running:
                 self.close()
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.1)
@@ -101,13 +102,7 @@ class Browser:
             self.ws.close()
         except Exception:  # already gone
             pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.proc.stop(timeout=10)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:
