@@ -6,6 +6,7 @@ and a `ragtrail` CLI a test runs, next to another test's component in a group of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,24 +83,32 @@ def test_a_proc_stops_its_group_and_strays_and_nothing_else(tmp_path, bystanders
 
 def test_ui_stop_touches_only_what_it_recorded_and_can_vouch_for(tmp_path, bystanders):
     """A state file naming a process that is not what `ui start` recorded (other create time: the PID was
-    reused), or one that leads no group of its own, is skipped; the recorded leader and its family end."""
-    pids = tmp_path / "pids"
-    ours = subprocess.Popen([sys.executable, "-c", FAMILY, str(pids), "polite"], start_new_session=True)
-    kid, task = (psutil.Process(int(p)) for p in _wait_file(pids).split())
+    reused), or one that leads no group of its own, is skipped; a recorded leader ends with its family, and
+    a recorded leader that died leaves nothing behind in its group."""
     same_group, own_group = bystanders
+    families = []
+    for name in ("scheduler", "dead"):
+        pids = tmp_path / name
+        leader = subprocess.Popen([sys.executable, "-c", FAMILY, str(pids), "polite"], start_new_session=True)
+        families.append((leader, [psutil.Process(int(p)) for p in _wait_file(pids).split()]))
+    (scheduler, (kid, task)), (dead, (orphan, dead_task)) = families
+    entries = [_entry("scheduler", scheduler.pid), _entry("dead", dead.pid),
+               _entry("recycled", own_group.pid, dt=-50), _entry("not-a-leader", same_group.pid)]
+    dead.kill()
+    dead.wait()  # its child `orphan` is still in its group
     home = tmp_path / "home"
     (home / "ui").mkdir(parents=True)
-    (home / "ui" / "state.json").write_text(json.dumps({"processes": [
-        _entry("scheduler", ours.pid), _entry("recycled", own_group.pid, dt=-50), _entry("not-a-leader", same_group.pid)]}))
+    (home / "ui" / "state.json").write_text(json.dumps({"processes": entries}))
     try:
         proc = run_cli("ui", "stop", env={"RAGTRAIL_HOME": str(home)})
         assert proc.returncode == 0, proc.stderr
-        assert ours.wait(10) == -signal.SIGTERM
-        assert _dead(kid) and _dead(task)
+        assert scheduler.wait(10) == -signal.SIGTERM
+        assert _dead(kid) and _dead(task) and _dead(orphan)
     finally:
-        if ours.poll() is None:
-            ours.kill()
-            ours.wait()
+        scheduler.kill()  # a no-op once it is reaped
+        scheduler.wait()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            dead_task.kill()  # it left the dead leader's group and tree: nothing can tell it is ours
 
 
 def test_an_in_process_dag_run_leaves_sigterm_as_it_was(tmp_path):
@@ -111,3 +120,16 @@ def test_an_in_process_dag_run_leaves_sigterm_as_it_was(tmp_path):
                       "product": "sigterm"})
     assert summary["status"] == "FINISHED", summary
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_session_guard_finds_a_left_over_process_and_the_test_that_started_it():
+    """What conftest's session-end guard reports: found by the session token even outside pytest's tree."""
+    stray = _sleeper(start_new_session=True)
+    try:
+        found = {proc.pid: (cmd, test) for proc, cmd, test in procs.survivors()}
+        assert stray.pid in found and "time.sleep(300)" in found[stray.pid][0]
+        assert found[stray.pid][1] == os.environ["PYTEST_CURRENT_TEST"].rsplit(" (", 1)[0]
+    finally:
+        stray.kill()
+        stray.wait()
+    assert stray.pid not in {proc.pid for proc, _, _ in procs.survivors()}

@@ -171,16 +171,19 @@ def stop(timeout: float = 20) -> list[str]:
 
     Only what this data folder's ``start`` recorded and can still vouch for is touched: a PID whose
     create time no longer matches (the process is gone and the number reused) is skipped, and the
-    rest is stopped by :func:`ragtrail.processes.stop_groups` — never by name or port.
+    rest is stopped by :func:`ragtrail.processes.stop_groups`, with what a dead component left in its
+    group — never by name or port.
     """
-    from ragtrail.processes import stop_groups
+    from ragtrail.processes import orphaned_group, stop_groups
 
     path = _state_file()
     if not path.exists():
         return []
     state = json.loads(path.read_text())
     ours = [(entry, proc) for entry in reversed(state["processes"]) if (proc := _alive(entry)) is not None]
-    left = stop_groups([proc for _, proc in ours], timeout)
+    # A component that died may have left workers behind in its group: they end too.
+    orphaned = {e["pid"] for e in state["processes"] if _alive(e) is None and orphaned_group(e["pid"], e["create_time"])}
+    left = stop_groups([proc for _, proc in ours], timeout, orphaned=orphaned)
     if left:
         raise RuntimeError("still running after SIGKILL: " + "; ".join(left))
     path.unlink()

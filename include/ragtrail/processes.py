@@ -42,42 +42,58 @@ def _is_leader(proc) -> bool:
         return False
 
 
-def group_members(pgid: int) -> list:
-    """The live processes whose process group is ``pgid``."""
+def _table() -> dict[int, tuple]:
+    """pid → (psutil process, ppid, pgid) of every live process, from one pass over /proc."""
     import psutil
 
-    found = []
-    for proc in psutil.process_iter():
+    table = {}
+    for proc in psutil.process_iter(["ppid", "status"]):
         try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
+            if proc.info["status"] != psutil.STATUS_ZOMBIE:
+                table[proc.pid] = (proc, proc.info["ppid"], os.getpgid(proc.pid))
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
-    return found
+    return table
+
+
+def orphaned_group(pgid: int, create_time: float) -> bool:
+    """Whether ``pgid`` is still the group that the leader started at ``create_time`` made, now that the
+    leader is gone: a group id can only be created by the process whose PID it is, so while no *other*
+    process holds that PID, whoever is left in the group was started by that leader."""
+    import psutil
+
+    try:
+        return abs(psutil.Process(pgid).create_time() - create_time) <= 1
+    except psutil.NoSuchProcess:
+        return True
 
 
 class _Family:
-    """Everything seen so far in the groups and trees of some leaders, by (pid, create time)."""
+    """Everything seen so far in some process groups and in the trees below them, by (pid, create time)."""
 
-    def __init__(self, leaders: list):
+    def __init__(self, leaders: list, groups: set[int]):
         self.leaders = leaders
+        self.groups = groups | {leader.pid for leader in leaders}
         self.members: dict[tuple[int, float], object] = {}
 
     def collect(self) -> None:
         import psutil
 
-        for leader in self.leaders:
-            found = list(group_members(leader.pid))
-            if _running(leader):
-                try:
-                    found += leader.children(recursive=True)
-                except psutil.NoSuchProcess:
-                    pass
-            for proc in found:
-                try:
-                    self.members.setdefault((proc.pid, proc.create_time()), proc)
-                except psutil.NoSuchProcess:
-                    pass
+        table = _table()
+        found = [proc for proc, _, pgid in table.values() if pgid in self.groups]
+        children: dict[int, list[int]] = {}
+        for pid, (_, ppid, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        stack = [p.pid for p in [*self.leaders, *found, *self.members.values()] if _running(p)]
+        while stack:  # descendants that left the group (a task in a group of its own) are ours too
+            for pid in children.pop(stack.pop(), []):
+                found.append(table[pid][0])
+                stack.append(pid)
+        for proc in found:
+            try:
+                self.members.setdefault((proc.pid, proc.create_time()), proc)
+            except psutil.NoSuchProcess:
+                pass
 
     def signal(self, sig: int) -> None:
         import psutil
@@ -98,14 +114,15 @@ class _Family:
         return [p for p in [*self.leaders, *self.members.values()] if _running(p)]
 
 
-def stop_groups(leaders: list, timeout: float = 20, grace: float = 5) -> list[str]:
+def stop_groups(leaders: list, timeout: float = 20, grace: float = 5, orphaned: set[int] = frozenset()) -> list[str]:
     """End the groups these leaders lead, and all their descendants. Returns what survived (normally none).
 
-    SIGTERM to all; a leader gets ``timeout`` seconds to exit; once it has, or then, SIGKILL for every
-    process left in its group and tree, which get ``grace`` seconds to vanish.
+    ``orphaned``: ids of groups whose leader is gone, checked with :func:`orphaned_group`; what is left
+    in them ends too. SIGTERM to all; a leader gets ``timeout`` seconds to exit; once it has, or then,
+    SIGKILL for every process left in its group and tree, which get ``grace`` seconds to vanish.
     """
     leaders = [p for p in leaders if _is_leader(p)]
-    family = _Family(leaders)
+    family = _Family(leaders, set(orphaned))
     family.collect()
     family.signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
