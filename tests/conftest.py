@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,14 @@ for var in ("MLFLOW_TRACKING_URI", "RAGTRAIL_TRACKING", "RAGTRAIL_QDRANT_URL", "
     os.environ.pop(var, None)
 # Every process this session starts, by any route, inherits the token: the end-of-session guard finds them by it.
 os.environ[procs.SESSION_VAR] = procs.SESSION
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# SIGTERM (a CI cancel, a timeout) stops the session like Ctrl-C: fixtures tear down, servers stop, the guard runs.
+signal.signal(signal.SIGTERM, _interrupt)
 
 from ragtrail.airflow_home import prepare  # noqa: E402
 from ragtrail.settings import SAMPLE_CORPUS, load  # noqa: E402

@@ -15,13 +15,23 @@ the test that started it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 
 SESSION_VAR = "RAGTRAIL_TEST_SESSION"
 SESSION = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 REGISTRY: list[Proc] = []
+
+
+def _die_with_pytest() -> None:
+    """In the child before exec: SIGTERM when the thread that started it (pytest's main thread) dies, so a
+    killed test run cannot leave servers behind in their own sessions."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def current_test() -> str:
@@ -42,8 +52,10 @@ class Proc:
         env = {**(os.environ if env is None else env), SESSION_VAR: SESSION}
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds its own copy
         try:
+            main = threading.current_thread() is threading.main_thread()  # a worker thread may end first
             self.popen = subprocess.Popen(self.cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=_die_with_pytest if main else None)
         finally:
             if log:
                 out.close()
