@@ -14,6 +14,7 @@ the test that started it.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,15 +24,17 @@ from pathlib import Path
 
 SESSION_VAR = "RAGTRAIL_TEST_SESSION"
 SESSION = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-REGISTRY: list[Proc] = []
+
+
+# Resolved here, not in the forked child (which must not import anything before exec).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+PR_SET_PDEATHSIG = 1
 
 
 def _die_with_pytest() -> None:
     """In the child before exec: SIGTERM when the thread that started it (pytest's main thread) dies, so a
     killed test run cannot leave servers behind in their own sessions."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def current_test() -> str:
@@ -61,7 +64,6 @@ class Proc:
                 out.close()
         self.pid = self.popen.pid
         self.process = psutil.Process(self.pid)  # unreaped until stop(): the PID stays ours
-        REGISTRY.append(self)
 
     def exit_code(self) -> int | None:
         """``None`` while it runs; else its exit code (negative: killed by that signal). Does not reap it."""
