@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -76,11 +75,8 @@ class LiveAirflow:
         raise TimeoutError(f"{what} did not come up: " + self.logs())
 
     def _api_up(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        """Our api-server listens on its port (not another session's server that took the port meanwhile)."""
+        return self.procs["api-server"].listens_on(self.port)
 
     def _dag_parsed(self, dag_id: str) -> bool:
         if not self.db.exists():

@@ -82,6 +82,23 @@ class Proc:
         """End the process, its group and its descendants; then reap it. Idempotent."""
         stop_all([self], timeout)
 
+    def listens_on(self, port: int) -> bool:
+        """Whether this process or a descendant listens on ``port``: a free port picked earlier may have been
+        taken by someone else's server meanwhile, and answering health checks is not proof it is ours."""
+        import psutil
+
+        try:
+            family = [self.process, *self.process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return False
+        for proc in family:
+            try:
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in proc.net_connections("tcp")):
+                    return True
+            except psutil.Error:
+                pass
+        return False
+
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log and self.log.exists() else ""
 

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def wait_http(url: str, proc: Proc, timeout: float = 120) -> None:
             raise RuntimeError(f"{proc.cmd[:3]} exited with {proc.exit_code()}: {proc.tail()}")
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
-                if resp.status == 200:
+                if resp.status == 200 and proc.listens_on(urllib.parse.urlsplit(url).port):
                     return
         except OSError:
             pass
