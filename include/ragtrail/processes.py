@@ -114,24 +114,30 @@ class _Family:
         return [p for p in [*self.leaders, *self.members.values()] if _running(p)]
 
 
-def stop_groups(leaders: list, timeout: float = 20, grace: float = 5, orphaned: set[int] = frozenset()) -> list[str]:
+def stop_groups(leaders: list, timeout: float = 20, grace: float = 5, orphaned: set[int] = frozenset(),
+                child_grace: float = 6) -> list[str]:
     """End the groups these leaders lead, and all their descendants. Returns what survived (normally none).
 
     ``orphaned``: ids of groups whose leader is gone, checked with :func:`orphaned_group`; what is left
-    in them ends too. SIGTERM to all; a leader gets ``timeout`` seconds to exit; once it has, or then,
-    SIGKILL for every process left in its group and tree, which get ``grace`` seconds to vanish.
+    in them ends too. SIGTERM to all; the leaders' children and descendants get ``child_grace`` seconds
+    (then SIGKILL), a leader ``timeout`` seconds to exit; once it has, or then, SIGKILL for every process
+    left in its group and tree, which get ``grace`` seconds to vanish.
     """
     leaders = [p for p in leaders if _is_leader(p)]
+    leader_pids = {p.pid for p in leaders}
     family = _Family(leaders, set(orphaned))
     family.collect()
     family.signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(_running(p) for p in leaders) and time.monotonic() < deadline:
+    start = time.monotonic()
+    while any(_running(p) for p in leaders) and time.monotonic() < start + timeout:
         time.sleep(0.2)
         before = set(family.members)
         family.collect()
         if set(family.members) - before:  # started after the first round (a respawned worker, a task)
             family.signal(signal.SIGTERM)
+        if time.monotonic() > start + child_grace:
+            # An idle LocalExecutor worker ignores SIGTERM, and its scheduler waits for it.
+            _kill([p for p in family.members.values() if p.pid not in leader_pids])
     family.collect()
     family.signal(signal.SIGKILL)
     deadline = time.monotonic() + grace
@@ -140,6 +146,17 @@ def stop_groups(leaders: list, timeout: float = 20, grace: float = 5, orphaned: 
         family.collect()
         family.signal(signal.SIGKILL)
     return [f"pid {p.pid}: {' '.join(_cmdline(p))[:200]}" for p in family.alive()]
+
+
+def _kill(procs: list) -> None:
+    import psutil
+
+    for proc in procs:
+        try:
+            if _running(proc):
+                proc.kill()  # psutil: only if the PID still names that process
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _cmdline(proc) -> list[str]:
