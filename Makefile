@@ -46,9 +46,12 @@ cluster-test: install
 	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
 
 # `make bench DOCS=300` for a quick look; the published numbers use the default (2,000 documents).
+# `make bench CORPUS=pgdocs [PAGES=300]`: the PostgreSQL manual (apt-get download) against LangChain.
 DOCS ?= 2000
+CORPUS ?= synthetic
+PAGES ?= 300
 bench: install
-	$(PY) bench/run.py --docs $(DOCS)
+	$(PY) bench/run.py --corpus $(CORPUS) --docs $(DOCS) --pages $(PAGES)
 
 clean:
 	rm -rf .data

@@ -1,8 +1,9 @@
 """
 ### rag_tune — find better chunking settings on the product's own questions
 
-**tune** reads the source once, then runs an Optuna (TPE) study over chunk size, chunk overlap and the
-locally available embedders: each trial chunks, embeds into an in-memory Qdrant collection and scores
+**tune** reads the source once, then runs an Optuna study over chunk size, chunk overlap (only values below
+half the chunk size) and the locally available embedders — the live configuration first, a few random
+trials, then TPE; the study is kept in the run's work folder, so a retried task resumes it. Each trial chunks, embeds into an in-memory Qdrant collection and scores
 nDCG@10 on the query set (`eval_queries`; the sample corpus brings its own), bounded by `n_trials` and
 `timeout_s`. Every trial is a nested MLflow run under the task's run, which also carries the best
 params and Optuna's history and importance plots. **build_best** (param `build_best`) triggers
@@ -43,7 +44,7 @@ def _p(default, description, **schema):
         "embedders": _p("all-MiniLM-L6-v2", "Comma-separated embedders to try (local models only).", type="string", minLength=1),
         "min_chunk_size": _p(64, "Smallest chunk size tried (tokens).", type="integer", minimum=16, maximum=254),
         "max_chunk_size": _p(254, "Largest chunk size tried (tokens, at most the embedder's window).", type="integer", minimum=16, maximum=254),
-        "n_trials": _p(12, "Trials at most.", type="integer", minimum=1, maximum=500),
+        "n_trials": _p(12, "Trials at most (the space holds ~50 configurations).", type="integer", minimum=1, maximum=500),
         "timeout_s": _p(1800, "Seconds at most for the study (a running trial finishes).", type="number", exclusiveMinimum=0),
         "seed": _p(0, "TPE sampler seed.", type="integer"),
         "build_best": _p(False, "Trigger rag_ingest with the best configuration as `version`.", type="boolean"),

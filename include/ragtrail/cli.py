@@ -61,6 +61,9 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
+    from ragtrail.console import show_progress
+
+    show_progress(None)  # Airflow's logging set-up may have disabled the logger: on again
     t0 = time.time()
     dag_run = dag.test(run_conf=conf)
     summary = _read_summary(dag_run.dag_id, dag_run.run_id)
@@ -116,12 +119,16 @@ def _print_summary(summary: dict, out) -> None:
 
 
 def cmd_ingest(args) -> int:
+    from ragtrail.console import quiet_terminal
+
     with stdout_to_stderr() as out:
-        try:
-            summary = run_ingest(_conf(args))
-        except Exception as err:
-            print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
-            summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product, "version": args.version}
+        with quiet_terminal(args.verbose, rt_settings.ragtrail_home()):
+            try:
+                summary = run_ingest(_conf(args))
+            except Exception as err:
+                print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
+                summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product,
+                           "version": args.version}
         if args.json:
             out.write(json.dumps(summary, default=str) + "\n")
         else:
@@ -273,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--text-column", help="tables: text column (default text)")
     ing.add_argument("--metadata-columns", help="tables: comma-separated payload columns (default * = all others)")
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    ing.add_argument("--verbose", action="store_true",
+                     help="show Airflow's own log lines too (by default they go to a file under the data folder)")
     ing.set_defaults(func=cmd_ingest)
 
     se = sub.add_parser("search", help="query a product's live index")

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ragtrail.locks import failpoint
+from ragtrail.progress import Progress
 from ragtrail.recorder import Recorder
 from ragtrail.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
 
@@ -21,6 +22,7 @@ EMBEDDINGS_FILE = "embeddings.npy"
 BUNDLED_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}", "default"}
 # "torch": sentence-transformers in fp32 (the default); "onnx-int8": the opt-in fast CPU backend.
 BACKENDS = ("torch", "onnx-int8")
+EMBED_READ_ROWS = 4096  # texts read (and length-sorted) at a time; an embed task holds 2,048 by default
 
 
 def resolve_model_path(embedder: str) -> str:
@@ -134,13 +136,23 @@ def embed_chunks(
               device=str(model.device), embed_backend=backend)
 
     matrix = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=(total, dim))
-    done = 0
+    progress = Progress("embed", total, "texts", recorder=rec)
     t0 = time.perf_counter()
-    for i, batch in enumerate(parquet.iter_batches(batch_size=max(batch_size * 8, 256), columns=["text"])):
+    offset = 0
+    # One task's texts (texts_per_batch, 2,048 by default) are ordered by length across all of them,
+    # not per encode() call: batches then pad little, the costliest waste on CPU.
+    for i, batch in enumerate(parquet.iter_batches(batch_size=EMBED_READ_ROWS, columns=["text"])):
         texts = batch.column("text").to_pylist()
-        matrix[done : done + len(texts)] = embed_texts(texts, embedder, batch_size, backend)
-        done += len(texts)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        step = max(batch_size * 4, 64)
+        for j in range(0, len(texts), step):
+            idx = order[j : j + step]
+            t_batch = time.perf_counter()
+            matrix[offset + idx] = embed_texts([texts[k] for k in idx], embedder, batch_size, backend)
+            progress.update(len(idx), batch_s=time.perf_counter() - t_batch)
+        offset += len(texts)
         failpoint(f"embed.after_batch_{i}", workdir)
+    done = offset
     elapsed = time.perf_counter() - t0
     matrix.flush()
     del matrix
@@ -149,4 +161,5 @@ def embed_chunks(
     rec.metric(embedding_count=done, embedding_dimension=dim, processing_time_seconds=elapsed,
                embeddings_per_second=done / elapsed if elapsed > 0 else 0.0,
                model_load_seconds=load_seconds)
+    progress.finish(backend=backend, model_load_s=round(load_seconds, 1))
     return {"vectors_path": str(out_path), "texts_path": str(chunks_path), "embeddings": done, "dimension": dim}

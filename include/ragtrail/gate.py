@@ -70,10 +70,12 @@ def evaluate_and_promote(
             raise RuntimeError(f"{name} was not built: nothing to evaluate")
         live_before = alias_target(client, product)
         if queries:
-            metrics, rows = evaluate_collection(client, name, queries, embedder)
+            backend = (client.get_collection(name).config.metadata or {}).get("embed_backend") or "torch"
+            metrics, rows = evaluate_collection(client, name, queries, embedder, backend=backend)
             if live_before and live_before != name:
-                live_embedder = (client.get_collection(live_before).config.metadata or {}).get("embedder", embedder)
-                live_metrics, _ = evaluate_collection(client, live_before, queries, live_embedder)
+                live_meta = client.get_collection(live_before).config.metadata or {}
+                live_metrics, _ = evaluate_collection(client, live_before, queries, live_meta.get("embedder", embedder),
+                                                      backend=live_meta.get("embed_backend") or "torch")
             passes, reason = gate(metrics, live_metrics, min_ndcg=min_ndcg, tolerance=tolerance,
                                   live_name=live_before or "live")
             verdict = PASSED if passes else REJECTED

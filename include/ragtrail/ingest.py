@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from ragtrail.parsing import Parsed, ParseError, detect_type, parse_file
 from ragtrail.pdf import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, PdfExtractor
+from ragtrail.progress import Progress
 from ragtrail.recorder import Recorder
 from ragtrail.sources import SourceItem, iter_source
 from ragtrail.tables import TableSpec
@@ -178,6 +179,7 @@ def ingest_source(
     (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     digest = hashlib.sha256()
     rows: list[dict] = []
+    progress = Progress("ingest", None, "documents", recorder=rec)  # a listing's length is unknown up front
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             PdfExtractor(pdf_timeout_s, pdf_max_memory_mb) as pdf:
@@ -209,6 +211,7 @@ def ingest_source(
                     if len(rows) >= _BATCH:
                         flush()
                 digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
+                progress.update(1)
                 manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
         flush()
     if scratch.is_dir() and not any(scratch.iterdir()):
@@ -217,6 +220,7 @@ def ingest_source(
     failed = seen - parsed
     rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
+    progress.finish(parsed=parsed, quarantined=failed, MB_read=round(stats["bytes_in"] / 1e6, 1))
     rec.artifact(manifest_path, "ingest")
     if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")

@@ -25,6 +25,7 @@ from ragtrail.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_OVERLAP,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_EMBED_BACKEND,
     DEFAULT_EMBEDDER,
     SAMPLE_CORPUS,
 )
@@ -67,7 +68,7 @@ def pipeline_params(*, source: str = str(SAMPLE_CORPUS), product: str = "handboo
         "chunk_size": p(chunk_size, "Max tokens per chunk (embedder tokens; at most its window).", type="integer", minimum=16, maximum=510),
         "chunk_overlap": p(chunk_overlap, "Tokens shared by consecutive chunks.", type="integer", minimum=0, maximum=256),
         "embedder": p(embedder, "sentence-transformers model name or local folder.", type="string"),
-        "embed_backend": p("torch", "torch: fp32; onnx-int8: ~1.9x faster on CPU, cosine ~0.99 to fp32.", enum=["torch", "onnx-int8"]),
+        "embed_backend": p(DEFAULT_EMBED_BACKEND, "torch: fp32; onnx-int8: int8 ONNX Runtime, faster on CPU (see docs/performance.md).", enum=["torch", "onnx-int8"]),
         "batch_size": p(batch_size, "Texts per encode() call.", type="integer", minimum=1, maximum=1024),
         "sync_mode": p("full", "full: documents gone from the source leave the index; incremental: they stay.", enum=["full", "incremental"]),
         "docs_per_batch": p(500, "Documents per chunk task (one mapped task each).", type="integer", minimum=1),
