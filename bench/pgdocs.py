@@ -5,10 +5,11 @@ in ``root``), unpacks it with ``dpkg -x``, copies a seeded sample of ``pages`` H
 ``root/corpus_<pages>/`` and writes ``root/questions_<pages>.jsonl``: one known-item question per
 sampled page that has a usable subtitle, whose only relevant document is that page.
 
-The question is what a reader would type: a reference page's one-line purpose (``SET — change a
+The page's own question is what a reader would type: a reference page's one-line purpose (``SET — change a
 run-time parameter`` asks ``change a run-time parameter``), else the page title without its section
-number (``27.2. Log-Shipping Standby Servers`` asks ``Log-Shipping Standby Servers``). Pages whose
-question is a single word, or shared by two pages, are left out.
+number (``27.2. Log-Shipping Standby Servers`` asks ``Log-Shipping Standby Servers``); up to two
+numbered sub-section titles of the page ask for it too. A question of a single word, or one that two
+pages would ask, is left out.
 
 Example::
 
@@ -28,10 +29,12 @@ from pathlib import Path
 
 PACKAGE = "postgresql-doc-15"
 HTML_DIR = Path("usr/share/doc") / PACKAGE / "html"
-QUESTION_RULES = 2  # bump when question_for changes: cached corpora are rebuilt
+QUESTION_RULES = 3  # bump when question_for changes: cached corpora are rebuilt
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 _PURPOSE = re.compile(r'<div class="refnamediv"><h2>.*?</h2><p>(.*?)</p>', re.S)
 _TAGS = re.compile(r"<[^>]+>")
+_SECTION = re.compile(r'<h3 class="title"[^>]*>((?:<[^>]+>)*[A-Z]?[\d.]+\d\.\s.*?)</h3>', re.S)
+SECTIONS_PER_PAGE = 2
 _NUMBER = re.compile(r"^(?:[A-Z]\.)?[\d.]+\s+|^Chapter \d+\.\s+|^Part [IVX]+\.\s+|^Appendix [A-Z]\.\s+")
 
 
@@ -49,6 +52,13 @@ def question_for(page: str) -> str | None:
         title = _TITLE.search(page)
         text = _NUMBER.sub("", _clean(title.group(1))) if title else ""
     return text if len(text.split()) >= 2 else None
+
+
+def section_questions(page: str) -> list[str]:
+    """Known-item questions from a page's numbered sub-section titles (``27.2.1. Planning`` asks
+    ``Planning``), at most :data:`SECTIONS_PER_PAGE`, first ones first; two words at least."""
+    out = [_NUMBER.sub("", _clean(m.group(1))) for m in _SECTION.finditer(page)]
+    return [q for q in out if len(q.split()) >= 2][:SECTIONS_PER_PAGE]
 
 
 def unpack(root: Path) -> Path:
@@ -89,8 +99,8 @@ def prepare(root: str | Path, pages: int, seed: int = 15) -> tuple[Path, Path, i
         asked: dict[str, list[tuple[str, str]]] = {}
         for name in chosen:
             shutil.copyfile(html_dir / name, corpus / name)
-            q = question_for((html_dir / name).read_text(encoding="utf-8", errors="replace"))
-            if q:
+            page = (html_dir / name).read_text(encoding="utf-8", errors="replace")
+            for q in filter(None, [question_for(page), *section_questions(page)]):
                 asked.setdefault(q.lower(), []).append((q, name))
         rows = [{"id": f"pg{i:04d}", "text": hits[0][0], "relevant": [hits[0][1]]}
                 for i, (_, hits) in enumerate(sorted(asked.items())) if len(hits) == 1]

@@ -24,6 +24,8 @@ import pytest
 TEST_HOME = Path(tempfile.mkdtemp(prefix="ragtrail-tests-"))
 os.environ["RAGTRAIL_HOME"] = str(TEST_HOME)
 os.environ["RAGTRAIL_TASK_RETRIES"] = "0"
+# Every data folder a test makes shares one ONNX export of the model (it takes a minute to make).
+os.environ.setdefault("RAGTRAIL_MODEL_CACHE", str(TEST_HOME / "models"))
 for var in ("MLFLOW_TRACKING_URI", "RAGTRAIL_TRACKING", "RAGTRAIL_QDRANT_URL", "AIRFLOW__CORE__DAGS_FOLDER"):
     os.environ.pop(var, None)
 

@@ -122,7 +122,7 @@ def cmd_ingest(args) -> int:
     from ragtrail.console import quiet_terminal
 
     with stdout_to_stderr() as out:
-        with quiet_terminal(args.verbose, rt_settings.ragtrail_home()):
+        with quiet_terminal(args.verbose, rt_settings.ragtrail_home()) as log_path:
             try:
                 summary = run_ingest(_conf(args))
             except Exception as err:
@@ -138,6 +138,8 @@ def cmd_ingest(args) -> int:
     if not ok:
         print(f"ragtrail ingest: pipeline {summary.get('status')}: " + "; ".join(summary.get("reasons") or []),
               file=sys.stderr)
+        if log_path:
+            print(f"ragtrail ingest: Airflow's log of this run: {log_path}", file=sys.stderr)
     return 0 if ok else 1
 
 
@@ -257,11 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--source", required=True, help="folder, file:// URI or s3://bucket/prefix of documents")
     ing.add_argument("--product", required=True, help="index name (Qdrant alias, MLflow experiment)")
     ing.add_argument("--version", default="v1", help="build configuration name (default v1)")
-    ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 200)")
-    ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 32)")
+    ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 254, the model window)")
+    ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 0)")
     ing.add_argument("--embedder", help="sentence-transformers model name or folder")
     ing.add_argument("--embed-backend", choices=["torch", "onnx-int8"],
-                     help="torch (default, fp32) or onnx-int8 (faster on CPU; exported once into the data folder)")
+                     help="onnx-int8 (default: int8 ONNX Runtime, exported once into the data folder) or torch (fp32)")
     ing.add_argument("--batch-size", type=int, help="texts per encode() batch")
     ing.add_argument("--sync-mode", choices=["full", "incremental"],
                      help="full (default): documents gone from the source leave the index; incremental: they stay")
