@@ -84,7 +84,7 @@ def mlflow_client(settings):
 
 
 # Small batches so that one sample run fans out over 3 chunk and 3 embed tasks.
-HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 100}
+HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 60}
 
 
 @pytest.fixture(scope="session")
