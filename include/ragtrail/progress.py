@@ -73,8 +73,8 @@ class Progress:
             self._last_step = now
             self.recorder.step(self.steps, **{f"{self.stage}_done": self.done, f"{self.stage}_per_s": self.rate(),
                                               **{f"{self.stage}_{k}": v for k, v in figures.items()}})
-        if now - self._last >= self.interval:
-            self._last = now
+        if now - self._last >= self.interval and (self.total is None or self.done < self.total):
+            self._last = now  # (all done: the closing line follows and says it)
             self.log.info("%s", self.line())
 
     def line(self) -> str:
