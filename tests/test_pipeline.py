@@ -72,7 +72,7 @@ def test_metrics_are_consistent_with_qdrant(handbook_run, mlflow_client, qdrant)
     assert total(stages["embed"], "embedding_count") == dedupe["unique_new_texts"]
     assert dedupe["chunks_in"] - dedupe["embeddings_skipped"] == dedupe["unique_new_texts"]
     assert total(stages["chunk"], "truncated_chunks") == 0
-    assert max(r.data.metrics["max_chunk_tokens"] for r in stages["chunk"]) <= 200
+    assert max(r.data.metrics["max_chunk_tokens"] for r in stages["chunk"]) <= DEFAULT_CHUNK_SIZE
     assert stages["embed"][0].data.metrics["embedding_dimension"] == 384
     ingest_m = stages["ingest"][0].data.metrics
     assert ingest_m["docs_parsed"] == handbook_run["docs"] >= 30 and ingest_m["docs_failed"] == 0
