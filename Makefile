@@ -41,7 +41,7 @@ ui: install
 stop:
 	@if [ -x $(VENV)/bin/ragtrail ]; then $(VENV)/bin/ragtrail ui stop; else echo "nothing to stop"; fi
 
-# The compose stack as processes on loopback (needs PostgreSQL and Redis; see README).
+# The compose stack as processes on loopback (needs PostgreSQL and Redis; see docs/compose.md).
 cluster-test: install
 	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
 
