@@ -16,7 +16,7 @@ The orchestrator (this file without a sub-command) builds deterministic corpora 
 Usage::
 
     python bench/run.py [--docs 2000] [--scale 4] [--skip-4x] [--skip-fast]
-    python bench/run.py --corpus pgdocs [--pages 300]   # the real corpus against LangChain: bench/real.py
+    python bench/run.py --corpus pgdocs [--pages 150]   # the real corpus against LangChain: bench/real.py
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd")
     p.add_argument("--docs", type=int, default=int(os.environ.get("DOCS") or 2000))
     p.add_argument("--corpus", choices=["synthetic", "pgdocs"], default="synthetic")
-    p.add_argument("--pages", type=int, default=300, help="pgdocs: manual pages sampled (seeded)")
+    p.add_argument("--pages", type=int, default=150, help="pgdocs: manual pages sampled (seeded)")
     p.add_argument("--ingest-args", default="", help="pgdocs: extra `ragtrail ingest` options, e.g. '--chunk-size 128'")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--encode-texts", type=int, default=512)
