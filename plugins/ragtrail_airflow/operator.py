@@ -98,10 +98,13 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     def execute(self, context: Context) -> Any:
         self._skip_unless_needs_succeeded(context)
         quiet_progress_bars()
-        with use_section(ragtrail_section()):  # what the task body's @track calls see too
-            return self._execute_tracked(context)
+        from ragtrail.progress import run_stage, stage_label
 
-    def _execute_tracked(self, context: Context) -> Any:
+        ti = context["ti"]
+        with use_section(ragtrail_section()):  # what the task body's @track calls see too
+            return run_stage(stage_label(ti.task_id, ti.map_index), lambda: self._execute(context))
+
+    def _execute(self, context: Context) -> Any:
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]
