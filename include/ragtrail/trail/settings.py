@@ -33,9 +33,9 @@ def use_section(values: Mapping[str, str]) -> Iterator[None]:
         _SECTION.reset(token)
 
 
-def setting(env: str, key: str, default: str, section: Mapping[str, str] | None = None) -> str:
+def setting(env: str | None, key: str, default: str, section: Mapping[str, str] | None = None) -> str:
     """``env`` if set, else ``section[key]`` (default: the values of :func:`use_section`), else ``default``."""
-    if os.environ.get(env):
+    if env and os.environ.get(env):
         return os.environ[env]
     values = _SECTION.get() if section is None else section
     value = (values or {}).get(key)
@@ -47,7 +47,7 @@ def tracking_enabled(section: Mapping[str, str] | None = None) -> bool:
     flag = env_flag("RAGTRAIL_TRACKING")
     if flag is not None:
         return flag
-    return setting("", "tracking_enabled", "True", section).strip().lower() not in _FALSY
+    return setting(None, "tracking_enabled", "True", section).strip().lower() not in _FALSY
 
 
 def ui_url(section: Mapping[str, str] | None = None) -> str:
