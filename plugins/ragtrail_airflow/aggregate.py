@@ -44,7 +44,7 @@ def _airflow_units(states: dict[str, str], task_ids: list[str]) -> dict[tuple[st
 
 
 def _pull(ti, task_id: str):
-    from ragtrail_airflow.tasks import as_list
+    from ragtrail_airflow.pipeline import as_list
 
     value = ti.xcom_pull(task_ids=task_id)
     return value if value is None or isinstance(value, (dict, str, int, float)) else as_list(value)
