@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 from ragtrail import settings as rt_settings
@@ -46,7 +48,8 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
     t0 = time.time()
-    dag_run = dag.test(run_conf=conf)
+    with _sigterm_kept():
+        dag_run = dag.test(run_conf=conf)
     summary = _read_summary(dag_run.dag_id, dag_run.run_id)
     if summary is None:
         summary = {"status": "FAILED", "reasons": [f"DAG run ended {dag_run.state} without a roll-up"],
@@ -54,6 +57,18 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     summary.setdefault("duration_s", round(time.time() - t0, 3))
     summary["dag_run_state"] = str(dag_run.state)
     return summary
+
+
+@contextmanager
+def _sigterm_kept():
+    """Put SIGTERM's handler back after ``dag.test``: Airflow's in-process task runner installs its own (call
+    the task's ``on_kill`` and carry on) and never removes it, so the caller would ignore SIGTERM for good."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _read_summary(dag_id: str, run_id: str) -> dict | None:
