@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 from ragtrail import settings as rt_settings
 from ragtrail.console import stdout_to_stderr, table
