@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 
 from ragtrail import settings as rt_settings
-from ragtrail.console import stdout_to_stderr, table
+from ragtrail.shell import stdout_to_stderr, table
 from ragtrail.spec import add_cli_flags, conf_from_args
 
 
