@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
@@ -82,8 +83,6 @@ class Field:
 
     def check(self, value: Any) -> Any:
         """``value`` if it follows this row's type and bounds, else :class:`ValueError` ("<name> must be …")."""
-        import re
-
         if value is None and self.optional:
             return None
         ok_type = (isinstance(value, (int, float)) and not isinstance(value, bool) if self.type is float
