@@ -49,14 +49,17 @@ ui: install
 stop:
 	@if [ -x $(VENV)/bin/ragtrail ]; then $(VENV)/bin/ragtrail ui stop; else echo "nothing to stop"; fi
 
-# The compose stack as processes on loopback (needs PostgreSQL and Redis; see README).
+# The compose stack as processes on loopback (needs PostgreSQL and Redis; see docs/compose.md).
 cluster-test: install
 	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
 
 # `make bench DOCS=300` for a quick look; the published numbers use the default (2,000 documents).
+# `make bench CORPUS=pgdocs [PAGES=150]` (~12 min on 2 cores; PAGES=100 for the published run): the PostgreSQL manual (apt-get download) against LangChain.
 DOCS ?= 2000
+CORPUS ?= synthetic
+PAGES ?= 150
 bench: install
-	$(PY) bench/run.py --docs $(DOCS)
+	$(PY) bench/run.py --corpus $(CORPUS) --docs $(DOCS) --pages $(PAGES)
 
 clean:
 	rm -rf .data

@@ -1,8 +1,10 @@
 """
 ### rag_tune — find better chunking settings on the product's own questions
 
-**tune** reads the source once, then runs an Optuna (TPE) study over chunk size, chunk overlap and the
-locally available embedders: each trial chunks, embeds into an in-memory Qdrant collection and scores
+**tune** reads the source once, then runs an Optuna study over chunk size, chunk overlap (only values below
+half the chunk size) and the locally available embedders — the live configuration first, a few random
+trials, then TPE; the study is kept in the run's work folder, so a retried task resumes it. Each trial
+chunks, embeds into an in-memory Qdrant collection and scores
 nDCG@10 on the query set (`eval_queries`; the sample corpus brings its own), bounded by `n_trials` and
 `timeout_s`. Every trial is a nested MLflow run under the task's run, which also carries the best
 params and Optuna's history and importance plots. **build_best** (a TriggerDagRunOperator, skipped unless param `build_best`) triggers

@@ -25,6 +25,8 @@ from servers import moto_server
 TEST_HOME = Path(tempfile.mkdtemp(prefix="ragtrail-tests-"))
 os.environ["RAGTRAIL_HOME"] = str(TEST_HOME)
 os.environ["RAGTRAIL_TASK_RETRIES"] = "0"
+# Every data folder a test makes shares one ONNX export of the model (it takes a minute to make).
+os.environ.setdefault("RAGTRAIL_MODEL_CACHE", str(TEST_HOME / "models"))
 for var in ("MLFLOW_TRACKING_URI", "RAGTRAIL_TRACKING", "RAGTRAIL_QDRANT_URL", "AIRFLOW__CORE__DAGS_FOLDER"):
     os.environ.pop(var, None)
 # Every process this session starts, by any route, inherits the token: the end-of-session guard finds them by it.
@@ -125,7 +127,7 @@ def mlflow_client(settings):
 
 
 # Small batches so that one sample run fans out over 3 chunk and 3 embed tasks.
-HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 100}
+HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 60}
 
 
 @pytest.fixture(scope="session")

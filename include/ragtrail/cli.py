@@ -48,6 +48,9 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
+    from ragtrail.console import show_progress
+
+    show_progress(None)  # Airflow's logging set-up may have disabled the logger: on again
     t0 = time.time()
     with _sigterm_kept():
         dag_run = dag.test(run_conf=conf)
@@ -119,12 +122,16 @@ def _print_summary(summary: dict, out) -> None:
 
 
 def cmd_ingest(args) -> int:
+    from ragtrail.console import quiet_terminal
+
     with stdout_to_stderr() as out:
-        try:
-            summary = run_ingest(_conf(args))
-        except Exception as err:
-            print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
-            summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product, "version": args.version or "v1"}
+        with quiet_terminal(args.verbose, rt_settings.ragtrail_home()) as log_path:
+            try:
+                summary = run_ingest(_conf(args))
+            except Exception as err:
+                print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
+                summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product,
+                           "version": args.version or "v1"}
         if args.json:
             out.write(json.dumps(summary, default=str) + "\n")
         else:
@@ -134,6 +141,8 @@ def cmd_ingest(args) -> int:
     if not ok:
         print(f"ragtrail ingest: pipeline {summary.get('status')}: " + "; ".join(summary.get("reasons") or []),
               file=sys.stderr)
+        if log_path:
+            print(f"ragtrail ingest: Airflow's log of this run: {log_path}", file=sys.stderr)
     return 0 if ok else 1
 
 
@@ -251,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="run the rag_ingest DAG in-process on a source")
     add_cli_flags(ing)  # one flag per run-spec row (ragtrail.spec), with its bounds
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    ing.add_argument("--verbose", action="store_true",
+                     help="show Airflow's own log lines too (by default they go to a file under the data folder)")
     ing.set_defaults(func=cmd_ingest)
 
     se = sub.add_parser("search", help="query a product's live index")

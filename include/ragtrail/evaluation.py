@@ -118,20 +118,25 @@ def summarize(rows: list[dict]) -> dict[str, float]:
 
 
 def evaluate_collection(client, collection: str, queries: list[dict], embedder: str,
-                        chunks_per_query: int = CHUNKS_PER_QUERY) -> tuple[dict, list[dict]]:
+                        chunks_per_query: int = CHUNKS_PER_QUERY, backend: str = "torch",
+                        show_progress: bool = True) -> tuple[dict, list[dict]]:
     """Run every query against ``collection`` (a name or alias) on an open Qdrant client.
+
+    Questions are embedded with ``backend``: the one that made the collection's vectors.
 
     Returns:
         ``(metrics, per_query_rows)``; each row has the query, its relevant and retrieved documents,
         its metrics and ``latency_ms`` (embedding the question plus the vector search).
     """
     from ragtrail.embedding import embed_texts
+    from ragtrail.progress import Progress
 
-    embed_texts(["warm-up"], embedder)  # the first call loads the model; keep it out of the latencies
+    embed_texts(["warm-up"], embedder, backend=backend)  # loads the model; keep it out of the latencies
     rows = []
+    progress = Progress("evaluate", len(queries), "queries") if show_progress else None
     for q in queries:
         t0 = time.perf_counter()
-        vector = embed_texts([q["text"]], embedder)[0]
+        vector = embed_texts([q["text"]], embedder, backend=backend)[0]
         hits = client.query_points(collection, query=vector.tolist(), limit=chunks_per_query,
                                    with_payload=["doc_id"]).points
         latency = (time.perf_counter() - t0) * 1000
@@ -140,4 +145,8 @@ def evaluate_collection(client, collection: str, queries: list[dict], embedder: 
         rows.append({"query_id": q["id"], "text": q["text"], "relevant": json.dumps(q["relevant"], sort_keys=True),
                      "retrieved": json.dumps(ranked), **score_query(ranked, q["relevant"]),
                      "latency_ms": latency})
+        if progress:
+            progress.update(1)
+    if progress:
+        progress.finish()
     return summarize([{**r, "relevant": json.loads(r["relevant"])} for r in rows]), rows

@@ -118,10 +118,13 @@ def evaluate_and_promote(
             raise RuntimeError(f"{name} was not built: nothing to evaluate")
         live_before = alias_target(client, product)
         if queries:
-            metrics, rows = evaluate_collection(client, name, queries, embedder)
+            backend = (client.get_collection(name).config.metadata or {}).get("embed_backend") or "torch"
+            metrics, rows = evaluate_collection(client, name, queries, embedder, backend=backend)
             if live_before and live_before != name:
-                live_embedder = (client.get_collection(live_before).config.metadata or {}).get("embedder", embedder)
-                live_metrics, live_rows = evaluate_collection(client, live_before, queries, live_embedder)
+                live_meta = client.get_collection(live_before).config.metadata or {}
+                live_metrics, live_rows = evaluate_collection(client, live_before, queries,
+                                                              live_meta.get("embedder", embedder),
+                                                              backend=live_meta.get("embed_backend") or "torch")
                 versus = compare_with_live(rows, live_rows)
             passes, reason = gate(metrics, live_metrics, min_ndcg=min_ndcg, tolerance=tolerance,
                                   live_name=live_before or "live", p_value=versus.get("p_value"))

@@ -26,6 +26,7 @@ from ragtrail.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_OVERLAP,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_EMBED_BACKEND,
     DEFAULT_EMBEDDER,
     SAMPLE_CORPUS,
 )
@@ -135,8 +136,8 @@ FIELDS: tuple[Field, ...] = (
       CHUNKING, minimum=0, maximum=256, defines_version=True, products="chunking.chunk_overlap"),
     F("embedder", str, DEFAULT_EMBEDDER, "Embedder", "sentence-transformers model name or local folder.",
       CHUNKING, min_length=1, defines_version=True, products="embedder.name"),
-    F("embed_backend", str, "torch", "Embed backend", "torch: fp32; onnx-int8: ~1.9x faster on CPU, cosine "
-      "~0.99 to fp32.", CHUNKING, enum=("torch", "onnx-int8"), defines_version=True, products="embedder.backend"),
+    F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
+      "faster on CPU (see docs/performance.md).", CHUNKING, enum=("torch", "onnx-int8"), defines_version=True, products="embedder.backend"),
     F("batch_size", int, DEFAULT_BATCH_SIZE, "Encode batch size", "Texts per encode() call.", CHUNKING,
       minimum=1, maximum=1024, products="embedder.batch_size"),
     F("sync_mode", str, "full", "Sync mode", "full: documents gone from the source leave the index; "
@@ -183,7 +184,8 @@ TUNE_FIELDS: tuple[Field, ...] = (
       maximum=_CHUNK.maximum),
     F("max_chunk_size", int, 254, "Largest chunk size", "Tokens, at most the embedder's window.", SEARCH,
       minimum=_CHUNK.minimum, maximum=_CHUNK.maximum),
-    F("n_trials", int, 12, "Trials", "Trials at most.", SEARCH, minimum=1, maximum=500),
+    F("n_trials", int, 12, "Trials", "Trials at most (the space holds ~50 configurations).", SEARCH,
+      minimum=1, maximum=500),
     F("timeout_s", float, 1800.0, "Time limit (s)", "Seconds at most for the study (a running trial "
       "finishes).", SEARCH, exclusive_minimum=0),
     F("seed", int, 0, "Seed", "TPE sampler seed.", SEARCH),

@@ -7,6 +7,8 @@ when the ``build_best`` param is off.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, task
 
@@ -41,7 +43,7 @@ def build_tuning() -> None:
         from ragtrail.evaluation import load_queries, resolve_query_file
         from ragtrail.ingest import ingest_source
         from ragtrail.recorder import Recorder
-        from ragtrail.settings import run_workdir
+        from ragtrail.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, run_workdir
         from ragtrail.spec import tune_config
         from ragtrail.tuning import tune_chunking
         from ragtrail_airflow.s3 import s3_client_factory
@@ -64,7 +66,10 @@ def build_tuning() -> None:
                 rec.metric(**metrics)
                 log_nested_run(client, tracked_run["experiment_id"], tracked_run["run_id"], f"trial {number}", rec)
 
+        # The study lives in the DAG run's work folder: a retried task resumes it instead of starting over.
         result = tune_chunking(docs["docs_path"], load_queries(queries_path), workdir=workdir,
+                               start={"chunk_size": DEFAULT_CHUNK_SIZE, "chunk_overlap": DEFAULT_CHUNK_OVERLAP},
+                               storage=f"sqlite:///{Path(workdir).resolve() / 'optuna.db'}",
                                embedders=tuple(e.strip() for e in cfg.embedders.split(",") if e.strip()),
                                chunk_size_range=(cfg.min_chunk_size, cfg.max_chunk_size), n_trials=cfg.n_trials,
                                timeout_s=cfg.timeout_s, seed=cfg.seed, on_trial=on_trial, recorder=tracker)
