@@ -197,8 +197,10 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
                 run_name=parent_run_name(params["product"], params["version"], origin))
             # The roll-up's "MLflow pipeline run" button opens the parent run.
             ti.xcom_push(key=XCOM_KEY, value={"experiment_id": exp_id, "run_id": parent, "parent_run_id": parent})
-            tracked_ids = {t.task_id for t in context["dag"].tasks
-                           if getattr(t, "custom_operator_name", "") == "@task.tracked"}
+            # A mapped task (chunk, embed) is a mapped operator: its operator class says what it is.
+            tracked_ids = {t.task_id for t in context["dag"].tasks if "@task.tracked" in (
+                getattr(t, "custom_operator_name", None),
+                getattr(getattr(t, "operator_class", None), "custom_operator_name", None))}
             units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids, tracked_ids)
             trail.update(found)
             duration_s = t_end - client.get_run(parent).info.start_time / 1000
