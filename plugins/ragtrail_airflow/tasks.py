@@ -54,9 +54,9 @@ def plan(params: dict, docs: dict, workdir: Path, tracker: Recorder) -> list[dic
     """Decide which documents changed; return the chunk batches to fan out over."""
     from ragtrail.pipeline import build_config
     from ragtrail.plan import plan_sync
-    from ragtrail_airflow.qdrant import qdrant_target
+    from ragtrail_airflow.qdrant import store_settings
 
-    return plan_sync(docs["docs_path"], workdir, location=qdrant_target(), product=params["product"],
+    return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=params["product"],
                      version=params["version"], config=build_config(params), sync_mode=params["sync_mode"],
                      docs_per_batch=params["docs_per_batch"], recorder=tracker)["batches"]
 
@@ -88,18 +88,20 @@ def embed(params: dict, batch: dict, workdir: Path, tracker: Recorder) -> dict:
 
 def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: Recorder) -> dict:
     from ragtrail.pipeline import index_from_results
-    from ragtrail_airflow.qdrant import qdrant_target
+    from ragtrail_airflow.qdrant import store_settings
 
-    return index_from_results(as_list(chunked), as_list(embedded), params, workdir, run_id, recorder=tracker, location=qdrant_target())
+    return index_from_results(as_list(chunked), as_list(embedded), params, workdir, run_id, recorder=tracker,
+                              location=store_settings())
 
 
 
 def evaluate(params: dict, docs: dict | None, tracker: Recorder, tracked_run: dict | None) -> dict:
     """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
-    from ragtrail.pipeline import build_config, evaluate_from_params, qdrant_location
-    from ragtrail_airflow.qdrant import qdrant_target
+    from ragtrail.pipeline import build_config, evaluate_from_params
+    from ragtrail_airflow.qdrant import store_settings
 
-    decision = evaluate_from_params(params, recorder=tracker, location=qdrant_target())
+    store = store_settings()  # one store: the one evaluated is the one the registered model names
+    decision = evaluate_from_params(params, recorder=tracker, location=store)
     if tracked_run:
         from ragtrail.retriever import model_name
         from ragtrail_airflow.registry import register_version
@@ -108,7 +110,7 @@ def evaluate(params: dict, docs: dict | None, tracker: Recorder, tracked_run: di
         number = register_version(get_client(), run_id=tracked_run["run_id"], product=params["product"],
                                   version=params["version"], collection=decision["collection"],
                                   config=build_config(params), decision=decision,
-                                  source_digest=(docs or {}).get("digest"), qdrant_location=qdrant_location())
+                                  source_digest=(docs or {}).get("digest"), store=store.describe())
         tracker.tag(**{"ragtrail.model_version": f"{model_name(params['product'])}/{number}"})
         decision["model_version"] = number
     return decision
