@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test cluster-test lint bench clean ui stop browser
+.PHONY: install run test test-under-load cluster-test lint bench clean ui stop browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,7 +33,15 @@ browser:
 	  else echo "make: chromium not found and not root: the metrics-page test will skip (fail with CI=true)"; fi; }
 
 test: lint browser
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# `make test` while a CPU hog keeps every core busy: a flaky test shows up here first. The hog is bounded
+# (HOG_S seconds at most, and it ends when make does) and stopped by PID here, its own child.
+HOG_S ?= 5400
+test-under-load: lint browser
+	@$(PY) tests/cpu_hog.py --seconds $(HOG_S) & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; \
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ui: install
 	$(VENV)/bin/ragtrail ui start
@@ -41,14 +49,17 @@ ui: install
 stop:
 	@if [ -x $(VENV)/bin/ragtrail ]; then $(VENV)/bin/ragtrail ui stop; else echo "nothing to stop"; fi
 
-# The compose stack as processes on loopback (needs PostgreSQL and Redis; see README).
+# The compose stack as processes on loopback (needs PostgreSQL and Redis; see docs/compose.md).
 cluster-test: install
 	$(VENV)/bin/pytest -m services -s tests/test_cluster.py
 
 # `make bench DOCS=300` for a quick look; the published numbers use the default (2,000 documents).
+# `make bench CORPUS=pgdocs [PAGES=150]` (~12 min on 2 cores; PAGES=100 for the published run): the PostgreSQL manual (apt-get download) against LangChain.
 DOCS ?= 2000
+CORPUS ?= synthetic
+PAGES ?= 150
 bench: install
-	$(PY) bench/run.py --docs $(DOCS)
+	$(PY) bench/run.py --corpus $(CORPUS) --docs $(DOCS) --pages $(PAGES)
 
 clean:
 	rm -rf .data

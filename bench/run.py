@@ -16,6 +16,7 @@ The orchestrator (this file without a sub-command) builds deterministic corpora 
 Usage::
 
     python bench/run.py [--docs 2000] [--scale 4] [--skip-4x] [--skip-fast]
+    python bench/run.py --corpus pgdocs [--pages 150]   # the real corpus against LangChain: bench/real.py
 """
 
 from __future__ import annotations
@@ -302,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd")
     p.add_argument("--docs", type=int, default=int(os.environ.get("DOCS") or 2000))
+    p.add_argument("--corpus", choices=["synthetic", "pgdocs"], default="synthetic")
+    p.add_argument("--pages", type=int, default=150, help="pgdocs: manual pages sampled (seeded)")
+    p.add_argument("--ingest-args", default="", help="pgdocs: extra `ragtrail ingest` options, e.g. '--chunk-size 128'")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--encode-texts", type=int, default=512)
     p.add_argument("--skip-4x", action="store_true")
@@ -314,11 +318,23 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("encode")
     e.add_argument("--corpus", type=Path, required=True)
     e.add_argument("--texts", type=int, default=512)
+    ec = sub.add_parser("encode-chunks")
+    ec.add_argument("--questions", type=Path, required=True)
+    ec.add_argument("--backends", default="torch")
+    ec.add_argument("files", nargs="*", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "bare":
         print(json.dumps(bare_loop(args.corpus, args.qdrant)))
     elif args.cmd == "encode":
         print(json.dumps(encode_rates(args.corpus, args.texts)))
+    elif args.cmd == "encode-chunks":
+        import real
+
+        print(json.dumps(real.encode_chunks(args.files, args.questions, args.backends.split(","))))
+    elif args.corpus == "pgdocs":
+        import real
+
+        real.run(args, measure, child, ingest_cmd, fresh_home, BENCH)
     else:
         orchestrate(args)
     return 0

@@ -1,8 +1,9 @@
 """
 ### rag_tune — find better chunking settings on the product's own questions
 
-**tune** reads the source once, then runs an Optuna (TPE) study over chunk size, chunk overlap and the
-locally available embedders: each trial chunks, embeds into an in-memory Qdrant collection and scores
+**tune** reads the source once, then runs an Optuna study over chunk size, chunk overlap (only values below
+half the chunk size) and the locally available embedders — the live configuration first, a few random
+trials, then TPE; the study is kept in the run's work folder, so a retried task resumes it. Each trial chunks, embeds into an in-memory Qdrant collection and scores
 nDCG@10 on the query set (`eval_queries`; the sample corpus brings its own), bounded by `n_trials` and
 `timeout_s`. Every trial is a nested MLflow run under the task's run, which also carries the best
 params and Optuna's history and importance plots. **build_best** (param `build_best`) triggers
@@ -56,7 +57,7 @@ def _p(default, title, description, section=None, **schema):
         "min_chunk_size": _p(64, "Smallest chunk size", "Tokens.", SEARCH, type="integer", minimum=16, maximum=254),
         "max_chunk_size": _p(254, "Largest chunk size", "Tokens, at most the embedder's window.", SEARCH,
                              type="integer", minimum=16, maximum=254),
-        "n_trials": _p(12, "Trials", "Trials at most.", SEARCH, type="integer", minimum=1, maximum=500),
+        "n_trials": _p(12, "Trials", "Trials at most (the space holds ~50 configurations).", SEARCH, type="integer", minimum=1, maximum=500),
         "timeout_s": _p(1800, "Time limit (s)", "Seconds at most for the study (a running trial finishes).",
                         SEARCH, type="number", exclusiveMinimum=0),
         "seed": _p(0, "Seed", "TPE sampler seed.", SEARCH, type="integer"),

@@ -9,23 +9,36 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+import procs
 import pytest
+from servers import moto_server
 
 # Airflow reads its configuration at import: point it at a private home before anything imports it.
 TEST_HOME = Path(tempfile.mkdtemp(prefix="ragtrail-tests-"))
 os.environ["RAGTRAIL_HOME"] = str(TEST_HOME)
 os.environ["RAGTRAIL_TASK_RETRIES"] = "0"
+# Every data folder a test makes shares one ONNX export of the model (it takes a minute to make).
+os.environ.setdefault("RAGTRAIL_MODEL_CACHE", str(TEST_HOME / "models"))
 for var in ("MLFLOW_TRACKING_URI", "RAGTRAIL_TRACKING", "RAGTRAIL_QDRANT_URL", "AIRFLOW__CORE__DAGS_FOLDER"):
     os.environ.pop(var, None)
+# Every process this session starts, by any route, inherits the token: the end-of-session guard finds them by it.
+os.environ[procs.SESSION_VAR] = procs.SESSION
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# SIGTERM (a CI cancel, a timeout) stops the session like Ctrl-C: fixtures tear down, servers stop, the guard runs.
+signal.signal(signal.SIGTERM, _interrupt)
 
 from ragtrail.airflow_home import prepare  # noqa: E402
 from ragtrail.settings import SAMPLE_CORPUS, load  # noqa: E402
@@ -36,15 +49,47 @@ REPO = Path(__file__).resolve().parents[1]
 RAGTRAIL_BIN = str(Path(sys.executable).parent / "ragtrail")
 
 
+@pytest.hookimpl(trylast=True)  # after the runner has torn down the session fixtures
 def pytest_sessionfinish(session, exitstatus):
-    """In CI a skipped test is a failed promise: turn any skip into a failing session."""
+    """Fail the session if a test left a process running, or (in CI) if any test was skipped."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    _fail_on_leftover_processes(session, reporter)
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if os.environ.get("CI", "").lower() in ("1", "true", "yes") and skipped:
         reporter.write_line(f"CI=true: {skipped} test(s) were skipped; failing the run", red=True)
         session.exitstatus = 1
-    if exitstatus == 0:
+    if session.exitstatus == 0:
         shutil.rmtree(TEST_HOME, ignore_errors=True)
+
+
+def _fail_on_leftover_processes(session, reporter) -> None:
+    """A process started by a test (by any route) still alive: name it and the test, fail, then end it."""
+    import psutil
+
+    left = procs.survivors()
+    if not left:
+        return
+    lines = [f"{len(left)} process(es) started by tests outlived the session:"]
+    lines += [f"  pid {p.pid} started by {test}: {cmd}" for p, cmd, test in left]
+    if reporter:
+        reporter.ensure_newline()
+    for line in lines:
+        if reporter:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    session.exitstatus = 1
+    for proc, _, _ in left:  # ours by the session token in their environment; psutil re-checks the create time
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs([p for p, _, _ in left], timeout=5)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def write_corpus(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -82,7 +127,7 @@ def mlflow_client(settings):
 
 
 # Small batches so that one sample run fans out over 3 chunk and 3 embed tasks.
-HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 100}
+HANDBOOK_CONF = {"source": str(SAMPLE_CORPUS), "product": "handbook", "docs_per_batch": 12, "texts_per_batch": 60}
 
 
 @pytest.fixture(scope="session")
@@ -109,33 +154,14 @@ def dump(obj) -> str:
     return json.dumps(obj, indent=1, default=str)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
-    """A real S3 API on loopback (moto's server, started here, stopped by PID), reachable through the
+    """A real S3 API on loopback (moto's server, a :class:`procs.Proc` stopped by its handle), reachable through the
     ``aws_default`` Airflow connection defined by ``AIRFLOW_CONN_AWS_DEFAULT``."""
     import boto3
 
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = open(TEST_HOME / "moto_server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto_server did not start: {(TEST_HOME / 'moto_server.log').read_text()}") from None
-            time.sleep(0.2)
+    server = moto_server(TEST_HOME).start()
+    endpoint = server.url
     access_key, secret = "AKIARAGTRAILTEST", f"moto-secret-{uuid.uuid4().hex}"
     conn = {"conn_type": "aws", "login": access_key, "password": secret,
             "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
@@ -150,13 +176,7 @@ def s3_server():
             os.environ.pop("AIRFLOW_CONN_AWS_DEFAULT", None)
         else:
             os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = saved
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop()
 
 
 def put_objects(client, bucket: str, objects: dict[str, bytes | str]) -> None:

@@ -1,64 +1,26 @@
 """A real Airflow on loopback for tests: api-server + scheduler + dag-processor, LocalExecutor, SQLite.
 
 Tasks run in their own processes, exactly as in production, so a test can SIGKILL one and watch the
-scheduler retry it. Every process is started here and stopped here, by PID (children first).
+scheduler retry it. Each component is a :class:`procs.Proc` (own process group, stopped by its handle),
+with its own Airflow home, SQLite database and API port.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from procs import Proc, stop_all
+from servers import free_port
+
 from ragtrail.airflow_home import airflow_env
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
-    children: dict[int, list[int]] = {}
-    for line in out:
-        parts = line.split()
-        if len(parts) == 2:
-            children.setdefault(int(parts[1]), []).append(int(parts[0]))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def stop_tree(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the process's descendants (deepest first), then the process; SIGKILL what lingers."""
-    pids = _descendants(proc.pid)[::-1] + [proc.pid]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=10)
 
 
 class LiveAirflow:
@@ -78,13 +40,11 @@ class LiveAirflow:
             "AIRFLOW__CORE__PARALLELISM": "2",
             "PYTHONUNBUFFERED": "1",
         })
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, Proc] = {}
         self.db = Path(self.env["AIRFLOW_HOME"]) / "airflow.db"
 
     def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.home / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen([str(BIN / "airflow"), *args], env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = Proc([str(BIN / "airflow"), *args], name=name, log=self.home / f"{name}.log", env=self.env)
 
     def start(self, dag_id: str, timeout: float = 240) -> LiveAirflow:
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=self.env, check=True, capture_output=True)
@@ -94,23 +54,29 @@ class LiveAirflow:
         return self._wait_up(dag_id, timeout, poll_s=1, what="Airflow")
 
     def _wait_up(self, dag_id: str, timeout: float, poll_s: float, what: str) -> LiveAirflow:
-        """Wait until the API server answers and the DAG is parsed; fail fast if a process exits."""
+        """Wait until the API server answers and the DAG is parsed; fail fast if a process exits.
+
+        On failure everything started so far is stopped before the error propagates."""
+        try:
+            return self._wait(dag_id, timeout, poll_s, what)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, dag_id: str, timeout: float, poll_s: float, what: str) -> LiveAirflow:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited: {(self.home / f'{name}.log').read_text()[-3000:]}")
+                if not proc.running:
+                    raise RuntimeError(f"{name} exited with {proc.exit_code()}: {proc.tail()}")
             if self._api_up() and self._dag_parsed(dag_id):
                 return self
             time.sleep(poll_s)
         raise TimeoutError(f"{what} did not come up: " + self.logs())
 
     def _api_up(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        """Our api-server listens on its port (not another session's server that took the port meanwhile)."""
+        return self.procs["api-server"].listens_on(self.port)
 
     def _dag_parsed(self, dag_id: str) -> bool:
         if not self.db.exists():
@@ -147,6 +113,5 @@ class LiveAirflow:
         return "\n".join(f"--- {n}\n" + (self.home / f"{n}.log").read_text()[-1500:] for n in self.procs)
 
     def stop(self) -> None:
-        for name in ("scheduler", "dag-processor", "api-server"):
-            if name in self.procs:
-                stop_tree(self.procs[name])
+        """Stop every component (their shutdowns overlap), each with its group and descendants."""
+        stop_all(list(self.procs.values()))

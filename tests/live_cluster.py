@@ -4,7 +4,7 @@ workers, an MLflow tracking server on PostgreSQL with its artifacts in S3.
 PostgreSQL and Redis are the machine's (127.0.0.1:5432, user postgres, trust auth; 127.0.0.1:6379): the
 cluster gets fresh databases (dropped at :meth:`LiveCluster.stop`) and its own Celery queue and Redis
 DB, so clusters of concurrent sessions never see each other's work. Everything else is started here
-and stopped here, by PID (children first).
+as a :class:`procs.Proc` and stopped by its handle.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from live_airflow import BIN, LiveAirflow, free_port, stop_tree
+from live_airflow import BIN, LiveAirflow
+from procs import Proc
+from servers import free_port, wait_http
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
@@ -111,22 +113,13 @@ class LiveCluster(LiveAirflow):
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
     def _start_mlflow(self, timeout: float = 180) -> None:
-        log = open(self.home / "mlflow-server.log", "w")  # noqa: SIM115 - the process owns it
-        self.procs["mlflow-server"] = subprocess.Popen(
+        self.procs["mlflow-server"] = Proc(
             [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port), "--workers", "1",
              "--backend-store-uri", f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{self.mlflow_db}",
              "--serve-artifacts", "--artifacts-destination", f"s3://{self.artifact_bucket}/"],
-            env={**os.environ, **self.s3_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs["mlflow-server"].poll() is not None:
-                raise RuntimeError("mlflow server exited: " + (self.home / "mlflow-server.log").read_text()[-3000:])
-            try:
-                urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=2).close()
-                return
-            except (urllib.error.URLError, OSError):
-                time.sleep(1)
-        raise TimeoutError("mlflow server did not come up: " + (self.home / "mlflow-server.log").read_text()[-3000:])
+            name="mlflow-server", log=self.home / "mlflow-server.log",
+            env={**os.environ, **self.s3_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        wait_http(f"{self.mlflow_url}/health", self.procs["mlflow-server"], timeout)
 
     def _login(self) -> str:
         if self.token is None:
@@ -166,9 +159,7 @@ class LiveCluster(LiveAirflow):
         return (self.home / f"{name}.log").read_text()
 
     def stop(self) -> None:
-        for name in ("worker1", "worker2", "scheduler", "dag-processor", "api-server", "mlflow-server"):
-            if name in self.procs:
-                stop_tree(self.procs[name])
+        super().stop()
         for db in self.created_dbs:
             _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
             _pg(f'DROP DATABASE IF EXISTS "{db}"')

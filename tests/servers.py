@@ -1,14 +1,17 @@
-"""Real servers on loopback for tests: an MLflow tracking server and moto's S3, on free ports, stopped by PID."""
+"""Real servers on loopback for tests: an MLflow tracking server and moto's S3, on free ports, each a
+:class:`procs.Proc` (own process group, stopped by its handle)."""
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from procs import Proc
 
 BIN = Path(sys.executable).parent
 
@@ -19,43 +22,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_http(url: str, proc: Proc, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+        if not proc.running:
+            raise RuntimeError(f"{proc.cmd[:3]} exited with {proc.exit_code()}: {proc.tail()}")
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
-                if resp.status == 200:
+                if resp.status == 200 and proc.listens_on(urllib.parse.urlsplit(url).port):
                     return
         except OSError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up in {timeout} s")
+    raise RuntimeError(f"{url} did not come up in {timeout} s: {proc.tail()}")
 
 
 class Server:
-    """A process started in its own session, stopped with its children (children first)."""
+    """A server process that can be started, stopped and started again (each start is a new :class:`Proc`)."""
 
     def __init__(self, cmd: list[str], health_url: str, log: Path, env: dict | None = None):
         self.cmd, self.health_url, self.log, self.env = cmd, health_url, log, env
-        self.proc: subprocess.Popen | None = None
+        self.proc: Proc | None = None
 
     def start(self) -> Server:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, **(self.env or {})})
-        wait_http(self.health_url, self.proc)
+        self.proc = Proc(self.cmd, log=self.log, env={**os.environ, **(self.env or {})})
+        try:
+            wait_http(self.health_url, self.proc)
+        except Exception:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        import psutil
-
-        from ragtrail.localui import stop_tree
-
-        if self.proc is not None and self.proc.poll() is None:
-            stop_tree(psutil.Process(self.proc.pid), timeout=20)
-            self.proc.wait(10)
+        if self.proc is not None:
+            self.proc.stop()
         self.proc = None
 
 

@@ -54,3 +54,22 @@ def test_tracking_off_runs_the_pipeline_and_logs_nothing(tmp_path):
     assert not mlflow_dir.exists() or not any(p.is_file() for p in mlflow_dir.rglob("*")), list(mlflow_dir.rglob("*"))
     assert (home / "qdrant").is_dir() and (home / "airflow" / "airflow.db").is_file()
     assert summary["collection"] == "quiet__v1"
+
+
+def test_ingest_shows_stage_lines_and_sends_airflow_logs_to_a_file(tmp_path):
+    """Without --verbose, stderr holds the log file's path and one start and one end line per stage;
+    Airflow's own lines are in that file, under the data folder."""
+    home = tmp_path / "home"
+    corpus = write_corpus(tmp_path / "c", {"a.md": "# Aliases\n\nQdrant aliases switch collections atomically."})
+    proc = run_cli("ingest", "--source", str(corpus), "--product", "terse",
+                   env={"RAGTRAIL_HOME": str(home), "RAGTRAIL_TRACKING": "off"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    log_path = next(line.split(" go to ")[1].split(" (")[0] for line in lines if "log lines go to" in line)
+    assert log_path.startswith(str(home / "logs")) and "Pushing xcom" in open(log_path).read()
+    for stage in ("ingest", "plan", "chunk[0]", "dedupe", "embed[0]", "index", "evaluate"):
+        assert sum(f" {stage}: started" in line for line in lines) == 1, proc.stderr
+        assert sum(f" {stage}: finished in " in line for line in lines) == 1, proc.stderr
+    assert any(" embed: 1 texts in " in line for line in lines), proc.stderr  # the stage's closing count line
+    assert len(lines) < 40, proc.stderr  # no Airflow internals
+    assert "status      FINISHED" in proc.stdout

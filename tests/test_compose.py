@@ -1,5 +1,5 @@
-"""Static checks of the docker compose stack (no docker engine here): the file parses, has what README
-promises, wires every Airflow container the same way, keeps secrets in .env, and its images pin the
+"""Static checks of the docker compose stack (no docker engine here): the file parses, has what
+docs/compose.md promises, wires every Airflow container the same way, keeps secrets in .env, and its images pin the
 versions of requirements.txt."""
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def env_vars(text: str) -> set[str]:
 
 
 def test_every_service_readme_names_exists(compose):
-    """The README's stack table lists only services the compose file defines, and all of them."""
-    readme = (REPO / "README.md").read_text()
+    """docs/compose.md's stack table lists only services the compose file defines, and all of them."""
+    readme = (REPO / "docs" / "compose.md").read_text()
     section = readme.split("## Production stack", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.M))
     assert named and named == set(compose["services"]) - {"airflow-cli"}

@@ -1,4 +1,4 @@
-"""The opt-in onnx-int8 embedding backend: close to fp32, cached in the data folder, usable end to end."""
+"""The onnx-int8 embedding backend (the default): close to fp32, cached in the data folder, usable end to end."""
 
 from __future__ import annotations
 

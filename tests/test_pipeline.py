@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from conftest import HANDBOOK_CONF, child_runs_of, dump, ingest, run_cli, write_corpus
 
-from ragtrail.settings import SAMPLE_CORPUS
+from ragtrail.settings import DEFAULT_CHUNK_SIZE, SAMPLE_CORPUS
 
 REQUIRED_METRICS = {
     "ingest": {"docs_seen", "docs_parsed", "docs_failed", "bytes_in"},
@@ -38,7 +38,7 @@ def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
     parent = mlflow_client.get_run(handbook_run["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["ragtrail.status"] == "FINISHED"
     assert parent.data.tags["airflow.run_id"] == handbook_run["run_id"]
-    assert parent.data.params["product"] == "handbook" and parent.data.params["chunk_size"] == "200"
+    assert parent.data.params["product"] == "handbook" and parent.data.params["chunk_size"] == str(DEFAULT_CHUNK_SIZE)
     parents = mlflow_client.search_runs(
         [handbook_run["experiment_id"]],
         f"tags.`ragtrail.role` = 'parent' and tags.`airflow.run_id` = '{handbook_run['run_id']}'")
@@ -46,7 +46,7 @@ def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
 
     stages = by_stage(child_runs_of(mlflow_client, handbook_run))
     assert set(stages) == set(REQUIRED_METRICS), dump(list(stages))
-    assert len(stages["chunk"]) == 3 and len(stages["embed"]) == 3, "34 docs / 12 per batch; 216 texts / 100"
+    assert len(stages["chunk"]) == 3 and len(stages["embed"]) == 3, "34 docs / 12 per batch; 159 texts / 60"
     assert sorted(r.info.run_name for r in stages["chunk"]) == ["chunk[0]", "chunk[1]", "chunk[2]"]
     for stage, runs in stages.items():
         for child in runs:
@@ -72,7 +72,7 @@ def test_metrics_are_consistent_with_qdrant(handbook_run, mlflow_client, qdrant)
     assert total(stages["embed"], "embedding_count") == dedupe["unique_new_texts"]
     assert dedupe["chunks_in"] - dedupe["embeddings_skipped"] == dedupe["unique_new_texts"]
     assert total(stages["chunk"], "truncated_chunks") == 0
-    assert max(r.data.metrics["max_chunk_tokens"] for r in stages["chunk"]) <= 200
+    assert max(r.data.metrics["max_chunk_tokens"] for r in stages["chunk"]) <= DEFAULT_CHUNK_SIZE
     assert stages["embed"][0].data.metrics["embedding_dimension"] == 384
     ingest_m = stages["ingest"][0].data.metrics
     assert ingest_m["docs_parsed"] == handbook_run["docs"] >= 30 and ingest_m["docs_failed"] == 0

@@ -81,8 +81,11 @@ def test_secret_key_never_reaches_logs_params_tags_or_artifacts(s3_run, mlflow_c
     summary, proc = s3_run
     secret = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["password"]
     assert secret not in proc.stdout and secret not in proc.stderr
-    # The task log is really in there, and the connection's credentials were really used.
-    assert "credentials retrieved from login and password" in proc.stderr
+    # The task log is really in the run's log file (its path is the CLI's first line; the scan of the data
+    # folder below reads it too), and the connection's credentials were really used.
+    log_file = Path(proc.stderr.split(" go to ", 1)[1].split(" (", 1)[0])
+    assert log_file.is_relative_to(TEST_HOME)
+    assert "credentials retrieved from login and password" in log_file.read_text()
 
     runs = mlflow_client.search_runs([summary["experiment_id"]])
     assert len(runs) >= 5

@@ -13,6 +13,7 @@ import re
 import uuid
 from pathlib import Path
 
+from ragtrail.progress import Progress
 from ragtrail.recorder import Recorder
 from ragtrail.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER
 
@@ -80,28 +81,87 @@ def split_text(text: str, tokenizer, chunk_size: int, overlap: int) -> list[tupl
     return spans
 
 
-def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: int) -> list[dict]:
-    """Chunk one document and guarantee every chunk fits the embedder's window."""
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
+# Tokens a chunk gives to its heading path ("Title › Section › Subsection") when the document has headings.
+PATH_TOKENS = 24
+
+
+def heading_paths(text: str) -> list[tuple[int, str]]:
+    """``(char offset, heading path)`` after each Markdown heading of ``text``, in order.
+
+    The path is the document's first heading (its title) then the enclosing headings, e.g.
+    ``"SET › Description"``; a heading of the same or a higher level closes the ones below it.
+    """
+    out, stack, title = [], [], None
+    for m in _HEADING.finditer(text):
+        level, name = len(m.group(1)), " ".join(m.group(2).split())
+        if title is None:
+            title = name
+            out.append((m.end(), title))
+            continue
+        stack = [(lv, nm) for lv, nm in stack if lv < level] + [(level, name)]
+        out.append((m.end(), " › ".join([title, *(nm for _, nm in stack if nm != title)])))
+    return out
+
+
+def _path_before(paths: list[tuple[int, str]], pos: int) -> str:
+    """The heading path in force at ``pos`` (headings ending before it), or ``""``."""
+    current = ""
+    for end, path in paths:
+        if end > pos:
+            break
+        current = path
+    return current
+
+
+def _fit(tokenizer, text: str, budget: int) -> tuple[str, int]:
+    """``text`` cut to at most ``budget`` tokens (keeping its start), and its token count."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= budget:
+        return text, len(enc["input_ids"])
+    cut = enc["offset_mapping"][max(budget - 2, 0)][1]  # room for the ellipsis' own token
+    short = text[:cut].rstrip() + " …"
+    return short, len(tokenizer(short, add_special_tokens=False)["input_ids"])
+
+
+def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: int,
+                   with_path: bool = True) -> list[dict]:
+    """Chunk one document and guarantee every chunk fits the embedder's window.
+
+    With ``with_path`` (and a document with Markdown headings) each chunk that does not start at a
+    heading is led by its heading path, title first, within the same token budget: a question that
+    names the page or the section finds the chunk even when its words are not in the passage.
+    ``char_start`` / ``char_end`` always locate the passage itself in ``text``.
+    """
+    paths = heading_paths(text) if with_path else []
+    reserve = min(PATH_TOKENS, chunk_size // 4) if paths else 0
     out = []
-    pending = [(s, e) for s, e, _ in split_text(text, tokenizer, chunk_size, overlap)]
+    pending = [(s, e) for s, e, _ in split_text(text, tokenizer, chunk_size - reserve, overlap)]
     while pending:
         s, e = pending.pop(0)
         piece = text[s:e].strip()
         if not piece:
             continue
+        lead = len(text[s:e]) - len(text[s:e].lstrip())
+        path = _path_before(paths, s + lead) if paths else ""
+        prefix, n_prefix = ("", 0)
+        if path and not _HEADING.match(piece):
+            prefix, n_prefix = _fit(tokenizer, path, reserve)
         n_tokens = len(tokenizer(piece, add_special_tokens=False)["input_ids"])
-        if n_tokens > window and e - s > 1:
+        if n_tokens + n_prefix + (1 if prefix else 0) > window and e - s > 1:
             # Re-tokenising a span can differ from the document-level count at odd boundaries
             # (e.g. a URL cut mid-token): split it again rather than let encode() truncate it.
-            sub = [(s + a, s + b) for a, b, _ in split_text(text[s:e], tokenizer, window, 0)]
+            sub = [(s + a, s + b) for a, b, _ in split_text(text[s:e], tokenizer, window - reserve, 0)]
             if len(sub) > 1:
                 pending[:0] = sub
                 continue
             mid = (s + e) // 2
             pending[:0] = [(s, mid), (mid, e)]
             continue
-        lead = len(text[s:e]) - len(text[s:e].lstrip())
-        out.append({"text": piece, "n_tokens": n_tokens, "char_start": s + lead, "char_end": s + lead + len(piece)})
+        full = f"{prefix}\n{piece}" if prefix else piece
+        if prefix:
+            n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+        out.append({"text": full, "n_tokens": n_tokens, "char_start": s + lead, "char_end": s + lead + len(piece)})
     return out
 
 
@@ -170,8 +230,10 @@ def chunk_documents(
     n_docs = n_chunks = total_tokens = truncated = 0
     min_tok, max_tok = None, 0
     sample: list[dict] = []
+    source = pq.ParquetFile(docs_path)
+    progress = Progress("chunk", source.metadata.num_rows, "documents", recorder=rec)
     with pq.ParquetWriter(tmp_path, schema) as writer:
-        for batch in pq.ParquetFile(docs_path).iter_batches(
+        for batch in source.iter_batches(
             batch_size=64, columns=["doc_id", "text", "content_hash", "uri", "metadata"]
         ):
             rows = []
@@ -191,10 +253,12 @@ def chunk_documents(
                         sample.append({"doc_id": doc["doc_id"], "chunk_index": idx,
                                        "n_tokens": ch["n_tokens"], "text": ch["text"]})
             n_chunks += len(rows)
+            progress.update(batch.num_rows, chunks=n_chunks)
             if rows:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
 
     tmp_path.replace(out_path)  # a killed try never leaves a half file that looks finished
+    progress.finish(chunks=n_chunks, tokens=total_tokens, truncated=truncated)
     rec.metric(chunk_count=n_chunks, total_tokens=total_tokens, truncated_chunks=truncated,
                avg_chunk_tokens=total_tokens / n_chunks if n_chunks else 0, min_chunk_tokens=min_tok or 0,
                max_chunk_tokens=max_tok, chunks_per_document=n_chunks / n_docs if n_docs else 0,

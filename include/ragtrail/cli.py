@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -61,8 +63,12 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
+    from ragtrail.console import show_progress
+
+    show_progress(None)  # Airflow's logging set-up may have disabled the logger: on again
     t0 = time.time()
-    dag_run = dag.test(run_conf=conf)
+    with _sigterm_kept():
+        dag_run = dag.test(run_conf=conf)
     summary = _read_summary(dag_run.dag_id, dag_run.run_id)
     if summary is None:
         summary = {"status": "FAILED", "reasons": [f"DAG run ended {dag_run.state} without a roll-up"],
@@ -70,6 +76,18 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     summary.setdefault("duration_s", round(time.time() - t0, 3))
     summary["dag_run_state"] = str(dag_run.state)
     return summary
+
+
+@contextmanager
+def _sigterm_kept():
+    """Put SIGTERM's handler back after ``dag.test``: Airflow's in-process task runner installs its own (call
+    the task's ``on_kill`` and carry on) and never removes it, so the caller would ignore SIGTERM for good."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _read_summary(dag_id: str, run_id: str) -> dict | None:
@@ -119,12 +137,16 @@ def _print_summary(summary: dict, out) -> None:
 
 
 def cmd_ingest(args) -> int:
+    from ragtrail.console import quiet_terminal
+
     with stdout_to_stderr() as out:
-        try:
-            summary = run_ingest(_conf(args))
-        except Exception as err:
-            print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
-            summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product, "version": args.version}
+        with quiet_terminal(args.verbose, rt_settings.ragtrail_home()) as log_path:
+            try:
+                summary = run_ingest(_conf(args))
+            except Exception as err:
+                print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
+                summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product,
+                           "version": args.version}
         if args.json:
             out.write(json.dumps(summary, default=str) + "\n")
         else:
@@ -134,6 +156,8 @@ def cmd_ingest(args) -> int:
     if not ok:
         print(f"ragtrail ingest: pipeline {summary.get('status')}: " + "; ".join(summary.get("reasons") or []),
               file=sys.stderr)
+        if log_path:
+            print(f"ragtrail ingest: Airflow's log of this run: {log_path}", file=sys.stderr)
     return 0 if ok else 1
 
 
@@ -250,11 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--source", required=True, help="folder, file:// URI or s3://bucket/prefix of documents")
     ing.add_argument("--product", required=True, help="index name (Qdrant alias, MLflow experiment)")
     ing.add_argument("--version", default="v1", help="build configuration name (default v1)")
-    ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 200)")
-    ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 32)")
+    ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 254, the model window)")
+    ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 0)")
     ing.add_argument("--embedder", help="sentence-transformers model name or folder")
     ing.add_argument("--embed-backend", choices=["torch", "onnx-int8"],
-                     help="torch (default, fp32) or onnx-int8 (faster on CPU; exported once into the data folder)")
+                     help="onnx-int8 (default: int8 ONNX Runtime, exported once into the data folder) or torch (fp32)")
     ing.add_argument("--batch-size", type=int, help="texts per encode() batch")
     ing.add_argument("--sync-mode", choices=["full", "incremental"],
                      help="full (default): documents gone from the source leave the index; incremental: they stay")
@@ -273,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--text-column", help="tables: text column (default text)")
     ing.add_argument("--metadata-columns", help="tables: comma-separated payload columns (default * = all others)")
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    ing.add_argument("--verbose", action="store_true",
+                     help="show Airflow's own log lines too (by default they go to a file under the data folder)")
     ing.set_defaults(func=cmd_ingest)
 
     se = sub.add_parser("search", help="query a product's live index")

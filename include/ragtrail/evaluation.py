@@ -118,7 +118,7 @@ def summarize(rows: list[dict]) -> dict[str, float]:
 
 
 def evaluate_collection(store, collection: str, queries: list[dict],
-                        chunks_per_query: int = CHUNKS_PER_QUERY) -> tuple[dict, list[dict]]:
+                        chunks_per_query: int = CHUNKS_PER_QUERY, show_progress: bool = True) -> tuple[dict, list[dict]]:
     """Run every query against ``collection`` (a name or alias) on an open store.
 
     Questions are embedded by :func:`ragtrail.search.query_embedder` — the collection's own embedder
@@ -128,11 +128,13 @@ def evaluate_collection(store, collection: str, queries: list[dict],
         ``(metrics, per_query_rows)``; each row has the query, its relevant and retrieved documents,
         its metrics and ``latency_ms`` (embedding the question plus the vector search).
     """
+    from ragtrail.progress import Progress
     from ragtrail.search import query_embedder
 
     embed = query_embedder(store, collection)
     embed(["warm-up"])  # the first call loads the model; keep it out of the latencies
     rows = []
+    progress = Progress("evaluate", len(queries), "queries") if show_progress else None
     for q in queries:
         t0 = time.perf_counter()
         vector = embed([q["text"]])[0]
@@ -143,4 +145,8 @@ def evaluate_collection(store, collection: str, queries: list[dict],
         rows.append({"query_id": q["id"], "text": q["text"], "relevant": json.dumps(q["relevant"], sort_keys=True),
                      "retrieved": json.dumps(ranked), **score_query(ranked, q["relevant"]),
                      "latency_ms": latency})
+        if progress:
+            progress.update(1)
+    if progress:
+        progress.finish()
     return summarize([{**r, "relevant": json.loads(r["relevant"])} for r in rows]), rows

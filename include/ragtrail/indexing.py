@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ragtrail.locks import failpoint
+from ragtrail.progress import Progress
 from ragtrail.recorder import Recorder
 from ragtrail.store import (
     Point,
@@ -93,6 +94,8 @@ def index_run(
         failpoint("index.start", workdir)
         pending: list = []
         calls = 0
+        progress = Progress("index", sum(pq.ParquetFile(p).metadata.num_rows for p in chunk_paths), "points",
+                            recorder=rec)
 
         def flush():
             nonlocal upserted, t_upsert, calls
@@ -102,6 +105,7 @@ def index_run(
                 t_upsert += time.perf_counter() - t0
                 upserted += len(pending)
                 calls += 1
+                progress.update(len(pending), upsert_s=time.perf_counter() - t0)
                 pending.clear()
                 failpoint(f"index.after_upsert_{calls}", workdir)
 
@@ -167,6 +171,7 @@ def index_run(
         vectors_total = store.count(name) if exists else 0
         live = store.alias_target(product)
     failpoint("index.end", workdir)
+    progress.finish(deleted=len(stale), in_collection=vectors_total)
     rec.metric(vector_count=vectors_total, points_upserted=upserted, vectors_added=upserted,
                vectors_deleted=len(stale), vectors_reused=reused, docs_written=len(written_docs),
                docs_skipped=len(skipped_docs), upsert_seconds=t_upsert, versions_pruned=len(dropped),

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ragtrail.parsing import Parsed, ParseError, detect_type, parse_file
+from ragtrail.progress import Progress
 from ragtrail.recorder import Recorder
 from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
 from ragtrail.sources import SourceItem, iter_source
@@ -191,6 +192,7 @@ def ingest_source(
     (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     digest = hashlib.sha256()
     rows: list[dict] = []
+    progress = Progress("ingest", None, "documents", recorder=rec)  # a listing's length is unknown up front
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             SandboxedParser(pdf_timeout_s, pdf_max_memory_mb) as pdf:
@@ -221,6 +223,7 @@ def ingest_source(
                              "metadata": meta})
                 if len(rows) >= _BATCH:
                     flush()
+            progress.update(1)
             digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
             manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
@@ -244,6 +247,7 @@ def ingest_source(
     rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
     rec.metric(**{f"skipped_{kind}": n for kind, n in skipped.items()})
+    progress.finish(parsed=parsed, quarantined=failed, MB_read=round(stats["bytes_in"] / 1e6, 1))
     rec.artifact(manifest_path, "ingest")
     if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")

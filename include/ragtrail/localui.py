@@ -8,8 +8,9 @@ Starts, each in its own process group with its log under ``$RAGTRAIL_HOME/ui/log
   manager.
 
 The PIDs (with their start times, so a recycled PID is never mistaken for ours) go to
-``$RAGTRAIL_HOME/ui/state.json``; ``stop`` ends each process's children before the process itself,
-politely first (SIGTERM) and by force (SIGKILL) only after a timeout. Nothing here imports Airflow.
+``$RAGTRAIL_HOME/ui/state.json``; ``stop`` ends each recorded process's group and descendants,
+politely first (SIGTERM) and by force (SIGKILL) only after a timeout, and nothing it did not record
+(see :mod:`ragtrail.processes`). Nothing here imports Airflow.
 
 Example::
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -179,87 +179,28 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
     return state
 
 
-def _gone(proc) -> bool:
-    """Exited — a zombie counts: it is dead, its parent just has not reaped it yet."""
-    import psutil
-
-    try:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_gone(proc, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not _gone(proc):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def _end(procs: list, timeout: float) -> None:
-    """SIGTERM (plus SIGCONT, as they may be frozen) to all, wait, then SIGKILL whoever is left."""
-    import psutil
-
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-        for proc in procs:
-            try:
-                proc.send_signal(sig)
-                proc.send_signal(signal.SIGCONT)
-            except psutil.NoSuchProcess:
-                pass
-        deadline = time.monotonic() + wait
-        procs = [p for p in procs if not _wait_gone(p, max(deadline - time.monotonic(), 0))]
-        if not procs:
-            return
-
-
-def stop_tree(root, timeout: float, child_grace: float = 8) -> int:
-    """End a process and its descendants, children before parents, one generation at a time.
-
-    The whole tree is frozen (SIGSTOP) first, so a supervisor cannot respawn a worker we just ended;
-    each process is thawed only to receive its SIGTERM. Children get ``child_grace`` seconds (an idle
-    LocalExecutor worker ignores SIGTERM and is killed after it), the root ``timeout``.
-    """
-    import psutil
-
-    try:
-        children = root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
-    for proc in [root, *children]:
-        try:
-            proc.send_signal(signal.SIGSTOP)
-        except psutil.NoSuchProcess:
-            pass
-    depth = {root.pid: 0}
-    for child in children:  # parents come before their children in this list
-        try:
-            depth[child.pid] = depth.get(child.ppid(), 0) + 1
-        except psutil.NoSuchProcess:
-            depth[child.pid] = 1
-    for level in sorted({depth[c.pid] for c in children}, reverse=True):
-        _end([c for c in children if depth[c.pid] == level], child_grace)
-    _end([root], timeout)
-    return len(children)
-
-
 def stop(timeout: float = 20) -> list[str]:
-    """Stop every recorded process, children before parents, last started first. Returns what ended."""
+    """Stop the recorded processes, each with its process group and descendants. Returns what ended.
+
+    Only what this data folder's ``start`` recorded and can still vouch for is touched: a PID whose
+    create time no longer matches (the process is gone and the number reused) is skipped, and the
+    rest is stopped by :func:`ragtrail.processes.stop_groups`, with what a dead component left in its
+    group — never by name or port.
+    """
+    from ragtrail.processes import orphaned_group, stop_groups
+
     path = _state_file()
     if not path.exists():
         return []
     state = json.loads(path.read_text())
-    ended = []
-    for entry in reversed(state["processes"]):
-        proc = _alive(entry)
-        if proc is None:
-            continue
-        n = stop_tree(proc, timeout)
-        ended.append(f"{entry['name']} (pid {entry['pid']}, {n} children)")
+    ours = [(entry, proc) for entry in reversed(state["processes"]) if (proc := _alive(entry)) is not None]
+    # A component that died may have left workers behind in its group: they end too.
+    orphaned = {e["pid"] for e in state["processes"] if _alive(e) is None and orphaned_group(e["pid"], e["create_time"])}
+    left = stop_groups([proc for _, proc in ours], timeout, orphaned=orphaned)
+    if left:
+        raise RuntimeError("still running after SIGKILL: " + "; ".join(left))
     path.unlink()
-    return ended
+    return [f"{entry['name']} (pid {entry['pid']})" for entry, _ in ours]
 
 
 def main(argv: list[str]) -> int:
@@ -278,7 +219,11 @@ def main(argv: list[str]) -> int:
         print("Stop with: make stop")
         return 0
     if action == "stop":
-        ended = stop()
+        try:
+            ended = stop()
+        except RuntimeError as err:
+            print(f"ragtrail ui: {err}", file=sys.stderr)
+            return 1
         print("stopped: " + (", ".join(ended) if ended else "nothing was running"))
         return 0
     if action == "status":

@@ -2,7 +2,7 @@
 
 Qdrant's local mode lets one process open a store at a time and *fails* the second; ragtrail waits
 instead, so a search during an index run, or two tasks on one worker, queue up rather than crash.
-The same lock file serialises writers of one product (see README, "Crash and retry safety").
+The same lock file serialises writers of one product (see docs/pipeline.md, "Crash and retry safety").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 At first use the bundled (or local) sentence-transformers model is exported offline with
 ``torch.onnx.export``, its MatMul weights quantised to int8 per channel with ONNX Runtime's dynamic
-quantisation, and the result cached under ``<RAGTRAIL_HOME>/models/``. Inference runs in ONNX Runtime
+quantisation, and the result cached under ``<RAGTRAIL_HOME>/models/`` (or ``RAGTRAIL_MODEL_CACHE``). Inference runs in ONNX Runtime
 on the CPU with the model's own tokenizer and pooling, so vectors stay close to the fp32 ones (cosine
 ≈ 0.99) at a fraction of the cost. sentence-transformers' own ONNX backend needs ``optimum``, whose
 releases pin an older ``transformers``; this module needs only ``onnxruntime`` and ``onnx``.
@@ -33,12 +33,22 @@ class OnnxEmbedder:
 
     def __init__(self, model_path: str, onnx_path: Path):
         import onnxruntime as ort
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
         path = Path(model_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         config = path / "sentence_bert_config.json"
         self.max_seq_length = int(json.loads(config.read_text())["max_seq_length"]) if config.exists() else 512
+        # tokenizer.json directly (as transformers' fast tokenizer does), so that embedding with this
+        # backend never imports transformers or torch.
+        if (path / "tokenizer.json").is_file():
+            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        else:  # a model from the local HF cache, named rather than a folder
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path).backend_tokenizer
+        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+        pad = self.tokenizer.token_to_id("[PAD]")
+        self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0)
         self.pooling = _pooling_mode(path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(os.environ.get("RAGTRAIL_ONNX_THREADS") or os.cpu_count() or 1)
@@ -57,9 +67,11 @@ class OnnxEmbedder:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for i in range(0, len(texts), batch_size):
             idx = order[i : i + batch_size]
-            enc = self.tokenizer([texts[j] for j in idx], padding=True, truncation=True,
-                                 max_length=self.max_seq_length, return_tensors="np")
-            hidden = self.session.run(None, {k: enc[k].astype(np.int64) for k in self.inputs})[0]
+            encs = self.tokenizer.encode_batch([texts[j] for j in idx])
+            enc = {"input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                   "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+                   "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
+            hidden = self.session.run(None, {k: enc[k] for k in self.inputs})[0]
             if self.pooling == "cls":
                 vec = hidden[:, 0]
             else:
@@ -122,7 +134,9 @@ def export_int8(model_path: str, out_dir: Path) -> Path:
 def load_onnx_int8(model_path: str) -> OnnxEmbedder:
     """The int8 ONNX model for ``model_path``, exported once and cached under the data folder."""
     key = hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
-    out_dir = ragtrail_home() / "models" / f"{Path(model_path).name}-{key}-onnx-int8"
+    # RAGTRAIL_MODEL_CACHE lets data folders share one export (it is the same for the same model).
+    cache = Path(os.environ.get("RAGTRAIL_MODEL_CACHE") or ragtrail_home() / "models").expanduser()
+    out_dir = cache / f"{Path(model_path).name}-{key}-onnx-int8"
     with file_lock(out_dir.parent / f".{out_dir.name}.lock"):  # one exporter; the others wait and reuse
         onnx_path = out_dir / ONNX_FILE
         if not onnx_path.exists():

@@ -100,15 +100,10 @@ def normalize_whitespace(text: str) -> str:
 
 
 def html_to_text(html: str) -> str:
-    """Visible text of an HTML page: scripts, styles and templates dropped, block breaks kept."""
-    from bs4 import BeautifulSoup
+    """Main content of an HTML page as Markdown-like text (see :mod:`ragtrail.html_extract`)."""
+    from ragtrail.html_extract import html_to_markdown
 
-    soup = BeautifulSoup(html, "lxml")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
-        tag.decompose()
-    body = soup.get_text("\n")
-    return f"{title}\n\n{body}" if title and title not in body else body
+    return html_to_markdown(html)
 
 
 def parse_bytes(name: str, data: bytes) -> Parsed:

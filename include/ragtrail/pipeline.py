@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 from ragtrail.recorder import Recorder
+from ragtrail.settings import DEFAULT_EMBED_BACKEND
 
 
 def build_config(params: dict) -> dict:
     """What makes a version: everything that changes the vectors or the chunks they are made from."""
     return {"embedder": params["embedder"], "chunk_size": int(params["chunk_size"]),
-            "chunk_overlap": int(params["chunk_overlap"]), "embed_backend": params.get("embed_backend") or "torch"}
+            "chunk_overlap": int(params["chunk_overlap"]), "embed_backend": params.get("embed_backend") or DEFAULT_EMBED_BACKEND}
 
 
 def index_from_results(chunked, embedded, params: dict, workdir: str | Path, run_id: str,

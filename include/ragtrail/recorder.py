@@ -31,6 +31,8 @@ class Recorder:
     dicts: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # (key, value, step, unix ms): per-batch figures, logged as MLflow step metrics (a curve per key)
+    steps: list[tuple[str, float, int, int]] = field(default_factory=list)
 
     def param(self, **values: Any) -> None:
         """Record configuration values (stringified; set once per run)."""
@@ -41,6 +43,13 @@ class Recorder:
         for key, value in values.items():
             if value is not None:
                 self.metrics[key] = float(value)
+
+    def step(self, step: int, **values: float | int) -> None:
+        """Record per-batch figures at ``step`` (e.g. texts embedded so far); kept in order, all of them."""
+        import time
+
+        now = int(time.time() * 1000)
+        self.steps.extend((k, float(v), int(step), now) for k, v in values.items() if v is not None)
 
     def tag(self, **values: Any) -> None:
         self.tags.update({k: str(v) for k, v in values.items() if v is not None})

@@ -1,6 +1,6 @@
 """Roll a pipeline run's task outcomes up into one status: FINISHED, PARTIAL or FAILED.
 
-The rule (also in README):
+The rule (also in docs/pipeline.md):
 
 - **FINISHED** — every unit of work (each task, each map index of a mapped task) ended successfully.
   Documents quarantined at ingest do not change this: they are reported as ``docs_failed`` and listed

@@ -96,6 +96,12 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     def execute(self, context: Context) -> Any:
         self._skip_unless_needs_succeeded(context)
         quiet_progress_bars()
+        from ragtrail.progress import run_stage, stage_label
+
+        ti = context["ti"]
+        return run_stage(stage_label(ti.task_id, ti.map_index), lambda: self._execute(context))
+
+    def _execute(self, context: Context) -> Any:
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]

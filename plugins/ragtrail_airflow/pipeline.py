@@ -25,6 +25,7 @@ from ragtrail.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_OVERLAP,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_EMBED_BACKEND,
     DEFAULT_EMBEDDER,
     SAMPLE_CORPUS,
 )
@@ -93,8 +94,8 @@ def pipeline_params(*, source: str = str(SAMPLE_CORPUS), product: str = "handboo
                            section=CHUNKING, type="integer", minimum=0, maximum=256),
         "embedder": p(embedder, "Embedder", "sentence-transformers model name or local folder.",
                       section=CHUNKING, type="string", minLength=1),
-        "embed_backend": p("torch", "Embed backend", "torch: fp32; onnx-int8: ~1.9x faster on CPU, cosine ~0.99 "
-                           "to fp32.", section=CHUNKING, type="string", enum=["torch", "onnx-int8"]),
+        "embed_backend": p(DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
+                           "faster on CPU (see docs/performance.md).", section=CHUNKING, type="string", enum=["torch", "onnx-int8"]),
         "batch_size": p(batch_size, "Encode batch size", "Texts per encode() call.", section=CHUNKING,
                         type="integer", minimum=1, maximum=1024),
         "sync_mode": p("full", "Sync mode", "full: documents gone from the source leave the index; incremental: "

@@ -80,10 +80,11 @@ def dedupe(params: dict, chunked, workdir: Path, tracker: Recorder) -> list[dict
 
 def embed(params: dict, batch: dict, workdir: Path, tracker: Recorder) -> dict:
     from ragtrail.embedding import embed_chunks
+    from ragtrail.settings import DEFAULT_EMBED_BACKEND
 
     return embed_chunks(batch["texts_path"], workdir, embedder=params["embedder"], batch_size=params["batch_size"],
                         out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
-                        backend=params.get("embed_backend") or "torch")
+                        backend=params.get("embed_backend") or DEFAULT_EMBED_BACKEND)
 
 
 def index(params: dict, chunked, embedded, workdir: Path, run_id: str, tracker: Recorder) -> dict:
@@ -142,7 +143,12 @@ def tune(params: dict, workdir: Path, tracker: Recorder, tracked_run: dict | Non
             rec.metric(**metrics)
             log_nested_run(client, tracked_run["experiment_id"], tracked_run["run_id"], f"trial {number}", rec)
 
+    from ragtrail.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+
+    # The study lives in the DAG run's work folder: a retried task resumes it instead of starting over.
     result = tune_chunking(docs["docs_path"], load_queries(queries_path), workdir=workdir,
+                           start={"chunk_size": DEFAULT_CHUNK_SIZE, "chunk_overlap": DEFAULT_CHUNK_OVERLAP},
+                           storage=f"sqlite:///{Path(workdir).resolve() / 'optuna.db'}",
                            embedders=tuple(e.strip() for e in params["embedders"].split(",") if e.strip()),
                            chunk_size_range=(params["min_chunk_size"], params["max_chunk_size"]),
                            n_trials=params["n_trials"], timeout_s=params["timeout_s"], seed=params["seed"],

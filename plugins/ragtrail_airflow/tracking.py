@@ -236,6 +236,9 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
         client.log_batch(run_id, metrics=metrics[:900], tags=tags)
     for batch in _chunks(metrics[900:], 900):
         client.log_batch(run_id, metrics=batch)
+    steps = [Metric(_BAD_KEY.sub("_", k)[:250], v, ts, step) for k, v, step, ts in rec.steps]
+    for batch in _chunks(steps, 900):  # per-batch figures: curves over the task in the MLflow UI
+        client.log_batch(run_id, metrics=batch)
     for path, artifact_path in rec.files:
         if Path(path).exists():
             client.log_artifact(run_id, str(path), artifact_path)
@@ -258,7 +261,7 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
 
         client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=name)
     rec.params.clear(), rec.metrics.clear(), rec.tags.clear(), rec.files.clear(), rec.dicts.clear()
-    rec.datasets.clear(), rec.tables.clear()
+    rec.datasets.clear(), rec.tables.clear(), rec.steps.clear()
 
 
 def _source_type(uri: str) -> str:

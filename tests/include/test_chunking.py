@@ -66,3 +66,23 @@ def test_point_ids_are_deterministic_and_distinct():
     assert point_id("p", "a.md", 0, "h") == point_id("p", "a.md", 0, "h")
     assert len({point_id("p", "a.md", 0, "h"), point_id("q", "a.md", 0, "h"), point_id("p", "b.md", 0, "h"),
                 point_id("p", "a.md", 1, "h"), point_id("p", "a.md", 0, "g")}) == 5
+
+
+DOC = "# Backup and Restore\n\nIntro paragraph about backups.\n\n## SQL Dump\n\n" + PROSE + "\n\n## File System Level Backup\n\n" + PROSE
+
+
+def test_chunks_carry_the_title_and_heading_path():
+    """A chunk cut from the middle of a section is led by 'Title › Section', within the token budget."""
+    chunks = chunk_document(DOC, TOK, 120, 16, WINDOW)
+    assert chunks[0]["text"].startswith("# Backup and Restore")  # starts at the title: no path added
+    inner = [c for c in chunks if c["char_start"] > DOC.index("## SQL Dump") + 20
+             and c["char_end"] < DOC.index("## File System")]
+    assert inner and all(c["text"].startswith("Backup and Restore › SQL Dump\n") for c in inner)
+    last = chunks[-1]
+    assert last["text"].startswith("Backup and Restore › File System Level Backup\n")
+    assert all(c["n_tokens"] == n_tokens(c["text"]) <= 120 for c in chunks)
+    assert DOC[last["char_start"]:last["char_end"]] in last["text"]  # offsets locate the passage itself
+
+
+def test_heading_path_can_be_turned_off():
+    assert not any("›" in c["text"] for c in chunk_document(DOC, TOK, 120, 16, WINDOW, with_path=False))

@@ -13,6 +13,7 @@ from ragtrail.products import (
     experiment_name,
     load_products,
 )
+from ragtrail.settings import DEFAULT_CHUNK_SIZE
 
 GOOD = """
 products:
@@ -40,7 +41,7 @@ def test_products_file_is_read_with_defaults(tmp_path):
     assert (docs.version, docs.chunk_size, docs.chunk_overlap, docs.batch_size) == ("v7", 120, 16, 32)
     assert docs.dag_id == "rag_ingest__docs" and docs.conf()["product"] == "docs"
     assert notes.source == "s3://bucket/notes/" and notes.schedule is None and notes.version == "v1"
-    assert notes.chunk_size == 200 and notes.id == adhoc_id("notes")
+    assert notes.chunk_size == DEFAULT_CHUNK_SIZE and notes.id == adhoc_id("notes")
 
 
 @pytest.mark.parametrize("entry, message", [

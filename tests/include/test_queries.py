@@ -13,6 +13,7 @@ import pytest
 from conftest import ingest, run_cli, write_corpus
 
 from ragtrail.queries import Trail, parse_time
+from ragtrail.settings import DEFAULT_CHUNK_OVERLAP
 
 PRODUCT = "trail-q"
 DOCS = ["Airflow retries a failed task after a delay.", "MLflow nests child runs under a parent run.",
@@ -81,7 +82,7 @@ def test_latest_reports_the_newest_finished_version_with_its_config_and_tasks(hi
     latest = trail.latest(PRODUCT)
     assert latest["version"] == "v3" and latest["run"]["run_id"] == history["v3"]["parent_run_id"]
     assert latest["run"]["status"] == "FINISHED" and latest["run"]["metrics"]["vector_count"] == 4
-    assert latest["config"] == {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2",
+    assert latest["config"] == {"chunk_size": 160, "chunk_overlap": DEFAULT_CHUNK_OVERLAP, "embedder": "all-MiniLM-L6-v2",
                                 "batch_size": 64, "source": history["v3"]["source"], "dimension": 384}
     assert [t["task_id"] for t in latest["tasks"]] == ["ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
     assert all(t["status"] == "FINISHED" for t in latest["tasks"])
