@@ -66,7 +66,7 @@ def test_evaluation_embeds_questions_with_the_collections_backend(fast_run, tmp_
     """Defect 1: the gate embedded questions with torch for an onnx-int8 collection, judging vectors that no
     user query ever gets. Every question the evaluate stage embeds now uses the collection's backend."""
     import ragtrail.embedding
-    from ragtrail.pipeline import evaluate_from_params
+    from ragtrail.gate import evaluate_and_promote
 
     corpus, run = fast_run
     assert run["status"] == "FINISHED", run
@@ -81,8 +81,7 @@ def test_evaluation_embeds_questions_with_the_collections_backend(fast_run, tmp_
         return real(texts, embedder, batch_size, backend=backend)
 
     monkeypatch.setattr(ragtrail.embedding, "embed_texts", spy)
-    params = {"source": str(corpus), "product": "fast", "version": "v1", "embedder": "all-MiniLM-L6-v2",
-              "eval_queries": str(queries), "promote": False}
-    decision = evaluate_from_params(params, location=load().qdrant_path)
+    decision = evaluate_and_promote(location=load().qdrant_path, product="fast", version="v1", queries_path=queries,
+                                    promote=False)
     assert decision["metrics"]["hit_rate"] == 1.0
     assert backends and set(backends) == {"onnx-int8"}, backends

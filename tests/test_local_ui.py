@@ -23,6 +23,9 @@ from person import launch, sign_in
 from playwright.sync_api import expect, sync_playwright
 from servers import free_port
 
+# A loaded 2-core machine renders MLflow's and Airflow's single-page apps slowly: wait like a patient person.
+expect.set_options(timeout=60_000)
+
 PRODUCT = "ui-demo"
 DOCS = ["Airflow retries a failed task.", "MLflow nests child runs.", "Qdrant aliases switch collections."]
 

@@ -64,15 +64,16 @@ def test_environment_url_carries_its_api_key_and_ca(monkeypatch):
 def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
     """Defect 2: with the connection, evaluate scored the connection's server but registered the local store.
     The evaluate task now hands the same settings to the gate and (secret-free) to the registry."""
-    import ragtrail.pipeline
+    import ragtrail.gate
     import ragtrail_airflow.registry
     import ragtrail_airflow.tracking
     from ragtrail.recorder import Recorder
-    from ragtrail_airflow import tasks
+    from ragtrail.spec import run_config
+    from ragtrail_airflow.pipeline import evaluate_version
 
     seen = {}
 
-    def evaluate_from_params(params, recorder=None, location=None):
+    def evaluate_and_promote(*, location, **kw):
         seen["evaluated"] = location
         return {"collection": "p__v1", "gate": "passed", "promoted": True, "reason": "ok", "metrics": {}}
 
@@ -80,11 +81,11 @@ def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
         seen["registered"] = kw.get("store", kw.get("qdrant_location"))
         return "1"
 
-    monkeypatch.setattr(ragtrail.pipeline, "evaluate_from_params", evaluate_from_params)
+    monkeypatch.setattr(ragtrail.gate, "evaluate_and_promote", evaluate_and_promote)
     monkeypatch.setattr(ragtrail_airflow.registry, "register_version", register_version)
     monkeypatch.setattr(ragtrail_airflow.tracking, "get_client", lambda *a, **k: None)
-    params = {"product": "p", "version": "v1", "embedder": "all-MiniLM-L6-v2", "chunk_size": 200, "chunk_overlap": 32}
-    tasks.evaluate(params, None, Recorder(), {"run_id": "r1", "experiment_id": "0"})
+    cfg = run_config({"source": "/nowhere", "product": "p", "version": "v1"})
+    evaluate_version(cfg, None, Recorder(), {"run_id": "r1", "experiment_id": "0"})
     assert "qdrant.internal:6400" in str(seen["registered"]) and "sekrit" not in str(seen["registered"])
     assert resolve_store(seen["registered"]).url == resolve_store(seen["evaluated"]).url == "http://qdrant.internal:6400"
 

@@ -54,3 +54,24 @@ def test_small_study_logs_nested_trials_and_a_best_configuration(tmp_path, mlflo
     assert set(best) == {"chunk_size", "chunk_overlap", "embedder"} and best["embedder"] == "all-MiniLM-L6-v2"
     artifacts = {a.path for a in mlflow_client.list_artifacts(tune.info.run_id, "tuning")}
     assert "tuning/optimization_history.png" in artifacts, artifacts
+
+
+def test_build_best_triggers_rag_ingest_with_the_best_configuration(tmp_path):
+    """build_best on: the TriggerDagRunOperator in the graph queues a rag_ingest run whose conf is the best
+    configuration tune found (version ``version``), and the tuning run still rolls up FINISHED."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE_CORPUS / "qdrant", corpus / "qdrant")
+    summary = run_dag("rag_tune", {"source": str(corpus), "product": "tunebuild", "version": "tuned-x",
+                                   "eval_queries": str(SAMPLE_QUERIES), "build_best": True, "min_chunk_size": 64, "max_chunk_size": 64, "n_trials": 1})
+    assert summary["status"] == "FINISHED", dump(summary)
+    assert summary["tasks"] == {"tune": "FINISHED", "build_best": "FINISHED"}
+    with create_session() as session:
+        triggered = [r for r in session.query(DagRun).filter(DagRun.dag_id == "rag_ingest")
+                     if (r.conf or {}).get("product") == "tunebuild"]
+    assert len(triggered) == 1, [r.conf for r in triggered]
+    conf = triggered[0].conf
+    assert conf["version"] == "tuned-x" and conf["source"] == str(corpus) and conf["chunk_size"] == 64
+    assert set(conf) >= {"chunk_overlap", "embedder", "eval_queries"}

@@ -19,30 +19,15 @@ import time
 from contextlib import contextmanager
 
 from ragtrail import settings as rt_settings
-
-
-@contextmanager
-def stdout_to_stderr():
-    """Send everything written to fd 1 (Airflow's and MLflow's logs too) to stderr; yield the real stdout."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    real = os.fdopen(saved, "w")
-    try:
-        yield real
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
+from ragtrail.shell import stdout_to_stderr, table
+from ragtrail.spec import add_cli_flags, conf_from_args
 
 
 def _conf(args) -> dict:
-    conf = {"source": os.path.abspath(args.source) if "://" not in args.source else args.source,
-            "product": args.product, "version": args.version}
-    for key in ("chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size", "sync_mode", "docs_per_batch",
-                "texts_per_batch", "keep_versions", "promote", "aws_conn_id", "max_file_mb", "id_column",
-                "text_column", "metadata_columns", "eval_queries", "min_ndcg", "eval_tolerance"):
-        if getattr(args, key, None) is not None:
-            conf[key] = getattr(args, key)
+    """The run conf of the given flags; local paths made absolute (the DAG run may start elsewhere)."""
+    conf = conf_from_args(args)
+    if "://" not in conf["source"]:
+        conf["source"] = os.path.abspath(conf["source"])
     if conf.get("eval_queries"):
         conf["eval_queries"] = os.path.abspath(conf["eval_queries"])
     return conf
@@ -146,7 +131,7 @@ def cmd_ingest(args) -> int:
             except Exception as err:
                 print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
                 summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product,
-                           "version": args.version}
+                           "version": args.version or "v1"}
         if args.json:
             out.write(json.dumps(summary, default=str) + "\n")
         else:
@@ -209,11 +194,10 @@ def cmd_versions(args) -> int:
     if not versions:
         print(f"{args.product}: no versions built yet")
         return 1
-    print(f"{'':2}{'version':<16}{'points':>8}  {'embedder':<22}{'chunk':>6}{'overlap':>8}  built")
-    for v in versions:
-        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.get("built_at", 0)))
-        print(f"{'*' if v['live'] else ' ':2}{v['version']:<16}{v['points']:>8}  {str(v.get('embedder', '-')):<22}"
-              f"{str(v.get('chunk_size', '-')):>6}{str(v.get('chunk_overlap', '-')):>8}  {built}")
+    rows = [["*" if v["live"] else "", v["version"], v["points"], v.get("embedder"), v.get("embed_backend"),
+             v.get("chunk_size"), v.get("chunk_overlap"),
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(v.get("built_at", 0)))] for v in versions]
+    print(table(rows, ["", "version", "points", "embedder", "backend", "chunk", "overlap", "built"]))
     return 0
 
 
@@ -271,31 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="run the rag_ingest DAG in-process on a source")
-    ing.add_argument("--source", required=True, help="folder, file:// URI or s3://bucket/prefix of documents")
-    ing.add_argument("--product", required=True, help="index name (Qdrant alias, MLflow experiment)")
-    ing.add_argument("--version", default="v1", help="build configuration name (default v1)")
-    ing.add_argument("--chunk-size", type=int, help="max tokens per chunk (default 254, the model window)")
-    ing.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks (default 0)")
-    ing.add_argument("--embedder", help="sentence-transformers model name or folder")
-    ing.add_argument("--embed-backend", choices=["torch", "onnx-int8"],
-                     help="onnx-int8 (default: int8 ONNX Runtime, exported once into the data folder) or torch (fp32)")
-    ing.add_argument("--batch-size", type=int, help="texts per encode() batch")
-    ing.add_argument("--sync-mode", choices=["full", "incremental"],
-                     help="full (default): documents gone from the source leave the index; incremental: they stay")
-    ing.add_argument("--docs-per-batch", type=int, help="documents per chunk task (default 500)")
-    ing.add_argument("--texts-per-batch", type=int, help="distinct texts per embed task (default 2048)")
-    ing.add_argument("--keep-versions", type=int, help="old versions kept besides the live one (default 2)")
-    ing.add_argument("--no-promote", dest="promote", action="store_false", default=None,
-                     help="build the version but leave the product alias where it is")
-    ing.add_argument("--eval-queries", help="JSON lines query set {id, text, relevant} for the evaluation gate")
-    ing.add_argument("--min-ndcg", type=float, help="gate: lowest nDCG@10 that may go live (default 0)")
-    ing.add_argument("--eval-tolerance", type=float,
-                     help="gate: accepted nDCG@10 drop against the live version (default 0.02)")
-    ing.add_argument("--aws-conn-id", help="Airflow connection for s3:// sources (default aws_default)")
-    ing.add_argument("--max-file-mb", type=float, help="quarantine larger files unread (default 50)")
-    ing.add_argument("--id-column", help="tables: row id column (default: id, then doc_id, then row number)")
-    ing.add_argument("--text-column", help="tables: text column (default text)")
-    ing.add_argument("--metadata-columns", help="tables: comma-separated payload columns (default * = all others)")
+    add_cli_flags(ing)  # one flag per run-spec row (ragtrail.spec), with its bounds
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     ing.add_argument("--verbose", action="store_true",
                      help="show Airflow's own log lines too (by default they go to a file under the data folder)")

@@ -17,29 +17,11 @@ import sys
 from typing import Any
 
 from ragtrail.queries import TREND_METRICS, Trail
+from ragtrail.shell import fmt as _num
+from ragtrail.shell import stdout_to_stderr, table
 
 HEADLINE = ("docs_parsed", "chunk_count", "vector_count", "ndcg_at_10", "recall_at_10", "latency_p95_ms",
             "embeddings_per_second")
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) < 1e12 else f"{value:.3g}"
-    return str(value)
-
-
-def table(rows: list[list[Any]], headers: list[str]) -> str:
-    """Align columns; numbers right, text left."""
-    cells = [[_num(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) and rows for i in range(len(headers))]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
 def _runs_table(runs: list[dict]) -> str:
@@ -131,7 +113,6 @@ def show_summary(d: dict) -> str:
 
 
 def _run(args, fn, show) -> int:
-    from ragtrail.cli import stdout_to_stderr
 
     with stdout_to_stderr() as out:
         try:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+# What every parser returns or raises lives in ragtrail.parsed, so that tables and the sandbox can
+# import it without importing this module (which picks them): no import circle.
+from ragtrail.parsed import Parsed, ParseError, normalize_whitespace  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ragtrail.sandbox import SandboxedParser
@@ -29,33 +32,6 @@ TABLE_TYPES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "json
                ".xlsx": "xlsx"}
 
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-
-
-class ParseError(Exception):
-    """A document that cannot be turned into text; ``reason`` is a stable slug for metrics."""
-
-    def __init__(self, reason: str, message: str, key: str | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.key = key  # the row, for one bad row of a table; None for the whole file
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """The text of one document and how it was obtained.
-
-    A table yields one per row: ``key`` is the row's id (its doc id is ``<file>#<key>``) and
-    ``metadata`` the row's metadata columns.
-    """
-
-    text: str
-    doc_type: str
-    parser: str
-    key: str | None = None
-    metadata: dict[str, Any] | None = None
-    encoding: str | None = None  # how the bytes were decoded, for text and HTML
 
 
 def detect_type(name: str) -> str | None:
@@ -88,15 +64,6 @@ def html_charset(data: bytes) -> str | None:
         return None
     name = m.group(1).decode("ascii", "replace").lower()
     return "windows-1252" if name in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii") else name
-
-
-def normalize_whitespace(text: str) -> str:
-    """Collapse runs of blanks, keep paragraph breaks."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub(" ", text)
-    text = re.sub(r"[ \t\f\v]+", " ", text)
-    text = re.sub(r" *\n *", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 def html_to_text(html: str) -> str:

@@ -15,22 +15,16 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragtrail.settings import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_OVERLAP,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_EMBEDDER,
-    REPO_ROOT,
-)
+from ragtrail.settings import REPO_ROOT
 from ragtrail.settings import load as load_settings
+from ragtrail.spec import BY_NAME, FIELDS, NAME_PATTERN
 
 DEFAULT_PRODUCTS_FILE = REPO_ROOT / "include" / "products.yml"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 # Ad-hoc products get uuid5(namespace, name): stable across machines and runs.
 ADHOC_NAMESPACE = uuid.UUID("6f1c2a9e-4d0b-5e3a-9c71-2b8d4e6f0a13")
 _NAME = re.compile(NAME_PATTERN)
@@ -42,19 +36,25 @@ class ProductsFileError(ValueError):
 
 @dataclass(frozen=True)
 class Product:
-    """One product: what to ingest, when, and with which configuration."""
+    """One product: what to ingest, when, and the run-spec values its file sets (``settings``).
+
+    Any run-spec name reads as an attribute: ``product.chunk_size`` is the file's value or the spec's
+    default.
+    """
 
     id: str
     name: str
     source: str
     schedule: str | None = None
     version: str = "v1"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
-    embedder: str = DEFAULT_EMBEDDER
-    batch_size: int = DEFAULT_BATCH_SIZE
     artifact_location: str | None = None
     description: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in BY_NAME:
+            return self.settings.get(name, BY_NAME[name].default)
+        raise AttributeError(name)
 
     @property
     def dag_id(self) -> str:
@@ -62,12 +62,40 @@ class Product:
 
     def conf(self) -> dict[str, Any]:
         """The ``rag_ingest`` run configuration (DAG params) this product builds with."""
-        return {"source": self.source, "product": self.name, "version": self.version,
-                "chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap,
-                "embedder": self.embedder, "batch_size": self.batch_size}
+        return {"source": self.source, "product": self.name, "version": self.version, **self.settings}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Where run-spec rows sit in a products entry: "chunking.chunk_size" -> {"chunking": {"chunk_size"}}.
+_PATHS = {f.products: f for f in FIELDS if f.products and f.name not in ("source", "version")}
+_GROUPS: dict[str, set[str]] = {}
+for _path in _PATHS:
+    _head, _, _tail = _path.partition(".")
+    _GROUPS.setdefault(_head, set()).add(_tail)
+_TOP_KEYS = {"id", "name", "source", "schedule", "version", "artifact_location", "description", *_GROUPS}
+
+
+def _settings(entry: dict, where: str) -> dict[str, Any]:
+    """The spec values an entry sets, each checked against its row (the message names the field)."""
+    groups = {}
+    for head, tails in _GROUPS.items():
+        group = entry.get(head) or {}
+        if head == "embedder" and isinstance(group, str):  # a bare model name
+            group = {"name": group}
+        if not isinstance(group, dict) or set(group) - tails:
+            raise ProductsFileError(f"{where}: {head} takes {', '.join(sorted(tails))}")
+        groups[head] = group
+    out = {}
+    for path, row in _PATHS.items():
+        head, _, tail = path.partition(".")
+        if tail in groups[head]:
+            try:
+                out[row.name] = row.check(groups[head][tail])
+            except ValueError as err:  # "<name> must be …" -> "<path in the file> must be …"
+                raise ProductsFileError(f"{where}: {path}{str(err)[len(row.name):]}") from None
+    return out
 
 
 def products_file() -> Path:
@@ -75,17 +103,10 @@ def products_file() -> Path:
     return Path(os.environ.get("RAGTRAIL_PRODUCTS_FILE") or DEFAULT_PRODUCTS_FILE).expanduser()
 
 
-def _int(where: str, key: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ProductsFileError(f"{where}: {key} must be an integer between {lo} and {hi}, got {value!r}")
-    return value
-
-
 def _product(entry: Any, where: str, base: Path) -> Product:
     if not isinstance(entry, dict):
         raise ProductsFileError(f"{where}: expected a mapping, got {type(entry).__name__}")
-    unknown = set(entry) - {"id", "name", "source", "schedule", "version", "chunking", "embedder",
-                            "artifact_location", "description"}
+    unknown = set(entry) - _TOP_KEYS
     if unknown:
         raise ProductsFileError(f"{where}: unknown key(s) {sorted(unknown)}")
     name = entry.get("name")
@@ -108,27 +129,15 @@ def _product(entry: Any, where: str, base: Path) -> Product:
     version = str(entry.get("version", "v1"))
     if not _NAME.match(version) or "__" in version:
         raise ProductsFileError(f"{where}: version must match {NAME_PATTERN} without '__'")
-    chunking = entry.get("chunking") or {}
-    if not isinstance(chunking, dict) or set(chunking) - {"chunk_size", "chunk_overlap"}:
-        raise ProductsFileError(f"{where}: chunking takes chunk_size and chunk_overlap")
-    embedder = entry.get("embedder") or {}
-    if isinstance(embedder, str):
-        embedder = {"name": embedder}
-    if not isinstance(embedder, dict) or set(embedder) - {"name", "batch_size"}:
-        raise ProductsFileError(f"{where}: embedder is a model name or {{name, batch_size}}")
+    settings = _settings(entry, where)
     artifacts = entry.get("artifact_location")
     if artifacts is not None and (not isinstance(artifacts, str) or not artifacts.strip()):
         raise ProductsFileError(f"{where}: artifact_location must be a path or s3:// URI")
     if artifacts is not None and "://" not in artifacts:
         artifacts = str((base / Path(artifacts).expanduser()).resolve())
-    return Product(
-        id=pid, name=name, source=source, schedule=schedule, version=version,
-        chunk_size=_int(where, "chunk_size", chunking.get("chunk_size", DEFAULT_CHUNK_SIZE), 16, 510),
-        chunk_overlap=_int(where, "chunk_overlap", chunking.get("chunk_overlap", DEFAULT_CHUNK_OVERLAP), 0, 256),
-        embedder=str(embedder.get("name", DEFAULT_EMBEDDER)),
-        batch_size=_int(where, "batch_size", embedder.get("batch_size", DEFAULT_BATCH_SIZE), 1, 1024),
-        artifact_location=artifacts, description=str(entry.get("description") or ""),
-    )
+    return Product(id=pid, name=name, source=source, schedule=schedule, version=version,
+                   artifact_location=artifacts, description=str(entry.get("description") or ""),
+                   settings=settings)
 
 
 @lru_cache(maxsize=8)

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from ragtrail.parsing import Parsed, ParseError, normalize_whitespace
+from ragtrail.parsed import Parsed, ParseError, normalize_whitespace
 
 DEFAULT_TIMEOUT_S = float(os.environ.get("RAGTRAIL_PDF_TIMEOUT_S", "120"))
 DEFAULT_MAX_MEMORY_MB = int(os.environ.get("RAGTRAIL_PDF_MAX_MEMORY_MB", "2048"))

@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ragtrail.parsing import Parsed, ParseError, normalize_whitespace
+from ragtrail.parsed import Parsed, ParseError, normalize_whitespace
 
 ID_CANDIDATES = ("id", "doc_id")
 _TEXT_TABLES = ("csv", "tsv", "jsonl")

@@ -44,7 +44,7 @@ def _airflow_units(states: dict[str, str], task_ids: list[str]) -> dict[tuple[st
 
 
 def _pull(ti, task_id: str):
-    from ragtrail_airflow.tasks import as_list
+    from ragtrail_airflow.pipeline import as_list
 
     value = ti.xcom_pull(task_ids=task_id)
     return value if value is None or isinstance(value, (dict, str, int, float)) else as_list(value)
@@ -110,8 +110,12 @@ _CLOSE_AS = {"success": "FINISHED", "failed": "FAILED", "upstream_failed": "FAIL
 
 
 def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_end: float,
-                       task_ids: list[str]) -> tuple[list, dict]:
-    """Read the parent's child runs into units; close runs left RUNNING; note tasks without a run."""
+                       task_ids: list[str], tracked: set[str] | None = None) -> tuple[list, dict]:
+    """Read the parent's child runs into units; close runs left RUNNING; note tracked tasks without a run.
+
+    ``tracked``: the tasks that open an MLflow run (``@task.tracked``); default all. Another task (a
+    TriggerDagRunOperator) is judged by its Airflow state alone.
+    """
     from ragtrail_airflow.tracking import child_runs
 
     children = child_runs(client, exp_id, parent)
@@ -137,6 +141,9 @@ def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_
         if child is not None and af_state == "success" and child.info.status != "FINISHED":
             child = None  # an earlier try's run: the successful try left none
         if child is None:
+            if tracked is not None and key[0] not in tracked:
+                units.append(Unit(key[0], key[1], "FINISHED" if af_state == "success" else af_state.upper()))
+                continue
             if af_state in ("success", "failed"):  # it ran, but left no run in MLflow
                 missing.append(label)
             units.append(Unit(key[0], key[1], af_state.upper()))
@@ -207,7 +214,9 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
                 run_name=parent_run_name(params["product"], params["version"], origin))
             # The roll-up's "MLflow pipeline run" button opens the parent run.
             ti.xcom_push(key=XCOM_KEY, value={"experiment_id": exp_id, "run_id": parent, "parent_run_id": parent})
-            units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids)
+            tracked_ids = {t.task_id for t in context["dag"].tasks
+                           if getattr(t, "custom_operator_name", "") == "@task.tracked"}
+            units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids, tracked_ids)
             trail.update(found)
             duration_s = t_end - client.get_run(parent).info.start_time / 1000
             summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))

@@ -26,6 +26,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from ragtrail.recorder import Recorder
+from ragtrail.spec import RUN_PARAMS  # the params that describe the run: the parent run's params
 from ragtrail_airflow.config import tracking_enabled
 from ragtrail_airflow.links import XCOM_KEY, MLflowPipelineRunLink, MLflowRunLink
 
@@ -34,12 +35,6 @@ if TYPE_CHECKING:
     from airflow.sdk.bases.decorator import TaskDecorator
 
     from ragtrail_airflow.tracking import TaskRun
-
-# DAG params that describe the run; they become the parent run's params.
-RUN_PARAMS = ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "embed_backend", "batch_size",
-              "aws_conn_id", "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries",
-              "min_ndcg", "eval_tolerance", "promote")
-
 
 def quiet_progress_bars() -> None:
     """Nothing on a task process's raw stderr: Airflow logs it at ERROR, so the model's "Loading

@@ -1,10 +1,15 @@
-"""The task graph every ingest DAG runs, and its trigger-form params.
+"""The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
 ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status, where ``[]`` marks tasks
 mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
-``@dag`` function. This module imports only ``airflow.sdk`` and the light ``ragtrail.settings``; task
-bodies import the stage code (``ragtrail_airflow.tasks``) when they run.
+``@dag`` function.
+
+Each task below is the Airflow edge of one stage: it turns the DAG run's params into the typed
+:class:`ragtrail.spec.RunConfig` (the raw dict stops here), settles what is Airflow's (connections,
+fail-fast exceptions, XCom lists) and calls the stage in ``ragtrail``. This module imports only
+``airflow.sdk`` and light ``ragtrail`` modules at import time; task bodies import the stage code when
+they run.
 
 Example (a DAG file)::
 
@@ -21,16 +26,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, task
 
-from ragtrail.settings import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_OVERLAP,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_EMBED_BACKEND,
-    DEFAULT_EMBEDDER,
-    SAMPLE_CORPUS,
-)
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+from ragtrail.spec import FIELDS, form_schemas
 
 
 def cpu_pool() -> dict:
@@ -46,88 +42,73 @@ def default_args() -> dict:
             "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))}
 
 
-# Titled groups of the trigger form. Airflow 3's form opens the untitled group (the run's essentials)
-# and shows each titled one collapsed; a titled group turns red when a value in it is invalid.
-SOURCE_ACCESS, CHUNKING, SYNC, GATE, TABLES = (
-    "Source access", "Chunking & embedding", "Sync & batching", "Evaluation gate", "Tables")
+def form_params(schemas: dict[str, dict]) -> dict[str, Param]:
+    """Trigger-form fields of run-spec rows (:func:`ragtrail.spec.form_schemas`). An optional row's type
+    includes ``"null"``, so the form submits as it opens (a bare ``"string"`` type is required, and a
+    ``""`` default would block the Trigger button); a titled section is a collapsed group."""
+    return {name: Param(kw.pop("default"), **kw) for name, kw in schemas.items()}
 
 
-def param(default, title: str, description: str, *, section: str | None = None, **schema) -> Param:
-    """A typed trigger-form field. A ``type`` list with ``"null"`` makes it optional in the form (a
-    bare ``"string"`` type is required, so a ``""`` default would block the Trigger button)."""
-    return Param(default, title=title, description=description, **({"section": section} if section else {}),
-                 **schema)
-
-
-OPTIONAL_STRING = ["null", "string"]
-
-
-def pipeline_params(*, source: str = str(SAMPLE_CORPUS), product: str = "handbook", version: str = "v1",
-                    chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
-                    embedder: str = DEFAULT_EMBEDDER, batch_size: int = DEFAULT_BATCH_SIZE,
-                    fixed_product: bool = False) -> dict[str, Param]:
-    """Typed, described DAG params (the Airflow trigger form) with these defaults.
-
-    The form submits as it opens: every field without a usable default is nullable. Tasks read the
-    optional ones with :func:`ragtrail_airflow.tasks.optional`.
+def pipeline_params(*, fixed_product: bool = False, **defaults) -> dict[str, Param]:
+    """Typed, described DAG params (the Airflow trigger form) with these defaults (any spec row).
 
     Args:
         fixed_product: a product's own DAG may only build that product.
     """
-    product_schema = {"enum": [product]} if fixed_product else {"pattern": NAME_PATTERN}
-    p = param
-    return {
-        "source": p(source, "Source", "Folder, file:// URI or s3://bucket/prefix of the documents.",
-                    type="string", minLength=1),
-        "product": p(product, "Product", "Index name: the Qdrant alias and the MLflow experiment.",
-                     type="string", **product_schema),
-        "version": p(version, "Version", "Build configuration; each version has its own collection.",
-                     type="string", pattern=NAME_PATTERN),
-        "aws_conn_id": p("aws_default", "AWS connection", "Airflow connection for s3:// sources "
-                         "(endpoint_url in its extra for MinIO); empty: aws_default.",
-                         section=SOURCE_ACCESS, type=OPTIONAL_STRING),
-        "max_file_mb": p(50, "Max file size (MB)", "Larger files are quarantined unread (too_large).",
-                         section=SOURCE_ACCESS, type="number", exclusiveMinimum=0),
-        "chunk_size": p(chunk_size, "Chunk size", "Max tokens per chunk (embedder tokens; at most its window).",
-                        section=CHUNKING, type="integer", minimum=16, maximum=510),
-        "chunk_overlap": p(chunk_overlap, "Chunk overlap", "Tokens shared by consecutive chunks.",
-                           section=CHUNKING, type="integer", minimum=0, maximum=256),
-        "embedder": p(embedder, "Embedder", "sentence-transformers model name or local folder.",
-                      section=CHUNKING, type="string", minLength=1),
-        "embed_backend": p(DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
-                           "faster on CPU (see docs/performance.md).", section=CHUNKING, type="string", enum=["torch", "onnx-int8"]),
-        "batch_size": p(batch_size, "Encode batch size", "Texts per encode() call.", section=CHUNKING,
-                        type="integer", minimum=1, maximum=1024),
-        "sync_mode": p("full", "Sync mode", "full: documents gone from the source leave the index; incremental: "
-                       "they stay.", section=SYNC, type="string", enum=["full", "incremental"]),
-        "docs_per_batch": p(500, "Documents per chunk task", "One mapped chunk task per this many documents.",
-                            section=SYNC, type="integer", minimum=1),
-        "texts_per_batch": p(2048, "Texts per embed task", "One mapped embed task per this many distinct texts.",
-                             section=SYNC, type="integer", minimum=1),
-        "keep_versions": p(2, "Old versions kept", "Versions kept besides the live one; older ones are deleted.",
-                           section=SYNC, type="integer", minimum=0),
-        "promote": p(True, "Promote", "Point the product alias at this version when it passes the gate.",
-                     section=GATE, type="boolean"),
-        "eval_queries": p(None, "Query set", "JSON lines file {id, text, relevant}; empty: none (the sample "
-                          "corpus brings its own).", section=GATE, type=OPTIONAL_STRING),
-        "min_ndcg": p(0.0, "Min nDCG@10", "Lowest nDCG@10 that may go live.", section=GATE, type="number",
-                      minimum=0, maximum=1),
-        "eval_tolerance": p(0.02, "Tolerance vs live", "How much lower than the live version's nDCG@10 is still "
-                            "accepted (a significant drop is rejected anyway).", section=GATE, type="number",
-                            minimum=0, maximum=1),
-        "id_column": p(None, "Id column", "Row id column; empty: id, then doc_id, then row numbers.",
-                       section=TABLES, type=OPTIONAL_STRING),
-        "text_column": p("text", "Text column", "The column holding the text to index.", section=TABLES,
-                         type="string", minLength=1),
-        "metadata_columns": p("*", "Metadata columns", "Comma-separated columns copied into the payload; "
-                              "* = all others; empty = none.", section=TABLES, type=OPTIONAL_STRING),
-    }
+    schemas = form_schemas(FIELDS, **defaults)
+    if fixed_product:
+        product = schemas["product"]
+        product.pop("pattern", None)
+        product["enum"] = [product["default"]]
+    return form_params(schemas)
 
 
-def _workdir(dag_run):
+def as_list(results) -> list:
+    """A mapped task's results as a list, read in one request.
+
+    Iterating Airflow's lazy XCom sequence asks for one item after another until the server answers
+    404, which Airflow logs at ERROR ("XCom not found … offset=N") on every healthy run; a slice is
+    one request and no error.
+    """
+    if results is None:
+        return []
+    if isinstance(results, (list, tuple)):
+        return list(results)
+    return list(results[:])
+
+
+def _edge(params, dag_run):
+    """The run's typed config and work folder."""
     from ragtrail.settings import run_workdir
+    from ragtrail.spec import run_config
 
-    return run_workdir(dag_run.dag_id, dag_run.run_id)
+    return run_config(params), run_workdir(dag_run.dag_id, dag_run.run_id)
+
+
+def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
+    """The evaluate task's work: gate the version on the pipeline's store, and register that same store
+    (its secret-free description) with the model when tracked."""
+    from ragtrail import gate
+    from ragtrail.evaluation import resolve_query_file
+    from ragtrail_airflow.qdrant import store_settings
+
+    store = store_settings()  # one store: the one evaluated is the one the registered model names
+    decision = gate.evaluate_and_promote(
+        location=store, product=cfg.product, version=cfg.version,
+        queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""), promote=cfg.promote,
+        min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
+    if tracked_run:
+        from ragtrail.retriever import model_name
+        from ragtrail_airflow import registry
+        from ragtrail_airflow.tracking import get_client
+
+        number = registry.register_version(get_client(), run_id=tracked_run["run_id"], product=cfg.product,
+                                           version=cfg.version, collection=decision["collection"],
+                                           config=cfg.version_config(), decision=decision,
+                                           source_digest=(docs or {}).get("digest"), store=store.describe())
+        tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
+        decision["model_version"] = number
+    return decision
 
 
 def build_pipeline() -> None:
@@ -135,46 +116,78 @@ def build_pipeline() -> None:
 
     @task.tracked(stage="ingest")
     def ingest(params=None, tracker=None, dag_run=None):
-        from ragtrail_airflow import tasks
+        """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return tasks.ingest(params, _workdir(dag_run), tracker)
+        from ragtrail.ingest import NoUsableDocuments, ingest_source
+        from ragtrail.tables import TableSpec
+        from ragtrail_airflow.s3 import s3_client_factory
+
+        cfg, workdir = _edge(params, dag_run)
+        table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+        try:
+            return ingest_source(cfg.source, workdir, recorder=tracker, table=table,
+                                 max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                                 s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"))
+        except NoUsableDocuments as err:  # the same source will not improve on a retry
+            raise AirflowFailException(str(err)) from err
 
     @task.tracked(stage="plan")
     def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-        from ragtrail_airflow import tasks
+        """Decide which documents changed; return the chunk batches to fan out over."""
+        from ragtrail.plan import plan_sync
+        from ragtrail_airflow.qdrant import store_settings
 
-        return tasks.plan(params, docs, _workdir(dag_run), tracker)
+        cfg, workdir = _edge(params, dag_run)
+        return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=cfg.product,
+                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
+                         docs_per_batch=cfg.docs_per_batch, recorder=tracker)["batches"]
 
     @task.tracked(stage="chunk", **cpu_pool())
     def chunk(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail_airflow import tasks
+        from ragtrail.chunking import chunk_documents
 
-        return tasks.chunk(params, batch, _workdir(dag_run), tracker)
+        cfg, workdir = _edge(params, dag_run)
+        return chunk_documents(batch["docs_path"], workdir, product=cfg.product, chunk_size=cfg.chunk_size,
+                               chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+                               out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker)
 
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
     @task.tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))
     def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
-        from ragtrail_airflow import tasks
+        """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
+        from ragtrail.dedupe import unique_texts
+        from ragtrail.plan import read_plan
 
-        return tasks.dedupe(params, chunked, _workdir(dag_run), tracker)
+        cfg, workdir = _edge(params, dag_run)
+        return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir,
+                            held_path=read_plan(workdir)["held_path"], texts_per_batch=cfg.texts_per_batch,
+                            recorder=tracker)["batches"]
 
     @task.tracked(stage="embed", **cpu_pool())
     def embed(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail_airflow import tasks
+        from ragtrail.embedding import embed_chunks
 
-        return tasks.embed(params, batch, _workdir(dag_run), tracker)
+        cfg, workdir = _edge(params, dag_run)
+        return embed_chunks(batch["texts_path"], workdir, embedder=cfg.embedder, batch_size=cfg.batch_size,
+                            out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
+                            backend=cfg.embed_backend)
 
     @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",))  # publishes the good batches when some failed
     def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-        from ragtrail_airflow import tasks
+        from ragtrail.pipeline import index_from_results
+        from ragtrail_airflow.qdrant import store_settings
 
-        return tasks.index(params, chunked, embedded, _workdir(dag_run), dag_run.run_id, tracker)
+        cfg, workdir = _edge(params, dag_run)
+        return index_from_results(as_list(chunked), as_list(embedded), cfg, workdir, dag_run.run_id,
+                                  recorder=tracker, location=store_settings())
 
     @task.tracked(stage="evaluate")
-    def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None):
-        from ragtrail_airflow import tasks
-
-        return tasks.evaluate(params, docs, tracker, tracked_run)
+    def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
+        """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
+        cfg, _ = _edge(params, dag_run)
+        decision = evaluate_version(cfg, docs, tracker, tracked_run)
+        return decision
 
     @task.rollup(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):
