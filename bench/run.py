@@ -48,16 +48,16 @@ def bare_loop(corpus: Path, qdrant: Path, batch_size: int = BATCH_SIZE, docs_per
     """Parse, chunk, encode and upsert with no orchestration at all, streaming batches of documents."""
     import uuid
 
-    from qdrant_client import QdrantClient, models
-
     from ragtrail.chunking import chunk_document
     from ragtrail.embedding import load_model, load_tokenizer, token_window
     from ragtrail.parsing import ParseError, parse_file
+    from ragtrail.store import Point, open_store
 
     model = load_model("all-MiniLM-L6-v2")
     tokenizer, window = load_tokenizer("all-MiniLM-L6-v2"), token_window("all-MiniLM-L6-v2")
-    client = QdrantClient(path=str(qdrant))
-    client.create_collection("bare", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    opened = open_store(qdrant)  # the same store seam as the pipeline, without the orchestration
+    store = opened.__enter__()
+    store.create("bare", 384, {})
     files = sorted(p for p in corpus.rglob("*") if p.is_file() and not p.name.startswith("."))
     n_chunks = 0
     for i in range(0, len(files), docs_per_batch):
@@ -72,13 +72,13 @@ def bare_loop(corpus: Path, qdrant: Path, batch_size: int = BATCH_SIZE, docs_per
                     payloads.append({"doc_id": rel, "chunk_index": idx, "text": ch["text"]})
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
         for j in range(0, len(texts), 256):
-            client.upsert("bare", wait=True, points=[
-                models.PointStruct(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p['doc_id']}#{p['chunk_index']}")),
-                                   vector=v.tolist(), payload=p)
+            store.upsert("bare", [
+                Point(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p['doc_id']}#{p['chunk_index']}")),
+                      vector=v.tolist(), payload=p)
                 for p, v in zip(payloads[j : j + 256], vectors[j : j + 256], strict=True)])
         n_chunks += len(texts)
-    points = client.count("bare", exact=True).count
-    client.close()
+    points = store.count("bare")
+    opened.__exit__(None, None, None)
     return {"docs": len(files), "chunks": n_chunks, "points": points}
 
 

@@ -141,9 +141,9 @@ def handbook_run():
 @pytest.fixture(scope="session")
 def qdrant(settings):
     """Open the local store only for the duration of a block (one client per folder at a time)."""
-    from ragtrail.indexing import open_qdrant
+    from ragtrail.store import open_store
 
-    return lambda: open_qdrant(settings.qdrant_path)
+    return lambda: open_store(settings.qdrant_path)
 
 
 def child_runs_of(client, summary: dict) -> list:

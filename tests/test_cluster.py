@@ -11,7 +11,7 @@ import pytest
 from conftest import put_objects
 from live_cluster import LiveCluster, services_missing
 
-from ragtrail.indexing import open_qdrant, scroll_points
+from ragtrail.store import open_store
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -72,8 +72,8 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     assert ran["worker1"] and ran["worker2"], ran
     assert ran["worker1"] | ran["worker2"] == {k for k in keys if k[1] >= 0}
 
-    with open_qdrant(cluster.home / "qdrant") as client:
-        points = list(scroll_points(client, "cluster__v1", ["doc_id"]))
+    with open_store(cluster.home / "qdrant") as store:
+        points = list(store.scroll("cluster__v1", ["doc_id"]))
     assert sorted(p.payload["doc_id"] for p in points) == sorted(k.removeprefix("cluster/") for k in DOCS)
 
     client = MlflowClient(cluster.mlflow_url)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 from conftest import ingest, write_corpus
 
 from ragtrail.embedding import embed_texts
@@ -30,23 +33,55 @@ def test_onnx_int8_vectors_are_close_to_fp32():
     assert list((load().home / "models").glob("*-onnx-int8/model_qint8.onnx")), "export not cached in the data folder"
 
 
-def test_pipeline_with_onnx_backend_builds_a_searchable_version(tmp_path):
-    """embed_backend=onnx-int8 runs the DAG end to end, is part of the version config, and search uses it."""
-    from ragtrail.indexing import open_qdrant
-    from ragtrail.search import search
-
-    corpus = write_corpus(tmp_path / "fast", {
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    """Product ``fast`` built with the onnx-int8 backend (two documents)."""
+    corpus = write_corpus(tmp_path_factory.mktemp("fast") / "fast", {
         "retries.md": "# Retries\n\nA failed task is retried after retry_delay, up to `retries` times.",
         "baking.md": "# Bread\n\nSourdough rises overnight and is baked in a very hot oven.",
     })
     run = ingest({"source": str(corpus), "product": "fast", "embed_backend": "onnx-int8"})
+    return corpus, run
+
+
+def test_pipeline_with_onnx_backend_builds_a_searchable_version(fast_run):
+    """embed_backend=onnx-int8 runs the DAG end to end, is part of the version config, and search uses it."""
+    from ragtrail.search import search
+    from ragtrail.store import open_store
+
+    corpus, run = fast_run
     assert run["status"] == "FINISHED", run
     assert run["embeddings"] > 0 and run["vectors"] == run["chunks"]
-    with open_qdrant(load().qdrant_path) as client:
-        meta = client.get_collection("fast__v1").config.metadata
+    with open_store(load().qdrant_path) as store:
+        meta = store.metadata("fast__v1")
     assert meta["embed_backend"] == "onnx-int8"
     hits = search("fast", "how often is a failing task tried again?", location=load().qdrant_path, k=2)
     assert hits[0]["doc_id"] == "retries.md"
     mixed = ingest({"source": str(corpus), "product": "fast", "embed_backend": "torch"})
     assert mixed["status"] == "FAILED"
     assert any("a new configuration needs a new version" in r for r in mixed["reasons"]), mixed["reasons"]
+
+
+def test_evaluation_embeds_questions_with_the_collections_backend(fast_run, tmp_path, monkeypatch):
+    """Defect 1: the gate embedded questions with torch for an onnx-int8 collection, judging vectors that no
+    user query ever gets. Every question the evaluate stage embeds now uses the collection's backend."""
+    import ragtrail.embedding
+    from ragtrail.gate import evaluate_and_promote
+
+    corpus, run = fast_run
+    assert run["status"] == "FINISHED", run
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "q1", "text": "how often is a task retried?", "relevant": ["retries.md"]}) + "\n")
+    backends = []
+    real = ragtrail.embedding.embed_texts
+
+    def spy(texts, embedder=ragtrail.embedding.DEFAULT_EMBEDDER, batch_size=ragtrail.embedding.DEFAULT_BATCH_SIZE,
+            backend="torch"):
+        backends.append(backend)
+        return real(texts, embedder, batch_size, backend=backend)
+
+    monkeypatch.setattr(ragtrail.embedding, "embed_texts", spy)
+    decision = evaluate_and_promote(location=load().qdrant_path, product="fast", version="v1", queries_path=queries,
+                                    promote=False)
+    assert decision["metrics"]["hit_rate"] == 1.0
+    assert backends and set(backends) == {"onnx-int8"}, backends

@@ -10,7 +10,6 @@ import pytest
 from conftest import child_runs_of, dump, ingest, run_cli
 
 from ragtrail.evaluation import METRICS, SAMPLE_QUERIES, percentile
-from ragtrail.indexing import alias_target
 from ragtrail.settings import SAMPLE_CORPUS
 
 SUBSET = ("qdrant", "ragtrail")  # 8 documents: the gate's builds stay cheap
@@ -29,8 +28,8 @@ def registry_state(client, qdrant, product: str) -> dict:
     for alias in ("candidate", "production"):
         mv = client.get_model_version_by_alias(f"ragtrail-{product}", alias)
         state[alias] = mv.tags["ragtrail.collection"]
-    with qdrant() as qc:
-        state["qdrant"] = alias_target(qc, product)
+    with qdrant() as store:
+        state["qdrant"] = store.alias_target(product)
     return state
 
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import ingest, write_corpus
 from live_airflow import LiveAirflow
 
-from ragtrail.indexing import open_qdrant, scroll_points
+from ragtrail.store import open_store
 
 DOCS = {f"doc{i:02d}.md": f"Document {i} explains topic {i}.\n\n" + " ".join(f"sentence {i}-{j} about item {j}." for j in range(40))
         for i in range(10)}
@@ -18,9 +18,9 @@ FAULTS = ["embed.start", "embed.after_batch_0", "embed.end", "index.start", "ind
 
 
 def view(location, collection):
-    with open_qdrant(location) as client:
+    with open_store(location) as store:
         return {(str(p.id), p.payload["doc_id"], p.payload["chunk_index"], p.payload["chunk_hash"])
-                for p in scroll_points(client, collection, ["doc_id", "chunk_index", "chunk_hash"])}
+                for p in store.scroll(collection, ["doc_id", "chunk_index", "chunk_hash"])}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import ingest, run_cli, write_corpus
 
-from ragtrail.indexing import list_versions, scroll_points
+from ragtrail.store import list_versions
 
 BASE = {
     "airflow.md": "Airflow schedules DAGs of tasks and retries them after failures.\n\nThe scheduler queues work.",
@@ -20,9 +20,9 @@ BASE = {
 
 def point_view(qdrant, collection: str) -> set[tuple]:
     """What a build must agree on: each point's id, document, position and content."""
-    with qdrant() as client:
+    with qdrant() as store:
         return {(str(p.id), p.payload["doc_id"], p.payload["chunk_index"], p.payload["chunk_hash"], p.payload["doc_hash"])
-                for p in scroll_points(client, collection, ["doc_id", "chunk_index", "chunk_hash", "doc_hash"])}
+                for p in store.scroll(collection, ["doc_id", "chunk_index", "chunk_hash", "doc_hash"])}
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,6 @@ def test_old_versions_are_pruned(tmp_path, qdrant):
     corpus = write_corpus(tmp_path / "src", {"a.md": "Pruning keeps the store small."})
     for version in ("p1", "p2", "p3"):
         assert ingest({"source": str(corpus), "product": "prune", "version": version, "keep_versions": 1})["status"] == "FINISHED"
-    with qdrant() as client:
-        versions = {v["version"]: v["live"] for v in list_versions(client, "prune")}
+    with qdrant() as store:
+        versions = {v["version"]: v["live"] for v in list_versions(store, "prune")}
     assert versions == {"p3": True, "p2": False}

@@ -64,8 +64,8 @@ def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
 def test_metrics_are_consistent_with_qdrant(handbook_run, mlflow_client, qdrant):
     """Σ chunk_count = vector_count = points in Qdrant; Σ embedding_count = distinct new texts; no truncation."""
     stages = by_stage(child_runs_of(mlflow_client, handbook_run))
-    with qdrant() as client:
-        points = client.count("handbook", exact=True).count  # through the alias
+    with qdrant() as store:
+        points = store.count("handbook")  # through the alias
     index = stages["index"][0].data.metrics
     dedupe = stages["dedupe"][0].data.metrics
     assert points == index["vector_count"] == handbook_run["vectors"] == total(stages["chunk"], "chunk_count")
@@ -114,14 +114,14 @@ def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
 def test_reingest_unchanged_embeds_nothing_and_keeps_the_same_points(handbook_run, qdrant, mlflow_client):
     """Ingesting the same corpus again: 0 embeddings, every document unchanged, the same point ids, and
     both ingest runs show the same source dataset digest in MLflow."""
-    with qdrant() as client:
-        before = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
+    with qdrant() as store:
+        before = {p.id for p in store.scroll("handbook", [])}
     again = ingest(HANDBOOK_CONF)
     assert again["status"] == "FINISHED", again
     assert again["embeddings"] == 0 and again["chunks"] == 0
     assert again["docs_unchanged"] == handbook_run["docs"] and again["docs_added"] == again["docs_updated"] == 0
-    with qdrant() as client:
-        after = {p.id for p in client.scroll("handbook", limit=10_000, with_payload=False)[0]}
+    with qdrant() as store:
+        after = {p.id for p in store.scroll("handbook", [])}
     assert after == before and again["vectors"] == handbook_run["vectors"]
     datasets = []
     for summary in (handbook_run, again):

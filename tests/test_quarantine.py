@@ -78,8 +78,8 @@ def test_good_documents_indexed_bad_ones_quarantined_run_finished(mixed, qdrant,
     summary, _, _ = mixed
     assert summary["status"] == "FINISHED", summary
     assert summary["docs"] == len(EXPECTED_DOCS) and summary["docs_failed"] == len(EXPECTED_QUARANTINE) > 0
-    with qdrant() as client:
-        payloads = [p.payload for p in client.scroll("mixed", limit=1000, with_payload=True)[0]]
+    with qdrant() as store:
+        payloads = [p.payload for p in store.scroll("mixed", None)]
     assert {p["doc_id"] for p in payloads} == EXPECTED_DOCS
     assert not any("Private notes" in p["text"] for p in payloads)
     assert {p["doc_id"]: p.get("metadata") for p in payloads if "faq" in p["doc_id"]} == {

@@ -48,8 +48,8 @@ def test_s3_prefix_is_indexed_through_the_airflow_connection(s3_run, qdrant, mlf
     summary, _ = s3_run
     assert summary["status"] == "FINISHED" and summary["docs"] == len(EXPECTED_DOCS)
     assert summary["docs_failed"] == len(BAD) + len(BULK)  # FINISHED with quarantined documents
-    with qdrant() as client:
-        points = client.scroll("s3docs", limit=1000, with_payload=True)[0]
+    with qdrant() as store:
+        points = list(store.scroll("s3docs", None))
     assert {p.payload["doc_id"] for p in points} == EXPECTED_DOCS
     faq = {p.payload["doc_id"]: p.payload for p in points if "#" in p.payload["doc_id"]}
     assert faq["tables/faq.csv#q2"]["metadata"] == {"lang": "de"}  # only the chosen metadata column

@@ -149,7 +149,6 @@ def cmd_ingest(args) -> int:
 def cmd_search(args) -> int:
     from ragtrail.search import search_many
 
-    s = rt_settings.load()
     if args.queries:
         with open(args.queries) as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
@@ -166,7 +165,7 @@ def cmd_search(args) -> int:
                 from ragtrail.trail.registry import production_collection
 
                 collection = production_collection(args.product)
-            results = search_many(args.product, queries, location=s.qdrant_url or s.qdrant_path, k=args.k,
+            results = search_many(args.product, queries, k=args.k,
                                   collection=collection)
         except LookupError as err:
             print(f"ragtrail search: {err}", file=sys.stderr)
@@ -185,11 +184,10 @@ def cmd_search(args) -> int:
 
 
 def cmd_versions(args) -> int:
-    from ragtrail.indexing import check_name, list_versions, open_qdrant
-    from ragtrail.pipeline import qdrant_location
+    from ragtrail.store import check_name, list_versions, open_store
 
-    with open_qdrant(qdrant_location()) as client:
-        versions = list_versions(client, check_name("product", args.product))
+    with open_store() as store:
+        versions = list_versions(store, check_name("product", args.product))
     if args.json:
         print(json.dumps(versions, default=str))
         return 0
@@ -222,8 +220,7 @@ def gate_refusal(product: str, collection: str) -> str | None:
 
 
 def cmd_promote(args) -> int:
-    from ragtrail.indexing import check_name, collection_name, open_qdrant, promote
-    from ragtrail.pipeline import qdrant_location
+    from ragtrail.store import check_name, collection_name, open_store, promote
 
     product = check_name("product", args.product)
     try:
@@ -234,9 +231,9 @@ def cmd_promote(args) -> int:
     if refusal:
         print(f"ragtrail promote: {refusal}; --force promotes it anyway", file=sys.stderr)
         return 1
-    with open_qdrant(qdrant_location()) as client:
+    with open_store() as store:
         try:
-            name = promote(client, product, args.version)
+            name = promote(store, product, args.version)
         except LookupError as err:
             print(f"ragtrail promote: {err}", file=sys.stderr)
             return 1

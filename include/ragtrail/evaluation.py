@@ -117,30 +117,30 @@ def summarize(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def evaluate_collection(client, collection: str, queries: list[dict], embedder: str,
-                        chunks_per_query: int = CHUNKS_PER_QUERY, backend: str = "torch",
-                        show_progress: bool = True) -> tuple[dict, list[dict]]:
-    """Run every query against ``collection`` (a name or alias) on an open Qdrant client.
+def evaluate_collection(store, collection: str, queries: list[dict],
+                        chunks_per_query: int = CHUNKS_PER_QUERY, show_progress: bool = True) -> tuple[dict, list[dict]]:
+    """Run every query against ``collection`` (a name or alias) on an open store.
 
-    Questions are embedded with ``backend``: the one that made the collection's vectors.
+    Questions are embedded by :func:`ragtrail.search.query_embedder` — the collection's own embedder
+    and backend, exactly as a user's search is.
 
     Returns:
         ``(metrics, per_query_rows)``; each row has the query, its relevant and retrieved documents,
         its metrics and ``latency_ms`` (embedding the question plus the vector search).
     """
-    from ragtrail.embedding import embed_texts
     from ragtrail.progress import Progress
+    from ragtrail.search import query_embedder
 
-    embed_texts(["warm-up"], embedder, backend=backend)  # loads the model; keep it out of the latencies
+    embed = query_embedder(store, collection)
+    embed(["warm-up"])  # the first call loads the model; keep it out of the latencies
     rows = []
     progress = Progress("evaluate", len(queries), "queries") if show_progress else None
     for q in queries:
         t0 = time.perf_counter()
-        vector = embed_texts([q["text"]], embedder, backend=backend)[0]
-        hits = client.query_points(collection, query=vector.tolist(), limit=chunks_per_query,
-                                   with_payload=["doc_id"]).points
+        vector = embed([q["text"]])[0]
+        hits = store.query(collection, vector.tolist(), chunks_per_query, ["doc_id"])
         latency = (time.perf_counter() - t0) * 1000
-        docs = documents_from_chunks([{"doc_id": h.payload.get("doc_id"), "score": float(h.score)} for h in hits])
+        docs = documents_from_chunks([{"doc_id": h.payload.get("doc_id"), "score": h.score} for h in hits])
         ranked = [d for d, _ in docs]
         rows.append({"query_id": q["id"], "text": q["text"], "relevant": json.dumps(q["relevant"], sort_keys=True),
                      "retrieved": json.dumps(ranked), **score_query(ranked, q["relevant"]),

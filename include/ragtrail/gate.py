@@ -16,8 +16,8 @@ import random
 from pathlib import Path
 
 from ragtrail.evaluation import load_queries
-from ragtrail.indexing import alias_target, collection_name, open_qdrant, point_alias, prune_versions
 from ragtrail.recorder import Recorder
+from ragtrail.store import collection_name, open_store, prune_versions
 
 PASSED, REJECTED, SKIPPED, NOT_REQUESTED = "passed", "rejected", "skipped", "not_requested"
 ALPHA = 0.05  # a drop this unlikely under "no difference" is a real drop
@@ -86,10 +86,9 @@ def gate(metrics: dict, live_metrics: dict | None, *, min_ndcg: float = 0.0, tol
 
 def evaluate_and_promote(
     *,
-    location: str | Path,
+    location,
     product: str,
     version: str,
-    embedder: str,
     queries_path: str | Path | None,
     promote: bool = True,
     min_ndcg: float = 0.0,
@@ -98,6 +97,9 @@ def evaluate_and_promote(
     recorder: Recorder | None = None,
 ) -> dict:
     """Evaluate the version's collection, apply the gate, move the alias (or not), prune old versions.
+
+    Each collection is queried with its own embedder and backend (from its metadata), as searches are.
+    ``location``: anything :func:`ragtrail.store.resolve_store` accepts.
 
     Returns:
         ``{"collection", "live", "promoted", "gate", "reason", "metrics", "live_metrics", "rows"}``;
@@ -113,18 +115,14 @@ def evaluate_and_promote(
     metrics = live_metrics = None
     rows: list[dict] = []
     versus: dict = {}
-    with open_qdrant(location) as client:
-        if not client.collection_exists(name):
+    with open_store(location) as store:
+        if not store.exists(name):
             raise RuntimeError(f"{name} was not built: nothing to evaluate")
-        live_before = alias_target(client, product)
+        live_before = store.alias_target(product)
         if queries:
-            backend = (client.get_collection(name).config.metadata or {}).get("embed_backend") or "torch"
-            metrics, rows = evaluate_collection(client, name, queries, embedder, backend=backend)
+            metrics, rows = evaluate_collection(store, name, queries)
             if live_before and live_before != name:
-                live_meta = client.get_collection(live_before).config.metadata or {}
-                live_metrics, live_rows = evaluate_collection(client, live_before, queries,
-                                                              live_meta.get("embedder", embedder),
-                                                              backend=live_meta.get("embed_backend") or "torch")
+                live_metrics, live_rows = evaluate_collection(store, live_before, queries)
                 versus = compare_with_live(rows, live_rows)
             passes, reason = gate(metrics, live_metrics, min_ndcg=min_ndcg, tolerance=tolerance,
                                   live_name=live_before or "live", p_value=versus.get("p_value"))
@@ -136,9 +134,9 @@ def evaluate_and_promote(
         promoted = promote and passes
         dropped: list[str] = []
         if promoted:
-            point_alias(client, product, name)
-            dropped = prune_versions(client, product, keep_versions)
-        live = alias_target(client, product)
+            store.point_alias(product, name)
+            dropped = prune_versions(store, product, keep_versions)
+        live = store.alias_target(product)
     worse = bool(metrics and live_metrics and metrics["ndcg_at_10"] < live_metrics["ndcg_at_10"])
     if metrics:
         rec.metric(**metrics)

@@ -7,10 +7,8 @@ The same lock file serialises writers of one product (see docs/pipeline.md, "Cra
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,26 +18,26 @@ DEFAULT_TIMEOUT_S = float(os.environ.get("RAGTRAIL_LOCK_TIMEOUT_S", "900"))
 
 @contextmanager
 def file_lock(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``, waiting up to ``timeout_s`` for it.
+    """Hold an exclusive lock on ``path`` (``filelock``'s ``flock``), waiting up to ``timeout_s`` for it.
 
-    The kernel drops the lock when the holder dies, SIGKILL included: no stale locks to clean up.
+    The kernel drops an ``flock`` when its holder dies, SIGKILL included: no stale locks to clean up.
+    So the soft (marker-file) fallback is refused, and the lock file is kept rather than unlinked (an
+    unlink races a waiter that already opened it). Raises ``TimeoutError`` after ``timeout_s``.
     """
+    from filelock import FileLock, Timeout
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout_s
+    lock = FileLock(path, timeout=timeout_s, poll_interval=0.2, thread_local=False, fallback_to_soft=False,
+                    preserve_lock_file=True)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {timeout_s:.0f} s for {path}; another ragtrail process holds it") from None
-                time.sleep(0.2)
+        lock.acquire()
+    except Timeout:
+        raise TimeoutError(f"waited {timeout_s:.0f} s for {path}; another ragtrail process holds it") from None
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        lock.release()
 
 
 def failpoint(name: str, workdir: str | Path) -> None:

@@ -1,5 +1,5 @@
-"""Glue between stages that several callers share: where Qdrant is, and the index stage over the
-results of mapped (possibly partly failed) upstream tasks."""
+"""Glue between stages that several callers share: the index stage over the results of mapped
+(possibly partly failed) upstream tasks."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ import json
 from pathlib import Path
 
 from ragtrail.recorder import Recorder
-from ragtrail.settings import load
 from ragtrail.spec import RunConfig
-
-
-def qdrant_location() -> str:
-    """A Qdrant server URL when configured, else the local-mode folder in the data folder."""
-    s = load()
-    return s.qdrant_url or str(s.qdrant_path)
 
 
 def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str,
@@ -22,8 +15,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     """Run the index stage on whatever the upstream (possibly partly failed) mapped tasks produced.
 
     Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
-    roll-up then reports the run PARTIAL. ``location`` (see ``open_qdrant``) defaults to
-    :func:`qdrant_location`.
+    roll-up then reports the run PARTIAL. ``location``: anything :func:`ragtrail.store.resolve_store`
+    accepts (``None``: the environment's store).
     """
     from ragtrail.indexing import index_run
     from ragtrail.plan import read_plan
@@ -34,7 +27,7 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
     return index_run(
-        location=location or qdrant_location(), product=cfg.product, version=cfg.version,
+        location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
         promote_alias=False,  # the evaluate stage decides (ragtrail.gate)

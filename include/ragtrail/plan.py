@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ragtrail.indexing import collection_name, open_qdrant, scroll_points
 from ragtrail.recorder import Recorder
+from ragtrail.store import collection_name, open_store
 
 SYNC_MODES = ("full", "incremental")
 HELD_FILE = "held_hashes.parquet"
@@ -22,11 +22,11 @@ def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], d
     """Per document: hash, expected and actual chunk counts, whether hashes are mixed; plus held chunk hashes."""
     docs: dict[str, dict] = {}
     held: set[str] = set()
-    with open_qdrant(location) as client:
-        if not client.collection_exists(collection):
+    with open_store(location) as store:
+        if not store.exists(collection):
             return docs, held, {}
-        meta = client.get_collection(collection).config.metadata or {}
-        for p in scroll_points(client, collection, ["doc_id", "doc_hash", "n_chunks", "chunk_hash"]):
+        meta = store.metadata(collection)
+        for p in store.scroll(collection, ["doc_id", "doc_hash", "n_chunks", "chunk_hash"]):
             pl = p.payload
             d = docs.setdefault(pl["doc_id"], {"hash": pl.get("doc_hash"), "n_chunks": pl.get("n_chunks"), "points": 0,
                                                "mixed": False})

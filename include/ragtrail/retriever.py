@@ -27,20 +27,23 @@ except ImportError:  # pragma: no cover - mlflow is always installed with ragtra
 class RagtrailRetriever(_Base):
     """A pyfunc retriever: embedder + collection reference + search settings (from ``model_config``).
 
-    ``model_config``: ``product``, ``collection``, ``k``, ``qdrant_location`` (used unless
-    ``RAGTRAIL_QDRANT_URL`` / ``RAGTRAIL_HOME`` / ``RAGTRAIL_QDRANT_PATH`` point elsewhere).
+    ``model_config``: ``product``, ``collection``, ``k``, ``store`` (the store it was built in, without
+    secrets; used unless ``RAGTRAIL_QDRANT_URL`` / ``RAGTRAIL_HOME`` / ``RAGTRAIL_QDRANT_PATH`` point
+    elsewhere; a server's API key comes from ``RAGTRAIL_QDRANT_API_KEY``). Older models carry
+    ``qdrant_location`` instead.
     The embedder is the collection's own (recorded in its metadata), as in ``ragtrail search``.
     """
 
     def load_context(self, context) -> None:
         self.config = dict(context.model_config or {})
 
-    def _location(self) -> str:
-        if any(os.environ.get(v) for v in ("RAGTRAIL_QDRANT_URL", "RAGTRAIL_HOME", "RAGTRAIL_QDRANT_PATH")):
-            from ragtrail.pipeline import qdrant_location
+    def store(self):
+        """The store to query, through the one resolver (:func:`ragtrail.store.resolve_store`)."""
+        from ragtrail.store import resolve_store
 
-            return qdrant_location()
-        return self.config["qdrant_location"]
+        if any(os.environ.get(v) for v in ("RAGTRAIL_QDRANT_URL", "RAGTRAIL_HOME", "RAGTRAIL_QDRANT_PATH")):
+            return resolve_store()
+        return resolve_store(self.config.get("store") or self.config["qdrant_location"])
 
     def predict(self, context, model_input, params=None):
         """Answer a table of queries (column ``text``, optional ``id``); return one row per hit."""
@@ -54,7 +57,7 @@ class RagtrailRetriever(_Base):
         ids = [str(i) for i in (frame["id"] if "id" in frame.columns else range(len(frame)))]
         k = int((params or {}).get("k", self.config.get("k", 10)))
         results = search_many(self.config["product"], dict(zip(ids, frame["text"].astype(str), strict=True)),
-                              location=self._location(), k=k, collection=self.config["collection"])
+                              location=self.store(), k=k, collection=self.config["collection"])
         rows = [{"query_id": qid, "rank": rank, **{c: h.get(c) for c in HIT_COLUMNS[2:]}}
                 for qid in ids for rank, h in enumerate(results[qid], 1)]
         return pd.DataFrame(rows, columns=HIT_COLUMNS)

@@ -41,8 +41,7 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     mlflow_ui_url: str
-    qdrant_path: Path
-    qdrant_url: str | None
+    qdrant_path: Path  # the local store; where the store is at all: ragtrail.store.resolve_store
     work_root: Path
     experiment_prefix: str
 
@@ -72,7 +71,6 @@ def load() -> Settings:
         mlflow_artifact_root=os.environ.get("RAGTRAIL_MLFLOW_ARTIFACT_ROOT") or default_root,
         mlflow_ui_url=(os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or "http://127.0.0.1:5000").rstrip("/"),
         qdrant_path=Path(os.environ.get("RAGTRAIL_QDRANT_PATH") or home / "qdrant"),
-        qdrant_url=os.environ.get("RAGTRAIL_QDRANT_URL") or None,
         work_root=Path(os.environ.get("RAGTRAIL_WORK_DIR") or home / "work"),
         experiment_prefix=prefix,
     )

@@ -8,7 +8,7 @@ RDB, e.g. a SQLite file keyed by the DAG run) a retried task resumes the study w
 
 Each trial chunks the ingested documents with one configuration, embeds the chunks (texts already
 embedded by an earlier trial with the same embedder are reused), loads them into an in-memory Qdrant
-collection and scores it on the query set with :mod:`ragtrail.evaluation`. Nothing touches the
+collection (through :mod:`ragtrail.store`) and scores it on the query set with :mod:`ragtrail.evaluation`. Nothing touches the
 product's real collections; the best configuration can then be built as a new version.
 
 Example::
@@ -29,6 +29,7 @@ from ragtrail.recorder import Recorder
 
 OVERLAPS = (0, 16, 32, 64)
 OBJECTIVE = "ndcg_at_10"
+TRIAL_BACKEND = "torch"  # trials embed chunks and questions alike with it
 STARTUP_TRIALS = 4  # random trials before TPE; the space has ~50 points, 10 would be most of a study
 
 
@@ -53,26 +54,27 @@ def trial_params(params: dict) -> dict:
     return {"chunk_size": params["chunk_size"], "chunk_overlap": overlap, "embedder": params["embedder"]}
 
 
-def build_memory_collection(chunks_path: str | Path, embedder: str, cache: dict):
-    """An in-memory Qdrant client holding the chunks of ``chunks_path`` in collection ``trial``."""
+def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: dict) -> int:
+    """Fill collection ``trial`` of ``store`` (in memory) with the chunks of ``chunks_path``; their count.
+
+    The collection records its embedder and backend like a real version, so the evaluation embeds the
+    questions the way a search of such a version would.
+    """
     import pyarrow.parquet as pq
-    from qdrant_client import QdrantClient, models
 
     from ragtrail.embedding import embed_texts
+    from ragtrail.store import Point
 
     rows = pq.read_table(chunks_path, columns=["doc_id", "text", "chunk_hash"]).to_pylist()
     todo = sorted({r["chunk_hash"]: r["text"] for r in rows if (embedder, r["chunk_hash"]) not in cache}.items())
     if todo:
-        for (h, _), vec in zip(todo, embed_texts([t for _, t in todo], embedder), strict=True):
+        for (h, _), vec in zip(todo, embed_texts([t for _, t in todo], embedder, backend=TRIAL_BACKEND), strict=True):
             cache[(embedder, h)] = vec
-    client = QdrantClient(":memory:")
     dim = len(next(iter(cache.values()))) if cache else 384
-    client.create_collection("trial", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
-    for i in range(0, len(rows), 512):
-        client.upsert("trial", points=[
-            models.PointStruct(id=i + j, vector=cache[(embedder, r["chunk_hash"])].tolist(), payload={"doc_id": r["doc_id"]})
-            for j, r in enumerate(rows[i : i + 512])])
-    return client, len(rows)
+    store.create("trial", dim, {"embedder": embedder, "embed_backend": TRIAL_BACKEND})
+    store.upsert("trial", [Point(id=i, vector=cache[(embedder, r["chunk_hash"])].tolist(), payload={"doc_id": r["doc_id"]})
+                           for i, r in enumerate(rows)])
+    return len(rows)
 
 
 def tune_chunking(
@@ -108,6 +110,7 @@ def tune_chunking(
 
     from ragtrail.chunking import chunk_documents
     from ragtrail.evaluation import evaluate_collection
+    from ragtrail.store import MEMORY, open_store
 
     rec = recorder or Recorder()
     workdir = Path(workdir)
@@ -124,11 +127,9 @@ def tune_chunking(
         out = chunk_documents(docs_path, workdir, product="tune", chunk_size=params["chunk_size"],
                               chunk_overlap=params["chunk_overlap"], embedder=params["embedder"],
                               out_name=f"trials/chunks_{trial.number:04d}.parquet")
-        client, n_chunks = build_memory_collection(out["chunks_path"], params["embedder"], cache)
-        try:
-            metrics, _ = evaluate_collection(client, "trial", queries, params["embedder"], show_progress=False)
-        finally:
-            client.close()
+        with open_store(MEMORY) as store:
+            n_chunks = load_trial_collection(store, out["chunks_path"], params["embedder"], cache)
+            metrics, _ = evaluate_collection(store, "trial", queries, show_progress=False)
         metrics.update(chunk_count=n_chunks, trial_seconds=time.perf_counter() - t0)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 from ragtrail.trail.names import redact_uri
@@ -28,24 +27,27 @@ def mlflow_status() -> dict:
 
 
 def qdrant_status() -> dict:
-    """A Qdrant server answers ``/readyz``. A local-mode store is only looked at, never opened: it
-    admits one process at a time, and that should be the pipeline."""
-    from ragtrail.settings import load
+    """The pipeline's store (the ``qdrant_default`` connection, else the environment's): a server is asked
+    for its collections with its API key, bounded by a short timeout. A local-mode store is only looked
+    at, never opened: it admits one process at a time, and that should be the pipeline."""
+    from ragtrail.store import open_store
+    from ragtrail_airflow.qdrant import store_settings
 
-    settings = load()
-    if settings.qdrant_url:
-        url = settings.qdrant_url.rstrip("/")
-        out = {"mode": "server", "url": redact_uri(url)}
+    settings = store_settings()
+    if settings.mode == "server":
+        out = {"mode": "server", "url": redact_uri(settings.url)}
+        t0 = time.perf_counter()
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=3) as resp:  # noqa: S310 - configured URL
-                out.update(ok=resp.status == 200)
-        except Exception as err:
+            with open_store(settings.with_timeout(3)) as store:
+                out.update(ok=True, collections=len(store.collections()),
+                           latency_ms=round((time.perf_counter() - t0) * 1000, 1))
+        except Exception as err:  # reported, not raised: this is a health check
             out.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
         return out
-    path = Path(settings.qdrant_path)
+    path = Path(settings.path or "")
     collections = sorted(p.name for p in (path / "collection").glob("*") if p.is_dir())
     ok = path.is_dir() or not path.exists()  # not created yet is fine: the first index task creates it
-    return {"mode": "local", "path": str(path), "ok": ok, "exists": path.is_dir(), "collections": collections}
+    return {"mode": settings.mode, "path": str(path), "ok": ok, "exists": path.is_dir(), "collections": collections}
 
 
 def check() -> dict:

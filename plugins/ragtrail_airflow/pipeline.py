@@ -85,6 +85,33 @@ def _edge(params, dag_run):
     return run_config(params), run_workdir(dag_run.dag_id, dag_run.run_id)
 
 
+def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
+    """The evaluate task's work: gate the version on the pipeline's store, and register that same store
+    (its secret-free description) with the model when tracked."""
+    from ragtrail import gate
+    from ragtrail.evaluation import resolve_query_file
+    from ragtrail_airflow.qdrant import store_settings
+
+    store = store_settings()  # one store: the one evaluated is the one the registered model names
+    decision = gate.evaluate_and_promote(
+        location=store, product=cfg.product, version=cfg.version,
+        queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""), promote=cfg.promote,
+        min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
+    if tracked_run:
+        from ragtrail.trail import registry
+        from ragtrail.trail.client import guarded_client
+        from ragtrail.trail.names import model_name
+        from ragtrail_airflow.config import policy
+
+        number = registry.register_version(guarded_client(policy()), run_id=tracked_run["run_id"], product=cfg.product,
+                                           version=cfg.version, collection=decision["collection"],
+                                           config=cfg.version_config(), decision=decision,
+                                           source_digest=(docs or {}).get("digest"), store=store.describe())
+        tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
+        decision["model_version"] = number
+    return decision
+
+
 def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
 
@@ -110,10 +137,10 @@ def build_pipeline() -> None:
     def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
         """Decide which documents changed; return the chunk batches to fan out over."""
         from ragtrail.plan import plan_sync
-        from ragtrail_airflow.qdrant import qdrant_target
+        from ragtrail_airflow.qdrant import store_settings
 
         cfg, workdir = _edge(params, dag_run)
-        return plan_sync(docs["docs_path"], workdir, location=qdrant_target(), product=cfg.product,
+        return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=cfg.product,
                          version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
                          docs_per_batch=cfg.docs_per_batch, recorder=tracker)["batches"]
 
@@ -150,37 +177,17 @@ def build_pipeline() -> None:
     @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",))  # publishes the good batches when some failed
     def index(chunked, embedded, params=None, tracker=None, dag_run=None):
         from ragtrail.pipeline import index_from_results
-        from ragtrail_airflow.qdrant import qdrant_target
+        from ragtrail_airflow.qdrant import store_settings
 
         cfg, workdir = _edge(params, dag_run)
         return index_from_results(as_list(chunked), as_list(embedded), cfg, workdir, dag_run.run_id,
-                                  recorder=tracker, location=qdrant_target())
+                                  recorder=tracker, location=store_settings())
 
     @task.tracked(stage="evaluate")
     def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
         """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
-        from ragtrail.evaluation import resolve_query_file
-        from ragtrail.gate import evaluate_and_promote
-        from ragtrail.pipeline import qdrant_location
-        from ragtrail_airflow.qdrant import qdrant_target
-
         cfg, _ = _edge(params, dag_run)
-        decision = evaluate_and_promote(
-            location=qdrant_target(), product=cfg.product, version=cfg.version, embedder=cfg.embedder,
-            queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""), promote=cfg.promote,
-            min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
-        if tracked_run:
-            from ragtrail.trail.client import guarded_client
-            from ragtrail.trail.names import model_name
-            from ragtrail.trail.registry import register_version
-            from ragtrail_airflow.config import policy
-
-            number = register_version(guarded_client(policy()), run_id=tracked_run["run_id"], product=cfg.product,
-                                      version=cfg.version, collection=decision["collection"],
-                                      config=cfg.version_config(), decision=decision,
-                                      source_digest=(docs or {}).get("digest"), qdrant_location=qdrant_location())
-            tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
-            decision["model_version"] = number
+        decision = evaluate_version(cfg, docs, tracker, tracked_run)
         return decision
 
     @task.rollup(trigger_rule="all_done", retries=0)

@@ -1,17 +1,13 @@
-"""Qdrant through the Qdrant provider: a ``qdrant_default`` connection means a Qdrant server.
+"""The store of DAG runs and the plugin: a ``qdrant_default`` connection means a Qdrant server.
 
-With the connection defined (``AIRFLOW_CONN_QDRANT_DEFAULT`` in docker compose), the plan and index
-tasks reach the server through ``QdrantHook``, which builds the client from the connection's host, port,
-API key (password) and extras. Without it the tasks use the embedded local store of
-``ragtrail.pipeline.qdrant_location`` (``RAGTRAIL_QDRANT_URL`` or the data folder), which only one
-process may open at a time. ``include/ragtrail`` only ever sees the resulting client factory.
+With the connection defined (``AIRFLOW_CONN_QDRANT_DEFAULT`` in docker compose) the connection is read
+through the Qdrant provider's hook — host, port, API key (password) and the extras the hook knows
+(``url``, ``https``, ``prefix``, ``grpc_port``, ``prefer_gprc``; plus ``verify`` for a CA bundle) — and
+handed on as plain :class:`~ragtrail.store.StoreSettings`. Without it the environment decides, as
+outside Airflow (:func:`ragtrail.store.resolve_store`). ``include/ragtrail`` never sees Airflow.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 DEFAULT_CONN_ID = "qdrant_default"
 
@@ -28,23 +24,28 @@ def has_connection(conn_id: str) -> bool:
     return True
 
 
-def qdrant_target(conn_id: str = DEFAULT_CONN_ID) -> Callable[[], Any] | str | Path:
-    """Where the pipeline's Qdrant is: a client factory for the connection's server, else the local store.
+def store_settings(conn_id: str = DEFAULT_CONN_ID):
+    """The pipeline's store: the connection's server, else the environment's store.
 
     Example::
 
-        with open_qdrant(qdrant_target()) as client:
-            list_versions(client, "handbook")
+        with open_store(store_settings()) as store:
+            list_versions(store, "handbook")
     """
-    from ragtrail.pipeline import qdrant_location
+    from ragtrail.store import StoreSettings, resolve_store
 
     if not has_connection(conn_id):
-        return qdrant_location()
+        return resolve_store()
+    from airflow.providers.qdrant.hooks.qdrant import QdrantHook
 
-    def make() -> Any:
-        from airflow.providers.qdrant.hooks.qdrant import QdrantHook
-
-        # A fresh hook per call: the caller closes the client, and a cached one would be reused closed.
-        return QdrantHook(conn_id=conn_id).get_conn()
-
-    return make
+    conn = QdrantHook(conn_id=conn_id).get_connection(conn_id)
+    extra = conn.extra_dejson
+    url = extra.get("url")
+    if not url:
+        scheme = "https" if extra.get("https") else "http"
+        url = f"{scheme}://{conn.host or 'localhost'}:{conn.port or 6333}"
+    # through the resolver: a URL that carries credentials is refused there, whatever its source
+    base = resolve_store(url, env={})
+    return StoreSettings(url=base.url, api_key=conn.password or None, prefix=extra.get("prefix") or None,
+                         grpc_port=int(extra.get("grpc_port", 6334)), prefer_grpc=bool(extra.get("prefer_gprc", False)),
+                         verify=extra.get("verify", True))

@@ -77,9 +77,11 @@ def _ensure_model(client, name: str, product: str) -> None:
 
 
 def register_version(client, *, run_id: str, product: str, version: str, collection: str, config: dict,
-                     decision: dict, source_digest: str | None, qdrant_location: str, k: int = 10) -> str:
+                     decision: dict, source_digest: str | None, store: dict, k: int = 10) -> str:
     """Log the pyfunc retriever under ``run_id``, register it, move ``candidate``/``production``; return its number.
 
+    ``store`` is the secret-free description (``StoreSettings.describe()``) of the store the version was
+    built and evaluated in; a loaded model reads the API key from ``RAGTRAIL_QDRANT_API_KEY``.
     A retry of the same task run reuses the version it registered.
     """
     import mlflow.pyfunc
@@ -94,7 +96,7 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
     else:
         embedder_uri = log_embedder(client, config["embedder"])
         metrics = decision.get("metrics") or {}
-        settings = {"product": product, "collection": collection, "k": k, "qdrant_location": str(qdrant_location),
+        settings = {"product": product, "collection": collection, "k": k, "store": dict(store),
                     "embedder": config["embedder"], "embedder_model_uri": embedder_uri}
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.pyfunc.save_model(str(Path(tmp) / "retriever"), python_model=RagtrailRetriever(),

@@ -1,0 +1,165 @@
+"""The Qdrant implementation of the store: a server (URL, API key, TLS), local mode, or ``:memory:``.
+
+This is the one module that imports ``qdrant_client``. Local mode admits one process per folder and
+*fails* the second, so opening a local store queues on a lock file beside it (see
+:func:`ragtrail.locks.file_lock`). On a server, payload indexes are built for the fields the plan
+and index stages filter on, and each upsert batch is retried on transient errors (deterministic point
+ids make a retried batch rewrite the same points).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from ragtrail.locks import file_lock
+from ragtrail.store.base import INDEXED_FIELDS, Hit, Point
+from ragtrail.store.settings import StoreSettings
+
+log = logging.getLogger(__name__)
+UPLOAD_BATCH = int(os.environ.get("RAGTRAIL_UPLOAD_BATCH", "256"))
+UPLOAD_RETRIES = int(os.environ.get("RAGTRAIL_UPLOAD_RETRIES", "4"))
+RETRY_BACKOFF_S = 0.5
+
+
+def _transient(err: Exception) -> bool:
+    """Worth another try: the server was unreachable, overloaded or timed out (not a bad request)."""
+    if isinstance(err, UnexpectedResponse):
+        return err.status_code is None or err.status_code == 429 or err.status_code >= 500
+    return isinstance(err, ResponseHandlingException | ConnectionError | TimeoutError)
+
+
+def connect(settings: StoreSettings) -> QdrantClient:
+    """A raw client for the settings (no lock: :func:`open_kind` holds it for local mode)."""
+    if settings.url:
+        kw = {"verify": settings.verify} if settings.verify is not True else {}
+        return QdrantClient(url=settings.url, api_key=settings.api_key, prefix=settings.prefix,
+                            grpc_port=settings.grpc_port, prefer_grpc=settings.prefer_grpc,
+                            timeout=settings.timeout_s, **kw)
+    if settings.memory:
+        return QdrantClient(":memory:")
+    return QdrantClient(path=settings.path)
+
+
+class QdrantStore:
+    """:class:`~ragtrail.store.base.VectorStore` over one open ``QdrantClient`` (``.client`` for tools)."""
+
+    def __init__(self, client: QdrantClient, settings: StoreSettings, batch: int = UPLOAD_BATCH,
+                 retries: int = UPLOAD_RETRIES, backoff_s: float = RETRY_BACKOFF_S):
+        self.client, self.settings = client, settings
+        self.batch, self.backoff_s = batch, backoff_s
+        self.retries = retries if settings.mode == "server" else 0  # local mode has no transient errors
+        self.upload_calls = 0
+
+    def exists(self, name: str) -> bool:
+        return self.client.collection_exists(name)
+
+    def dimension(self, name: str) -> int:
+        return self.client.get_collection(name).config.params.vectors.size
+
+    def metadata(self, name: str) -> dict:
+        return dict(self.client.get_collection(name).config.metadata or {})
+
+    def create(self, name: str, dimension: int, metadata: dict) -> None:
+        self.client.create_collection(name, metadata=metadata, vectors_config=models.VectorParams(
+            size=dimension, distance=models.Distance.COSINE))
+        if self.settings.mode == "server":  # local mode has no payload indexes (and warns)
+            for key in INDEXED_FIELDS:
+                self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
+
+    def delete_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def collections(self) -> list[str]:
+        return [c.name for c in self.client.get_collections().collections]
+
+    def count(self, name: str) -> int:
+        return self.client.count(name, exact=True).count
+
+    def _retrying(self, call, what: str):
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except Exception as err:
+                if attempt == self.retries or not _transient(err):
+                    raise
+                log.warning("%s failed (%s: %s); try %d of %d in %.1f s", what, type(err).__name__,
+                            str(err)[:200], attempt + 2, self.retries + 1, self.backoff_s * 2 ** attempt)
+                time.sleep(self.backoff_s * 2 ** attempt)
+
+    def upsert(self, name: str, points: list[Point]) -> None:
+        """Write points in batches of ``batch``, each retried on a server's transient errors."""
+        for i in range(0, len(points), self.batch):
+            structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points[i : i + self.batch]]
+            self._retrying(lambda s=structs: self.client.upsert(name, points=s, wait=True), f"upsert into {name}")
+            self.upload_calls += 1
+
+    def delete(self, name: str, ids: list) -> None:
+        for i in range(0, len(ids), 1000):
+            selector = models.PointIdsList(points=ids[i : i + 1000])
+            self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True), f"delete in {name}")
+
+    def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
+               with_vectors: bool = False) -> Iterator[Point]:
+        """Every point (or those whose payload ``where[0]`` is one of ``where[1]``), page by page."""
+        flt = None
+        if where is not None:
+            flt = models.Filter(must=[models.FieldCondition(key=where[0], match=models.MatchAny(any=list(where[1])))])
+        offset = None
+        while True:
+            page, offset = self.client.scroll(name, scroll_filter=flt, limit=1024, offset=offset,
+                                              with_payload=fields if fields is not None else True,
+                                              with_vectors=with_vectors)
+            for p in page:
+                yield Point(id=p.id, vector=p.vector if with_vectors else None, payload=p.payload or {})
+            if offset is None:
+                return
+
+    def query(self, name: str, vector: list[float], k: int, fields: list[str] | bool = True) -> list[Hit]:
+        hits = self.client.query_points(name, query=vector, limit=k, with_payload=fields).points
+        return [Hit(id=h.id, score=float(h.score), payload=h.payload or {}) for h in hits]
+
+    def alias_target(self, alias: str) -> str | None:
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == alias:
+                return a.collection_name
+        return None
+
+    def point_alias(self, alias: str, collection: str) -> None:
+        """Move ``alias`` to ``collection`` in one atomic call (searches never see a gap)."""
+        ops = []
+        if self.alias_target(alias) is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection,
+                                                                               alias_name=alias)))
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@contextmanager
+def open_kind(settings: StoreSettings, **kw) -> Iterator[QdrantStore]:
+    """Open the store, hold the local-mode lock while it is open, close it after."""
+    if settings.mode != "local":
+        store = QdrantStore(connect(settings), settings, **kw)
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    path = Path(settings.path)
+    path.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.parent / f".{path.name}.lock"):
+        store = QdrantStore(connect(settings), settings, **kw)
+        try:
+            yield store
+        finally:
+            store.close()

@@ -1,0 +1,56 @@
+"""Versions of a product on any store: ``<product>__<version>`` collections behind the ``<product>`` alias."""
+
+from __future__ import annotations
+
+from ragtrail.store.base import VectorStore, collection_name
+
+
+def list_versions(store: VectorStore, product: str) -> list[dict]:
+    """Every built version of a product: collection, point count, config, and whether it is live."""
+    live = store.alias_target(product)
+    out = []
+    for name in store.collections():
+        if not name.startswith(f"{product}__"):
+            continue
+        out.append({"version": name.split("__", 1)[1], "collection": name, "live": name == live,
+                    "points": store.count(name), **store.metadata(name)})
+    return sorted(out, key=lambda v: v.get("built_at", 0), reverse=True)
+
+
+def promote(store: VectorStore, product: str, version: str) -> str:
+    """Point the product's alias at an existing version's collection."""
+    name = collection_name(product, version)
+    if not store.exists(name):
+        raise LookupError(f"{product} has no version {version!r}; built: "
+                          + ", ".join(v["version"] for v in list_versions(store, product)))
+    store.point_alias(product, name)
+    return name
+
+
+def prune_versions(store: VectorStore, product: str, keep: int) -> list[str]:
+    """Delete all but the live version and the ``keep`` most recent others; return what was dropped."""
+    others = [v for v in list_versions(store, product) if not v["live"]]
+    dropped = [v["collection"] for v in others[keep:]]
+    for name in dropped:
+        store.delete_collection(name)
+    return dropped
+
+
+def ensure_collection(store: VectorStore, name: str, dimension: int, metadata: dict) -> None:
+    """Create the collection, or check that an existing one holds vectors of this dimension."""
+    if store.exists(name):
+        size = store.dimension(name)
+        if size != dimension:
+            raise ValueError(f"collection {name} holds {size}-d vectors, this run made {dimension}-d ones: "
+                             "use a new version for a new embedder")
+        return
+    store.create(name, dimension, metadata)
+
+
+def vectors_by_hash(store: VectorStore, name: str, hashes: list[str]) -> dict[str, list[float]]:
+    """Vectors of points whose ``chunk_hash`` is in ``hashes`` (one per hash)."""
+    found: dict[str, list[float]] = {}
+    for i in range(0, len(hashes), 512):
+        for p in store.scroll(name, ["chunk_hash"], where=("chunk_hash", hashes[i : i + 512]), with_vectors=True):
+            found.setdefault(p.payload["chunk_hash"], p.vector)
+    return found
