@@ -206,7 +206,7 @@ def fresh_home(name: str) -> dict:
 
 def tracking_s_per_task(home: Path) -> float | None:
     """Mean time spent inside the tracking layer per tracked task of the first ``bench`` run in ``home``."""
-    code = ("import json,sys; from ragtrail_airflow.tracking import get_client, experiment_name;"
+    code = ("import json,sys; from ragtrail.trail.client import get_client; from ragtrail.products import experiment_name;"
             "c=get_client(); e=c.get_experiment_by_name(experiment_name('bench'));"
             "rs=c.search_runs([e.experiment_id], \"tags.`ragtrail.role` = 'task'\", max_results=5000);"
             "p=min({r.data.tags['mlflow.parentRunId'] for r in rs}, key=lambda p: c.get_run(p).info.start_time);"

@@ -28,7 +28,7 @@ os.environ.setdefault("RAGTRAIL_HOME", tempfile.mkdtemp(prefix="ragtrail-bench-"
 
 from servers import free_port, mlflow_server  # noqa: E402
 
-from ragtrail_airflow.tracking import TaskRun  # noqa: E402
+from ragtrail.trail.task_run import TaskRun  # noqa: E402
 
 
 def lifecycle(uri: str, before_end=None) -> dict:

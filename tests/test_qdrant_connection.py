@@ -65,8 +65,8 @@ def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
     """Defect 2: with the connection, evaluate scored the connection's server but registered the local store.
     The evaluate task now hands the same settings to the gate and (secret-free) to the registry."""
     import ragtrail.gate
-    import ragtrail_airflow.registry
-    import ragtrail_airflow.tracking
+    import ragtrail.trail.client
+    import ragtrail.trail.registry
     from ragtrail.recorder import Recorder
     from ragtrail.spec import run_config
     from ragtrail_airflow.pipeline import evaluate_version
@@ -82,8 +82,8 @@ def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
         return "1"
 
     monkeypatch.setattr(ragtrail.gate, "evaluate_and_promote", evaluate_and_promote)
-    monkeypatch.setattr(ragtrail_airflow.registry, "register_version", register_version)
-    monkeypatch.setattr(ragtrail_airflow.tracking, "get_client", lambda *a, **k: None)
+    monkeypatch.setattr(ragtrail.trail.registry, "register_version", register_version)
+    monkeypatch.setattr(ragtrail.trail.client, "guarded_client", lambda *a, **k: None)
     cfg = run_config({"source": "/nowhere", "product": "p", "version": "v1"})
     evaluate_version(cfg, None, Recorder(), {"run_id": "r1", "experiment_id": "0"})
     assert "qdrant.internal:6400" in str(seen["registered"]) and "sekrit" not in str(seen["registered"])

@@ -1,4 +1,4 @@
-"""Pure functions over pipeline runs and times (the dicts :class:`ragtrail.queries.Trail` returns): trends,
+"""Pure functions over pipeline runs and times (the dicts :class:`ragtrail.trail.queries.Trail` returns): trends,
 side-by-side comparison, per-product summary. No MLflow here, so they are easy to check by hand.
 
 Example::

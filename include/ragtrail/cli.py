@@ -162,7 +162,7 @@ def cmd_search(args) -> int:
         try:
             collection = None
             if args.from_registry:  # what the registry's production alias names, not the Qdrant alias
-                from ragtrail.retriever import production_collection
+                from ragtrail.trail.registry import production_collection
 
                 collection = production_collection(args.product)
             results = search_many(args.product, queries, k=args.k,
@@ -202,14 +202,16 @@ def cmd_versions(args) -> int:
 
 
 def _tracking_on() -> bool:
-    return rt_settings.env_flag("RAGTRAIL_TRACKING") is not False
+    from ragtrail.trail.settings import tracking_enabled
+
+    return tracking_enabled()
 
 
 def gate_refusal(product: str, collection: str) -> str | None:
     """Why the evaluation gate held this version back, per its registry record; ``None`` if it did not."""
     if not _tracking_on():
         return None
-    from ragtrail.retriever import version_record
+    from ragtrail.trail.registry import version_record
 
     record = version_record(product, collection)
     if record and record["tags"].get("ragtrail.gate") == "rejected":
@@ -237,7 +239,7 @@ def cmd_promote(args) -> int:
             return 1
     registered = None
     if _tracking_on():  # keep the registry's production alias on what searches see
-        from ragtrail.retriever import set_production
+        from ragtrail.trail.registry import set_production
 
         registered = set_production(product, name)
     print(f"{args.product} -> {name}" + (f" (ragtrail-{product} version {registered} is production)" if registered else ""))

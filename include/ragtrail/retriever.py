@@ -1,7 +1,8 @@
-"""The registered form of a version: an MLflow pyfunc retriever, and the registry look-ups of the CLI.
+"""The registered form of a version: an MLflow pyfunc retriever (:mod:`ragtrail.trail.registry` logs it).
 
-Like the query layer, this module is a documented exception to "only the tracking layer speaks
-MLflow": a served or notebook-loaded model must import without Airflow. ``mlflow`` is imported lazily.
+A documented exception to "only the trail speaks MLflow": the class subclasses MLflow's
+``PythonModel``, and it stays at this import path because registered models refer to it by that
+path (a model is pickled by reference). ``mlflow`` is imported lazily.
 
 Example::
 
@@ -15,18 +16,12 @@ from __future__ import annotations
 
 import os
 
-MODEL_PREFIX = "ragtrail-"
-COLLECTION_TAG = "ragtrail.collection"
 HIT_COLUMNS = ["query_id", "rank", "doc_id", "score", "chunk_index", "version", "source", "text"]
 
 try:  # the class must subclass PythonModel for MLflow, yet this module must import without mlflow
     from mlflow.pyfunc import PythonModel as _Base  # noqa: TID253 - optional base class, see docstring
 except ImportError:  # pragma: no cover - mlflow is always installed with ragtrail
     _Base = object
-
-
-def model_name(product: str) -> str:
-    return f"{MODEL_PREFIX}{product}"
 
 
 class RagtrailRetriever(_Base):
@@ -67,45 +62,3 @@ class RagtrailRetriever(_Base):
                 for qid in ids for rank, h in enumerate(results[qid], 1)]
         return pd.DataFrame(rows, columns=HIT_COLUMNS)
 
-
-def _client():
-    from mlflow.tracking import MlflowClient
-
-    from ragtrail.settings import load
-
-    return MlflowClient(tracking_uri=load().mlflow_tracking_uri)
-
-
-def production_collection(product: str) -> str:
-    """The collection the registry's ``production`` alias of ``ragtrail-<product>`` refers to."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = _client().get_model_version_by_alias(model_name(product), "production")
-    except MlflowException as err:
-        raise LookupError(f"{model_name(product)} has no production version in the registry") from err
-    return mv.tags[COLLECTION_TAG]
-
-
-def version_record(product: str, collection: str) -> dict | None:
-    """The newest registered version of a collection: ``{"version", "tags"}``, or ``None``."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = _client().search_model_versions(f"name = '{model_name(product)}'", max_results=10_000)
-    except MlflowException:
-        return None
-    found = [v for v in found if v.tags.get(COLLECTION_TAG) == collection]
-    if not found:
-        return None
-    mv = max(found, key=lambda v: int(v.version))
-    return {"version": mv.version, "tags": dict(mv.tags)}
-
-
-def set_production(product: str, collection: str) -> str | None:
-    """Point the ``production`` alias at the newest registered version of ``collection``; its number."""
-    rec = version_record(product, collection)
-    if rec is None:
-        return None
-    _client().set_registered_model_alias(model_name(product), "production", rec["version"])
-    return rec["version"]

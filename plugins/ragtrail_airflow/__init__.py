@@ -3,8 +3,8 @@
 This package is registered with Airflow through entry points (see ``pyproject.toml``): as a provider
 it contributes the ``@task.tracked`` decorator, so DAG files import nothing but ``airflow.sdk``; as a
 plugin it contributes the "MLflow run" extra link, the ``/ragtrail`` REST API and the metrics page.
-It is the only place that writes MLflow (``ragtrail.queries`` reads it), and it offers
-:func:`ragtrail_airflow.track.track` for tracking any function the same way.
+It holds only Airflow glue: MLflow is spoken by the trail (:mod:`ragtrail.trail`), which also
+offers :func:`ragtrail.trail.track.track` for tracking any function the same way.
 """
 
 from __future__ import annotations

@@ -64,18 +64,6 @@ def _in_dag_order(airflow_units: dict, task_ids: list[str]) -> list:
     return sorted(airflow_units.items(), key=lambda kv: (task_ids.index(kv[0][0]), kv[0][1]))
 
 
-def _latest_children(children: list) -> dict[tuple[str, int], Any]:
-    latest: dict[tuple[str, int], Any] = {}
-    for run in children:
-        tags = run.data.tags
-        key = (tags.get("airflow.task_id", ""), int(tags.get("airflow.map_index", "-1")))
-        try_number = int(tags.get("airflow.try_number", "0"))
-        best = latest.get(key)
-        if best is None or try_number >= int(best.data.tags.get("airflow.try_number", "0")):
-            latest[key] = run
-    return latest
-
-
 def headline_metrics(units: list[Unit]) -> dict[str, float]:
     """Per-run figures worth trending that are not sums: embedding throughput and dimension."""
     ok = [u for u in units if u.ok]
@@ -116,10 +104,11 @@ def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_
     ``tracked``: the tasks that open an MLflow run (``@task.tracked``); default all. Another task (a
     TriggerDagRunOperator) is judged by its Airflow state alone.
     """
-    from ragtrail_airflow.tracking import child_runs
+    from ragtrail.trail.rows import latest_tries
+    from ragtrail.trail.runs import child_runs
 
     children = child_runs(client, exp_id, parent)
-    latest = _latest_children(children)
+    latest, _ = latest_tries(children)
     lost_end: set[tuple[str, int]] = set()
     closed: list[str] = []
     for run in children:
@@ -190,19 +179,13 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
     units, client, parent, duration_s = None, None, None, None
 
     if tracked:
+        from ragtrail.trail.client import get_or_create_experiment, guarded_client
+        from ragtrail.trail.runs import find_or_create_parent, merge_parents, origin_tags, parent_run_name
+        from ragtrail_airflow.config import airflow_origin, policy
         from ragtrail_airflow.links import XCOM_KEY
         from ragtrail_airflow.operator import RUN_PARAMS
-        from ragtrail_airflow.tracking import (
-            airflow_origin,
-            find_or_create_parent,
-            get_or_create_experiment,
-            guarded_client,
-            merge_parents,
-            origin_tags,
-            parent_run_name,
-        )
 
-        client = guarded_client()
+        client = guarded_client(policy())
         try:
             exp_id = get_or_create_experiment(client, params["product"])
             origin = airflow_origin(context.get("dag_run"), dag_id=ti.dag_id, run_id=ti.run_id)
@@ -214,8 +197,10 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
                 run_name=parent_run_name(params["product"], params["version"], origin))
             # The roll-up's "MLflow pipeline run" button opens the parent run.
             ti.xcom_push(key=XCOM_KEY, value={"experiment_id": exp_id, "run_id": parent, "parent_run_id": parent})
-            tracked_ids = {t.task_id for t in context["dag"].tasks
-                           if getattr(t, "custom_operator_name", "") == "@task.tracked"}
+            # A mapped task (chunk, embed) is a mapped operator: its operator class says what it is.
+            tracked_ids = {t.task_id for t in context["dag"].tasks if "@task.tracked" in (
+                getattr(t, "custom_operator_name", None),
+                getattr(getattr(t, "operator_class", None), "custom_operator_name", None))}
             units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids, tracked_ids)
             trail.update(found)
             duration_s = t_end - client.get_run(parent).info.start_time / 1000
@@ -264,22 +249,17 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
 
 
 def _tracking_failed(client, err: Exception, trail: dict) -> None:
-    """Strict mode: fail the roll-up naming the tracking URI. Lenient: note it and go on."""
-    from ragtrail_airflow.resilience import STRICT_NOTE, TrackingError
+    """Strict: fail the roll-up naming the tracking URI. Lenient: note it and go on."""
+    from ragtrail.trail.guard import tracking_failed
 
-    if client is not None and client.guard.policy.strict:
-        if isinstance(err, TrackingError):
-            raise err
-        raise TrackingError(f"MLflow tracking at {client.guard.uri} failed in the roll-up: "
-                            f"{type(err).__name__}: {err} — {STRICT_NOTE}") from err
-    trail["error"] = f"{type(err).__name__}: {err}"[:1000]
-    log.warning("roll-up could not use MLflow (%s); lenient mode: deciding from Airflow task states",
-                trail["error"])
+    trail["error"] = tracking_failed(client.guard.policy, client.guard.uri, "in the roll-up", err,
+                                     "deciding from Airflow task states")[:1000]
 
 
 def _log_rollup(client, parent: str, roll, units: list, duration_s, trail: dict, summary: dict) -> None:
     from ragtrail.recorder import Recorder
-    from ragtrail_airflow.tracking import STATUS_TAG, log_recorder
+    from ragtrail.trail.names import STATUS_TAG
+    from ragtrail.trail.runs import log_recorder
 
     rec = Recorder()
     rec.metric(**roll.metrics, **headline_metrics(units), **quality_metrics(summary), duration_s=duration_s)

@@ -1,6 +1,6 @@
 """The REST API and metrics page the plugin mounts at ``/ragtrail`` in the Airflow API server.
 
-It serves :class:`ragtrail.queries.Trail` as JSON. Plugin apps are not protected by Airflow on their
+It serves :class:`ragtrail.trail.queries.Trail` as JSON. Plugin apps are not protected by Airflow on their
 own, so every route depends on Airflow's auth manager: a request needs a valid Airflow JWT (the
 ``Authorization: Bearer`` header, or the UI's session cookie) of a user allowed to read DAG runs —
 401 without one, 403 with an invalid token or a user without that permission. Every answer carries
@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
-from ragtrail_airflow.resilience import Policy, TrackingError
+from ragtrail.trail.guard import TrackingError
 
 # A browser waits on these: try MLflow briefly, then say it is unavailable.
 REQUEST_POLICY = dict(timeout_s=5.0, retries=1, backoff_s=0.5, budget_s=10.0)
@@ -37,12 +37,11 @@ REQUEST_POLICY = dict(timeout_s=5.0, retries=1, backoff_s=0.5, budget_s=10.0)
 
 def trail():
     """A query object on a fresh, short-budget guarded client (one per request)."""
-    from ragtrail.queries import Trail
-    from ragtrail_airflow.config import mlflow_ui_url
-    from ragtrail_airflow.tracking import guarded_client
+    from ragtrail.trail.client import guarded_client
+    from ragtrail.trail.queries import Trail
+    from ragtrail_airflow.config import mlflow_ui_url, policy
 
-    policy = Policy(**{**Policy.from_env().__dict__, **REQUEST_POLICY})
-    client = guarded_client(policy)
+    client = guarded_client(policy(**REQUEST_POLICY))
     return Trail(tracking_uri=client.tracking_uri, ui_url=mlflow_ui_url(), client=client)
 
 

@@ -1,71 +1,59 @@
-"""Tracking switches, read from the environment first and Airflow's ``[ragtrail]`` section second."""
+"""The ``[ragtrail]`` section of Airflow's configuration, read here and handed to the trail as plain values.
+
+The trail (:mod:`ragtrail.trail.settings`) reads the environment first; these functions add what
+Airflow's configuration says. Only Airflow processes (tasks, the API server, the CLI's in-process DAG
+runs) use this module: code outside Airflow, such as ``@track`` in a notebook, goes to the trail directly.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 
-from ragtrail.settings import env_flag
+from ragtrail.trail import names, settings
+from ragtrail.trail.guard import Policy
+
+# The options Airflow's provider metadata declares (see ragtrail_airflow.get_provider_info).
+OPTIONS = ("tracking_enabled", "mlflow_ui_url", "tracking_mode", "mlflow_timeout_s", "mlflow_retries",
+           "mlflow_backoff_s", "mlflow_budget_s")
 
 
-def airflow_conf(key: str, fallback: str) -> str:
-    """Option ``key`` of Airflow's ``[ragtrail]`` section, or ``fallback`` outside Airflow.
+def airflow_conf(key: str, fallback: str, section: str = "ragtrail") -> str:
+    """Option ``key`` of an Airflow config section (``fallback`` when unset)."""
+    from airflow.sdk import conf
 
-    Outside an Airflow process (a notebook using ``@track``) Airflow is not imported just to read its
-    configuration: importing it would create a default ``~/airflow`` home.
-    """
-    if "airflow" not in sys.modules:
-        return fallback
-    try:
-        from airflow.sdk import conf
+    return conf.get(section, key, fallback=fallback) or fallback
 
-        return conf.get("ragtrail", key, fallback=fallback)
-    except Exception:  # outside Airflow (a notebook): the default stands
-        return fallback
+
+def ragtrail_section() -> dict[str, str]:
+    """The ``[ragtrail]`` options that are set, as plain strings (empty outside Airflow)."""
+    values = {key: airflow_conf(key, "") for key in OPTIONS}
+    return {k: v for k, v in values.items() if v != ""}
 
 
 def tracking_enabled() -> bool:
     """Whether tracked tasks log to MLflow (``RAGTRAIL_TRACKING=off`` or ``[ragtrail] tracking_enabled``)."""
-    flag = env_flag("RAGTRAIL_TRACKING")
-    if flag is not None:
-        return flag
-    return airflow_conf("tracking_enabled", "True").strip().lower() not in {"0", "false", "no", "off"}
+    return settings.tracking_enabled(ragtrail_section())
+
+
+def policy(**changes) -> Policy:
+    """The guard's policy: environment first, then ``[ragtrail]``; ``changes`` override fields."""
+    base = Policy.from_env(ragtrail_section())
+    return base.replace(**changes) if changes else base
 
 
 def mlflow_ui_url() -> str:
     """Base URL of the MLflow UI for links (``RAGTRAIL_MLFLOW_UI_URL`` or ``[ragtrail] mlflow_ui_url``)."""
-    url = os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or airflow_conf("mlflow_ui_url", "http://127.0.0.1:5000")
-    return url.rstrip("/")
+    return settings.ui_url(ragtrail_section())
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
-    from ragtrail.queries import CLASSIC_VIEW
-
-    return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}{CLASSIC_VIEW}"
-
-
-def tracking_strict() -> bool:
-    """Whether a task fails when MLflow is unavailable (``RAGTRAIL_TRACKING_MODE=strict``)."""
-    from ragtrail_airflow.resilience import Policy
-
-    return Policy.from_env().strict
+    return names.run_url(mlflow_ui_url(), experiment_id, run_id)
 
 
 def airflow_ui_url() -> str:
     """Base URL of the Airflow UI for links back from MLflow (``[api] base_url``; ``make ui`` sets it)."""
-    url = os.environ.get("AIRFLOW__API__BASE_URL") or airflow_conf_section("api", "base_url", "")
+    url = os.environ.get("AIRFLOW__API__BASE_URL") or airflow_conf("base_url", "", section="api")
     return (url or "http://localhost:8080").rstrip("/")
-
-
-def airflow_conf_section(section: str, key: str, fallback: str) -> str:
-    if "airflow" not in sys.modules:
-        return fallback
-    try:
-        from airflow.sdk import conf
-
-        return conf.get(section, key, fallback=fallback) or fallback
-    except Exception:  # outside Airflow: the default stands
-        return fallback
 
 
 def dag_run_url(dag_id: str, run_id: str) -> str:
@@ -81,3 +69,26 @@ def task_instance_url(dag_id: str, run_id: str, task_id: str, map_index: int = -
 
     url = f"{dag_run_url(dag_id, run_id)}/tasks/{quote(task_id, safe='')}"
     return url if map_index is None or map_index < 0 else f"{url}/mapped/{map_index}"
+
+
+def airflow_origin(dag_run, *, dag_id: str, run_id: str, task_id: str | None = None,
+                   map_index: int = -1) -> dict:
+    """Where a run comes from in Airflow: UI URLs of the DAG run and task instance, who triggered it,
+    the run type and time (``dag_run`` is the task context's, or ``None``); the trail turns it into
+    tags (:func:`ragtrail.trail.runs.origin_tags`)."""
+    import getpass
+
+    when = None
+    for attr in ("run_after", "logical_date", "start_date"):
+        when = when or getattr(dag_run, attr, None)
+    run_type = getattr(dag_run, "run_type", None)
+    run_type = getattr(run_type, "value", run_type) or run_id.split("__", 1)[0]
+    try:
+        user = getattr(dag_run, "triggering_user_name", None) or getpass.getuser()
+    except Exception:  # no user name in a container without /etc/passwd entry
+        user = "airflow"
+    origin = {"dag_run_url": dag_run_url(dag_id, run_id), "user": str(user), "run_type": str(run_type),
+              "when": when.strftime("%Y-%m-%d %H:%M") if when else ""}
+    if task_id:
+        origin["task_url"] = task_instance_url(dag_id, run_id, task_id, map_index)
+    return origin

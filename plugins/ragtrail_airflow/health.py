@@ -5,17 +5,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ragtrail_airflow.resilience import Policy, redact_uri
+from ragtrail.trail.names import redact_uri
 
 HEALTH_POLICY = dict(timeout_s=3.0, retries=0, backoff_s=0.0, budget_s=5.0)
 
 
 def mlflow_status() -> dict:
     """Ask MLflow for one experiment; report the (credential-free) URI, ok, latency or the error."""
-    from ragtrail_airflow.config import mlflow_ui_url
-    from ragtrail_airflow.tracking import guarded_client
+    from ragtrail.trail.client import guarded_client
+    from ragtrail_airflow.config import mlflow_ui_url, policy
 
-    client = guarded_client(Policy(**{**Policy.from_env().__dict__, **HEALTH_POLICY}))
+    client = guarded_client(policy(**HEALTH_POLICY))
     out = {"uri": redact_uri(client.tracking_uri), "mlflow_url": mlflow_ui_url()}
     t0 = time.perf_counter()
     try:

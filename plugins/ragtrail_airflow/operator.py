@@ -12,7 +12,8 @@ The operator opens a child run of the DAG run's parent run, hands the task a
 tracking off), logs what it recorded in batches, and ends the run
 FINISHED, FAILED (re-raising) or KILLED (``on_kill``). With tracking off the task gets a recorder all
 the same and nothing reaches MLflow. When MLflow is unavailable, lenient mode (the default) runs the
-task untracked and strict mode fails it (see :mod:`ragtrail_airflow.resilience`).
+task untracked and strict mode fails it (see :mod:`ragtrail.trail.guard`). The ``[ragtrail]`` section
+is read here and handed to the trail for the duration of the task.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factor
 
 from ragtrail.recorder import Recorder
 from ragtrail.spec import RUN_PARAMS  # the params that describe the run: the parent run's params
-from ragtrail_airflow.config import tracking_enabled
+from ragtrail.trail.settings import use_section
+from ragtrail_airflow.config import ragtrail_section, tracking_enabled
 from ragtrail_airflow.links import XCOM_KEY, MLflowPipelineRunLink, MLflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.bases.decorator import TaskDecorator
 
-    from ragtrail_airflow.tracking import TaskRun
+    from ragtrail.trail.task_run import TaskRun
 
 def quiet_progress_bars() -> None:
     """Nothing on a task process's raw stderr: Airflow logs it at ERROR, so the model's "Loading
@@ -94,7 +96,8 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         from ragtrail.progress import run_stage, stage_label
 
         ti = context["ti"]
-        return run_stage(stage_label(ti.task_id, ti.map_index), lambda: self._execute(context))
+        with use_section(ragtrail_section()):  # what the task body's @track calls see too
+            return run_stage(stage_label(ti.task_id, ti.map_index), lambda: self._execute(context))
 
     def _execute(self, context: Context) -> Any:
         if not tracking_enabled():
@@ -102,7 +105,8 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]
             return super().execute(context)
 
-        from ragtrail_airflow.tracking import TaskRun, airflow_origin
+        from ragtrail.trail.task_run import TaskRun
+        from ragtrail_airflow.config import airflow_origin, policy
 
         params = context["params"]
         ti = context["ti"]
@@ -113,7 +117,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=ti.try_number,
             map_index=map_index, stage=self.stage or ti.task_id,
             product=params["product"], version=params["version"],
-            parent_params={k: params[k] for k in RUN_PARAMS if k in params},
+            parent_params={k: params[k] for k in RUN_PARAMS if k in params}, policy=policy(),
         )
         self._task_run = run
         with run:

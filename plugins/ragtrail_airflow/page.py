@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
-from ragtrail.queries import Trail
+from ragtrail.trail.queries import Trail
 
 COLORS = {"FINISHED": "#2e7d32", "PARTIAL": "#ef8f00", "FAILED": "#c62828", "KILLED": "#6d4c41",
           "RUNNING": "#1565c0"}

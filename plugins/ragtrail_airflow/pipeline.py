@@ -98,11 +98,12 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
         queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""), promote=cfg.promote,
         min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
     if tracked_run:
-        from ragtrail.retriever import model_name
-        from ragtrail_airflow import registry
-        from ragtrail_airflow.tracking import get_client
+        from ragtrail.trail import registry
+        from ragtrail.trail.client import guarded_client
+        from ragtrail.trail.names import model_name
+        from ragtrail_airflow.config import policy
 
-        number = registry.register_version(get_client(), run_id=tracked_run["run_id"], product=cfg.product,
+        number = registry.register_version(guarded_client(policy()), run_id=tracked_run["run_id"], product=cfg.product,
                                            version=cfg.version, collection=decision["collection"],
                                            config=cfg.version_config(), decision=decision,
                                            source_digest=(docs or {}).get("digest"), store=store.describe())

@@ -39,8 +39,8 @@ def on_starting(component) -> None:
     # ragtrail_airflow.operator.quiet_progress_bars), its records go through Airflow's logging.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     try:
-        import mlflow.tracking  # noqa: F401
+        from ragtrail.trail.client import preload
 
-        import ragtrail_airflow.tracking  # noqa: F401
+        preload()
     except Exception:  # a task imports it itself, as before
         log.warning("could not preload MLflow in the scheduler", exc_info=True)

@@ -56,15 +56,19 @@ def build_tuning() -> None:
         docs = ingest_source(cfg.source, workdir / "ingest", s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"))
         on_trial = None
         if tracked_run:
-            from ragtrail_airflow.tracking import get_client, log_nested_run
+            from ragtrail.trail.client import guarded_client
+            from ragtrail.trail.runs import log_nested_run
+            from ragtrail_airflow.config import policy
 
-            client = get_client()
+            trial_policy = policy()
 
             def on_trial(number: int, trial_params: dict, metrics: dict) -> None:
                 rec = Recorder()
                 rec.param(**trial_params, trial=number)
                 rec.metric(**metrics)
-                log_nested_run(client, tracked_run["experiment_id"], tracked_run["run_id"], f"trial {number}", rec)
+                # A guard (and budget) per trial: a long study must not run out of one task-wide budget.
+                log_nested_run(guarded_client(trial_policy), tracked_run["experiment_id"], tracked_run["run_id"],
+                               f"trial {number}", rec)
 
         # The study lives in the DAG run's work folder: a retried task resumes it instead of starting over.
         result = tune_chunking(docs["docs_path"], load_queries(queries_path), workdir=workdir,

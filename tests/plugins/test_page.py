@@ -21,7 +21,7 @@ def _run(i: int, status: str, version: str) -> dict:
 
 
 class Trail:
-    """The shapes ``ragtrail.queries.Trail`` answers with (that class is tested against a real store)."""
+    """The shapes ``ragtrail.trail.queries.Trail`` answers with (that class is tested against a real store)."""
 
     ui_url = "http://mlflow"
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from conftest import ingest, run_cli, write_corpus
 
-from ragtrail.queries import Trail, parse_time
 from ragtrail.settings import DEFAULT_CHUNK_OVERLAP
+from ragtrail.trail.queries import Trail, parse_time
 
 PRODUCT = "trail-q"
 DOCS = ["Airflow retries a failed task after a delay.", "MLflow nests child runs under a parent run.",

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import uuid
 
 import pytest
 import requests
+from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException, RestException
 from servers import free_port
 
-from ragtrail_airflow.resilience import Guard, GuardedClient, Policy, TrackingUnavailable, is_transient
-from ragtrail_airflow.tracking import TaskRun
+from ragtrail.trail.guard import Guard, GuardedClient, Policy, TrackingUnavailable, is_transient
+from ragtrail.trail.task_run import TaskRun
 
 
 class FakeClock:
@@ -56,8 +59,8 @@ def test_the_budget_caps_each_attempt_and_the_total():
     clock, timeouts = FakeClock(), []
 
     def slow():
-        timeouts.append(int(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
-        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"  # MLflow's own retries are off
+        timeouts.append(MLFLOW_HTTP_REQUEST_TIMEOUT.get())  # what MLflow's HTTP layer reads
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 0  # MLflow's own retries are off
         clock.now += timeouts[-1]  # the request runs into its timeout
         raise requests.exceptions.ReadTimeout("read timed out")
 
@@ -67,6 +70,63 @@ def test_the_budget_caps_each_attempt_and_the_total():
         guard.call(slow)
     assert timeouts == [10, 10, 2]  # 10 + 1 + 10 + 2 = 23 s, then 2 s left
     assert guard.spent_s == pytest.approx(25)
+
+
+HTTP_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+
+
+def test_concurrent_guards_each_give_mlflow_their_own_limits():
+    """Two threads (API-server requests, tasks sharing a process) call MLflow at the same moment under different
+    policies: each attempt reaches MLflow's HTTP layer with its own timeout and no retries of MLflow's own, and the
+    process environment is left as it was (a guard used to rewrite it before every call)."""
+    env_before = {k: os.environ.get(k) for k in HTTP_VARS}
+    both_inside = threading.Barrier(2, timeout=20)
+    seen, errors = {}, []
+
+    def call(name: str, timeout_s: float) -> None:
+        def what_mlflow_reads():
+            both_inside.wait()  # both attempts are set up before either request reads its limits
+            return MLFLOW_HTTP_REQUEST_TIMEOUT.get(), MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+
+        try:
+            guard = Guard("http://mlflow:5000", Policy(timeout_s=timeout_s, retries=0, budget_s=30))
+            seen[name] = guard.call(what_mlflow_reads)
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=call, args=("short", 3)), threading.Thread(target=call, args=("long", 7))]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    assert not errors and seen == {"short": (3, 0), "long": (7, 0)}
+    assert {k: os.environ.get(k) for k in HTTP_VARS} == env_before
+    # Outside a guarded attempt MLflow reads the environment (or its default) as before.
+    expected = int(env_before["MLFLOW_HTTP_REQUEST_TIMEOUT"] or 120)
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == expected
+
+
+def test_a_server_that_never_answers_costs_one_timeout_per_attempt():
+    """A real MlflowClient call to a port that accepts but never answers: the guard's 1 s timeout reaches MLflow's
+    HTTP request (MLflow's own default would wait 120 s, seven times), so the call gives up after one attempt."""
+    from mlflow.tracking import MlflowClient
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete, nobody ever reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        client = GuardedClient(MlflowClient(uri), Guard(uri, Policy(timeout_s=1, retries=0, budget_s=5)))
+        outcome = []
+
+        def call():
+            try:
+                client.search_experiments(max_results=1)
+            except Exception as err:
+                outcome.append(err)
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(60)  # not a speed check: without the limit this waits for minutes
+    assert outcome and isinstance(outcome[0], TrackingUnavailable), outcome
+    assert "Read timed" in str(outcome[0]) and client.guard.attempts == 1
 
 
 def test_errors_retrying_cannot_fix_propagate_at_once():

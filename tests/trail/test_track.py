@@ -9,7 +9,7 @@ import pytest
 from servers import free_port
 
 from ragtrail.products import experiment_name
-from ragtrail_airflow.track import returned_metrics, track
+from ragtrail.trail.track import returned_metrics, track
 
 
 def runs_of(client, feature: str) -> list:
@@ -78,6 +78,23 @@ def test_tracking_off_is_a_plain_call(mlflow_client, monkeypatch):
     assert mlflow_client.get_experiment_by_name(experiment_name(feature)) is None
 
 
+def test_tracking_off_in_the_section_a_task_hands_in(mlflow_client, monkeypatch):
+    """A tracked task hands the trail Airflow's [ragtrail] values for its duration: `tracking_enabled = False`
+    there makes @track in the task body a plain call too."""
+    from ragtrail.trail.settings import use_section
+
+    monkeypatch.delenv("RAGTRAIL_TRACKING", raising=False)
+    feature = f"section-off-{uuid.uuid4().hex[:6]}"
+
+    @track(feature, "noop")
+    def double(x):
+        return 2 * x
+
+    with use_section({"tracking_enabled": "False"}):
+        assert double(21) == 42
+    assert mlflow_client.get_experiment_by_name(experiment_name(feature)) is None
+
+
 def test_mlflow_down_lenient_returns_strict_raises(monkeypatch):
     """Lenient: the result comes back and a warning is logged; strict: one error naming the URI."""
     uri = f"http://127.0.0.1:{free_port()}"
@@ -107,7 +124,8 @@ def test_returned_metrics_convention():
 def test_nested_under_the_task_run_that_calls_it(mlflow_client):
     """Inside a tracked task (the operator runs the task body inside its TaskRun) the call's run is a child of
     the task's run, in the product's experiment; the DAG run's roll-up still sees exactly its task runs."""
-    from ragtrail_airflow.tracking import TaskRun, child_runs
+    from ragtrail.trail.runs import child_runs
+    from ragtrail.trail.task_run import TaskRun
 
     product = f"nested-{uuid.uuid4().hex[:6]}"
 

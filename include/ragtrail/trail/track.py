@@ -14,12 +14,13 @@ Each call is logged after it returns (so tracking never delays the work itself) 
 Called inside a tracked task (``@task.tracked``), the run is nested under that task's run, in the
 product's experiment, and shares the task's MLflow time budget. Anywhere else it is a top-level run in
 the feature's own experiment (named like a product's: ``ragtrail - <feature> (<id>)``). With tracking
-off (``RAGTRAIL_TRACKING=off``) the decorator only calls the function. When MLflow is unavailable,
+off (``RAGTRAIL_TRACKING=off``, or ``tracking_enabled = False`` in the ``[ragtrail]`` values a tracked
+task hands in) the decorator only calls the function. When MLflow is unavailable,
 lenient mode logs a warning and returns the result; strict mode raises ``TrackingError``.
 
 Example::
 
-    from ragtrail_airflow.track import track
+    from ragtrail.trail import track
 
     @track("answers", "generate")
     def answer(question: str) -> dict:
@@ -37,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ragtrail_airflow.config import tracking_enabled
+from ragtrail.trail.settings import tracking_enabled
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,36 +120,32 @@ def track(feature: str, operation: str | None = None) -> Callable[[F], F]:
 def _log_call(feature: str, operation: str, started: float, latency: float, *, result: Any = None,
               error: Exception | None = None) -> None:
     """Write one call's run; tracking failures never mask the function's own error."""
-    from ragtrail_airflow.tracking import CURRENT_TASK_RUN
+    from ragtrail.trail.guard import Policy, tracking_failed
+    from ragtrail.trail.task_run import CURRENT_TASK_RUN
 
     task_run = CURRENT_TASK_RUN.get()
     if task_run is not None and not task_run.mlflow_run_id:
         return  # the task itself runs untracked (MLflow unavailable, lenient): so do its calls
+    policy = task_run.policy if task_run is not None else Policy.from_env()
+    client = task_run.client if task_run is not None else None
     try:
-        _write_run(feature, operation, started, latency, result, error, task_run)
+        if client is None:
+            from ragtrail.trail.client import guarded_client
+
+            client = guarded_client(policy)
+        _write_run(client, feature, operation, started, latency, result, error, task_run)
     except Exception as err:
-        policy = task_run.policy if task_run is not None else None
-        strict = policy.strict if policy is not None else _strict()
-        if strict and error is None:
-            from ragtrail_airflow.resilience import STRICT_NOTE, TrackingError
-
-            if isinstance(err, TrackingError):
-                raise
-            raise TrackingError(f"could not log the call {feature}.{operation} to MLflow: "
-                                f"{type(err).__name__}: {err} — {STRICT_NOTE}") from err
-        log.warning("could not log the call %s.%s to MLflow (%s: %s)", feature, operation, type(err).__name__, err)
+        if error is not None:  # the function failed: its own error goes up, not the trail's
+            policy = policy.replace(mode="lenient")
+        uri = client.guard.uri if client is not None else "(no client)"
+        tracking_failed(policy, uri, f"logging the call {feature}.{operation}", err, "the call's result stands")
 
 
-def _strict() -> bool:
-    from ragtrail_airflow.config import tracking_strict
-
-    return tracking_strict()
-
-
-def _write_run(feature, operation, started, latency, result, error, task_run) -> None:
+def _write_run(client, feature, operation, started, latency, result, error, task_run) -> None:
     from mlflow.entities import Metric
 
-    from ragtrail_airflow.tracking import (
+    from ragtrail.trail.client import get_or_create_experiment
+    from ragtrail.trail.names import (
         DAG_TAG,
         MAP_TAG,
         PARENT_TAG,
@@ -159,19 +156,16 @@ def _write_run(feature, operation, started, latency, result, error, task_run) ->
         TRY_TAG,
         VERSION_TAG,
         error_tags,
-        get_or_create_experiment,
-        guarded_client,
     )
 
     tags = {ROLE_TAG: "call", "ragtrail.feature": feature, "ragtrail.operation": operation}
     if task_run is not None:
-        client, experiment_id = task_run.client, task_run.experiment_id
+        experiment_id = task_run.experiment_id
         tags.update({PARENT_TAG: task_run.mlflow_run_id, DAG_TAG: task_run.dag_id, RUN_TAG: task_run.run_id,
                      TASK_TAG: task_run.task_id, TRY_TAG: str(task_run.try_number),
                      MAP_TAG: str(task_run.map_index), PRODUCT_TAG: task_run.product,
                      VERSION_TAG: task_run.version})
     else:
-        client = guarded_client()
         experiment_id = get_or_create_experiment(client, feature, kind="feature")
     start_ms = int(started * 1000)
     end_ms = start_ms + int(latency * 1000)

@@ -6,6 +6,8 @@ evaluate task's run, tagged with the collection, embedder, chunking params, eval
 digest. Aliases follow the gate: ``candidate`` = the newest built-and-evaluated version,
 ``production`` = the live one. The embedder itself is logged once per embedder and tracking store
 with MLflow's sentence-transformers flavor (experiment ``<prefix>/_embedders``) and referenced by URI.
+The CLI's look-ups (:func:`production_collection`, :func:`version_record`, :func:`set_production`)
+live here too.
 
 Example::
 
@@ -18,9 +20,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ragtrail.retriever import COLLECTION_TAG, model_name
+from ragtrail.trail.guard import TrackingError
+from ragtrail.trail.names import COLLECTION_TAG, EMBEDDER_TAG, model_name, quote
 
-EMBEDDER_TAG = "ragtrail.embedder"
 PIP = ["mlflow==3.17.2", "ragtrail"]  # explicit: inferring requirements would import-scan for seconds
 
 
@@ -28,13 +30,12 @@ def log_embedder(client, embedder: str) -> str:
     """Return ``runs:/…/model`` of the embedder's sentence-transformers model, logging it the first time."""
     from ragtrail.embedding import load_model
     from ragtrail.settings import load
-    from ragtrail_airflow.tracking import _q
 
     name = f"{load().experiment_prefix}/_embedders"
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp else client.create_experiment(
         name, artifact_location=f"{load().mlflow_artifact_root.rstrip('/')}/_embedders")
-    found = client.search_runs([exp_id], f"tags.`{EMBEDDER_TAG}` = {_q(embedder)} and attributes.status = 'FINISHED'",
+    found = client.search_runs([exp_id], f"tags.`{EMBEDDER_TAG}` = {quote(embedder)} and attributes.status = 'FINISHED'",
                                max_results=1)
     if found:
         return f"runs:/{found[0].info.run_id}/model"
@@ -89,7 +90,7 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
 
     name = model_name(product)
     _ensure_model(client, name, product)
-    existing = [v for v in client.search_model_versions(f"name = '{name}'", max_results=10_000) if v.run_id == run_id]
+    existing = [v for v in client.search_model_versions(f"name = {quote(name)}", max_results=10_000) if v.run_id == run_id]
     if existing:
         mv = existing[0]
     else:
@@ -113,3 +114,46 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
     if decision["promoted"]:
         client.set_registered_model_alias(name, "production", mv.version)
     return mv.version
+
+
+def production_collection(product: str, client=None) -> str:
+    """The collection the registry's ``production`` alias of ``ragtrail-<product>`` refers to."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = (client or _client()).get_model_version_by_alias(model_name(product), "production")
+    except (MlflowException, TrackingError) as err:
+        raise LookupError(f"{model_name(product)} has no production version in the registry") from err
+    return mv.tags[COLLECTION_TAG]
+
+
+def version_record(product: str, collection: str, client=None) -> dict | None:
+    """The newest registered version of a collection: ``{"version", "tags"}``, or ``None``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = (client or _client()).search_model_versions(f"name = {quote(model_name(product))}",
+                                                            max_results=10_000)
+    except (MlflowException, TrackingError):  # no registry (or none reachable): nothing is known
+        return None
+    found = [v for v in found if v.tags.get(COLLECTION_TAG) == collection]
+    if not found:
+        return None
+    mv = max(found, key=lambda v: int(v.version))
+    return {"version": mv.version, "tags": dict(mv.tags)}
+
+
+def set_production(product: str, collection: str, client=None) -> str | None:
+    """Point the ``production`` alias at the newest registered version of ``collection``; its number."""
+    client = client or _client()
+    rec = version_record(product, collection, client)
+    if rec is None:
+        return None
+    client.set_registered_model_alias(model_name(product), "production", rec["version"])
+    return rec["version"]
+
+
+def _client():
+    from ragtrail.trail.client import guarded_client
+
+    return guarded_client()

@@ -1,4 +1,4 @@
-"""The tracking layer against a real MLflow store: one parent per DAG run, terminal states, batching, redaction."""
+"""The trail's writer against a real MLflow store: one parent per DAG run, terminal states, batching, redaction."""
 
 from __future__ import annotations
 
@@ -8,17 +8,11 @@ import uuid
 import pytest
 
 from ragtrail.recorder import Recorder
-from ragtrail_airflow.tracking import (
-    EXPERIMENT_KIND_TAG,
-    TaskRun,
-    airflow_origin,
-    find_or_create_parent,
-    get_client,
-    get_or_create_experiment,
-    log_recorder,
-    merge_parents,
-    redact,
-)
+from ragtrail.trail.client import get_client, get_or_create_experiment
+from ragtrail.trail.names import EXPERIMENT_KIND_TAG, redact
+from ragtrail.trail.runs import find_or_create_parent, log_recorder, merge_parents
+from ragtrail.trail.task_run import TaskRun
+from ragtrail_airflow.config import airflow_origin
 
 
 @pytest.fixture()

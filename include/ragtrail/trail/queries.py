@@ -1,8 +1,8 @@
 """Ask the trail: what ran, how the latest version did, how a metric moved, which run was best.
 
-The one module of ``ragtrail`` that reads MLflow itself (the tracking layer in ``ragtrail_airflow``
-writes it). It imports ``mlflow`` lazily and nothing from Airflow, so a notebook, the ``ragtrail``
-CLI and the REST API in the Airflow API server all answer from the same code. Every answer is plain
+The trail's read side (:mod:`ragtrail.trail.runs` writes it). It imports ``mlflow`` lazily and nothing
+from Airflow, so a notebook, the ``ragtrail`` CLI and the REST API in the Airflow API server all answer
+from the same code. Every answer is plain
 JSON-able data and carries the MLflow UI URL of what it describes (``mlflow_url``).
 
 A *pipeline run* is one DAG run: its parent MLflow run, with the roll-up's status (FINISHED / PARTIAL /
@@ -10,7 +10,7 @@ FAILED, or RUNNING while in flight), params (the run's configuration) and summed
 
 Example::
 
-    from ragtrail.queries import Trail
+    from ragtrail.trail.queries import Trail
 
     trail = Trail()                                   # MLFLOW_TRACKING_URI or the data folder's store
     trail.latest("handbook")["run"]["status"]         # "FINISHED"
@@ -20,35 +20,21 @@ Example::
 
 from __future__ import annotations
 
-import json
-import os
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
-from urllib.parse import quote
 
-from ragtrail.analysis import (
-    STAGE_ORDER,
-    iso,
-    parse_time,
-    product_summary,
-    side_by_side,
-    totals,
-    trend_points,
-)
+from ragtrail.analysis import parse_time, product_summary, side_by_side, totals, trend_points
 from ragtrail.products import experiment_name
 from ragtrail.settings import load as load_settings
+from ragtrail.trail import names
+from ragtrail.trail.guard import Policy
+from ragtrail.trail.names import quote as _q
+from ragtrail.trail.rows import latest_tries, pipeline_run, task_rows
 
 STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
 CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
-# MLflow 3.17's UI opens a run in its GenAI layout unless told otherwise (the experiment page follows
-# the experiment's mlflow.experimentKind tag, a deep link to a run does not).
-CLASSIC_VIEW = "?workflowType=machine_learning"
 TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s", "ndcg_at_10",
                  "recall_at_10", "latency_p95_ms")
-
-
-def _q(value: str) -> str:
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class Trail:
@@ -57,38 +43,36 @@ class Trail:
     Args:
         tracking_uri: MLflow server or store; default ``MLFLOW_TRACKING_URI`` or the data folder's.
         ui_url: base URL of the MLflow UI for links; default ``RAGTRAIL_MLFLOW_UI_URL``.
-        client: an ``MlflowClient``-like object to use instead (e.g. one with bounded retries).
+        client: a (guarded) ``MlflowClient``-like object to use for every call, e.g. one whose single
+            budget bounds a whole request; default: a guarded client with a fresh guard per MLflow call.
+        policy: the guard's policy when no client is given (default: :meth:`Policy.from_env`).
     """
 
-    def __init__(self, tracking_uri: str | None = None, ui_url: str | None = None, client: Any = None):
+    def __init__(self, tracking_uri: str | None = None, ui_url: str | None = None, client: Any = None,
+                 policy: Policy | None = None):
         settings = load_settings()
         self.tracking_uri = tracking_uri or settings.mlflow_tracking_uri
         self.ui_url = (ui_url or settings.mlflow_ui_url).rstrip("/")
-        self._client = client
+        self._client, self._policy = client, policy
 
     @property
     def client(self):
-        if self._client is None:
-            # Bounded: a dead server answers within ~3 × 10 s instead of MLflow's default minutes.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-            from mlflow.tracking import MlflowClient
+        if self._client is not None:
+            return self._client
+        # A fresh guard per call: a long-lived Trail (a notebook) never stays "given up".
+        from ragtrail.trail.client import guarded_client
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
+        return guarded_client(self._policy, self.tracking_uri)
 
     # -- URLs -------------------------------------------------------------------------------------
     def experiment_url(self, experiment_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{experiment_id}"
+        return names.experiment_url(self.ui_url, experiment_id)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}{CLASSIC_VIEW}"
+        return names.run_url(self.ui_url, experiment_id, run_id)
 
     def compare_url(self, experiment_ids: list[str], run_ids: list[str]) -> str:
-        runs = quote(json.dumps(run_ids, separators=(",", ":")))
-        exps = quote(json.dumps(sorted(set(experiment_ids)), separators=(",", ":")))
-        return f"{self.ui_url}/#/compare-runs?runs={runs}&experiments={exps}"
+        return names.compare_url(self.ui_url, experiment_ids, run_ids)
 
     # -- products ---------------------------------------------------------------------------------
     def experiment(self, product: str):
@@ -118,29 +102,7 @@ class Trail:
 
     # -- runs -------------------------------------------------------------------------------------
     def _pipeline_run(self, run) -> dict:
-        info, data = run.info, run.data
-        tags = data.tags
-        metrics = dict(data.metrics)
-        duration = metrics.get("duration_s")
-        if duration is None and info.end_time:
-            duration = (info.end_time - info.start_time) / 1000
-        reasons = tags.get("ragtrail.reasons")
-        return {
-            "run_id": info.run_id, "experiment_id": info.experiment_id,
-            "product": tags.get("ragtrail.product"), "version": tags.get("ragtrail.version"),
-            "status": tags.get("ragtrail.status") or info.status, "mlflow_status": info.status,
-            "trail": tags.get("ragtrail.trail"),
-            "missing_runs": [t for t in tags.get("ragtrail.trail_missing", "-").split(", ") if t and t != "-"],
-            "reasons": [r for r in (reasons or "").split("; ") if r and r != "-"],
-            # e.g. "promoted although worse than live: …" (the gate let a small, not significant drop through)
-            "warnings": [w for w in [tags.get("ragtrail.warnings", "-")] if w and w != "-"],
-            "name": info.run_name, "gate": tags.get("ragtrail.gate"),
-            "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
-            "start_time": iso(info.start_time), "end_time": iso(info.end_time),
-            "duration_s": round(duration, 3) if duration is not None else None,
-            "params": dict(data.params), "metrics": metrics,
-            "mlflow_url": self.run_url(info.experiment_id, info.run_id),
-        }
+        return pipeline_run(run, self.run_url(run.info.experiment_id, run.info.run_id))
 
     def _search(self, exp_ids: list[str], filter_string: str, order_by: list[str], limit: int | None) -> list:
         runs, token = [], None
@@ -230,31 +192,8 @@ class Trail:
         exp_id = parent.info.experiment_id
         children = self._search([exp_id], f"tags.`mlflow.parentRunId` = {_q(run_id)} and "
                                           "tags.`ragtrail.role` = 'task'", ["attributes.start_time ASC"], None)
-        latest: dict[tuple[str, int], Any] = {}
-        tries: Counter = Counter()
-        for child in children:
-            tags = child.data.tags
-            key = (tags.get("airflow.task_id", child.info.run_name), int(tags.get("airflow.map_index", "-1")))
-            tries[key] += 1
-            best = latest.get(key)
-            if best is None or int(tags.get("airflow.try_number", "0")) >= int(
-                    best.data.tags.get("airflow.try_number", "0")):
-                latest[key] = child
-        order = {s: i for i, s in enumerate(STAGE_ORDER)}
-        rows = []
-        for (task_id, map_index), child in sorted(latest.items(), key=lambda kv: (
-                order.get(kv[0][0], len(order)), kv[1].info.start_time, kv[0][1])):
-            info, data = child.info, child.data
-            rows.append({
-                "task_id": task_id, "map_index": map_index,
-                "label": task_id if map_index < 0 else f"{task_id}[{map_index}]",
-                "status": info.status, "try_number": int(data.tags.get("airflow.try_number", "1")),
-                "tries_logged": tries[(task_id, map_index)],
-                "duration_s": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
-                "metrics": dict(data.metrics), "params": dict(data.params),
-                "error": data.tags.get("ragtrail.error"), "run_id": info.run_id,
-                "mlflow_url": self.run_url(exp_id, info.run_id),
-            })
+        latest, tries = latest_tries(children)
+        rows = task_rows(latest, tries, lambda run: self.run_url(exp_id, run))
         return {"run_id": run_id, "experiment_id": exp_id, "mlflow_url": self.run_url(exp_id, run_id),
                 "missing_runs": self._pipeline_run(parent)["missing_runs"], "tasks": rows}
 

@@ -1,0 +1,107 @@
+"""The one MLflow client factory: a client per tracking URI and process, used behind a :class:`Guard`.
+
+Everything in ragtrail that talks to MLflow gets its client here, with explicit run ids rather than
+the fluent API's process-global "active run" (one process may serve many tasks). ``mlflow`` is
+imported inside functions, so parsing a DAG or starting the CLI stays cheap.
+
+Example::
+
+    client = guarded_client()            # MLFLOW_TRACKING_URI or the data folder's SQLite store
+    exp_id = get_or_create_experiment(client, "handbook")
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ragtrail.products import artifact_location, experiment_name, product_id
+from ragtrail.settings import load as load_settings
+from ragtrail.trail.guard import Guard, GuardedClient, Policy
+from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, KIND_TAG, PRODUCT_TAG
+
+
+def get_client(uri: str | None = None):
+    """The plain ``MlflowClient`` on ``uri`` (default: ``MLFLOW_TRACKING_URI`` or the data folder's SQLite).
+
+    One client per tracking URI and process: tasks that share a process (``dag.test``) share it.
+    Call MLflow through :func:`guarded_client` instead; this one is for tests and read-only tools.
+    """
+    return _client(uri or load_settings().mlflow_tracking_uri)
+
+
+def preload() -> None:
+    """Import MLflow's client now (a parent process does this so that forked task processes start with it)."""
+    import mlflow.tracking  # noqa: F401
+
+    import ragtrail.trail.task_run  # noqa: F401
+
+
+def client_opened() -> bool:
+    """Whether this process has opened a client yet (the first costs the import of MLflow)."""
+    return _client.cache_info().currsize > 0
+
+
+@lru_cache(maxsize=8)
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    if uri.startswith("sqlite:"):
+        _fast_sqlite(client)
+    return client
+
+
+def _fast_sqlite(client) -> None:
+    """Put a SQLite store in WAL mode with ``synchronous=NORMAL``.
+
+    Every MLflow call is a transaction; with SQLite's default rollback journal each one waits for
+    fsyncs (~25 ms apiece on a busy disk, 4-5 per task). WAL keeps readers and one writer apart across
+    processes and survives a crashed process; only an OS crash can lose the last commits.
+    """
+    from sqlalchemy import event
+
+    engine = getattr(getattr(getattr(client, "_tracking_client", None), "store", None), "engine", None)
+    if engine is None:  # another store layout: stay correct, just slower
+        return
+
+    def pragmas(dbapi_conn, _record):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections opened before the listener reconnect with it
+
+
+def guarded_client(policy: Policy | None = None, uri: str | None = None) -> GuardedClient:
+    """:func:`get_client` behind a fresh :class:`~ragtrail.trail.guard.Guard` (one per task or request)."""
+    client = get_client(uri)
+    return GuardedClient(client, Guard(client.tracking_uri, policy))
+
+
+def get_or_create_experiment(client, product: str, kind: str = "product") -> str:
+    """Return the product's experiment id, creating it with an explicit artifact location.
+
+    The name comes from :func:`ragtrail.products.experiment_name`, the one place that decides it.
+    ``kind`` is ``product`` for pipelines and ``feature`` for :func:`ragtrail.trail.track.track`.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name = experiment_name(product)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND_TAG not in (exp.tags or {}):  # made before ragtrail set it
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(product),
+                                        tags={PRODUCT_TAG: product, "ragtrail.product_id": product_id(product),
+                                              KIND_TAG: kind, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    except MlflowException as err:  # another task created it a moment ago
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise err
+        return exp.experiment_id

@@ -1,0 +1,280 @@
+"""Bounded MLflow calls: a timeout per attempt, a few retries, and one time budget per task.
+
+MLflow's own client retries a dead server for minutes. Here every call goes through a :class:`Guard`
+instead (the retry loop is ``tenacity``'s): each attempt gets at most ``RAGTRAIL_MLFLOW_TIMEOUT_S``,
+transient failures are retried ``RAGTRAIL_MLFLOW_RETRIES`` times with exponential backoff, and all
+calls of one task together spend at most ``RAGTRAIL_MLFLOW_BUDGET_S`` (default 30 s). When a call
+still fails, the guard *opens*: later calls of that task fail at once, so a dead server costs a task
+one bounded wait, not one per call.
+
+MLflow reads its HTTP timeout and retries from ``MLFLOW_HTTP_REQUEST_TIMEOUT`` /
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` on every request. A guard does not rewrite the process-wide
+environment for that (concurrent guards would overwrite each other): it sets the two values for its
+own attempt only, in a context variable that those two settings consult first (see
+:func:`_install_http_limits`); other threads and tasks keep theirs.
+
+What happens when MLflow stays away is the tracking mode's business (``RAGTRAIL_TRACKING_MODE``):
+**lenient** (default) lets the data pipeline go on untracked, **strict** fails the task with
+:class:`TrackingUnavailable` (see :func:`tracking_failed`).
+
+Example::
+
+    guard = Guard("http://mlflow:5000")
+    client = GuardedClient(MlflowClient("http://mlflow:5000"), guard)
+    client.search_experiments(max_results=1)  # raises TrackingUnavailable after ≤ 30 s when down
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+from ragtrail.trail.names import redact_uri
+from ragtrail.trail.settings import setting
+
+log = logging.getLogger(__name__)
+
+LENIENT, STRICT = "lenient", "strict"
+_STATUS = re.compile(r"error code (\d{3})")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How hard to try MLflow before giving up, and what giving up means.
+
+    Args:
+        timeout_s: longest wait for one HTTP attempt.
+        retries: further attempts after a transient failure.
+        backoff_s: first pause between attempts (doubles each time).
+        budget_s: all MLflow calls of one task together, waits included.
+        mode: ``lenient`` (go on untracked) or ``strict`` (fail the task).
+    """
+
+    timeout_s: float = 10.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    budget_s: float = 30.0
+    mode: str = LENIENT
+
+    @classmethod
+    def from_env(cls, section: Mapping[str, str] | None = None) -> Policy:
+        """Read ``RAGTRAIL_MLFLOW_{TIMEOUT_S,RETRIES,BACKOFF_S,BUDGET_S}`` and ``RAGTRAIL_TRACKING_MODE``,
+        else the ``[ragtrail]`` values ``mlflow_timeout_s``… ``tracking_mode`` handed in (see
+        :mod:`ragtrail.trail.settings`)."""
+        mode = setting("RAGTRAIL_TRACKING_MODE", "tracking_mode", LENIENT, section).strip().lower()
+        if mode not in (LENIENT, STRICT):
+            raise ValueError(f"tracking mode must be {LENIENT!r} or {STRICT!r}, got {mode!r}")
+
+        def num(name: str, default: float) -> str:
+            return setting(f"RAGTRAIL_MLFLOW_{name.upper()}", f"mlflow_{name}", str(default), section)
+
+        return cls(timeout_s=float(num("timeout_s", cls.timeout_s)), retries=int(num("retries", cls.retries)),
+                   backoff_s=float(num("backoff_s", cls.backoff_s)), budget_s=float(num("budget_s", cls.budget_s)),
+                   mode=mode)
+
+    def replace(self, **changes: Any) -> Policy:
+        """This policy with some fields changed (e.g. a short budget for a request a browser waits on)."""
+        return Policy(**{**self.__dict__, **changes})
+
+    @property
+    def strict(self) -> bool:
+        return self.mode == STRICT
+
+
+class TrackingError(RuntimeError):
+    """A tracked task could not write its trail (strict mode). The message names the tracking URI."""
+
+
+class TrackingUnavailable(TrackingError):
+    """MLflow could not be reached within the policy. The message names the tracking URI."""
+
+
+STRICT_NOTE = ("strict tracking mode (RAGTRAIL_TRACKING_MODE=strict) fails the task; "
+               "lenient mode would let the pipeline go on untracked")
+
+
+def tracking_failed(policy: Policy, uri: str, where: str, err: BaseException, lenient: str) -> str:
+    """The one place that decides what a failed trail write means.
+
+    Strict: raise ``err`` if it is a :class:`TrackingError` already, else a :class:`TrackingError`
+    naming the (redacted) tracking URI and ``where`` it failed. Lenient: log a warning ending in
+    ``lenient`` (what happens instead) and return the error's text.
+    """
+    if policy.strict:
+        if isinstance(err, TrackingError):
+            raise err
+        raise TrackingError(f"MLflow tracking at {redact_uri(uri)} failed {where}: "
+                            f"{type(err).__name__}: {err} — {STRICT_NOTE}") from err
+    text = f"{type(err).__name__}: {err}"
+    log.warning("MLflow tracking failed %s (%s); lenient mode: %s", where, text[:1000], lenient)
+    return text
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether an MLflow error may go away by itself (network, timeout, 5xx, 429, a locked SQLite).
+
+    Errors that retrying cannot fix (a bad parameter, a missing run, a 404) are not transient and
+    propagate at once.
+    """
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    text = str(err)
+    if "database is locked" in text:
+        return True
+    import requests
+
+    if isinstance(err, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return True
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(err, RestException):
+        return err.get_http_status_code() in (429, 500, 502, 503, 504)
+    if isinstance(err, MlflowException) and text.startswith("API request to"):
+        status = _STATUS.search(text)
+        return status is None or int(status.group(1)) in (429, 500, 502, 503, 504)
+    return False
+
+
+class Guard:
+    """Run MLflow calls under one :class:`Policy` and one time budget (one guard per task).
+
+    Attributes:
+        spent_s: seconds spent in calls so far, waits included.
+        attempts: attempts made so far.
+        open: ``True`` once a call gave up; later calls raise at once.
+    """
+
+    def __init__(self, uri: str, policy: Policy | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.uri = redact_uri(uri)
+        self.policy = policy or Policy.from_env()
+        self.clock, self._sleep = clock, sleep
+        self.spent_s = 0.0
+        self.attempts = 0
+        self.open = False
+        self.last_error: BaseException | None = None
+
+    def remaining_s(self) -> float:
+        return self.policy.budget_s - self.spent_s
+
+    def _error(self, what: str) -> TrackingUnavailable:
+        cause = self.last_error
+        why = f"{type(cause).__name__}: {str(cause)[:300]}" if cause is not None else "no time left"
+        note = f" — {STRICT_NOTE}" if self.policy.strict else ""
+        return TrackingUnavailable(
+            f"MLflow tracking at {self.uri} is unavailable ({what}; last error {why}; "
+            f"{self.attempts} attempts, {self.spent_s:.1f} s of a {self.policy.budget_s:g} s budget){note}")
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn`` with bounded retries; raise :class:`TrackingUnavailable` when out of tries or time.
+
+        Non-transient errors propagate unchanged and do not open the guard.
+        """
+        if self.open:
+            raise self._error("gave up earlier in this task")
+        if self.remaining_s() < 1:  # MLflow's timeouts are whole seconds: no room for an attempt
+            self.open = True
+            raise self._error("time budget spent")
+        _install_http_limits()
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient), stop=self._stop,
+                                     wait=self._pause, sleep=self._timed_sleep, before_sleep=self._log_failure,
+                                     retry_error_callback=self._give_up)
+        return retrying(self._attempt, fn, args, kwargs)
+
+    def _attempt(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        # MLflow's own retries would multiply ours (and ignore the budget); its timeout is whole
+        # seconds, rounded down so an attempt never outlives the budget.
+        timeout = max(1, math.floor(min(self.policy.timeout_s, self.remaining_s())))
+        token = _HTTP_LIMITS.set({"MLFLOW_HTTP_REQUEST_TIMEOUT": timeout, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 0})
+        start = self.clock()
+        self.attempts += 1
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if is_transient(err):
+                self.last_error = err
+            raise
+        finally:
+            self.spent_s += self.clock() - start
+            _HTTP_LIMITS.reset(token)
+
+    def _pause(self, state: tenacity.RetryCallState) -> float:
+        return min(self.policy.backoff_s * 2 ** (state.attempt_number - 1), max(self.remaining_s(), 0.0))
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        # Stop when out of tries, or when the pause would leave no whole second for another attempt.
+        return state.attempt_number > self.policy.retries or self.remaining_s() - self._pause(state) < 1
+
+    def _timed_sleep(self, seconds: float) -> None:
+        t0 = self.clock()
+        self._sleep(seconds)
+        self.spent_s += self.clock() - t0
+
+    def _log_failure(self, state: tenacity.RetryCallState) -> None:
+        err = state.outcome.exception()
+        log.warning("MLflow call %s failed (%s: %s), attempt %d of %d", getattr(state.args[0], "__name__", "?"),
+                    type(err).__name__, str(err)[:200], state.attempt_number, self.policy.retries + 1)
+
+    def _give_up(self, state: tenacity.RetryCallState) -> Any:
+        self.open = True
+        failures = state.attempt_number
+        raise self._error(f"{failures} failed attempts" if failures > self.policy.retries else "time budget spent")
+
+
+class GuardedClient:
+    """An ``MlflowClient`` whose every method call goes through a :class:`Guard`."""
+
+    def __init__(self, client: Any, guard: Guard):
+        self._client, self.guard = client, guard
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._client.tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return self.guard.call(attr, *args, **kwargs)
+
+        guarded.__name__ = name
+        return guarded
+
+
+# The HTTP limits of the guarded attempt running in this context (thread or asyncio task); None outside one.
+_HTTP_LIMITS: ContextVar[dict[str, int] | None] = ContextVar("ragtrail_mlflow_http_limits", default=None)
+_installed = threading.Lock()
+
+
+def _install_http_limits() -> None:
+    """Make MLflow's two HTTP settings consult :data:`_HTTP_LIMITS` before the environment (once per process).
+
+    Every MLflow reader (``rest_utils.http_request``, the artifact repositories) asks these two
+    ``mlflow.environment_variables`` objects for their value on each request, so this covers them all
+    without touching ``os.environ``; outside a guarded attempt they read the environment as before.
+    """
+    from mlflow import environment_variables as mev
+
+    with _installed:
+        for var in (mev.MLFLOW_HTTP_REQUEST_TIMEOUT, mev.MLFLOW_HTTP_REQUEST_MAX_RETRIES):
+            if getattr(var, "_ragtrail_limited", False):
+                continue
+            read_env = var.get
+
+            def get(read_env=read_env, name=var.name):
+                limits = _HTTP_LIMITS.get()
+                return limits[name] if limits is not None else read_env()
+
+            var.get = get
+            var._ragtrail_limited = True

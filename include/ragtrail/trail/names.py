@@ -1,0 +1,73 @@
+"""The trail's vocabulary: tag and model names, MLflow UI URLs, filter quoting and redaction (one copy each).
+
+Everything here is plain string work: no MLflow import, so the Airflow edge, the CLI and the tests
+use it freely.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import quote as url_quote
+
+ROLE_TAG, DAG_TAG, RUN_TAG, TASK_TAG = "ragtrail.role", "airflow.dag_id", "airflow.run_id", "airflow.task_id"
+TRY_TAG, MAP_TAG, STAGE_TAG = "airflow.try_number", "airflow.map_index", "ragtrail.stage"
+PRODUCT_TAG, VERSION_TAG, STATUS_TAG = "ragtrail.product", "ragtrail.version", "ragtrail.status"
+PARENT_TAG = "mlflow.parentRunId"
+KIND_TAG, ERROR_TAG, ERROR_CLASS_TAG = "ragtrail.kind", "ragtrail.error", "ragtrail.error_class"
+URL_TAG, NOTE_TAG = "airflow.url", "mlflow.note.content"
+# MLflow 3 opens an experiment without this tag in its GenAI view, which has no metrics or params
+# tables for pipeline runs; "custom_model_development" is its classic "model training" view.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI opens a run in its GenAI layout unless told otherwise (the experiment page follows
+# the experiment's mlflow.experimentKind tag, a deep link to a run does not).
+CLASSIC_VIEW = "?workflowType=machine_learning"
+
+# The Model Registry: every built version is a version of ``ragtrail-<product>``.
+MODEL_PREFIX = "ragtrail-"
+COLLECTION_TAG, EMBEDDER_TAG = "ragtrail.collection", "ragtrail.embedder"
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|auth", re.I)
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+
+
+def model_name(product: str) -> str:
+    return f"{MODEL_PREFIX}{product}"
+
+
+def quote(value: Any) -> str:
+    """A value as a quoted literal in an MLflow search filter (``tags.`x` = 'it\\'s'``)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def redact_uri(uri: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://***@host``; anything else unchanged."""
+    return _USERINFO.sub(r"\g<scheme>***@", uri)
+
+
+def redact(key: str, value: Any) -> str:
+    """Never let a secret reach a param or tag: mask secret-looking keys and URI credentials."""
+    if _SECRET_KEY.search(key):
+        return "***"
+    return redact_uri(value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str))
+
+
+def error_tags(exc: BaseException) -> dict[str, str]:
+    """How a failure is recorded on a run: the error class, and class plus message."""
+    return {ERROR_TAG: f"{type(exc).__name__}: {exc}"[:4000], ERROR_CLASS_TAG: type(exc).__name__}
+
+
+def experiment_url(ui_url: str, experiment_id: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}"
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """A run in the MLflow UI, in its classic view."""
+    return f"{experiment_url(ui_url, experiment_id)}/runs/{run_id}{CLASSIC_VIEW}"
+
+
+def compare_url(ui_url: str, experiment_ids: list[str], run_ids: list[str]) -> str:
+    runs = url_quote(json.dumps(run_ids, separators=(",", ":")))
+    exps = url_quote(json.dumps(sorted(set(experiment_ids)), separators=(",", ":")))
+    return f"{ui_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}"

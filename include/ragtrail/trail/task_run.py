@@ -1,0 +1,168 @@
+"""One tracked task try as one MLflow child run of its DAG run's parent run.
+
+Example::
+
+    from ragtrail.trail.task_run import TaskRun
+    with TaskRun(dag_id="rag_ingest", run_id="manual__1", task_id="chunk", product="handbook",
+                 version="v1") as run:
+        run.recorder.metric(chunk_count=42)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextvars import ContextVar
+
+from ragtrail.recorder import Recorder
+from ragtrail.settings import load as load_settings
+from ragtrail.trail.client import client_opened, get_or_create_experiment, guarded_client
+from ragtrail.trail.guard import GuardedClient, Policy, tracking_failed
+from ragtrail.trail.names import (
+    DAG_TAG,
+    MAP_TAG,
+    PARENT_TAG,
+    PRODUCT_TAG,
+    ROLE_TAG,
+    RUN_TAG,
+    STAGE_TAG,
+    TASK_TAG,
+    TRY_TAG,
+    VERSION_TAG,
+    error_tags,
+)
+from ragtrail.trail.runs import find_or_create_parent, log_recorder, origin_tags, parent_run_name
+
+log = logging.getLogger(__name__)
+
+# The TaskRun of the tracked task running in this context: @track nests its runs under it.
+CURRENT_TASK_RUN: ContextVar[TaskRun | None] = ContextVar("ragtrail_current_task_run", default=None)
+# (tracking URI, product, dag_id, run_id) → (experiment id, parent run id), for tasks sharing a process.
+_PARENTS: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+
+
+class TaskRun:
+    """One MLflow child run for one try of one task, nested under the DAG run's parent.
+
+    Use as a context manager: on a clean exit the run ends FINISHED, on an exception FAILED (and the
+    exception propagates); :meth:`kill` ends it KILLED. Whatever the stage recorded before failing
+    is still logged, so a failed run shows how far it got. Inside the block the run is the current
+    task run, so :func:`ragtrail.trail.track.track` nests its runs under it.
+
+    Every MLflow call goes through one :class:`~ragtrail.trail.guard.Guard` (bounded retries,
+    one time budget). When MLflow is unavailable, a lenient policy logs a warning and the task goes
+    on untracked (``tracking_error`` says why); a strict one raises ``TrackingUnavailable``.
+    """
+
+    def __init__(self, *, dag_id: str, run_id: str, task_id: str, product: str, version: str,
+                 try_number: int = 1, map_index: int = -1, stage: str | None = None,
+                 parent_params: dict | None = None, policy: Policy | None = None, origin: dict | None = None):
+        self.origin = origin  # where the run comes from (see origin_tags); the Airflow edge fills it
+        self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
+        self.product, self.version = product, version
+        self.try_number, self.map_index = try_number, map_index
+        self.stage = stage or task_id
+        self.parent_params = parent_params or {}
+        self.policy = policy or Policy.from_env()
+        self.recorder = Recorder()
+        self.client: GuardedClient | None = None
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.mlflow_run_id: str | None = None
+        self.tracking_error: str | None = None
+        self.ended = False
+        self._token = None
+        self.overhead_s = 0.0  # time spent in MLflow calls for this task (metric tracking_overhead_s)
+        self.setup_s = 0.0  # importing mlflow and opening the store, when this task was first (tracking_setup_s)
+
+    def start(self) -> TaskRun:
+        t0 = time.perf_counter()
+        first = not client_opened()
+        self.client = guarded_client(self.policy)
+        if first:  # importing mlflow and opening the store: once per process, reported apart
+            self.setup_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        try:
+            common = {PRODUCT_TAG: self.product, VERSION_TAG: self.version}
+            key = (self.client.tracking_uri, self.product, self.dag_id, self.run_id)
+            if key in _PARENTS:
+                self.experiment_id, self.parent_run_id = _PARENTS[key]
+            else:
+                self.experiment_id = get_or_create_experiment(self.client, self.product)
+                self.parent_run_id = find_or_create_parent(
+                    self.client, self.experiment_id, dag_id=self.dag_id, run_id=self.run_id,
+                    tags={**common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id)},
+                    params=self.parent_params, run_name=parent_run_name(self.product, self.version, self.origin))
+                _PARENTS[key] = (self.experiment_id, self.parent_run_id)
+            name = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+            label = f"{name} (try {self.try_number})"
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={
+                **common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id, task_label=label),
+                PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id,
+                RUN_TAG: self.run_id, TASK_TAG: self.task_id, TRY_TAG: str(self.try_number),
+                MAP_TAG: str(self.map_index), STAGE_TAG: self.stage})
+            self.mlflow_run_id = run.info.run_id
+        except Exception as err:
+            self._tracking_failed("start", err)
+        finally:
+            self.overhead_s += time.perf_counter() - t0
+        return self
+
+    def _tracking_failed(self, step: str, err: Exception) -> None:
+        uri = self.client.guard.uri if self.client is not None else load_settings().mlflow_tracking_uri
+        self.tracking_error = tracking_failed(self.policy, uri, f"at the {step} of task {self.task_id}", err,
+                                              "the task goes on and the roll-up marks the trail incomplete")
+
+    def flush(self) -> None:
+        if self.mlflow_run_id:
+            log_recorder(self.client, self.mlflow_run_id, self.recorder)
+
+    def end(self, status: str) -> None:
+        """Log what is left and terminate the run; later calls are no-ops (first status wins).
+
+        Termination is attempted even when logging failed, so the run is not left RUNNING.
+        """
+        if not self.mlflow_run_id or self.ended:
+            return
+        self.ended = True
+        errors = []
+        t0 = time.perf_counter()
+
+        def overhead():
+            # Logged with the terminating call: the last two calls are the only ones not counted.
+            from mlflow.entities import Metric
+
+            self.overhead_s += time.perf_counter() - t0
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.mlflow_run_id, metrics=[
+                Metric("tracking_overhead_s", self.overhead_s, now, 0), Metric("tracking_setup_s", self.setup_s, now, 0)])
+
+        for step in (self.flush, overhead, lambda: self.client.set_terminated(self.mlflow_run_id, status)):
+            try:
+                step()
+            except Exception as err:
+                errors.append(err)
+        if errors:
+            self._tracking_failed("end", errors[0])
+
+    def kill(self) -> None:
+        try:
+            self.end("KILLED")
+        except Exception:  # the task is being killed anyway; the roll-up closes the run
+            log.exception("could not end the MLflow run of %s as KILLED", self.task_id)
+
+    def __enter__(self) -> TaskRun:
+        self.start()
+        self._token = CURRENT_TASK_RUN.set(self)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        CURRENT_TASK_RUN.reset(self._token)
+        if exc is not None:
+            self.recorder.tag(**error_tags(exc))
+        try:
+            self.end("FAILED" if exc is not None else "FINISHED")
+        except Exception:
+            if exc is None:
+                raise
+            log.exception("could not end the MLflow run of failed task %s", self.task_id)
