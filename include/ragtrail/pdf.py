@@ -6,17 +6,11 @@ bomb limits tripped), plus the sandbox's ``parse_timeout``, ``parse_memory_limit
 
 Example::
 
-    with PdfExtractor(timeout_s=30) as pdf:
-        text = pdf.extract(Path("report.pdf")).text
+    with SandboxedParser(timeout_s=30) as sandbox:  # ragtrail.sandbox
+        text = sandbox.parse(Path("report.pdf"), "pdf").text
 """
 
 from __future__ import annotations
-
-from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
-
-# The sandbox was the PDF worker first; it parses Office files too now.
-PdfExtractor = SandboxedParser
-__all__ = ["DEFAULT_MAX_MEMORY_MB", "DEFAULT_TIMEOUT_S", "PdfExtractor", "extract_in_child"]
 
 
 def extract_in_child(path: str) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,6 @@ class Product:
     def conf(self) -> dict[str, Any]:
         """The ``rag_ingest`` run configuration (DAG params) this product builds with."""
         return {"source": self.source, "product": self.name, "version": self.version, **self.settings}
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # Where run-spec rows sit in a products entry: "chunking.chunk_size" -> {"chunking": {"chunk_size"}}.
