@@ -18,7 +18,7 @@ from ragtrail_airflow.canary import build_canary
 def canary_dag(product, settings: dict):
     @dag(
         dag_id=f"rag_canary__{product.name}",
-        schedule=settings.get("schedule", "@daily"),
+        schedule=settings["schedule"],
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=True,
@@ -29,12 +29,11 @@ def canary_dag(product, settings: dict):
     )
     def rag_canary():
         build_canary(product.name, source=product.source, eval_queries=product.eval_queries,
-                     tolerance=float(settings.get("tolerance", 0.05)))
+                     tolerance=settings["tolerance"])
 
     return rag_canary()
 
 
 for _product in load_products():
-    _settings = getattr(_product, "canary", None)
-    if _settings:
-        globals()[f"rag_canary__{_product.name}"] = canary_dag(_product, _settings)
+    if _product.canary is not None:
+        globals()[f"rag_canary__{_product.name}"] = canary_dag(_product, _product.canary)

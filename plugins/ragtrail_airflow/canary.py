@@ -44,3 +44,5 @@ def build_canary(product: str, *, source: str, eval_queries: str | None, toleran
         if not verdict["ok"]:
             raise AirflowFailException(f"canary {product}: {verdict['reason']}")
         return verdict
+
+    canary()

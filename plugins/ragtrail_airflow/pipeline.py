@@ -122,6 +122,15 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
     return decision
 
 
+def publish_promotion(outlet_events, cfg, decision: dict) -> None:
+    """The index asset event of a build the gate put live (none when the alias did not move)."""
+    from ragtrail_airflow.assets import publish_index
+
+    if decision["promoted"]:
+        publish_index(outlet_events, cfg.product, collection=decision["collection"], version=cfg.version,
+                      metrics=decision["metrics"], model_version=decision.get("model_version"), cause="gate")
+
+
 def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
 
@@ -198,13 +207,9 @@ def build_pipeline() -> None:
                  outlet_events=None):
         """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
         an index asset event when the alias moved."""
-        from ragtrail_airflow.assets import publish_index
-
         cfg, _ = _edge(params, dag_run)
         decision = evaluate_version(cfg, docs, tracker, tracked_run)
-        if decision["promoted"]:
-            publish_index(outlet_events, cfg.product, collection=decision["collection"], version=cfg.version,
-                          metrics=decision["metrics"], model_version=decision.get("model_version"), cause="gate")
+        publish_promotion(outlet_events, cfg, decision)
         return decision
 
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.

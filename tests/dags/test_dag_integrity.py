@@ -44,6 +44,7 @@ def test_dags_have_docs_tags_and_retries():
 
     for dag in DagBag(dag_folder=str(REPO / "dags")).dags.values():
         assert dag.doc_md and dag.tags, dag.dag_id
+        assert dag.task_ids, f"{dag.dag_id} has no task"  # a builder that forgot to call its task
         assert "retries" in dag.default_args, dag.dag_id
         if "aggregate_status" in dag.task_ids:
             assert dag.get_task("aggregate_status").retries == 0
