@@ -73,3 +73,8 @@ def test_the_canary_passes_on_the_promoted_build_and_fails_on_a_degraded_live_in
     assert "dropped" in bad.data.tags["ragtrail.canary_reason"] and "last promoted build" in bad.data.tags["ragtrail.canary_reason"]
     assert bad.data.metrics["ndcg_drop_vs_baseline"] > 0.05
     assert bad.data.tags["ragtrail.live_collection"] == "handbook__degraded"
+    from ragtrail.trail.queries import Trail
+    from ragtrail_airflow.page import render
+
+    page = render(Trail(client=mlflow_client), product="handbook")
+    assert "live nDCG@10 (canary)" in page and bad.info.run_id in page  # the quality trend, each check linked
