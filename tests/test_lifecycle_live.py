@@ -205,8 +205,12 @@ def test_moving_production_in_mlflow_moves_the_qdrant_alias(stack):
     client.set_registered_model_alias("ragtrail-watched", "production", "2")
     _wait_for("the alias to follow @production", lambda: _alias(stack, "watched") == "watched__v2", stack,
               timeout=180, poll=2)
-    runs = _runs(stack, "rag_registry_sync")
-    assert any(r[1] == "asset_triggered" and r[2] == "success" for r in runs), runs
+    (run_id,) = [r[0] for r in _runs(stack, "rag_registry_sync") if r[1] == "asset_triggered"]  # (not the hourly one)
+    assert stack.wait("rag_registry_sync", run_id) == "success"
+    with sqlite3.connect(stack.db) as con:  # the move is an index event too
+        causes = [json.loads(x[0])["cause"] for x in con.execute(
+            "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'ragtrail_index__watched'")]
+    assert causes[-1] == "registry @production", causes
 
 
 def test_reconcile_repairs_drift_where_no_webhook_fired(stack):
