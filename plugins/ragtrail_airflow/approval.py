@@ -74,8 +74,8 @@ class PromotionApproval(ApprovalOperator):
 
         cfg = run_config(context["params"])
         decision = context["ti"].xcom_pull(task_ids=self.evaluate_task_id)
-        if not needs_approval(cfg.approval, decision):
-            raise AirflowSkipException(f"no approval needed (approval={cfg.approval}, "
+        if not (decision or {}).get("awaiting_approval"):  # evaluate decided (needs_approval, promote on)
+            raise AirflowSkipException(f"no approval needed (approval={cfg.approval}, promote={cfg.promote}, "
                                        f"gate={(decision or {}).get('gate')})")
         self.subject = f"{cfg.product}: make {decision['collection']} live?"
         self.body = approval_body(decision, *_run_urls(cfg.product, decision))
