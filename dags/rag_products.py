@@ -3,7 +3,8 @@
 
 Generated from `include/products.yml` (or `RAGTRAIL_PRODUCTS_FILE`): each product's DAG runs the same
 pipeline as `rag_ingest` — ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status — on the product's
-source, on its schedule, with its chunking and embedder as the defaults of the trigger form.
+source, on its schedule (`on_change`: whenever the source changes, noticed by an asset watcher that polls it),
+with its chunking and embedder as the defaults of the trigger form.
 New product DAGs start paused. Every run lands in the product's experiment,
 `<prefix> - <name> (<first 8 chars of id>)`.
 """
@@ -14,6 +15,14 @@ from airflow.sdk import dag
 
 from ragtrail.products import load_products
 from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_params
+from ragtrail_airflow.watch import source_asset
+
+
+def product_schedule(product):
+    """A cron/preset as is; ``on_change``: the product's source Asset, fed by a watcher that polls it."""
+    if product.schedule == "on_change":
+        return [source_asset(product)]
+    return product.schedule
 
 
 def product_dag(product):
@@ -21,7 +30,7 @@ def product_dag(product):
 
     @dag(
         dag_id=product.dag_id,
-        schedule=product.schedule,
+        schedule=product_schedule(product),
         catchup=False,
         max_active_runs=1,  # one writer per Qdrant local store at a time
         is_paused_upon_creation=True,

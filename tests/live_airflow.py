@@ -1,4 +1,4 @@
-"""A real Airflow on loopback for tests: api-server + scheduler + dag-processor, LocalExecutor, SQLite.
+"""A real Airflow on loopback for tests: api-server + scheduler + dag-processor + triggerer, LocalExecutor, SQLite.
 
 Tasks run in their own processes, exactly as in production, so a test can SIGKILL one and watch the
 scheduler retry it. Each component is a :class:`procs.Proc` (own process group, stopped by its handle),
@@ -38,6 +38,9 @@ class LiveAirflow:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__CORE__PARALLELISM": "2",
+            # The log servers default to fixed ports; another Airflow on the machine would hold them.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         })
         self.procs: dict[str, Proc] = {}
@@ -51,6 +54,7 @@ class LiveAirflow:
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
+        self._spawn("triggerer", "triggerer")  # deferred tasks and asset watchers
         return self._wait_up(dag_id, timeout, poll_s=1, what="Airflow")
 
     def _wait_up(self, dag_id: str, timeout: float, poll_s: float, what: str) -> LiveAirflow:
@@ -86,6 +90,11 @@ class LiveAirflow:
                 return con.execute("select count(*) from dag where dag_id=?", (dag_id,)).fetchone()[0] > 0
             except sqlite3.OperationalError:
                 return False
+
+    def cli(self, *args: str) -> str:
+        """Run ``airflow <args>`` against this Airflow; its stdout."""
+        return subprocess.run([str(BIN / "airflow"), *args], env=self.env, check=True, capture_output=True,
+                              text=True).stdout
 
     def trigger(self, dag_id: str, conf: dict) -> str:
         run_id = f"test__{time.time_ns()}"

@@ -59,8 +59,8 @@ class Server:
         self.proc = None
 
 
-def mlflow_server(tmp: Path, port: int | None = None) -> Server:
-    """``mlflow server`` with a SQLite backend and local artifacts in ``tmp``."""
+def mlflow_server(tmp: Path, port: int | None = None, env: dict | None = None) -> Server:
+    """``mlflow server`` with a SQLite backend and local artifacts in ``tmp`` (``env``: extra variables)."""
     port = port or free_port()
     (tmp / "artifacts").mkdir(parents=True, exist_ok=True)
     server = Server([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
@@ -69,7 +69,7 @@ def mlflow_server(tmp: Path, port: int | None = None) -> Server:
                      "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
                      "--port", str(port), "--workers", "1"],
                     f"http://127.0.0.1:{port}/health", tmp / "mlflow-server.log",
-                    env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+                    env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
     server.url = f"http://127.0.0.1:{port}"
     return server
 

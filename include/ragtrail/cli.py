@@ -35,7 +35,10 @@ def _conf(args) -> dict:
 
 def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     """Run the ``rag_ingest`` DAG (or a product's ``rag_ingest__<name>``) in-process (``dag.test``) and
-    return its roll-up summary."""
+    return its roll-up summary. An approval cannot be answered in-process: ask for one and it refuses."""
+    if conf.get("approval", "off") != "off":
+        raise ValueError("approval needs a running Airflow to answer it (make ui, then trigger the DAG there); "
+                         "ragtrail ingest runs the DAG in-process")
     from ragtrail.airflow_home import prepare
 
     prepare()

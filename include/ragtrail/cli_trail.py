@@ -177,3 +177,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = cmd("summary", "runs, status counts, success rate, durations across products",
             lambda t, a: t.summary(a.product or None), show_summary, product=False)
     p.add_argument("--product", "-p", action="append", help="only these products (repeatable)")
+
+    from ragtrail.cli_registry import add_commands as add_registry_commands
+
+    add_registry_commands(sub)

@@ -47,14 +47,18 @@ def paired_permutation_p(new: list[float], old: list[float], resamples: int = 20
 
 def compare_with_live(rows: list[dict], live_rows: list[dict]) -> dict:
     """Per-query nDCG@10 of the new and the live version, paired by query id (judged queries only):
-    ``{"delta", "p_value", "queries"}``."""
+    ``{"delta", "p_value", "queries", "better", "worse"}`` (the queries that moved, largest first)."""
     live = {r["query_id"]: r["ndcg_at_10"] for r in live_rows if r.get("relevant") not in (None, "{}", "[]", "")}
-    pairs = [(r["ndcg_at_10"], live[r["query_id"]]) for r in rows if r["query_id"] in live]
+    judged = [r for r in rows if r["query_id"] in live]
+    pairs = [(r["ndcg_at_10"], live[r["query_id"]]) for r in judged]
     if not pairs:
-        return {"delta": 0.0, "p_value": 1.0, "queries": 0}
+        return {"delta": 0.0, "p_value": 1.0, "queries": 0, "better": [], "worse": []}
     new, old = [a for a, _ in pairs], [b for _, b in pairs]
+    moves = sorted(({"query_id": r["query_id"], "delta": round(a - b, 4)} for r, (a, b) in zip(judged, pairs, strict=True)
+                    if a != b), key=lambda m: -abs(m["delta"]))
     return {"delta": (sum(new) - sum(old)) / len(pairs), "p_value": paired_permutation_p(new, old),
-            "queries": len(pairs)}
+            "queries": len(pairs), "better": [m for m in moves if m["delta"] > 0][:20],
+            "worse": [m for m in moves if m["delta"] < 0][:20]}
 
 
 def gate(metrics: dict, live_metrics: dict | None, *, min_ndcg: float = 0.0, tolerance: float = 0.02,
@@ -149,4 +153,5 @@ def evaluate_and_promote(
                "ragtrail.vs_live": ("worse" if worse else "not worse") if live_metrics else "-"})
     return {"collection": name, "live": live, "promoted": promoted, "gate": verdict, "reason": reason,
             "metrics": metrics, "live_metrics": live_metrics, "rows": len(rows),
-            "worse_than_live": worse, "promoted_worse": promoted and worse, "vs_live": versus or None}
+            "worse_than_live": worse, "promoted_worse": promoted and worse, "vs_live": versus or None,
+            "pruned": dropped}

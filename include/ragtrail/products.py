@@ -50,6 +50,7 @@ class Product:
     artifact_location: str | None = None
     description: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    canary: dict[str, Any] | None = None  # {"schedule", "tolerance"} when the product has a canary DAG
 
     def __getattr__(self, name: str) -> Any:
         if name in BY_NAME:
@@ -71,7 +72,7 @@ _GROUPS: dict[str, set[str]] = {}
 for _path in _PATHS:
     _head, _, _tail = _path.partition(".")
     _GROUPS.setdefault(_head, set()).add(_tail)
-_TOP_KEYS = {"id", "name", "source", "schedule", "version", "artifact_location", "description", *_GROUPS}
+_TOP_KEYS = {"id", "name", "source", "schedule", "version", "artifact_location", "description", "canary", *_GROUPS}
 
 
 def _settings(entry: dict, where: str) -> dict[str, Any]:
@@ -113,11 +114,27 @@ def _product(entry: Any, where: str, base: Path) -> Product:
     pid, source = _id(entry, name, where), _source(entry, where, base)  # checked in this order
     schedule = entry.get("schedule")
     if schedule is not None and not isinstance(schedule, str):
-        raise ProductsFileError(f"{where}: schedule must be a cron expression, a preset or null")
+        raise ProductsFileError(f"{where}: schedule must be a cron expression, a preset, on_change or null")
     version, settings = _version(entry, where), _settings(entry, where)
     return Product(id=pid, name=name, source=source, schedule=schedule, version=version,
                    artifact_location=_artifacts(entry, where, base),
-                   description=str(entry.get("description") or ""), settings=settings)
+                   description=str(entry.get("description") or ""), settings=settings, canary=_canary(entry, where))
+
+
+def _canary(entry: dict, where: str) -> dict[str, Any] | None:
+    """The optional ``canary``: ``true`` or ``{schedule, tolerance}`` (defaults ``@daily``, 0.05)."""
+    canary = entry.get("canary")
+    if canary in (None, False):
+        return None
+    canary = {} if canary is True else canary
+    if not isinstance(canary, dict) or set(canary) - {"schedule", "tolerance"}:
+        raise ProductsFileError(f"{where}: canary takes true or {{schedule, tolerance}}")
+    schedule, tolerance = canary.get("schedule", "@daily"), canary.get("tolerance", 0.05)
+    if not isinstance(schedule, str) or isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+            or not 0 <= tolerance <= 1:
+        raise ProductsFileError(f"{where}: canary.schedule must be a cron expression or preset, "
+                                "canary.tolerance a number between 0 and 1")
+    return {"schedule": schedule, "tolerance": float(tolerance)}
 
 
 def _id(entry: dict, name: str, where: str) -> str:

@@ -151,10 +151,15 @@ FIELDS: tuple[Field, ...] = (
     F("promote", bool, True, "Promote", "Point the product alias at this version when it passes the gate.",
       GATE, cli="--no-promote"),
     F("eval_queries", str, None, "Query set", "JSON lines file {id, text, relevant}; empty: none (the sample "
-      "corpus brings its own).", GATE, optional=True),
+      "corpus brings its own).", GATE, optional=True, products="evaluation.queries"),
     F("min_ndcg", float, 0.0, "Min nDCG@10", "Lowest nDCG@10 that may go live.", GATE, minimum=0, maximum=1),
     F("eval_tolerance", float, 0.02, "Tolerance vs live", "How much lower than the live version's nDCG@10 is "
       "still accepted (a significant drop is rejected anyway).", GATE, minimum=0, maximum=1),
+    F("approval", str, "off", "Human approval", "off: the gate decides alone; held: a build the gate held back "
+      "waits for a person to approve it; always: every build waits for approval before going live.", GATE,
+      enum=("off", "held", "always"), products="approval.mode"),
+    F("approval_timeout_h", float, 24.0, "Approval timeout (h)", "Hours to wait for a decision; then the build "
+      "is rejected (it stays @candidate).", GATE, minimum=0.001, maximum=24 * 30, products="approval.timeout_hours"),
     F("id_column", str, None, "Id column", "Row id column; empty: id, then doc_id, then row numbers.", TABLES,
       optional=True),
     F("text_column", str, "text", "Text column", "The column holding the text to index.", TABLES, min_length=1),

@@ -147,7 +147,10 @@ def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_
 
 
 def _held_back(results: dict) -> str | None:
-    decision = results.get("evaluate") or {}
+    """Why the build did not go live: a person's answer on the approve task wins over the gate's verdict."""
+    decision, approval = results.get("evaluate") or {}, results.get("approve") or {}
+    if approval:
+        return None if approval.get("approved") else f"{approval.get('outcome')} by {approval.get('by')}"
     return decision.get("reason") if decision.get("gate") == "rejected" else None
 
 
@@ -219,15 +222,17 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
     plan_path = run_workdir(ti.dag_id, ti.run_id) / PLAN_FILE
     planned = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     ingest, index = results.get("ingest") or {}, results.get("index") or {}
-    decision = results.get("evaluate") or {}
+    decision, approval = results.get("evaluate") or {}, results.get("approve") or {}
     summary.update(
         status=roll.status, reasons=roll.reasons,
         docs=ingest.get("docs", 0), docs_failed=ingest.get("quarantined", 0),
         **{k: planned.get(k, 0) for k in ("docs_added", "docs_updated", "docs_unchanged", "docs_deleted")},
         chunks=_total(results.get("chunk"), "chunks"), embeddings=_total(results.get("embed"), "embeddings"),
         vectors=index.get("vectors", 0), vectors_deleted=index.get("deleted", 0),
-        collection=index.get("collection"), live_collection=decision.get("live", index.get("live")),
-        promoted=bool(decision.get("promoted")), gate=decision.get("gate"), gate_reason=decision.get("reason"),
+        collection=index.get("collection"),
+        live_collection=approval.get("live") or decision.get("live", index.get("live")),
+        promoted=bool(decision.get("promoted") or approval.get("promoted")), approval=approval.get("outcome"),
+        gate=decision.get("gate"), gate_reason=decision.get("reason"),
         promoted_worse=bool(decision.get("promoted_worse")), vs_live=decision.get("vs_live"),
         eval=decision.get("metrics"), model_version=decision.get("model_version"),
         duration_s=round(duration_s, 3) if duration_s is not None else None,

@@ -107,6 +107,15 @@ def status_chart(runs: list[dict], width: int = 380, height: int = 110) -> dict:
     return {"width": width, "height": height, "left": left, "right": right, "rows": rows, "points": points}
 
 
+def _canary_chart(t: Trail, product: str) -> list[dict]:
+    """The live index's nDCG@10 as the canary measured it over time (none without canary runs)."""
+    from ragtrail.trail.canary_runs import canary_trend
+
+    client = getattr(t, "client", None)
+    runs = canary_trend(client, product, t.ui_url) if client is not None else []
+    return [line_chart("ndcg_at_10", "live nDCG@10 (canary)", runs)] if runs else []
+
+
 def _section(t: Trail, product: dict, limit: int) -> dict:
     name = product["product"]
     runs = t.runs(name, limit=limit)["runs"]
@@ -120,7 +129,7 @@ def _section(t: Trail, product: dict, limit: int) -> dict:
     config["dimension"] = latest["metrics"].get("embedding_dimension")
     section.update(latest=latest, config=config, tasks=t.tasks(latest["run_id"])["tasks"], runs=runs,
                    compare=t.compare_runs(done[:6]) if len(done) > 1 else None,
-                   charts=[line_chart(metric, title, oldest_first) for metric, title in PLOTS],
+                   charts=[line_chart(metric, title, oldest_first) for metric, title in PLOTS] + _canary_chart(t, name),
                    status_chart=status_chart(oldest_first))
     return section
 

@@ -1,6 +1,6 @@
 """The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
-ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status, where ``[]`` marks tasks
+ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
 mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
 ``@dag`` function.
@@ -27,6 +27,8 @@ from datetime import timedelta
 from airflow.sdk import Param, task
 
 from ragtrail.spec import FIELDS, form_schemas
+from ragtrail_airflow.approval import PromotionApproval
+from ragtrail_airflow.assets import INDEX_ALIAS
 
 
 def cpu_pool() -> dict:
@@ -95,8 +97,15 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
     store = store_settings()  # one store: the one evaluated is the one the registered model names
     decision = gate.evaluate_and_promote(
         location=store, product=cfg.product, version=cfg.version,
-        queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""), promote=cfg.promote,
+        queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""),
+        promote=cfg.promote and cfg.approval != "always",  # "always": the approve task moves the alias
         min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
+    if cfg.approval != "off" and cfg.promote and not decision["promoted"]:
+        from ragtrail_airflow.approval import needs_approval
+
+        if needs_approval(cfg.approval, decision):
+            decision["awaiting_approval"] = True
+            tracker.tag(**{"ragtrail.approval": "awaiting"})
     if tracked_run:
         from ragtrail.trail import registry
         from ragtrail.trail.client import guarded_client
@@ -108,8 +117,18 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
                                            config=cfg.version_config(), decision=decision,
                                            source_digest=(docs or {}).get("digest"), store=store.describe())
         tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
-        decision["model_version"] = number
+        decision.update(model_version=number, mlflow_run_id=tracked_run["run_id"],
+                        archived=registry.archive_versions(guarded_client(policy()), cfg.product, decision["pruned"]))
     return decision
+
+
+def publish_promotion(outlet_events, cfg, decision: dict) -> None:
+    """The index asset event of a build the gate put live (none when the alias did not move)."""
+    from ragtrail_airflow.assets import publish_index
+
+    if decision["promoted"]:
+        publish_index(outlet_events, cfg.product, collection=decision["collection"], version=cfg.version,
+                      metrics=decision["metrics"], model_version=decision.get("model_version"), cause="gate")
 
 
 # The tasks: one wrapper per stage, decorated (tracked, pool, trigger rule) where build_pipeline wires them,
@@ -182,10 +201,13 @@ def index(chunked, embedded, params=None, tracker=None, dag_run=None):
                               recorder=tracker, location=store_settings())
 
 
-def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
-    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
+def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None,
+             outlet_events=None):
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
+    an index asset event when the alias moved."""
     cfg, _ = _edge(params, dag_run)
     decision = evaluate_version(cfg, docs, tracker, tracked_run)
+    publish_promotion(outlet_events, cfg, decision)
     return decision
 
 
@@ -206,7 +228,10 @@ def build_pipeline() -> None:
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
     # all_done: publishes the good batches when some failed.
     indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",))(index)(chunked, embedded)
-    evaluated = tracked(stage="evaluate")(evaluate)(docs, indexed)
-    # index runs only once every chunk/embed batch is done (all_done) and evaluate comes after it: when
-    # both are done, so is every task, and the graph needs no edge from each of them.
-    [indexed, evaluated] >> task.rollup(trigger_rule="all_done", retries=0)(aggregate_status)()
+    evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS])(evaluate)(docs, indexed)
+    # Waits for a person only when the run's approval param asks for it; skips itself otherwise.
+    approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0)
+    evaluated >> approve
+    # index runs only once every chunk/embed batch is done (all_done) and evaluate and approve come after it:
+    # when these are done, so is every task, and the graph needs no edge from each of them.
+    [indexed, evaluated, approve] >> task.rollup(trigger_rule="all_done", retries=0)(aggregate_status)()

@@ -38,5 +38,9 @@ class RagtrailPlugin(AirflowPlugin):
     def fastapi_apps(self) -> list[dict]:  # type: ignore[override]
         """Built on first use: only the API server asks, so schedulers and workers never import it."""
         from ragtrail_airflow.api import create_app
+        from ragtrail_airflow.webhooks import create_hooks_app
 
-        return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "ragtrail"}]
+        # The webhook receiver first: it is matched before the /ragtrail app, and has no Airflow login
+        # (MLflow signs each delivery instead; see ragtrail_airflow.webhooks).
+        return [{"app": create_hooks_app(), "url_prefix": f"{URL_PREFIX}/hooks", "name": "ragtrail-hooks"},
+                {"app": create_app(), "url_prefix": URL_PREFIX, "name": "ragtrail"}]

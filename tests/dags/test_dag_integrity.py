@@ -44,14 +44,15 @@ def test_dags_have_docs_tags_and_retries():
 
     for dag in DagBag(dag_folder=str(REPO / "dags")).dags.values():
         assert dag.doc_md and dag.tags, dag.dag_id
+        assert dag.task_ids, f"{dag.dag_id} has no task"  # a builder that forgot to call its task
         assert "retries" in dag.default_args, dag.dag_id
         if "aggregate_status" in dag.task_ids:
             assert dag.get_task("aggregate_status").retries == 0
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status,
-    with typed, described params for the trigger form."""
+    """rag_ingest wires ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status,
+    with typed, described params for the trigger form; evaluate and approve emit index events through an alias."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
@@ -59,13 +60,15 @@ def test_rag_ingest_shape_and_params():
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
     assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
     assert upstream["evaluate"] == {"ingest", "index"}  # the source digest, and the built collection
-    # index waits for every chunk/embed batch (all_done) and evaluate for index: two edges suffice
-    assert upstream["aggregate_status"] == {"index", "evaluate"}
+    # index waits for every chunk/embed batch (all_done), evaluate for index, approve for evaluate
+    assert upstream["approve"] == {"evaluate"} and upstream["aggregate_status"] == {"index", "evaluate", "approve"}
+    assert [o.name for o in dag.get_task("evaluate").outlets] == ["ragtrail_index"] == \
+        [o.name for o in dag.get_task("approve").outlets]
     assert dag.get_task("aggregate_status").trigger_rule == "all_done"
     assert dag.get_task("index").trigger_rule == "all_done"  # publishes good batches when some failed
     for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "sync_mode", "aws_conn_id",
                  "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries", "min_ndcg",
-                 "eval_tolerance"):
+                 "eval_tolerance", "approval", "approval_timeout_h"):
         param = dag.params.get_param(name)
         assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
     for task_id in ("ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):

@@ -119,3 +119,11 @@ def test_the_typed_config_has_one_field_per_row_and_a_version_config():
                                     "embed_backend": spec.BY_NAME["embed_backend"].default}
     with pytest.raises(ValueError, match="chunk_overlap must be an integer between 0 and 256"):
         spec.run_config({"chunk_overlap": -1})
+
+
+def test_ingest_in_process_refuses_to_wait_for_an_approval_nobody_can_give():
+    """`ragtrail ingest --approval always` would park the run in dag.test for good: it says so instead."""
+    from ragtrail.cli import run_ingest
+
+    with pytest.raises(ValueError, match="approval needs a running Airflow"):
+        run_ingest({"source": "x", "product": "p", "approval": "always"})

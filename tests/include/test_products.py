@@ -85,3 +85,22 @@ def test_experiment_names_follow_the_issue_format(tmp_path, monkeypatch):
     assert adhoc_id("scratch") == adhoc  # stable: the same on every machine
     assert artifact_location("docs") == "s3://bucket/trail/docs"  # the product's own setting
     assert artifact_location("scratch") == "s3://trail-bucket/mlflow/scratch"
+
+
+def test_lifecycle_keys_on_change_approval_and_canary(tmp_path):
+    """`schedule: on_change`, `approval`, `evaluation.queries` and `canary` are read and checked like the rest."""
+    path = tmp_path / "p.yml"
+    path.write_text("products:\n  - {name: a, source: s3://b/a/, schedule: on_change, approval: {mode: held, "
+                    "timeout_hours: 2}, evaluation: {queries: /q.jsonl}, canary: true}\n"
+                    "  - {name: b, source: s3://b/b/, canary: {schedule: '@hourly', tolerance: 0.1}}\n"
+                    "  - {name: c, source: s3://b/c/}\n")
+    a, b, c = load_products(path)
+    assert (a.schedule, a.approval, a.approval_timeout_h, a.eval_queries) == ("on_change", "held", 2.0, "/q.jsonl")
+    assert a.canary == {"schedule": "@daily", "tolerance": 0.05} and b.canary == {"schedule": "@hourly", "tolerance": 0.1}
+    assert c.canary is None and c.approval == "off"
+    for bad, message in (("approval: {mode: sometimes}", "approval.mode must be one of off, held, always"),
+                         ("canary: {tolerance: 2}", "canary.tolerance a number between 0 and 1"),
+                         ("canary: {every: day}", "canary takes true or {schedule, tolerance}")):
+        path.write_text(f"products:\n  - {{name: d, source: s3://b/d/, {bad}}}\n")
+        with pytest.raises(ProductsFileError, match=message.replace("{", r"\{").replace("}", r"\}")):
+            load_products(path)
