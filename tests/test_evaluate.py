@@ -45,6 +45,14 @@ def gate_conf(tmp_path_factory):
     return {"source": str(root / "corpus"), "product": "gate", "eval_queries": str(root / "q.jsonl")}
 
 
+@pytest.fixture(scope="module")
+def half_source(tmp_path_factory) -> str:
+    """The gate's corpus without its second folder: the questions about those documents lose their answers."""
+    root = tmp_path_factory.mktemp("half")
+    shutil.copytree(SAMPLE_CORPUS / SUBSET[0], root / SUBSET[0])
+    return str(root)
+
+
 def test_logged_metrics_equal_those_recomputed_from_the_per_query_table(handbook_run, mlflow_client, tmp_path):
     """The evaluate run's nDCG/recall/MRR/hit-rate are the means of its per-query table; latencies its percentiles."""
     run = evaluate_run(mlflow_client, handbook_run)
@@ -68,15 +76,18 @@ def test_logged_metrics_equal_those_recomputed_from_the_per_query_table(handbook
     assert registered.data.tags["ragtrail.stage"] == "evaluate" and registered.info.start_time >= run.info.start_time
 
 
-def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, mlflow_client, qdrant):
-    """A good build is promoted (production = Qdrant alias); tiny chunks without overlap fall behind it beyond
-    the tolerance: built and registered as candidate, not live; `promote` refuses it unless --force, and
-    after every step the registry's production alias and the Qdrant alias agree."""
+def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, half_source, mlflow_client, qdrant):
+    """A good build is promoted (production = Qdrant alias); a build that lost half its documents (with tiny
+    chunks) falls behind it beyond the tolerance: built and registered as candidate, not live; `promote`
+    refuses it unless --force, and after every step the registry's production alias and the Qdrant alias agree.
+
+    (Tiny chunks alone are no reliable regression: int8 ONNX Runtime kernels differ by CPU — with AVX-512 VNNI
+    the 16-token build of these 8 documents scored 0.947 against 0.929 for the default build.)"""
     good = ingest({**gate_conf, "version": "good"})
     assert good["status"] == "FINISHED" and good["promoted"] is True and good["gate"] == "passed", dump(good)
     assert registry_state(mlflow_client, qdrant, "gate") == dict.fromkeys(("candidate", "production", "qdrant"),
                                                                            "gate__good")
-    bad = ingest({**gate_conf, "version": "tiny", "chunk_size": 16, "chunk_overlap": 0})
+    bad = ingest({**gate_conf, "source": half_source, "version": "tiny", "chunk_size": 16, "chunk_overlap": 0})
     assert bad["status"] == "PARTIAL" and bad["promoted"] is False and bad["gate"] == "rejected", dump(bad)
     assert bad["eval"]["ndcg_at_10"] < good["eval"]["ndcg_at_10"] - 0.02
     assert "worse than gate__good's" in bad["gate_reason"]
@@ -87,7 +98,7 @@ def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, mlflow_client, qdr
     mv = mlflow_client.get_model_version_by_alias("ragtrail-gate", "candidate")
     assert mv.tags["ragtrail.gate"] == "rejected" and mv.tags["ragtrail.chunk_size"] == "16"
     assert float(mv.tags["eval.ndcg_at_10"]) == pytest.approx(bad["eval"]["ndcg_at_10"], abs=1e-6)
-    assert mv.tags["ragtrail.source_digest"] == good_digest(mlflow_client, good)
+    assert mv.tags["ragtrail.source_digest"] == good_digest(mlflow_client, bad) != good_digest(mlflow_client, good)
 
     refused = run_cli("promote", "--product", "gate", "--version", "tiny")
     assert refused.returncode == 1 and "held back by the evaluation gate" in refused.stderr
