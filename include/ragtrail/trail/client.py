@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 from ragtrail.products import artifact_location, experiment_name, product_id
@@ -45,10 +46,24 @@ def client_opened() -> bool:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    if uri.startswith("sqlite:"):
-        _fast_sqlite(client)
-    return client
+    if not uri.startswith("sqlite:"):
+        return MlflowClient(tracking_uri=uri)
+    for attempt in range(SQLITE_OPEN_TRIES):
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            _fast_sqlite(client)
+            return client
+        except Exception:
+            # A new SQLite store is created and migrated by whoever opens it first: task processes
+            # starting together race on it ("duplicate column name", "table already exists"). The
+            # loser opens it again once the winner's migration is committed.
+            if attempt == SQLITE_OPEN_TRIES - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+SQLITE_OPEN_TRIES = 4
 
 
 def _fast_sqlite(client) -> None:

@@ -47,7 +47,7 @@ class TaskRun:
     Use as a context manager: on a clean exit the run ends FINISHED, on an exception FAILED (and the
     exception propagates); :meth:`kill` ends it KILLED. Whatever the stage recorded before failing
     is still logged, so a failed run shows how far it got. Inside the block the run is the current
-    task run, so :func:`ragtrail.trail.track.track` nests its runs under it.
+    task run, so :func:`ragtrail.trail.track.track` links its traces to it.
 
     Every MLflow call goes through one :class:`~ragtrail.trail.guard.Guard` (bounded retries,
     one time budget). When MLflow is unavailable, a lenient policy logs a warning and the task goes
@@ -142,7 +142,10 @@ class TaskRun:
             self.client.log_batch(self.mlflow_run_id, metrics=[
                 Metric("tracking_overhead_s", self.overhead_s, now, 0), Metric("tracking_setup_s", self.setup_s, now, 0)])
 
-        for step in (self.flush, overhead, lambda: self.client.set_terminated(self.mlflow_run_id, status)):
+        from ragtrail.trail.traces import flush as flush_traces
+
+        for step in (flush_traces, self.flush, overhead,
+                     lambda: self.client.set_terminated(self.mlflow_run_id, status)):
             try:
                 step()
             except Exception as err:
