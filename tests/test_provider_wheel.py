@@ -63,9 +63,9 @@ def user_airflow(provider_venv, tmp_path_factory):
 
 
 def client(airflow):
-    from mlflow.tracking import MlflowClient
+    from ragtrail.trail.client import get_client
 
-    return MlflowClient(tracking_uri=airflow.uri)
+    return get_client(airflow.uri)
 
 
 def runs_of(airflow, dag_id: str, run_id: str) -> tuple:

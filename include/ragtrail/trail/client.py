@@ -12,8 +12,9 @@ Example::
 
 from __future__ import annotations
 
-import time
+from contextlib import nullcontext
 from functools import lru_cache
+from pathlib import Path
 
 from ragtrail.products import artifact_location, experiment_name, product_id
 from ragtrail.settings import load as load_settings
@@ -48,22 +49,20 @@ def _client(uri: str):
 
     if not uri.startswith("sqlite:"):
         return MlflowClient(tracking_uri=uri)
-    for attempt in range(SQLITE_OPEN_TRIES):
-        try:
-            client = MlflowClient(tracking_uri=uri)
-            _fast_sqlite(client)
-            return client
-        except Exception:
-            # A new SQLite store is created and migrated by whoever opens it first: task processes
-            # starting together race on it ("duplicate column name", "table already exists"). The
-            # loser opens it again once the winner's migration is committed.
-            if attempt == SQLITE_OPEN_TRIES - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    # A new SQLite store is created and migrated by whoever opens it first. Task processes starting
+    # together raced on it ("duplicate column name"), and a migration that lost half-way left the
+    # store unusable for good ("table _alembic_tmp_experiments already exists"): one opener at a time.
+    from filelock import FileLock
 
-
-SQLITE_OPEN_TRIES = 4
+    path = uri.split(":///", 1)[-1].split("?", 1)[0]
+    lock = None
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{path}.open.lock")
+    with lock if lock is not None else nullcontext():
+        client = MlflowClient(tracking_uri=uri)
+        _fast_sqlite(client)
+    return client
 
 
 def _fast_sqlite(client) -> None:
