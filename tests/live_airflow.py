@@ -114,23 +114,24 @@ class LiveAirflow:
         return {(t, m): (s, n) for t, m, s, n in rows}
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        """Call the API server (``/api/v2/…``, or a plugin's ``/ragtrail/…``) with a JWT from ``/auth/token``."""
+        """Call the API server (``/api/v2/…``, or a plugin's ``/ragtrail/…``). With
+        ``SIMPLE_AUTH_MANAGER_ALL_ADMINS`` (the default here) every request is an admin's; otherwise a JWT
+        comes from ``POST /auth/token`` with the generated admin password."""
         import urllib.request
 
-        def call(url: str, data: dict | None, token: str | None) -> dict:
-            req = urllib.request.Request(url, method=method if token else "POST",
-                                         data=None if data is None else json.dumps(data).encode(),
+        def call(url: str, data: dict | None, token: str | None, verb: str) -> dict:
+            req = urllib.request.Request(url, method=verb, data=None if data is None else json.dumps(data).encode(),
                                          headers={"Content-Type": "application/json",
                                                   **({"Authorization": f"Bearer {token}"} if token else {})})
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read() or b"{}")
 
         base = f"http://127.0.0.1:{self.port}"
-        if self.token is None:
-            passwords = json.loads(Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
-            self.token = call(f"{base}/auth/token", {"username": "admin", "password": passwords["admin"]},
-                              None)["access_token"]
-        return call(base + (path if path.startswith("/ragtrail") else f"/api/v2{path}"), body, self.token)
+        passwords = Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+        if self.token is None and passwords.exists():
+            login = {"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
+            self.token = call(f"{base}/auth/token", login, None, "POST")["access_token"]
+        return call(base + (path if path.startswith("/ragtrail") else f"/api/v2{path}"), body, self.token, method)
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n" + (self.home / f"{n}.log").read_text()[-1500:] for n in self.procs)
