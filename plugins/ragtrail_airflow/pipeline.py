@@ -112,97 +112,101 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
     return decision
 
 
+# The tasks: one wrapper per stage, decorated (tracked, pool, trigger rule) where build_pipeline wires them,
+# so that a pool or queue named in the environment is read when the DAG is built.
+
+def ingest(params=None, tracker=None, dag_run=None):
+    """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ragtrail.ingest import NoUsableDocuments, ingest_source
+    from ragtrail.tables import TableSpec
+    from ragtrail_airflow.s3 import s3_client_factory
+
+    cfg, workdir = _edge(params, dag_run)
+    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+    try:
+        return ingest_source(cfg.source, workdir, recorder=tracker, table=table,
+                             max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                             s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"))
+    except NoUsableDocuments as err:  # the same source will not improve on a retry
+        raise AirflowFailException(str(err)) from err
+
+
+def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
+    """Decide which documents changed; return the chunk batches to fan out over."""
+    from ragtrail.plan import plan_sync
+    from ragtrail_airflow.qdrant import store_settings
+
+    cfg, workdir = _edge(params, dag_run)
+    return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=cfg.product,
+                     version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
+                     docs_per_batch=cfg.docs_per_batch, recorder=tracker)["batches"]
+
+
+def chunk(batch: dict, params=None, tracker=None, dag_run=None):
+    from ragtrail.chunking import chunk_documents
+
+    cfg, workdir = _edge(params, dag_run)
+    return chunk_documents(batch["docs_path"], workdir, product=cfg.product, chunk_size=cfg.chunk_size,
+                           chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+                           out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker)
+
+
+def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
+    """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
+    from ragtrail.dedupe import unique_texts
+    from ragtrail.plan import read_plan
+
+    cfg, workdir = _edge(params, dag_run)
+    return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir,
+                        held_path=read_plan(workdir)["held_path"], texts_per_batch=cfg.texts_per_batch,
+                        recorder=tracker)["batches"]
+
+
+def embed(batch: dict, params=None, tracker=None, dag_run=None):
+    from ragtrail.embedding import embed_chunks
+
+    cfg, workdir = _edge(params, dag_run)
+    return embed_chunks(batch["texts_path"], workdir, embedder=cfg.embedder, batch_size=cfg.batch_size,
+                        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
+                        backend=cfg.embed_backend)
+
+
+def index(chunked, embedded, params=None, tracker=None, dag_run=None):
+    from ragtrail.pipeline import index_from_results
+    from ragtrail_airflow.qdrant import store_settings
+
+    cfg, workdir = _edge(params, dag_run)
+    return index_from_results(as_list(chunked), as_list(embedded), cfg, workdir, dag_run.run_id,
+                              recorder=tracker, location=store_settings())
+
+
+def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
+    cfg, _ = _edge(params, dag_run)
+    decision = evaluate_version(cfg, docs, tracker, tracked_run)
+    return decision
+
+
+def aggregate_status(**context):
+    from ragtrail_airflow.aggregate import aggregate_status as rollup
+
+    return rollup(context)
+
+
 def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
-
-    @task.tracked(stage="ingest")
-    def ingest(params=None, tracker=None, dag_run=None):
-        """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from ragtrail.ingest import NoUsableDocuments, ingest_source
-        from ragtrail.tables import TableSpec
-        from ragtrail_airflow.s3 import s3_client_factory
-
-        cfg, workdir = _edge(params, dag_run)
-        table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
-        try:
-            return ingest_source(cfg.source, workdir, recorder=tracker, table=table,
-                                 max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                                 s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"))
-        except NoUsableDocuments as err:  # the same source will not improve on a retry
-            raise AirflowFailException(str(err)) from err
-
-    @task.tracked(stage="plan")
-    def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-        """Decide which documents changed; return the chunk batches to fan out over."""
-        from ragtrail.plan import plan_sync
-        from ragtrail_airflow.qdrant import store_settings
-
-        cfg, workdir = _edge(params, dag_run)
-        return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=cfg.product,
-                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
-                         docs_per_batch=cfg.docs_per_batch, recorder=tracker)["batches"]
-
-    @task.tracked(stage="chunk", **cpu_pool())
-    def chunk(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.chunking import chunk_documents
-
-        cfg, workdir = _edge(params, dag_run)
-        return chunk_documents(batch["docs_path"], workdir, product=cfg.product, chunk_size=cfg.chunk_size,
-                               chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
-                               out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker)
-
+    tracked = task.tracked
+    docs = tracked(stage="ingest")(ingest)()
+    planned = tracked(stage="plan")(plan)(docs)
+    chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
-    @task.tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))
-    def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
-        """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
-        from ragtrail.dedupe import unique_texts
-        from ragtrail.plan import read_plan
-
-        cfg, workdir = _edge(params, dag_run)
-        return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir,
-                            held_path=read_plan(workdir)["held_path"], texts_per_batch=cfg.texts_per_batch,
-                            recorder=tracker)["batches"]
-
-    @task.tracked(stage="embed", **cpu_pool())
-    def embed(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.embedding import embed_chunks
-
-        cfg, workdir = _edge(params, dag_run)
-        return embed_chunks(batch["texts_path"], workdir, embedder=cfg.embedder, batch_size=cfg.batch_size,
-                            out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
-                            backend=cfg.embed_backend)
-
-    @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",))  # publishes the good batches when some failed
-    def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-        from ragtrail.pipeline import index_from_results
-        from ragtrail_airflow.qdrant import store_settings
-
-        cfg, workdir = _edge(params, dag_run)
-        return index_from_results(as_list(chunked), as_list(embedded), cfg, workdir, dag_run.run_id,
-                                  recorder=tracker, location=store_settings())
-
-    @task.tracked(stage="evaluate")
-    def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
-        """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
-        cfg, _ = _edge(params, dag_run)
-        decision = evaluate_version(cfg, docs, tracker, tracked_run)
-        return decision
-
-    @task.rollup(trigger_rule="all_done", retries=0)
-    def aggregate_status(**context):
-        from ragtrail_airflow.aggregate import aggregate_status as rollup
-
-        return rollup(context)
-
-    docs = ingest()
-    planned = plan(docs)
-    chunked = chunk.expand(batch=planned)
-    unique = dedupe(chunked)
-    embedded = embed.expand(batch=unique)
-    indexed = index(chunked, embedded)
-    evaluated = evaluate(docs, indexed)
+    unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))(dedupe)(chunked)
+    embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
+    # all_done: publishes the good batches when some failed.
+    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",))(index)(chunked, embedded)
+    evaluated = tracked(stage="evaluate")(evaluate)(docs, indexed)
     # index runs only once every chunk/embed batch is done (all_done) and evaluate comes after it: when
     # both are done, so is every task, and the graph needs no edge from each of them.
-    [indexed, evaluated] >> aggregate_status()
+    [indexed, evaluated] >> task.rollup(trigger_rule="all_done", retries=0)(aggregate_status)()
