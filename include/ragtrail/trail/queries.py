@@ -84,8 +84,7 @@ class Trail:
         return exp
 
     def products(self, kind: str = "product") -> list[dict]:
-        """Every product with a pipeline experiment: name, id, experiment and its URL (``kind="dag"``:
-        the experiments of other DAGs the listener tracks, one per DAG)."""
+        """Every product with a pipeline experiment: name, id, experiment, URL (``kind="dag"``: listener's DAGs)."""
         exps, token = [], None
         while True:
             page = self.client.search_experiments(filter_string=f"tags.`ragtrail.kind` = {_q(kind)}",
