@@ -159,7 +159,8 @@ def _close(client, payload: dict) -> dict:
 
 def main() -> None:
     """``python -m ragtrail_airflow.closer``: close the DAG run described by the JSON on stdin."""
-    logging.basicConfig(level=logging.INFO, format="ragtrail closer: %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="ragtrail closer: %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
     payload = json.loads(sys.stdin.read())
     result = close(payload)
     log.info("%s / %s: %s", payload["dag_id"], payload["run_id"], json.dumps(result, default=str)[:2000])
