@@ -3,7 +3,10 @@ change to its code and closed by the DAG-run closer; the environment it exported
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,22 +19,42 @@ from ragtrail_airflow.listener import opted_in
 USER_DAGS = Path(__file__).resolve().parents[1] / "user_dags"
 
 
+# dag.test needs the DAG in the DAGs folder Airflow was configured with: a process of its own, with its own home.
+RUN = """
+import json, os, sys
+from ragtrail.airflow_home import prepare
+prepare()
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+assert not bag.import_errors, bag.import_errors
+out = {}
+for dag_id, conf in (("user_tracked", {"learning_rate": 0.1}), ("user_plain", {})):
+    dr = bag.get_dag(dag_id).test(run_conf=conf)
+    out[dag_id] = {"run_id": dr.run_id, "state": str(getattr(dr.state, "value", dr.state))}
+out["env_left"] = sorted(k for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID") if k in os.environ)
+print("RESULT " + json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
-def user_dags():
-    from airflow.dag_processing.dagbag import DagBag
+def in_process(tmp_path_factory):
+    home = tmp_path_factory.mktemp("listener-home")
+    env = {**os.environ, "RAGTRAIL_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(USER_DAGS)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from ragtrail.trail.client import get_client
 
-    bag = DagBag(str(USER_DAGS))
-    assert not bag.import_errors
-    return bag
+    return json.loads(lines[0][7:]), get_client(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
 
 
-def test_a_tagged_dag_run_in_process_is_trailed_and_closed(user_dags, mlflow_client):
-    dr = user_dags.get_dag("user_tracked").test(run_conf={"learning_rate": 0.1})
-    assert str(dr.state) in ("failed", "DagRunState.FAILED")  # square[2] fails
-    assert not {"MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"} & set(os.environ)  # put back after each task
-    exp = mlflow_client.get_experiment_by_name(experiment_name("user_tracked"))
+def test_a_tagged_dag_run_in_process_is_trailed_and_closed(in_process):
+    out, client = in_process
+    assert out["user_tracked"]["state"] == "failed" and out["env_left"] == []  # env put back after each task
+    exp = client.get_experiment_by_name(experiment_name("user_tracked"))
     assert exp.tags["ragtrail.kind"] == "dag"
-    runs = mlflow_client.search_runs([exp.experiment_id], f"tags.`airflow.run_id` = '{dr.run_id}'")
+    runs = client.search_runs([exp.experiment_id], f"tags.`airflow.run_id` = '{out['user_tracked']['run_id']}'")
     (parent,) = [r for r in runs if r.data.tags["ragtrail.role"] == "parent"]
     tasks = {(r.info.run_name, r.data.tags["airflow.try_number"]): r for r in runs if r is not parent}
     assert len(tasks) == 7 and all(r.info.status in ("FINISHED", "FAILED") for r in tasks.values())
@@ -41,9 +64,10 @@ def test_a_tagged_dag_run_in_process_is_trailed_and_closed(user_dags, mlflow_cli
     assert parent.data.tags["ragtrail.closed_by"] == "dag_run_closer" and parent.info.status == "FAILED"
 
 
-def test_an_untagged_dag_is_left_alone(user_dags, mlflow_client):
-    user_dags.get_dag("user_plain").test()
-    assert mlflow_client.get_experiment_by_name(experiment_name("user_plain")) is None
+def test_an_untagged_dag_is_left_alone(in_process):
+    out, client = in_process
+    assert out["user_plain"]["state"] == "success"
+    assert client.get_experiment_by_name(experiment_name("user_plain")) is None
 
 
 @pytest.mark.parametrize("tags,section,expected", [
