@@ -1,8 +1,8 @@
 """What the listener costs a user's task: ms per task on the local store, and the DAG run's wall-time ratio.
 
 One process, one fresh data folder (SQLite MLflow store, SQLite Airflow): a DAG tagged ``mlflow`` with a
-mapped no-op task over ``--tasks`` items runs with ``dag.test`` three times — tracking off (baseline),
-on, off again — so the ratio compares runs in the same process under the same load. While tracking is
+mapped no-op task over ``--tasks`` items runs with ``dag.test`` four times — a warm-up, tracking off
+(baseline), on, off again — so the ratio compares runs in the same process under the same load. While tracking is
 on, the listener's two hooks of every task (``on_task_instance_running`` → opening the child run,
 pushing the link's XCom, exporting the MLflow environment; ``on_task_instance_success`` → ending it)
 are timed around the listener's own functions. The first task also opens the MLflow client (importing
@@ -60,12 +60,20 @@ def main(argv: list[str] | None = None) -> dict:
     dag = DagBag(str(dags)).get_dag("bench_listener")
     hooks: list[tuple[str, float]] = []
 
+    import cProfile
+
+    profile = cProfile.Profile() if os.environ.get("RAGTRAIL_BENCH_PROFILE") else None
+
     def timed(name, fn):
         def wrapper(*a, **kw):
             t0 = time.perf_counter()
+            if profile is not None and len(hooks) > 2:  # the first task's set-up apart
+                profile.enable()
             try:
                 return fn(*a, **kw)
             finally:
+                if profile is not None:
+                    profile.disable()
                 hooks.append((name, time.perf_counter() - t0))
         return wrapper
 
@@ -78,12 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
         dag.test()
         return time.perf_counter() - t0
 
+    run("off")  # warm-up: Airflow's first DAG run in a process pays for its own imports
     off_1 = run("off")
     hooks.clear()
     on = run("on")
+    timed_hooks = list(hooks)
     off_2 = run("off")
-    starts = [s for n, s in hooks if n == "start"]
-    finishes = [s for n, s in hooks if n == "finish"]
+    starts = [s for n, s in timed_hooks if n == "start"]
+    finishes = [s for n, s in timed_hooks if n == "finish"]
     per_task = [a + b for a, b in zip(starts, finishes, strict=False)]
     result = {
         "tasks": args.tasks,
@@ -97,6 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
         "goal_median_ms": 50,
     }
     result["goal_met"] = result["median_ms_per_task"] <= 50
+    if profile is not None:  # RAGTRAIL_BENCH_PROFILE=1: where the hooks' time goes
+        import pstats
+
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
     out = REPO / "bench" / "results" / "listener.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

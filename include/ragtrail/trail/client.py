@@ -32,10 +32,32 @@ def get_client(uri: str | None = None):
 
 
 def preload() -> None:
-    """Import MLflow's client now (a parent process does this so that forked task processes start with it)."""
+    """Import MLflow's client now (a parent process does this so that forked task processes start with it),
+    and know the SQLite store's schema head (see :func:`cache_schema_head`)."""
     import mlflow.tracking  # noqa: F401
 
     import ragtrail.trail.task_run  # noqa: F401
+
+    cache_schema_head(warm=True)
+
+
+def cache_schema_head(warm: bool = False) -> None:
+    """Compute MLflow's newest store schema revision once per process instead of at every store open.
+
+    MLflow checks a SQL store's schema each time it opens it, and finds the newest revision by parsing
+    its ~100 migration scripts with alembic: 1-3 s of CPU in every task process that opens a SQLite
+    store. That revision is a fact of the installed MLflow, so it is cached; ``warm`` computes it now
+    (the scheduler does, before the LocalExecutor forks task processes, which then inherit it).
+    """
+    try:
+        from mlflow.store.db import utils
+
+        if not hasattr(utils._get_latest_schema_revision, "cache_info"):
+            utils._get_latest_schema_revision = lru_cache(maxsize=1)(utils._get_latest_schema_revision)
+        if warm:
+            utils._get_latest_schema_revision()
+    except Exception:  # another MLflow layout: every open checks the scripts again, as before
+        pass
 
 
 def client_opened() -> bool:
@@ -49,6 +71,7 @@ def _client(uri: str):
 
     if not uri.startswith("sqlite:"):
         return MlflowClient(tracking_uri=uri)
+    cache_schema_head()
     # A new SQLite store is created and migrated by whoever opens it first. Task processes starting
     # together raced on it ("duplicate column name"), and a migration that lost half-way left the
     # store unusable for good ("table _alembic_tmp_experiments already exists"): one opener at a time.
