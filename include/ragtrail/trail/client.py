@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
@@ -109,6 +111,21 @@ def _fast_sqlite(client) -> None:
 
     event.listen(engine, "connect", pragmas)
     engine.dispose()  # connections opened before the listener reconnect with it
+
+
+def _forget_parent_connections() -> None:
+    """In a forked child: never use the parent's pooled SQLite connections (SQLite forbids it; it shows as
+    ``disk I/O error`` or a corrupt WAL). MLflow keeps one engine per URI for the whole process
+    (``SqlAlchemyStore._engine_map``); SQLAlchemy's recipe for a fork is ``dispose(close=False)``."""
+    store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    try:
+        for engine in list(getattr(getattr(store, "SqlAlchemyStore", None), "_engine_map", {}).values()):
+            engine.dispose(close=False)
+    except Exception:  # never fail a fork over this
+        pass
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def guarded_client(policy: Policy | None = None, uri: str | None = None) -> GuardedClient:
