@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test test-under-load cluster-test lint bench clean ui stop browser
+.PHONY: install run test test-under-load cluster-test lint bench bench-listener clean ui stop browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,6 +60,11 @@ CORPUS ?= synthetic
 PAGES ?= 150
 bench: install
 	$(PY) bench/run.py --corpus $(CORPUS) --docs $(DOCS) --pages $(PAGES)
+	$(PY) bench/listener.py
+
+# The listener's overhead per task alone (a minute or two): bench/results/listener.json.
+bench-listener: install
+	$(PY) bench/listener.py
 
 clean:
 	rm -rf .data

@@ -26,8 +26,10 @@ BIN = Path(sys.executable).parent
 class LiveAirflow:
     """Start with :meth:`start`, trigger DAG runs, wait for them, :meth:`stop`."""
 
-    def __init__(self, home: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, home: Path, extra_env: dict[str, str] | None = None, bin_dir: Path = BIN):
         self.home = home
+        self.bin = bin_dir  # another venv's bin: Airflow with ragtrail installed from its wheel
+        self.token: str | None = None
         self.port = free_port()
         self.env = {**os.environ, **airflow_env(home), **(extra_env or {})}
         self.env.update({
@@ -47,10 +49,12 @@ class LiveAirflow:
         self.db = Path(self.env["AIRFLOW_HOME"]) / "airflow.db"
 
     def _spawn(self, name: str, *args: str) -> None:
-        self.procs[name] = Proc([str(BIN / "airflow"), *args], name=name, log=self.home / f"{name}.log", env=self.env)
+        self.procs[name] = Proc([str(self.bin / "airflow"), *args], name=name, log=self.home / f"{name}.log",
+                                env=self.env, cwd=self.home)
 
     def start(self, dag_id: str, timeout: float = 240) -> LiveAirflow:
-        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=self.env, check=True, capture_output=True)
+        subprocess.run([str(self.bin / "airflow"), "db", "migrate"], env=self.env, check=True, capture_output=True,
+                       cwd=self.home)
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
@@ -98,8 +102,8 @@ class LiveAirflow:
 
     def trigger(self, dag_id: str, conf: dict) -> str:
         run_id = f"test__{time.time_ns()}"
-        subprocess.run([str(BIN / "airflow"), "dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf)],
-                       env=self.env, check=True, capture_output=True)
+        subprocess.run([str(self.bin / "airflow"), "dags", "trigger", dag_id, "--run-id", run_id, "--conf",
+                        json.dumps(conf)], env=self.env, check=True, capture_output=True, cwd=self.home)
         return run_id
 
     def wait(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
@@ -117,6 +121,26 @@ class LiveAirflow:
             rows = con.execute("select task_id, map_index, state, try_number from task_instance "
                                "where dag_id=? and run_id=?", (dag_id, run_id)).fetchall()
         return {(t, m): (s, n) for t, m, s, n in rows}
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call the API server (``/api/v2/…``, or a plugin's ``/ragtrail/…``). With
+        ``SIMPLE_AUTH_MANAGER_ALL_ADMINS`` (the default here) every request is an admin's; otherwise a JWT
+        comes from ``POST /auth/token`` with the generated admin password."""
+        import urllib.request
+
+        def call(url: str, data: dict | None, token: str | None, verb: str) -> dict:
+            req = urllib.request.Request(url, method=verb, data=None if data is None else json.dumps(data).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  **({"Authorization": f"Bearer {token}"} if token else {})})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"{}")
+
+        base = f"http://127.0.0.1:{self.port}"
+        passwords = Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+        if self.token is None and passwords.exists():
+            login = {"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
+            self.token = call(f"{base}/auth/token", login, None, "POST")["access_token"]
+        return call(base + (path if path.startswith("/ragtrail") else f"/api/v2{path}"), body, self.token, method)
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n" + (self.home / f"{n}.log").read_text()[-1500:] for n in self.procs)

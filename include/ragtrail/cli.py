@@ -132,8 +132,10 @@ def cmd_search(args) -> int:
                 from ragtrail.trail.registry import production_collection
 
                 collection = production_collection(args.product)
+            started = time.time_ns()
             results = search_many(args.product, queries, k=args.k,
                                   collection=collection)
+            ended = time.time_ns()
         except LookupError as err:
             print(f"ragtrail search: {err}", file=sys.stderr)
             return 1
@@ -147,6 +149,9 @@ def cmd_search(args) -> int:
                     text = " ".join((h["text"] or "").split())
                     print(f"{rank:>2}. {h['score']:.3f}  {h['doc_id']}  {text[:110]}", file=out)
         out.flush()
+        from ragtrail.trail.traces import trace_search
+
+        trace_search("ragtrail.search", args.product, queries, collection, None, args.k, results, started, ended)
     return 0
 
 

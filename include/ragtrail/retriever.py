@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 
 HIT_COLUMNS = ["query_id", "rank", "doc_id", "score", "chunk_index", "version", "source", "text"]
 
@@ -50,14 +51,19 @@ class RagtrailRetriever(_Base):
         import pandas as pd
 
         from ragtrail.search import search_many
+        from ragtrail.trail.traces import trace_search
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "text" not in frame.columns:
             frame = frame.rename(columns={frame.columns[0]: "text"})
         ids = [str(i) for i in (frame["id"] if "id" in frame.columns else range(len(frame)))]
         k = int((params or {}).get("k", self.config.get("k", 10)))
-        results = search_many(self.config["product"], dict(zip(ids, frame["text"].astype(str), strict=True)),
-                              location=self.store(), k=k, collection=self.config["collection"])
+        queries = dict(zip(ids, frame["text"].astype(str), strict=True))
+        started = time.time_ns()
+        results = search_many(self.config["product"], queries, location=self.store(), k=k,
+                              collection=self.config["collection"])
+        trace_search("retriever.predict", self.config["product"], queries, self.config["collection"],
+                     self.config.get("version"), k, results, started, time.time_ns())
         rows = [{"query_id": qid, "rank": rank, **{c: h.get(c) for c in HIT_COLUMNS[2:]}}
                 for qid in ids for rank, h in enumerate(results[qid], 1)]
         return pd.DataFrame(rows, columns=HIT_COLUMNS)

@@ -26,9 +26,14 @@ EXPERIMENT_PREFIX_DEFAULT = "ragtrail"
 _FALSY = {"0", "false", "no", "off", ""}
 
 
+def _default_home() -> Path:
+    """``<repository>/.data`` in a checkout; ``~/.ragtrail`` when installed from a wheel (no repository)."""
+    return REPO_ROOT / ".data" if (REPO_ROOT / "pyproject.toml").exists() else Path.home() / ".ragtrail"
+
+
 def ragtrail_home() -> Path:
     """Return the data folder, creating it on first use."""
-    home = Path(os.environ.get("RAGTRAIL_HOME") or REPO_ROOT / ".data").expanduser().resolve()
+    home = Path(os.environ.get("RAGTRAIL_HOME") or _default_home()).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
 

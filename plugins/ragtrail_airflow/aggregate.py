@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtrail.plan import PLAN_FILE
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_KEY = "summary"
-# MLflow knows no PARTIAL: a partial run is a failed run whose ragtrail.status tag says PARTIAL.
-MLFLOW_STATUS = {"FINISHED": "FINISHED", "PARTIAL": "FAILED", "FAILED": "FAILED"}
 _TERMINAL = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
@@ -92,60 +88,6 @@ def quality_metrics(summary: dict) -> dict[str, float]:
     return out
 
 
-# How the roll-up closes a task's run that never ended (its try was killed, or MLflow went away
-# before the end was logged): the Airflow state of the task says how the try really ended.
-_CLOSE_AS = {"success": "FINISHED", "failed": "FAILED", "upstream_failed": "FAILED"}
-
-
-def _units_from_mlflow(client, exp_id: str, parent: str, airflow_units: dict, t_end: float,
-                       task_ids: list[str], tracked: set[str] | None = None) -> tuple[list, dict]:
-    """Read the parent's child runs into units; close runs left RUNNING; note tracked tasks without a run.
-
-    ``tracked``: the tasks that open an MLflow run (``@task.tracked``); default all. Another task (a
-    TriggerDagRunOperator) is judged by its Airflow state alone.
-    """
-    from ragtrail.trail.rows import latest_tries
-    from ragtrail.trail.runs import child_runs
-
-    children = child_runs(client, exp_id, parent)
-    latest, _ = latest_tries(children)
-    lost_end: set[tuple[str, int]] = set()
-    closed: list[str] = []
-    for run in children:
-        if run.info.status != "RUNNING":
-            continue
-        key = (run.data.tags.get("airflow.task_id", ""), int(run.data.tags.get("airflow.map_index", "-1")))
-        is_latest = latest.get(key) is run
-        final = _CLOSE_AS.get(airflow_units.get(key, ""), "KILLED") if is_latest else "KILLED"
-        client.set_terminated(run.info.run_id, final)
-        client.set_tag(run.info.run_id, "ragtrail.closed_by", "aggregate_status")
-        run.info._status = final
-        if is_latest:
-            lost_end.add(key)
-        closed.append(run.info.run_name or key[0])
-    units, missing = [], []
-    for key, af_state in _in_dag_order(airflow_units, task_ids):
-        child = latest.get(key)
-        label = key[0] if key[1] < 0 else f"{key[0]}[{key[1]}]"
-        if child is not None and af_state == "success" and child.info.status != "FINISHED":
-            child = None  # an earlier try's run: the successful try left none
-        if child is None:
-            if tracked is not None and key[0] not in tracked:
-                units.append(Unit(key[0], key[1], "FINISHED" if af_state == "success" else af_state.upper()))
-                continue
-            if af_state in ("success", "failed"):  # it ran, but left no run in MLflow
-                missing.append(label)
-            units.append(Unit(key[0], key[1], af_state.upper()))
-            continue
-        state = af_state.upper() if key in lost_end else child.info.status
-        if af_state in ("failed", "upstream_failed") and state == "FINISHED":
-            state = "FAILED"
-        duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000
-        units.append(Unit(key[0], key[1], state, dict(child.data.metrics), duration,
-                          child.data.tags.get("ragtrail.error")))
-    return units, {"missing_runs": missing, "closed_runs": closed}
-
-
 def _held_back(results: dict) -> str | None:
     """Why the build did not go live: a person's answer on the approve task wins over the gate's verdict."""
     decision, approval = results.get("evaluate") or {}, results.get("approve") or {}
@@ -154,10 +96,11 @@ def _held_back(results: dict) -> str | None:
     return decision.get("reason") if decision.get("gate") == "rejected" else None
 
 
-def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("index",)) -> dict:
+def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None = None) -> dict:
     """Roll the DAG run up to FINISHED / PARTIAL / FAILED, log it to the parent run, and return the summary.
 
-    ``publishing_tasks``: the tasks whose success decides between PARTIAL and FAILED (see ``ragtrail.rollup``).
+    ``publishing_tasks``: the tasks whose success decides between PARTIAL and FAILED (see ``ragtrail.rollup``);
+    default: the roll-up task's ``publishing`` (``@task.rollup(publishing=...)``), else ``("index",)``.
 
     The summary's ``trail`` says whether MLflow holds a run for every task that ran
     (``missing_runs``), which runs the roll-up had to close (``closed_runs``) and why MLflow could not
@@ -183,6 +126,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
 
     if tracked:
         from ragtrail.trail.client import get_or_create_experiment, guarded_client
+        from ragtrail.trail.closer import read_units
         from ragtrail.trail.runs import find_or_create_parent, merge_parents, origin_tags, parent_run_name
         from ragtrail_airflow.config import airflow_origin, policy
         from ragtrail_airflow.links import XCOM_KEY
@@ -204,7 +148,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
             tracked_ids = {t.task_id for t in context["dag"].tasks if "@task.tracked" in (
                 getattr(t, "custom_operator_name", None),
                 getattr(getattr(t, "operator_class", None), "custom_operator_name", None))}
-            units, found = _units_from_mlflow(client, exp_id, parent, airflow_units, t_end, task_ids, tracked_ids)
+            units, found = read_units(client, exp_id, parent, airflow_units, t_end, task_ids, tracked_ids)
             trail.update(found)
             duration_s = t_end - client.get_run(parent).info.start_time / 1000
             summary.update(parent_run_id=parent, experiment_id=exp_id, mlflow_url=run_url(exp_id, parent))
@@ -215,6 +159,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] = ("ind
         units = [Unit(t, m, s.upper()) for (t, m), s in _in_dag_order(airflow_units, task_ids)]
         started = getattr(context.get("dag_run"), "start_date", None)
         duration_s = t_end - started.timestamp() if started else None
+    publishing_tasks = publishing_tasks or getattr(context.get("task"), "publishing", None) or ("index",)
     roll = rollup_status(units, publishing_tasks, held_back=_held_back(results))
     if tracked:
         trail["complete"] = not (trail["missing_runs"] or trail["closed_runs"] or trail["error"])
@@ -262,22 +207,9 @@ def _tracking_failed(client, err: Exception, trail: dict) -> None:
 
 
 def _log_rollup(client, parent: str, roll, units: list, duration_s, trail: dict, summary: dict) -> None:
-    from ragtrail.recorder import Recorder
-    from ragtrail.trail.names import STATUS_TAG
-    from ragtrail.trail.runs import log_recorder
+    from ragtrail.trail.closer import log_rollup
 
-    rec = Recorder()
-    rec.metric(**roll.metrics, **headline_metrics(units), **quality_metrics(summary), duration_s=duration_s)
-    incomplete = trail["missing_runs"] or trail["closed_runs"]
     warning = f"promoted although worse than live: {summary['gate_reason']}" if summary.get("promoted_worse") else "-"
-    rec.tag(**{STATUS_TAG: roll.status, "ragtrail.reasons": "; ".join(roll.reasons) or "-",
-               "ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-",
-               "ragtrail.trail": "incomplete" if incomplete else "complete",
-               "ragtrail.trail_missing": ", ".join(trail["missing_runs"]) or "-",
-               "ragtrail.trail_closed": ", ".join(trail["closed_runs"]) or "-"})
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rollup.json"
-        path.write_text(json.dumps(summary, indent=1, default=str))
-        rec.artifact(path)
-        log_recorder(client, parent, rec)
-    client.set_terminated(parent, MLFLOW_STATUS[roll.status])
+    log_rollup(client, parent, roll, duration_s=duration_s, trail=trail,
+               metrics={**headline_metrics(units), **quality_metrics(summary)},
+               tags={"ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-"}, summary=summary)

@@ -14,7 +14,7 @@ from ragtrail.trail.guard import Policy
 
 # The options Airflow's provider metadata declares (see ragtrail_airflow.get_provider_info).
 OPTIONS = ("tracking_enabled", "mlflow_ui_url", "tracking_mode", "mlflow_timeout_s", "mlflow_retries",
-           "mlflow_backoff_s", "mlflow_budget_s")
+           "mlflow_backoff_s", "mlflow_budget_s", "dag_tags", "track_all_dags", "trace_sample_rate")
 
 
 def airflow_conf(key: str, fallback: str, section: str = "ragtrail") -> str:

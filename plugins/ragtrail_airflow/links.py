@@ -1,4 +1,11 @@
-"""The "MLflow run" button on every tracked task, and "MLflow pipeline run" (the DAG run's parent run)."""
+"""The "MLflow run" button on every tracked task, and "MLflow pipeline run" (the DAG run's parent run).
+
+Two ways in, one XCom (``mlflow_run``: ``{"experiment_id", "run_id", "parent_run_id"}``, pushed when the
+task's run opens): an operator's own links (``@task.tracked``) are computed on the worker when the
+task ends and stored; the plugin's global links (every task of every DAG, for the listener's tasks)
+are computed by the API server when the UI asks, reading that XCom from Airflow's database. A task
+without the XCom (untracked) shows the button disabled.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +53,31 @@ class MLflowPipelineRunLink(BaseOperatorLink):
         if not value or not value.get("parent_run_id"):
             return ""
         return run_url(value["experiment_id"], value["parent_run_id"])
+
+
+def _stored(ti_key) -> dict | None:
+    """The ``mlflow_run`` XCom of a task instance, read from Airflow's database (the API server)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=ti_key.run_id, key=XCOM_KEY, dag_ids=ti_key.dag_id,
+                                                 task_ids=ti_key.task_id, map_indexes=ti_key.map_index)
+                              .limit(1)).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+class GlobalMLflowRunLink(MLflowRunLink):
+    """"MLflow run" on every task of every DAG (the plugin's global link), read by the API server."""
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        value = _stored(ti_key)
+        return run_url(value["experiment_id"], value["run_id"]) if value and value.get("run_id") else ""
+
+
+class GlobalMLflowPipelineRunLink(MLflowPipelineRunLink):
+    """"MLflow pipeline run" on every task of every DAG (the plugin's global link)."""
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        value = _stored(ti_key)
+        return run_url(value["experiment_id"], value["parent_run_id"]) if value and value.get("parent_run_id") else ""

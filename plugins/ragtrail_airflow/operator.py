@@ -118,6 +118,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
             map_index=map_index, stage=self.stage or ti.task_id,
             product=params["product"], version=params["version"],
             parent_params={k: params[k] for k in RUN_PARAMS if k in params}, policy=policy(),
+            parent_tags=publishing_tag(context["dag"]),
         )
         self._task_run = run
         with run:
@@ -136,6 +137,16 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         super().on_kill()
 
 
+def publishing_tag(dag) -> dict[str, str]:
+    """The parent run's ``ragtrail.publishing`` tag: the publishing tasks of the DAG's roll-up task."""
+    from ragtrail.trail.closer import PUBLISHING_TAG
+
+    for t in getattr(dag, "tasks", ()):
+        if isinstance(t, RollupPythonOperator):
+            return {PUBLISHING_TAG: ",".join(t.publishing)}
+    return {}
+
+
 def tracked_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
                  **kwargs) -> TaskDecorator:
     """Wrap a function into a :class:`TrackedPythonOperator` (registered as ``@task.tracked``)."""
@@ -149,13 +160,21 @@ def tracked_task(python_callable: Callable | None = None, multiple_outputs: bool
 
 class RollupPythonOperator(DecoratedOperator, PythonOperator):
     """The roll-up task: a plain Python task whose "MLflow pipeline run" button opens the parent run
-    (the callable pushes ``{"experiment_id", "parent_run_id"}`` to XCom under ``mlflow_run``)."""
+    (the callable pushes ``{"experiment_id", "parent_run_id"}`` to XCom under ``mlflow_run``).
+
+    Args:
+        publishing: the tasks whose success decides between PARTIAL and FAILED (``ragtrail.rollup``);
+            the tracked tasks tag the parent run with them, so the DAG-run closer rolls up the same way
+            when this task never runs.
+    """
 
     custom_operator_name = "@task.rollup"
     template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
     operator_extra_links = (MLflowPipelineRunLink(),)
 
-    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, **kwargs):
+    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, publishing: Sequence[str] = ("index",),
+                 **kwargs):
+        self.publishing = tuple(publishing)
         super().__init__(
             kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
             python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)

@@ -1,4 +1,4 @@
-"""The Airflow plugin: the "MLflow run" extra link, the ``/ragtrail`` REST API and the metrics page.
+"""The Airflow plugin: the listener, the "MLflow run" extra links, the ``/ragtrail`` REST API and the metrics page.
 
 The page appears in the Airflow UI's *Browse* menu ("RAG metrics"), embedded at ``/plugin/ragtrail``.
 """
@@ -9,8 +9,13 @@ from functools import cached_property
 
 from airflow.plugins_manager import AirflowPlugin
 
-from ragtrail_airflow import preload
-from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink
+from ragtrail_airflow import listener, preload
+from ragtrail_airflow.links import (
+    GlobalMLflowPipelineRunLink,
+    GlobalMLflowRunLink,
+    MLflowPipelineRunLink,
+    MLflowRunLink,
+)
 
 URL_PREFIX = "/ragtrail"
 
@@ -20,7 +25,10 @@ class RagtrailPlugin(AirflowPlugin):
 
     name = "ragtrail"
     operator_extra_links = [MLflowRunLink(), MLflowPipelineRunLink()]
-    listeners = [preload]  # MLflow imported before the LocalExecutor forks task processes
+    # On every task of every DAG: the listener's tasks (an operator's own links of the same name win).
+    global_operator_extra_links = [GlobalMLflowRunLink(), GlobalMLflowPipelineRunLink()]
+    # preload: MLflow imported before the LocalExecutor forks task processes; listener: any opted-in DAG.
+    listeners = [preload, listener]
     external_views = [{
         "name": "RAG metrics",
         "href": f"{URL_PREFIX}/metrics",

@@ -82,11 +82,11 @@ def build_tuning() -> None:
         return {"best_params": result["best_params"], "best_value": result["best_value"],
                 "trials": len(result["trials"]), "build_conf": build_conf}
 
-    @task.rollup(trigger_rule="all_done", retries=0)
+    @task.rollup(trigger_rule="all_done", retries=0, publishing=("tune",))
     def aggregate_status(**context):
         from ragtrail_airflow.aggregate import aggregate_status as rollup
 
-        return rollup(context, publishing_tasks=("tune",))
+        return rollup(context)
 
     result = tune()
     build_best = TriggerBestBuild(task_id="build_best", trigger_dag_id="rag_ingest", conf=result["build_conf"],

@@ -12,7 +12,11 @@ Example::
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import nullcontext
 from functools import lru_cache
+from pathlib import Path
 
 from ragtrail.products import artifact_location, experiment_name, product_id
 from ragtrail.settings import load as load_settings
@@ -30,10 +34,32 @@ def get_client(uri: str | None = None):
 
 
 def preload() -> None:
-    """Import MLflow's client now (a parent process does this so that forked task processes start with it)."""
+    """Import MLflow's client now (a parent process does this so that forked task processes start with it),
+    and know the SQLite store's schema head (see :func:`cache_schema_head`)."""
     import mlflow.tracking  # noqa: F401
 
     import ragtrail.trail.task_run  # noqa: F401
+
+    cache_schema_head(warm=True)
+
+
+def cache_schema_head(warm: bool = False) -> None:
+    """Compute MLflow's newest store schema revision once per process instead of at every store open.
+
+    MLflow checks a SQL store's schema each time it opens it, and finds the newest revision by parsing
+    its ~100 migration scripts with alembic: 1-3 s of CPU in every task process that opens a SQLite
+    store. That revision is a fact of the installed MLflow, so it is cached; ``warm`` computes it now
+    (the scheduler does, before the LocalExecutor forks task processes, which then inherit it).
+    """
+    try:
+        from mlflow.store.db import utils
+
+        if not hasattr(utils._get_latest_schema_revision, "cache_info"):
+            utils._get_latest_schema_revision = lru_cache(maxsize=1)(utils._get_latest_schema_revision)
+        if warm:
+            utils._get_latest_schema_revision()
+    except Exception:  # another MLflow layout: every open checks the scripts again, as before
+        pass
 
 
 def client_opened() -> bool:
@@ -45,8 +71,21 @@ def client_opened() -> bool:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    if uri.startswith("sqlite:"):
+    if not uri.startswith("sqlite:"):
+        return MlflowClient(tracking_uri=uri)
+    cache_schema_head()
+    # A new SQLite store is created and migrated by whoever opens it first. Task processes starting
+    # together raced on it ("duplicate column name"), and a migration that lost half-way left the
+    # store unusable for good ("table _alembic_tmp_experiments already exists"): one opener at a time.
+    from filelock import FileLock
+
+    path = uri.split(":///", 1)[-1].split("?", 1)[0]
+    lock = None
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{path}.open.lock")
+    with lock if lock is not None else nullcontext():
+        client = MlflowClient(tracking_uri=uri)
         _fast_sqlite(client)
     return client
 
@@ -72,6 +111,21 @@ def _fast_sqlite(client) -> None:
 
     event.listen(engine, "connect", pragmas)
     engine.dispose()  # connections opened before the listener reconnect with it
+
+
+def _forget_parent_connections() -> None:
+    """In a forked child: never use the parent's pooled SQLite connections (SQLite forbids it; it shows as
+    ``disk I/O error`` or a corrupt WAL). MLflow keeps one engine per URI for the whole process
+    (``SqlAlchemyStore._engine_map``); SQLAlchemy's recipe for a fork is ``dispose(close=False)``."""
+    store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    try:
+        for engine in list(getattr(getattr(store, "SqlAlchemyStore", None), "_engine_map", {}).values()):
+            engine.dispose(close=False)
+    except Exception:  # never fail a fork over this
+        pass
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def guarded_client(policy: Policy | None = None, uri: str | None = None) -> GuardedClient:

@@ -83,11 +83,11 @@ class Trail:
             raise LookupError(f"product {product!r} has no runs yet (no experiment {name!r} at {self.tracking_uri})")
         return exp
 
-    def products(self) -> list[dict]:
-        """Every product with a pipeline experiment: name, id, experiment and its URL."""
+    def products(self, kind: str = "product") -> list[dict]:
+        """Every product with a pipeline experiment: name, id, experiment, URL (``kind="dag"``: listener's DAGs)."""
         exps, token = [], None
         while True:
-            page = self.client.search_experiments(filter_string="tags.`ragtrail.kind` = 'product'",
+            page = self.client.search_experiments(filter_string=f"tags.`ragtrail.kind` = {_q(kind)}",
                                                   max_results=1000, page_token=token)
             exps.extend(page)
             token = page.token
@@ -177,7 +177,7 @@ class Trail:
 
     def for_dag_run(self, dag_id: str, airflow_run_id: str) -> dict:
         """The pipeline run (parent run) of one Airflow DAG run, across products. Raises ``LookupError``."""
-        exp_ids = [p["experiment_id"] for p in self.products()]
+        exp_ids = [p["experiment_id"] for p in self.products() + self.products("dag")]
         found = self._search(exp_ids, f"tags.`ragtrail.role` = 'parent' and tags.`airflow.dag_id` = {_q(dag_id)} "
                                       f"and tags.`airflow.run_id` = {_q(airflow_run_id)}",
                              ["attributes.start_time ASC"], 1) if exp_ids else []

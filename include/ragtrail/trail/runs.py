@@ -154,9 +154,9 @@ def _source_type(uri: str) -> str:
     return "s3" if uri.startswith("s3://") else "local"
 
 
-def parent_run_name(product: str, version: str, origin: dict | None) -> str:
+def parent_run_name(product: str, version: str | None, origin: dict | None) -> str:
     """How a person tells pipeline runs apart: ``handbook v3 · manual · 2026-11-28 08:12``."""
-    parts = [f"{product} {version}"]
+    parts = [f"{product} {version}" if version else product]
     if origin:
         parts += [p for p in (origin.get("run_type"), origin.get("when")) if p]
     return " · ".join(parts)

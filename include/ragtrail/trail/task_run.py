@@ -47,22 +47,26 @@ class TaskRun:
     Use as a context manager: on a clean exit the run ends FINISHED, on an exception FAILED (and the
     exception propagates); :meth:`kill` ends it KILLED. Whatever the stage recorded before failing
     is still logged, so a failed run shows how far it got. Inside the block the run is the current
-    task run, so :func:`ragtrail.trail.track.track` nests its runs under it.
+    task run, so :func:`ragtrail.trail.track.track` links its traces to it.
 
     Every MLflow call goes through one :class:`~ragtrail.trail.guard.Guard` (bounded retries,
     one time budget). When MLflow is unavailable, a lenient policy logs a warning and the task goes
     on untracked (``tracking_error`` says why); a strict one raises ``TrackingUnavailable``.
     """
 
-    def __init__(self, *, dag_id: str, run_id: str, task_id: str, product: str, version: str,
+    def __init__(self, *, dag_id: str, run_id: str, task_id: str, product: str, version: str | None,
                  try_number: int = 1, map_index: int = -1, stage: str | None = None,
-                 parent_params: dict | None = None, policy: Policy | None = None, origin: dict | None = None):
+                 parent_params: dict | None = None, policy: Policy | None = None, origin: dict | None = None,
+                 experiment_kind: str = "product", parent_tags: dict | None = None, task_tags: dict | None = None):
         self.origin = origin  # where the run comes from (see origin_tags); the Airflow edge fills it
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.product, self.version = product, version
         self.try_number, self.map_index = try_number, map_index
         self.stage = stage or task_id
         self.parent_params = parent_params or {}
+        # Any DAG's tasks (the listener) go to the DAG's experiment ("dag"); pipelines to their product's.
+        self.experiment_kind = experiment_kind
+        self.parent_tags, self.task_tags = parent_tags or {}, task_tags or {}
         self.policy = policy or Policy.from_env()
         self.recorder = Recorder()
         self.client: GuardedClient | None = None
@@ -83,15 +87,16 @@ class TaskRun:
             self.setup_s = time.perf_counter() - t0
             t0 = time.perf_counter()
         try:
-            common = {PRODUCT_TAG: self.product, VERSION_TAG: self.version}
+            common = {PRODUCT_TAG: self.product, **({VERSION_TAG: self.version} if self.version else {})}
             key = (self.client.tracking_uri, self.product, self.dag_id, self.run_id)
             if key in _PARENTS:
                 self.experiment_id, self.parent_run_id = _PARENTS[key]
             else:
-                self.experiment_id = get_or_create_experiment(self.client, self.product)
+                self.experiment_id = get_or_create_experiment(self.client, self.product, self.experiment_kind)
                 self.parent_run_id = find_or_create_parent(
                     self.client, self.experiment_id, dag_id=self.dag_id, run_id=self.run_id,
-                    tags={**common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id)},
+                    tags={**common, **self.parent_tags,
+                          **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id)},
                     params=self.parent_params, run_name=parent_run_name(self.product, self.version, self.origin))
                 _PARENTS[key] = (self.experiment_id, self.parent_run_id)
             name = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
@@ -100,7 +105,7 @@ class TaskRun:
                 **common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id, task_label=label),
                 PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id,
                 RUN_TAG: self.run_id, TASK_TAG: self.task_id, TRY_TAG: str(self.try_number),
-                MAP_TAG: str(self.map_index), STAGE_TAG: self.stage})
+                MAP_TAG: str(self.map_index), STAGE_TAG: self.stage, **self.task_tags})
             self.mlflow_run_id = run.info.run_id
         except Exception as err:
             self._tracking_failed("start", err)
@@ -137,7 +142,10 @@ class TaskRun:
             self.client.log_batch(self.mlflow_run_id, metrics=[
                 Metric("tracking_overhead_s", self.overhead_s, now, 0), Metric("tracking_setup_s", self.setup_s, now, 0)])
 
-        for step in (self.flush, overhead, lambda: self.client.set_terminated(self.mlflow_run_id, status)):
+        from ragtrail.trail.traces import flush as flush_traces
+
+        for step in (flush_traces, self.flush, overhead,
+                     lambda: self.client.set_terminated(self.mlflow_run_id, status)):
             try:
                 step()
             except Exception as err:

@@ -1,22 +1,27 @@
-"""``@track(feature, operation)``: one MLflow run per call of any function, the way the pipeline tracks tasks.
+"""``@track(feature, operation)``: every call of any function as an MLflow trace span, the way tasks are tracked.
 
-Each call is logged after it returns (so tracking never delays the work itself) as a run named
-``<feature>.<operation>`` with:
+Each call is recorded as a span named ``<feature>.<operation>`` (``span_type`` CHAIN by default) with:
 
-- ``latency_s`` and ``success`` (1 or 0) metrics;
-- on failure, status FAILED and the tags ``ragtrail.error_class`` and ``ragtrail.error``
-  (``"Class: message"``); the exception propagates unchanged;
-- whatever the function *returns* by this convention: a dict may carry ``"metrics"`` (name → number,
-  logged as is), ``"tokens"`` (a number, or a dict with ``input``/``output``/``total`` — also
-  ``prompt``/``completion`` — logged as ``tokens_input``, ``tokens_output``, ``tokens_total``) and
-  ``"cost"`` (a number, logged as ``cost``). Any other return value is passed through untouched.
+- its latency (the span's own timing), its inputs and its output, summarised (a few hundred
+  characters at most: see :func:`ragtrail.trail.traces.summarise`);
+- on failure, status ERROR with the exception (class, message, stack) as MLflow records it; the
+  exception propagates unchanged;
+- whatever the function *returns* by this convention: a dict may carry ``"metrics"`` (name → number),
+  ``"tokens"`` (a number, or a dict with ``input``/``output``/``total`` — also ``prompt``/``completion``)
+  and ``"cost"`` (a number): tokens become the span's token usage (``mlflow.chat.tokenUsage``), cost
+  its ``mlflow.llm.cost``, everything as ``ragtrail.*`` attributes too. Any other return value is
+  passed through untouched.
 
-Called inside a tracked task (``@task.tracked``), the run is nested under that task's run, in the
-product's experiment, and shares the task's MLflow time budget. Anywhere else it is a top-level run in
-the feature's own experiment (named like a product's: ``ragtrail - <feature> (<id>)``). With tracking
-off (``RAGTRAIL_TRACKING=off``, or ``tracking_enabled = False`` in the ``[ragtrail]`` values a tracked
-task hands in) the decorator only calls the function. When MLflow is unavailable,
-lenient mode logs a warning and returns the result; strict mode raises ``TrackingError``.
+Called inside a tracked task (``@task.tracked``, or any task of a DAG the listener tracks), the trace
+is linked to that task's run, in its experiment; a call inside another tracked call nests under it.
+Anywhere else the trace goes to the feature's own experiment (named like a product's:
+``ragtrail - <feature> (<id>)``). Calls are sampled (``RAGTRAIL_TRACE_SAMPLE_RATE`` /
+``[ragtrail] trace_sample_rate``). With tracking off (``RAGTRAIL_TRACKING=off``, or
+``tracking_enabled = False`` in the ``[ragtrail]`` values a tracked task hands in) the decorator only
+calls the function. When MLflow is unavailable, lenient mode logs a warning and runs the call
+untraced; strict mode raises ``TrackingError`` before the call.
+
+Traces replace the earlier run per call, which flooded experiments with one run per question.
 
 Example::
 
@@ -33,14 +38,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ragtrail.trail.settings import tracking_enabled
+from ragtrail.trail.traces import span, summarise
 
-log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 _TOKEN_KEYS = {"input": "tokens_input", "prompt": "tokens_input", "input_tokens": "tokens_input",
                "prompt_tokens": "tokens_input", "output": "tokens_output", "completion": "tokens_output",
@@ -71,16 +74,24 @@ def returned_metrics(result: Any) -> dict[str, float]:
     return out
 
 
-def track(feature: str, operation: str | None = None) -> Callable[[F], F]:
-    """Decorate a function (sync or async) so that every call is logged as an MLflow run.
+def track(feature: str, operation: str | None = None, span_type: str = "CHAIN") -> Callable[[F], F]:
+    """Decorate a function (sync or async) so that every call is recorded as an MLflow trace span.
 
     Args:
-        feature: what the function belongs to; names the experiment of top-level calls.
+        feature: what the function belongs to; names the experiment of calls outside a task.
         operation: what it does; defaults to the function's name.
+        span_type: MLflow's span type (``CHAIN``, ``LLM``, ``RETRIEVER``, ``TOOL``…).
     """
 
     def decorate(fn: F) -> F:
-        op = operation or fn.__name__
+        name = f"{feature}.{operation or fn.__name__}"
+        signature = inspect.signature(fn)
+
+        def inputs(args, kwargs) -> dict:
+            try:
+                return dict(signature.bind_partial(*args, **kwargs).arguments)
+            except TypeError:
+                return {"args": args, "kwargs": kwargs}
 
         if inspect.iscoroutinefunction(fn):
 
@@ -88,13 +99,9 @@ def track(feature: str, operation: str | None = None) -> Callable[[F], F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if not tracking_enabled():
                     return await fn(*args, **kwargs)
-                started, t0 = time.time(), time.perf_counter()
-                try:
+                with span(name, span_type, feature=feature, inputs=inputs(args, kwargs)) as live:
                     result = await fn(*args, **kwargs)
-                except Exception as exc:
-                    _log_call(feature, op, started, time.perf_counter() - t0, error=exc)
-                    raise
-                _log_call(feature, op, started, time.perf_counter() - t0, result=result)
+                    _record(live, result)
                 return result
 
             return async_wrapper  # type: ignore[return-value]
@@ -103,13 +110,9 @@ def track(feature: str, operation: str | None = None) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not tracking_enabled():
                 return fn(*args, **kwargs)
-            started, t0 = time.time(), time.perf_counter()
-            try:
+            with span(name, span_type, feature=feature, inputs=inputs(args, kwargs)) as live:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                _log_call(feature, op, started, time.perf_counter() - t0, error=exc)
-                raise
-            _log_call(feature, op, started, time.perf_counter() - t0, result=result)
+                _record(live, result)
             return result
 
         return wrapper  # type: ignore[return-value]
@@ -117,63 +120,18 @@ def track(feature: str, operation: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
-def _log_call(feature: str, operation: str, started: float, latency: float, *, result: Any = None,
-              error: Exception | None = None) -> None:
-    """Write one call's run; tracking failures never mask the function's own error."""
-    from ragtrail.trail.guard import Policy, tracking_failed
-    from ragtrail.trail.task_run import CURRENT_TASK_RUN
-
-    task_run = CURRENT_TASK_RUN.get()
-    if task_run is not None and not task_run.mlflow_run_id:
-        return  # the task itself runs untracked (MLflow unavailable, lenient): so do its calls
-    policy = task_run.policy if task_run is not None else Policy.from_env()
-    client = task_run.client if task_run is not None else None
-    try:
-        if client is None:
-            from ragtrail.trail.client import guarded_client
-
-            client = guarded_client(policy)
-        _write_run(client, feature, operation, started, latency, result, error, task_run)
-    except Exception as err:
-        if error is not None:  # the function failed: its own error goes up, not the trail's
-            policy = policy.replace(mode="lenient")
-        uri = client.guard.uri if client is not None else "(no client)"
-        tracking_failed(policy, uri, f"logging the call {feature}.{operation}", err, "the call's result stands")
-
-
-def _write_run(client, feature, operation, started, latency, result, error, task_run) -> None:
-    from mlflow.entities import Metric
-
-    from ragtrail.trail.client import get_or_create_experiment
-    from ragtrail.trail.names import (
-        DAG_TAG,
-        MAP_TAG,
-        PARENT_TAG,
-        PRODUCT_TAG,
-        ROLE_TAG,
-        RUN_TAG,
-        TASK_TAG,
-        TRY_TAG,
-        VERSION_TAG,
-        error_tags,
-    )
-
-    tags = {ROLE_TAG: "call", "ragtrail.feature": feature, "ragtrail.operation": operation}
-    if task_run is not None:
-        experiment_id = task_run.experiment_id
-        tags.update({PARENT_TAG: task_run.mlflow_run_id, DAG_TAG: task_run.dag_id, RUN_TAG: task_run.run_id,
-                     TASK_TAG: task_run.task_id, TRY_TAG: str(task_run.try_number),
-                     MAP_TAG: str(task_run.map_index), PRODUCT_TAG: task_run.product,
-                     VERSION_TAG: task_run.version})
-    else:
-        experiment_id = get_or_create_experiment(client, feature, kind="feature")
-    start_ms = int(started * 1000)
-    end_ms = start_ms + int(latency * 1000)
-    metrics = {"latency_s": latency, "success": 0.0 if error else 1.0}
-    if error is None:
-        metrics.update(returned_metrics(result))
-    else:
-        tags.update(error_tags(error))
-    run = client.create_run(experiment_id, start_time=start_ms, run_name=f"{feature}.{operation}", tags=tags)
-    client.log_batch(run.info.run_id, metrics=[Metric(k[:250], v, end_ms, 0) for k, v in metrics.items()])
-    client.set_terminated(run.info.run_id, "FAILED" if error else "FINISHED", end_time=end_ms)
+def _record(live, result: Any) -> None:
+    """Put the call's output and what it returned by the convention on its span."""
+    if live is None:
+        return
+    live.set_outputs(summarise(result))
+    metrics = returned_metrics(result)
+    if not metrics:
+        return
+    live.set_attributes({f"ragtrail.{k}": v for k, v in metrics.items()})
+    usage = {k: int(metrics[m]) for k, m in (("input_tokens", "tokens_input"), ("output_tokens", "tokens_output"),
+                                             ("total_tokens", "tokens_total")) if m in metrics}
+    if usage:
+        live.set_attribute("mlflow.chat.tokenUsage", usage)
+    if "cost" in metrics:
+        live.set_attribute("mlflow.llm.cost", {"total_cost": metrics["cost"]})

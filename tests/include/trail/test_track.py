@@ -1,10 +1,12 @@
-"""@track(feature, operation): standalone and nested runs, failures, the returned-metrics convention, tracking off."""
+"""@track(feature, operation): a trace span per call (not a run), nested under the task's run, sampled; failures,
+the returned-metrics convention, tracking off, MLflow down."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
+import mlflow
 import pytest
 from servers import free_port
 
@@ -12,32 +14,42 @@ from ragtrail.products import experiment_name
 from ragtrail.trail.track import returned_metrics, track
 
 
-def runs_of(client, feature: str) -> list:
+def traces_of(client, experiment_id: str) -> list:
+    mlflow.flush_trace_async_logging()
+    return list(client.search_traces(locations=[experiment_id], max_results=100))
+
+
+def feature_traces(client, feature: str) -> list:
     exp = client.get_experiment_by_name(experiment_name(feature))
-    return client.search_runs([exp.experiment_id], "tags.`ragtrail.role` = 'call'") if exp else []
+    return traces_of(client, exp.experiment_id) if exp else []
 
 
-def test_standalone_call_logs_latency_success_and_what_it_returns(mlflow_client):
-    """Outside a task: its own run in the feature's experiment, with latency, success, metrics, tokens, cost."""
+def test_standalone_call_is_one_trace_with_inputs_outputs_tokens_and_cost(mlflow_client):
+    """Outside a task: one trace in the feature's experiment, no run; the span has the summarised inputs and
+    output, the token usage and cost the function returned, and its metrics."""
     feature = f"answers-{uuid.uuid4().hex[:6]}"
 
     @track(feature, "generate")
     def answer(question: str) -> dict:
-        return {"text": question.upper(), "metrics": {"passages": 3}, "tokens": {"prompt": 120, "completion": 30},
-                "cost": 0.0042}
+        return {"text": question.upper() * 200, "metrics": {"passages": 3},
+                "tokens": {"prompt": 120, "completion": 30}, "cost": 0.0042}
 
-    assert answer("why?")["text"] == "WHY?"  # the return value is untouched
-    (run,) = runs_of(mlflow_client, feature)
-    m = run.data.metrics
-    assert run.info.run_name == f"{feature}.generate" and run.info.status == "FINISHED"
-    assert m["success"] == 1 and m["latency_s"] >= 0 and m["passages"] == 3 and m["cost"] == 0.0042
-    assert (m["tokens_input"], m["tokens_output"], m["tokens_total"]) == (120, 30, 150)
-    assert run.data.tags["ragtrail.feature"] == feature and run.data.tags["ragtrail.operation"] == "generate"
-    exp = mlflow_client.get_experiment(run.info.experiment_id)
-    assert exp.tags["ragtrail.kind"] == "feature" and exp.name == experiment_name(feature)
+    assert answer("why?")["text"].startswith("WHY?")  # the return value is untouched
+    (trace,) = feature_traces(mlflow_client, feature)
+    (root,) = trace.data.spans
+    assert root.name == f"{feature}.generate" and root.span_type == "CHAIN" and trace.info.state == "OK"
+    assert root.inputs == {"question": "why?"}
+    assert root.outputs["text"].endswith("(800 chars)") and len(root.outputs["text"]) < 400  # summarised
+    assert root.attributes["mlflow.chat.tokenUsage"] == {"input_tokens": 120, "output_tokens": 30, "total_tokens": 150}
+    assert root.attributes["mlflow.llm.cost"] == {"total_cost": 0.0042}
+    assert root.attributes["ragtrail.passages"] == 3
+    assert trace.info.execution_duration is not None  # the latency
+    exp = mlflow_client.get_experiment_by_name(experiment_name(feature))
+    assert exp.tags["ragtrail.kind"] == "feature"
+    assert mlflow_client.search_runs([exp.experiment_id]) == []  # traces, not a run per call
 
 
-def test_failure_is_logged_and_reraised(mlflow_client):
+def test_failure_is_recorded_and_reraised(mlflow_client):
     feature = f"fails-{uuid.uuid4().hex[:6]}"
 
     @track(feature)
@@ -46,24 +58,47 @@ def test_failure_is_logged_and_reraised(mlflow_client):
 
     with pytest.raises(ValueError, match="cannot parse"):
         parse("x")
-    (run,) = runs_of(mlflow_client, feature)
-    assert run.info.status == "FAILED" and run.info.run_name == f"{feature}.parse"
-    assert run.data.tags["ragtrail.error_class"] == "ValueError"
-    assert run.data.tags["ragtrail.error"] == "ValueError: cannot parse 'x'"
-    assert run.data.metrics["success"] == 0 and "latency_s" in run.data.metrics
+    (trace,) = feature_traces(mlflow_client, feature)
+    (root,) = trace.data.spans
+    assert trace.info.state == "ERROR" and root.name == f"{feature}.parse"
+    (event,) = [e for e in root.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ValueError"
+    assert "cannot parse 'x'" in event.attributes["exception.message"]
 
 
-def test_async_functions_are_tracked_too(mlflow_client):
+def test_async_functions_and_nested_calls(mlflow_client):
+    """An async call is traced too; a tracked call inside another one is a child span of the same trace."""
     feature = f"async-{uuid.uuid4().hex[:6]}"
+
+    @track(feature, "embed")
+    def embed(text: str) -> list:
+        return [len(text)]
 
     @track(feature, "fetch")
     async def fetch() -> dict:
         await asyncio.sleep(0)
-        return {"tokens": 7}
+        return {"tokens": 7, "vector": embed("abc")}
 
-    assert asyncio.run(fetch()) == {"tokens": 7}
-    (run,) = runs_of(mlflow_client, feature)
-    assert run.data.metrics["tokens_total"] == 7
+    assert asyncio.run(fetch()) == {"tokens": 7, "vector": [3]}
+    (trace,) = feature_traces(mlflow_client, feature)
+    spans = {s.name: s for s in trace.data.spans}
+    assert spans[f"{feature}.embed"].parent_id == spans[f"{feature}.fetch"].span_id
+    assert spans[f"{feature}.fetch"].attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 7
+
+
+def test_sampling_records_only_a_share(mlflow_client, monkeypatch):
+    feature = f"sampled-{uuid.uuid4().hex[:6]}"
+
+    @track(feature, "work")
+    def work(i):
+        return i
+
+    monkeypatch.setenv("RAGTRAIL_TRACE_SAMPLE_RATE", "0")
+    assert [work(i) for i in range(5)] == list(range(5))
+    assert feature_traces(mlflow_client, feature) == []
+    monkeypatch.setenv("RAGTRAIL_TRACE_SAMPLE_RATE", "1")
+    work(9)
+    assert len(feature_traces(mlflow_client, feature)) == 1
 
 
 def test_tracking_off_is_a_plain_call(mlflow_client, monkeypatch):
@@ -96,7 +131,7 @@ def test_tracking_off_in_the_section_a_task_hands_in(mlflow_client, monkeypatch)
 
 
 def test_mlflow_down_lenient_returns_strict_raises(monkeypatch):
-    """Lenient: the result comes back and a warning is logged; strict: one error naming the URI."""
+    """Lenient: the call runs untraced and a warning is logged; strict: one error naming the URI."""
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RAGTRAIL_MLFLOW_RETRIES", "0")
@@ -121,9 +156,9 @@ def test_returned_metrics_convention():
     assert returned_metrics({"cost": 1.5, "other": 9}) == {"cost": 1.5}
 
 
-def test_nested_under_the_task_run_that_calls_it(mlflow_client):
-    """Inside a tracked task (the operator runs the task body inside its TaskRun) the call's run is a child of
-    the task's run, in the product's experiment; the DAG run's roll-up still sees exactly its task runs."""
+def test_linked_to_the_task_run_that_calls_it(mlflow_client):
+    """Inside a tracked task the call's trace is linked to the task's run (mlflow.sourceRun), in the product's
+    experiment; the DAG run still has exactly its task runs (no run per call)."""
     from ragtrail.trail.runs import child_runs
     from ragtrail.trail.task_run import TaskRun
 
@@ -136,11 +171,10 @@ def test_nested_under_the_task_run_that_calls_it(mlflow_client):
     with TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="search", product=product, version="v1") as run:
         lookup("a")
         lookup("b")
-    lookup("outside")  # after the task: standalone again
-    calls = mlflow_client.search_runs([run.experiment_id], "tags.`ragtrail.role` = 'call'")
-    assert len(calls) == 2 and all(c.data.tags["mlflow.parentRunId"] == run.mlflow_run_id for c in calls)
-    assert {c.info.run_name for c in calls} == {"retrieval.lookup"}
-    assert all(c.data.tags["airflow.task_id"] == "search" and c.data.metrics["hits"] == 1 for c in calls)
+    traces = traces_of(mlflow_client, run.experiment_id)
+    assert len(traces) == 2
+    assert all(t.info.trace_metadata["mlflow.sourceRun"] == run.mlflow_run_id for t in traces)
+    assert {t.data.spans[0].name for t in traces} == {"retrieval.lookup"}
     assert [r.info.run_id for r in child_runs(mlflow_client, run.experiment_id, run.parent_run_id)] == [
         run.mlflow_run_id]
-    assert len(runs_of(mlflow_client, "retrieval")) >= 1  # the call outside the task
+    assert mlflow_client.search_runs([run.experiment_id], "tags.`ragtrail.role` = 'call'") == []

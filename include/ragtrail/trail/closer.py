@@ -1,0 +1,119 @@
+"""Close a DAG run's trail: the one mechanism behind the pipeline's roll-up task and the DAG-run closer.
+
+Given what Airflow says about every unit of a DAG run (a task, or one map index of a mapped task) as
+plain values ``{(task_id, map_index): airflow_state}``:
+
+1. child runs left RUNNING (a SIGKILLed worker, a lost heartbeat, a DAG run marked failed while the
+   task ran) are ended: the latest try of a unit as its Airflow state says (``FINISHED`` / ``FAILED``),
+   anything else ``KILLED``; each gets the tag ``ragtrail.closed_by`` naming who closed it;
+2. each unit's outcome is read from its latest try's run (:func:`read_units`);
+3. :func:`ragtrail.rollup.rollup_status` decides FINISHED / PARTIAL / FAILED, and :func:`log_rollup`
+   puts the summed metrics, the status, the reasons and the trail's completeness on the parent run and
+   ends it (MLflow knows no PARTIAL: a partial run ends FAILED with ``ragtrail.status`` = PARTIAL).
+
+Nothing here knows Airflow; ``mlflow`` is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from ragtrail.recorder import Recorder
+from ragtrail.rollup import OK_STATES, Unit
+from ragtrail.trail.names import MAP_TAG, STATUS_TAG, TASK_TAG
+
+MLFLOW_STATUS = {"FINISHED": "FINISHED", "PARTIAL": "FAILED", "FAILED": "FAILED"}
+CLOSED_BY_TAG, PUBLISHING_TAG = "ragtrail.closed_by", "ragtrail.publishing"
+# How a run that never ended is closed: the Airflow state of its task says how the try really ended.
+CLOSE_AS = {"success": "FINISHED", "failed": "FAILED", "upstream_failed": "FAILED"}
+
+
+def close_left_running(client, children: list, latest: dict, airflow_units: dict, closed_by: str):
+    """End every child run still RUNNING; return the units whose latest try lost its end, and the labels."""
+    lost_end: set[tuple[str, int]] = set()
+    closed: list[str] = []
+    for run in children:
+        if run.info.status != "RUNNING":
+            continue
+        key = (run.data.tags.get(TASK_TAG, ""), int(run.data.tags.get(MAP_TAG, "-1")))
+        is_latest = latest.get(key) is run
+        final = CLOSE_AS.get(airflow_units.get(key, ""), "KILLED") if is_latest else "KILLED"
+        client.set_terminated(run.info.run_id, final)
+        client.set_tag(run.info.run_id, CLOSED_BY_TAG, closed_by)
+        run.info._status = final
+        if is_latest:
+            lost_end.add(key)
+        closed.append(run.info.run_name or key[0])
+    return lost_end, closed
+
+
+def read_units(client, exp_id: str, parent: str, airflow_units: dict, t_end: float, order: list[str],
+               tracked: set[str] | None = None, closed_by: str = "aggregate_status") -> tuple[list, dict]:
+    """Read the parent's child runs into units (in ``order``); close runs left RUNNING; note tracked
+    tasks that left no run.
+
+    ``tracked``: the tasks that open an MLflow run; default all. Another task is judged by its Airflow
+    state alone. Returns ``(units, {"missing_runs": [...], "closed_runs": [...]})``.
+    """
+    from ragtrail.trail.rows import latest_tries
+    from ragtrail.trail.runs import child_runs
+
+    children = child_runs(client, exp_id, parent)
+    latest, _ = latest_tries(children)
+    lost_end, closed = close_left_running(client, children, latest, airflow_units, closed_by)
+    units, missing = [], []
+    rank = {t: i for i, t in enumerate(order)}
+    for key, af_state in sorted(airflow_units.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1])):
+        child = latest.get(key)
+        label = key[0] if key[1] < 0 else f"{key[0]}[{key[1]}]"
+        if child is not None and af_state == "success" and child.info.status != "FINISHED":
+            child = None  # an earlier try's run: the successful try left none
+        if child is None:
+            if tracked is not None and key[0] not in tracked:
+                units.append(Unit(key[0], key[1], "FINISHED" if af_state == "success" else af_state.upper()))
+                continue
+            if af_state in ("success", "failed"):  # it ran, but left no run in MLflow
+                missing.append(label)
+            units.append(Unit(key[0], key[1], af_state.upper()))
+            continue
+        state = af_state.upper() if key in lost_end else child.info.status
+        if af_state in ("failed", "upstream_failed") and state == "FINISHED":
+            state = "FAILED"
+        duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000
+        units.append(Unit(key[0], key[1], state, dict(child.data.metrics), duration,
+                          child.data.tags.get("ragtrail.error")))
+    return units, {"missing_runs": missing, "closed_runs": closed}
+
+
+def any_task_publishes(units: list[Unit]) -> list[str]:
+    """The publishing tasks of a DAG that names none (a user's DAG): the tasks whose every unit
+    succeeded, so that a run where some work got done is PARTIAL and one where none did is FAILED.
+    With no such task every task counts (the run is FAILED)."""
+    by_task: dict[str, list[Unit]] = {}
+    for u in units:
+        by_task.setdefault(u.task_id, []).append(u)
+    done = [t for t, us in by_task.items() if all(u.state.upper() in OK_STATES - {"SKIPPED"} for u in us)]
+    return done or list(by_task)
+
+
+def log_rollup(client, parent: str, roll, *, duration_s: float | None, trail: dict, metrics: dict | None = None,
+               tags: dict | None = None, summary: dict | None = None) -> None:
+    """Put the roll-up on the parent run (metrics, status, reasons, trail, ``rollup.json``) and end it."""
+    from ragtrail.trail.runs import log_recorder
+
+    rec = Recorder()
+    rec.metric(**roll.metrics, **(metrics or {}), **({"duration_s": duration_s} if duration_s is not None else {}))
+    incomplete = trail.get("missing_runs") or trail.get("closed_runs")
+    rec.tag(**{STATUS_TAG: roll.status, "ragtrail.reasons": "; ".join(roll.reasons) or "-",
+               "ragtrail.trail": "incomplete" if incomplete else "complete",
+               "ragtrail.trail_missing": ", ".join(trail.get("missing_runs") or []) or "-",
+               "ragtrail.trail_closed": ", ".join(trail.get("closed_runs") or []) or "-", **(tags or {})})
+    with tempfile.TemporaryDirectory() as tmp:
+        if summary is not None:
+            path = Path(tmp) / "rollup.json"
+            path.write_text(json.dumps(summary, indent=1, default=str))
+            rec.artifact(path)
+        log_recorder(client, parent, rec)
+    client.set_terminated(parent, MLFLOW_STATUS[roll.status])

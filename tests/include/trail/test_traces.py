@@ -1,0 +1,53 @@
+"""RETRIEVER spans for searches (``ragtrail search``, the registered retriever's ``predict``): collection, version,
+doc ids, scores, latency; linked to the task's run inside a tracked task; sampled."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import mlflow
+
+from ragtrail.products import experiment_name
+from ragtrail.trail.traces import trace_search
+
+HITS = {"q": [{"doc_id": "guide.md", "score": 0.91, "text": "Rerun a task with Clear.", "chunk_id": "c1"},
+              {"doc_id": "faq.md", "score": 0.55, "text": "x" * 2000, "chunk_id": "c2"}]}
+
+
+def _traces(client, experiment_id):
+    mlflow.flush_trace_async_logging()
+    return list(client.search_traces(locations=[experiment_id], max_results=10))
+
+
+def test_a_search_is_one_retriever_span_with_what_it_found(mlflow_client):
+    product = f"hb-{uuid.uuid4().hex[:6]}"
+    t0 = time.time_ns()
+    trace_search("ragtrail.search", product, {"q": "how do I rerun?"}, f"{product}__v2", "v2", 5, HITS,
+                 t0, t0 + 42_000_000)
+    exp = mlflow_client.get_experiment_by_name(experiment_name(f"{product}-search"))
+    (trace,) = _traces(mlflow_client, exp.experiment_id)
+    (span,) = trace.data.spans
+    assert span.span_type == "RETRIEVER" and span.name == "ragtrail.search"
+    assert span.inputs == {"query": "how do I rerun?", "k": 5}
+    assert span.attributes["ragtrail.collection"] == f"{product}__v2" and span.attributes["ragtrail.version"] == "v2"
+    assert span.attributes["ragtrail.doc_ids"] == ["guide.md", "faq.md"]
+    assert span.attributes["ragtrail.scores"] == [0.91, 0.55]
+    assert [d["metadata"]["doc_id"] for d in span.outputs] == ["guide.md", "faq.md"]
+    assert len(span.outputs[1]["page_content"]) < 400  # summarised, not the whole chunk
+    assert round((span.end_time_ns - span.start_time_ns) / 1e6) == 42  # the search's own latency
+
+
+def test_inside_a_task_the_search_is_linked_to_its_run_and_sampling_can_drop_it(mlflow_client, monkeypatch):
+    from ragtrail.trail.task_run import TaskRun
+
+    product = f"hb-{uuid.uuid4().hex[:6]}"
+    with TaskRun(dag_id="d", run_id=f"r-{uuid.uuid4()}", task_id="evaluate", product=product, version="v1") as run:
+        t0 = time.time_ns()
+        trace_search("retriever.predict", product, {"a": "one", "b": "two"}, f"{product}__v1", "v1", 2, HITS,
+                     t0, time.time_ns())
+        monkeypatch.setenv("RAGTRAIL_TRACE_SAMPLE_RATE", "0")
+        trace_search("retriever.predict", product, {"q": "dropped"}, None, None, 2, HITS, t0, time.time_ns())
+    (trace,) = _traces(mlflow_client, run.experiment_id)
+    assert trace.info.trace_metadata["mlflow.sourceRun"] == run.mlflow_run_id
+    assert trace.data.spans[0].inputs["query"] == {"a": "one", "b": "two"}
