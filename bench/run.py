@@ -194,7 +194,7 @@ def fresh_home(name: str) -> dict:
     home = BENCH / name
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = {"RAGTRAIL_HOME": str(home)}
+    env = {"RAGTRAIL_HOME": str(home), "RAGTRAIL_KEEP_WORK": "1"}  # bench/real.py re-reads the run's chunks
     warm = BENCH / "corpus_warmup"
     import corpus as corpus_mod
 

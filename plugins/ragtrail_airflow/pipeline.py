@@ -36,6 +36,16 @@ def cpu_pool() -> dict:
     return {"pool": pool} if pool else {}
 
 
+def store_queue() -> dict:
+    """Tasks that open the Qdrant store (plan, index, evaluate) go to one Celery queue when
+    ``RAGTRAIL_STORE_QUEUE`` names one and no Qdrant server is configured: a local-mode store is a folder
+    on one host, so one worker (the one serving that queue) must run them all. With a server
+    (``RAGTRAIL_QDRANT_URL`` or an ``AIRFLOW_CONN_QDRANT_DEFAULT``) they run on any worker."""
+    queue = os.environ.get("RAGTRAIL_STORE_QUEUE")
+    server = os.environ.get("RAGTRAIL_QDRANT_URL") or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT")
+    return {"queue": queue} if queue and not server else {}
+
+
 def default_args() -> dict:
     """Retries for every pipeline task (``RAGTRAIL_TASK_RETRIES``, ``RAGTRAIL_RETRY_DELAY_S``)."""
     return {"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
@@ -78,11 +88,12 @@ def as_list(results) -> list:
 
 
 def _edge(params, dag_run):
-    """The run's typed config and work folder."""
-    from ragtrail.settings import run_workdir
+    """The run's typed config and its work (:class:`ragtrail.workstore.RunWork`: a local folder, and the
+    work store when ``RAGTRAIL_WORK_URL`` names one)."""
     from ragtrail.spec import run_config
+    from ragtrail_airflow.s3 import open_work
 
-    return run_config(params), run_workdir(dag_run.dag_id, dag_run.run_id)
+    return run_config(params), open_work(dag_run.dag_id, dag_run.run_id)
 
 
 def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
@@ -124,34 +135,44 @@ def build_pipeline() -> None:
         from ragtrail.tables import TableSpec
         from ragtrail_airflow.s3 import s3_client_factory
 
-        cfg, workdir = _edge(params, dag_run)
+        cfg, work = _edge(params, dag_run)
         table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
         try:
-            return ingest_source(cfg.source, workdir, recorder=tracker, table=table,
-                                 max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                                 s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"))
+            return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
+                                              max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                                              s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
         except NoUsableDocuments as err:  # the same source will not improve on a retry
             raise AirflowFailException(str(err)) from err
+        finally:
+            work.release()
 
-    @task.tracked(stage="plan")
+    @task.tracked(stage="plan", **store_queue())
     def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
         """Decide which documents changed; return the chunk batches to fan out over."""
         from ragtrail.plan import plan_sync
         from ragtrail_airflow.qdrant import store_settings
 
-        cfg, workdir = _edge(params, dag_run)
-        return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=cfg.product,
-                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
-                         docs_per_batch=cfg.docs_per_batch, recorder=tracker)["batches"]
+        cfg, work = _edge(params, dag_run)
+        try:
+            planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(),
+                                product=cfg.product, version=cfg.version, config=cfg.version_config(),
+                                sync_mode=cfg.sync_mode, docs_per_batch=cfg.docs_per_batch, recorder=tracker)
+            return work.publish_plan(planned)["batches"]
+        finally:
+            work.release()
 
     @task.tracked(stage="chunk", **cpu_pool())
     def chunk(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail.chunking import chunk_documents
 
-        cfg, workdir = _edge(params, dag_run)
-        return chunk_documents(batch["docs_path"], workdir, product=cfg.product, chunk_size=cfg.chunk_size,
-                               chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
-                               out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker)
+        cfg, work = _edge(params, dag_run)
+        try:
+            return work.publish(chunk_documents(
+                work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
+                chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+                out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
+        finally:
+            work.release()
 
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
     @task.tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))
@@ -160,35 +181,47 @@ def build_pipeline() -> None:
         from ragtrail.dedupe import unique_texts
         from ragtrail.plan import read_plan
 
-        cfg, workdir = _edge(params, dag_run)
-        return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir,
-                            held_path=read_plan(workdir)["held_path"], texts_per_batch=cfg.texts_per_batch,
-                            recorder=tracker)["batches"]
+        cfg, work = _edge(params, dag_run)
+        try:
+            work.fetch_plan()
+            chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
+            return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
+                                             texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
+        finally:
+            work.release()
 
     @task.tracked(stage="embed", **cpu_pool())
     def embed(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail.embedding import embed_chunks
 
-        cfg, workdir = _edge(params, dag_run)
-        return embed_chunks(batch["texts_path"], workdir, embedder=cfg.embedder, batch_size=cfg.batch_size,
-                            out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
-                            backend=cfg.embed_backend)
+        cfg, work = _edge(params, dag_run)
+        try:
+            return work.publish(embed_chunks(
+                work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
+                out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
+        finally:
+            work.release()
 
-    @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",))  # publishes the good batches when some failed
+    # all_done: publishes the good batches when some failed
+    @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())
     def index(chunked, embedded, params=None, tracker=None, dag_run=None):
         from ragtrail.pipeline import index_from_results
         from ragtrail_airflow.qdrant import store_settings
 
-        cfg, workdir = _edge(params, dag_run)
-        return index_from_results(as_list(chunked), as_list(embedded), cfg, workdir, dag_run.run_id,
-                                  recorder=tracker, location=store_settings())
+        cfg, work = _edge(params, dag_run)
+        try:
+            work.fetch_plan()
+            return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
+                                      dag_run.run_id, recorder=tracker, location=store_settings())
+        finally:
+            work.release()
 
-    @task.tracked(stage="evaluate")
+    @task.tracked(stage="evaluate", **store_queue())
     def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
         """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
-        cfg, _ = _edge(params, dag_run)
-        decision = evaluate_version(cfg, docs, tracker, tracked_run)
-        return decision
+        from ragtrail.spec import run_config
+
+        return evaluate_version(run_config(params), docs, tracker, tracked_run)
 
     @task.rollup(trigger_rule="all_done", retries=0)
     def aggregate_status(**context):
