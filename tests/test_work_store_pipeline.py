@@ -4,7 +4,7 @@ the store, XCom's paths are s3:// URLs, no task leaves a local copy, and a FINIS
 from __future__ import annotations
 
 import pytest
-from conftest import ingest, write_corpus
+from conftest import child_runs_of, ingest, write_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ def _keys(client, prefix: str) -> list[str]:
     return sorted(o["Key"] for o in client.list_objects_v2(Bucket=WORK, Prefix=prefix).get("Contents", []))
 
 
-def test_hand_off_through_s3_and_clean_up(s3_server, settings, tmp_path, monkeypatch):
+def test_hand_off_through_s3_and_clean_up(s3_server, settings, mlflow_client, tmp_path, monkeypatch):
     s3_server.client.create_bucket(Bucket=WORK)
     corpus = write_corpus(tmp_path / "src", DOCS)
     monkeypatch.setenv("RAGTRAIL_WORK_URL", f"s3://{WORK}/runs")
@@ -33,6 +33,10 @@ def test_hand_off_through_s3_and_clean_up(s3_server, settings, tmp_path, monkeyp
     assert sorted(n for n in names if n.startswith("embed/vectors_")) == [f"embed/vectors_{i:05d}.npy" for i in range(2)]
     local = settings.work_root / ".tasks"
     assert not [p for p in local.rglob("*") if p.is_file()], "every task dropped its local copies"
+    # ... only after the task's MLflow run logged the files of its local folder (manifests) as artifacts
+    runs = {c.info.run_name: c.info.run_id for c in child_runs_of(mlflow_client, kept)}
+    for stage, name in (("ingest", "manifest.jsonl"), ("index", "index_manifest.jsonl")):
+        assert name in [a.path.split("/")[-1] for a in mlflow_client.list_artifacts(runs[stage], stage)], stage
 
     monkeypatch.delenv("RAGTRAIL_KEEP_WORK")
     s3_server.client.delete_objects(Bucket=WORK, Delete={"Objects": [{"Key": k} for k in _keys(s3_server.client, "")]})

@@ -87,13 +87,16 @@ def as_list(results) -> list:
     return list(results[:])
 
 
-def _edge(params, dag_run):
+def _edge(params, dag_run, tracker):
     """The run's typed config and its work (:class:`ragtrail.workstore.RunWork`: a local folder, and the
-    work store when ``RAGTRAIL_WORK_URL`` names one)."""
+    work store when ``RAGTRAIL_WORK_URL`` names one). The task's local copies are released once the
+    operator has logged the stage's artifacts (some are files in that folder)."""
     from ragtrail.spec import run_config
     from ragtrail_airflow.s3 import open_work
 
-    return run_config(params), open_work(dag_run.dag_id, dag_run.run_id)
+    work = open_work(dag_run.dag_id, dag_run.run_id)
+    tracker.after_logging.append(work.release)
+    return run_config(params), work
 
 
 def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
@@ -135,7 +138,7 @@ def build_pipeline() -> None:
         from ragtrail.tables import TableSpec
         from ragtrail_airflow.s3 import s3_client_factory
 
-        cfg, work = _edge(params, dag_run)
+        cfg, work = _edge(params, dag_run, tracker)
         table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
         try:
             return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
@@ -143,8 +146,6 @@ def build_pipeline() -> None:
                                               s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
         except NoUsableDocuments as err:  # the same source will not improve on a retry
             raise AirflowFailException(str(err)) from err
-        finally:
-            work.release()
 
     @task.tracked(stage="plan", **store_queue())
     def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
@@ -152,27 +153,21 @@ def build_pipeline() -> None:
         from ragtrail.plan import plan_sync
         from ragtrail_airflow.qdrant import store_settings
 
-        cfg, work = _edge(params, dag_run)
-        try:
-            planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(),
-                                product=cfg.product, version=cfg.version, config=cfg.version_config(),
-                                sync_mode=cfg.sync_mode, docs_per_batch=cfg.docs_per_batch, recorder=tracker)
-            return work.publish_plan(planned)["batches"]
-        finally:
-            work.release()
+        cfg, work = _edge(params, dag_run, tracker)
+        planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(),
+                            product=cfg.product, version=cfg.version, config=cfg.version_config(),
+                            sync_mode=cfg.sync_mode, docs_per_batch=cfg.docs_per_batch, recorder=tracker)
+        return work.publish_plan(planned)["batches"]
 
     @task.tracked(stage="chunk", **cpu_pool())
     def chunk(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail.chunking import chunk_documents
 
-        cfg, work = _edge(params, dag_run)
-        try:
-            return work.publish(chunk_documents(
-                work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
-                chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
-                out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
-        finally:
-            work.release()
+        cfg, work = _edge(params, dag_run, tracker)
+        return work.publish(chunk_documents(
+            work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
+            chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+            out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
 
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
     @task.tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))
@@ -181,26 +176,20 @@ def build_pipeline() -> None:
         from ragtrail.dedupe import unique_texts
         from ragtrail.plan import read_plan
 
-        cfg, work = _edge(params, dag_run)
-        try:
-            work.fetch_plan()
-            chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
-            return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
-                                             texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
-        finally:
-            work.release()
+        cfg, work = _edge(params, dag_run, tracker)
+        work.fetch_plan()
+        chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
+        return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
+                                         texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
 
     @task.tracked(stage="embed", **cpu_pool())
     def embed(batch: dict, params=None, tracker=None, dag_run=None):
         from ragtrail.embedding import embed_chunks
 
-        cfg, work = _edge(params, dag_run)
-        try:
-            return work.publish(embed_chunks(
-                work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
-                out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
-        finally:
-            work.release()
+        cfg, work = _edge(params, dag_run, tracker)
+        return work.publish(embed_chunks(
+            work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
+            out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
 
     # all_done: publishes the good batches when some failed
     @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())
@@ -208,13 +197,10 @@ def build_pipeline() -> None:
         from ragtrail.pipeline import index_from_results
         from ragtrail_airflow.qdrant import store_settings
 
-        cfg, work = _edge(params, dag_run)
-        try:
-            work.fetch_plan()
-            return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
-                                      dag_run.run_id, recorder=tracker, location=store_settings())
-        finally:
-            work.release()
+        cfg, work = _edge(params, dag_run, tracker)
+        work.fetch_plan()
+        return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
+                                  dag_run.run_id, recorder=tracker, location=store_settings())
 
     @task.tracked(stage="evaluate", **store_queue())
     def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
