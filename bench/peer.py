@@ -66,19 +66,14 @@ def main(corpus: Path, questions: Path, qdrant: Path, model: str) -> dict:
     store = QdrantVectorStore.from_documents(chunks, embeddings, path=str(qdrant), collection_name="peer")
     t_eval = time.perf_counter()
     rows = [json.loads(line) for line in questions.read_text().splitlines() if line.strip()]
-    mrr = recall = 0.0
-    for q in rows:
-        ranked = fold(store.similarity_search_with_score(q["text"], k=50))
-        relevant = set(q["relevant"])
-        first = next((i + 1 for i, d in enumerate(ranked) if d in relevant), None)
-        mrr += 1 / first if first else 0.0
-        recall += len(relevant & set(ranked)) / len(relevant)
+    # Scored by the orchestrator with ragtrail's own metrics (bench/real.py: score_peer).
+    rankings = {q["id"]: fold(store.similarity_search_with_score(q["text"], k=50)) for q in rows}
     tokenizer = embeddings._client.tokenizer
     window = embeddings._client.max_seq_length - 2
     truncated = sum(len(tokenizer(c.page_content, add_special_tokens=False)["input_ids"]) > window for c in chunks)
     return {"docs": len(docs), "chunks": len(chunks), "truncated_chunks": truncated,
             "index_s": t_eval - t_embed, "eval_s": time.perf_counter() - t_eval, "total_s": time.perf_counter() - t0,
-            "mrr_at_10": mrr / len(rows), "recall_at_10": recall / len(rows), "questions": len(rows)}
+            "rankings": rankings, "questions": len(rows)}
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def encode_chunks(chunk_files: list[Path], questions: Path, backends: list[str])
     import pyarrow.parquet as pq
 
     from ragtrail.embedding import load_model
-    from ragtrail.evaluation import documents_from_chunks, load_queries, score_query
+    from ragtrail.evaluation import documents_from_chunks, load_queries, score_rankings
 
     table = pq.read_table(chunk_files, columns=["doc_id", "text"]) if chunk_files else None
     texts, owners = table.column("text").to_pylist(), table.column("doc_id").to_pylist()
@@ -55,16 +55,22 @@ def encode_chunks(chunk_files: list[Path], questions: Path, backends: list[str])
         qv = np.asarray(model.encode([q["text"] for q in queries], batch_size=64, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
         scores = qv @ vecs.T
-        mrr = recall = 0.0
-        for qi, q in enumerate(queries):
-            top = np.argsort(-scores[qi])[:50]
-            ranked = [d for d, _ in documents_from_chunks([{"doc_id": owners[i], "score": float(scores[qi, i])}
-                                                           for i in top])]
-            m = score_query(ranked, q["relevant"])
-            mrr, recall = mrr + m["mrr_at_10"], recall + m["recall_at_10"]
+        rankings = [[d for d, _ in documents_from_chunks([{"doc_id": owners[i], "score": float(scores[qi, i])}
+                                                          for i in np.argsort(-scores[qi])[:50]])]
+                    for qi in range(len(queries))]
+        m = score_rankings(rankings, queries)
         out[backend] = {"load_s": load_s, "encode_s": encode_s, "texts_per_s": len(texts) / encode_s,
-                        "mrr_at_10": mrr / len(queries), "recall_at_10": recall / len(queries)}
+                        "mrr_at_10": m["mrr_at_10"], "recall_at_10": m["recall_at_10"]}
     return out
+
+
+def score_peer(result: dict, questions: Path) -> dict:
+    """The peer's rankings scored by ragtrail's own evaluation (the peer itself never imports ragtrail)."""
+    from ragtrail.evaluation import load_queries, score_rankings
+
+    queries = load_queries(questions)
+    m = score_rankings([result["rankings"][q["id"]] for q in queries], queries)
+    return {"mrr_at_10": m["mrr_at_10"], "recall_at_10": m["recall_at_10"]}
 
 
 def run(args, measure, child, ingest_cmd, fresh_home, bench_dir: Path) -> dict:
@@ -86,6 +92,7 @@ def run(args, measure, child, ingest_cmd, fresh_home, bench_dir: Path) -> dict:
     shutil.rmtree(qdrant, ignore_errors=True)
     rows["peer"] = measure("peer", [str(bench_dir / "peer-venv" / "bin" / "python"), str(REPO / "bench" / "peer.py"),
                                     str(corpus), str(questions), str(qdrant), resolve_model_path("all-MiniLM-L6-v2")])
+    rows["peer"]["result"].update(score_peer(rows["peer"]["result"], questions))
     env = fresh_home("home_pgdocs")
     extra = ["--eval-queries", str(questions), *(args.ingest_args.split() if args.ingest_args else [])]
     from ragtrail.settings import DEFAULT_EMBED_BACKEND

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -96,11 +95,13 @@ def sample_chunks(corpus: Path, limit: int) -> list[str]:
 
 
 def ndcg_at_10(backend: str) -> float:
-    """Mean nDCG@10 over the sample queries; a document scores as its best chunk (exact cosine)."""
+    """Mean nDCG@10 over the sample queries (:func:`ragtrail.evaluation.score_rankings`); a document
+    scores as its best chunk (exact cosine)."""
     import numpy as np
 
     from ragtrail.chunking import chunk_document
     from ragtrail.embedding import embed_texts, load_tokenizer, token_window
+    from ragtrail.evaluation import load_queries, score_rankings
     from ragtrail.parsing import ParseError, parse_file
     from ragtrail.settings import SAMPLE_CORPUS
 
@@ -114,23 +115,18 @@ def ndcg_at_10(backend: str) -> float:
             for ch in chunk_document(doc.text, tok, 200, 32, window):
                 texts.append(ch["text"])
                 owners.append(rel)
-    queries = [json.loads(line) for line in (REPO / "include" / "sample_corpus_queries.jsonl").read_text().splitlines()
-               if line.strip()]
+    queries = load_queries(REPO / "include" / "sample_corpus_queries.jsonl")
     chunk_vecs = embed_texts(texts, backend=backend)
     query_vecs = embed_texts([q["text"] for q in queries], backend=backend)
     scores = query_vecs @ chunk_vecs.T
     docs = sorted(set(owners))
     owner_idx = np.array([docs.index(o) for o in owners])
-    total = 0.0
-    for qi, q in enumerate(queries):
+    rankings = []
+    for qi in range(len(queries)):
         best = np.full(len(docs), -np.inf)
         np.maximum.at(best, owner_idx, scores[qi])
-        ranking = [docs[i] for i in np.argsort(-best)[:10]]
-        relevant = set(q["relevant"])
-        dcg = sum(1 / math.log2(r + 2) for r, d in enumerate(ranking) if d in relevant)
-        ideal = sum(1 / math.log2(r + 2) for r in range(min(len(relevant), 10)))
-        total += dcg / ideal if ideal else 0.0
-    return total / len(queries)
+        rankings.append([docs[i] for i in np.argsort(-best)[:10]])
+    return score_rankings(rankings, queries)["ndcg_at_10"]
 
 
 def encode_rates(corpus: Path, n: int, rounds: int = 3) -> dict:

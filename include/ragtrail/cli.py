@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 
 from ragtrail import settings as rt_settings
-from ragtrail.shell import stdout_to_stderr, table
+from ragtrail.shell import print_summary, stdout_to_stderr, table
 from ragtrail.spec import add_cli_flags, conf_from_args
 
 
@@ -85,42 +85,6 @@ def _read_summary(dag_id: str, run_id: str) -> dict | None:
         return XComModel.deserialize_value(row) if row is not None else None
 
 
-def _quality(summary: dict) -> str:
-    """One line on the evaluation and the gate's verdict."""
-    ev = summary.get("eval") or {}
-    score = (f"nDCG@10 {ev['ndcg_at_10']:.3f}, recall@10 {ev['recall_at_10']:.3f}, "
-             f"p95 {ev['latency_p95_ms']:.0f} ms; " if ev else "")
-    live = "live" if summary.get("promoted") else "not live"
-    if summary.get("promoted_worse"):
-        live = "live although WORSE than the version it replaced"
-    return f"{score}{live} ({summary.get('gate') or '-'}: {summary.get('gate_reason') or '-'})"
-
-
-def _print_summary(summary: dict, out) -> None:
-    s = rt_settings.load()
-    lines = [
-        f"status      {summary.get('status')}",
-        f"product     {summary.get('product')} (version {summary.get('version')})",
-        f"documents   {summary.get('docs', 0)} indexed, {summary.get('docs_failed', 0)} quarantined",
-        f"chunks      {summary.get('chunks', 0)}",
-        f"vectors     {summary.get('vectors', 0)} in collection {summary.get('collection')}",
-        f"quality     {_quality(summary)}",
-        f"wall time   {summary.get('duration_s')} s",
-        f"parent run  {summary.get('parent_run_id') or '- (tracking off)'}",
-    ]
-    trail = summary.get("trail") or {}
-    if trail.get("complete") is False:
-        gaps = ", ".join(trail.get("missing_runs") or []) or "-"
-        lines.append(f"trail       INCOMPLETE: no MLflow run for {gaps}; closed late: "
-                     f"{', '.join(trail.get('closed_runs') or []) or '-'}; {trail.get('error') or ''}".rstrip("; "))
-    for reason in summary.get("reasons") or []:
-        lines.append(f"problem     {reason}")
-    if summary.get("parent_run_id"):
-        lines += ["", "Open the trail in the MLflow UI:", f"  {s.mlflow_server_command}",
-                  f"  then {summary.get('mlflow_url')}"]
-    print("\n".join(lines), file=out)
-
-
 def cmd_ingest(args) -> int:
     from ragtrail.console import quiet_terminal
 
@@ -135,7 +99,7 @@ def cmd_ingest(args) -> int:
         if args.json:
             out.write(json.dumps(summary, default=str) + "\n")
         else:
-            _print_summary(summary, out)
+            print_summary(summary, out)
         out.flush()
     ok = summary.get("status") == "FINISHED"
     if not ok:

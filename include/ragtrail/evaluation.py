@@ -107,10 +107,28 @@ def percentile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def _means(rows: list[dict]) -> dict[str, float]:
+    """Each of :data:`METRICS` averaged over the judged rows (those with relevant documents)."""
+    judged = [r for r in rows if r["relevant"]]
+    return {m: sum(r[m] for r in judged) / len(judged) if judged else 0.0 for m in METRICS}
+
+
+def score_rankings(rankings: list[list[str]], queries: list[dict], k: int = K) -> dict[str, float]:
+    """Mean metrics of one ranked list of document ids per query (judged queries only), as a run reports
+    them: what the benchmarks score the bare encoders and the LangChain peer with.
+
+    Example::
+
+        score_rankings([["a", "x"], ["x", "b"]], [{"relevant": {"a": 1}}, {"relevant": {"b": 1}}])["mrr_at_10"]  # 0.75
+    """
+    return _means([{**score_query(ranked, q["relevant"], k), "relevant": q["relevant"]}
+                   for ranked, q in zip(rankings, queries, strict=True)])
+
+
 def summarize(rows: list[dict]) -> dict[str, float]:
     """The run's metrics from the per-query table: means of the judged queries, latency percentiles."""
     judged = [r for r in rows if r["relevant"]]
-    out = {m: sum(r[m] for r in judged) / len(judged) if judged else 0.0 for m in METRICS}
+    out = _means(rows)
     latencies = [r["latency_ms"] for r in rows]
     out.update(queries=len(rows), queries_judged=len(judged),
                latency_p50_ms=percentile(latencies, 50), latency_p95_ms=percentile(latencies, 95))

@@ -42,12 +42,26 @@ def html_to_markdown(html: str) -> str:
     """
     import warnings
 
-    from bs4 import BeautifulSoup, NavigableString, XMLParsedAsHTMLWarning
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
     with warnings.catch_warnings():  # XHTML (DocBook's output) is HTML enough for lxml's HTML parser
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
         soup = BeautifulSoup(html, "lxml")
     title = " ".join(soup.title.get_text(" ").split()) if soup.title else ""
+    _drop_boilerplate(soup)
+    _join_source_lines(soup)
+    first_heading = _mark_headings(soup)
+    _mark_blocks(soup)
+    body = (soup.body or soup).get_text("")
+    body = re.sub(r"[ \t]*\|[ \t]*\n", "\n", body)  # the last cell's separator
+    body = re.sub(r"^- *\n\s*", "- ", body, flags=re.M)  # an item whose text sits in its own block
+    if title and (first_heading is None or title.lower() not in first_heading.lower()):
+        body = f"# {title}\n\n{body}"
+    return body
+
+
+def _drop_boilerplate(soup) -> None:
+    """Remove navigation, headers, footers and the like: by tag, ARIA role and class."""
     for tag in soup(DROP_TAGS):
         tag.decompose()
     for tag in soup.find_all(attrs={"role": True}):
@@ -56,10 +70,21 @@ def html_to_markdown(html: str) -> str:
     for tag in soup.find_all(class_=DROP_CLASSES):
         if not tag.decomposed:
             tag.decompose()
-    # Line breaks in the HTML source mean nothing outside <pre>: a paragraph is one line.
+
+
+def _join_source_lines(soup) -> None:
+    """Line breaks in the HTML source mean nothing outside ``<pre>``: a paragraph is one line."""
+    from bs4 import NavigableString
+
     for node in soup.find_all(string=True):
         if type(node) is NavigableString and "\n" in node and node.find_parent("pre") is None:
             node.replace_with(NavigableString(_SPACE.sub(" ", str(node))))
+
+
+def _mark_headings(soup) -> str | None:
+    """Turn headings into ``#`` lines (empty ones go); returns the first heading's text."""
+    from bs4 import NavigableString
+
     first_heading = None
     for tag in soup.find_all(list(HEADINGS)):
         text = _text(tag)
@@ -68,20 +93,18 @@ def html_to_markdown(html: str) -> str:
             continue
         first_heading = first_heading or text
         tag.replace_with(NavigableString(f"\n\n{'#' * HEADINGS[tag.name]} {text}\n\n"))
+    return first_heading
+
+
+def _mark_blocks(soup) -> None:
+    """List items become ``- `` lines, cells end in `` | ``, blocks start and end lines."""
+    from bs4 import NavigableString
+
     for tag in soup.find_all("li"):
         tag.insert(0, NavigableString("\n- "))
         tag.append(NavigableString("\n"))
     for tag in soup.find_all(["td", "th"]):
         tag.append(NavigableString(" | "))
     for tag in soup.find_all(BLOCKS):
-        if tag.name == "pre":  # keep code lines as they are
-            tag.insert(0, NavigableString("\n\n"))
-        else:
-            tag.insert(0, NavigableString("\n"))
+        tag.insert(0, NavigableString("\n\n" if tag.name == "pre" else "\n"))  # keep code lines as they are
         tag.append(NavigableString("\n\n" if tag.name in {"p", "pre", "table", "ul", "ol", "dl", "blockquote"} else "\n"))
-    body = (soup.body or soup).get_text("")
-    body = re.sub(r"[ \t]*\|[ \t]*\n", "\n", body)  # the last cell's separator
-    body = re.sub(r"^- *\n\s*", "- ", body, flags=re.M)  # an item whose text sits in its own block
-    if title and (first_heading is None or title.lower() not in first_heading.lower()):
-        body = f"# {title}\n\n{body}"
-    return body

@@ -70,7 +70,6 @@ def index_run(
     Returns:
         ``{"collection", "alias", "vectors", "upserted", "deleted", "published"}``.
     """
-    import numpy as np
     import pyarrow.parquet as pq
 
     rec = recorder or Recorder()
@@ -80,11 +79,6 @@ def index_run(
     where, mats = _vector_lookup(embedded)
     dim = int(mats[0].shape[1]) if mats else None
     manifest_path = Path(workdir) / INDEX_MANIFEST_FILE
-    upserted = reused = 0
-    written_docs: set[str] = set()
-    skipped_docs: set[str] = set()
-    new_ids: set[str] = set()
-    t_upsert = 0.0
     with open_store(location) as store, manifest_path.open("w") as manifest:
         if dim is None and store.exists(name):
             dim = store.dimension(name)
@@ -92,91 +86,127 @@ def index_run(
             ensure_collection(store, name, dim, {**config, "product": product, "version": version,
                                                   "built_at": time.time()})
         failpoint("index.start", workdir)
-        pending: list = []
-        calls = 0
         progress = Progress("index", sum(pq.ParquetFile(p).metadata.num_rows for p in chunk_paths), "points",
                             recorder=rec)
-
-        def flush():
-            nonlocal upserted, t_upsert, calls
-            if pending:
-                t0 = time.perf_counter()
-                store.upsert(name, list(pending))
-                t_upsert += time.perf_counter() - t0
-                upserted += len(pending)
-                calls += 1
-                progress.update(len(pending), upsert_s=time.perf_counter() - t0)
-                pending.clear()
-                failpoint(f"index.after_upsert_{calls}", workdir)
-
+        upserts = _Upserts(store, name, workdir, progress)
+        writer = _DocWriter(store, name, where, mats, upserts, manifest,
+                            {"product": product, "version": version, "ingest_run_id": run_id})
         for path in chunk_paths:
-            table = pq.read_table(path)
-            rows = table.to_pylist()
-            by_doc: dict[str, list[dict]] = {}
-            for r in rows:
-                by_doc.setdefault(r["doc_id"], []).append(r)
-            # Texts the index already holds were not embedded again: take their vectors from the
-            # collection as it is now (not from the plan's snapshot, which a killed try may have outdated).
-            need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in where})
-            held_vectors = vectors_by_hash(store, name, need) if need and store.exists(name) else {}
-            for doc_id, chunks in by_doc.items():
-                vectors = []
-                for r in chunks:
-                    if r["chunk_hash"] in where:
-                        m, row = where[r["chunk_hash"]]
-                        vectors.append(np.asarray(mats[m][row]).tolist())
-                    elif r["chunk_hash"] in held_vectors:
-                        vectors.append(list(held_vectors[r["chunk_hash"]]))
-                        reused += 1
-                    else:
-                        vectors.append(None)
-                if any(v is None for v in vectors):
-                    skipped_docs.add(doc_id)
-                    continue
-                written_docs.add(doc_id)
-                for r, vec in zip(chunks, vectors, strict=True):
-                    new_ids.add(r["point_id"])
-                    pending.append(Point(id=r["point_id"], vector=vec, payload={
-                        "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],
-                        "n_chunks": r["n_chunks"], "chunk_hash": r["chunk_hash"], "text": r["text"],
-                        "n_tokens": r["n_tokens"], "source": r["uri"], "product": product, "version": version,
-                        "ingest_run_id": run_id,
-                        **({"metadata": json.loads(r["metadata"])} if r.get("metadata") else {})}))
-                    if len(pending) >= UPSERT_BATCH:
-                        flush()
-                manifest.write(json.dumps({"doc_id": doc_id, "chunks": [
-                    {"chunk_index": r["chunk_index"], "point_id": r["point_id"]} for r in chunks]}) + "\n")
-        flush()
-        if skipped_docs and not written_docs:
-            raise RuntimeError(f"none of the {len(skipped_docs)} changed documents has all its vectors "
+            writer.write_file(path)
+        upserts.flush()
+        if writer.skipped and not writer.written:
+            raise RuntimeError(f"none of the {len(writer.skipped)} changed documents has all its vectors "
                                "(every embed batch failed): nothing to index")
         failpoint("index.before_delete", workdir)
-
-        stale: list = []
-        touched = sorted(written_docs | set(deleted_docs))
-        if touched and store.exists(name):
-            for i in range(0, len(touched), 1000):
-                stale += [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", touched[i : i + 1000]))
-                          if str(p.id) not in new_ids]
-            store.delete(name, stale)
+        stale = _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
         failpoint("index.before_alias", workdir)
-
-        exists = store.exists(name)
-        published = bool(promote_alias and exists)
-        if published:
-            store.point_alias(product, name)
-            dropped = prune_versions(store, product, keep_versions)
-        else:
-            dropped = []
-        vectors_total = store.count(name) if exists else 0
+        published, dropped = _publish(store, product, name, promote_alias, keep_versions)
+        vectors_total = store.count(name) if store.exists(name) else 0
         live = store.alias_target(product)
     failpoint("index.end", workdir)
     progress.finish(deleted=len(stale), in_collection=vectors_total)
-    rec.metric(vector_count=vectors_total, points_upserted=upserted, vectors_added=upserted,
-               vectors_deleted=len(stale), vectors_reused=reused, docs_written=len(written_docs),
-               docs_skipped=len(skipped_docs), upsert_seconds=t_upsert, versions_pruned=len(dropped),
-               upserts_per_second=upserted / t_upsert if t_upsert else 0.0)
+    rec.metric(vector_count=vectors_total, points_upserted=upserts.count, vectors_added=upserts.count,
+               vectors_deleted=len(stale), vectors_reused=writer.reused, docs_written=len(writer.written),
+               docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds, versions_pruned=len(dropped),
+               upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{"ragtrail.live_collection": live or "-"})
     rec.artifact(manifest_path, "index")
-    return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserted,
-            "deleted": len(stale), "published": published, "live": live, "docs_skipped": len(skipped_docs)}
+    return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
+            "deleted": len(stale), "published": published, "live": live, "docs_skipped": len(writer.skipped)}
+
+
+class _Upserts:
+    """Points upserted in batches of :data:`UPSERT_BATCH`, timed and counted; a failpoint after each call."""
+
+    def __init__(self, store, name: str, workdir, progress: Progress):
+        self.store, self.name, self.workdir, self.progress = store, name, workdir, progress
+        self.pending: list[Point] = []
+        self.count, self.calls, self.seconds = 0, 0, 0.0
+
+    def add(self, point: Point) -> None:
+        self.pending.append(point)
+        if len(self.pending) >= UPSERT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        t0 = time.perf_counter()
+        self.store.upsert(self.name, list(self.pending))
+        self.seconds += time.perf_counter() - t0
+        self.count += len(self.pending)
+        self.calls += 1
+        self.progress.update(len(self.pending), upsert_s=time.perf_counter() - t0)
+        self.pending.clear()
+        failpoint(f"index.after_upsert_{self.calls}", self.workdir)
+
+
+class _DocWriter:
+    """Turn chunk files into points, a document whole or not at all, and note each in the index manifest."""
+
+    def __init__(self, store, name: str, where: dict, mats: list, upserts: _Upserts, manifest, stamp: dict):
+        self.store, self.name, self.where, self.mats = store, name, where, mats
+        self.upserts, self.manifest, self.stamp = upserts, manifest, stamp
+        self.written: set[str] = set()
+        self.skipped: set[str] = set()
+        self.new_ids: set[str] = set()
+        self.reused = 0
+
+    def write_file(self, path: str) -> None:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+        by_doc: dict[str, list[dict]] = {}
+        for r in rows:
+            by_doc.setdefault(r["doc_id"], []).append(r)
+        # Texts the index already holds were not embedded again: take their vectors from the
+        # collection as it is now (not from the plan's snapshot, which a killed try may have outdated).
+        need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in self.where})
+        held = vectors_by_hash(self.store, self.name, need) if need and self.store.exists(self.name) else {}
+        for doc_id, chunks in by_doc.items():
+            vectors = [self._vector(r["chunk_hash"], held) for r in chunks]
+            self.reused += sum(r["chunk_hash"] not in self.where and r["chunk_hash"] in held for r in chunks)
+            if any(v is None for v in vectors):
+                self.skipped.add(doc_id)
+                continue
+            self._write_doc(doc_id, chunks, vectors)
+
+    def _vector(self, chunk_hash: str, held: dict) -> list | None:
+        """The newly embedded vector of a text, else the one the collection holds, else ``None``."""
+        import numpy as np
+
+        if chunk_hash in self.where:
+            m, row = self.where[chunk_hash]
+            return np.asarray(self.mats[m][row]).tolist()
+        return list(held[chunk_hash]) if chunk_hash in held else None
+
+    def _write_doc(self, doc_id: str, chunks: list[dict], vectors: list[list]) -> None:
+        self.written.add(doc_id)
+        for r, vec in zip(chunks, vectors, strict=True):
+            self.new_ids.add(r["point_id"])
+            self.upserts.add(Point(id=r["point_id"], vector=vec, payload={
+                "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],
+                "n_chunks": r["n_chunks"], "chunk_hash": r["chunk_hash"], "text": r["text"],
+                "n_tokens": r["n_tokens"], "source": r["uri"], **self.stamp,
+                **({"metadata": json.loads(r["metadata"])} if r.get("metadata") else {})}))
+        self.manifest.write(json.dumps({"doc_id": doc_id, "chunks": [
+            {"chunk_index": r["chunk_index"], "point_id": r["point_id"]} for r in chunks]}) + "\n")
+
+
+def _delete_stale(store, name: str, touched: list[str], new_ids: set[str]) -> list:
+    """Delete the points of the touched documents that this run did not write; returns their ids."""
+    stale: list = []
+    if touched and store.exists(name):
+        for i in range(0, len(touched), 1000):
+            stale += [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", touched[i : i + 1000]))
+                      if str(p.id) not in new_ids]
+        store.delete(name, stale)
+    return stale
+
+
+def _publish(store, product: str, name: str, promote_alias: bool, keep_versions: int) -> tuple[bool, list]:
+    """Point the product's alias at the collection (if asked and it exists); prune old versions."""
+    if not (promote_alias and store.exists(name)):
+        return False, []
+    store.point_alias(product, name)
+    return True, prune_versions(store, product, keep_versions)

@@ -170,7 +170,6 @@ def ingest_source(
 
         ingest_source("s3://my-bucket/handbook", "/tmp/work", table=TableSpec(text_column="body"))
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rec = recorder or Recorder()
@@ -185,64 +184,23 @@ def ingest_source(
               metadata_columns="*" if table.metadata_columns is None else ",".join(table.metadata_columns),
               pdf_timeout_s=pdf_timeout_s, pdf_max_memory_mb=pdf_max_memory_mb)
 
-    seen = parsed = 0
     stats: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
     skipped: Counter[str] = Counter()  # passed over on purpose: hidden entries, folder markers…
     (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
-    digest = hashlib.sha256()
-    rows: list[dict] = []
     progress = Progress("ingest", None, "documents", recorder=rec)  # a listing's length is unknown up front
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             SandboxedParser(pdf_timeout_s, pdf_max_memory_mb) as pdf:
-
-        def flush() -> None:
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                rows.clear()
-
-        def record(item: SourceItem, base: dict, out: Parsed | ParseError) -> None:
-            nonlocal seen, parsed
-            seen += 1
-            entry = {**base, "status": "indexed", "reason": None}
-            if out.key is not None:  # a table row
-                entry.update(doc_id=f"{item.doc_id}#{out.key}", uri=f"{item.uri}#{quote(out.key, safe='')}")
-            if isinstance(out, ParseError):
-                entry.update(status="quarantined", reason=out.reason, message=out.message)
-                reasons[out.reason] += 1
-                quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
-            else:
-                parsed += 1
-                entry.update(type=out.doc_type, parser=out.parser, encoding=out.encoding)
-                meta = json.dumps(out.metadata, ensure_ascii=False, sort_keys=True, default=str) \
-                    if out.metadata else None
-                rows.append({"doc_id": entry["doc_id"], "uri": entry["uri"], "text": out.text,
-                             "doc_type": out.doc_type, "parser": out.parser, "sha256": entry["sha256"],
-                             "content_hash": content_hash(out.text), "bytes": entry["bytes"],
-                             "metadata": meta})
-                if len(rows) >= _BATCH:
-                    flush()
-            progress.update(1)
-            digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
-            manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
+        tally = _Tally(writer, schema, manifest, quarantine, progress)
         for item in iter_source(source, s3_client=s3_client, skipped=skipped):
-            outcomes = _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table, pdf=pdf)
-            while True:
-                try:
-                    base, out = next(outcomes)
-                except StopIteration:
-                    break
-                except Exception as err:  # an input no parser foresaw costs this file, never the run
-                    record(item, _base(item), ParseError(
-                        "parse_crashed", f"reading the file failed: {type(err).__name__}: {err}"[:500]))
-                    break
-                record(item, base, out)
-        flush()
+            _read_item(item, _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table, pdf=pdf),
+                       tally)
+        tally.flush()
     if scratch.is_dir() and not any(scratch.iterdir()):
         scratch.rmdir()
 
+    seen, parsed, reasons = tally.seen, tally.parsed, tally.reasons
+    digest = tally.digest.hexdigest()[:16]
     failed = seen - parsed
     rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
@@ -251,10 +209,68 @@ def ingest_source(
     rec.artifact(manifest_path, "ingest")
     if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")
-    rec.dataset(name="source", source=source, digest=digest.hexdigest()[:16],
+    rec.dataset(name="source", source=source, digest=digest,
                 profile={"docs_seen": seen, "docs_parsed": parsed, "docs_failed": failed,
                          "bytes_in": stats["bytes_in"]})
     if parsed == 0:
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "the source is empty"
         raise NoUsableDocuments(f"no usable documents in {source}: {seen} found ({why})")
-    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest.hexdigest()[:16]}
+    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest}
+
+
+def _read_item(item: SourceItem, outcomes: Iterator[tuple[dict, Parsed | ParseError]], tally: _Tally) -> None:
+    """Record every document of one source item; an input no parser foresaw costs this file, never the run."""
+    while True:
+        try:
+            base, out = next(outcomes)
+        except StopIteration:
+            return
+        except Exception as err:
+            tally.record(item, _base(item), ParseError(
+                "parse_crashed", f"reading the file failed: {type(err).__name__}: {err}"[:500]))
+            return
+        tally.record(item, base, out)
+
+
+class _Tally:
+    """Where each document's outcome goes: a docs.parquet row or a quarantine entry, and a manifest line."""
+
+    def __init__(self, writer, schema, manifest, quarantine: _JsonArrayWriter, progress: Progress):
+        self.writer, self.schema, self.manifest, self.quarantine = writer, schema, manifest, quarantine
+        self.progress = progress
+        self.seen = self.parsed = 0
+        self.reasons: Counter[str] = Counter()
+        self.digest = hashlib.sha256()
+        self.rows: list[dict] = []
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows.clear()
+
+    def record(self, item: SourceItem, base: dict, out: Parsed | ParseError) -> None:
+        self.seen += 1
+        entry = {**base, "status": "indexed", "reason": None}
+        if out.key is not None:  # a table row
+            entry.update(doc_id=f"{item.doc_id}#{out.key}", uri=f"{item.uri}#{quote(out.key, safe='')}")
+        if isinstance(out, ParseError):
+            entry.update(status="quarantined", reason=out.reason, message=out.message)
+            self.reasons[out.reason] += 1
+            self.quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
+        else:
+            self._add_row(entry, out)
+        self.progress.update(1)
+        self.digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
+        self.manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def _add_row(self, entry: dict, out: Parsed) -> None:
+        self.parsed += 1
+        entry.update(type=out.doc_type, parser=out.parser, encoding=out.encoding)
+        meta = json.dumps(out.metadata, ensure_ascii=False, sort_keys=True, default=str) if out.metadata else None
+        self.rows.append({"doc_id": entry["doc_id"], "uri": entry["uri"], "text": out.text,
+                          "doc_type": out.doc_type, "parser": out.parser, "sha256": entry["sha256"],
+                          "content_hash": content_hash(out.text), "bytes": entry["bytes"], "metadata": meta})
+        if len(self.rows) >= _BATCH:
+            self.flush()

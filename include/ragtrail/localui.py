@@ -32,7 +32,6 @@ from pathlib import Path
 from ragtrail.settings import load as load_settings
 
 HOST = "127.0.0.1"
-COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
 
 
 def _state_file() -> Path:

@@ -124,37 +124,47 @@ def docx_text(path: str) -> str:
 def pptx_text(path: str) -> str:
     """Per slide: its title as ``#``, body text (placeholders' paragraphs as ``-`` items), tables, notes."""
     from pptx import Presentation
+
+    out: list[str] = []
+    for number, slide in enumerate(Presentation(path).slides, 1):
+        out += _slide_lines(slide, number)
+    return "\n".join(out)
+
+
+def _slide_lines(slide, number: int) -> list[str]:
+    title_shape = slide.shapes.title
+    title = title_shape.text_frame.text.strip() if title_shape is not None else ""
+    out = [f"# {title}" if title else f"# Slide {number}", ""]
+    for shape in _shapes_of(slide.shapes):
+        if title_shape is None or shape.shape_id != title_shape.shape_id:
+            out += _shape_lines(shape)
+    if slide.has_notes_slide:
+        notes = slide.notes_slide.notes_text_frame
+        if notes is not None and notes.text.strip():
+            out += ["Notes: " + notes.text.strip(), ""]
+    return out
+
+
+def _shapes_of(shapes):
+    """The shapes of a slide, groups opened."""
     from pptx.enum.shapes import MSO_SHAPE_TYPE
 
-    prs = Presentation(path)
-    out: list[str] = []
+    for shape in shapes:
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+            yield from _shapes_of(shape.shapes)
+        else:
+            yield shape
 
-    def shapes_of(shapes):
-        for shape in shapes:
-            if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
-                yield from shapes_of(shape.shapes)
-            else:
-                yield shape
 
-    for number, slide in enumerate(prs.slides, 1):
-        title_shape = slide.shapes.title
-        title = title_shape.text_frame.text.strip() if title_shape is not None else ""
-        out += [f"# {title}" if title else f"# Slide {number}", ""]
-        for shape in shapes_of(slide.shapes):
-            if title_shape is not None and shape.shape_id == title_shape.shape_id:
-                continue
-            if getattr(shape, "has_table", False) and shape.has_table:
-                out.extend(_table_lines([c.text for c in row.cells] for row in shape.table.rows))
-                out.append("")
-            elif shape.has_text_frame:
-                bullets = shape.is_placeholder
-                for para in shape.text_frame.paragraphs:
-                    text = "".join(run.text for run in para.runs).strip() or para.text.strip()
-                    if text:
-                        out.append("  " * para.level + f"- {text}" if bullets else text)
-                out.append("")
-        if slide.has_notes_slide:
-            notes = slide.notes_slide.notes_text_frame
-            if notes is not None and notes.text.strip():
-                out += ["Notes: " + notes.text.strip(), ""]
-    return "\n".join(out)
+def _shape_lines(shape) -> list[str]:
+    """A table's rows, or a text frame's paragraphs (a placeholder's as ``-`` items), then a blank line."""
+    if getattr(shape, "has_table", False) and shape.has_table:
+        return [*_table_lines([c.text for c in row.cells] for row in shape.table.rows), ""]
+    if not shape.has_text_frame:
+        return []
+    out = []
+    for para in shape.text_frame.paragraphs:
+        text = "".join(run.text for run in para.runs).strip() or para.text.strip()
+        if text:
+            out.append("  " * para.level + f"- {text}" if shape.is_placeholder else text)
+    return [*out, ""]

@@ -6,28 +6,40 @@ bomb limits tripped), plus the sandbox's ``parse_timeout``, ``parse_memory_limit
 
 Example::
 
-    with PdfExtractor(timeout_s=30) as pdf:
-        text = pdf.extract(Path("report.pdf")).text
+    with SandboxedParser(timeout_s=30) as sandbox:  # ragtrail.sandbox
+        text = sandbox.parse(Path("report.pdf"), "pdf").text
 """
 
 from __future__ import annotations
 
-from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
-
-# The sandbox was the PDF worker first; it parses Office files too now.
-PdfExtractor = SandboxedParser
-__all__ = ["DEFAULT_MAX_MEMORY_MB", "DEFAULT_TIMEOUT_S", "PdfExtractor", "extract_in_child"]
-
 
 def extract_in_child(path: str) -> dict:
     """Runs in the sandbox child: the text of one PDF or a reason (see the module docstring)."""
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
-
     with open(path, "rb") as fh:
         head = fh.read(1024)
     if b"%PDF-" not in head:
         return {"reason": "corrupt_pdf", "message": "no %PDF- header: not a PDF file"}
+    opened = _open(path)
+    if isinstance(opened, dict):
+        return opened
+    reader, n_pages = opened
+    if n_pages == 0:
+        return {"reason": "corrupt_pdf", "message": "the PDF has no pages"}
+    texts = _page_texts(reader, n_pages)
+    if isinstance(texts, dict):
+        return texts
+    text = "\n\n".join(t for t in texts if t)
+    if not text:
+        return {"reason": "no_text_layer", "message": f"{n_pages} page(s) without a text layer (a scan? OCR is not done)"}
+    # Lone surrogates from broken font maps cannot be stored as UTF-8.
+    return {"text": text.encode("utf-8", "replace").decode("utf-8"), "pages": n_pages, "parser": "pypdf"}
+
+
+def _open(path: str) -> tuple | dict:
+    """``(reader, number of pages)`` (decrypted with the empty password if need be), or a reason."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
+
     try:
         reader = PdfReader(path)
         if reader.is_encrypted:
@@ -46,8 +58,13 @@ def extract_in_child(path: str) -> dict:
         raise
     except Exception as err:
         return {"reason": "corrupt_pdf", "message": f"{type(err).__name__}: {err}"[:500]}
-    if n_pages == 0:
-        return {"reason": "corrupt_pdf", "message": "the PDF has no pages"}
+    return reader, n_pages
+
+
+def _page_texts(reader, n_pages: int) -> list[str] | dict:
+    """Each page's text; a reason when pypdf refuses a page or no page can be read."""
+    from pypdf.errors import LimitReachedError
+
     texts, failures, last_error = [], 0, ""
     for page in reader.pages:
         try:
@@ -61,8 +78,4 @@ def extract_in_child(path: str) -> dict:
             last_error = f"{type(err).__name__}: {err}"[:300]
     if failures == n_pages:
         return {"reason": "corrupt_pdf", "message": f"none of {n_pages} pages could be read ({last_error})"}
-    text = "\n\n".join(t for t in texts if t)
-    if not text:
-        return {"reason": "no_text_layer", "message": f"{n_pages} page(s) without a text layer (a scan? OCR is not done)"}
-    # Lone surrogates from broken font maps cannot be stored as UTF-8.
-    return {"text": text.encode("utf-8", "replace").decode("utf-8"), "pages": n_pages, "parser": "pypdf"}
+    return texts

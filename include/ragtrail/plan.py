@@ -8,6 +8,7 @@ added and updated documents go on to chunking, in batches that the chunk and emb
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from ragtrail.recorder import Recorder
@@ -83,50 +84,17 @@ def plan_sync(
     check_config(meta, config, collection)
     rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, collection=collection)
 
-    added = updated = unchanged = 0
+    counts: Counter[str] = Counter()
     seen: set[str] = set()
-    batches: list[dict] = []
-    parquet = pq.ParquetFile(docs_path)
-    writer, rows_in_batch = None, 0
-
-    def close_batch():
-        nonlocal writer, rows_in_batch
-        if writer is not None:
-            writer.close()
-            batches[-1]["docs"] = rows_in_batch
-        writer, rows_in_batch = None, 0
-
-    for rb in parquet.iter_batches(batch_size=512):
+    splitter = _Batches(batch_dir, docs_per_batch)
+    for rb in pq.ParquetFile(docs_path).iter_batches(batch_size=512):
         table = pa.Table.from_batches([rb])
-        keep = []
-        for i, (doc_id, h) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("content_hash").to_pylist(),
-                                            strict=True)):
-            seen.add(doc_id)
-            old = existing.get(doc_id)
-            if old is None:
-                added += 1
-            elif old["hash"] == h and not old["mixed"] and old["points"] == old["n_chunks"]:
-                unchanged += 1
-                continue
-            else:
-                updated += 1
-            keep.append(i)
-        if not keep:
-            continue
-        part = table.take(keep)
-        start = 0
-        while start < part.num_rows:
-            if writer is None:
-                path = batch_dir / f"docs_{len(batches):05d}.parquet"
-                batches.append({"batch": len(batches), "docs_path": str(path), "docs": 0})
-                writer = pq.ParquetWriter(path, part.schema)
-            take = min(docs_per_batch - rows_in_batch, part.num_rows - start)
-            writer.write_table(part.slice(start, take))
-            rows_in_batch += take
-            start += take
-            if rows_in_batch >= docs_per_batch:
-                close_batch()
-    close_batch()
+        keep = _changed_rows(table, existing, seen, counts)
+        if keep:
+            splitter.write(table.take(keep))
+    splitter.close()
+    batches = splitter.done
+    added, updated, unchanged = counts["added"], counts["updated"], counts["unchanged"]
 
     missing = sorted(set(existing) - seen)
     deleted = missing if sync_mode == "full" else []
@@ -145,6 +113,55 @@ def plan_sync(
     tmp.write_text(json.dumps(result))
     tmp.replace(workdir / PLAN_FILE)  # written last: its presence means the plan is complete
     return result
+
+
+def _changed_rows(table, existing: dict[str, dict], seen: set[str], counts: Counter[str]) -> list[int]:
+    """Rows of ``table`` whose document is added or updated; counts every row's verdict, notes its doc_id."""
+    keep = []
+    for i, (doc_id, h) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("content_hash").to_pylist(),
+                                        strict=True)):
+        seen.add(doc_id)
+        old = existing.get(doc_id)
+        if old is None:
+            counts["added"] += 1
+        elif old["hash"] == h and not old["mixed"] and old["points"] == old["n_chunks"]:
+            counts["unchanged"] += 1
+            continue
+        else:
+            counts["updated"] += 1
+        keep.append(i)
+    return keep
+
+
+class _Batches:
+    """Cut a stream of tables into parquet files of ``docs_per_batch`` rows: one per mapped chunk/embed task."""
+
+    def __init__(self, batch_dir: Path, docs_per_batch: int):
+        self.batch_dir, self.docs_per_batch = batch_dir, docs_per_batch
+        self.done: list[dict] = []
+        self.writer, self.rows = None, 0
+
+    def write(self, part) -> None:
+        import pyarrow.parquet as pq
+
+        start = 0
+        while start < part.num_rows:
+            if self.writer is None:
+                path = self.batch_dir / f"docs_{len(self.done):05d}.parquet"
+                self.done.append({"batch": len(self.done), "docs_path": str(path), "docs": 0})
+                self.writer = pq.ParquetWriter(path, part.schema)
+            take = min(self.docs_per_batch - self.rows, part.num_rows - start)
+            self.writer.write_table(part.slice(start, take))
+            self.rows += take
+            start += take
+            if self.rows >= self.docs_per_batch:
+                self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.done[-1]["docs"] = self.rows
+        self.writer, self.rows = None, 0
 
 
 def read_plan(workdir: str | Path) -> dict:

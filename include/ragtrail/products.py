@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -64,9 +64,6 @@ class Product:
         """The ``rag_ingest`` run configuration (DAG params) this product builds with."""
         return {"source": self.source, "product": self.name, "version": self.version, **self.settings}
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # Where run-spec rows sit in a products entry: "chunking.chunk_size" -> {"chunking": {"chunk_size"}}.
 _PATHS = {f.products: f for f in FIELDS if f.products and f.name not in ("source", "version")}
@@ -113,31 +110,49 @@ def _product(entry: Any, where: str, base: Path) -> Product:
     if not isinstance(name, str) or not _NAME.match(name) or "__" in name:
         raise ProductsFileError(f"{where}: name must match {NAME_PATTERN} without '__', got {name!r}")
     where = f"{where} ({name})"
+    pid, source = _id(entry, name, where), _source(entry, where, base)  # checked in this order
+    schedule = entry.get("schedule")
+    if schedule is not None and not isinstance(schedule, str):
+        raise ProductsFileError(f"{where}: schedule must be a cron expression, a preset or null")
+    version, settings = _version(entry, where), _settings(entry, where)
+    return Product(id=pid, name=name, source=source, schedule=schedule, version=version,
+                   artifact_location=_artifacts(entry, where, base),
+                   description=str(entry.get("description") or ""), settings=settings)
+
+
+def _id(entry: dict, name: str, where: str) -> str:
+    """The entry's ``id``, else the id derived from its name."""
     pid = entry.get("id")
     if pid is None:
         pid = adhoc_id(name)
     if not isinstance(pid, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{7,63}", pid):
         raise ProductsFileError(f"{where}: id must be 8-64 letters, digits, '_', '-', '.' (a UUID is best)")
+    return pid
+
+
+def _source(entry: dict, where: str, base: Path) -> str:
+    """The required ``source``; a relative folder is relative to the products file."""
     source = entry.get("source")
     if not isinstance(source, str) or not source.strip():
         raise ProductsFileError(f"{where}: source is required (a folder, file:// or s3:// URI)")
-    if "://" not in source:  # a relative folder is relative to the products file
-        source = str((base / Path(source).expanduser()).resolve())
-    schedule = entry.get("schedule")
-    if schedule is not None and not isinstance(schedule, str):
-        raise ProductsFileError(f"{where}: schedule must be a cron expression, a preset or null")
+    return source if "://" in source else str((base / Path(source).expanduser()).resolve())
+
+
+def _version(entry: dict, where: str) -> str:
     version = str(entry.get("version", "v1"))
     if not _NAME.match(version) or "__" in version:
         raise ProductsFileError(f"{where}: version must match {NAME_PATTERN} without '__'")
-    settings = _settings(entry, where)
+    return version
+
+
+def _artifacts(entry: dict, where: str, base: Path) -> str | None:
+    """The optional ``artifact_location``; a relative folder is relative to the products file."""
     artifacts = entry.get("artifact_location")
-    if artifacts is not None and (not isinstance(artifacts, str) or not artifacts.strip()):
+    if artifacts is None:
+        return None
+    if not isinstance(artifacts, str) or not artifacts.strip():
         raise ProductsFileError(f"{where}: artifact_location must be a path or s3:// URI")
-    if artifacts is not None and "://" not in artifacts:
-        artifacts = str((base / Path(artifacts).expanduser()).resolve())
-    return Product(id=pid, name=name, source=source, schedule=schedule, version=version,
-                   artifact_location=artifacts, description=str(entry.get("description") or ""),
-                   settings=settings)
+    return artifacts if "://" in artifacts else str((base / Path(artifacts).expanduser()).resolve())
 
 
 @lru_cache(maxsize=8)

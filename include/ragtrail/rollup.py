@@ -81,19 +81,30 @@ def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("ind
                if u not in consequence]
     if consequence:
         reasons.append("not run because of the failure above: " + ", ".join(u.label for u in consequence))
-    if not units:
-        status, reasons = FAILED, ["no task ran"]
-    elif not bad and not consequence:
-        status = FINISHED
-    elif published and all(u.ok and u.state.upper() != "SKIPPED" for u in published):
-        status = PARTIAL
-    else:
-        status = FAILED
-        if not published:
-            reasons.append("index: never ran")
+    status, reasons = _status(units, bad, consequence, published, reasons)
     if held_back and status != FAILED:
         status = PARTIAL
         reasons.append(f"evaluate: not promoted ({held_back})")
+    metrics = _summed_metrics(units)
+    metrics["tasks_total"] = len(units)
+    metrics["tasks_failed"] = len(bad)
+    return Rollup(status=status, reasons=reasons, metrics=metrics)
+
+
+def _status(units: list[Unit], bad: list[Unit], consequence: list[Unit], published: list[Unit],
+            reasons: list[str]) -> tuple[str, list[str]]:
+    """The status before the gate's verdict, and the reasons (extended by a never-run index)."""
+    if not units:
+        return FAILED, ["no task ran"]
+    if not bad and not consequence:
+        return FINISHED, reasons
+    if published and all(u.ok and u.state.upper() != "SKIPPED" for u in published):
+        return PARTIAL, reasons
+    return FAILED, reasons if published else [*reasons, "index: never ran"]
+
+
+def _summed_metrics(units: list[Unit]) -> dict[str, float]:
+    """The successful units' counts summed (:data:`SUMMED`), and the largest ``vector_count``."""
     metrics: dict[str, float] = {}
     for u in units:
         if not u.ok:
@@ -103,6 +114,4 @@ def rollup_status(units: Iterable[Unit], publishing_tasks: Iterable[str] = ("ind
                 metrics[key] = metrics.get(key, 0.0) + float(u.metrics[key])
         if "vector_count" in u.metrics:  # points in the collection: a level, not a sum
             metrics["vector_count"] = max(metrics.get("vector_count", 0.0), float(u.metrics["vector_count"]))
-    metrics["tasks_total"] = len(units)
-    metrics["tasks_failed"] = len(bad)
-    return Rollup(status=status, reasons=reasons, metrics=metrics)
+    return metrics

@@ -118,10 +118,6 @@ class SandboxedParser:
         line, self._buf = self._buf.split(b"\n", 1)
         return line
 
-    def extract(self, path: Path) -> Parsed:
-        """Text of one PDF file, or :class:`ParseError` (kept for callers of the PDF-only worker)."""
-        return self.parse(path, "pdf")
-
     def parse(self, path: Path, kind: str) -> Parsed:
         """Text of one file of ``kind`` (a key of :data:`HANDLERS`), or :class:`ParseError`."""
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()

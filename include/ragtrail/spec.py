@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from ragtrail.settings import (
@@ -270,8 +270,3 @@ def add_cli_flags(parser: argparse.ArgumentParser, required: tuple[str, ...] = (
 def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The run conf of parsed CLI flags: the flags that were given, nothing else."""
     return {r.name: getattr(args, r.name) for r in FIELDS if getattr(args, r.name, None) is not None}
-
-
-def config_fields(cls) -> list[str]:
-    """The field names of a config class (a test checks they are the spec's rows)."""
-    return [f.name for f in fields(cls)]

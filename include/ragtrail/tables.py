@@ -18,14 +18,11 @@ is one entry, ``<file>#<sheet>``); bad rows one by one (``empty``, ``missing_id`
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
+from ragtrail.cells import cell_text, plain
 from ragtrail.parsed import Parsed, ParseError, normalize_whitespace
 
 ID_CANDIDATES = ("id", "doc_id")
@@ -92,46 +89,6 @@ def resolve_columns(header: Iterable[str], spec: TableSpec) -> Columns:
     return Columns(id=id_col, text=spec.text_column, metadata=meta)
 
 
-def plain(value: Any) -> Any:
-    """A JSON-safe Python value for one cell: NaN/NA → None, numpy → Python, dates → ISO 8601."""
-    try:
-        if value is None or type(value).__name__ in ("NAType", "NaTType"):
-            return None
-        if isinstance(value, bool | str | int):
-            return value
-        if isinstance(value, float):
-            return None if math.isnan(value) or math.isinf(value) else value
-        if isinstance(value, datetime | date | time):
-            return value.isoformat()
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, bytes):
-            return value.decode("utf-8", errors="replace")
-        if isinstance(value, dict):
-            return {str(k): plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple | set):
-            return [plain(v) for v in value]
-        if hasattr(value, "tolist"):  # numpy scalars and arrays
-            return plain(value.tolist())
-        return str(value)
-    except Exception:  # a cell whose own __str__ fails must not fail the row
-        return None
-
-
-def cell_text(value: Any) -> str | None:
-    """A cell as text, the same whatever the file format: ``1``, ``1.0`` and ``"1"`` all give ``"1"``."""
-    value = plain(value)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return str(value).encode("utf-8", "replace").decode("utf-8")
-
-
 def row_document(record: dict, cols: Columns, row_number: int, doc_type: str) -> Parsed:
     """Map one row to a document, or raise :class:`ParseError` (with the row's key) for a bad row.
 
@@ -162,42 +119,60 @@ def iter_table(path: Path, doc_type: str, spec: TableSpec) -> Iterator[Parsed | 
 
     Never raises except ``OSError`` (a file that cannot be read at all is the caller's problem).
     """
-    seen: set[str] = set()
-    rows = 0
+    unique = _UniqueIds(None)  # counts the rows yielded, for the message of a table that breaks midway
     try:
         with open(path, "rb") as fh:
             head = fh.read(_HEAD_BYTES)
             whole = not fh.read(1)
         if not head.strip():
             raise ParseError("empty", "file is empty")
-        encoding = None
-        if doc_type in _TEXT_TABLES:  # BOM, UTF-8, then legacy code pages, as for text files
-            from ragtrail.encoding import DecodeError, stream_encoding
-
-            try:
-                encoding = stream_encoding(head, whole)
-            except DecodeError as err:
-                raise ParseError(err.reason, f"{err.message} (a text-table extension)") from None
-        for outcome in _READERS[doc_type](path, spec, doc_type, **({"encoding": encoding} if encoding else {})):
-            if isinstance(outcome, Parsed):
-                if encoding:
-                    outcome = replace(outcome, encoding=encoding)
-                if outcome.key in seen:
-                    outcome = ParseError("duplicate_id", f"id {outcome.key!r} appears more than once in the file",
-                                         key=f"{outcome.key}@row-{rows + 1}")
-                else:
-                    seen.add(outcome.key)
-            rows += 1
-            yield outcome
-        if rows == 0:
+        encoding = _text_encoding(head, whole) if doc_type in _TEXT_TABLES else None
+        outcomes = _READERS[doc_type](path, spec, doc_type, **({"encoding": encoding} if encoding else {}))
+        unique.encoding = encoding
+        yield from unique(outcomes)
+        if unique.rows == 0:
             raise ParseError("empty", "the table has no rows")
     except ParseError as err:
         yield err
     except OSError:
         raise
     except Exception as err:  # pandas/pyarrow/openpyxl on malformed input: any error class is possible
-        where = f" after row {rows}" if rows else ""
+        where = f" after row {unique.rows}" if unique.rows else ""
         yield ParseError("corrupt_table", f"cannot read the {doc_type} table{where}: {type(err).__name__}: {err}"[:500])
+
+
+def _text_encoding(head: bytes, whole: bool) -> str:
+    """A text table's encoding: BOM, UTF-8, then legacy code pages, as for text files."""
+    from ragtrail.encoding import DecodeError, stream_encoding
+
+    try:
+        return stream_encoding(head, whole)
+    except DecodeError as err:
+        raise ParseError(err.reason, f"{err.message} (a text-table extension)") from None
+
+
+class _UniqueIds:
+    """Pass rows on with the file's encoding; a repeated id becomes a ``duplicate_id`` error. Counts rows."""
+
+    def __init__(self, encoding: str | None):
+        self.encoding, self.rows = encoding, 0
+        self.seen: set[str] = set()
+
+    def __call__(self, outcomes: Iterable[Parsed | ParseError]) -> Iterator[Parsed | ParseError]:
+        for outcome in outcomes:
+            if isinstance(outcome, Parsed):
+                outcome = self._checked(outcome)
+            self.rows += 1
+            yield outcome
+
+    def _checked(self, row: Parsed) -> Parsed | ParseError:
+        if self.encoding:
+            row = replace(row, encoding=self.encoding)
+        if row.key in self.seen:
+            return ParseError("duplicate_id", f"id {row.key!r} appears more than once in the file",
+                              key=f"{row.key}@row-{self.rows + 1}")
+        self.seen.add(row.key)
+        return row
 
 
 def _rows(records: Iterable[dict], cols: Columns, start: int, doc_type: str) -> Iterator[Parsed | ParseError]:

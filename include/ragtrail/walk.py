@@ -74,71 +74,91 @@ def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
 
     Files of a folder come before its subfolders (like ``os.walk`` top-down).
     """
-    from ragtrail.sources import SourceItem
-
-    skipped = skipped if skipped is not None else Counter()
-    top = str(root)
-
-    def rel(path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file
-        return doc_id_of(path[len(top.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
-
-    def item(path: str, st: os.stat_result, real: str | None = None) -> SourceItem:
-        mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
-        return SourceItem(rel(path), Path(path).as_uri(), st.st_size, str(st.st_mtime_ns), Path(real or path),
-                          mtime=mtime)
-
-    def skip(path: str, reason: str, note: str) -> SourceItem:
-        return SourceItem(rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
-
+    walk = _Walk(str(root), skipped if skipped is not None else Counter())
     try:
-        st = os.stat(top)
+        st = os.stat(walk.top)
     except FileNotFoundError:
         raise FileNotFoundError(f"source folder does not exist: {root}") from None
     if not stat.S_ISDIR(st.st_mode):  # the source names one file
-        top = os.path.dirname(top)
-        yield item(str(root), st) if stat.S_ISREG(st.st_mode) else skip(
+        walk.top = os.path.dirname(walk.top)
+        yield walk.item(str(root), st) if stat.S_ISREG(st.st_mode) else walk.skip(
             str(root), "not_a_regular_file", f"{kind_of(st.st_mode)}, not a regular file")
         return
-    visited = {(st.st_dev, st.st_ino)}
-    stack = [top]
+    walk.visited.add((st.st_dev, st.st_ino))
+    stack = [walk.top]
     while stack:
-        folder = stack.pop()
+        subfolders: list[str] = []
+        yield from walk.folder(stack.pop(), subfolders)
+        stack.extend(reversed(subfolders))
+
+
+class _Walk:
+    """One walk under ``top``: the items it yields, the skips it counts, the real folders it has seen."""
+
+    def __init__(self, top: str, skipped: Counter):
+        self.top, self.skipped = top, skipped
+        self.visited: set[tuple[int, int]] = set()
+
+    def rel(self, path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file
+        return doc_id_of(path[len(self.top.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
+
+    def item(self, path: str, st: os.stat_result, real: str | None = None):
+        from ragtrail.sources import SourceItem
+
+        mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
+        return SourceItem(self.rel(path), Path(path).as_uri(), st.st_size, str(st.st_mtime_ns), Path(real or path),
+                          mtime=mtime)
+
+    def skip(self, path: str, reason: str, note: str):
+        from ragtrail.sources import SourceItem
+
+        return SourceItem(self.rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
+
+    def folder(self, folder: str, subfolders: list[str]) -> Iterator:
+        """The items of one folder, sorted by name; its subfolders go to ``subfolders``."""
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as err:
-            yield skip(folder, "unreadable", f"cannot list the folder: {err.strerror or err}")
-            continue
-        subfolders = []
+            yield self.skip(folder, "unreadable", f"cannot list the folder: {err.strerror or err}")
+            return
         for entry in entries:
             if entry.name.startswith("."):
-                skipped["hidden"] += 1
-                continue
-            path = entry.path
-            try:
-                lst = entry.stat(follow_symlinks=False)
-            except OSError as err:  # vanished since listed, or an lstat the kernel refuses
-                yield skip(path, "unreadable", f"cannot stat: {err.strerror or err}")
-                continue
-            if stat.S_ISLNK(lst.st_mode):
-                found = _symlink(path, top)
-                if isinstance(found, tuple) and found[0] == "folder":
-                    skipped["symlinked_folder"] += 1
-                elif isinstance(found, tuple):
-                    yield skip(path, found[0], found[1])
-                else:
-                    yield item(path, found.st, found.real)
-            elif stat.S_ISDIR(lst.st_mode):
-                if (lst.st_dev, lst.st_ino) in visited:
-                    skipped["folder_seen_twice"] += 1
-                    continue
-                visited.add((lst.st_dev, lst.st_ino))
-                subfolders.append(path)
-            elif stat.S_ISREG(lst.st_mode):
-                yield item(path, lst)
+                self.skipped["hidden"] += 1
             else:
-                yield skip(path, "not_a_regular_file", f"{kind_of(lst.st_mode)}, not a regular file")
-        stack.extend(reversed(subfolders))
+                yield from self._entry(entry, subfolders)
+
+    def _entry(self, entry: os.DirEntry, subfolders: list[str]) -> Iterator:
+        path = entry.path
+        try:
+            lst = entry.stat(follow_symlinks=False)
+        except OSError as err:  # vanished since listed, or an lstat the kernel refuses
+            yield self.skip(path, "unreadable", f"cannot stat: {err.strerror or err}")
+            return
+        if stat.S_ISLNK(lst.st_mode):
+            yield from self._link(path)
+        elif stat.S_ISDIR(lst.st_mode):
+            self._subfolder(path, lst, subfolders)
+        elif stat.S_ISREG(lst.st_mode):
+            yield self.item(path, lst)
+        else:
+            yield self.skip(path, "not_a_regular_file", f"{kind_of(lst.st_mode)}, not a regular file")
+
+    def _link(self, path: str) -> Iterator:
+        found = _symlink(path, self.top)
+        if isinstance(found, _Target):
+            yield self.item(path, found.st, found.real)
+        elif found[0] == "folder":
+            self.skipped["symlinked_folder"] += 1
+        else:
+            yield self.skip(path, *found)
+
+    def _subfolder(self, path: str, lst: os.stat_result, subfolders: list[str]) -> None:
+        if (lst.st_dev, lst.st_ino) in self.visited:
+            self.skipped["folder_seen_twice"] += 1
+        else:
+            self.visited.add((lst.st_dev, lst.st_ino))
+            subfolders.append(path)
 
 
 class _Target:

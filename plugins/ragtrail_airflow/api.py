@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
 from ragtrail.trail.guard import TrackingError
@@ -65,80 +65,94 @@ def auth_dependency() -> Callable:
     return requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN)
 
 
+router = APIRouter()  # the routes below; create_app mounts them behind the auth dependency
+
+
 def create_app(dependency: Callable | None = None) -> FastAPI:
     """Build the app; ``dependency`` guards every route (default: :func:`auth_dependency`)."""
-    app = FastAPI(title="ragtrail", description=__doc__,
-                  dependencies=[Depends(dependency or auth_dependency())])
-
-    @app.get("/health")
-    def health() -> dict:
-        """Whether MLflow and Qdrant are reachable from the API server."""
-        from ragtrail_airflow.health import check
-
-        return check()
-
-    @app.get("/api/products")
-    def products() -> dict:
-        t = trail()
-        return answer(lambda: {"products": t.products(), "mlflow_url": f"{t.ui_url}/#/experiments"})
-
-    @app.get("/api/products/{product}/runs")
-    def runs(product: str, version: str | None = None, status: str | None = None, where: str | None = None,
-             since: str | None = None, until: str | None = None, order_by: str = "start_time",
-             ascending: bool = False, limit: Annotated[int, Query(ge=0, le=10_000)] = 20) -> dict:
-        return answer(lambda: trail().runs(product, version=version, status=status, where=where, since=since,
-                                           until=until, order_by=order_by, ascending=ascending,
-                                           limit=limit or None))
-
-    @app.get("/api/products/{product}/latest")
-    def latest(product: str) -> dict:
-        return answer(lambda: trail().latest(product))
-
-    @app.get("/api/products/{product}/trend")
-    def trend(product: str, metric: str = "vector_count", by: str = "version",
-              limit: Annotated[int, Query(ge=1, le=10_000)] = 50) -> dict:
-        return answer(lambda: trail().trend(product, metric, by=by, limit=limit))
-
-    @app.get("/api/products/{product}/best")
-    def best(product: str, metric: str, mode: str = "max", any_status: bool = False) -> dict:
-        return answer(lambda: trail().best(product, metric, mode=mode, status=None if any_status else "FINISHED"))
-
-    @app.get("/api/products/{product}/compare")
-    def compare_last(product: str, last: Annotated[int, Query(ge=1, le=100)] = 5) -> dict:
-        return answer(lambda: trail().compare(product=product, last=last))
-
-    @app.get("/api/compare")
-    def compare(run_id: Annotated[list[str], Query(min_length=2)]) -> dict:
-        return answer(lambda: trail().compare(run_id))
-
-    @app.get("/api/runs/{run_id}/tasks")
-    def tasks(run_id: str) -> dict:
-        return answer(lambda: trail().tasks(run_id))
-
-    @app.get("/api/summary")
-    def summary(product: Annotated[list[str] | None, Query()] = None) -> dict:
-        return answer(lambda: trail().summary(product or None))
-
-    @app.get("/api/dag_runs/{dag_id}/{run_id}")
-    def dag_run(dag_id: str, run_id: str) -> dict:
-        return answer(lambda: trail().for_dag_run(dag_id, run_id))
-
-    @app.get("/dag_runs/{dag_id}/{run_id}", response_class=HTMLResponse)
-    def dag_run_page(dag_id: str, run_id: str) -> HTMLResponse:
-        from ragtrail_airflow.page import render_dag_run
-
-        t = trail()
-        try:
-            run = t.for_dag_run(dag_id, run_id)
-        except LookupError as err:
-            return HTMLResponse(render_dag_run(t, None, str(err)))
-        return HTMLResponse(answer(lambda: render_dag_run(t, run)))
-
-    @app.get("/metrics", response_class=HTMLResponse)
-    def metrics_page(product: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> HTMLResponse:
-        from ragtrail_airflow.page import render
-
-        return HTMLResponse(answer(lambda: render(trail(), product=product, limit=limit)))
-
+    app = FastAPI(title="ragtrail", description=__doc__)
+    app.include_router(router, dependencies=[Depends(dependency or auth_dependency())])
     return app
 
+
+@router.get("/health")
+def health() -> dict:
+    """Whether MLflow and Qdrant are reachable from the API server."""
+    from ragtrail_airflow.health import check
+
+    return check()
+
+
+@router.get("/api/products")
+def products() -> dict:
+    t = trail()
+    return answer(lambda: {"products": t.products(), "mlflow_url": f"{t.ui_url}/#/experiments"})
+
+
+@router.get("/api/products/{product}/runs")
+def runs(product: str, version: str | None = None, status: str | None = None, where: str | None = None,
+         since: str | None = None, until: str | None = None, order_by: str = "start_time",
+         ascending: bool = False, limit: Annotated[int, Query(ge=0, le=10_000)] = 20) -> dict:
+    return answer(lambda: trail().runs(product, version=version, status=status, where=where, since=since,
+                                       until=until, order_by=order_by, ascending=ascending,
+                                       limit=limit or None))
+
+
+@router.get("/api/products/{product}/latest")
+def latest(product: str) -> dict:
+    return answer(lambda: trail().latest(product))
+
+
+@router.get("/api/products/{product}/trend")
+def trend(product: str, metric: str = "vector_count", by: str = "version",
+          limit: Annotated[int, Query(ge=1, le=10_000)] = 50) -> dict:
+    return answer(lambda: trail().trend(product, metric, by=by, limit=limit))
+
+
+@router.get("/api/products/{product}/best")
+def best(product: str, metric: str, mode: str = "max", any_status: bool = False) -> dict:
+    return answer(lambda: trail().best(product, metric, mode=mode, status=None if any_status else "FINISHED"))
+
+
+@router.get("/api/products/{product}/compare")
+def compare_last(product: str, last: Annotated[int, Query(ge=1, le=100)] = 5) -> dict:
+    return answer(lambda: trail().compare(product=product, last=last))
+
+
+@router.get("/api/compare")
+def compare(run_id: Annotated[list[str], Query(min_length=2)]) -> dict:
+    return answer(lambda: trail().compare(run_id))
+
+
+@router.get("/api/runs/{run_id}/tasks")
+def tasks(run_id: str) -> dict:
+    return answer(lambda: trail().tasks(run_id))
+
+
+@router.get("/api/summary")
+def summary(product: Annotated[list[str] | None, Query()] = None) -> dict:
+    return answer(lambda: trail().summary(product or None))
+
+
+@router.get("/api/dag_runs/{dag_id}/{run_id}")
+def dag_run(dag_id: str, run_id: str) -> dict:
+    return answer(lambda: trail().for_dag_run(dag_id, run_id))
+
+
+@router.get("/dag_runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+def dag_run_page(dag_id: str, run_id: str) -> HTMLResponse:
+    from ragtrail_airflow.page import render_dag_run
+
+    t = trail()
+    try:
+        run = t.for_dag_run(dag_id, run_id)
+    except LookupError as err:
+        return HTMLResponse(render_dag_run(t, None, str(err)))
+    return HTMLResponse(answer(lambda: render_dag_run(t, run)))
+
+
+@router.get("/metrics", response_class=HTMLResponse)
+def metrics_page(product: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> HTMLResponse:
+    from ragtrail_airflow.page import render
+
+    return HTMLResponse(answer(lambda: render(trail(), product=product, limit=limit)))

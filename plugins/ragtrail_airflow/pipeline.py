@@ -126,102 +126,106 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
     return decision
 
 
+# The tasks: one wrapper per stage, decorated (tracked, pool, trigger rule) where build_pipeline wires them,
+# so that a pool or queue named in the environment is read when the DAG is built.
+
+def ingest(params=None, tracker=None, dag_run=None):
+    """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ragtrail.ingest import NoUsableDocuments, ingest_source
+    from ragtrail.tables import TableSpec
+    from ragtrail_airflow.s3 import s3_client_factory
+
+    cfg, work = _edge(params, dag_run, tracker)
+    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+    try:
+        return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
+                                          max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
+    except NoUsableDocuments as err:  # the same source will not improve on a retry
+        raise AirflowFailException(str(err)) from err
+
+
+def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
+    """Decide which documents changed; return the chunk batches to fan out over."""
+    from ragtrail.plan import plan_sync
+    from ragtrail_airflow.qdrant import store_settings
+
+    cfg, work = _edge(params, dag_run, tracker)
+    planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(), product=cfg.product,
+                        version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
+                        docs_per_batch=cfg.docs_per_batch, recorder=tracker)
+    return work.publish_plan(planned)["batches"]
+
+
+def chunk(batch: dict, params=None, tracker=None, dag_run=None):
+    from ragtrail.chunking import chunk_documents
+
+    cfg, work = _edge(params, dag_run, tracker)
+    return work.publish(chunk_documents(
+        work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
+        chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+        out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
+
+
+def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
+    """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
+    from ragtrail.dedupe import unique_texts
+    from ragtrail.plan import read_plan
+
+    cfg, work = _edge(params, dag_run, tracker)
+    work.fetch_plan()
+    chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
+    return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
+                                     texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
+
+
+def embed(batch: dict, params=None, tracker=None, dag_run=None):
+    from ragtrail.embedding import embed_chunks
+
+    cfg, work = _edge(params, dag_run, tracker)
+    return work.publish(embed_chunks(
+        work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
+        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
+
+
+def index(chunked, embedded, params=None, tracker=None, dag_run=None):
+    from ragtrail.pipeline import index_from_results
+    from ragtrail_airflow.qdrant import store_settings
+
+    cfg, work = _edge(params, dag_run, tracker)
+    work.fetch_plan()
+    return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
+                              dag_run.run_id, recorder=tracker, location=store_settings())
+
+
+def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
+    from ragtrail.spec import run_config
+
+    return evaluate_version(run_config(params), docs, tracker, tracked_run)
+
+
+def aggregate_status(**context):
+    from ragtrail_airflow.aggregate import aggregate_status as rollup
+
+    return rollup(context)
+
+
 def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
-
-    @task.tracked(stage="ingest")
-    def ingest(params=None, tracker=None, dag_run=None):
-        """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from ragtrail.ingest import NoUsableDocuments, ingest_source
-        from ragtrail.tables import TableSpec
-        from ragtrail_airflow.s3 import s3_client_factory
-
-        cfg, work = _edge(params, dag_run, tracker)
-        table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
-        try:
-            return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
-                                              max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                                              s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
-        except NoUsableDocuments as err:  # the same source will not improve on a retry
-            raise AirflowFailException(str(err)) from err
-
-    @task.tracked(stage="plan", **store_queue())
-    def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-        """Decide which documents changed; return the chunk batches to fan out over."""
-        from ragtrail.plan import plan_sync
-        from ragtrail_airflow.qdrant import store_settings
-
-        cfg, work = _edge(params, dag_run, tracker)
-        planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(),
-                            product=cfg.product, version=cfg.version, config=cfg.version_config(),
-                            sync_mode=cfg.sync_mode, docs_per_batch=cfg.docs_per_batch, recorder=tracker)
-        return work.publish_plan(planned)["batches"]
-
-    @task.tracked(stage="chunk", **cpu_pool())
-    def chunk(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.chunking import chunk_documents
-
-        cfg, work = _edge(params, dag_run, tracker)
-        return work.publish(chunk_documents(
-            work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
-            chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
-            out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
-
+    tracked = task.tracked
+    docs = tracked(stage="ingest")(ingest)()
+    planned = tracked(stage="plan", **store_queue())(plan)(docs)
+    chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
-    @task.tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))
-    def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
-        """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
-        from ragtrail.dedupe import unique_texts
-        from ragtrail.plan import read_plan
-
-        cfg, work = _edge(params, dag_run, tracker)
-        work.fetch_plan()
-        chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
-        return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
-                                         texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
-
-    @task.tracked(stage="embed", **cpu_pool())
-    def embed(batch: dict, params=None, tracker=None, dag_run=None):
-        from ragtrail.embedding import embed_chunks
-
-        cfg, work = _edge(params, dag_run, tracker)
-        return work.publish(embed_chunks(
-            work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
-            out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
-
-    # all_done: publishes the good batches when some failed
-    @task.tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())
-    def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-        from ragtrail.pipeline import index_from_results
-        from ragtrail_airflow.qdrant import store_settings
-
-        cfg, work = _edge(params, dag_run, tracker)
-        work.fetch_plan()
-        return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
-                                  dag_run.run_id, recorder=tracker, location=store_settings())
-
-    @task.tracked(stage="evaluate", **store_queue())
-    def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None):
-        """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked."""
-        from ragtrail.spec import run_config
-
-        return evaluate_version(run_config(params), docs, tracker, tracked_run)
-
-    @task.rollup(trigger_rule="all_done", retries=0)
-    def aggregate_status(**context):
-        from ragtrail_airflow.aggregate import aggregate_status as rollup
-
-        return rollup(context)
-
-    docs = ingest()
-    planned = plan(docs)
-    chunked = chunk.expand(batch=planned)
-    unique = dedupe(chunked)
-    embedded = embed.expand(batch=unique)
-    indexed = index(chunked, embedded)
-    evaluated = evaluate(docs, indexed)
+    unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))(dedupe)(chunked)
+    embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
+    # all_done: publishes the good batches when some failed.
+    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
+        chunked, embedded)
+    evaluated = tracked(stage="evaluate", **store_queue())(evaluate)(docs, indexed)
     # index runs only once every chunk/embed batch is done (all_done) and evaluate comes after it: when
     # both are done, so is every task, and the graph needs no edge from each of them.
-    [indexed, evaluated] >> aggregate_status()
+    [indexed, evaluated] >> task.rollup(trigger_rule="all_done", retries=0)(aggregate_status)()

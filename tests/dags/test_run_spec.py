@@ -3,6 +3,8 @@ flags, the products file, the version config and rag_tune's form all follow its 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from conftest import REPO
 
@@ -108,8 +110,8 @@ def test_a_bad_enum_in_the_products_file_names_the_choices(tmp_path):
 
 
 def test_the_typed_config_has_one_field_per_row_and_a_version_config():
-    assert spec.config_fields(spec.RunConfig) == [r.name for r in spec.FIELDS]
-    assert spec.config_fields(spec.TuneConfig) == [r.name for r in spec.TUNE_FIELDS]
+    assert [f.name for f in dataclasses.fields(spec.RunConfig)] == [r.name for r in spec.FIELDS]
+    assert [f.name for f in dataclasses.fields(spec.TuneConfig)] == [r.name for r in spec.TUNE_FIELDS]
     cfg = spec.run_config({"product": "p", "chunk_size": 100, "max_file_mb": 2, "ignored": 1})
     assert cfg.chunk_size == 100 and cfg.max_file_mb == 2.0 and cfg.eval_queries is None
     assert cfg.version_config() == {"chunk_size": 100, "chunk_overlap": spec.BY_NAME["chunk_overlap"].default,

@@ -14,6 +14,7 @@ from ragtrail.evaluation import (
     percentile,
     resolve_query_file,
     score_query,
+    score_rankings,
     summarize,
 )
 from ragtrail.gate import compare_with_live, gate, paired_permutation_p
@@ -49,6 +50,17 @@ def test_chunks_fold_into_documents_by_their_best_chunk():
             {"doc_id": "c", "score": 0.1}]
     assert documents_from_chunks(hits) == [("a", 0.9), ("b", 0.7), ("c", 0.1)]
     assert documents_from_chunks(hits, k=2) == [("a", 0.9), ("b", 0.7)]
+
+
+def test_rankings_score_as_the_mean_of_judged_queries():
+    """What the benchmarks use: per-query metrics averaged over judged queries; an unjudged one is left out."""
+    queries = [{"relevant": {"a": 1.0}}, {"relevant": {"b": 1.0}}, {"relevant": {}}]
+    m = score_rankings([["a", "x"], ["x", "b"], ["z"]], queries)
+    assert m["mrr_at_10"] == pytest.approx(0.75)
+    assert m["ndcg_at_10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+    assert m["recall_at_1"] == pytest.approx(0.5) and m["hit_rate"] == 1.0
+    with pytest.raises(ValueError):  # one ranking per query, or it is a mistake
+        score_rankings([["a"]], queries)
 
 
 def test_summary_means_and_latency_percentiles():

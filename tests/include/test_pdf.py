@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragtrail.parsing import ParseError, parse_file
-from ragtrail.pdf import PdfExtractor
+from ragtrail.sandbox import SandboxedParser
 
 PDF_REASONS = {"corrupt_pdf", "encrypted_pdf", "no_text_layer", "too_complex", "parse_timeout",
                "parse_memory_limit", "parse_crashed"}
@@ -21,7 +21,7 @@ PDF_REASONS = {"corrupt_pdf", "encrypted_pdf", "no_text_layer", "too_complex", "
 
 @pytest.fixture(scope="module")
 def pdf():
-    with PdfExtractor(timeout_s=60) as extractor:
+    with SandboxedParser(timeout_s=60) as extractor:
         yield extractor
 
 
@@ -69,7 +69,7 @@ def test_a_pdf_that_runs_too_long_is_killed_and_the_next_one_parses(tmp_path, bo
     """Timeout: the child is killed (its PID is gone) and a fresh one serves the next file."""
     good = tmp_path / "good.pdf"
     good.write_bytes(samples.text_pdf("Still alive."))
-    with PdfExtractor(timeout_s=1) as pdf:
+    with SandboxedParser(timeout_s=1) as pdf:
         assert _one(good, pdf).text == "Still alive."
         pid = pdf._proc.pid
         out = _one(bomb, pdf)
@@ -83,14 +83,14 @@ def test_a_pdf_that_needs_too_much_memory_is_stopped_by_the_limit(tmp_path, bomb
     """RLIMIT_AS in the child: the bomb hits the memory limit there, the caller carries on."""
     good = tmp_path / "good.pdf"
     good.write_bytes(samples.text_pdf("Memory left."))
-    with PdfExtractor(timeout_s=120, max_memory_mb=250) as pdf:
+    with SandboxedParser(timeout_s=120, max_memory_mb=250) as pdf:
         out = _one(bomb, pdf)
         assert out.reason == "parse_memory_limit", out.message
         assert _one(good, pdf).text == "Memory left."
 
 
 def test_a_worker_killed_mid_file_is_reported_as_crashed(tmp_path, bomb):
-    with PdfExtractor(timeout_s=120) as pdf:
+    with SandboxedParser(timeout_s=120) as pdf:
         pdf._start()
         pid = pdf._proc.pid
         threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()

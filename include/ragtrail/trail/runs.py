@@ -93,7 +93,20 @@ def _chunks(items: list, size: int):
 
 def log_recorder(client, run_id: str, rec: Recorder) -> None:
     """Write a stage's params, metrics, tags and artifacts in as few calls as MLflow's limits allow."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+    _log_values(client, run_id, rec)
+    _log_files(client, run_id, rec)
+    _log_inputs(client, run_id, rec)
+    for name, rows in rec.tables.items():  # MLflow's table artifact: the UI's evaluation view reads it
+        import pandas as pd
+
+        client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=name)
+    rec.params.clear(), rec.metrics.clear(), rec.tags.clear(), rec.files.clear(), rec.dicts.clear()
+    rec.datasets.clear(), rec.tables.clear(), rec.steps.clear()
+
+
+def _log_values(client, run_id: str, rec: Recorder) -> None:
+    """Params, metrics, tags and per-step metrics, in batches within MLflow's per-call limits."""
+    from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
     params = [Param(k[:250], redact(k, v)[:6000]) for k, v in rec.params.items()]
@@ -108,6 +121,10 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
     steps = [Metric(_BAD_KEY.sub("_", k)[:250], v, ts, step) for k, v, step, ts in rec.steps]
     for batch in _chunks(steps, 900):  # per-batch figures: curves over the task in the MLflow UI
         client.log_batch(run_id, metrics=batch)
+
+
+def _log_files(client, run_id: str, rec: Recorder) -> None:
+    """The recorder's files (those that exist) and its dicts, written as JSON artifacts."""
     for path, artifact_path in rec.files:
         if Path(path).exists():
             client.log_artifact(run_id, str(path), artifact_path)
@@ -117,6 +134,12 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
                 (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)  # "tuning/best.json"
                 (Path(tmp) / name).write_text(json.dumps(obj, indent=1, default=str))
             client.log_artifacts(run_id, tmp)
+
+
+def _log_inputs(client, run_id: str, rec: Recorder) -> None:
+    """The recorder's datasets as the run's inputs (source URI redacted)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
     if rec.datasets:
         client.log_inputs(run_id, datasets=[
             DatasetInput(Dataset(name=d["name"], digest=d["digest"], source_type=_source_type(d["source"]),
@@ -125,12 +148,6 @@ def log_recorder(client, run_id: str, rec: Recorder) -> None:
                          tags=[InputTag("mlflow.data.context", "ingest")])
             for d in rec.datasets
         ])
-    for name, rows in rec.tables.items():  # MLflow's table artifact: the UI's evaluation view reads it
-        import pandas as pd
-
-        client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=name)
-    rec.params.clear(), rec.metrics.clear(), rec.tags.clear(), rec.files.clear(), rec.dicts.clear()
-    rec.datasets.clear(), rec.tables.clear(), rec.steps.clear()
 
 
 def _source_type(uri: str) -> str:
