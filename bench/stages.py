@@ -1,7 +1,7 @@
 """Per-stage throughput of one pipeline run, read back from its MLflow trail (the numbers docs/scaling.md uses).
 
 For the first ``bench`` run in a data folder: each task's wall time (its child run's start → end) and the
-stage's own counters, as rates per task: documents/s (ingest, chunk), embeddings/s (embed: over the
+stage's own counters, as rates per task: documents/s (ingest), chunks/s (chunk), embeddings/s (embed: over the
 stage's encode time and over the task's wall time), upserts/s (index). Run in a child process with
 ``RAGTRAIL_HOME`` set (``python bench/stages.py``), so the bench's own process never imports MLflow.
 """
@@ -46,7 +46,7 @@ def rates(stages: dict) -> dict:
         s = stages.get(stage) or {}
         return round(s[key] / s[over], 2) if s.get(key) and s.get(over) else None
 
-    return {"ingest_docs_per_s": per("ingest", "docs_parsed"), "chunk_docs_per_s": per("chunk", "chunk_count"),
+    return {"ingest_docs_per_s": per("ingest", "docs_parsed"), "chunks_per_s": per("chunk", "chunk_count"),
             "embed_per_s_encode": per("embed", "embedding_count", "processing_time_seconds"),
             "embed_per_s_task": per("embed", "embedding_count"), "index_upserts_per_s": per("index", "points_upserted"),
             "stages": stages}

@@ -33,10 +33,11 @@ MODEL_PACKAGES = ("mlflow", "qdrant-client", "sentence-transformers", "transform
 
 
 def model_requirements() -> list[str]:
-    """``name==version`` of every package a loaded retriever needs, as installed in this environment."""
+    """``name==version`` of every package a loaded retriever needs, as installed in this environment.
+    A local version label (torch's ``+cpu``) is dropped: such builds are not on PyPI, the release is."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
+    return [f"{name}=={version(name).split('+')[0]}" for name in MODEL_PACKAGES]
 
 
 def _code_copy(tmp: Path) -> str:
