@@ -6,11 +6,13 @@ USER root
 # The project's home, owned by the airflow user so `pip install -e` can write its metadata there.
 RUN mkdir -p /opt/ragtrail && chown airflow:0 /opt/ragtrail
 USER airflow
+# Every package at the version of requirements.lock (the one `make install` and CI use).
+COPY --chown=airflow:0 requirements.txt requirements.lock /opt/ragtrail/
 # torch first and alone, from the CPU index: anything else would pull the CUDA build (gigabytes).
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 # Naming the image's own Airflow makes pip fail, not replace it, should requirements.txt disagree.
-COPY --chown=airflow:0 requirements.txt /opt/ragtrail/requirements.txt
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/ragtrail/requirements.txt
+RUN pip install --no-cache-dir -c /opt/ragtrail/requirements.lock \
+    "apache-airflow==${AIRFLOW_VERSION}" -r /opt/ragtrail/requirements.txt
 # The project itself, editable: the entry points (plugin, @task.tracked) are registered and
 # dags/, plugins/, include/ mounted over /opt/ragtrail by compose are what every container imports.
 COPY --chown=airflow:0 pyproject.toml /opt/ragtrail/pyproject.toml

@@ -6,17 +6,31 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test test-under-load cluster-test lint bench bench-listener clean ui stop browser
+.PHONY: install run test test-under-load cluster-test lint bench bench-listener clean ui stop browser lock
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# Every package, transitive ones too, at the version of requirements.lock (a constraints file).
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install torch==2.13.0  # the CPU wheel, before anything can ask for a CUDA build
-	$(PIP) install -r requirements.txt -r requirements-dev.txt
+	$(PIP) install -c requirements.lock torch==2.13.0  # the CPU wheel, before anything can ask for a CUDA build
+	$(PIP) install -c requirements.lock -r requirements.txt -r requirements-dev.txt
 	$(PIP) install --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh requirements.lock after changing a pin: resolve requirements*.txt afresh in a throw-away venv and
+# freeze it. AIRFLOW_CONSTRAINTS=<Airflow's constraints-3.11.txt, a file or URL> resolves within them.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV) && python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip -q --disable-pip-version-check install --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip -q --disable-pip-version-check install torch==2.13.0
+	$(LOCK_VENV)/bin/python -m pip -q --disable-pip-version-check install \
+	  $(if $(AIRFLOW_CONSTRAINTS),-c $(AIRFLOW_CONSTRAINTS)) -r requirements.txt -r requirements-dev.txt
+	{ sed -n '/^#/p' requirements.lock; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^#' | sed 's/+cpu$$//'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf $(LOCK_VENV)
 
 run: install
 	$(VENV)/bin/ragtrail ingest --source include/sample_corpus --product handbook

@@ -190,7 +190,7 @@ def fresh_home(name: str) -> dict:
     home = BENCH / name
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = {"RAGTRAIL_HOME": str(home)}
+    env = {"RAGTRAIL_HOME": str(home), "RAGTRAIL_KEEP_WORK": "1"}  # bench/real.py re-reads the run's chunks
     warm = BENCH / "corpus_warmup"
     import corpus as corpus_mod
 
@@ -228,6 +228,9 @@ def orchestrate(args) -> dict:
     env1 = fresh_home("home_1x")
     rows["pipeline"] = measure("pipeline", ingest_cmd(c1), env1)
     overhead = tracking_s_per_task(BENCH / "home_1x")
+    from stages import stage_rates
+
+    overhead["stage_rates"] = stage_rates(BENCH / "home_1x")  # per-task throughput (docs/scaling.md)
     rows["rerun"] = measure("unchanged re-run", ingest_cmd(c1), env1)
     fast: dict = {}
     write_summary(n, rows, fast, overhead)
@@ -270,6 +273,7 @@ def write_summary(n: int, rows: dict, fast: dict, overhead: dict, final: bool = 
         "mlflow_setup_s": overhead["setup_s"],
         "tracked_tasks": overhead["tasks"],
         "embeddings_per_s": fast["torch"]["texts_per_s"] if "torch" in fast else None,
+        "stage_rates": overhead.get("stage_rates"),
     }
     if FAST_BACKEND in fast:
         summary.update(fast_backend=FAST_BACKEND, embeddings_per_s_fast=fast[FAST_BACKEND]["texts_per_s"],

@@ -1,6 +1,11 @@
 """The docker-compose stack as processes on loopback: CeleryExecutor on PostgreSQL + Redis, two Celery
 workers, an MLflow tracking server on PostgreSQL with its artifacts in S3.
 
+The two workers share no folder: each has its own ``RAGTRAIL_HOME``, Airflow home, log folder and
+``TMPDIR`` (under ``home/<worker>``), as on two hosts. Stage files cross through the work store
+(``work_url``, S3); ``worker1`` alone also serves the store queue (``RAGTRAIL_STORE_QUEUE``), so the
+plan, index and evaluate tasks find the local-mode Qdrant store in its home.
+
 PostgreSQL and Redis are the machine's (127.0.0.1:5432, user postgres, trust auth; 127.0.0.1:6379): the
 cluster gets fresh databases (dropped at :meth:`LiveCluster.stop`) and its own Celery queue and Redis
 DB, so clusters of concurrent sessions never see each other's work. Everything else is started here
@@ -62,10 +67,11 @@ class LiveCluster(LiveAirflow):
     """Airflow (api-server, scheduler, dag-processor, two Celery workers) + an MLflow server."""
 
     def __init__(self, home: Path, s3_endpoint: str, s3_keys: tuple[str, str], artifact_bucket: str,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, work_url: str | None = None):
         tag = uuid.uuid4().hex[:10]
         self.airflow_db, self.mlflow_db = f"ragtrail_ci_{tag}", f"ragtrail_ci_{tag}_mlflow"
-        self.queue = f"ragtrail_ci_{tag}"
+        self.queue, self.store_queue = f"ragtrail_ci_{tag}", f"ragtrail_ci_{tag}_store"
+        self.work_url = work_url
         self.mlflow_port = free_port()
         self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
         self.s3_env = {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": s3_keys[0],
@@ -83,6 +89,8 @@ class LiveCluster(LiveAirflow):
             "AIRFLOW__CORE__PARALLELISM": "4",
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "RAGTRAIL_CPU_POOL": POOL,
+            "RAGTRAIL_STORE_QUEUE": self.store_queue,
+            **({"RAGTRAIL_WORK_URL": work_url, "RAGTRAIL_WORK_CONN_ID": "aws_default"} if work_url else {}),
             **(extra_env or {}),
         })
         # A real login through the simple auth manager, not all-admins.
@@ -100,12 +108,24 @@ class LiveCluster(LiveAirflow):
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
-        for name in ("worker1", "worker2"):
-            # Both workers on one host: distinct Celery names, and no log server (they would share its port;
-            # the API server reads the task logs from the shared log folder instead).
-            self._spawn(name, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1",
-                        "--queues", self.queue, "--skip-serve-logs")
+        for name, queues in (("worker1", f"{self.queue},{self.store_queue}"), ("worker2", self.queue)):
+            # Both workers on one host: distinct Celery names and no log server (they would share its port).
+            self.procs[name] = Proc([str(BIN / "airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h",
+                                     "--concurrency", "1", "--queues", queues, "--skip-serve-logs"],
+                                    name=name, log=self.home / f"{name}.log", env=self.worker_env(name))
         return self._wait_up(dag_id, timeout, poll_s=2, what="cluster")
+
+    def worker_home(self, name: str) -> Path:
+        """The one folder a worker writes (its RAGTRAIL_HOME, Airflow home, logs, temp files)."""
+        return self.home / name
+
+    def worker_env(self, name: str) -> dict[str, str]:
+        home = self.worker_home(name)
+        (home / "airflow" / "plugins").mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir(exist_ok=True)
+        return {**self.env, "RAGTRAIL_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "airflow" / "plugins"),
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "airflow" / "logs"), "TMPDIR": str(home / "tmp")}
 
     def _airflow(self, *args: str) -> None:
         proc = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True)
@@ -151,6 +171,11 @@ class LiveCluster(LiveAirflow):
                 return state
             time.sleep(3)
         raise TimeoutError(f"{dag_id} {run_id} still running after {timeout}s: " + self.logs())
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+        """A task's return value as the REST API shows it (what XCom carries)."""
+        return self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"
+                                f"return_value?map_index={map_index}")["value"]
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]

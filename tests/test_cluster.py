@@ -1,6 +1,8 @@
 """Scale-out as docker compose runs it, on loopback: rag_ingest triggered through the REST API spreads its
-mapped tasks over two Celery workers (PostgreSQL, Redis), tracks into an MLflow server whose artifacts
-land in S3, and reads its source from S3."""
+mapped tasks over two Celery workers (PostgreSQL, Redis) that share no folder, hands stage files over
+through the work store in S3, tracks into an MLflow server whose artifacts land in S3, and reads its
+source from S3. The local-mode Qdrant store lives in worker1's home: the store queue pins the tasks
+that open it there."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 DOCS = {f"cluster/doc{i:02d}.md": f"Note {i} on scaling out: worker {i % 2} handles batch {i // 2} of the corpus."
         for i in range(12)}
 CONF = {"product": "cluster", "docs_per_batch": 2, "texts_per_batch": 4}
-BUCKET, ARTIFACTS = "ragtrail-cluster-src", "ragtrail-cluster-mlflow"
+BUCKET, ARTIFACTS, WORK = "ragtrail-cluster-src", "ragtrail-cluster-mlflow", "ragtrail-cluster-work"
+STORE_TASKS = {"plan", "index", "evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +32,9 @@ def cluster(s3_server, tmp_path_factory):
         pytest.skip(why)
     put_objects(s3_server.client, BUCKET, DOCS)
     s3_server.client.create_bucket(Bucket=ARTIFACTS)
+    s3_server.client.create_bucket(Bucket=WORK)
     live = LiveCluster(tmp_path_factory.mktemp("cluster"), s3_server.endpoint,
-                       (s3_server.access_key, s3_server.secret), ARTIFACTS)
+                       (s3_server.access_key, s3_server.secret), ARTIFACTS, work_url=f"s3://{WORK}/runs")
     try:
         live.start("rag_ingest")
         yield live
@@ -38,16 +42,20 @@ def cluster(s3_server, tmp_path_factory):
         live.stop()
 
 
-def _mapped_by(log: str) -> set[tuple[str, int]]:
-    """(task_id, map_index) of the mapped tasks a Celery worker's log says it executed."""
+def _ran_by(log: str) -> set[tuple[str, int]]:
+    """(task_id, map_index) of the tasks a Celery worker's log says it executed."""
     found = set()
     for line in log.splitlines():
         if "Executing workload" in line:
             task = re.search(r"task_id='(\w+)'", line)
             index = re.search(r"map_index=(-?\d+)", line)
-            if task and index and int(index.group(1)) >= 0:
+            if task and index:
                 found.add((task.group(1), int(index.group(1))))
     return found
+
+
+def _files(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
@@ -68,12 +76,26 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     assert {m for t, m in keys if t == "embed"} == set(range(3))
     assert all(ti["pool"] == "ragtrail_cpu" for ti in tis if ti["task_id"] in ("chunk", "embed"))
 
-    ran = {name: _mapped_by(cluster.worker_log(name)) for name in ("worker1", "worker2")}
-    print("mapped tasks per worker:", {n: sorted(r) for n, r in ran.items()})
-    assert ran["worker1"] and ran["worker2"], ran
-    assert ran["worker1"] | ran["worker2"] == {k for k in keys if k[1] >= 0}
+    ran = {name: _ran_by(cluster.worker_log(name)) for name in ("worker1", "worker2")}
+    mapped = {n: {k for k in r if k[1] >= 0} for n, r in ran.items()}
+    print("mapped tasks per worker:", {n: sorted(r) for n, r in mapped.items()})
+    assert mapped["worker1"] and mapped["worker2"], mapped
+    assert mapped["worker1"] | mapped["worker2"] == {k for k in keys if k[1] >= 0}
+    # The store queue: every task that opens the local-mode store ran on worker1, where the store is.
+    assert {t for t, _ in ran["worker1"]} >= STORE_TASKS and not {t for t, _ in ran["worker2"]} & STORE_TASKS
 
-    with open_store(cluster.home / "qdrant") as store:
+    # No shared disk: XCom carried work-store URLs (and counts), never a worker's folder ...
+    for task, index in (("plan", -1), ("chunk", 0), ("dedupe", -1), ("embed", 0)):
+        value = str(cluster.xcom("rag_ingest", run_id, task, index))
+        assert f"s3://{WORK}/runs/rag_ingest/" in value and str(cluster.home) not in value, (task, value)
+    # ... the FINISHED run's files were removed from the store, and no worker kept a hand-off file.
+    assert s3_server.client.list_objects_v2(Bucket=WORK, Prefix="runs/").get("KeyCount", 0) == 0
+    for name in ("worker1", "worker2"):
+        left = [f for f in _files(cluster.worker_home(name)) if f.endswith((".parquet", ".npy", "plan.json"))]
+        assert left == [], (name, left)
+    assert not (cluster.worker_home("worker2") / "qdrant").exists()
+
+    with open_store(cluster.worker_home("worker1") / "qdrant") as store:
         points = list(store.scroll("cluster__v1", ["doc_id"]))
     assert sorted(p.payload["doc_id"] for p in points) == sorted(k.removeprefix("cluster/") for k in DOCS)
 

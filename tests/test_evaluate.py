@@ -136,3 +136,44 @@ def test_production_pyfunc_returns_what_ragtrail_search_returns(handbook_run, se
                     for qid, hits_ in json.loads(proc.stdout).items()}
         assert from_cli == from_model and all(len(v) == 5 for v in from_cli.values())
     assert set(hits.version) == {"v1"}
+
+
+def test_registered_model_ships_its_code_and_pinned_requirements(handbook_run, settings, tmp_path, monkeypatch):
+    """The production retriever names only published packages, each pinned as in requirements.lock, and
+    carries the ragtrail code itself: it loads and answers in an interpreter where no ragtrail is installed."""
+    import subprocess
+    import sys
+    import sysconfig
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import mlflow
+    import yaml
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    model_dir = Path(mlflow.artifacts.download_artifacts("models:/ragtrail-handbook@production", dst_path=str(tmp_path)))
+    reqs = [r for r in (model_dir / "requirements.txt").read_text().splitlines() if r.strip()]
+    lock = dict(line.split("==", 1) for line in (Path(__file__).parents[1] / "requirements.lock").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    lock = {name.lower(): v.split()[0] for name, v in lock.items()}
+    names = [r.split("==")[0] for r in reqs]
+    assert "ragtrail" not in names and {"qdrant-client", "sentence-transformers", "mlflow"} <= set(names)
+    for req in reqs:
+        name, pinned = req.split("==")
+        assert pinned == version(name).split("+")[0] == lock[name.lower()], req  # torch: 2.13.0, not +cpu
+    assert (model_dir / "code" / "ragtrail" / "retriever.py").is_file()
+    assert not list((model_dir / "code").rglob("__pycache__"))
+    assert yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["python_function"]["code"] == "code"
+
+    # -S: no site processing, so the editable install's finder of ragtrail is absent; only the model's code is.
+    script = (f"import sys; sys.path.append({sysconfig.get_paths()['purelib']!r})\n"
+              "try:\n    import ragtrail\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('ragtrail installed')\n"
+              "import mlflow.pyfunc, pandas as pd\n"
+              f"m = mlflow.pyfunc.load_model({str(model_dir)!r})\n"
+              "hits = m.predict(pd.DataFrame({'text': ['What is a Qdrant alias for?']}), params={'k': 3})\n"
+              "print(len(hits), sys.modules['ragtrail'].__file__)\n")
+    proc = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300, env={**__import__("os").environ, "RAGTRAIL_HOME": str(settings.home)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count, origin = proc.stdout.split()[-2:]
+    assert count == "3" and origin.startswith(str(tmp_path)), proc.stdout

@@ -27,7 +27,8 @@ def view(location, collection):
 def live(tmp_path_factory):
     home = tmp_path_factory.mktemp("live")
     airflow = LiveAirflow(home, {"RAGTRAIL_TASK_RETRIES": "8", "RAGTRAIL_RETRY_DELAY_S": "1", "RAGTRAIL_UPSERT_BATCH": "8",
-                                 "RAGTRAIL_FAILPOINTS": ",".join(FAULTS)})
+                                 "RAGTRAIL_FAILPOINTS": ",".join(FAULTS),
+                                 "RAGTRAIL_KEEP_WORK": "1"})  # the fired markers stay in the work folders
     airflow.start("rag_ingest")
     yield airflow
     airflow.stop()

@@ -67,12 +67,17 @@ def test_s3_prefix_is_indexed_through_the_airflow_connection(s3_run, qdrant, mlf
     assert parent.data.params["aws_conn_id"] == "aws_default" and parent.data.params["text_column"] == "body"
 
 
-def test_s3_downloads_stay_in_the_work_folder(s3_run):
+def test_s3_downloads_stay_in_the_work_folder(s3_run, mlflow_client, tmp_path):
+    """Downloads are parsed and removed; the FINISHED run's work folder is removed as a whole; the manifest
+    (with every object's ETag) stays in the trail."""
     summary, _ = s3_run
-    workdir = run_workdir("rag_ingest", summary["run_id"])
-    assert not (workdir / "downloads").exists(), "downloads are removed once parsed"
-    manifest = [json.loads(line) for line in (workdir / "manifest.jsonl").read_text().splitlines()]
-    assert all(r["etag"] for r in manifest)
+    assert summary["status"] == "FINISHED"
+    assert not run_workdir("rag_ingest", summary["run_id"]).exists() or \
+        not any(run_workdir("rag_ingest", summary["run_id"]).iterdir()), "work files are removed on success"
+    ingest_run = {c.info.run_name: c for c in child_runs_of(mlflow_client, summary)}["ingest"]
+    local = mlflow_client.download_artifacts(ingest_run.info.run_id, "ingest/manifest.jsonl", str(tmp_path))
+    manifest = [json.loads(line) for line in Path(local).read_text().splitlines()]
+    assert manifest and all(r["etag"] for r in manifest)
     assert not [p for p in Path(TEST_HOME).rglob("escaped.md")] and not [p for p in Path("/tmp").glob("escaped.md")]
 
 

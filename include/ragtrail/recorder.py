@@ -33,6 +33,8 @@ class Recorder:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # (key, value, step, unix ms): per-batch figures, logged as MLflow step metrics (a curve per key)
     steps: list[tuple[str, float, int, int]] = field(default_factory=list)
+    # run by close(), once whoever ran the stage has logged (or dropped) the above: e.g. remove the files
+    after_logging: list = field(default_factory=list, repr=False)
 
     def param(self, **values: Any) -> None:
         """Record configuration values (stringified; set once per run)."""
@@ -50,6 +52,16 @@ class Recorder:
 
         now = int(time.time() * 1000)
         self.steps.extend((k, float(v), int(step), now) for k, v in values.items() if v is not None)
+
+    def close(self) -> None:
+        """Run the ``after_logging`` callbacks (each once; a failing one does not stop the others)."""
+        import logging
+
+        while self.after_logging:
+            try:
+                self.after_logging.pop(0)()
+            except Exception as err:  # a clean-up must never turn a finished stage into a failure
+                logging.getLogger(__name__).warning("clean-up after logging failed: %s", err)
 
     def tag(self, **values: Any) -> None:
         self.tags.update({k: str(v) for k, v in values.items() if v is not None})

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from ragtrail.plan import PLAN_FILE
 from ragtrail.rollup import FINISHED, Unit, rollup_status
-from ragtrail.settings import run_workdir
+from ragtrail.settings import env_flag
 from ragtrail_airflow.config import run_url, tracking_enabled
 
 if TYPE_CHECKING:
@@ -164,8 +162,10 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
     if tracked:
         trail["complete"] = not (trail["missing_runs"] or trail["closed_runs"] or trail["error"])
 
-    plan_path = run_workdir(ti.dag_id, ti.run_id) / PLAN_FILE
-    planned = json.loads(plan_path.read_text()) if plan_path.exists() else {}
+    from ragtrail_airflow.s3 import open_work
+
+    work = open_work(ti.dag_id, ti.run_id)
+    planned = work.read_plan() or {}
     ingest, index = results.get("ingest") or {}, results.get("index") or {}
     decision, approval = results.get("evaluate") or {}, results.get("approve") or {}
     summary.update(
@@ -193,9 +193,23 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
             trail["complete"] = False
 
     ti.xcom_push(key=SUMMARY_KEY, value=summary)
+    settle_work(work, roll.status)
     if roll.status != FINISHED:
         raise AirflowFailException(f"pipeline {roll.status}: " + "; ".join(roll.reasons))
     return summary
+
+
+def settle_work(work, status: str) -> None:
+    """A FINISHED run's hand-off files are removed (store and local folder) unless ``RAGTRAIL_KEEP_WORK``;
+    a PARTIAL or FAILED run keeps them for a look or a rerun. A failed clean-up only logs a warning."""
+    try:
+        if status == FINISHED and not env_flag("RAGTRAIL_KEEP_WORK"):
+            removed = work.remove()
+            log.info("work files of this run removed (%s in the work store)", removed)
+        else:
+            work.release()
+    except Exception as err:  # the run's outcome stands; the files are only left behind
+        log.warning("could not remove this run's work files: %s", err)
 
 
 def _tracking_failed(client, err: Exception, trail: dict) -> None:

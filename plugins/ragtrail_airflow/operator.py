@@ -96,8 +96,13 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         from ragtrail.progress import run_stage, stage_label
 
         ti = context["ti"]
-        with use_section(ragtrail_section()):  # what the task body's @track calls see too
-            return run_stage(stage_label(ti.task_id, ti.map_index), lambda: self._execute(context))
+        try:
+            with use_section(ragtrail_section()):  # what the task body's @track calls see too
+                return run_stage(stage_label(ti.task_id, ti.map_index), lambda: self._execute(context))
+        finally:  # the run has logged the recorder's files: now the task may remove them (Recorder.close)
+            tracker = context.get("tracker")
+            if tracker is not None:
+                tracker.close()
 
     def _execute(self, context: Context) -> Any:
         if not tracking_enabled():

@@ -38,6 +38,16 @@ def cpu_pool() -> dict:
     return {"pool": pool} if pool else {}
 
 
+def store_queue() -> dict:
+    """Tasks that open the Qdrant store (plan, index, evaluate) go to one Celery queue when
+    ``RAGTRAIL_STORE_QUEUE`` names one and no Qdrant server is configured: a local-mode store is a folder
+    on one host, so one worker (the one serving that queue) must run them all. With a server
+    (``RAGTRAIL_QDRANT_URL`` or an ``AIRFLOW_CONN_QDRANT_DEFAULT``) they run on any worker."""
+    queue = os.environ.get("RAGTRAIL_STORE_QUEUE")
+    server = os.environ.get("RAGTRAIL_QDRANT_URL") or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT")
+    return {"queue": queue} if queue and not server else {}
+
+
 def default_args() -> dict:
     """Retries for every pipeline task (``RAGTRAIL_TASK_RETRIES``, ``RAGTRAIL_RETRY_DELAY_S``)."""
     return {"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
@@ -79,12 +89,16 @@ def as_list(results) -> list:
     return list(results[:])
 
 
-def _edge(params, dag_run):
-    """The run's typed config and work folder."""
-    from ragtrail.settings import run_workdir
+def _edge(params, dag_run, tracker):
+    """The run's typed config and its work (:class:`ragtrail.workstore.RunWork`: a local folder, and the
+    work store when ``RAGTRAIL_WORK_URL`` names one). The task's local copies are released once the
+    operator has logged the stage's artifacts (some are files in that folder)."""
     from ragtrail.spec import run_config
+    from ragtrail_airflow.s3 import open_work
 
-    return run_config(params), run_workdir(dag_run.dag_id, dag_run.run_id)
+    work = open_work(dag_run.dag_id, dag_run.run_id)
+    tracker.after_logging.append(work.release)
+    return run_config(params), work
 
 
 def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
@@ -142,12 +156,12 @@ def ingest(params=None, tracker=None, dag_run=None):
     from ragtrail.tables import TableSpec
     from ragtrail_airflow.s3 import s3_client_factory
 
-    cfg, workdir = _edge(params, dag_run)
+    cfg, work = _edge(params, dag_run, tracker)
     table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
     try:
-        return ingest_source(cfg.source, workdir, recorder=tracker, table=table,
-                             max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                             s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"))
+        return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
+                                          max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
     except NoUsableDocuments as err:  # the same source will not improve on a retry
         raise AirflowFailException(str(err)) from err
 
@@ -157,19 +171,21 @@ def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
     from ragtrail.plan import plan_sync
     from ragtrail_airflow.qdrant import store_settings
 
-    cfg, workdir = _edge(params, dag_run)
-    return plan_sync(docs["docs_path"], workdir, location=store_settings(), product=cfg.product,
-                     version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
-                     docs_per_batch=cfg.docs_per_batch, recorder=tracker)["batches"]
+    cfg, work = _edge(params, dag_run, tracker)
+    planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(), product=cfg.product,
+                        version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
+                        docs_per_batch=cfg.docs_per_batch, recorder=tracker)
+    return work.publish_plan(planned)["batches"]
 
 
 def chunk(batch: dict, params=None, tracker=None, dag_run=None):
     from ragtrail.chunking import chunk_documents
 
-    cfg, workdir = _edge(params, dag_run)
-    return chunk_documents(batch["docs_path"], workdir, product=cfg.product, chunk_size=cfg.chunk_size,
-                           chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
-                           out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker)
+    cfg, work = _edge(params, dag_run, tracker)
+    return work.publish(chunk_documents(
+        work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
+        chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+        out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
 
 
 def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
@@ -177,35 +193,39 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
     from ragtrail.dedupe import unique_texts
     from ragtrail.plan import read_plan
 
-    cfg, workdir = _edge(params, dag_run)
-    return unique_texts([c["chunks_path"] for c in as_list(chunked) if c], workdir,
-                        held_path=read_plan(workdir)["held_path"], texts_per_batch=cfg.texts_per_batch,
-                        recorder=tracker)["batches"]
+    cfg, work = _edge(params, dag_run, tracker)
+    work.fetch_plan()
+    chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
+    return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
+                                     texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
 
 
 def embed(batch: dict, params=None, tracker=None, dag_run=None):
     from ragtrail.embedding import embed_chunks
 
-    cfg, workdir = _edge(params, dag_run)
-    return embed_chunks(batch["texts_path"], workdir, embedder=cfg.embedder, batch_size=cfg.batch_size,
-                        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker,
-                        backend=cfg.embed_backend)
+    cfg, work = _edge(params, dag_run, tracker)
+    return work.publish(embed_chunks(
+        work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
+        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
 
 
 def index(chunked, embedded, params=None, tracker=None, dag_run=None):
     from ragtrail.pipeline import index_from_results
     from ragtrail_airflow.qdrant import store_settings
 
-    cfg, workdir = _edge(params, dag_run)
-    return index_from_results(as_list(chunked), as_list(embedded), cfg, workdir, dag_run.run_id,
-                              recorder=tracker, location=store_settings())
+    cfg, work = _edge(params, dag_run, tracker)
+    work.fetch_plan()
+    return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
+                              dag_run.run_id, recorder=tracker, location=store_settings())
 
 
 def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None,
              outlet_events=None):
     """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
     an index asset event when the alias moved."""
-    cfg, _ = _edge(params, dag_run)
+    from ragtrail.spec import run_config
+
+    cfg = run_config(params)
     decision = evaluate_version(cfg, docs, tracker, tracked_run)
     publish_promotion(outlet_events, cfg, decision)
     return decision
@@ -221,16 +241,17 @@ def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
     tracked = task.tracked
     docs = tracked(stage="ingest")(ingest)()
-    planned = tracked(stage="plan")(plan)(docs)
+    planned = tracked(stage="plan", **store_queue())(plan)(docs)
     chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
     unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))(dedupe)(chunked)
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
     # all_done: publishes the good batches when some failed.
-    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",))(index)(chunked, embedded)
-    evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS])(evaluate)(docs, indexed)
+    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
+        chunked, embedded)
+    evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(docs, indexed)
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.
-    approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0)
+    approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0, **store_queue())
     evaluated >> approve
     # index runs only once every chunk/embed batch is done (all_done) and evaluate and approve come after it:
     # when these are done, so is every task, and the graph needs no edge from each of them.

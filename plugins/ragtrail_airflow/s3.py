@@ -8,6 +8,7 @@ imported when a client is first needed, never at DAG parse time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,3 +29,13 @@ def s3_client_factory(aws_conn_id: str | None = DEFAULT_CONN_ID) -> Callable[[],
         return S3Hook(aws_conn_id=aws_conn_id or DEFAULT_CONN_ID).get_conn()
 
     return make
+
+
+def open_work(dag_id: str, run_id: str):
+    """The run's :class:`ragtrail.workstore.RunWork`: the local work folder, or with ``RAGTRAIL_WORK_URL``
+    (``s3://bucket/prefix``) the work store, reached through the ``RAGTRAIL_WORK_CONN_ID`` connection
+    (default ``aws_default``: credentials, region and ``endpoint_url`` from the connection)."""
+    from ragtrail.workstore import open_run, work_url
+
+    conn_id = os.environ.get("RAGTRAIL_WORK_CONN_ID") or DEFAULT_CONN_ID
+    return open_run(dag_id, run_id, url=work_url() or "", s3_client=s3_client_factory(conn_id))

