@@ -100,8 +100,7 @@ def span(name: str, span_type: str, *, feature: str, inputs: Any = None,
             yield None
             return
         client, experiment_id, run_id = where
-        if mlflow.get_tracking_uri() != client.tracking_uri:
-            mlflow.set_tracking_uri(client.tracking_uri)
+        _export_to(client.tracking_uri)
         from mlflow.entities.trace_location import MlflowExperimentLocation
 
         kwargs.update(trace_destination=MlflowExperimentLocation(experiment_id), run_id=run_id)
@@ -109,6 +108,25 @@ def span(name: str, span_type: str, *, feature: str, inputs: Any = None,
         if inputs is not None:
             live.set_inputs(summarise(inputs))
         yield live
+
+
+def _export_to(uri: str) -> None:
+    """Point this process's trace exporter at ``uri`` without exporting it to later subprocesses.
+
+    ``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in ``os.environ`` "so that subprocesses
+    inherit it": one traced call would then send every process started afterwards (an Airflow component,
+    ``ragtrail`` itself) to this store. The variable is put back as it was.
+    """
+    import mlflow
+
+    if mlflow.get_tracking_uri() == uri:
+        return
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def _open(feature: str):
@@ -144,8 +162,7 @@ def record_retrieval(name: str, *, feature: str, query: Any, collection: str | N
         if where is None:
             return
         client, experiment_id, run_id = where
-        if mlflow.get_tracking_uri() != client.tracking_uri:
-            mlflow.set_tracking_uri(client.tracking_uri)
+        _export_to(client.tracking_uri)
         kwargs.update(experiment_id=experiment_id, metadata={"mlflow.sourceRun": run_id} if run_id else None)
     live = mlflow.start_span_no_context(
         name, span_type="RETRIEVER", inputs={"query": summarise(query), "k": k}, start_time_ns=start_ns,

@@ -3,6 +3,7 @@ doc ids, scores, latency; linked to the task's run inside a tracked task; sample
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -51,3 +52,17 @@ def test_inside_a_task_the_search_is_linked_to_its_run_and_sampling_can_drop_it(
     (trace,) = _traces(mlflow_client, run.experiment_id)
     assert trace.info.trace_metadata["mlflow.sourceRun"] == run.mlflow_run_id
     assert trace.data.spans[0].inputs["query"] == {"a": "one", "b": "two"}
+
+
+def test_a_trace_does_not_export_the_tracking_uri_to_later_subprocesses(mlflow_client, monkeypatch):
+    """Tracing points MLflow's exporter at the trail's store but leaves ``MLFLOW_TRACKING_URI`` unset in the
+    environment: otherwise every process started afterwards (a live Airflow, the CLI) would write there."""
+    mlflow.set_tracking_uri("file:///nonexistent-elsewhere")  # as if another store had been in use
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    product = f"env-{uuid.uuid4().hex[:6]}"
+    t0 = time.time_ns()
+    trace_search("ragtrail.search", product, {"q": "q"}, f"{product}__v1", "v1", 5, HITS, t0, t0 + 1_000_000)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == mlflow_client.tracking_uri
+    exp = mlflow_client.get_experiment_by_name(experiment_name(f"{product}-search"))
+    assert len(_traces(mlflow_client, exp.experiment_id)) == 1  # and the trace still landed in the trail's store
