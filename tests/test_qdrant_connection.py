@@ -75,7 +75,7 @@ def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
 
     def evaluate_and_promote(*, location, **kw):
         seen["evaluated"] = location
-        return {"collection": "p__v1", "gate": "passed", "promoted": True, "reason": "ok", "metrics": {}}
+        return {"collection": "p__v1", "gate": "passed", "promoted": True, "reason": "ok", "metrics": {}, "pruned": []}
 
     def register_version(client, **kw):
         seen["registered"] = kw.get("store", kw.get("qdrant_location"))
