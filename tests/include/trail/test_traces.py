@@ -57,8 +57,9 @@ def test_inside_a_task_the_search_is_linked_to_its_run_and_sampling_can_drop_it(
 def test_a_trace_does_not_export_the_tracking_uri_to_later_subprocesses(mlflow_client, monkeypatch):
     """Tracing points MLflow's exporter at the trail's store but leaves ``MLFLOW_TRACKING_URI`` unset in the
     environment: otherwise every process started afterwards (a live Airflow, the CLI) would write there."""
-    mlflow.set_tracking_uri("file:///nonexistent-elsewhere")  # as if another store had been in use
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # first: the teardown puts back the session's state
+    mlflow.set_tracking_uri("file:///nonexistent-elsewhere")  # as if another store had been in use …
+    os.environ.pop("MLFLOW_TRACKING_URI")  # … without its export
     product = f"env-{uuid.uuid4().hex[:6]}"
     t0 = time.time_ns()
     trace_search("ragtrail.search", product, {"q": "q"}, f"{product}__v1", "v1", 5, HITS, t0, t0 + 1_000_000)
