@@ -142,6 +142,33 @@ class LiveAirflow:
             self.token = call(f"{base}/auth/token", login, None, "POST")["access_token"]
         return call(base + (path if path.startswith("/ragtrail") else f"/api/v2{path}"), body, self.token, method)
 
+    def wait_deferral_drained(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        """Wait until the scheduler has taken in the executor's event for the process that deferred ``task_id``.
+
+        Airflow 3.3.2 fails a resumed task when that (stale) event is drained only after the resumed attempt
+        is queued or running (apache/airflow#72716, fix open in #72767): answering an approval within seconds
+        on a loaded machine hits it. Answer after this returns.
+        """
+        needle = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+        log = self.home / "scheduler.log"
+        deadline = time.monotonic() + timeout
+        while needle not in log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the scheduler never took in {task_id}'s deferral of {run_id}:\n" + self.logs())
+            time.sleep(0.5)
+
+    def report(self, dag_id: str, run_id: str, tail: int = 3000) -> str:
+        """What a failed run left: each task's state and try, and the log tail of every task that did not succeed."""
+        tries = self.task_tries(dag_id, run_id)
+        lines = [f"{dag_id} {run_id}:"] + [f"  {t}[{m}] {s} (try {n})" for (t, m), (s, n) in sorted(tries.items())]
+        folder = Path(self.env["AIRFLOW_HOME"]) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        for (task, _m), (state, _n) in sorted(tries.items()):
+            if state in ("success", "skipped"):
+                continue
+            for log in sorted((folder / f"task_id={task}").rglob("*.log")):
+                lines.append(f"--- {log.relative_to(folder)}\n" + log.read_text(errors="replace")[-tail:])
+        return "\n".join(lines)
+
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n" + (self.home / f"{n}.log").read_text()[-1500:] for n in self.procs)
 

@@ -132,6 +132,7 @@ def _answer(stack, run_id: str, option: str) -> dict:
     dag_id = "rag_ingest__watched"
     _wait_for("approve awaiting input", lambda: _ti_state(stack, dag_id, run_id, "approve") == "awaiting_input",
               stack, timeout=600, poll=2)
+    stack.wait_deferral_drained(dag_id, run_id, "approve")  # a quick answer can meet apache/airflow#72716
     detail = _rest(stack, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
     assert "nDCG@10" in detail["body"] and "MLflow: [new build]" in detail["body"], detail["body"]
     return _rest(stack, "PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
@@ -150,7 +151,7 @@ def test_a_new_s3_object_starts_a_run(stack):
     runs = _wait_for("an asset-triggered run of rag_ingest__watched_s3", lambda: _runs(stack, "rag_ingest__watched_s3"),
                      stack, timeout=90)
     assert [r[1] for r in runs] == ["asset_triggered"]
-    assert stack.wait("rag_ingest__watched_s3", runs[0][0]) == "success"
+    assert stack.wait("rag_ingest__watched_s3", runs[0][0]) == "success", stack.report("rag_ingest__watched_s3", runs[0][0])
     assert len(_runs(stack, "rag_ingest__watched_s3")) == 1  # its own run changed nothing in the source
 
 
@@ -163,7 +164,7 @@ def test_a_new_file_starts_a_run_and_approval_moves_alias_and_registry(stack):
     assert _alias(stack, "watched") is None  # approval "always": nothing went live on its own
     answer = _answer(stack, run_id, "Approve")
     assert answer["chosen_options"] == ["Approve"]
-    assert stack.wait("rag_ingest__watched", run_id) == "success"
+    assert stack.wait("rag_ingest__watched", run_id) == "success", stack.report("rag_ingest__watched", run_id)
     assert _alias(stack, "watched") == "watched__v1"
     mv = _client(stack).get_model_version_by_alias("ragtrail-watched", "production")
     assert mv.version == "1" and mv.tags["ragtrail.approval"] == "approved"
@@ -179,7 +180,7 @@ def test_a_new_file_starts_a_run_and_approval_moves_alias_and_registry(stack):
 def test_reject_keeps_the_live_version_and_the_build_stays_candidate(stack):
     run_id = stack.trigger("rag_ingest__watched", {"version": "v2"})
     _answer(stack, run_id, "Reject")
-    assert stack.wait("rag_ingest__watched", run_id) == "failed"  # PARTIAL: built, not live
+    assert stack.wait("rag_ingest__watched", run_id) == "failed", stack.report("rag_ingest__watched", run_id)  # PARTIAL
     assert _alias(stack, "watched") == "watched__v1"
     client = _client(stack)
     assert client.get_model_version_by_alias("ragtrail-watched", "production").version == "1"
