@@ -46,8 +46,14 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: chromium not found and not root: the metrics-page test will skip (fail with CI=true)"; fi; }
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each taking whole test files (a file's live stack
+# is module-scoped); every live server a test starts has its own home, ports and process group, so they
+# cannot meet. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: lint browser
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # `make test` while a CPU hog keeps every core busy: a flaky test shows up here first. The hog is bounded
 # (HOG_S seconds at most, and it ends when make does) and stopped by PID here, its own child.
@@ -55,7 +61,7 @@ HOG_S ?= 5400
 test-under-load: lint browser
 	@$(PY) tests/cpu_hog.py --seconds $(HOG_S) & hog=$$!; \
 	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; \
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 ui: install
 	$(VENV)/bin/ragtrail ui start

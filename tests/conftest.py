@@ -49,6 +49,23 @@ REPO = Path(__file__).resolve().parents[1]
 RAGTRAIL_BIN = str(Path(sys.executable).parent / "ragtrail")
 
 
+# With several workers (make test: pytest-xdist, whole files each) the longest files start first, so that none
+# is left running alone at the end; the trail tests lead (they share the session's MLflow store with CLI
+# processes and stay clear of the in-process runs). Within a file the order is the file's own.
+FIRST = ("tests/include/trail/", "tests/test_incremental.py", "tests/test_local_ui.py", "tests/test_lifecycle_live.py",
+         "tests/test_fault_matrix.py", "tests/test_provider_wheel.py", "tests/test_cluster.py", "tests/test_cli.py",
+         "tests/test_pipeline.py", "tests/test_evaluate.py", "tests/test_mlflow_outage.py",
+         "tests/test_work_store_pipeline.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next((i for i, prefix in enumerate(FIRST) if path.startswith(prefix)), len(FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their collection order
+
+
 @pytest.hookimpl(trylast=True)  # after the runner has torn down the session fixtures
 def pytest_sessionfinish(session, exitstatus):
     """Fail the session if a test left a process running, or (in CI) if any test was skipped."""
