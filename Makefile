@@ -50,7 +50,7 @@ browser:
 # is module-scoped); every live server a test starts has its own home, ports and process group, so they
 # cannot meet. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-PYTEST := $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: lint browser
 	$(PYTEST) $(PYTEST_ARGS)
