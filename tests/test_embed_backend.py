@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ingest, write_corpus
 
 from ragtrail.embedding import embed_texts
+from ragtrail.onnx_backend import model_cache
 from ragtrail.settings import load
 
 TEXTS = [
@@ -32,9 +31,9 @@ def test_onnx_int8_vectors_are_close_to_fp32():
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     cosine = (fp32 * int8).sum(axis=1)
     assert cosine.mean() >= 0.98 and cosine.min() >= 0.95, cosine
-    # The data folder's models/, or the cache the session shares (conftest; a parallel run's workers share the
-    # controller's): a worker's own folder holds no export when another worker made it first.
-    cache = Path(os.environ.get("RAGTRAIL_MODEL_CACHE") or load().home / "models")
+    # The cache the session shares (conftest; a parallel run's workers share the controller's): a worker's own
+    # data folder holds no export when another worker made it first.
+    cache = model_cache()
     assert list(cache.glob("*-onnx-int8/model_qint8.onnx")), f"export not cached in {cache}"
 
 

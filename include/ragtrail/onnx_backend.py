@@ -131,12 +131,16 @@ def export_int8(model_path: str, out_dir: Path) -> Path:
     return out_dir / ONNX_FILE
 
 
+def model_cache() -> Path:
+    """Where exports are cached: the data folder's ``models/``, or ``RAGTRAIL_MODEL_CACHE``, which lets data
+    folders share one export (it is the same for the same model)."""
+    return Path(os.environ.get("RAGTRAIL_MODEL_CACHE") or ragtrail_home() / "models").expanduser()
+
+
 def load_onnx_int8(model_path: str) -> OnnxEmbedder:
-    """The int8 ONNX model for ``model_path``, exported once and cached under the data folder."""
+    """The int8 ONNX model for ``model_path``, exported once and cached under :func:`model_cache`."""
     key = hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
-    # RAGTRAIL_MODEL_CACHE lets data folders share one export (it is the same for the same model).
-    cache = Path(os.environ.get("RAGTRAIL_MODEL_CACHE") or ragtrail_home() / "models").expanduser()
-    out_dir = cache / f"{Path(model_path).name}-{key}-onnx-int8"
+    out_dir = model_cache() / f"{Path(model_path).name}-{key}-onnx-int8"
     with file_lock(out_dir.parent / f".{out_dir.name}.lock"):  # one exporter; the others wait and reuse
         onnx_path = out_dir / ONNX_FILE
         if not onnx_path.exists():
