@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import procs
 import pytest
+import schema_memo
 from servers import moto_server
 
 # Airflow reads its configuration at import: point it at a private home before anything imports it.
@@ -39,6 +40,7 @@ def _interrupt(signum, frame):
 
 # SIGTERM (a CI cancel, a timeout) stops the session like Ctrl-C: fixtures tear down, servers stop, the guard runs.
 signal.signal(signal.SIGTERM, _interrupt)
+schema_memo.install()  # the in-process dag.test runs: each Param schema checked against the metaschema once
 
 from ragtrail.airflow_home import prepare  # noqa: E402
 from ragtrail.settings import SAMPLE_CORPUS, load  # noqa: E402

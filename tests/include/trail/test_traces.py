@@ -67,3 +67,21 @@ def test_a_trace_does_not_export_the_tracking_uri_to_later_subprocesses(mlflow_c
     assert mlflow.get_tracking_uri() == mlflow_client.tracking_uri
     exp = mlflow_client.get_experiment_by_name(experiment_name(f"{product}-search"))
     assert len(_traces(mlflow_client, exp.experiment_id)) == 1  # and the trace still landed in the trail's store
+
+
+def test_a_search_sampled_out_does_not_import_mlflow(tmp_path):
+    """``ragtrail search`` with tracing sampled out answers without importing MLflow (seconds of a CLI call):
+    outside a traced call there is no span to nest under, so the sampling decision comes first."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time\n"
+            "from ragtrail.trail.traces import trace_search\n"
+            "t = time.time_ns()\n"
+            "trace_search('ragtrail.search', 'p', {'q': 'q'}, 'p__v1', 'v1', 1, {'q': []}, t, t)\n"
+            "print('mlflow' in sys.modules)\n")
+    env = {**os.environ, "RAGTRAIL_TRACE_SAMPLE_RATE": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
