@@ -56,12 +56,14 @@ class LiveAirflow:
         subprocess.run([str(self.bin / "airflow"), "db", "migrate"], env=self.env, check=True, capture_output=True,
                        cwd=self.home)
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
+        # The scheduler only once the API server listens: the tasks it starts report there at once.
+        self._wait_up(None, timeout, poll_s=1, what="Airflow's API server")
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
         self._spawn("triggerer", "triggerer")  # deferred tasks and asset watchers
         return self._wait_up(dag_id, timeout, poll_s=1, what="Airflow")
 
-    def _wait_up(self, dag_id: str, timeout: float, poll_s: float, what: str) -> LiveAirflow:
+    def _wait_up(self, dag_id: str | None, timeout: float, poll_s: float, what: str) -> LiveAirflow:
         """Wait until the API server answers and the DAG is parsed; fail fast if a process exits.
 
         On failure everything started so far is stopped before the error propagates."""
@@ -71,13 +73,13 @@ class LiveAirflow:
             self.stop()
             raise
 
-    def _wait(self, dag_id: str, timeout: float, poll_s: float, what: str) -> LiveAirflow:
+    def _wait(self, dag_id: str | None, timeout: float, poll_s: float, what: str) -> LiveAirflow:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
                 if not proc.running:
                     raise RuntimeError(f"{name} exited with {proc.exit_code()}: {proc.tail()}")
-            if self._api_up() and self._dag_parsed(dag_id):
+            if self._api_up() and (dag_id is None or self._dag_parsed(dag_id)):
                 return self
             time.sleep(poll_s)
         raise TimeoutError(f"{what} did not come up: " + self.logs())

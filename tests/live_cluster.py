@@ -106,6 +106,7 @@ class LiveCluster(LiveAirflow):
         self._airflow("db", "migrate")
         self._airflow("pools", "set", POOL, str(POOL_SLOTS), "chunk/embed tasks")
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1")
+        self._wait_up(None, timeout, poll_s=2, what="the cluster's API server")  # before anything runs a task
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
         for name, queues in (("worker1", f"{self.queue},{self.store_queue}"), ("worker2", self.queue)):

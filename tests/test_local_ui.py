@@ -126,6 +126,18 @@ def test_rest_requires_an_authorized_airflow_user(stack):
     assert health["mlflow_url"] == stack.mlflow
 
 
+def test_the_scheduler_starts_once_the_api_server_answers(stack):
+    """A task reports to the API server's execution API the moment it starts: a scheduler started beside a
+    still-starting API server failed a scheduled run ("Connection refused"; the under-load run's failure)."""
+    state = json.loads((stack.home / "ui" / "state.json").read_text())
+    started = {p["name"]: p["create_time"] for p in state["processes"]}
+    assert [p["name"] for p in state["processes"]] == ["mlflow", "api-server", "scheduler", "dag-processor", "triggerer"]
+    # psutil's create times are whole-second boot time plus clock ticks: up to ~1 s early. The API server takes
+    # several seconds to answer, so a scheduler started beside it (the defect) is still far outside this margin.
+    assert state["api_ready_at"] - started["api-server"] > 2, state
+    assert all(started[name] > state["api_ready_at"] - 1 for name in ("scheduler", "dag-processor", "triggerer")), state
+
+
 def test_the_mlflow_run_link_of_a_finished_task_opens_that_run(stack, runs):
     """Airflow's REST API returns each tracked task's "MLflow run" link; it points at the MLflow UI that
     `make ui` started, and the run it names is that task's run of that DAG run."""

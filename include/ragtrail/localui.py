@@ -158,17 +158,26 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
 
     state = {"airflow_url": airflow_url, "mlflow_url": mlflow_url, "processes": [], "logs": str(logs)}
     procs = {}
-    for name, cmd in commands.items():
+
+    def launch(name: str) -> None:
         with open(logs / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=settings.home)
+            proc = subprocess.Popen(commands[name], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=settings.home)
         procs[name] = proc
         state["processes"].append({"name": name, "pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
                                    "log": str(logs / f"{name}.log")})
         _state_file().write_text(json.dumps(state, indent=1))
+
     try:
+        launch("mlflow")
+        launch("api-server")
         _wait_http(f"{mlflow_url}/health", procs["mlflow"], timeout, logs / "mlflow.log")
         _wait_http(f"{airflow_url}/api/v2/monitor/health", procs["api-server"], timeout, logs / "api-server.log")
+        # Only now the scheduler: a task it starts reports to the API server's execution API at once, and a
+        # scheduled run queued while that server was still starting failed ("Connection refused").
+        state["api_ready_at"] = time.time()
+        for name in ("scheduler", "dag-processor", "triggerer"):
+            launch(name)
         for name in ("scheduler", "dag-processor", "triggerer"):
             if procs[name].poll() is not None:
                 raise RuntimeError(f"airflow {name} exited with {procs[name].returncode}; see {logs / name}.log")
