@@ -151,16 +151,12 @@ def record_retrieval(name: str, *, feature: str, query: Any, collection: str | N
     """
     if not tracking_enabled():
         return
-    # A span to nest under exists only once MLflow is imported: before that, sample first and spare the
-    # import (seconds of a `ragtrail search`) when this call is not recorded.
-    spans_possible = "mlflow" in sys.modules
-    if not spans_possible and random.random() >= sample_rate():
+    # A span to nest under exists only once MLflow is imported: until then none is looked for, and a call
+    # sampled out spares the import (seconds of a `ragtrail search`).
+    parent = sys.modules["mlflow"].get_current_active_span() if "mlflow" in sys.modules else None
+    if parent is None and random.random() >= sample_rate():
         return
     import mlflow
-
-    parent = mlflow.get_current_active_span() if spans_possible else None
-    if parent is None and spans_possible and random.random() >= sample_rate():
-        return
     kwargs: dict[str, Any] = {"parent_span": parent}
     if parent is None:
         where = _open(feature)
