@@ -64,7 +64,8 @@ class LiveAirflow:
         return self._wait_up(dag_id, timeout, poll_s=1, what="Airflow")
 
     def _wait_up(self, dag_id: str | None, timeout: float, poll_s: float, what: str) -> LiveAirflow:
-        """Wait until the API server answers and the DAG is parsed; fail fast if a process exits.
+        """Wait until the API server answers and (unless ``dag_id`` is None) the DAG is parsed; fail fast if a
+        process exits.
 
         On failure everything started so far is stopped before the error propagates."""
         try:
