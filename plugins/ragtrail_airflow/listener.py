@@ -128,6 +128,14 @@ def on_task_instance_skipped(previous_state, task_instance) -> None:
 @hookimpl
 def on_task_instance_failed(previous_state, task_instance, error) -> None:
     _finish(task_instance, "FAILED", error=error)
+    try:  # a tracked task Airflow failed after its callable returned: its own run says why
+        if _operator_name(getattr(task_instance, "task", None)) == "@task.tracked":
+            from ragtrail_airflow.failures import record_late_failure
+
+            record_late_failure(task_instance.task, error)
+    except Exception:
+        log.warning("ragtrail: could not record why %s failed", getattr(task_instance, "task_id", "?"),
+                    exc_info=True)
 
 
 def _finish(ti, status: str, error=None, skipped: bool = False) -> None:

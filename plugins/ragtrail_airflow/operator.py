@@ -58,6 +58,9 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         needs: tasks of the same DAG run that must have succeeded for this one to do anything; when one
             did not, the task is skipped before any run is opened (an ``all_done`` task behind a failed
             stage is a consequence, not a second failure).
+        fan_out: the run-spec param that sets how many items the task returns for a mapped downstream
+            task (``docs_per_batch``); named in the message when the list passes Airflow's map limit
+            (:func:`ragtrail_airflow.failures.check_fan_out`, checked inside the task's run).
     """
 
     custom_operator_name = "@task.tracked"
@@ -66,9 +69,10 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     operator_extra_links = (MLflowRunLink(), MLflowPipelineRunLink())
 
     def __init__(self, *, python_callable: Callable, op_args, op_kwargs, stage: str | None = None,
-                 needs: Sequence[str] = (), **kwargs):
+                 needs: Sequence[str] = (), fan_out: str | None = None, **kwargs):
         self.stage = stage
         self.needs = tuple(needs)
+        self.fan_out = fan_out
         self._task_run: TaskRun | None = None
         super().__init__(
             kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
@@ -108,7 +112,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         if not tracking_enabled():
             context["tracker"] = Recorder()  # type: ignore[typeddict-unknown-key]
             context["tracked_run"] = None  # type: ignore[typeddict-unknown-key]
-            return super().execute(context)
+            return self._checked(super().execute(context), context)
 
         from ragtrail.trail.task_run import TaskRun
         from ragtrail_airflow.config import airflow_origin, policy
@@ -134,7 +138,14 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
             # Tasks that log more than a recorder can (a registered model) need the run itself.
             context["tracked_run"] = {"run_id": run.mlflow_run_id,  # type: ignore[typeddict-unknown-key]
                                       "experiment_id": run.experiment_id, "parent_run_id": run.parent_run_id}
-            return super().execute(context)
+            return self._checked(super().execute(context), context)
+
+    def _checked(self, result: Any, context: Context) -> Any:
+        """The callable's result, unless Airflow would refuse to map over it (then the cause, in words)."""
+        from ragtrail_airflow.failures import check_fan_out
+
+        check_fan_out(self, context["ti"].map_index, result, self.fan_out)
+        return result
 
     def on_kill(self) -> None:
         if self._task_run is not None:

@@ -241,10 +241,11 @@ def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
     tracked = task.tracked
     docs = tracked(stage="ingest")(ingest)()
-    planned = tracked(stage="plan", **store_queue())(plan)(docs)
+    planned = tracked(stage="plan", fan_out="docs_per_batch", **store_queue())(plan)(docs)
     chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
-    unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",))(dedupe)(chunked)
+    unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",), fan_out="texts_per_batch")(dedupe)(
+        chunked)
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
     # all_done: publishes the good batches when some failed.
     indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(

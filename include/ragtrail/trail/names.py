@@ -53,9 +53,42 @@ def redact(key: str, value: Any) -> str:
     return redact_uri(value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str))
 
 
+_SECRET_VALUE = re.compile(r"(?P<key>(pass(word)?|secret|token|api[_-]?key|credential|authorization)[\"']?\s*[=:]\s*"
+                           r"[\"']?(bearer\s+|basic\s+)?)[^\s,;\"'&)}]+", re.I)
+ERROR_LINE_CHARS = 300
+# Exceptions whose message is already written for the person reading it (their class adds nothing).
+PLAIN_ERRORS = {"PlainFailure", "PreflightFailed"}
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message) without credentials: URI user-info and ``password=…``-style values masked."""
+    return _SECRET_VALUE.sub(r"\g<key>***", redact_uri(text))
+
+
+def error_line(exc: BaseException | str, limit: int = ERROR_LINE_CHARS) -> str:
+    """A failure in one line a person can act on: the class and the message's first line (cut at ``limit``
+    characters), credentials masked. A message written for people (:data:`PLAIN_ERRORS`) stands alone.
+
+    Example::
+
+        error_line(ValueError("chunk_size must be …\nmore"))  # "ValueError: chunk_size must be …"
+    """
+    if isinstance(exc, BaseException):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0] if lines else ""
+        name = type(exc).__name__
+        text = first if name in PLAIN_ERRORS and first else f"{name}: {first}" if first else name
+    else:
+        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "error")
+    text = redact_text(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def error_tags(exc: BaseException) -> dict[str, str]:
-    """How a failure is recorded on a run: the error class, and class plus message."""
-    return {ERROR_TAG: f"{type(exc).__name__}: {exc}"[:4000], ERROR_CLASS_TAG: type(exc).__name__}
+    """How a failure is recorded on a run: the error class, the one-line cause (:func:`error_line`), and
+    the whole message (credentials masked) for a closer look."""
+    return {ERROR_TAG: error_line(exc), ERROR_CLASS_TAG: type(exc).__name__,
+            "ragtrail.error_detail": redact_text(f"{type(exc).__name__}: {exc}")[:4000]}
 
 
 def experiment_url(ui_url: str, experiment_id: str) -> str:

@@ -75,6 +75,7 @@ class TaskRun:
         self.mlflow_run_id: str | None = None
         self.tracking_error: str | None = None
         self.ended = False
+        self.status: str | None = None  # how the run ended
         self._token = None
         self.overhead_s = 0.0  # time spent in MLflow calls for this task (metric tracking_overhead_s)
         self.setup_s = 0.0  # importing mlflow and opening the store, when this task was first (tracking_setup_s)
@@ -129,7 +130,7 @@ class TaskRun:
         """
         if not self.mlflow_run_id or self.ended:
             return
-        self.ended = True
+        self.ended, self.status = True, status
         errors = []
         t0 = time.perf_counter()
 
@@ -152,6 +153,19 @@ class TaskRun:
                 errors.append(err)
         if errors:
             self._tracking_failed("end", errors[0])
+
+    def fail_after_end(self, exc: BaseException) -> None:
+        """The task failed after its run ended FINISHED (Airflow refused what it returned): end it FAILED
+        with the cause. Best effort: a failure here only logs a warning."""
+        if not self.mlflow_run_id or self.status != "FINISHED":
+            return
+        try:
+            for key, value in error_tags(exc).items():
+                self.client.set_tag(self.mlflow_run_id, key, value)
+            self.client.set_terminated(self.mlflow_run_id, "FAILED")
+            self.status = "FAILED"
+        except Exception as err:
+            self._tracking_failed("late failure", err)
 
     def kill(self) -> None:
         try:
