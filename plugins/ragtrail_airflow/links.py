@@ -20,25 +20,37 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 XCOM_KEY = "mlflow_run"
+_REF_ATTR = "_ragtrail_mlflow_run"
+
+
+def push_run_ref(ti, operator, value: dict) -> None:
+    """Push the ``mlflow_run`` XCom and keep it on the operator, where its own links read it.
+
+    Airflow computes an operator's links in the task's process when it ends, in any state; asking the
+    execution API for an XCom that a skipped task never pushed logs "XCom not found" at ERROR.
+    """
+    ti.xcom_push(key=XCOM_KEY, value=value)
+    setattr(operator, _REF_ATTR, value)
+
+
+def _pushed(operator) -> dict:
+    """What this task try pushed under ``mlflow_run`` (nothing when it opened no run: no lookup)."""
+    return getattr(operator, _REF_ATTR, None) or {}
 
 
 class MLflowRunLink(BaseOperatorLink):
     """Opens the task try's MLflow run.
 
     The operator pushes ``{"experiment_id", "run_id"}`` to XCom under ``mlflow_run`` when the run
-    starts; Airflow calls :meth:`get_link` on the worker when the task ends and stores the URL, so
-    the UI never recomputes anything.
+    starts (:func:`push_run_ref`, which keeps it on the operator too); Airflow calls :meth:`get_link` on
+    the worker when the task ends and stores the URL, so the UI never recomputes anything.
     """
 
     name = "MLflow run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        value = XCom.get_value(key=XCOM_KEY, ti_key=ti_key)
-        if not value or not value.get("run_id"):
-            return ""
-        return run_url(value["experiment_id"], value["run_id"])
+        value = _pushed(operator)
+        return run_url(value["experiment_id"], value["run_id"]) if value.get("run_id") else ""
 
 
 class MLflowPipelineRunLink(BaseOperatorLink):
@@ -47,12 +59,8 @@ class MLflowPipelineRunLink(BaseOperatorLink):
     name = "MLflow pipeline run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        value = XCom.get_value(key=XCOM_KEY, ti_key=ti_key)
-        if not value or not value.get("parent_run_id"):
-            return ""
-        return run_url(value["experiment_id"], value["parent_run_id"])
+        value = _pushed(operator)
+        return run_url(value["experiment_id"], value["parent_run_id"]) if value.get("parent_run_id") else ""
 
 
 def _stored(ti_key) -> dict | None:
