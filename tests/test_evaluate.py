@@ -162,7 +162,8 @@ def test_registered_model_ships_its_code_and_pinned_requirements(handbook_run, s
         name, pinned = req.split("==")
         assert pinned == version(name).split("+")[0] == lock[name.lower()], req  # torch: 2.13.0, not +cpu
     assert (model_dir / "code" / "ragtrail" / "retriever.py").is_file()
-    assert not list((model_dir / "code").rglob("__pycache__"))
+    shipped = [p.relative_to(model_dir / "code").as_posix() for p in (model_dir / "code").rglob("*") if p.is_file()]
+    assert shipped and all(p.endswith(".py") and "/." not in f"/{p}" for p in shipped), shipped  # no .ruff_cache
     assert yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["python_function"]["code"] == "code"
 
     # -S: no site processing, so the editable install's finder of ragtrail is absent; only the model's code is.

@@ -40,13 +40,19 @@ def model_requirements() -> list[str]:
     return [f"{name}=={version(name).split('+')[0]}" for name in MODEL_PACKAGES]
 
 
+def _only_sources(folder: str, names: list[str]) -> set[str]:
+    """``copytree``'s filter: keep Python sources and the packages that hold them; drop the rest (caches such
+    as ``__pycache__`` or a linter's ``.ruff_cache``, hidden files, lint config)."""
+    return {n for n in names if n.startswith(".") or n == "__pycache__"
+            or ((Path(folder) / n).is_file() and not n.endswith(".py"))}
+
+
 def _code_copy(tmp: Path) -> str:
-    """A clean copy of the ragtrail package (no caches, no lint config) to ship with the model."""
+    """A clean copy of the ragtrail package (its ``.py`` files only) to ship with the model."""
     import ragtrail
 
     dest = tmp / "code" / "ragtrail"
-    shutil.copytree(Path(ragtrail.__file__).parent, dest,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "ruff.toml"))
+    shutil.copytree(Path(ragtrail.__file__).parent, dest, ignore=_only_sources)
     return str(dest)
 
 
@@ -54,11 +60,13 @@ def log_embedder(client, embedder: str) -> str:
     """Return ``runs:/…/model`` of the embedder's sentence-transformers model, logging it the first time."""
     from ragtrail.embedding import load_model
     from ragtrail.settings import load
+    from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     name = f"{load().experiment_prefix}/_embedders"
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=f"{load().mlflow_artifact_root.rstrip('/')}/_embedders")
+        name, artifact_location=f"{load().mlflow_artifact_root.rstrip('/')}/_embedders",
+        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     found = client.search_runs([exp_id], f"tags.`{EMBEDDER_TAG}` = {quote(embedder)} and attributes.status = 'FINISHED'",
                                max_results=1)
     if found:
