@@ -1,5 +1,6 @@
 """### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
+**preflight** checks the source, the connection and the store (a problem fails it at once, no retries) →
 **ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
 quarantined, never fatal) → **plan** compares it with the version's collection (unchanged documents
 stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the

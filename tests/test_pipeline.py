@@ -10,6 +10,7 @@ from conftest import HANDBOOK_CONF, child_runs_of, dump, ingest, run_cli, write_
 from ragtrail.settings import DEFAULT_CHUNK_SIZE, SAMPLE_CORPUS
 
 REQUIRED_METRICS = {
+    "preflight": set(),  # checks only: source readable, connection known, store answering
     "ingest": {"docs_seen", "docs_parsed", "docs_failed", "bytes_in"},
     "plan": {"docs_added", "docs_updated", "docs_unchanged", "docs_deleted"},
     "chunk": {"chunk_count", "avg_chunk_tokens", "min_chunk_tokens", "max_chunk_tokens", "total_tokens",

@@ -90,11 +90,16 @@ def _read_summary(dag_id: str, run_id: str) -> dict | None:
 
 def cmd_ingest(args) -> int:
     from ragtrail.console import quiet_terminal
+    from ragtrail.preflight import local_source_problem
 
+    conf = _conf(args)
+    if "://" not in conf["source"] and (problem := local_source_problem(conf["source"])):
+        print(f"ragtrail ingest: {problem} (no run started)", file=sys.stderr)  # the DAG's preflight, early
+        return 2
     with stdout_to_stderr() as out:
         with quiet_terminal(args.verbose, rt_settings.ragtrail_home()) as log_path:
             try:
-                summary = run_ingest(_conf(args))
+                summary = run_ingest(conf)
             except Exception as err:
                 print(f"ragtrail ingest: {type(err).__name__}: {err}", file=sys.stderr)
                 summary = {"status": "FAILED", "reasons": [str(err)], "product": args.product,

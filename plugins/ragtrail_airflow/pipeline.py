@@ -1,6 +1,6 @@
 """The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
-ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
+preflight → ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
 mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
 ``@dag`` function.
@@ -148,6 +148,14 @@ def publish_promotion(outlet_events, cfg, decision: dict) -> None:
 # The tasks: one wrapper per stage, decorated (tracked, pool, trigger rule) where build_pipeline wires them,
 # so that a pool or queue named in the environment is read when the DAG is built.
 
+def preflight(params=None, tracker=None, dag_run=None) -> dict:
+    """Source readable, connection known, store answering: else fail at once, no retries, the cause first."""
+    from ragtrail.spec import run_config
+    from ragtrail_airflow.preflight import check
+
+    return check(run_config(params))
+
+
 def ingest(params=None, tracker=None, dag_run=None):
     """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -240,7 +248,9 @@ def aggregate_status(**context):
 def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
     tracked = task.tracked
+    checked = tracked(stage="preflight", retries=0)(preflight)()
     docs = tracked(stage="ingest")(ingest)()
+    checked >> docs
     planned = tracked(stage="plan", fan_out="docs_per_batch", **store_queue())(plan)(docs)
     chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.

@@ -51,12 +51,13 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status,
+    """rag_ingest wires preflight → ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status,
     with typed, described params for the trigger form; evaluate and approve emit index events through an alias."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
+    assert upstream["ingest"] == {"preflight"} and dag.get_task("preflight").retries == 0  # fails at once
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
     assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
     assert upstream["evaluate"] == {"ingest", "index"}  # the source digest, and the built collection
@@ -71,7 +72,7 @@ def test_rag_ingest_shape_and_params():
                  "eval_tolerance", "approval", "approval_timeout_h"):
         param = dag.params.get_param(name)
         assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
-    for task_id in ("ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):
+    for task_id in ("preflight", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):
         assert "MLflow run" in [link.name for link in dag.get_task(task_id).operator_extra_links]
 
 
