@@ -38,7 +38,9 @@ SOURCE_ACCESS, CHUNKING, SYNC, GATE, TABLES = (
     "Source access", "Chunking & embedding", "Sync & batching", "Evaluation gate", "Tables")
 SEARCH = "Search space"
 _JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean"}
-_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+# Patterns in words, for messages and the form's descriptions.
+PATTERN_WORDS = {NAME_PATTERN: "a name of 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"}
 
 
 @dataclass(frozen=True)
@@ -71,16 +73,22 @@ class Field:
         """The rule a value must follow, in words (the same in every message)."""
         if self.enum:
             return "one of " + ", ".join(map(str, self.enum))
+        if self.pattern:
+            return PATTERN_WORDS.get(self.pattern, f"text matching {self.pattern}")
         word = _WORDS[self.type]
         if self.minimum is not None and self.maximum is not None:
-            return f"{word} between {_num(self.minimum)} and {_num(self.maximum)}"
+            return f"{word} from {_num(self.minimum)} to {_num(self.maximum)}"
         if self.minimum is not None:
             return f"{word} of at least {_num(self.minimum)}"
         if self.exclusive_minimum is not None:
             return f"{word} above {_num(self.exclusive_minimum)}"
         if self.min_length:
-            return f"a non-empty {word.split()[-1]}"
+            return f"non-empty {word}"
         return word
+
+    def form_description(self) -> str:
+        """The description with the accepted values in words (shown under the trigger-form field)."""
+        return f"{self.description} Accepted: {self.bounds()}" + (" or empty." if self.optional else ".")
 
     def check(self, value: Any) -> Any:
         """``value`` if it follows this row's type and bounds, else :class:`ValueError` ("<name> must be …")."""
@@ -96,19 +104,25 @@ class Field:
             or (self.min_length and len(value) < self.min_length)
             or (self.pattern and not re.match(self.pattern, value)))
         if not ok:
-            raise ValueError(f"{self.name} must be {self.bounds()}"
-                             + (f" matching {self.pattern}" if self.pattern else "") + f", got {value!r}")
+            raise ValueError(f"{self.name} must be {self.bounds()} (got {value!r})")
         return float(value) if self.type is float else value
 
     def schema(self) -> dict[str, Any]:
-        """This row as JSON-schema keywords (the trigger form's validation)."""
+        """This row as JSON-schema keywords (the trigger form's validation).
+
+        Numeric bounds sit in ``allOf``: Airflow's number field reads a top-level ``minimum``/``maximum``
+        and silently clamps a typed value into them when the field loses focus (-5 became 16 and the run
+        started); inside ``allOf`` the API server still refuses a value out of bounds, naming the bound.
+        """
         json_type = _JSON_TYPE[self.type]
         out: dict[str, Any] = {"type": ["null", json_type] if self.optional else json_type}
-        for key, value in (("minimum", self.minimum), ("maximum", self.maximum),
-                           ("exclusiveMinimum", self.exclusive_minimum), ("pattern", self.pattern),
-                           ("minLength", self.min_length)):
+        for key, value in (("pattern", self.pattern), ("minLength", self.min_length)):
             if value is not None:
                 out[key] = value
+        bounds = {k: v for k, v in (("minimum", self.minimum), ("maximum", self.maximum),
+                                    ("exclusiveMinimum", self.exclusive_minimum)) if v is not None}
+        if bounds:
+            out["allOf"] = [bounds]
         if self.enum:
             out["enum"] = list(self.enum)
         return out
@@ -231,6 +245,22 @@ def tune_config(params: dict[str, Any]) -> TuneConfig:
     return _build(TuneConfig, TUNE_FIELDS, params)
 
 
+def conf_errors(conf: dict[str, Any], rows: tuple[Field, ...] = FIELDS) -> dict[str, str]:
+    """Every problem of a run conf, by param, in plain words (the CLI, the REST API and the products file say
+    the same): ``{"chunk_size": "chunk_size must be a whole number from 16 to 510 (got -5)"}``; empty if fine."""
+    known = {r.name: r for r in rows}
+    errors = {}
+    for name, value in conf.items():
+        if name not in known:
+            errors[name] = f"{name} is not a run parameter (known: {', '.join(known)})"
+            continue
+        try:
+            known[name].check(value)
+        except ValueError as err:
+            errors[name] = str(err)
+    return errors
+
+
 def form_schemas(rows: tuple[Field, ...] = FIELDS, **defaults: Any) -> dict[str, dict[str, Any]]:
     """Per row: ``{"default", "title", "description", "section"?, **schema}`` for an Airflow ``Param``.
 
@@ -239,7 +269,7 @@ def form_schemas(rows: tuple[Field, ...] = FIELDS, **defaults: Any) -> dict[str,
     out = {}
     for r in rows:
         kw: dict[str, Any] = {"default": defaults.get(r.name, r.default), "title": r.title,
-                              "description": r.description, **r.schema()}
+                              "description": r.form_description(), **r.schema()}
         if r.section:
             kw["section"] = r.section
         out[r.name] = kw

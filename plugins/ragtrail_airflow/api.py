@@ -17,6 +17,7 @@ the MLflow UI URL of what it describes.
     GET /ragtrail/api/runs/{run_id}/tasks             per-task breakdown
     GET /ragtrail/api/summary                         ?product=… (repeatable)
     GET /ragtrail/api/dag_runs/{dag_id}/{run_id}      the pipeline run of one Airflow DAG run
+    POST /ragtrail/api/params/check                   a run conf checked against the run spec (400: per field, in words)
     GET /ragtrail/metrics                             the metrics page (HTML)
     GET /ragtrail/dag_runs/{dag_id}/{run_id}          the DAG run's "MLflow" tab in the Airflow UI (HTML)
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
 from ragtrail.trail.guard import TrackingError
@@ -149,6 +150,18 @@ def dag_run_page(dag_id: str, run_id: str) -> HTMLResponse:
     except LookupError as err:
         return HTMLResponse(render_dag_run(t, None, str(err)))
     return HTMLResponse(answer(lambda: render_dag_run(t, run)))
+
+
+@router.post("/api/params/check")
+def check_params(conf: Annotated[dict[str, Any], Body()]) -> dict:
+    """Check a run conf (``rag_ingest``'s params) with the run spec's rules before triggering a run: 400 with
+    one plain message per bad field (``chunk_size must be a whole number from 16 to 510 (got -5)``)."""
+    from ragtrail.spec import conf_errors
+
+    errors = conf_errors(conf)
+    if errors:
+        raise HTTPException(400, {"message": "; ".join(errors.values()), "errors": errors})
+    return {"ok": True, "conf": conf}
 
 
 @router.get("/metrics", response_class=HTMLResponse)

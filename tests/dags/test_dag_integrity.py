@@ -124,7 +124,7 @@ products:
 def test_a_broken_products_file_is_an_import_error_naming_the_field(tmp_path, monkeypatch):
     bag = _bag_with_products(tmp_path, monkeypatch, "products:\n  - {name: gamma, source: x, chunking: {chunk_size: 5}}\n")
     errors = " ".join(str(e) for e in bag.import_errors.values())
-    assert "rag_products.py" in " ".join(bag.import_errors) and "chunk_size must be an integer" in errors
+    assert "rag_products.py" in " ".join(bag.import_errors) and "chunk_size must be a whole number" in errors
     assert "rag_ingest" in bag.dag_ids  # the generic DAG is unaffected
 
 

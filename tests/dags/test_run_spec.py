@@ -38,7 +38,8 @@ def test_every_row_is_a_form_param_with_its_bounds(bag, dag_id, rows):
     assert set(params.keys()) == {r.name for r in rows}
     for row in rows:
         param = params.get_param(row.name)
-        assert param.value == row.default and param.description == row.description, row.name
+        assert param.value == row.default and param.description == row.form_description(), row.name
+        assert row.description in param.description and row.bounds() in param.description, row.name
         assert param.schema.get("section") == row.section and param.schema["title"] == row.title, row.name
         for key, value in row.schema().items():
             assert param.schema[key] == value, (row.name, key)
@@ -97,15 +98,15 @@ def test_every_products_row_is_validated_with_its_bounds_and_a_located_message(t
     path.write_text(f"products:\n  - {{name: ok, source: x}}\n  - {{name: bad, source: x, {head}: {{{tail}: {_over(row)}}}}}\n")
     with pytest.raises(ProductsFileError) as err:
         load_products(path)
-    assert str(err.value) == (f"{path.resolve()}: products[1] (bad): {row.products} must be {row.bounds()}, "
-                              f"got {_over(row)!r}")
+    assert str(err.value) == (f"{path.resolve()}: products[1] (bad): {row.products} must be {row.bounds()} "
+                              f"(got {_over(row)!r})")
 
 
 def test_a_bad_enum_in_the_products_file_names_the_choices(tmp_path):
     path = tmp_path / "products.yml"
     path.write_text("products:\n  - {name: docs, source: x, embedder: {backend: cuda}}\n")
     with pytest.raises(ProductsFileError, match=r"products\[0\] \(docs\): embedder.backend must be one of "
-                                                r"torch, onnx-int8, got 'cuda'"):
+                                                r"torch, onnx-int8 \(got 'cuda'\)"):
         load_products(path)
 
 
@@ -117,7 +118,7 @@ def test_the_typed_config_has_one_field_per_row_and_a_version_config():
     assert cfg.version_config() == {"chunk_size": 100, "chunk_overlap": spec.BY_NAME["chunk_overlap"].default,
                                     "embedder": spec.BY_NAME["embedder"].default,
                                     "embed_backend": spec.BY_NAME["embed_backend"].default}
-    with pytest.raises(ValueError, match="chunk_overlap must be an integer between 0 and 256"):
+    with pytest.raises(ValueError, match="chunk_overlap must be a whole number from 0 to 256"):
         spec.run_config({"chunk_overlap": -1})
 
 

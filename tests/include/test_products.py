@@ -47,8 +47,8 @@ def test_products_file_is_read_with_defaults(tmp_path):
 @pytest.mark.parametrize("entry, message", [
     ("- {name: 'bad name', source: x}", "name must match"),
     ("- {name: a__b, source: x}", "name must match"),
-    ("- {name: ok, source: x, chunking: {chunk_size: 9999}}", "chunk_size must be an integer between 16 and 510"),
-    ("- {name: ok, source: x, chunking: {chunk_size: '200'}}", "chunk_size must be an integer"),
+    ("- {name: ok, source: x, chunking: {chunk_size: 9999}}", "chunk_size must be a whole number from 16 to 510"),
+    ("- {name: ok, source: x, chunking: {chunk_size: '200'}}", "chunk_size must be a whole number"),
     ("- {name: ok}", "source is required"),
     ("- {name: ok, source: x, colour: red}", "unknown key(s) ['colour']"),
     ("- {name: ok, source: x, id: short}", "id must be 8-64"),
