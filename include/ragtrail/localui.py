@@ -221,7 +221,8 @@ def main(argv: list[str]) -> int:
             print(f"ragtrail ui: {err}", file=sys.stderr)
             return 1
         print(f"Airflow  {state['airflow_url']}   (login: admin / {_password() or 'see ' + str(password_file())})")
-        print(f"MLflow   {state['mlflow_url']}")
+        # the classic (model training) layout, as every link ragtrail makes (ragtrail.trail.names.CLASSIC_VIEW)
+        print(f"MLflow   {state['mlflow_url']}/#/experiments?workflowType=machine_learning")
         print(f"Metrics  {state['airflow_url']}/ragtrail/metrics   (also Browse → RAG metrics in Airflow)")
         print(f"Logs     {state['logs']}")
         print("Stop with: make stop")

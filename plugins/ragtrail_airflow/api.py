@@ -31,6 +31,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
 from ragtrail.trail.guard import TrackingError
+from ragtrail.trail.names import experiments_url
 
 # A browser waits on these: try MLflow briefly, then say it is unavailable.
 REQUEST_POLICY = dict(timeout_s=5.0, retries=1, backoff_s=0.5, budget_s=10.0)
@@ -87,7 +88,7 @@ def health() -> dict:
 @router.get("/api/products")
 def products() -> dict:
     t = trail()
-    return answer(lambda: {"products": t.products(), "mlflow_url": f"{t.ui_url}/#/experiments"})
+    return answer(lambda: {"products": t.products(), "mlflow_url": experiments_url(t.ui_url)})
 
 
 @router.get("/api/products/{product}/runs")

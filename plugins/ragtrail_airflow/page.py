@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
+from ragtrail.trail.names import experiments_url
 from ragtrail.trail.queries import Trail
 
 COLORS = {"FINISHED": "#2e7d32", "PARTIAL": "#ef8f00", "FAILED": "#c62828", "KILLED": "#6d4c41",
@@ -144,7 +145,7 @@ def render(t: Trail, product: str | None = None, limit: int = 20) -> str:
     else:
         chosen = products
     return _env().get_template("metrics.html.j2").render(
-        title="ragtrail metrics", products=products, ui_url=t.ui_url,
+        title="ragtrail metrics", products=products, experiments_url=experiments_url(t.ui_url),
         sections=[_section(t, p, limit) for p in chosen])
 
 

@@ -20,9 +20,12 @@ URL_TAG, NOTE_TAG = "airflow.url", "mlflow.note.content"
 # MLflow 3 opens an experiment without this tag in its GenAI view, which has no metrics or params
 # tables for pipeline runs; "custom_model_development" is its classic "model training" view.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-# MLflow 3.17's UI opens a run in its GenAI layout unless told otherwise (the experiment page follows
-# the experiment's mlflow.experimentKind tag, a deep link to a run does not).
-CLASSIC_VIEW = "?workflowType=machine_learning"
+# MLflow 3.17's UI picks its layout from the URL's ``workflowType`` parameter, else from the browser's
+# last choice (localStorage ``mlflow.workflowType``), else GenAI — for every page, the home page and the
+# experiment page included; the experiment's mlflow.experimentKind tag no longer decides (the
+# workflow-type switcher is always on). So every link ragtrail makes names the classic layout.
+WORKFLOW_PARAM = "workflowType=machine_learning"
+CLASSIC_VIEW = f"?{WORKFLOW_PARAM}"
 
 # The Model Registry: every built version is a version of ``ragtrail-<product>``.
 MODEL_PREFIX = "ragtrail-"
@@ -91,16 +94,22 @@ def error_tags(exc: BaseException) -> dict[str, str]:
             "ragtrail.error_detail": redact_text(f"{type(exc).__name__}: {exc}")[:4000]}
 
 
+def experiments_url(ui_url: str) -> str:
+    """The MLflow UI's experiment list, in its classic view."""
+    return f"{ui_url.rstrip('/')}/#/experiments{CLASSIC_VIEW}"
+
+
 def experiment_url(ui_url: str, experiment_id: str) -> str:
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}"
+    """An experiment's runs table in the MLflow UI (classic view)."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}{CLASSIC_VIEW}"
 
 
 def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
     """A run in the MLflow UI, in its classic view."""
-    return f"{experiment_url(ui_url, experiment_id)}/runs/{run_id}{CLASSIC_VIEW}"
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}{CLASSIC_VIEW}"
 
 
 def compare_url(ui_url: str, experiment_ids: list[str], run_ids: list[str]) -> str:
     runs = url_quote(json.dumps(run_ids, separators=(",", ":")))
     exps = url_quote(json.dumps(sorted(set(experiment_ids)), separators=(",", ":")))
-    return f"{ui_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}"
+    return f"{ui_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}&{WORKFLOW_PARAM}"

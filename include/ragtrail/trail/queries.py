@@ -283,9 +283,9 @@ class Trail:
     def summary(self, products: list[str] | None = None) -> dict:
         """Across products: runs, counts by status, success rate, mean pipeline and stage durations
         (see :func:`ragtrail.analysis.product_summary`)."""
-        names = products or [p["product"] for p in self.products()]
+        wanted = products or [p["product"] for p in self.products()]
         rows = []
-        for name in names:
+        for name in wanted:
             exp = self.experiment(name)
             runs = [self._pipeline_run(r) for r in self._search(
                 [exp.experiment_id], "tags.`ragtrail.role` = 'parent'", ["attributes.start_time DESC"], None)]
@@ -297,4 +297,4 @@ class Trail:
             rows.append({"product": name, "experiment_id": exp.experiment_id,
                          **product_summary(runs, stage_durations),
                          "mlflow_url": self.experiment_url(exp.experiment_id)})
-        return {"products": rows, "totals": totals(rows), "mlflow_url": f"{self.ui_url}/#/experiments"}
+        return {"products": rows, "totals": totals(rows), "mlflow_url": names.experiments_url(self.ui_url)}

@@ -69,9 +69,14 @@ def test_runs_lists_and_searches(history, trail):
 
 
 def test_every_answer_links_to_mlflow(history, trail):
+    """In MLflow's classic layout: 3.17 opens any page without ``workflowType`` (the experiment, the experiment
+    list, compare) in its GenAI layout, an empty traces overview, whatever the experiment's kind tag says."""
     exp = history["v1"]["experiment_id"]
     listing = trail.runs(PRODUCT)
-    assert listing["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}"
+    assert listing["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}?workflowType=machine_learning"
+    assert trail.summary()["mlflow_url"] == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    assert trail.compare_url([exp], ["a", "b"]).endswith("&workflowType=machine_learning")
+    assert all(p["mlflow_url"].endswith("?workflowType=machine_learning") for p in trail.products())
     assert all(r["mlflow_url"] == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{r['run_id']}?workflowType=machine_learning"
                for r in listing["runs"])
     product = next(p for p in trail.products() if p["product"] == PRODUCT)
