@@ -101,7 +101,7 @@ def _base(item: SourceItem) -> dict:
 
 
 def _documents(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes: int, table: TableSpec,
-               pdf: SandboxedParser) -> Iterator[tuple[dict, Parsed | ParseError]]:
+               sandbox: SandboxedParser) -> Iterator[tuple[dict, Parsed | ParseError]]:
     """Yield ``(manifest base, outcome)`` for every document of one source item."""
     base = _base(item)
     if item.skip_reason:
@@ -126,7 +126,7 @@ def _documents(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes
         size, sha = file_sha256(path)
         base.update(bytes=size, sha256=sha)
         stats["bytes_in"] += size
-        yield from ((base, out) for out in parse_file(item.doc_id, path, table=table, pdf=pdf))
+        yield from ((base, out) for out in parse_file(item.doc_id, path, table=table, sandbox=sandbox))
     except NotRegularFile as err:  # swapped for a FIFO or a link since it was listed
         yield base, ParseError("not_a_regular_file", f"not read: {err.strerror}")
     except OSError as err:  # unreadable file: permissions, vanished mid-run
@@ -144,8 +144,8 @@ def ingest_source(
     max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
     table: TableSpec | None = None,
     s3_client: Callable[[], Any] | None = None,
-    pdf_timeout_s: float = DEFAULT_TIMEOUT_S,
-    pdf_max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+    parse_timeout_s: float = DEFAULT_TIMEOUT_S,
+    parse_max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
 ) -> dict:
     """Read all documents of ``source`` into ``workdir/docs.parquet``.
 
@@ -157,8 +157,9 @@ def ingest_source(
         max_doc_bytes: files larger than this are quarantined unread (``too_large``).
         table: which columns of a table make a row document (default: id/doc_id, text, all others).
         s3_client: makes the S3 client for ``s3://`` sources (Airflow passes the S3Hook's).
-        pdf_timeout_s: wall-clock limit per PDF or Office file (the sandboxed parser).
-        pdf_max_memory_mb: address-space limit of the sandboxed parser process.
+        parse_timeout_s: wall-clock budget per file, any format (the sandboxed parser; a file over it is
+            quarantined ``parse_timeout``).
+        parse_max_memory_mb: address-space limit of the sandboxed parser process (``parse_memory_limit``).
 
     Returns:
         ``{"docs_path", "docs", "quarantined"}`` — small enough for XCom.
@@ -182,7 +183,7 @@ def ingest_source(
     rec.param(source=source, max_doc_bytes=max_doc_bytes, id_column=table.id_column or "auto",
               text_column=table.text_column,
               metadata_columns="*" if table.metadata_columns is None else ",".join(table.metadata_columns),
-              pdf_timeout_s=pdf_timeout_s, pdf_max_memory_mb=pdf_max_memory_mb)
+              parse_timeout_s=parse_timeout_s, parse_max_memory_mb=parse_max_memory_mb)
 
     stats: Counter[str] = Counter()
     skipped: Counter[str] = Counter()  # passed over on purpose: hidden entries, folder markers…
@@ -190,11 +191,11 @@ def ingest_source(
     progress = Progress("ingest", None, "documents", recorder=rec)  # a listing's length is unknown up front
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
-            SandboxedParser(pdf_timeout_s, pdf_max_memory_mb) as pdf:
+            SandboxedParser(parse_timeout_s, parse_max_memory_mb, on_wait=progress.waiting) as sandbox:
         tally = _Tally(writer, schema, manifest, quarantine, progress)
         for item in iter_source(source, s3_client=s3_client, skipped=skipped):
-            _read_item(item, _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table, pdf=pdf),
-                       tally)
+            _read_item(item, _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table,
+                                        sandbox=sandbox), tally)
         tally.flush()
     if scratch.is_dir() and not any(scratch.iterdir()):
         scratch.rmdir()

@@ -3,9 +3,10 @@
 Every parser either returns text or raises :class:`ParseError` with a short machine-readable reason
 (``empty``, ``binary``, ``unknown_encoding``, ``unsupported_type``…) and a human message. Nothing else
 escapes this layer: whatever the bytes, the caller gets text or a quarantine reason. Text and HTML
-are parsed here (bytes decoded by :mod:`ragtrail.encoding`), PDFs and Office files in a sandboxed child
-process (:mod:`ragtrail.sandbox`), tables row by row (:mod:`ragtrail.tables`); :func:`parse_file`
-picks the parser.
+are parsed here (bytes decoded by :mod:`ragtrail.encoding`), PDFs and Office files by their handlers
+(:mod:`ragtrail.pdf`, :mod:`ragtrail.office`), tables row by row (:mod:`ragtrail.tables`);
+:func:`parse_local` picks the parser, and :func:`parse_file` runs it in the sandboxed child process
+(:mod:`ragtrail.sandbox`) under a time and memory budget per file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ TEXT_TYPES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "
 HTML_TYPES = {".html": "html", ".htm": "html", ".xhtml": "html"}
 PDF_TYPES = {".pdf": "pdf"}
 OFFICE_TYPES = {".docx": "docx", ".pptx": "pptx"}
-SANDBOXED = {"pdf", "docx", "pptx"}  # parsed in the bounded child process (ragtrail.sandbox)
+# Packaged formats and the function that reads each ("module:function": a path in, {"text", "parser"} or
+# {"reason", "message"} out).
+PACKAGED_HANDLERS = {"pdf": "ragtrail.pdf:extract_in_child", "docx": "ragtrail.office:docx_in_child",
+                     "pptx": "ragtrail.office:pptx_in_child"}
+SANDBOXED = frozenset(PACKAGED_HANDLERS)
 TABLE_TYPES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
                ".xlsx": "xlsx"}
 
@@ -86,7 +91,7 @@ def parse_bytes(name: str, data: bytes) -> Parsed:
         raise ParseError("empty", "file is empty")
     raw, encoding = decode_text(data, html_charset(data) if doc_type == "html" else None)
     if doc_type == "html":
-        text, parser = html_to_text(raw), "beautifulsoup4"
+        text, parser = html_to_text(raw), "lxml"
     else:
         text, parser = raw, "text"
     text = normalize_whitespace(text)
@@ -96,16 +101,33 @@ def parse_bytes(name: str, data: bytes) -> Parsed:
 
 
 def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
-               pdf: SandboxedParser | None = None) -> Iterator[Parsed | ParseError]:
+               sandbox: SandboxedParser | None = None) -> Iterator[Parsed | ParseError]:
     """Parse one local file into documents: one for text, HTML, PDF and Office, one per row for a table.
 
-    Failures are yielded as :class:`ParseError`, never raised (an ``OSError`` reading the file is the
-    caller's), so a table can report a bad row and go on.
+    Every parser runs in the sandboxed child (:mod:`ragtrail.sandbox`) under its time and memory budget.
+    Failures are yielded as :class:`ParseError`, never raised, so a table can report a bad row and go on.
 
     Args:
         name: the file's name or relative path; its extension picks the parser.
         table: which columns make a row document (default :class:`~ragtrail.tables.TableSpec()`).
-        pdf: a running sandboxed parser (PDF, docx, pptx) to reuse; one is started for this file when ``None``.
+        sandbox: a running sandboxed parser to reuse; one is started for this file when ``None``.
+    """
+    if detect_type(name) is None:
+        yield ParseError("unsupported_type", f"no parser for {PurePosixPath(name).suffix or 'files without extension'}")
+        return
+    if sandbox is not None:
+        yield from sandbox.parse_all(name, path, table)
+        return
+    from ragtrail.sandbox import SandboxedParser
+
+    with SandboxedParser() as own:
+        yield from own.parse_all(name, path, table)
+
+
+def parse_local(name: str, path: Path, table: TableSpec | None = None) -> Iterator[Parsed | ParseError]:
+    """What :func:`parse_file` does, in this process and without a budget: the sandbox child runs it.
+
+    An ``OSError`` reading the file is raised, every other failure yielded as :class:`ParseError`.
     """
     doc_type = detect_type(name)
     try:
@@ -116,13 +138,7 @@ def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
 
             yield from iter_table(path, doc_type, table or TableSpec())
         elif doc_type in SANDBOXED:
-            from ragtrail.sandbox import SandboxedParser
-
-            if pdf is None:
-                with SandboxedParser() as own:
-                    yield own.parse(path, doc_type)
-            else:
-                yield pdf.parse(path, doc_type)
+            yield _packaged(doc_type, path)
         else:
             from ragtrail.walk import open_regular
 
@@ -131,3 +147,17 @@ def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
             yield parse_bytes(name, data)
     except ParseError as err:
         yield err
+
+
+def _packaged(kind: str, path: Path) -> Parsed:
+    """A PDF or Office file's text through its handler (``{"text", "parser"}`` or ``{"reason", "message"}``)."""
+    import importlib
+
+    module, func = PACKAGED_HANDLERS[kind].split(":")
+    reply = getattr(importlib.import_module(module), func)(str(path))
+    if reply.get("reason"):
+        raise ParseError(reply["reason"], reply["message"])
+    text = normalize_whitespace(reply["text"])
+    if not text:
+        raise ParseError("no_text_layer" if kind == "pdf" else "empty", f"no text in the {kind} file")
+    return Parsed(text=text, doc_type=kind, parser=reply.get("parser", kind))

@@ -77,6 +77,16 @@ class Progress:
             self._last = now  # (all done: the closing line follows and says it)
             self.log.info("%s", self.line())
 
+    def waiting(self, item: str, seconds: float) -> None:
+        """One item is taking long (called about once a second meanwhile): keep the lines coming, naming it.
+
+        At most one line per interval, e.g. ``ingest: 120 documents, 4.1 documents/s; reading docs/big.html for 45 s``.
+        """
+        now = time.perf_counter()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.log.info("%s; reading %s for %s", self.line(), item, _duration(seconds))
+
     def line(self) -> str:
         rate = self.rate()
         if self.total:

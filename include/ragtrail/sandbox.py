@@ -1,18 +1,28 @@
-"""Parsers that may meet hostile files run in a child process with a timeout and a memory limit.
+"""Every parser runs in a child process with a time and a memory budget per file.
 
-A hostile PDF or Office file (a decompression bomb, a pathological content stream, a huge embedded
-image) can make any parser run for minutes or eat gigabytes. So those parsers never run in the
-worker's own process: a small child (``python -m ragtrail.sandbox``) caps its own address space with
-``RLIMIT_AS`` before importing anything heavy, then answers one JSON line per file. The parent waits
-at most ``timeout_s`` per file; a child that overruns is killed (by its own PID) and the next file gets
-a fresh one. Whatever happens, the caller gets text or a :class:`~ragtrail.parsing.ParseError`: the
-handler's own reasons (:mod:`ragtrail.pdf`, :mod:`ragtrail.office`) or ``parse_timeout``,
-``parse_memory_limit``, ``parse_crashed``.
+A hostile file — an HTML page nested 100,000 deep, a decompression bomb, a pathological PDF content
+stream, a CSV with a million columns — can make any parser run for minutes or eat gigabytes. So no
+parser runs in the worker's own process: a small child (``python -m ragtrail.sandbox``) caps its own
+address space with ``RLIMIT_AS`` before importing anything heavy, then parses one file per request
+(:func:`ragtrail.parsing.parse_local`) and streams back one JSON line per document (a table gives one
+per row) and an end line. The parent waits at most ``timeout_s`` per file; a child that overruns is
+killed (by its own PID) and the next file gets a fresh one. Whatever happens, the caller gets documents
+or :class:`~ragtrail.parsed.ParseError` s: the parsers' own reasons or ``parse_timeout``,
+``parse_memory_limit``, ``parse_crashed``. The rows of a table read before its budget ran out are kept.
+
+The child stays up between files, so a small file costs one pipe round trip (see docs/formats.md for
+the measured overhead). While a file takes long, ``on_wait(name, seconds)`` is called about once a
+second, so progress lines can name the slow file.
+
+Budgets: ``RAGTRAIL_PARSE_TIMEOUT_S`` (default 120) and ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` (default 2048);
+the older ``RAGTRAIL_PDF_TIMEOUT_S`` / ``RAGTRAIL_PDF_MAX_MEMORY_MB`` are still read when the new ones
+are unset.
 
 Example::
 
     with SandboxedParser(timeout_s=30) as parser:
-        text = parser.parse(Path("report.docx"), "docx").text
+        for doc in parser.parse_all("report.docx", Path("report.docx")):
+            print(doc.text if isinstance(doc, Parsed) else doc.reason)
 """
 
 from __future__ import annotations
@@ -23,32 +33,43 @@ import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ragtrail.parsed import Parsed, ParseError, normalize_whitespace
+from ragtrail.parsed import Parsed, ParseError
 
-DEFAULT_TIMEOUT_S = float(os.environ.get("RAGTRAIL_PDF_TIMEOUT_S", "120"))
-DEFAULT_MAX_MEMORY_MB = int(os.environ.get("RAGTRAIL_PDF_MAX_MEMORY_MB", "2048"))
+if TYPE_CHECKING:
+    from ragtrail.tables import TableSpec
+
+
+def _setting(name: str, old: str, default: str) -> str:
+    return os.environ.get(name) or os.environ.get(old) or default
+
+
+DEFAULT_TIMEOUT_S = float(_setting("RAGTRAIL_PARSE_TIMEOUT_S", "RAGTRAIL_PDF_TIMEOUT_S", "120"))
+DEFAULT_MAX_MEMORY_MB = int(_setting("RAGTRAIL_PARSE_MAX_MEMORY_MB", "RAGTRAIL_PDF_MAX_MEMORY_MB", "2048"))
 _START_TIMEOUT_S = 60.0
-# kind -> "module:function" run in the child; each takes a path and returns {"text", "parser"} or
-# {"reason", "message"}.
-HANDLERS = {"pdf": "ragtrail.pdf:extract_in_child", "docx": "ragtrail.office:docx_in_child",
-            "pptx": "ragtrail.office:pptx_in_child"}
+_WAIT_TICK_S = 1.0  # how often on_wait hears about a file that takes long
 
 
 class SandboxedParser:
     """A reusable sandboxed parser process; use as a context manager so the child is always reaped.
 
     Args:
-        timeout_s: wall-clock seconds one file may take.
+        timeout_s: wall-clock seconds one file may take (a table: all its rows).
         max_memory_mb: address-space limit of the child process.
+        on_wait: called with ``(name, seconds so far)`` about once a second while a file is being parsed.
     """
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, max_memory_mb: int = DEFAULT_MAX_MEMORY_MB):
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+                 on_wait: Callable[[str, float], None] | None = None):
         self.timeout_s = timeout_s
         self.max_memory_mb = max_memory_mb
+        self.on_wait = on_wait
         self._proc: subprocess.Popen | None = None
-        self._buf = b""
+        self._chunks: list[bytes] = []
 
     def __enter__(self) -> SandboxedParser:
         return self
@@ -83,7 +104,7 @@ class SandboxedParser:
 
     def _start(self) -> subprocess.Popen:
         # The child sets its own limits first thing (no preexec_fn: unsafe with threads in the parent).
-        self._buf = b""
+        self._chunks = []
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ragtrail.sandbox", str(self.max_memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
@@ -98,58 +119,104 @@ class SandboxedParser:
                                               f"is {self.max_memory_mb} MB enough to import pypdf?")
         return self._proc
 
-    def _read_line(self, deadline: float) -> bytes | None:
+    def _read_line(self, deadline: float, name: str = "", started: float = 0.0) -> bytes | None:
         """One line from the child, ``None`` when the deadline passes; ``EOFError`` when the child is gone.
 
-        EOF is told apart here, not by polling the child: its pipe closes before it can be reaped.
+        EOF is told apart here, not by polling the child: its pipe closes before it can be reaped. Only
+        each new chunk is searched for the line break, so a 100 MB line costs linear time.
         """
-        proc = self._proc
-        fd = proc.stdout.fileno()
+        if self._chunks and b"\n" in self._chunks[0]:
+            return self._take_line()
+        fd = self._proc.stdout.fileno()
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buf:
+            while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
+                if left <= 0:
                     return None
+                if not sel.select(min(left, _WAIT_TICK_S)):
+                    if self.on_wait is not None and name:
+                        self.on_wait(name, time.monotonic() - started)
+                    continue
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     raise EOFError
-                self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
+                self._chunks.append(chunk)
+                if b"\n" in chunk:
+                    return self._take_line()
+
+    def _take_line(self) -> bytes:
+        data = b"".join(self._chunks)
+        line, _, rest = data.partition(b"\n")
+        self._chunks = [rest] if rest else []
         return line
 
-    def parse(self, path: Path, kind: str) -> Parsed:
-        """Text of one file of ``kind`` (a key of :data:`HANDLERS`), or :class:`ParseError`."""
-        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+    def parse_all(self, name: str, path: Path, table: TableSpec | None = None) -> Iterator[Parsed | ParseError]:
+        """Every document of one file (``name`` picks the parser), each :class:`Parsed` or :class:`ParseError`.
+
+        Never raises: a file over its time or memory budget, or one that kills the parser, ends in a
+        :class:`ParseError` after whatever documents (table rows) it gave before.
+        """
+        finished = False
         try:
-            proc.stdin.write(json.dumps({"path": str(path), "kind": kind}).encode() + b"\n")
-        except OSError:
-            code = self._kill()
-            raise ParseError("parse_crashed", f"the parser process died (exit code {code})") from None
-        try:
-            line = self._read_line(time.monotonic() + self.timeout_s)
-        except EOFError:
-            code = self._kill()
-            raise ParseError("parse_crashed", f"the parser process died on this file (exit code {code})") from None
-        if line is None:
-            self._kill()
-            raise ParseError("parse_timeout", f"parsing took longer than {self.timeout_s:g} s")
-        reply = json.loads(line)
-        if reply.get("reason"):
-            if reply.get("restart"):
+            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+            request = {"path": str(path), "name": name, "table": asdict(table) if table is not None else None}
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+            except OSError:
+                raise ParseError("parse_crashed", f"the parser process died (exit code {self._kill()})") from None
+            started = time.monotonic()
+            for reply in self._replies(name, started + self.timeout_s, started):
+                if reply is None:
+                    finished = True
+                    return
+                yield reply
+        except ParseError as err:
+            finished = True
+            yield err
+        finally:
+            if not finished:  # the caller stopped early, or a timeout / crash: the child's state is unknown
                 self._kill()
-            raise ParseError(reply["reason"], reply["message"])
-        text = normalize_whitespace(reply["text"])
-        if not text:
-            raise ParseError("no_text_layer" if kind == "pdf" else "empty", f"no text in the {kind} file")
-        return Parsed(text=text, doc_type=kind, parser=reply.get("parser", kind))
+
+    def _replies(self, name: str, deadline: float, started: float) -> Iterator[Parsed | ParseError | None]:
+        """The child's answers for one file, then ``None``; raises ParseError on timeout or crash."""
+        while True:
+            try:
+                line = self._read_line(deadline, name, started)
+            except EOFError:
+                code = self._kill()
+                raise ParseError("parse_crashed", f"the parser process died on this file (exit code {code})") from None
+            if line is None:
+                self._kill()
+                raise ParseError("parse_timeout", f"parsing took longer than {self.timeout_s:g} s "
+                                                  "(RAGTRAIL_PARSE_TIMEOUT_S)")
+            reply = json.loads(line)
+            if "doc" in reply:
+                yield Parsed(**reply["doc"])
+            elif "error" in reply:
+                yield ParseError(**reply["error"])
+            if reply.get("end"):
+                if reply.get("restart"):
+                    self._kill()  # a process that hit its memory limit is not trusted with another file
+                yield None
+                return
+
+    def parse(self, path: Path, kind: str) -> Parsed:
+        """The text of one single-document file (PDF, Office, text, HTML), or raise :class:`ParseError`.
+
+        ``kind`` is kept for callers of the PDF-only sandbox; the file's name picks the parser.
+        """
+        outcomes = list(self.parse_all(path.name, path))
+        first = outcomes[0] if outcomes else ParseError("empty", f"no text in the {kind} file")
+        if isinstance(first, ParseError):
+            raise first
+        return first
 
 
 # ---- the child process ---------------------------------------------------------------------------
 
 
 def _serve(max_memory_mb: int) -> None:
-    import importlib
     import logging
     import resource
 
@@ -159,30 +226,57 @@ def _serve(max_memory_mb: int) -> None:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # The protocol owns the real stdout; anything a library prints goes to stderr.
-    out = os.fdopen(os.dup(1), "w")
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")  # a lone surrogate becomes "?"
     os.dup2(2, 1)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    import pypdf  # noqa: F401  (import before saying ready, under the limit; Office libraries on first use)
+    import pypdf  # noqa: F401  (import before saying ready, under the limit; other parsers on first use)
+
+    from ragtrail.parsing import parse_local
 
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
     for line in sys.stdin:
         request = json.loads(line)
-        try:
-            module, func = HANDLERS[request.get("kind", "pdf")].split(":")
-            reply = getattr(importlib.import_module(module), func)(request["path"])
-        except MemoryError:
-            reply = {"reason": "parse_memory_limit", "restart": True,
-                     "message": f"parsing needed more than {max_memory_mb} MB"}
-        except RecursionError:
-            reply = {"reason": "too_complex", "restart": True, "message": "the file nests objects too deeply"}
-        except OSError as err:
-            reply = {"reason": "unreadable", "message": str(err)}
-        out.write(json.dumps(reply) + "\n")
+        end = _answer(request, parse_local, out, max_memory_mb)
+        out.write(json.dumps(end) + "\n")
         out.flush()
-        if reply.get("restart"):
-            return  # a process that hit its memory limit is not trusted with another file
+        if end.get("restart"):
+            return
+
+
+def _answer(request: dict, parse_local, out, max_memory_mb: int) -> dict:
+    """Write one line per document of the requested file; return the end line."""
+    from ragtrail.tables import TableSpec
+
+    spec = request.get("table")
+    if spec is not None and spec.get("metadata_columns") is not None:
+        spec["metadata_columns"] = tuple(spec["metadata_columns"])
+    try:
+        for doc in parse_local(request["name"], Path(request["path"]), TableSpec(**spec) if spec else None):
+            out.write(_line(doc) + "\n")
+        return {"end": True}
+    except MemoryError:
+        error = {"reason": "parse_memory_limit", "message": f"parsing needed more than {max_memory_mb} MB "
+                                                            "(RAGTRAIL_PARSE_MAX_MEMORY_MB)"}
+        return {"end": True, "restart": True, "error": error}
+    except RecursionError:
+        return {"end": True, "restart": True,
+                "error": {"reason": "too_complex", "message": "the file nests objects too deeply"}}
+    except OSError as err:
+        return {"end": True, "error": {"reason": "unreadable", "message": str(err)}}
+    except Exception as err:  # an input no parser foresaw costs this file, never the run
+        return {"end": True, "restart": True,
+                "error": {"reason": "parse_crashed", "message": f"{type(err).__name__}: {err}"[:500]}}
+
+
+def _line(doc: Parsed | ParseError) -> str:
+    if isinstance(doc, ParseError):
+        return json.dumps({"error": {"reason": doc.reason, "message": doc.message, "key": doc.key}},
+                          ensure_ascii=False)
+    fields = {"text": doc.text, "doc_type": doc.doc_type, "parser": doc.parser, "key": doc.key,
+              "metadata": doc.metadata, "encoding": doc.encoding}
+    return json.dumps({"doc": fields}, ensure_ascii=False, default=str)
 
 
 if __name__ == "__main__":

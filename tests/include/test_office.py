@@ -19,7 +19,7 @@ def sandbox():
 
 
 def one(path, sandbox):
-    (out,) = list(parse_file(path.name, path, pdf=sandbox))
+    (out,) = list(parse_file(path.name, path, sandbox=sandbox))
     return out
 
 

@@ -33,7 +33,7 @@ def bomb(tmp_path_factory):
 
 
 def _one(path, pdf):
-    (out,) = list(parse_file(path.name, path, pdf=pdf))
+    (out,) = list(parse_file(path.name, path, sandbox=pdf))
     return out
 
 
