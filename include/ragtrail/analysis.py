@@ -48,9 +48,25 @@ def iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else None
 
 
+def _as_compared(value: Any) -> Any:
+    """A value as a comparison sees it: numbers (and params, which MLflow keeps as text, that read as
+    numbers) by their value, so ``24``, ``24.0`` and ``"24.0"`` are the same; anything else as JSON."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if number == number:  # not NaN
+                return number
+    return json.dumps(value, sort_keys=True)
+
+
 def differs(values: list) -> bool:
     """Whether a row of values (params or metrics of several runs) is not all the same."""
-    return len({json.dumps(v, sort_keys=True) for v in values}) > 1
+    return len({_as_compared(v) for v in values}) > 1
 
 
 def trend_points(runs: list[dict], metric: str, by: str = "version") -> list[dict]:

@@ -51,3 +51,16 @@ def test_summary_counts_rates_and_means():
     assert row["latest"]["run_id"] == "r5"  # the newest run that ended
     both = totals([row, {**row, "by_status": {"FINISHED": 1}, "runs": 1}])
     assert both["runs"] == 7 and both["by_status"]["FINISHED"] == 3 and both["success_rate"] == round(3 / 6, 4)
+
+
+def test_side_by_side_compares_numbers_as_numbers():
+    """MLflow keeps params as text: a run triggered from the form logs ``24``, one from the CLI ``24.0``;
+    the same value, not a difference. Text that differs still does, and so do different numbers."""
+    a, b = run("r1", "v1", "FINISHED", 24), run("r2", "v1", "FINISHED", 24.0, chunk_size="200.0")
+    a["params"].update(max_file_mb="24", min_ndcg="0", embedder="all-MiniLM-L6-v2")
+    b["params"].update(max_file_mb="24.0", min_ndcg="0.0", embedder="all-MiniLM-L6-v2 ")
+    assert side_by_side([a, b])["diff"] == {"params": ["embedder"], "metrics": []}
+    c = run("r3", "v1", "FINISHED", 25, chunk_size="nan")
+    c["params"].update(max_file_mb="24.5", min_ndcg="0", embedder="all-MiniLM-L6-v2")
+    assert side_by_side([a, c])["diff"] == {"params": ["chunk_size", "max_file_mb"],
+                                            "metrics": ["vector_count"]}
