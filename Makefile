@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test test-under-load cluster-test lint bench bench-listener clean ui stop browser lock
+.PHONY: install run test test-under-load cluster-test lint bench bench-listener bench-parsers clean ui stop browser lock
 
 # Every package, transitive ones too, at the version of requirements.lock (a constraints file).
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
@@ -90,6 +90,11 @@ bench: install
 # The listener's overhead per task alone (a minute or two): bench/results/listener.json.
 bench-listener: install
 	$(PY) bench/listener.py
+
+# What the per-file parser budgets cost on the real-docs corpus (the PostgreSQL manual), how the HTML extractor
+# scales with depth / width / length, and each hostile shape's outcome (~6 min): bench/results/parsers.json.
+bench-parsers: install
+	$(PY) bench/parsers.py
 
 clean:
 	rm -rf .data

@@ -21,7 +21,8 @@ def _write(path: Path, *parts: str | bytes, repeat: int = 1) -> Path:
 
 
 def html_deep(path: Path, depth: int = 100_000) -> Path:
-    return path.write_text("<html><body>" + "<div>" * depth + "deep inside" + "</div>" * depth + "</body></html>") or path
+    path.write_text("<html><body>" + "<div>" * depth + "deep inside" + "</div>" * depth + "</body></html>")
+    return path
 
 
 def html_wide(path: Path, siblings: int = 1_000_000) -> Path:
@@ -33,8 +34,9 @@ def html_long_line(path: Path, size: int = 50 * MB) -> Path:
 
 
 def html_nested_tables(path: Path, depth: int = 1_000) -> Path:
-    return path.write_text("<html><body>" + "<table><tr><td>" * depth + "innermost cell"
-                           + "</td></tr></table>" * depth + "</body></html>") or path
+    path.write_text("<html><body>" + "<table><tr><td>" * depth + "innermost cell"
+                    + "</td></tr></table>" * depth + "</body></html>")
+    return path
 
 
 def html_huge_attributes_and_comments(path: Path, size: int = 20 * MB) -> Path:
@@ -50,11 +52,13 @@ def html_huge_attributes_and_comments(path: Path, size: int = 20 * MB) -> Path:
 
 
 def markdown_nested_lists(path: Path, depth: int = 100_000) -> Path:
-    return path.write_text("".join(" " * min(i, 64) + "- item\n" for i in range(depth))) or path
+    path.write_text("".join(" " * min(i, 64) + "- item\n" for i in range(depth)))
+    return path
 
 
 def markdown_nested_quotes(path: Path, depth: int = 100_000) -> Path:
-    return path.write_text(">" * depth + " the quote\n") or path
+    path.write_text(">" * depth + " the quote\n")
+    return path
 
 
 def text_without_newline(path: Path, size: int = 50 * MB) -> Path:
@@ -64,12 +68,14 @@ def text_without_newline(path: Path, size: int = 50 * MB) -> Path:
 def csv_wide(path: Path, columns: int = 100_000) -> Path:
     header = ",".join(["id", "text"] + [f"c{i}" for i in range(columns)])
     row = ",".join(["1", "a row with many columns"] + ["v"] * columns)
-    return path.write_text(header + "\n" + row + "\n") or path
+    path.write_text(header + "\n" + row + "\n")
+    return path
 
 
 def jsonl_deep(path: Path, depth: int = 100_000) -> Path:
     good = json.dumps({"id": "fine", "text": "a good row beside the deep one"})
-    return path.write_text(good + "\n" + '{"id": "deep", "text": ' + "[" * depth + "]" * depth + "}\n") or path
+    path.write_text(good + "\n" + '{"id": "deep", "text": ' + "[" * depth + "]" * depth + "}\n")
+    return path
 
 
 def office_zip_bomb(path: Path) -> Path:

@@ -1,0 +1,128 @@
+"""What the parser budgets cost, and how the HTML extractor scales: ``make bench-parsers``.
+
+1. **Budget overhead on real documents.** The ingest stage reads the PostgreSQL manual's HTML pages
+   (the real-docs corpus of ``make bench CORPUS=pgdocs``) twice per round, alternating: as shipped (every
+   file parsed in the sandboxed child under its budget) and with the parsers called in the task's own
+   process (no budget; what ingest did for text and HTML before). The overhead is the median difference
+   as a share of the in-process stage.
+2. **Linear HTML extraction.** ``html_to_markdown`` on pages deep (nested ``<div>``), wide (siblings) and
+   long (one paragraph) at n, 2n and 4n; the fitted exponent b of ``time = a * n**b`` (1 = linear).
+3. **Each hostile shape** of ``tests/pathological.py`` through the sandbox with the default budget: its
+   outcome and seconds.
+
+Results go to ``bench/results/parsers.json``. Timings are this machine's: read them as ratios and slopes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def _ingest_once(corpus: Path, work: Path, in_process: bool) -> float:
+    from ragtrail import ingest, parsing
+
+    original = ingest.parse_file
+    if in_process:
+        ingest.parse_file = lambda name, path, table=None, sandbox=None: parsing.parse_local(name, path, table)
+    try:
+        started = time.perf_counter()
+        ingest.ingest_source(str(corpus), work)
+        return time.perf_counter() - started
+    finally:
+        ingest.parse_file = original
+
+
+def budget_overhead(rounds: int, pages: int | None) -> dict:
+    import shutil
+
+    import pgdocs
+
+    html_dir = pgdocs.unpack(REPO / ".data" / "bench" / "pgdocs")
+    corpus = Path(tempfile.mkdtemp(prefix="parsers-corpus-"))
+    for page in sorted(html_dir.glob("*.html"))[:pages]:
+        shutil.copy(page, corpus / page.name)
+    times: dict[str, list[float]] = {"sandboxed": [], "in_process": []}
+    for r in range(rounds):
+        for mode in (("sandboxed", "in_process") if r % 2 == 0 else ("in_process", "sandboxed")):
+            with tempfile.TemporaryDirectory() as work:
+                times[mode].append(_ingest_once(corpus, Path(work), mode == "in_process"))
+    shutil.rmtree(corpus)
+    sandboxed, in_process = statistics.median(times["sandboxed"]), statistics.median(times["in_process"])
+    return {"files": len(list(html_dir.glob('*.html'))[:pages]), "rounds": rounds, "seconds": times,
+            "median_sandboxed_s": round(sandboxed, 2), "median_in_process_s": round(in_process, 2),
+            "overhead_pct": round(100 * (sandboxed - in_process) / in_process, 1)}
+
+
+def _pages(shape: str, n: int) -> str:
+    if shape == "deep":
+        return "<html><body>" + "<div>" * n + "text" + "</div>" * n + "</body></html>"
+    if shape == "wide":
+        return "<html><body>" + "<span>x</span>" * n + "</body></html>"
+    return "<html><body><p>" + "lorem ipsum " * n + "</p></body></html>"
+
+
+def html_scaling() -> dict:
+    from ragtrail.html_extract import html_to_markdown
+
+    sizes = {"deep": 25_000, "wide": 250_000, "long": 2_500_000}
+    out = {}
+    for shape, n in sizes.items():
+        points = []
+        for k in (1, 2, 4):
+            page = _pages(shape, n * k)
+            started = time.perf_counter()
+            html_to_markdown(page)
+            points.append((n * k, time.perf_counter() - started))
+        xs, ys = [math.log(p[0]) for p in points], [math.log(p[1]) for p in points]
+        mx, my = statistics.mean(xs), statistics.mean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        out[shape] = {"n_s": [[n_, round(t, 3)] for n_, t in points], "exponent": round(slope, 2)}
+    return out
+
+
+def hostile_shapes() -> dict:
+    import pathological
+
+    from ragtrail.parsed import ParseError
+    from ragtrail.sandbox import SandboxedParser
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, SandboxedParser() as sandbox:
+        for name, make in pathological.HOSTILE.items():
+            path = make(Path(tmp) / name)
+            started = time.perf_counter()
+            outcomes = list(sandbox.parse_all(name, path))
+            errors = [o.reason for o in outcomes if isinstance(o, ParseError)]
+            out[name] = {"seconds": round(time.perf_counter() - started, 2), "documents": len(outcomes) - len(errors),
+                         "refused": errors}
+            path.unlink()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pages", type=int, default=None, help="the first N pages of the manual (default: all)")
+    args = parser.parse_args()
+    path = REPO / "bench" / "results" / "parsers.json"
+    results: dict = {}
+    for name, measure in (("html_scaling", html_scaling), ("hostile_shapes", hostile_shapes),
+                          ("budget_overhead", lambda: budget_overhead(args.rounds, args.pages))):
+        results[name] = measure()
+        print(name, json.dumps(results[name], indent=2), flush=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
