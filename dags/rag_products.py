@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from ragtrail.products import load_products
+from ragtrail.products import ProductsFileError, load_products
 from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_params
+from ragtrail_airflow.qdrant import product_build_conflicts
 from ragtrail_airflow.watch import source_asset
 
 
@@ -47,5 +48,11 @@ def product_dag(product):
     return rag_product()
 
 
-for _product in load_products():
+_PRODUCTS = load_products()
+# A products entry that contradicts what its version was built with would fail every run in ``plan``:
+# say so now, as this file's import error in the Airflow UI, with the fix.
+_CONFLICTS = product_build_conflicts(_PRODUCTS)
+if _CONFLICTS:
+    raise ProductsFileError("\n".join(_CONFLICTS))
+for _product in _PRODUCTS:
     globals()[_product.dag_id] = product_dag(_product)

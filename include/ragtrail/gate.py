@@ -62,8 +62,9 @@ def compare_with_live(rows: list[dict], live_rows: list[dict]) -> dict:
 
 
 def gate(metrics: dict, live_metrics: dict | None, *, min_ndcg: float = 0.0, tolerance: float = 0.02,
-         live_name: str = "live", p_value: float | None = None) -> tuple[bool, str]:
-    """Decide on the metrics; return ``(passes, reason)``.
+         live_name: str = "live", p_value: float | None = None, already_live: bool = False) -> tuple[bool, str]:
+    """Decide on the metrics; return ``(passes, reason)``. ``already_live``: the version measured is the live
+    one (a re-index of it), named ``live_name``; there is nothing else to compare it with.
 
     Example::
 
@@ -85,6 +86,8 @@ def gate(metrics: dict, live_metrics: dict | None, *, min_ndcg: float = 0.0, tol
                                                              if p_value is not None else ""))
     if live_metrics is not None:
         return True, f"nDCG@10 {ndcg:.4f} (live {live_name}: {live_metrics['ndcg_at_10']:.4f}, min {min_ndcg})"
+    if already_live:
+        return True, f"nDCG@10 {ndcg:.4f} (re-index of the live version {live_name}, min {min_ndcg})"
     return True, f"nDCG@10 {ndcg:.4f} (no live version, min {min_ndcg})"
 
 
@@ -99,8 +102,12 @@ def evaluate_and_promote(
     tolerance: float = 0.02,
     keep_versions: int = 2,
     recorder: Recorder | None = None,
+    hold: bool = False,
 ) -> dict:
     """Evaluate the version's collection, apply the gate, move the alias (or not), prune old versions.
+
+    ``hold``: gate as usual but leave the alias where it is — a person decides (approval ``always``); the
+    verdict and its reason are the gate's own, ``promoted`` is false.
 
     Each collection is queried with its own embedder and backend (from its metadata), as searches are.
     ``location``: anything :func:`ragtrail.store.resolve_store` accepts.
@@ -129,13 +136,14 @@ def evaluate_and_promote(
                 live_metrics, live_rows = evaluate_collection(store, live_before, queries)
                 versus = compare_with_live(rows, live_rows)
             passes, reason = gate(metrics, live_metrics, min_ndcg=min_ndcg, tolerance=tolerance,
-                                  live_name=live_before or "live", p_value=versus.get("p_value"))
+                                  live_name=live_before or "live", p_value=versus.get("p_value"),
+                                  already_live=live_before == name)
             verdict = PASSED if passes else REJECTED
         else:
             passes, verdict, reason = True, SKIPPED, "no query set: not evaluated, no gate"
         if not promote:
             verdict, reason = (NOT_REQUESTED if verdict != REJECTED else verdict), f"promote is off; {reason}"
-        promoted = promote and passes
+        promoted = promote and passes and not hold
         dropped: list[str] = []
         if promoted:
             store.point_alias(product, name)

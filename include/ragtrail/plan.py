@@ -37,11 +37,16 @@ def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], d
     return docs, held, meta
 
 
-def check_config(meta: dict, config: dict, collection: str) -> None:
-    """A version is one build configuration: refuse to mix two in one collection."""
+def config_clash(meta: dict, config: dict) -> dict[str, tuple]:
+    """What a collection was built with (its metadata) against a configuration: ``{key: (built, asked)}``."""
     if meta.get("embedder") and "embed_backend" not in meta:  # built before backends existed: torch
         meta = {**meta, "embed_backend": "torch"}
-    clash = {k: (meta[k], v) for k, v in config.items() if k in meta and meta[k] != v}
+    return {k: (meta[k], v) for k, v in config.items() if k in meta and meta[k] != v}
+
+
+def check_config(meta: dict, config: dict, collection: str) -> None:
+    """A version is one build configuration: refuse to mix two in one collection."""
+    clash = config_clash(meta, config)
     if clash:
         detail = ", ".join(f"{k}={was!r} (this run: {now!r})" for k, (was, now) in clash.items())
         raise ValueError(f"{collection} was built with {detail}: a new configuration needs a new version")

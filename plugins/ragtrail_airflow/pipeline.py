@@ -112,7 +112,7 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
     decision = gate.evaluate_and_promote(
         location=store, product=cfg.product, version=cfg.version,
         queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""),
-        promote=cfg.promote and cfg.approval != "always",  # "always": the approve task moves the alias
+        promote=cfg.promote, hold=cfg.approval == "always",  # "always": the approve task moves the alias
         min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
     if cfg.approval != "off" and cfg.promote and not decision["promoted"]:
         from ragtrail_airflow.approval import needs_approval

@@ -49,3 +49,20 @@ def store_settings(conn_id: str = DEFAULT_CONN_ID):
     return StoreSettings(url=base.url, api_key=conn.password or None, prefix=extra.get("prefix") or None,
                          grpc_port=int(extra.get("grpc_port", 6334)), prefer_grpc=bool(extra.get("prefer_gprc", False)),
                          verify=extra.get("verify", True))
+
+
+def product_build_conflicts(products) -> list[str]:
+    """Parse time: products whose entry contradicts what their version was built with (messages with the fix).
+
+    A store that cannot be read right now (a local store another process holds, a server that does not
+    answer) is not checked: nothing to report, and the ``plan`` task still refuses a mixed version.
+    """
+    import logging
+
+    from ragtrail.products import build_conflicts
+
+    try:
+        return build_conflicts(products, store_settings())
+    except Exception as err:  # never break parsing over a check that could not be made
+        logging.getLogger(__name__).info("products not checked against the store: %s", err)
+        return []

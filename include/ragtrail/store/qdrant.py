@@ -146,8 +146,9 @@ class QdrantStore:
 
 
 @contextmanager
-def open_kind(settings: StoreSettings, **kw) -> Iterator[QdrantStore]:
-    """Open the store, hold the local-mode lock while it is open, close it after."""
+def open_kind(settings: StoreSettings, lock_timeout_s: float | None = None, **kw) -> Iterator[QdrantStore]:
+    """Open the store, hold the local-mode lock while it is open (waiting up to ``lock_timeout_s`` for it,
+    default ``RAGTRAIL_LOCK_TIMEOUT_S``), close it after."""
     if settings.mode != "local":
         store = QdrantStore(connect(settings), settings, **kw)
         try:
@@ -157,7 +158,8 @@ def open_kind(settings: StoreSettings, **kw) -> Iterator[QdrantStore]:
         return
     path = Path(settings.path)
     path.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.parent / f".{path.name}.lock"):
+    lock = path.parent / f".{path.name}.lock"
+    with file_lock(lock) if lock_timeout_s is None else file_lock(lock, timeout_s=lock_timeout_s):
         store = QdrantStore(connect(settings), settings, **kw)
         try:
             yield store
