@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtrail.rollup import FINISHED, Unit, rollup_status
 from ragtrail.settings import env_flag
+from ragtrail_airflow.approval import promotion_outcome
 from ragtrail_airflow.config import run_url, tracking_enabled
 
 if TYPE_CHECKING:
@@ -87,10 +88,12 @@ def quality_metrics(summary: dict) -> dict[str, float]:
 
 
 def _held_back(results: dict) -> str | None:
-    """Why the build did not go live: a person's answer on the approve task wins over the gate's verdict."""
+    """Why the build did not go live: a person's answer on the approve task wins over the gate's verdict.
+    A Reject is a decision, not a shortfall (the run is FINISHED, "not promoted, rejected by <user>"); no
+    answer before the timeout is (PARTIAL: nobody looked)."""
     decision, approval = results.get("evaluate") or {}, results.get("approve") or {}
     if approval:
-        return None if approval.get("approved") else f"{approval.get('outcome')} by {approval.get('by')}"
+        return None if approval.get("outcome") in ("approved", "rejected") else f"{approval.get('outcome')} by {approval.get('by')}"
     return decision.get("reason") if decision.get("gate") == "rejected" else None
 
 
@@ -177,6 +180,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
         collection=index.get("collection"),
         live_collection=approval.get("live") or decision.get("live", index.get("live")),
         promoted=bool(decision.get("promoted") or approval.get("promoted")), approval=approval.get("outcome"),
+        promotion=promotion_outcome(decision, approval),
         gate=decision.get("gate"), gate_reason=decision.get("reason"),
         promoted_worse=bool(decision.get("promoted_worse")), vs_live=decision.get("vs_live"),
         eval=decision.get("metrics"), model_version=decision.get("model_version"),
@@ -194,6 +198,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
 
     ti.xcom_push(key=SUMMARY_KEY, value=summary)
     settle_work(work, roll.status)
+    log.info("pipeline %s: %s", roll.status, summary["promotion"])
     if roll.status != FINISHED:
         raise AirflowFailException(f"pipeline {roll.status}: " + "; ".join(roll.reasons))
     return summary
@@ -226,4 +231,5 @@ def _log_rollup(client, parent: str, roll, units: list, duration_s, trail: dict,
     warning = f"promoted although worse than live: {summary['gate_reason']}" if summary.get("promoted_worse") else "-"
     log_rollup(client, parent, roll, duration_s=duration_s, trail=trail,
                metrics={**headline_metrics(units), **quality_metrics(summary)},
-               tags={"ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-"}, summary=summary)
+               tags={"ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-",
+                     "ragtrail.promotion": summary.get("promotion") or "-"}, summary=summary)

@@ -35,16 +35,64 @@ def needs_approval(mode: str, decision: dict | None) -> bool:
     return mode == "always" or decision.get("gate") == "rejected"
 
 
+# What the gate said, in words a reviewer reads (``ragtrail.gate``'s verdicts).
+_VERDICT = {"passed": "The gate passed it", "rejected": "The gate held it back",
+            "skipped": "The gate measured nothing (no query set)"}
+
+
+def prompt_text(decision: dict | None, mode: str, promote: bool) -> tuple[bool, str]:
+    """Whether a person is asked, and what they read: the gate's verdict and what approving will do.
+
+    Right for every combination of ``promote``, the gate's verdict and the approval mode: a build is offered
+    only when promotion was asked for and the mode wants a person (:func:`needs_approval`).
+    """
+    decision = decision or {}
+    gate, reason = decision.get("gate"), decision.get("reason") or ""
+    collection, live = decision.get("collection") or "the build", decision.get("live")
+    if not promote or gate == "not_requested":
+        return False, f"Promote is off for this run: {collection} stays dark, nobody is asked."
+    if not needs_approval(mode, decision):
+        went = "stays dark" if gate == "rejected" else "went live"
+        why = "approval is off" if mode == "off" else f"approval {mode} asks only about builds the gate held back"
+        return False, f"No approval needed ({why}): {_VERDICT.get(gate, gate)} and {collection} {went}."
+    said = f"{_VERDICT.get(gate, f'The gate said {gate}')}: {reason}"
+    if live == collection:
+        return True, (f"{said}\n\n{collection} is already live (this run re-indexed it in place): approving "
+                      "records the approval and moves nothing; rejecting leaves it live too.")
+    override = ", overriding the gate" if gate == "rejected" else ""
+    now = f"replacing {live}" if live else "the first live version"
+    return True, (f"{said}\n\n**Approve** makes {collection} live ({now}{override}) and moves @production to it. "
+                  f"**Reject** (or no answer before the timeout) keeps {live or 'nothing'} live; {collection} stays "
+                  "@candidate.")
+
+
+def promotion_outcome(decision: dict | None, approval: dict | None) -> str:
+    """One line on whether the run's build went live and who decided (the parent run's ``ragtrail.promotion``)."""
+    decision, approval = decision or {}, approval or {}
+    if approval.get("approved"):
+        return f"promoted, approved by {approval.get('by')}"
+    if approval.get("outcome") == "rejected":
+        return f"not promoted, rejected by {approval.get('by')}"
+    if approval.get("outcome") == "timed_out":
+        return "not promoted, no answer before the approval timeout (rejected by default)"
+    if decision.get("awaiting_approval"):
+        return "not promoted, awaiting approval"
+    if decision.get("promoted"):
+        return "promoted by the gate"
+    return {"rejected": "not promoted, held back by the gate", "not_requested": "not promoted (promote is off)"}.get(
+        decision.get("gate"), "not promoted" if decision else "-")
+
+
 def _fmt(metrics: dict | None, key: str) -> str:
     value = (metrics or {}).get(key)
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
-def approval_body(decision: dict, new_url: str | None, live_url: str | None) -> str:
-    """The Markdown a reviewer reads: metrics side by side, what changed per question, both runs."""
+def approval_body(decision: dict, new_url: str | None, live_url: str | None, mode: str = "always") -> str:
+    """The Markdown a reviewer reads: the gate's verdict and what approving does, metrics side by side, what
+    changed per question, both runs."""
     new, live = decision.get("metrics") or {}, decision.get("live_metrics") or {}
-    lines = [f"**{decision['collection']}** would replace **{decision.get('live') or 'nothing'}**.", "",
-             f"Gate: {decision.get('gate')} — {decision.get('reason')}", "",
+    lines = [prompt_text(decision, mode, True)[1], "",
              "| | new | live |", "| --- | --- | --- |",
              f"| nDCG@10 | {_fmt(new, 'ndcg_at_10')} | {_fmt(live, 'ndcg_at_10')} |",
              f"| recall@10 | {_fmt(new, 'recall_at_10')} | {_fmt(live, 'recall_at_10')} |", ""]
@@ -54,8 +102,7 @@ def approval_body(decision: dict, new_url: str | None, live_url: str | None) -> 
         lines.append(f"{label} ({len(items)}): " + (", ".join(f"{q['query_id']} {q['delta']:+.2f}" for q in items[:10])
                                                     or "none"))
     lines += ["", f"MLflow: [new build]({new_url})" if new_url else "MLflow: new build not tracked",
-              f"· [live build]({live_url})" if live_url else "· no tracked live build", "",
-              "Approve: the alias and @production move. Reject (or no answer before the timeout): it stays @candidate."]
+              f"· [live build]({live_url})" if live_url else "· no tracked live build"]
     return "\n".join(lines)
 
 
@@ -75,10 +122,9 @@ class PromotionApproval(ApprovalOperator):
         cfg = run_config(context["params"])
         decision = context["ti"].xcom_pull(task_ids=self.evaluate_task_id)
         if not (decision or {}).get("awaiting_approval"):  # evaluate decided (needs_approval, promote on)
-            raise AirflowSkipException(f"no approval needed (approval={cfg.approval}, promote={cfg.promote}, "
-                                       f"gate={(decision or {}).get('gate')})")
+            raise AirflowSkipException(prompt_text(decision, cfg.approval, cfg.promote)[1])
         self.subject = f"{cfg.product}: make {decision['collection']} live?"
-        self.body = approval_body(decision, *_run_urls(cfg.product, decision))
+        self.body = approval_body(decision, *_run_urls(cfg.product, decision), mode=cfg.approval)
         self.response_timeout = timedelta(hours=cfg.approval_timeout_h)
         return super().execute(context)
 
@@ -91,9 +137,16 @@ class PromotionApproval(ApprovalOperator):
         by = "timeout" if event.get("timedout") or not user else str(user.get("name") or user.get("id"))
         at = answer["responded_at"]
         decision = context["ti"].xcom_pull(task_ids=self.evaluate_task_id)
-        return apply_decision(run_config(context["params"]), decision, approved=approved, by=by,
-                              at=at.isoformat() if hasattr(at, "isoformat") else str(at),
-                              outlet_events=context.get("outlet_events"))
+        result = apply_decision(run_config(context["params"]), decision, approved=approved, by=by,
+                                at=at.isoformat() if hasattr(at, "isoformat") else str(at),
+                                outlet_events=context.get("outlet_events"))
+        if approved:
+            return result
+        # Nothing was published: the task ends skipped, saying why; the roll-up reads the decision from XCom.
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        context["ti"].xcom_push(key="return_value", value=result)
+        raise AirflowSkipException(promotion_outcome(decision, result))
 
 
 def _run_urls(product: str, decision: dict) -> tuple[str | None, str | None]:
