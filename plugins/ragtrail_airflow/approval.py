@@ -37,7 +37,7 @@ def needs_approval(mode: str, decision: dict | None) -> bool:
 
 # What the gate said, in words a reviewer reads (``ragtrail.gate``'s verdicts).
 _VERDICT = {"passed": "The gate passed it", "rejected": "The gate held it back",
-            "skipped": "The gate measured nothing (no query set)"}
+            "skipped": "The gate measured nothing"}
 
 
 def prompt_text(decision: dict | None, mode: str, promote: bool) -> tuple[bool, str]:
@@ -55,7 +55,7 @@ def prompt_text(decision: dict | None, mode: str, promote: bool) -> tuple[bool, 
         went = "stays dark" if gate == "rejected" else "went live"
         why = "approval is off" if mode == "off" else f"approval {mode} asks only about builds the gate held back"
         return False, f"No approval needed ({why}): {_VERDICT.get(gate, gate)} and {collection} {went}."
-    said = f"{_VERDICT.get(gate, f'The gate said {gate}')}: {reason}"
+    said = f"{_VERDICT.get(gate, f'The gate said {gate}')} — {reason}"
     if live == collection:
         return True, (f"{said}\n\n{collection} is already live (this run re-indexed it in place): approving "
                       "records the approval and moves nothing; rejecting leaves it live too.")

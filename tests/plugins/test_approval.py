@@ -28,7 +28,7 @@ def test_who_waits_for_a_person():
 
 def test_the_reviewer_sees_both_versions_the_moved_questions_and_both_runs():
     body = approval_body(DECISION, "http://mlflow/new", "http://mlflow/live")
-    assert body.startswith("The gate held it back: nDCG@10 0.5 is worse …\n\n**Approve** makes p__v2 live "
+    assert body.startswith("The gate held it back — nDCG@10 0.5 is worse …\n\n**Approve** makes p__v2 live "
                            "(replacing p__v1, overriding the gate) and moves @production to it.")
     assert "| nDCG@10 | 0.500 | 0.900 |" in body and "| recall@10 | 0.700 | 1.000 |" in body
     assert "Better (1): q3 +0.20" in body and "Worse (1): q1 -1.00" in body
@@ -90,9 +90,9 @@ def test_the_prompt_states_the_verdict_and_what_approving_does(promote, mode, ga
         assert text.startswith("No approval needed (") and text.endswith(f"and p__v2 {went}.")
         return
     verdict = {"passed": "The gate passed it", "rejected": "The gate held it back",
-               "skipped": "The gate measured nothing (no query set)"}[gate]
+               "skipped": "The gate measured nothing"}[gate]
     override = ", overriding the gate" if gate == "rejected" else ""
-    assert text == (f"{verdict}: {REASONS[gate]}\n\n**Approve** makes p__v2 live (replacing p__v1{override}) and "
+    assert text == (f"{verdict} — {REASONS[gate]}\n\n**Approve** makes p__v2 live (replacing p__v1{override}) and "
                     "moves @production to it. **Reject** (or no answer before the timeout) keeps p__v1 live; "
                     "p__v2 stays @candidate.")
 
