@@ -266,11 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start / stop Airflow and the MLflow UI on loopback (make ui / make stop)")
     ui.add_argument("action", choices=["start", "stop", "status"], nargs="?", default="start")
     ui.set_defaults(func=cmd_ui)
+    for name, command in sub.choices.items():  # every command: library log lines only when asked for
+        if name != "ingest":
+            command.add_argument("--verbose", action="store_true", help="show the libraries' own log lines too")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ragtrail.console import quiet_libraries
+
     args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
     return args.func(args)
 
 

@@ -60,6 +60,23 @@ def show_progress(stream) -> _Handler | None:
     return handler
 
 
+def quiet_libraries(verbose: bool) -> None:
+    """Unless ``verbose``, no library's log line or warning reaches the terminal: a command prints its own
+    words only (MLflow's "Flushing the async trace logging queue…" at exit, its "Creating initial MLflow
+    database tables…" on a fresh store, Python warnings). Call before the libraries are imported."""
+    root = logging.getLogger()
+    if verbose:  # whatever the environment says about MLflow's own handler, its lines show
+        if not root.handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"  # else mlflow gives its logger a stderr handler at import
+    # Progress bars are written to stderr directly (the model's "Loading weights" on its first export).
+    os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
+    if not root.handlers:  # no handler: Python's "last resort" would print WARNING and above to stderr
+        root.addHandler(logging.NullHandler())
+    logging.captureWarnings(True)  # warnings.warn(...) → the "py.warnings" logger → nowhere
+
+
 @contextmanager
 def quiet_terminal(verbose: bool, home: Path, name: str = "ingest") -> Iterator[Path | None]:
     """Send fd 1 and 2 to a log file under ``home/logs`` (yielded) and show only progress lines.

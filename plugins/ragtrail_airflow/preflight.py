@@ -75,7 +75,7 @@ def check(cfg) -> dict:
 
     found = problems(cfg)
     if found:
-        cause = redact_text("; ".join(found))
+        cause = redact_text(" | ".join(found))
         log.error("pre-flight failed: %s", cause)
         raise PreflightFailed(cause)
     log.info("pre-flight passed: source %s readable, store answers", cfg.source)
