@@ -39,8 +39,7 @@ SOURCE_ACCESS, CHUNKING, SYNC, GATE, TABLES = (
 SEARCH = "Search space"
 _JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
-# Patterns in words, for messages and the form's descriptions.
-PATTERN_WORDS = {NAME_PATTERN: "a name of 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"}
+PATTERN_WORDS = {NAME_PATTERN: "a name of 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"}  # in words
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,7 @@ class Field:
             return f"non-empty {word}"
         return word
 
-    def form_description(self) -> str:
-        """The description with the accepted values in words (shown under the trigger-form field)."""
+    def form_description(self) -> str:  # shown under the trigger-form field
         return f"{self.description} Accepted: {self.bounds()}" + (" or empty." if self.optional else ".")
 
     def check(self, value: Any) -> Any:
@@ -108,12 +106,9 @@ class Field:
         return float(value) if self.type is float else value
 
     def schema(self) -> dict[str, Any]:
-        """This row as JSON-schema keywords (the trigger form's validation).
-
-        Numeric bounds sit in ``allOf``: Airflow's number field reads a top-level ``minimum``/``maximum``
-        and silently clamps a typed value into them when the field loses focus (-5 became 16 and the run
-        started); inside ``allOf`` the API server still refuses a value out of bounds, naming the bound.
-        """
+        """This row as JSON-schema keywords. Numeric bounds sit in ``allOf``: Airflow's number field clamps a
+        typed value into a top-level ``minimum``/``maximum`` on blur (-5 became 16); the API server still
+        checks ``allOf`` (see docs/ui.md)."""
         json_type = _JSON_TYPE[self.type]
         out: dict[str, Any] = {"type": ["null", json_type] if self.optional else json_type}
         for key, value in (("pattern", self.pattern), ("minLength", self.min_length)):
@@ -248,13 +243,11 @@ def tune_config(params: dict[str, Any]) -> TuneConfig:
 def conf_errors(conf: dict[str, Any], rows: tuple[Field, ...] = FIELDS) -> dict[str, str]:
     """Every problem of a run conf, by param, in plain words (the CLI, the REST API and the products file say
     the same): ``{"chunk_size": "chunk_size must be a whole number from 16 to 510 (got -5)"}``; empty if fine."""
-    known = {r.name: r for r in rows}
-    errors = {}
+    known, errors = {r.name: r for r in rows}, {}
     for name, value in conf.items():
-        if name not in known:
-            errors[name] = f"{name} is not a run parameter (known: {', '.join(known)})"
-            continue
         try:
+            if name not in known:
+                raise ValueError(f"{name} is not a run parameter (known: {', '.join(known)})")
             known[name].check(value)
         except ValueError as err:
             errors[name] = str(err)
