@@ -29,18 +29,34 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
 
-def _ingest_once(corpus: Path, work: Path, in_process: bool) -> float:
-    from ragtrail import ingest, parsing
+def _in_process_stream(self, jobs, ahead=0):
+    """``SandboxedParser.parse_stream`` without the sandbox: every parser in this process, no budget."""
+    from ragtrail.parsing import parse_local
 
-    original = ingest.parse_file
+    for job in jobs:
+        yield job, (parse_local(job.name, job.path, job.table) if job.path is not None else iter(()))
+
+
+def _ingest_once(corpus: Path, work: Path, in_process: bool) -> tuple[float, float]:
+    """Wall and CPU seconds (this process and its children) of one ingest of ``corpus``."""
+    import resource
+
+    from ragtrail import ingest
+    from ragtrail.sandbox import SandboxedParser
+
+    def cpu() -> float:
+        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                      resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    original = SandboxedParser.parse_stream
     if in_process:
-        ingest.parse_file = lambda name, path, table=None, sandbox=None: parsing.parse_local(name, path, table)
+        SandboxedParser.parse_stream = _in_process_stream
     try:
-        started = time.perf_counter()
+        cpu0, started = cpu(), time.perf_counter()
         ingest.ingest_source(str(corpus), work)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, cpu() - cpu0
     finally:
-        ingest.parse_file = original
+        SandboxedParser.parse_stream = original
 
 
 def budget_overhead(rounds: int, pages: int | None) -> dict:
@@ -53,15 +69,20 @@ def budget_overhead(rounds: int, pages: int | None) -> dict:
     for page in sorted(html_dir.glob("*.html"))[:pages]:
         shutil.copy(page, corpus / page.name)
     times: dict[str, list[float]] = {"sandboxed": [], "in_process": []}
+    cpu: dict[str, list[float]] = {"sandboxed": [], "in_process": []}
     for r in range(rounds):
         for mode in (("sandboxed", "in_process") if r % 2 == 0 else ("in_process", "sandboxed")):
             with tempfile.TemporaryDirectory() as work:
-                times[mode].append(_ingest_once(corpus, Path(work), mode == "in_process"))
+                wall, used = _ingest_once(corpus, Path(work), mode == "in_process")
+            times[mode].append(round(wall, 2))
+            cpu[mode].append(round(used, 2))
     shutil.rmtree(corpus)
-    sandboxed, in_process = statistics.median(times["sandboxed"]), statistics.median(times["in_process"])
-    return {"files": len(list(html_dir.glob('*.html'))[:pages]), "rounds": rounds, "seconds": times,
-            "median_sandboxed_s": round(sandboxed, 2), "median_in_process_s": round(in_process, 2),
-            "overhead_pct": round(100 * (sandboxed - in_process) / in_process, 1)}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return {"files": len(list(html_dir.glob("*.html"))[:pages]), "rounds": rounds, "wall_s": times, "cpu_s": cpu,
+            "median_wall_s": med, "median_cpu_s": med_cpu,
+            "wall_overhead_pct": round(100 * (med["sandboxed"] - med["in_process"]) / med["in_process"], 1),
+            "cpu_overhead_pct": round(100 * (med_cpu["sandboxed"] - med_cpu["in_process"]) / med_cpu["in_process"], 1)}
 
 
 def _pages(shape: str, n: int) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ragtrail.parsing import Parsed, ParseError, detect_type, parse_file
 from ragtrail.progress import Progress
 from ragtrail.recorder import Recorder
-from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
+from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, ParseJob, SandboxedParser
 from ragtrail.sources import SourceItem, iter_source
 from ragtrail.tables import TableSpec
 from ragtrail.walk import NotRegularFile, open_regular
@@ -100,40 +100,61 @@ def _base(item: SourceItem) -> dict:
             "mtime": item.mtime}
 
 
-def _documents(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes: int, table: TableSpec,
-               sandbox: SandboxedParser) -> Iterator[tuple[dict, Parsed | ParseError]]:
-    """Yield ``(manifest base, outcome)`` for every document of one source item."""
+def _job(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes: int, table: TableSpec) -> ParseJob:
+    """One source item made ready to parse: fetched, sized and hashed; or its outcome when it cannot be.
+
+    The job's context is ``(item, manifest base, the outcome decided here or None, local copy to delete)``.
+    """
     base = _base(item)
-    if item.skip_reason:
-        yield base, ParseError(item.skip_reason, f"not read: {item.note or item.skip_reason.replace('_', ' ')}")
-        return
-    if item.size > max_doc_bytes:
-        yield base, ParseError("too_large", f"{item.size} bytes exceeds the limit of {max_doc_bytes}")
-        return
-    if base["type"] is None:  # decided by name: an image is never downloaded
-        yield from ((base, out) for out in parse_file(item.doc_id, Path(item.doc_id)))
-        return
+    job = ParseJob(item.doc_id, None, table)
     try:
+        if (ready := _refusal(item, base, max_doc_bytes)) is not None:
+            job.context = (item, base, ready, None)
+            return job
         path = item.local_file(scratch)
     except Exception as err:  # OSError locally; botocore errors (object gone, access denied) for S3
-        yield base, ParseError("unreadable", f"cannot fetch {item.uri}: {type(err).__name__}: {err}"[:500])
-        return
+        job.context = (item, base, ParseError("unreadable", f"cannot fetch {item.uri}: {type(err).__name__}: {err}"[:500]), None)
+        return job
+    download = path if item.path is None else None  # downloads live only as long as their parse
     try:
         size = path.stat().st_size
         if size > max_doc_bytes:  # it grew since it was listed
-            yield base, ParseError("too_large", f"{size} bytes exceeds the limit of {max_doc_bytes}")
-            return
-        size, sha = file_sha256(path)
-        base.update(bytes=size, sha256=sha)
-        stats["bytes_in"] += size
-        yield from ((base, out) for out in parse_file(item.doc_id, path, table=table, sandbox=sandbox))
+            outcome = ParseError("too_large", f"{size} bytes exceeds the limit of {max_doc_bytes}")
+        else:
+            size, sha = file_sha256(path)
+            base.update(bytes=size, sha256=sha)
+            stats["bytes_in"] += size
+            job.path, outcome = path, None
     except NotRegularFile as err:  # swapped for a FIFO or a link since it was listed
-        yield base, ParseError("not_a_regular_file", f"not read: {err.strerror}")
+        outcome = ParseError("not_a_regular_file", f"not read: {err.strerror}")
     except OSError as err:  # unreadable file: permissions, vanished mid-run
-        yield base, ParseError("unreadable", f"{type(err).__name__}: {err.strerror or err}")
+        outcome = ParseError("unreadable", f"{type(err).__name__}: {err.strerror or err}")
+    job.context = (item, base, outcome, download)
+    return job
+
+
+def _refusal(item: SourceItem, base: dict, max_doc_bytes: int) -> ParseError | None:
+    """Why ``item`` is not read at all (decided from its listing), or ``None``."""
+    if item.skip_reason:
+        return ParseError(item.skip_reason, f"not read: {item.note or item.skip_reason.replace('_', ' ')}")
+    if item.size > max_doc_bytes:
+        return ParseError("too_large", f"{item.size} bytes exceeds the limit of {max_doc_bytes}")
+    if base["type"] is None:  # decided by name: an image is never downloaded
+        return next(iter(parse_file(item.doc_id, Path(item.doc_id))))
+    return None
+
+
+def _outcomes(job: ParseJob, parsed: Iterator[Parsed | ParseError]) -> Iterator[tuple[dict, Parsed | ParseError]]:
+    """``(manifest base, outcome)`` for every document of one job."""
+    _, base, ready, download = job.context
+    try:
+        if ready is not None:
+            yield base, ready
+        else:
+            yield from ((base, out) for out in parsed)
     finally:
-        if item.path is None:
-            path.unlink(missing_ok=True)  # downloads live only as long as their parse
+        if download is not None:
+            download.unlink(missing_ok=True)
 
 
 def ingest_source(
@@ -193,9 +214,11 @@ def ingest_source(
             _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             SandboxedParser(parse_timeout_s, parse_max_memory_mb, on_wait=progress.waiting) as sandbox:
         tally = _Tally(writer, schema, manifest, quarantine, progress)
-        for item in iter_source(source, s3_client=s3_client, skipped=skipped):
-            _read_item(item, _documents(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table,
-                                        sandbox=sandbox), tally)
+        jobs = (_job(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table)
+                for item in iter_source(source, s3_client=s3_client, skipped=skipped))
+        # A few files are queued in the parser process: it parses the next while this one is stored.
+        for job, parsed in sandbox.parse_stream(jobs):
+            _read_item(job.context[0], _outcomes(job, parsed), tally)
         tally.flush()
     if scratch.is_dir() and not any(scratch.iterdir()):
         scratch.rmdir()

@@ -4,15 +4,17 @@ A hostile file — an HTML page nested 100,000 deep, a decompression bomb, a pat
 stream, a CSV with a million columns — can make any parser run for minutes or eat gigabytes. So no
 parser runs in the worker's own process: a small child (``python -m ragtrail.sandbox``) caps its own
 address space with ``RLIMIT_AS`` before importing anything heavy, then parses one file per request
-(:func:`ragtrail.parsing.parse_local`) and streams back one JSON line per document (a table gives one
-per row) and an end line. The parent waits at most ``timeout_s`` per file; a child that overruns is
-killed (by its own PID) and the next file gets a fresh one. Whatever happens, the caller gets documents
+(:func:`ragtrail.parsing.parse_local`, in :mod:`ragtrail.sandbox_child`) and streams back one JSON
+line per document (a table gives one per row) and an end line. The parent waits at most ``timeout_s``
+per file; a child that overruns is killed (by its own PID) and the next file gets a fresh one. Whatever happens, the caller gets documents
 or :class:`~ragtrail.parsed.ParseError` s: the parsers' own reasons or ``parse_timeout``,
 ``parse_memory_limit``, ``parse_crashed``. The rows of a table read before its budget ran out are kept.
 
-The child stays up between files, so a small file costs one pipe round trip (see docs/formats.md for
-the measured overhead). While a file takes long, ``on_wait(name, seconds)`` is called about once a
-second, so progress lines can name the slow file.
+The child stays up between files, and :meth:`SandboxedParser.parse_stream` keeps a few requests queued
+in it: the child parses the next files while the caller hashes and stores the last one, so no process
+waits on the other between two small files (see docs/formats.md for the measured overhead). While a
+file takes long, ``on_wait(name, seconds)`` is called about once a second, so progress lines can name
+the slow file.
 
 Budgets: ``RAGTRAIL_PARSE_TIMEOUT_S`` (default 120) and ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` (default 2048);
 the older ``RAGTRAIL_PDF_TIMEOUT_S`` / ``RAGTRAIL_PDF_MAX_MEMORY_MB`` are still read when the new ones
@@ -33,10 +35,11 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ragtrail.parsed import Parsed, ParseError
 
@@ -52,6 +55,19 @@ DEFAULT_TIMEOUT_S = float(_setting("RAGTRAIL_PARSE_TIMEOUT_S", "RAGTRAIL_PDF_TIM
 DEFAULT_MAX_MEMORY_MB = int(_setting("RAGTRAIL_PARSE_MAX_MEMORY_MB", "RAGTRAIL_PDF_MAX_MEMORY_MB", "2048"))
 _START_TIMEOUT_S = 60.0
 _WAIT_TICK_S = 1.0  # how often on_wait hears about a file that takes long
+AHEAD = 8  # requests queued in the child at most: enough to hide the hand-over between two processes
+
+
+@dataclass
+class ParseJob:
+    """One file for :meth:`SandboxedParser.parse_stream`; ``path=None`` passes through unparsed (in order)."""
+
+    name: str
+    path: Path | None
+    table: TableSpec | None = None
+    context: Any = None  # the caller's, handed back with the outcomes
+    sent_to: int = field(default=-1, repr=False)  # which child (generation) holds the request
+    sent_at: float = field(default=0.0, repr=False)
 
 
 class SandboxedParser:
@@ -69,7 +85,9 @@ class SandboxedParser:
         self.max_memory_mb = max_memory_mb
         self.on_wait = on_wait
         self._proc: subprocess.Popen | None = None
+        self._generation = 0  # bumped each time a child starts
         self._chunks: list[bytes] = []
+        self._last_end = 0.0  # when the child's last end line arrived: the next queued file started then
 
     def __enter__(self) -> SandboxedParser:
         return self
@@ -105,8 +123,9 @@ class SandboxedParser:
     def _start(self) -> subprocess.Popen:
         # The child sets its own limits first thing (no preexec_fn: unsafe with threads in the parent).
         self._chunks = []
+        self._generation += 1
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "ragtrail.sandbox", str(self.max_memory_mb)],
+            [sys.executable, "-m", "ragtrail.sandbox_child", str(self.max_memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
         )
         try:
@@ -116,7 +135,8 @@ class SandboxedParser:
         if ready is None or json.loads(ready).get("ready") is not True:
             code = self._kill()
             raise ParseError("parse_crashed", f"the parser process did not start (exit code {code}): "
-                                              f"is {self.max_memory_mb} MB enough to import pypdf?")
+                                              f"is {self.max_memory_mb} MB enough to start Python?")
+        self._last_end = time.monotonic()
         return self._proc
 
     def _read_line(self, deadline: float, name: str = "", started: float = 0.0) -> bytes | None:
@@ -151,22 +171,56 @@ class SandboxedParser:
         self._chunks = [rest] if rest else []
         return line
 
-    def parse_all(self, name: str, path: Path, table: TableSpec | None = None) -> Iterator[Parsed | ParseError]:
-        """Every document of one file (``name`` picks the parser), each :class:`Parsed` or :class:`ParseError`.
+    def _send(self, job: ParseJob) -> None:
+        """Queue ``job`` in the running child (started if need be); ParseError when it cannot start."""
+        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        request = {"path": str(job.path), "name": job.name,
+                   "table": asdict(job.table) if job.table is not None else None}
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+        except OSError:
+            raise ParseError("parse_crashed", f"the parser process died (exit code {self._kill()})") from None
+        job.sent_to, job.sent_at = self._generation, time.monotonic()
 
-        Never raises: a file over its time or memory budget, or one that kills the parser, ends in a
-        :class:`ParseError` after whatever documents (table rows) it gave before.
+    def parse_stream(self, jobs: Iterable[ParseJob], ahead: int = AHEAD) -> Iterator[tuple[ParseJob, Iterator]]:
+        """``(job, its outcomes)`` for every job, in order, with up to ``ahead`` files queued in the child.
+
+        Each job's outcomes (:class:`Parsed` or :class:`ParseError`, never raised) are read as the caller
+        iterates them; whatever the caller leaves unread is skipped before the next job. A file over its
+        budget, or one that kills the child, ends its outcomes with a :class:`ParseError`; the files queued
+        behind it go to a fresh child.
         """
+        source, queue = iter(jobs), deque()
+        while True:
+            while len(queue) < ahead and (job := next(source, None)) is not None:
+                if job.path is not None and self._holds(queue):
+                    try:
+                        self._send(job)
+                    except ParseError:
+                        pass  # the child died: the job is sent again, to a fresh one, when its turn comes
+                queue.append(job)
+            if not queue:
+                return
+            job = queue.popleft()
+            outcomes = self._outcomes(job, queue) if job.path is not None else iter(())
+            yield job, outcomes
+            for _ in outcomes:  # what the caller did not read
+                pass
+
+    def _holds(self, queue: deque) -> bool:
+        """Whether the running child holds every queued request (so a new one can follow them in order)."""
+        return (self._proc is not None and self._proc.poll() is None
+                and all(q.path is None or q.sent_to == self._generation for q in queue))
+
+    def _outcomes(self, job: ParseJob, queued: deque) -> Iterator[Parsed | ParseError]:
         finished = False
         try:
-            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
-            request = {"path": str(path), "name": name, "table": asdict(table) if table is not None else None}
-            try:
-                proc.stdin.write(json.dumps(request).encode() + b"\n")
-            except OSError:
-                raise ParseError("parse_crashed", f"the parser process died (exit code {self._kill()})") from None
-            started = time.monotonic()
-            for reply in self._replies(name, started + self.timeout_s, started):
+            if job.sent_to != self._generation or self._proc is None:
+                for later in (job, *queued):  # the child that held them is gone: queue them again, in order
+                    if later.path is not None:
+                        self._send(later)
+            started = max(job.sent_at, self._last_end)  # it began when the file before it ended
+            for reply in self._replies(job.name, started + self.timeout_s, started):
                 if reply is None:
                     finished = True
                     return
@@ -175,7 +229,7 @@ class SandboxedParser:
             finished = True
             yield err
         finally:
-            if not finished:  # the caller stopped early, or a timeout / crash: the child's state is unknown
+            if not finished:  # the caller stopped early: the child's state is unknown
                 self._kill()
 
     def _replies(self, name: str, deadline: float, started: float) -> Iterator[Parsed | ParseError | None]:
@@ -196,10 +250,20 @@ class SandboxedParser:
             elif "error" in reply:
                 yield ParseError(**reply["error"])
             if reply.get("end"):
+                self._last_end = time.monotonic()
                 if reply.get("restart"):
                     self._kill()  # a process that hit its memory limit is not trusted with another file
                 yield None
                 return
+
+    def parse_all(self, name: str, path: Path, table: TableSpec | None = None) -> Iterator[Parsed | ParseError]:
+        """Every document of one file (``name`` picks the parser), each :class:`Parsed` or :class:`ParseError`.
+
+        Never raises: a file over its time or memory budget, or one that kills the parser, ends in a
+        :class:`ParseError` after whatever documents (table rows) it gave before.
+        """
+        for _, outcomes in self.parse_stream([ParseJob(name, path, table)]):
+            yield from outcomes
 
     def parse(self, path: Path, kind: str) -> Parsed:
         """The text of one single-document file (PDF, Office, text, HTML), or raise :class:`ParseError`.
@@ -211,73 +275,3 @@ class SandboxedParser:
         if isinstance(first, ParseError):
             raise first
         return first
-
-
-# ---- the child process ---------------------------------------------------------------------------
-
-
-def _serve(max_memory_mb: int) -> None:
-    import logging
-    import resource
-
-    limit = max_memory_mb * 1024 * 1024
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    # The protocol owns the real stdout; anything a library prints goes to stderr.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")  # a lone surrogate becomes "?"
-    os.dup2(2, 1)
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    import pypdf  # noqa: F401  (import before saying ready, under the limit; other parsers on first use)
-
-    from ragtrail.parsing import parse_local
-
-    out.write(json.dumps({"ready": True}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        request = json.loads(line)
-        end = _answer(request, parse_local, out, max_memory_mb)
-        out.write(json.dumps(end) + "\n")
-        out.flush()
-        if end.get("restart"):
-            return
-
-
-def _answer(request: dict, parse_local, out, max_memory_mb: int) -> dict:
-    """Write one line per document of the requested file; return the end line."""
-    from ragtrail.tables import TableSpec
-
-    spec = request.get("table")
-    if spec is not None and spec.get("metadata_columns") is not None:
-        spec["metadata_columns"] = tuple(spec["metadata_columns"])
-    try:
-        for doc in parse_local(request["name"], Path(request["path"]), TableSpec(**spec) if spec else None):
-            out.write(_line(doc) + "\n")
-        return {"end": True}
-    except MemoryError:
-        error = {"reason": "parse_memory_limit", "message": f"parsing needed more than {max_memory_mb} MB "
-                                                            "(RAGTRAIL_PARSE_MAX_MEMORY_MB)"}
-        return {"end": True, "restart": True, "error": error}
-    except RecursionError:
-        return {"end": True, "restart": True,
-                "error": {"reason": "too_complex", "message": "the file nests objects too deeply"}}
-    except OSError as err:
-        return {"end": True, "error": {"reason": "unreadable", "message": str(err)}}
-    except Exception as err:  # an input no parser foresaw costs this file, never the run
-        return {"end": True, "restart": True,
-                "error": {"reason": "parse_crashed", "message": f"{type(err).__name__}: {err}"[:500]}}
-
-
-def _line(doc: Parsed | ParseError) -> str:
-    if isinstance(doc, ParseError):
-        return json.dumps({"error": {"reason": doc.reason, "message": doc.message, "key": doc.key}},
-                          ensure_ascii=False)
-    fields = {"text": doc.text, "doc_type": doc.doc_type, "parser": doc.parser, "key": doc.key,
-              "metadata": doc.metadata, "encoding": doc.encoding}
-    return json.dumps({"doc": fields}, ensure_ascii=False, default=str)
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
