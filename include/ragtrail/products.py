@@ -252,32 +252,45 @@ def build_conflicts(products: list[Product], location=None, lock_timeout_s: floa
 
     A version is one build configuration (docs/pipeline.md): a products entry that asks for another one
     under an existing version's name would fail every run of its DAG in ``plan``. ``location``: the store
-    (anything :func:`ragtrail.store.resolve_store` takes); a local store that does not exist yet holds nothing.
+    (anything :func:`ragtrail.store.resolve_store` takes). A local store is read without opening it (its
+    ``meta.json``: no lock, cheap enough for every DAG parse); a server is asked.
 
     Example::
 
         build_conflicts(load_products())
-        # ["products.yml: handbook version v1 was built with chunk_size=254, chunk_overlap=0; ..."]
+        # ["products.yml: product handbook version v1 was built with chunk_size=254, chunk_overlap=0 ..."]
     """
     from ragtrail.plan import config_clash
-    from ragtrail.store import collection_name, open_store, resolve_store
+    from ragtrail.store import collection_name, resolve_store
 
     settings = resolve_store(location)
-    if not products or (settings.mode == "local" and not Path(settings.path).exists()):
-        return []
+    built = _built_metadata(settings, [collection_name(p.name, p.version) for p in products], lock_timeout_s)
     out = []
-    with open_store(settings, lock_timeout_s=lock_timeout_s) as store:
-        for p in products:
-            name = collection_name(p.name, p.version)
-            clash = config_clash(store.metadata(name), p.version_config()) if store.exists(name) else {}
-            if clash:
-                built = ", ".join(f"{k}={was!r}" for k, (was, _) in clash.items())
-                asked = ", ".join(f"{k}={now!r}" for k, (_, now) in clash.items())
-                out.append(f"{products_file().name}: product {p.name} version {p.version} was built with {built} "
-                           f"({name}), but its entry asks for {asked}: a new configuration needs a new version "
-                           f"- bump its version (e.g. version: {next_version(p.version)}) or set it back to what "
-                           f"{p.version} was built with")
+    for p in products:
+        name = collection_name(p.name, p.version)
+        clash = config_clash(built[name], p.version_config()) if name in built else {}
+        if clash:
+            was = ", ".join(f"{k}={was!r}" for k, (was, _) in clash.items())
+            asked = ", ".join(f"{k}={now!r}" for k, (_, now) in clash.items())
+            out.append(f"{products_file().name}: product {p.name} version {p.version} was built with {was} "
+                       f"({name}), but its entry asks for {asked}: a new configuration needs a new version "
+                       f"- bump its version (e.g. version: {next_version(p.version)}) or set it back to what "
+                       f"{p.version} was built with")
     return out
+
+
+def _built_metadata(settings, names: list[str], lock_timeout_s: float) -> dict[str, dict]:
+    """The metadata of those of ``names`` the store holds (nothing when it cannot tell)."""
+    if not names or settings.mode == "memory":
+        return {}
+    if settings.mode == "local":
+        from ragtrail.store.peek import local_metadata
+
+        return {k: v for k, v in (local_metadata(settings.path) or {}).items() if k in names}
+    from ragtrail.store import open_store
+
+    with open_store(settings.with_timeout(5), lock_timeout_s=lock_timeout_s) as store:
+        return {name: store.metadata(name) for name in names if store.exists(name)}
 
 
 def next_version(version: str) -> str:
