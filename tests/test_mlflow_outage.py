@@ -82,7 +82,7 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     assert summary["trail"]["closed_runs"] == ["chunk[0]"]
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert set(runs) == {"ingest", "plan", "chunk", "index", "evaluate"}
+    assert set(runs) == {"preflight", "ingest", "plan", "chunk", "index", "evaluate"}
     assert runs["chunk"].info.status == "FINISHED" and runs["chunk"].data.tags["ragtrail.closed_by"] == "aggregate_status"
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     parent = client.get_run(summary["parent_run_id"])
@@ -117,6 +117,6 @@ def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp
     assert "strict tracking mode (RAGTRAIL_TRACKING_MODE=strict) fails the task" in logs
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert runs["chunk"].info.status == "FAILED" and set(runs) == {"ingest", "plan", "chunk"}
+    assert runs["chunk"].info.status == "FAILED" and set(runs) == {"preflight", "ingest", "plan", "chunk"}
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     assert client.get_run(summary["parent_run_id"]).info.status == "FAILED"
