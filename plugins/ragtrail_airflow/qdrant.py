@@ -54,15 +54,19 @@ def store_settings(conn_id: str = DEFAULT_CONN_ID):
 def product_build_conflicts(products) -> list[str]:
     """Parse time: products whose entry contradicts what their version was built with (messages with the fix).
 
-    A store that cannot be read right now (a local store another process holds, a server that does not
-    answer) is not checked: nothing to report, and the ``plan`` task still refuses a mixed version.
+    A store that cannot be read right now (a server that does not answer) is not checked: nothing to report,
+    and the ``plan`` task still refuses a mixed version. Parsing asks Airflow for no connection: the
+    ``qdrant_default`` connection counts when the environment defines it (``AIRFLOW_CONN_QDRANT_DEFAULT``,
+    as docker compose does), else the environment's store, as outside Airflow.
     """
     import logging
+    import os
 
     from ragtrail.products import build_conflicts
 
     try:
-        return build_conflicts(products, store_settings())
+        env_conn = f"AIRFLOW_CONN_{DEFAULT_CONN_ID.upper()}" in os.environ
+        return build_conflicts(products, store_settings() if env_conn else None)
     except Exception as err:  # never break parsing over a check that could not be made
         logging.getLogger(__name__).info("products not checked against the store: %s", err)
         return []
