@@ -14,7 +14,7 @@ status and reasons land on the parent, and the parent ends. A parent the roll-up
 only has its stragglers closed.
 
 In a long-lived process (scheduler, API server) the MLflow side runs in a short child process
-(``python -m ragtrail_airflow.closer``, the payload on stdin): the scheduler loop never waits on
+(``python -m ragtrail_airflow.dagrun_closer``, the payload on stdin): the scheduler loop never waits on
 MLflow and never holds an MLflow client (no SQLite connection inherited by the task processes it
 forks). Elsewhere (``dag.test``, ``ragtrail ingest``) it runs in-process.
 """
@@ -95,7 +95,7 @@ def _spawn(payload: dict) -> None:
     for child in list(_CHILDREN):
         if child.poll() is not None:
             _CHILDREN.remove(child)
-    child = subprocess.Popen([sys.executable, "-m", "ragtrail_airflow.closer"], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-m", "ragtrail_airflow.dagrun_closer"], stdin=subprocess.PIPE,
                              start_new_session=True)
     child.stdin.write(json.dumps(payload, default=str).encode())
     child.stdin.close()
@@ -118,7 +118,6 @@ def close(payload: dict) -> dict:
 
 
 def _close(client, payload: dict) -> dict:
-    from ragtrail.rollup import rollup_status
     from ragtrail.trail.closer import (
         PUBLISHING_TAG,
         any_task_publishes,
@@ -127,6 +126,7 @@ def _close(client, payload: dict) -> dict:
         read_units,
     )
     from ragtrail.trail.names import STATUS_TAG
+    from ragtrail.trail.rollup import rollup_status
     from ragtrail.trail.rows import latest_tries
     from ragtrail.trail.runs import child_runs, merge_parents
 
@@ -158,7 +158,7 @@ def _close(client, payload: dict) -> dict:
 
 
 def main() -> None:
-    """``python -m ragtrail_airflow.closer``: close the DAG run described by the JSON on stdin."""
+    """``python -m ragtrail_airflow.dagrun_closer``: close the DAG run described by the JSON on stdin."""
     logging.basicConfig(level=logging.WARNING, format="ragtrail closer: %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     payload = json.loads(sys.stdin.read())

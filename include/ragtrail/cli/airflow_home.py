@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ragtrail.settings import DAGS_FOLDER, ragtrail_home
+from ragtrail.core.settings import DAGS_FOLDER, ragtrail_home
 
 
 def airflow_env(home: Path | None = None) -> dict[str, str]:

@@ -10,7 +10,7 @@ Starts, each in its own process group with its log under ``$RAGTRAIL_HOME/ui/log
 The PIDs (with their start times, so a recycled PID is never mistaken for ours) go to
 ``$RAGTRAIL_HOME/ui/state.json``; ``stop`` ends each recorded process's group and descendants,
 politely first (SIGTERM) and by force (SIGKILL) only after a timeout, and nothing it did not record
-(see :mod:`ragtrail.processes`). Nothing here imports Airflow.
+(see :mod:`ragtrail.cli.processes`). Nothing here imports Airflow.
 
 Example::
 
@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ragtrail.settings import load as load_settings
+from ragtrail.core.settings import load as load_settings
 
 HOST = "127.0.0.1"
 
@@ -112,7 +112,7 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
     Returns:
         ``{"airflow_url", "mlflow_url", "processes", "logs"}`` (the login is in :func:`password_file`).
     """
-    from ragtrail.airflow_home import prepare
+    from ragtrail.cli.airflow_home import prepare
 
     current = status()
     if current and all(p["alive"] for p in current["processes"]):
@@ -192,10 +192,10 @@ def stop(timeout: float = 20) -> list[str]:
 
     Only what this data folder's ``start`` recorded and can still vouch for is touched: a PID whose
     create time no longer matches (the process is gone and the number reused) is skipped, and the
-    rest is stopped by :func:`ragtrail.processes.stop_groups`, with what a dead component left in its
+    rest is stopped by :func:`ragtrail.cli.processes.stop_groups`, with what a dead component left in its
     group — never by name or port.
     """
-    from ragtrail.processes import orphaned_group, stop_groups
+    from ragtrail.cli.processes import orphaned_group, stop_groups
 
     path = _state_file()
     if not path.exists():

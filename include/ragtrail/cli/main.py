@@ -18,9 +18,9 @@ import threading
 import time
 from contextlib import contextmanager
 
-from ragtrail import settings as rt_settings
-from ragtrail.shell import print_summary, stdout_to_stderr, table
-from ragtrail.spec import add_cli_flags, conf_from_args
+from ragtrail.cli.shell import print_summary, stdout_to_stderr, table
+from ragtrail.core import settings as rt_settings
+from ragtrail.core.spec import add_cli_flags, conf_from_args
 
 
 def _conf(args) -> dict:
@@ -39,7 +39,7 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     if conf.get("approval", "off") != "off":
         raise ValueError("approval needs a running Airflow to answer it (make ui, then trigger the DAG there); "
                          "ragtrail ingest runs the DAG in-process")
-    from ragtrail.airflow_home import prepare
+    from ragtrail.cli.airflow_home import prepare
 
     prepare()
     from airflow import settings as af_settings
@@ -51,7 +51,7 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
-    from ragtrail.console import show_progress
+    from ragtrail.cli.console import show_progress
 
     show_progress(None)  # Airflow's logging set-up may have disabled the logger: on again
     t0 = time.time()
@@ -89,8 +89,8 @@ def _read_summary(dag_id: str, run_id: str) -> dict | None:
 
 
 def cmd_ingest(args) -> int:
-    from ragtrail.console import quiet_terminal
-    from ragtrail.preflight import local_source_problem
+    from ragtrail.cli.console import quiet_terminal
+    from ragtrail.sources.reachability import local_source_problem
 
     conf = _conf(args)
     if "://" not in conf["source"] and (problem := local_source_problem(conf["source"])):
@@ -119,7 +119,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from ragtrail.search import search_many
+    from ragtrail.stages.search import search_many
 
     if args.queries:
         with open(args.queries) as fh:
@@ -179,7 +179,7 @@ def cmd_versions(args) -> int:
 
 
 def _tracking_on() -> bool:
-    from ragtrail.trail.settings import tracking_enabled
+    from ragtrail.trail.switches import tracking_enabled
 
     return tracking_enabled()
 
@@ -224,7 +224,7 @@ def cmd_promote(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from ragtrail.localui import main as ui_main
+    from ragtrail.cli.localui import main as ui_main
 
     return ui_main([args.action])
 
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="run the rag_ingest DAG in-process on a source")
-    add_cli_flags(ing)  # one flag per run-spec row (ragtrail.spec), with its bounds
+    add_cli_flags(ing)  # one flag per run-spec row (ragtrail.core.spec), with its bounds
     ing.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     ing.add_argument("--verbose", action="store_true",
                      help="show Airflow's own log lines too (by default they go to a file under the data folder)")
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--version", required=True)
     pr.add_argument("--force", action="store_true", help="promote even a version the evaluation gate held back")
     pr.set_defaults(func=cmd_promote)
-    from ragtrail.cli_trail import add_commands
+    from ragtrail.cli.trail_commands import add_commands
 
     add_commands(sub)
     ui = sub.add_parser("ui", help="start / stop Airflow and the MLflow UI on loopback (make ui / make stop)")
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ragtrail.console import quiet_libraries
+    from ragtrail.cli.console import quiet_libraries
 
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)

@@ -14,11 +14,11 @@ import json
 import os
 import sys
 
-from ragtrail.shell import table
+from ragtrail.cli.shell import table
 
 
 def cmd_reconcile(args) -> int:
-    from ragtrail.trail.agreement import reconcile, registered_products
+    from ragtrail.models.agreement import reconcile, registered_products
     from ragtrail.trail.client import guarded_client
 
     client = guarded_client()

@@ -56,7 +56,7 @@ def _quality(summary: dict) -> str:
 
 def print_summary(summary: dict, out) -> None:
     """What ``ragtrail ingest`` prints: the run's roll-up, its problems and where its trail is."""
-    from ragtrail import settings
+    from ragtrail.core import settings
 
     s = settings.load()
     lines = [

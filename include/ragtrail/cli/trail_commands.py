@@ -16,9 +16,9 @@ import json
 import sys
 from typing import Any
 
-from ragtrail.shell import fmt as _num
-from ragtrail.shell import stdout_to_stderr, table
-from ragtrail.trail.queries import TREND_METRICS, Trail  # noqa: TID251 (the shell, not a stage)
+from ragtrail.cli.shell import fmt as _num
+from ragtrail.cli.shell import stdout_to_stderr, table
+from ragtrail.trail.queries import TREND_METRICS, Trail
 
 HEADLINE = ("docs_parsed", "chunk_count", "vector_count", "ndcg_at_10", "recall_at_10", "latency_p95_ms",
             "embeddings_per_second")
@@ -178,6 +178,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             lambda t, a: t.summary(a.product or None), show_summary, product=False)
     p.add_argument("--product", "-p", action="append", help="only these products (repeatable)")
 
-    from ragtrail.cli_registry import add_commands as add_registry_commands
+    from ragtrail.cli.registry_commands import add_commands as add_registry_commands
 
     add_registry_commands(sub)

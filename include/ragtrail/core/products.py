@@ -20,9 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragtrail.settings import REPO_ROOT
-from ragtrail.settings import load as load_settings
-from ragtrail.spec import BY_NAME, FIELDS, NAME_PATTERN, VERSION_FIELDS
+from ragtrail.core.settings import REPO_ROOT
+from ragtrail.core.settings import load as load_settings
+from ragtrail.core.spec import BY_NAME, FIELDS, NAME_PATTERN, VERSION_FIELDS
 
 DEFAULT_PRODUCTS_FILE = REPO_ROOT / "include" / "products.yml"
 # Ad-hoc products get uuid5(namespace, name): stable across machines and runs.
@@ -245,42 +245,3 @@ def artifact_location(product: str) -> str:
     root = load_settings().mlflow_artifact_root.rstrip("/")
     safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", product)
     return f"{root}/{safe}"
-
-
-def build_conflicts(products: list[Product], location=None, lock_timeout_s: float = 5.0) -> list[str]:
-    """Products whose version was already built with another configuration: one message each, with the fix.
-
-    A version is one build configuration (docs/pipeline.md): a products entry that asks for another one
-    under an existing version's name would fail every run of its DAG in ``plan``. ``location``: the store
-    (anything :func:`ragtrail.store.resolve_store` takes); a local store that does not exist yet holds nothing.
-
-    Example::
-
-        build_conflicts(load_products())
-        # ["products.yml: handbook version v1 was built with chunk_size=254, chunk_overlap=0; ..."]
-    """
-    from ragtrail.plan import config_clash
-    from ragtrail.store import collection_name, open_store, resolve_store
-
-    settings = resolve_store(location)
-    if not products or (settings.mode == "local" and not Path(settings.path).exists()):
-        return []
-    out = []
-    with open_store(settings, lock_timeout_s=lock_timeout_s) as store:
-        for p in products:
-            name = collection_name(p.name, p.version)
-            clash = config_clash(store.metadata(name), p.version_config()) if store.exists(name) else {}
-            if clash:
-                built = ", ".join(f"{k}={was!r}" for k, (was, _) in clash.items())
-                asked = ", ".join(f"{k}={now!r}" for k, (_, now) in clash.items())
-                out.append(f"{products_file().name}: product {p.name} version {p.version} was built with {built} "
-                           f"({name}), but its entry asks for {asked}: a new configuration needs a new version "
-                           f"- bump its version (e.g. version: {next_version(p.version)}) or set it back to what "
-                           f"{p.version} was built with")
-    return out
-
-
-def next_version(version: str) -> str:
-    """A name for the next version: ``v1`` → ``v2``, anything else gets ``-2``."""
-    m = re.fullmatch(r"(.*?)(\d+)", version)
-    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}-2"

@@ -4,7 +4,7 @@ Every stage that can run for more than a few seconds counts its work through a :
 It logs (standard ``logging``, logger ``ragtrail.progress``: the Airflow task log, and the CLI's
 stderr) at most one line every ``RAGTRAIL_PROGRESS_S`` seconds (default 15) with
 done / total, rate and ETA, and one closing line with the stage's counts and time. When given a
-:class:`~ragtrail.recorder.Recorder` it also records each batch's figures as step metrics
+:class:`~ragtrail.core.recorder.Recorder` it also records each batch's figures as step metrics
 (``<stage>_done``, ``<stage>_per_s``), which the task's MLflow run plots over the task.
 
 Example::
@@ -23,7 +23,7 @@ import logging
 import os
 import time
 
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
 
 log = logging.getLogger("ragtrail.progress")
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_CORPUS = REPO_ROOT / "include" / "sample_corpus"
 DAGS_FOLDER = REPO_ROOT / "dags"
 

@@ -3,7 +3,7 @@
 Each :class:`Field` row says a parameter's name, type, default, bounds, description, trigger-form
 section, whether it defines a version (a collection's identity), its ``ragtrail ingest`` flag and
 where it sits in ``products.yml``. From these rows come the trigger form's schemas
-(:func:`form_schemas`, wrapped in Airflow ``Param`` objects by ``ragtrail_airflow.pipeline``), the CLI
+(:func:`form_schemas`, wrapped in Airflow ``Param`` objects by ``ragtrail_airflow.rag.pipeline``), the CLI
 flags (:func:`add_cli_flags`), the products file's validation (:func:`Field.check`), the version
 config (:meth:`RunConfig.version_config`), the parent run's params (:data:`RUN_PARAMS`) and
 ``rag_tune``'s params (:data:`TUNE_FIELDS`). Stage code takes the typed :class:`RunConfig`; the raw
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
-from ragtrail.settings import (
+from ragtrail.core.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_OVERLAP,
     DEFAULT_CHUNK_SIZE,

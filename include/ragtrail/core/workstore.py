@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PLAN_FILE = "plan.json"  # the plan stage's file (ragtrail.plan.PLAN_FILE); kept here to stay import-light
+PLAN_FILE = "plan.json"  # the plan stage's file (ragtrail.stages.plan.PLAN_FILE); kept here to stay import-light
 
 
 def work_url(env=None) -> str | None:
@@ -193,7 +193,7 @@ class RunWork:
         return None if data is None else json.loads(data)
 
     def fetch_plan(self) -> None:
-        """Make ``plan.json`` readable in the local folder (``ragtrail.plan.read_plan``), with local copies
+        """Make ``plan.json`` readable in the local folder (``ragtrail.stages.plan.read_plan``), with local copies
         of its held-hashes and deleted-documents files; batch files stay in the store (chunk fetches them)."""
         if not self.remote:
             return
@@ -237,7 +237,7 @@ def open_run(dag_id: str, run_id: str, *, url: str | None = None, s3_client: Cal
     With a store the local folder is unique per call, so two tasks of one run on one worker never
     share local copies.
     """
-    from ragtrail.settings import load
+    from ragtrail.core.settings import load
 
     url = url if url is not None else work_url()
     root = Path(local_root) if local_root else load().work_root

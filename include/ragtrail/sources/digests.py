@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragtrail.settings import ragtrail_home
-from ragtrail.sources import local_root, parse_s3_uri
+from ragtrail.core.settings import ragtrail_home
+from ragtrail.sources.listing import local_root, parse_s3_uri
 
 
 def folder_digest(root: str | Path) -> str:

@@ -8,67 +8,25 @@ symlinks leaving the root are never followed, and S3 keys that could name a path
 ``//``, a leading ``/``) are flagged, never downloaded.
 
 S3 needs a boto3-style client (``get_paginator``, ``head_object``, ``download_file``). Under Airflow
-the DAG passes one made by the Amazon provider's ``S3Hook`` (see ``ragtrail_airflow.s3``); a notebook
+the DAG passes one made by the Amazon provider's ``S3Hook`` (see ``ragtrail_airflow.rag.s3``); a notebook
 may pass ``boto3.client("s3")`` or nothing, which means exactly that.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from ragtrail.walk import iter_local_items, open_regular
+from ragtrail.sources.walk import SourceItem, iter_local_items
 
 S3_PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-@dataclass(frozen=True)
-class SourceItem:
-    """One object found in a source, before it is read.
-
-    ``path`` is set for local files; remote objects carry a ``fetch`` that downloads them into a
-    folder the caller owns (see :meth:`local_file`).
-    """
-
-    doc_id: str
-    uri: str
-    size: int
-    version: str  # mtime (local) or ETag (S3): changes when the object changes
-    path: Path | None = None
-    skip_reason: str | None = None  # set when the item must be quarantined without reading it
-    etag: str | None = None
-    mtime: str | None = None  # ISO 8601, UTC
-    fetch: Callable[[Path], None] | None = None
-    note: str | None = None  # why it is skipped, in words, when ``skip_reason`` is set
-
-    def read_bytes(self) -> bytes:
-        assert self.path is not None
-        with open_regular(self.path) as fh:
-            return fh.read()
-
-    def local_file(self, scratch: Path) -> Path:
-        """The item's bytes as a local file: the file itself, or a download into ``scratch``.
-
-        Downloads are named after a hash of the URI, never after the key, so no key can choose
-        where its bytes land.
-        """
-        if self.path is not None:
-            return self.path
-        assert self.fetch is not None, "item has neither a path nor a fetch"
-        suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(self.doc_id).suffix)[:16]
-        dest = scratch / (hashlib.sha256(self.uri.encode()).hexdigest()[:32] + suffix)
-        scratch.mkdir(parents=True, exist_ok=True)
-        self.fetch(dest)
-        return dest
 
 
 def local_root(source: str) -> Path:
@@ -85,7 +43,7 @@ def iter_local(source: str, skipped: Counter | None = None) -> Iterator[SourceIt
     Hidden files and folders (``.git``, ``.DS_Store``) are skipped and counted in ``skipped``. Symlink
     loops, dangling links, links leaving the root, FIFOs, sockets and devices are yielded with a
     ``skip_reason`` instead of being read; a symlinked folder inside the root is skipped, its files are
-    listed under their real path (see :mod:`ragtrail.walk`).
+    listed under their real path (see :mod:`ragtrail.sources.walk`).
     """
     return iter_local_items(local_root(source), skipped)
 

@@ -1,7 +1,7 @@
 """Word and PowerPoint files to markdown-ish text; zip-bomb checks for every Office (zip) file.
 
 ``.docx`` through python-docx and ``.pptx`` through python-pptx, in the sandboxed parser process
-(:mod:`ragtrail.sandbox`). Structure is kept as text: headings as ``#`` lines (a slide's title is its
+(:mod:`ragtrail.sources.sandbox`). Structure is kept as text: headings as ``#`` lines (a slide's title is its
 heading), list items as ``-`` lines (indented by level), tables as ``|`` rows, speaker notes after the
 slide. ``.odt`` is not read (neither library does).
 

@@ -1,7 +1,7 @@
 """What every parser returns or raises: :class:`Parsed` text or a :class:`ParseError` with a reason.
 
-Kept apart from :mod:`ragtrail.parsing` (which picks a parser per format) so that the format modules
-(:mod:`ragtrail.tables`, :mod:`ragtrail.sandbox`) import it without an import circle.
+Kept apart from :mod:`ragtrail.sources.parsing` (which picks a parser per format) so that the format modules
+(:mod:`ragtrail.sources.tables`, :mod:`ragtrail.sources.sandbox`) import it without an import circle.
 """
 
 from __future__ import annotations

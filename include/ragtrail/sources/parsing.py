@@ -3,10 +3,10 @@
 Every parser either returns text or raises :class:`ParseError` with a short machine-readable reason
 (``empty``, ``binary``, ``unknown_encoding``, ``unsupported_type``…) and a human message. Nothing else
 escapes this layer: whatever the bytes, the caller gets text or a quarantine reason. Text and HTML
-are parsed here (bytes decoded by :mod:`ragtrail.encoding`), PDFs and Office files by their handlers
-(:mod:`ragtrail.pdf`, :mod:`ragtrail.office`), tables row by row (:mod:`ragtrail.tables`);
+are parsed here (bytes decoded by :mod:`ragtrail.sources.encoding`), PDFs and Office files by their handlers
+(:mod:`ragtrail.sources.pdf`, :mod:`ragtrail.sources.office`), tables row by row (:mod:`ragtrail.sources.tables`);
 :func:`parse_local` picks the parser, and :func:`parse_file` runs it in the sandboxed child process
-(:mod:`ragtrail.sandbox`) under a time and memory budget per file.
+(:mod:`ragtrail.sources.sandbox`) under a time and memory budget per file.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-# What every parser returns or raises lives in ragtrail.parsed, so that tables and the sandbox can
+# What every parser returns or raises lives in ragtrail.sources.parsed, so that tables and the sandbox can
 # import it without importing this module (which picks them): no import circle.
-from ragtrail.parsed import Parsed, ParseError, normalize_whitespace  # noqa: F401 (re-exported)
+from ragtrail.sources.parsed import Parsed, ParseError, normalize_whitespace  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
-    from ragtrail.sandbox import SandboxedParser
-    from ragtrail.tables import TableSpec
+    from ragtrail.sources.sandbox import SandboxedParser
+    from ragtrail.sources.tables import TableSpec
 
 TEXT_TYPES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "text"}
 HTML_TYPES = {".html": "html", ".htm": "html", ".xhtml": "html"}
@@ -30,8 +30,8 @@ PDF_TYPES = {".pdf": "pdf"}
 OFFICE_TYPES = {".docx": "docx", ".pptx": "pptx"}
 # Packaged formats and the function that reads each ("module:function": a path in, {"text", "parser"} or
 # {"reason", "message"} out).
-PACKAGED_HANDLERS = {"pdf": "ragtrail.pdf:extract_in_child", "docx": "ragtrail.office:docx_in_child",
-                     "pptx": "ragtrail.office:pptx_in_child"}
+PACKAGED_HANDLERS = {"pdf": "ragtrail.sources.pdf:extract_in_child", "docx": "ragtrail.sources.office:docx_in_child",
+                     "pptx": "ragtrail.sources.office:pptx_in_child"}
 SANDBOXED = frozenset(PACKAGED_HANDLERS)
 TABLE_TYPES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
                ".xlsx": "xlsx"}
@@ -47,11 +47,11 @@ def detect_type(name: str) -> str | None:
 
 
 def decode_text(data: bytes, declared: str | None = None) -> tuple[str, str]:
-    """Decode bytes to ``(text, encoding)`` (see :mod:`ragtrail.encoding` for the rules).
+    """Decode bytes to ``(text, encoding)`` (see :mod:`ragtrail.sources.encoding` for the rules).
 
     Raises :class:`ParseError` ``binary`` or ``unknown_encoding``.
     """
-    from ragtrail.encoding import DecodeError, decode
+    from ragtrail.sources.encoding import DecodeError, decode
 
     try:
         return decode(data, declared)
@@ -72,8 +72,8 @@ def html_charset(data: bytes) -> str | None:
 
 
 def html_to_text(html: str) -> str:
-    """Main content of an HTML page as Markdown-like text (see :mod:`ragtrail.html_extract`)."""
-    from ragtrail.html_extract import html_to_markdown
+    """Main content of an HTML page as Markdown-like text (see :mod:`ragtrail.sources.html_extract`)."""
+    from ragtrail.sources.html_extract import html_to_markdown
 
     return html_to_markdown(html)
 
@@ -104,12 +104,12 @@ def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
                sandbox: SandboxedParser | None = None) -> Iterator[Parsed | ParseError]:
     """Parse one local file into documents: one for text, HTML, PDF and Office, one per row for a table.
 
-    Every parser runs in the sandboxed child (:mod:`ragtrail.sandbox`) under its time and memory budget.
+    Every parser runs in the sandboxed child (:mod:`ragtrail.sources.sandbox`) under its time and memory budget.
     Failures are yielded as :class:`ParseError`, never raised, so a table can report a bad row and go on.
 
     Args:
         name: the file's name or relative path; its extension picks the parser.
-        table: which columns make a row document (default :class:`~ragtrail.tables.TableSpec()`).
+        table: which columns make a row document (default :class:`~ragtrail.sources.tables.TableSpec()`).
         sandbox: a running sandboxed parser to reuse; one is started for this file when ``None``.
     """
     if detect_type(name) is None:
@@ -118,7 +118,7 @@ def parse_file(name: str, path: Path, *, table: TableSpec | None = None,
     if sandbox is not None:
         yield from sandbox.parse_all(name, path, table)
         return
-    from ragtrail.sandbox import SandboxedParser
+    from ragtrail.sources.sandbox import SandboxedParser
 
     with SandboxedParser() as own:
         yield from own.parse_all(name, path, table)
@@ -134,13 +134,13 @@ def parse_local(name: str, path: Path, table: TableSpec | None = None) -> Iterat
         if doc_type is None:
             raise ParseError("unsupported_type", f"no parser for {PurePosixPath(name).suffix or 'files without extension'}")
         if doc_type in TABLE_TYPES.values():
-            from ragtrail.tables import TableSpec, iter_table
+            from ragtrail.sources.tables import TableSpec, iter_table
 
             yield from iter_table(path, doc_type, table or TableSpec())
         elif doc_type in SANDBOXED:
             yield _packaged(doc_type, path)
         else:
-            from ragtrail.walk import open_regular
+            from ragtrail.sources.walk import open_regular
 
             with open_regular(path) as fh:
                 data = fh.read()

@@ -1,4 +1,4 @@
-"""PDF text through pypdf, run in the sandboxed parser process (:mod:`ragtrail.sandbox`).
+"""PDF text through pypdf, run in the sandboxed parser process (:mod:`ragtrail.sources.sandbox`).
 
 Reasons a PDF is quarantined: ``corrupt_pdf`` (unreadable structure), ``encrypted_pdf`` (needs a
 password), ``no_text_layer`` (pages but no text: a scan; OCR is not done), ``too_complex`` (pypdf's own
@@ -6,7 +6,7 @@ bomb limits tripped), plus the sandbox's ``parse_timeout``, ``parse_memory_limit
 
 Example::
 
-    with SandboxedParser(timeout_s=30) as sandbox:  # ragtrail.sandbox
+    with SandboxedParser(timeout_s=30) as sandbox:  # ragtrail.sources.sandbox
         text = sandbox.parse(Path("report.pdf"), "pdf").text
 """
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from ragtrail.sources import local_root, parse_s3_uri
+from ragtrail.sources.listing import local_root, parse_s3_uri
 
 
 def local_source_problem(source: str) -> str | None:

@@ -2,12 +2,12 @@
 
 A hostile file — an HTML page nested 100,000 deep, a decompression bomb, a pathological PDF content
 stream, a CSV with a million columns — can make any parser run for minutes or eat gigabytes. So no
-parser runs in the worker's own process: a small child (``python -m ragtrail.sandbox``) caps its own
+parser runs in the worker's own process: a small child (``python -m ragtrail.sources.sandbox``) caps its own
 address space with ``RLIMIT_AS`` before importing anything heavy, then parses one file per request
-(:func:`ragtrail.parsing.parse_local`, in :mod:`ragtrail.sandbox_child`) and streams back one JSON
+(:func:`ragtrail.sources.parsing.parse_local`, in :mod:`ragtrail.sources.sandbox_child`) and streams back one JSON
 line per document (a table gives one per row) and an end line. The parent waits at most ``timeout_s``
 per file; a child that overruns is killed (by its own PID) and the next file gets a fresh one. Whatever happens, the caller gets documents
-or :class:`~ragtrail.parsed.ParseError` s: the parsers' own reasons or ``parse_timeout``,
+or :class:`~ragtrail.sources.parsed.ParseError` s: the parsers' own reasons or ``parse_timeout``,
 ``parse_memory_limit``, ``parse_crashed``. The rows of a table read before its budget ran out are kept.
 
 The child stays up between files, and :meth:`SandboxedParser.parse_stream` keeps a few requests queued
@@ -41,10 +41,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtrail.parsed import Parsed, ParseError
+from ragtrail.sources.parsed import Parsed, ParseError
 
 if TYPE_CHECKING:
-    from ragtrail.tables import TableSpec
+    from ragtrail.sources.tables import TableSpec
 
 
 def _setting(name: str, old: str, default: str) -> str:
@@ -125,7 +125,7 @@ class SandboxedParser:
         self._chunks = []
         self._generation += 1
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "ragtrail.sandbox_child", str(self.max_memory_mb)],
+            [sys.executable, "-m", "ragtrail.sources.sandbox_child", str(self.max_memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
         )
         try:

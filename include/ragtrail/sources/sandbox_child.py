@@ -1,9 +1,9 @@
-"""The sandboxed parser's child process: ``python -m ragtrail.sandbox_child <max memory MB>``.
+"""The sandboxed parser's child process: ``python -m ragtrail.sources.sandbox_child <max memory MB>``.
 
 It caps its own address space (``RLIMIT_AS``) first thing, says ``{"ready": true}``, then answers one
 request line (``{"path", "name", "table"}``) after another, in order: one JSON line per document
 (``{"doc": …}`` or ``{"error": …}``) and an end line (``{"end": true}``, with ``"restart": true`` when
-it must not be trusted with another file). See :mod:`ragtrail.sandbox` for the parent's side.
+it must not be trusted with another file). See :mod:`ragtrail.sources.sandbox` for the parent's side.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ragtrail.parsed import Parsed, ParseError
+from ragtrail.sources.parsed import Parsed, ParseError
 
 
 def _serve(max_memory_mb: int) -> None:
@@ -31,7 +31,7 @@ def _serve(max_memory_mb: int) -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     # Parsers import on first use (pypdf alone takes 0.16 s): a text-only folder never pays for them.
-    from ragtrail.parsing import parse_local
+    from ragtrail.sources.parsing import parse_local
 
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
@@ -46,7 +46,7 @@ def _serve(max_memory_mb: int) -> None:
 
 def _answer(request: dict, parse_local, out, max_memory_mb: int) -> dict:
     """Write one line per document of the requested file; return the end line."""
-    from ragtrail.tables import TableSpec
+    from ragtrail.sources.tables import TableSpec
 
     spec = request.get("table")
     if spec is not None and spec.get("metadata_columns") is not None:

@@ -5,9 +5,9 @@ A :class:`TableSpec` names the columns: the row's id (its document id is ``<file
 text, and the metadata columns that travel with every chunk into the Qdrant payload. Files are read
 in batches, never whole: CSV/TSV with pandas' chunked reader, Parquet one row-group batch at a time
 (pyarrow, only the needed columns; text tables decoded like text files, see
-:func:`ragtrail.encoding.stream_encoding`), JSON lines line by line (a malformed line costs that row, not the
+:func:`ragtrail.sources.encoding.stream_encoding`), JSON lines line by line (a malformed line costs that row, not the
 file), and every worksheet of an ``.xlsx`` through openpyxl's streaming read-only mode (after a zip-bomb
-check, :func:`ragtrail.office.zip_problem`).
+check, :func:`ragtrail.sources.office.zip_problem`).
 
 Whole-file problems are quarantined as one entry (``missing_text_column``, ``missing_id_column``,
 ``corrupt_table``, ``binary``, ``unknown_encoding``, ``empty``, ``zip_bomb``, ``encrypted_office``; a sheet without the text column
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ragtrail.cells import cell_text, plain
-from ragtrail.parsed import Parsed, ParseError, normalize_whitespace
+from ragtrail.sources.cells import cell_text, plain
+from ragtrail.sources.parsed import Parsed, ParseError, normalize_whitespace
 
 ID_CANDIDATES = ("id", "doc_id")
 _TEXT_TABLES = ("csv", "tsv", "jsonl")
@@ -143,7 +143,7 @@ def iter_table(path: Path, doc_type: str, spec: TableSpec) -> Iterator[Parsed | 
 
 def _text_encoding(head: bytes, whole: bool) -> str:
     """A text table's encoding: BOM, UTF-8, then legacy code pages, as for text files."""
-    from ragtrail.encoding import DecodeError, stream_encoding
+    from ragtrail.sources.encoding import DecodeError, stream_encoding
 
     try:
         return stream_encoding(head, whole)
@@ -241,7 +241,7 @@ def _read_xlsx(path: Path, spec: TableSpec, doc_type: str) -> Iterator[Parsed | 
     """
     from openpyxl import load_workbook
 
-    from ragtrail.office import zip_problem
+    from ragtrail.sources.office import zip_problem
 
     problem = zip_problem(path, "xlsx")  # the central directory only: a bomb is refused unopened
     if problem:

@@ -16,10 +16,13 @@ listed under their real path) and folders already walked.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import stat
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -70,7 +73,7 @@ def _within(path: str, root: str) -> bool:
 
 
 def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
-    """Yield a :class:`~ragtrail.sources.SourceItem` per file under ``root`` (resolved), folder by folder, sorted.
+    """Yield a :class:`~ragtrail.sources.listing.SourceItem` per file under ``root`` (resolved), folder by folder, sorted.
 
     Files of a folder come before its subfolders (like ``os.walk`` top-down).
     """
@@ -92,6 +95,46 @@ def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
         stack.extend(reversed(subfolders))
 
 
+@dataclass(frozen=True)
+class SourceItem:
+    """One object found in a source, before it is read.
+
+    ``path`` is set for local files; remote objects carry a ``fetch`` that downloads them into a
+    folder the caller owns (see :meth:`local_file`).
+    """
+
+    doc_id: str
+    uri: str
+    size: int
+    version: str  # mtime (local) or ETag (S3): changes when the object changes
+    path: Path | None = None
+    skip_reason: str | None = None  # set when the item must be quarantined without reading it
+    etag: str | None = None
+    mtime: str | None = None  # ISO 8601, UTC
+    fetch: Callable[[Path], None] | None = None
+    note: str | None = None  # why it is skipped, in words, when ``skip_reason`` is set
+
+    def read_bytes(self) -> bytes:
+        assert self.path is not None
+        with open_regular(self.path) as fh:
+            return fh.read()
+
+    def local_file(self, scratch: Path) -> Path:
+        """The item's bytes as a local file: the file itself, or a download into ``scratch``.
+
+        Downloads are named after a hash of the URI, never after the key, so no key can choose
+        where its bytes land.
+        """
+        if self.path is not None:
+            return self.path
+        assert self.fetch is not None, "item has neither a path nor a fetch"
+        suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(self.doc_id).suffix)[:16]
+        dest = scratch / (hashlib.sha256(self.uri.encode()).hexdigest()[:32] + suffix)
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.fetch(dest)
+        return dest
+
+
 class _Walk:
     """One walk under ``top``: the items it yields, the skips it counts, the real folders it has seen."""
 
@@ -103,15 +146,11 @@ class _Walk:
         return doc_id_of(path[len(self.top.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
 
     def item(self, path: str, st: os.stat_result, real: str | None = None):
-        from ragtrail.sources import SourceItem
-
         mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
         return SourceItem(self.rel(path), Path(path).as_uri(), st.st_size, str(st.st_mtime_ns), Path(real or path),
                           mtime=mtime)
 
     def skip(self, path: str, reason: str, note: str):
-        from ragtrail.sources import SourceItem
-
         return SourceItem(self.rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
 
     def folder(self, folder: str, subfolders: list[str]) -> Iterator:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragtrail.evaluation import load_queries
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
+from ragtrail.stages.evaluation import load_queries
 from ragtrail.store import open_store
 
 
@@ -43,7 +43,7 @@ def check_live(*, location, product: str, queries_path: str | Path | None, basel
 
     ``baseline``: ``{"ndcg_at_10", "collection", "version"}`` of the last promoted build, or ``None``.
     """
-    from ragtrail.evaluation import evaluate_collection
+    from ragtrail.stages.evaluation import evaluate_collection
 
     rec = recorder or Recorder()
     base_ndcg = (baseline or {}).get("ndcg_at_10")

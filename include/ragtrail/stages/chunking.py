@@ -15,9 +15,9 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-from ragtrail.progress import Progress
-from ragtrail.recorder import Recorder
-from ragtrail.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER
+from ragtrail.core.progress import Progress
+from ragtrail.core.recorder import Recorder
+from ragtrail.core.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER
 
 CHUNKS_FILE = "chunks.parquet"
 POINT_NAMESPACE = uuid.UUID("6f0e7c1a-3b57-4a55-9a55-5a6b1d0e9a11")
@@ -214,7 +214,7 @@ def chunk_documents(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ragtrail.embedding import load_tokenizer, token_window
+    from ragtrail.stages.embedding import load_tokenizer, token_window
 
     rec = recorder or Recorder()
     window = token_window(embedder)

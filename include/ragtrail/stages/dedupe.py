@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
 
 
 def unique_texts(

@@ -13,10 +13,10 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from ragtrail.locks import failpoint
-from ragtrail.progress import Progress
-from ragtrail.recorder import Recorder
-from ragtrail.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
+from ragtrail.core.locks import failpoint
+from ragtrail.core.progress import Progress
+from ragtrail.core.recorder import Recorder
+from ragtrail.core.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
 
 EMBEDDINGS_FILE = "embeddings.npy"
 BUNDLED_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}", "default"}
@@ -43,7 +43,7 @@ def load_model(embedder: str = DEFAULT_EMBEDDER, backend: str = "torch"):
     """Load (once per process) the model for ``embedder``: sentence-transformers, or its int8 ONNX twin.
 
     Args:
-        backend: ``torch`` (fp32, CPU/GPU) or ``onnx-int8`` (see :mod:`ragtrail.onnx_backend`).
+        backend: ``torch`` (fp32, CPU/GPU) or ``onnx-int8`` (see :mod:`ragtrail.stages.onnx_backend`).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -51,7 +51,7 @@ def load_model(embedder: str = DEFAULT_EMBEDDER, backend: str = "torch"):
         raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     try:
         if backend == "onnx-int8":
-            from ragtrail.onnx_backend import load_onnx_int8
+            from ragtrail.stages.onnx_backend import load_onnx_int8
 
             return load_onnx_int8(resolve_model_path(embedder))
         from sentence_transformers import SentenceTransformer

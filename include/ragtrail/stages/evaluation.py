@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from ragtrail.settings import SAMPLE_CORPUS
+from ragtrail.core.settings import SAMPLE_CORPUS
 
 SAMPLE_QUERIES = SAMPLE_CORPUS.parent / "sample_corpus_queries.jsonl"
 K = 10
@@ -139,15 +139,15 @@ def evaluate_collection(store, collection: str, queries: list[dict],
                         chunks_per_query: int = CHUNKS_PER_QUERY, show_progress: bool = True) -> tuple[dict, list[dict]]:
     """Run every query against ``collection`` (a name or alias) on an open store.
 
-    Questions are embedded by :func:`ragtrail.search.query_embedder` — the collection's own embedder
+    Questions are embedded by :func:`ragtrail.stages.search.query_embedder` — the collection's own embedder
     and backend, exactly as a user's search is.
 
     Returns:
         ``(metrics, per_query_rows)``; each row has the query, its relevant and retrieved documents,
         its metrics and ``latency_ms`` (embedding the question plus the vector search).
     """
-    from ragtrail.progress import Progress
-    from ragtrail.search import query_embedder
+    from ragtrail.core.progress import Progress
+    from ragtrail.stages.search import query_embedder
 
     embed = query_embedder(store, collection)
     embed(["warm-up"])  # the first call loads the model; keep it out of the latencies

@@ -15,8 +15,8 @@ import itertools
 import random
 from pathlib import Path
 
-from ragtrail.evaluation import load_queries
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
+from ragtrail.stages.evaluation import load_queries
 from ragtrail.store import collection_name, open_store, prune_versions
 
 PASSED, REJECTED, SKIPPED, NOT_REQUESTED = "passed", "rejected", "skipped", "not_requested"
@@ -116,7 +116,7 @@ def evaluate_and_promote(
         ``{"collection", "live", "promoted", "gate", "reason", "metrics", "live_metrics", "rows"}``;
         ``gate`` is passed / rejected / skipped (no query set) / not_requested (``promote`` off).
     """
-    from ragtrail.evaluation import evaluate_collection
+    from ragtrail.stages.evaluation import evaluate_collection
 
     rec = recorder or Recorder()
     name = collection_name(product, version)

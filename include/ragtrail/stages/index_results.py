@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ragtrail.recorder import Recorder
-from ragtrail.spec import RunConfig
+from ragtrail.core.recorder import Recorder
+from ragtrail.core.spec import RunConfig
 
 
 def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str,
@@ -18,8 +18,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     roll-up then reports the run PARTIAL. ``location``: anything :func:`ragtrail.store.resolve_store`
     accepts (``None``: the environment's store).
     """
-    from ragtrail.indexing import index_run
-    from ragtrail.plan import read_plan
+    from ragtrail.stages.indexing import index_run
+    from ragtrail.stages.plan import read_plan
 
     planned = read_plan(workdir)
     chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
@@ -30,6 +30,6 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
-        promote_alias=False,  # the evaluate stage decides (ragtrail.gate)
+        promote_alias=False,  # the evaluate stage decides (ragtrail.stages.gate)
         keep_versions=cfg.keep_versions, recorder=recorder,
     )

@@ -17,9 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from ragtrail.locks import failpoint
-from ragtrail.progress import Progress
-from ragtrail.recorder import Recorder
+from ragtrail.core.locks import failpoint
+from ragtrail.core.progress import Progress
+from ragtrail.core.recorder import Recorder
 from ragtrail.store import (
     Point,
     collection_name,

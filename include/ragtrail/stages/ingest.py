@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ragtrail.parsing import Parsed, ParseError, detect_type, parse_file
-from ragtrail.progress import Progress
-from ragtrail.recorder import Recorder
-from ragtrail.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, ParseJob, SandboxedParser
-from ragtrail.sources import SourceItem, iter_source
-from ragtrail.tables import TableSpec
-from ragtrail.walk import NotRegularFile, open_regular
+from ragtrail.core.progress import Progress
+from ragtrail.core.recorder import Recorder
+from ragtrail.sources.listing import SourceItem, iter_source
+from ragtrail.sources.parsing import Parsed, ParseError, detect_type, parse_file
+from ragtrail.sources.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, ParseJob, SandboxedParser
+from ragtrail.sources.tables import TableSpec
+from ragtrail.sources.walk import NotRegularFile, open_regular
 
 DOCS_FILE = "docs.parquet"
 MANIFEST_FILE = "manifest.jsonl"
@@ -84,7 +84,7 @@ def content_hash(text: str) -> str:
 
 
 def file_sha256(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a regular file (:class:`~ragtrail.walk.NotRegularFile` for anything else)."""
+    """Size and SHA-256 of a regular file (:class:`~ragtrail.sources.walk.NotRegularFile` for anything else)."""
     h = hashlib.sha256()
     size = 0
     with open_regular(path) as fh:

@@ -20,8 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from ragtrail.locks import file_lock
-from ragtrail.settings import ragtrail_home
+from ragtrail.core.locks import file_lock
+from ragtrail.core.settings import ragtrail_home
 
 ONNX_FILE = "model_qint8.onnx"
 

@@ -8,10 +8,11 @@ added and updated documents go on to chunking, in batches that the chunk and emb
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
 from ragtrail.store import collection_name, open_store
 
 SYNC_MODES = ("full", "incremental")
@@ -175,3 +176,42 @@ def read_plan(workdir: str | Path) -> dict:
     if not path.exists():
         raise RuntimeError(f"no completed plan in {workdir}: the plan task failed or never ran")
     return json.loads(path.read_text())
+
+
+def build_conflicts(products: list, location=None, lock_timeout_s: float = 5.0) -> list[str]:
+    """Products whose version was already built with another configuration: one message each, with the fix.
+
+    A version is one build configuration (docs/pipeline.md): a products entry that asks for another one
+    under an existing version's name would fail every run of its DAG in ``plan``. ``location``: the store
+    (anything :func:`ragtrail.store.resolve_store` takes); a local store that does not exist yet holds nothing.
+
+    Example::
+
+        build_conflicts(load_products())
+        # ["products.yml: handbook version v1 was built with chunk_size=254, chunk_overlap=0; ..."]
+    """
+    from ragtrail.core.products import products_file
+    from ragtrail.store import resolve_store
+
+    settings = resolve_store(location)
+    if not products or (settings.mode == "local" and not Path(settings.path).exists()):
+        return []
+    out = []
+    with open_store(settings, lock_timeout_s=lock_timeout_s) as store:
+        for p in products:
+            name = collection_name(p.name, p.version)
+            clash = config_clash(store.metadata(name), p.version_config()) if store.exists(name) else {}
+            if clash:
+                built = ", ".join(f"{k}={was!r}" for k, (was, _) in clash.items())
+                asked = ", ".join(f"{k}={now!r}" for k, (_, now) in clash.items())
+                out.append(f"{products_file().name}: product {p.name} version {p.version} was built with {built} "
+                           f"({name}), but its entry asks for {asked}: a new configuration needs a new version "
+                           f"- bump its version (e.g. version: {next_version(p.version)}) or set it back to what "
+                           f"{p.version} was built with")
+    return out
+
+
+def next_version(version: str) -> str:
+    """A name for the next version: ``v1`` → ``v2``, anything else gets ``-2``."""
+    m = re.fullmatch(r"(.*?)(\d+)", version)
+    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}-2"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ragtrail.settings import DEFAULT_EMBEDDER
+from ragtrail.core.settings import DEFAULT_EMBEDDER
 from ragtrail.store import VectorStore, check_name, open_store
 
 
@@ -17,7 +17,7 @@ def query_embedder(store: VectorStore, collection: str) -> Callable[[list[str]],
     Returns:
         ``embed(texts) -> float32 array``, one L2-normalised row per text.
     """
-    from ragtrail.embedding import embed_texts
+    from ragtrail.stages.embedding import embed_texts
 
     meta = store.metadata(collection)
     embedder = meta.get("embedder") or DEFAULT_EMBEDDER

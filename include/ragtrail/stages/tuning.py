@@ -8,7 +8,7 @@ RDB, e.g. a SQLite file keyed by the DAG run) a retried task resumes the study w
 
 Each trial chunks the ingested documents with one configuration, embeds the chunks (texts already
 embedded by an earlier trial with the same embedder are reused), loads them into an in-memory Qdrant
-collection (through :mod:`ragtrail.store`) and scores it on the query set with :mod:`ragtrail.evaluation`. Nothing touches the
+collection (through :mod:`ragtrail.store`) and scores it on the query set with :mod:`ragtrail.stages.evaluation`. Nothing touches the
 product's real collections; the best configuration can then be built as a new version.
 
 Example::
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ragtrail.progress import Progress
-from ragtrail.recorder import Recorder
+from ragtrail.core.progress import Progress
+from ragtrail.core.recorder import Recorder
 
 OVERLAPS = (0, 16, 32, 64)
 OBJECTIVE = "ndcg_at_10"
@@ -62,7 +62,7 @@ def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: 
     """
     import pyarrow.parquet as pq
 
-    from ragtrail.embedding import embed_texts
+    from ragtrail.stages.embedding import embed_texts
     from ragtrail.store import Point
 
     rows = pq.read_table(chunks_path, columns=["doc_id", "text", "chunk_hash"]).to_pylist()
@@ -97,7 +97,7 @@ def tune_chunking(
 
     Args:
         docs_path: the ingest stage's ``docs.parquet``.
-        queries: a loaded query set (:func:`ragtrail.evaluation.load_queries`).
+        queries: a loaded query set (:func:`ragtrail.stages.evaluation.load_queries`).
         start: the live configuration (``chunk_size``, ``chunk_overlap``), tried first when valid.
         storage: an Optuna storage URL; the study ``study_name`` there is resumed when it exists, and
             ``n_trials`` counts the trials it already finished.
@@ -108,8 +108,8 @@ def tune_chunking(
     """
     import optuna
 
-    from ragtrail.chunking import chunk_documents
-    from ragtrail.evaluation import evaluate_collection
+    from ragtrail.stages.chunking import chunk_documents
+    from ragtrail.stages.evaluation import evaluate_collection
     from ragtrail.store import MEMORY, open_store
 
     rec = recorder or Recorder()

@@ -91,7 +91,7 @@ def resolve_store(target=None, env=None) -> StoreSettings:
     if target is None:
         if env.get("RAGTRAIL_QDRANT_URL"):
             return _server(env["RAGTRAIL_QDRANT_URL"], env)
-        from ragtrail.settings import load
+        from ragtrail.core.settings import load
 
         return StoreSettings(path=str(load().qdrant_path))
     loc = str(target)

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from ragtrail.settings import env_flag
+from ragtrail.core.settings import env_flag
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 _FALSY = {"0", "false", "no", "off"}

@@ -7,10 +7,10 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from ragtrail.rollup import FINISHED, Unit, rollup_status
-from ragtrail.settings import env_flag
-from ragtrail_airflow.approval import promotion_outcome
+from ragtrail.core.settings import env_flag
+from ragtrail.trail.rollup import FINISHED, Unit, rollup_status
 from ragtrail_airflow.config import run_url, tracking_enabled
+from ragtrail_airflow.rag.approval import promotion_outcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,7 +39,7 @@ def _airflow_units(states: dict[str, str], task_ids: list[str]) -> dict[tuple[st
 
 
 def _pull(ti, task_id: str):
-    from ragtrail_airflow.pipeline import as_list
+    from ragtrail_airflow.rag.xcom_lists import as_list
 
     value = ti.xcom_pull(task_ids=task_id)
     return value if value is None or isinstance(value, (dict, str, int, float)) else as_list(value)
@@ -100,7 +100,7 @@ def _held_back(results: dict) -> str | None:
 def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None = None) -> dict:
     """Roll the DAG run up to FINISHED / PARTIAL / FAILED, log it to the parent run, and return the summary.
 
-    ``publishing_tasks``: the tasks whose success decides between PARTIAL and FAILED (see ``ragtrail.rollup``);
+    ``publishing_tasks``: the tasks whose success decides between PARTIAL and FAILED (see ``ragtrail.trail.rollup``);
     default: the roll-up task's ``publishing`` (``@task.rollup(publishing=...)``), else ``("index",)``.
 
     The summary's ``trail`` says whether MLflow holds a run for every task that ran
@@ -165,7 +165,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
     if tracked:
         trail["complete"] = not (trail["missing_runs"] or trail["closed_runs"] or trail["error"])
 
-    from ragtrail_airflow.s3 import open_work
+    from ragtrail_airflow.rag.s3 import open_work
 
     work = open_work(ti.dag_id, ti.run_id)
     planned = work.read_plan() or {}

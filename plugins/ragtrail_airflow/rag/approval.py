@@ -117,7 +117,7 @@ class PromotionApproval(ApprovalOperator):
     def execute(self, context: Context):
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ragtrail.spec import run_config
+        from ragtrail.core.spec import run_config
 
         cfg = run_config(context["params"])
         decision = context["ti"].xcom_pull(task_ids=self.evaluate_task_id)
@@ -130,7 +130,7 @@ class PromotionApproval(ApprovalOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         answer = HITLOperator.execute_complete(self, context, event)  # recorded, downstream not skipped
-        from ragtrail.spec import run_config
+        from ragtrail.core.spec import run_config
 
         approved = answer["chosen_options"] == [self.APPROVE]
         user = answer.get("responded_by_user") or {}
@@ -171,9 +171,9 @@ def _run_urls(product: str, decision: dict) -> tuple[str | None, str | None]:
 
 def apply_decision(cfg, decision: dict, *, approved: bool, by: str, at: str, outlet_events=None) -> dict:
     """Carry out a reviewer's answer on the store and the registry; tag who and when."""
-    from ragtrail_airflow.assets import publish_index
     from ragtrail_airflow.config import tracking_enabled
-    from ragtrail_airflow.qdrant import store_settings
+    from ragtrail_airflow.rag.assets import publish_index
+    from ragtrail_airflow.rag.store_conn import store_settings
 
     outcome = "approved" if approved else ("timed_out" if by == "timeout" else "rejected")
     result: dict[str, Any] = {"approved": approved, "outcome": outcome, "by": by, "at": at,
@@ -190,7 +190,7 @@ def apply_decision(cfg, decision: dict, *, approved: bool, by: str, at: str, out
     if not approved:
         return result
     if client is not None:
-        from ragtrail.trail.agreement import go_live
+        from ragtrail.models.agreement import go_live
 
         moved = go_live(cfg.product, decision["collection"], client, store_settings(), keep_versions=cfg.keep_versions)
     else:

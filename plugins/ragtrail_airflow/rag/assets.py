@@ -5,7 +5,7 @@ Whoever moves a product's alias — the evaluate task when the gate promotes, th
 ``ragtrail_index__<product>`` through the task's outlet, the AssetAlias ``ragtrail_index`` (the product
 is only known at run time), with ``version``, ``collection``, ``model_version``, ``ndcg_at_10`` and
 ``cause`` in its extra. Nothing moved, no event. Schedule a DAG on it with ``schedule=[index_asset("handbook")]``.
-The registry webhook feeds a second asset, ``ragtrail_registry`` (see :mod:`ragtrail_airflow.webhooks`).
+The registry webhook feeds a second asset, ``ragtrail_registry`` (see :mod:`ragtrail_airflow.rag.webhooks`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The baseline is the nDCG@10 the registry's ``@production`` version scored when it was evaluated (the
 last promoted build); without a registry (tracking off) the canary only checks that the alias answers.
-The check itself is :func:`ragtrail.canary.check_live`; its metrics and verdict go to an MLflow run of
+The check itself is :func:`ragtrail.stages.canary.check_live`; its metrics and verdict go to an MLflow run of
 its own (``ragtrail.role=canary``) in the product's experiment, so the live quality has a trend.
 """
 
@@ -18,11 +18,11 @@ def build_canary(product: str, *, source: str, eval_queries: str | None, toleran
     def canary(dag_run=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ragtrail.canary import check_live
-        from ragtrail.evaluation import resolve_query_file
-        from ragtrail.recorder import Recorder
+        from ragtrail.core.recorder import Recorder
+        from ragtrail.stages.canary import check_live
+        from ragtrail.stages.evaluation import resolve_query_file
         from ragtrail_airflow.config import policy, tracking_enabled
-        from ragtrail_airflow.qdrant import store_settings
+        from ragtrail_airflow.rag.store_conn import store_settings
 
         client = baseline = None
         if tracking_enabled():

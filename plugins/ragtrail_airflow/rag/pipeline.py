@@ -6,7 +6,7 @@ scheduled DAG per product in the products file) both call :func:`build_pipeline`
 ``@dag`` function.
 
 Each task below is the Airflow edge of one stage: it turns the DAG run's params into the typed
-:class:`ragtrail.spec.RunConfig` (the raw dict stops here), settles what is Airflow's (connections,
+:class:`ragtrail.core.spec.RunConfig` (the raw dict stops here), settles what is Airflow's (connections,
 fail-fast exceptions, XCom lists) and calls the stage in ``ragtrail``. This module imports only
 ``airflow.sdk`` and light ``ragtrail`` modules at import time; task bodies import the stage code when
 they run.
@@ -26,9 +26,10 @@ from datetime import timedelta
 
 from airflow.sdk import Param, task
 
-from ragtrail.spec import FIELDS, form_schemas
-from ragtrail_airflow.approval import PromotionApproval
-from ragtrail_airflow.assets import INDEX_ALIAS
+from ragtrail.core.spec import FIELDS, form_schemas
+from ragtrail_airflow.rag.approval import PromotionApproval
+from ragtrail_airflow.rag.assets import INDEX_ALIAS
+from ragtrail_airflow.rag.xcom_lists import as_list
 
 
 def cpu_pool() -> dict:
@@ -55,7 +56,7 @@ def default_args() -> dict:
 
 
 def form_params(schemas: dict[str, dict]) -> dict[str, Param]:
-    """Trigger-form fields of run-spec rows (:func:`ragtrail.spec.form_schemas`). An optional row's type
+    """Trigger-form fields of run-spec rows (:func:`ragtrail.core.spec.form_schemas`). An optional row's type
     includes ``"null"``, so the form submits as it opens (a bare ``"string"`` type is required, and a
     ``""`` default would block the Trigger button); a titled section is a collapsed group."""
     return {name: Param(kw.pop("default"), **kw) for name, kw in schemas.items()}
@@ -75,26 +76,12 @@ def pipeline_params(*, fixed_product: bool = False, **defaults) -> dict[str, Par
     return form_params(schemas)
 
 
-def as_list(results) -> list:
-    """A mapped task's results as a list, read in one request.
-
-    Iterating Airflow's lazy XCom sequence asks for one item after another until the server answers
-    404, which Airflow logs at ERROR ("XCom not found … offset=N") on every healthy run; a slice is
-    one request and no error.
-    """
-    if results is None:
-        return []
-    if isinstance(results, (list, tuple)):
-        return list(results)
-    return list(results[:])
-
-
 def _edge(params, dag_run, tracker):
-    """The run's typed config and its work (:class:`ragtrail.workstore.RunWork`: a local folder, and the
+    """The run's typed config and its work (:class:`ragtrail.core.workstore.RunWork`: a local folder, and the
     work store when ``RAGTRAIL_WORK_URL`` names one). The task's local copies are released once the
     operator has logged the stage's artifacts (some are files in that folder)."""
-    from ragtrail.spec import run_config
-    from ragtrail_airflow.s3 import open_work
+    from ragtrail.core.spec import run_config
+    from ragtrail_airflow.rag.s3 import open_work
 
     work = open_work(dag_run.dag_id, dag_run.run_id)
     tracker.after_logging.append(work.release)
@@ -104,9 +91,9 @@ def _edge(params, dag_run, tracker):
 def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
     """The evaluate task's work: gate the version on the pipeline's store, and register that same store
     (its secret-free description) with the model when tracked."""
-    from ragtrail import gate
-    from ragtrail.evaluation import resolve_query_file
-    from ragtrail_airflow.qdrant import store_settings
+    from ragtrail.stages import gate
+    from ragtrail.stages.evaluation import resolve_query_file
+    from ragtrail_airflow.rag.store_conn import store_settings
 
     store = store_settings()  # one store: the one evaluated is the one the registered model names
     decision = gate.evaluate_and_promote(
@@ -115,21 +102,23 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
         promote=cfg.promote, hold=cfg.approval == "always",  # "always": the approve task moves the alias
         min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
     if cfg.approval != "off" and cfg.promote and not decision["promoted"]:
-        from ragtrail_airflow.approval import needs_approval
+        from ragtrail_airflow.rag.approval import needs_approval
 
         if needs_approval(cfg.approval, decision):
             decision["awaiting_approval"] = True
             tracker.tag(**{"ragtrail.approval": "awaiting"})
     if tracked_run:
+        from ragtrail.models import registration
         from ragtrail.trail import registry
         from ragtrail.trail.client import guarded_client
         from ragtrail.trail.names import model_name
         from ragtrail_airflow.config import policy
 
-        number = registry.register_version(guarded_client(policy()), run_id=tracked_run["run_id"], product=cfg.product,
-                                           version=cfg.version, collection=decision["collection"],
-                                           config=cfg.version_config(), decision=decision,
-                                           source_digest=(docs or {}).get("digest"), store=store.describe())
+        number = registration.register_version(guarded_client(policy()), run_id=tracked_run["run_id"],
+                                               product=cfg.product, version=cfg.version,
+                                               collection=decision["collection"], config=cfg.version_config(),
+                                               decision=decision, source_digest=(docs or {}).get("digest"),
+                                               store=store.describe())
         tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
         decision.update(model_version=number, mlflow_run_id=tracked_run["run_id"],
                         archived=registry.archive_versions(guarded_client(policy()), cfg.product, decision["pruned"]))
@@ -138,7 +127,7 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
 
 def publish_promotion(outlet_events, cfg, decision: dict) -> None:
     """The index asset event of a build the gate put live (none when the alias did not move)."""
-    from ragtrail_airflow.assets import publish_index
+    from ragtrail_airflow.rag.assets import publish_index
 
     if decision["promoted"]:
         publish_index(outlet_events, cfg.product, collection=decision["collection"], version=cfg.version,
@@ -150,8 +139,8 @@ def publish_promotion(outlet_events, cfg, decision: dict) -> None:
 
 def preflight(params=None, tracker=None, dag_run=None) -> dict:
     """Source readable, connection known, store answering: else fail at once, no retries, the cause first."""
-    from ragtrail.spec import run_config
-    from ragtrail_airflow.preflight import check
+    from ragtrail.core.spec import run_config
+    from ragtrail_airflow.rag.preflight import check
 
     return check(run_config(params))
 
@@ -160,9 +149,9 @@ def ingest(params=None, tracker=None, dag_run=None):
     """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from ragtrail.ingest import NoUsableDocuments, ingest_source
-    from ragtrail.tables import TableSpec
-    from ragtrail_airflow.s3 import s3_client_factory
+    from ragtrail.sources.tables import TableSpec
+    from ragtrail.stages.ingest import NoUsableDocuments, ingest_source
+    from ragtrail_airflow.rag.s3 import s3_client_factory
 
     cfg, work = _edge(params, dag_run, tracker)
     table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
@@ -176,8 +165,8 @@ def ingest(params=None, tracker=None, dag_run=None):
 
 def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
     """Decide which documents changed; return the chunk batches to fan out over."""
-    from ragtrail.plan import plan_sync
-    from ragtrail_airflow.qdrant import store_settings
+    from ragtrail.stages.plan import plan_sync
+    from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = _edge(params, dag_run, tracker)
     planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(), product=cfg.product,
@@ -187,7 +176,7 @@ def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
 
 
 def chunk(batch: dict, params=None, tracker=None, dag_run=None):
-    from ragtrail.chunking import chunk_documents
+    from ragtrail.stages.chunking import chunk_documents
 
     cfg, work = _edge(params, dag_run, tracker)
     return work.publish(chunk_documents(
@@ -198,8 +187,8 @@ def chunk(batch: dict, params=None, tracker=None, dag_run=None):
 
 def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
     """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
-    from ragtrail.dedupe import unique_texts
-    from ragtrail.plan import read_plan
+    from ragtrail.stages.dedupe import unique_texts
+    from ragtrail.stages.plan import read_plan
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
@@ -209,7 +198,7 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
 
 
 def embed(batch: dict, params=None, tracker=None, dag_run=None):
-    from ragtrail.embedding import embed_chunks
+    from ragtrail.stages.embedding import embed_chunks
 
     cfg, work = _edge(params, dag_run, tracker)
     return work.publish(embed_chunks(
@@ -218,8 +207,8 @@ def embed(batch: dict, params=None, tracker=None, dag_run=None):
 
 
 def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-    from ragtrail.pipeline import index_from_results
-    from ragtrail_airflow.qdrant import store_settings
+    from ragtrail.stages.index_results import index_from_results
+    from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
@@ -231,7 +220,7 @@ def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=N
              outlet_events=None):
     """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
     an index asset event when the alias moved."""
-    from ragtrail.spec import run_config
+    from ragtrail.core.spec import run_config
 
     cfg = run_config(params)
     decision = evaluate_version(cfg, docs, tracker, tracked_run)
@@ -240,7 +229,7 @@ def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=N
 
 
 def aggregate_status(**context):
-    from ragtrail_airflow.aggregate import aggregate_status as rollup
+    from ragtrail_airflow.rag.aggregate import aggregate_status as rollup
 
     return rollup(context)
 

@@ -3,7 +3,7 @@
 A problem fails the task at once, without retries (:class:`ragtrail_airflow.failures.PreflightFailed`), as
 the first line the task logs, on its MLflow run (``ragtrail.error``), in the parent run's reasons and in the
 ``ragtrail ingest`` summary: ``preflight: failed (source /data/docs does not exist: …)``. The checks
-themselves are Airflow-free (:mod:`ragtrail.preflight`); here they get Airflow's connections.
+themselves are Airflow-free (:mod:`ragtrail.sources.reachability`); here they get Airflow's connections.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 def connection_problem(conn_id: str) -> str | None:
     """A named AWS connection that Airflow does not know (``aws_default`` may be absent: boto3's own
     credential chain then applies)."""
-    from ragtrail_airflow.qdrant import has_connection
-    from ragtrail_airflow.s3 import DEFAULT_CONN_ID
+    from ragtrail_airflow.rag.s3 import DEFAULT_CONN_ID
+    from ragtrail_airflow.rag.store_conn import has_connection
 
     if conn_id == DEFAULT_CONN_ID or has_connection(conn_id):
         return None
@@ -29,7 +29,7 @@ def connection_problem(conn_id: str) -> str | None:
 def store_check(settings) -> str | None:
     """A server must list its collections; a local store's folder must be creatable and writable (opening it
     would wait on its lock and load it, which is the plan task's job)."""
-    from ragtrail.preflight import store_problem
+    from ragtrail.sources.reachability import store_problem
     from ragtrail.store import open_store
 
     where = settings.describe().get("url") or settings.describe().get("path") or settings.mode
@@ -50,10 +50,10 @@ def _writable(folder: Path) -> bool:
 
 
 def problems(cfg) -> list[str]:
-    """Everything pre-flight finds wrong with a run's config (:class:`ragtrail.spec.RunConfig`)."""
-    from ragtrail.preflight import source_problem
-    from ragtrail_airflow.qdrant import store_settings
-    from ragtrail_airflow.s3 import DEFAULT_CONN_ID, s3_client_factory
+    """Everything pre-flight finds wrong with a run's config (:class:`ragtrail.core.spec.RunConfig`)."""
+    from ragtrail.sources.reachability import source_problem
+    from ragtrail_airflow.rag.s3 import DEFAULT_CONN_ID, s3_client_factory
+    from ragtrail_airflow.rag.store_conn import store_settings
 
     conn_id = cfg.aws_conn_id or DEFAULT_CONN_ID
     found = []

@@ -1,9 +1,9 @@
 """The ``rag_registry_sync`` DAG's one task: make the Qdrant alias follow the registry's ``@production``.
 
 It runs when the MLflow webhook reports a ``@production`` move (an event of the ``ragtrail_registry``
-asset, see :mod:`ragtrail_airflow.webhooks`) — then only for the products named in the events — and
+asset, see :mod:`ragtrail_airflow.rag.webhooks`) — then only for the products named in the events — and
 on a clock for every registered product, the drift check for tracking servers without webhooks (a
-file store) or a delivery that never arrived. The registry wins (:func:`ragtrail.trail.agreement.reconcile`);
+file store) or a delivery that never arrived. The registry wins (:func:`ragtrail.models.agreement.reconcile`);
 every alias it moves emits an index asset event. Drift it cannot repair fails the task and names it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import task
 
-from ragtrail_airflow.assets import INDEX_ALIAS
+from ragtrail_airflow.rag.assets import INDEX_ALIAS
 
 
 def products_from_events(triggering_asset_events) -> list[str]:
@@ -36,12 +36,12 @@ def build_registry_sync() -> None:
     def reconcile(triggering_asset_events=None, outlet_events=None) -> list[dict]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ragtrail.trail.agreement import reconcile as reconcile_product
-        from ragtrail.trail.agreement import registered_products
+        from ragtrail.models.agreement import reconcile as reconcile_product
+        from ragtrail.models.agreement import registered_products
         from ragtrail.trail.client import guarded_client
-        from ragtrail_airflow.assets import publish_index
         from ragtrail_airflow.config import policy
-        from ragtrail_airflow.qdrant import store_settings
+        from ragtrail_airflow.rag.assets import publish_index
+        from ragtrail_airflow.rag.store_conn import store_settings
 
         client = guarded_client(policy())
         products = products_from_events(triggering_asset_events) or registered_products(client)

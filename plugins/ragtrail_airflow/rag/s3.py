@@ -2,7 +2,7 @@
 
 ``S3Hook`` resolves the connection (``aws_default`` unless the DAG run says otherwise): credentials,
 region, and ``endpoint_url`` from its extra for MinIO or any other S3 API. The domain code in
-``ragtrail.sources`` only sees the boto3 client, so it stays free of Airflow. The provider is
+``ragtrail.sources.listing`` only sees the boto3 client, so it stays free of Airflow. The provider is
 imported when a client is first needed, never at DAG parse time.
 """
 
@@ -32,10 +32,10 @@ def s3_client_factory(aws_conn_id: str | None = DEFAULT_CONN_ID) -> Callable[[],
 
 
 def open_work(dag_id: str, run_id: str):
-    """The run's :class:`ragtrail.workstore.RunWork`: the local work folder, or with ``RAGTRAIL_WORK_URL``
+    """The run's :class:`ragtrail.core.workstore.RunWork`: the local work folder, or with ``RAGTRAIL_WORK_URL``
     (``s3://bucket/prefix``) the work store, reached through the ``RAGTRAIL_WORK_CONN_ID`` connection
     (default ``aws_default``: credentials, region and ``endpoint_url`` from the connection)."""
-    from ragtrail.workstore import open_run, work_url
+    from ragtrail.core.workstore import open_run, work_url
 
     conn_id = os.environ.get("RAGTRAIL_WORK_CONN_ID") or DEFAULT_CONN_ID
     return open_run(dag_id, run_id, url=work_url() or "", s3_client=s3_client_factory(conn_id))

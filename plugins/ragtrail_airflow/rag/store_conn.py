@@ -59,10 +59,37 @@ def product_build_conflicts(products) -> list[str]:
     """
     import logging
 
-    from ragtrail.products import build_conflicts
+    from ragtrail.stages.plan import build_conflicts
 
     try:
         return build_conflicts(products, store_settings())
     except Exception as err:  # never break parsing over a check that could not be made
         logging.getLogger(__name__).info("products not checked against the store: %s", err)
         return []
+
+
+def store_status() -> dict:
+    """The pipeline's store (the ``qdrant_default`` connection, else the environment's): a server is asked
+    for its collections with its API key, bounded by a short timeout. A local-mode store is only looked
+    at, never opened: it admits one process at a time, and that should be the pipeline."""
+    import time
+    from pathlib import Path
+
+    from ragtrail.store import open_store
+    from ragtrail.trail.names import redact_uri
+
+    settings = store_settings()
+    if settings.mode == "server":
+        out = {"mode": "server", "url": redact_uri(settings.url)}
+        t0 = time.perf_counter()
+        try:
+            with open_store(settings.with_timeout(3)) as store:
+                out.update(ok=True, collections=len(store.collections()),
+                           latency_ms=round((time.perf_counter() - t0) * 1000, 1))
+        except Exception as err:  # reported, not raised: this is a health check
+            out.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
+        return out
+    path = Path(settings.path or "")
+    collections = sorted(p.name for p in (path / "collection").glob("*") if p.is_dir())
+    ok = path.is_dir() or not path.exists()  # not created yet is fine: the first index task creates it
+    return {"mode": settings.mode, "path": str(path), "ok": ok, "exists": path.is_dir(), "collections": collections}

@@ -12,12 +12,12 @@ from pathlib import Path
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, task
 
-from ragtrail.spec import TUNE_FIELDS, form_schemas
-from ragtrail_airflow.pipeline import form_params
+from ragtrail.core.spec import TUNE_FIELDS, form_schemas
+from ragtrail_airflow.rag.pipeline import form_params
 
 
 def tune_params() -> dict[str, Param]:
-    """The trigger form of ``rag_tune`` (rows :data:`ragtrail.spec.TUNE_FIELDS`)."""
+    """The trigger form of ``rag_tune`` (rows :data:`ragtrail.core.spec.TUNE_FIELDS`)."""
     return form_params(form_schemas(TUNE_FIELDS))
 
 
@@ -40,13 +40,13 @@ def build_tuning() -> None:
         """Read the source once, run the Optuna study (each trial a nested run of this task's run)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ragtrail.evaluation import load_queries, resolve_query_file
-        from ragtrail.ingest import ingest_source
-        from ragtrail.recorder import Recorder
-        from ragtrail.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, run_workdir
-        from ragtrail.spec import tune_config
-        from ragtrail.tuning import tune_chunking
-        from ragtrail_airflow.s3 import s3_client_factory
+        from ragtrail.core.recorder import Recorder
+        from ragtrail.core.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, run_workdir
+        from ragtrail.core.spec import tune_config
+        from ragtrail.stages.evaluation import load_queries, resolve_query_file
+        from ragtrail.stages.ingest import ingest_source
+        from ragtrail.stages.tuning import tune_chunking
+        from ragtrail_airflow.rag.s3 import s3_client_factory
 
         cfg = tune_config(params)
         workdir = run_workdir(dag_run.dag_id, dag_run.run_id)
@@ -84,7 +84,7 @@ def build_tuning() -> None:
 
     @task.rollup(trigger_rule="all_done", retries=0, publishing=("tune",))
     def aggregate_status(**context):
-        from ragtrail_airflow.aggregate import aggregate_status as rollup
+        from ragtrail_airflow.rag.aggregate import aggregate_status as rollup
 
         return rollup(context)
 

@@ -2,7 +2,7 @@
 
 A product with ``schedule: on_change`` in the products file is scheduled on :func:`source_asset`. The
 triggerer runs :class:`SourceChangedTrigger`: every ``poll_interval`` seconds (``asyncio.sleep``, never
-a busy loop) it computes the source's cheap digest (:mod:`ragtrail.watch`: a folder's paths, sizes and
+a busy loop) it computes the source's cheap digest (:mod:`ragtrail.sources.digests`: a folder's paths, sizes and
 mtimes; an S3 prefix's keys and ETags through the ``aws_conn_id`` connection) in a worker thread and
 fires one event — an asset event that starts the product's DAG run — only when the digest differs
 from the last one it remembered. The digest is remembered in the asset's state store (Airflow's
@@ -58,13 +58,13 @@ class SourceChangedTrigger(BaseEventTrigger):
     def _s3_client(self):
         """One boto3 client for the trigger's life: building one costs seconds of CPU (and the GIL)."""
         if getattr(self, "_client", None) is None:
-            from ragtrail_airflow.s3 import s3_client_factory
+            from ragtrail_airflow.rag.s3 import s3_client_factory
 
             self._client = s3_client_factory(self.aws_conn_id)()
         return self._client
 
     def _digest(self) -> str:
-        from ragtrail.watch import source_digest
+        from ragtrail.sources.digests import source_digest
 
         return source_digest(self.source, self._s3_client)
 
@@ -72,7 +72,7 @@ class SourceChangedTrigger(BaseEventTrigger):
         if self.asset_state_store is not None:
             value = await self.asset_state_store.aget(DIGEST_KEY)
             return value if isinstance(value, str) else None
-        from ragtrail.watch import last_digest
+        from ragtrail.sources.digests import last_digest
 
         return last_digest(self.key)
 
@@ -80,7 +80,7 @@ class SourceChangedTrigger(BaseEventTrigger):
         if self.asset_state_store is not None:
             await self.asset_state_store.aset(DIGEST_KEY, digest)
             return
-        from ragtrail.watch import remember_digest
+        from ragtrail.sources.digests import remember_digest
 
         remember_digest(self.key, digest)
 

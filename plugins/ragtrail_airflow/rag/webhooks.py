@@ -73,7 +73,7 @@ def emit_registry_event(extra: dict) -> None:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from ragtrail_airflow.assets import REGISTRY_ASSET
+    from ragtrail_airflow.rag.assets import REGISTRY_ASSET
 
     with create_session() as session:
         model = session.scalar(select(AssetModel).where(AssetModel.name == REGISTRY_ASSET.name,

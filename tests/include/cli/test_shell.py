@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragtrail.shell import table
+from ragtrail.cli.shell import table
 
 
 def test_table_aligns_numbers_right_and_text_left():

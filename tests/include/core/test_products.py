@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 
-from ragtrail.products import (
+from ragtrail.core.products import (
     ProductsFileError,
     adhoc_id,
     artifact_location,
     experiment_name,
     load_products,
 )
-from ragtrail.settings import DEFAULT_CHUNK_SIZE
+from ragtrail.core.settings import DEFAULT_CHUNK_SIZE
 
 GOOD = """
 products:

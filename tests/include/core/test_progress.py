@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from ragtrail.progress import Progress, result_counts, run_stage
-from ragtrail.recorder import Recorder
+from ragtrail.core.progress import Progress, result_counts, run_stage
+from ragtrail.core.recorder import Recorder
 
 
 def test_lines_are_rate_limited_and_the_last_one_has_counts_and_time(caplog):

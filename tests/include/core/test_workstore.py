@@ -1,4 +1,4 @@
-"""The work store (ragtrail.workstore) against a real S3 API (moto server): two "workers" with no folder in
+"""The work store (ragtrail.core.workstore) against a real S3 API (moto server): two "workers" with no folder in
 common hand each other files through it; local mode stays in place; clean-up and release."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ragtrail.workstore import PLAN_FILE, open_run, work_url
+from ragtrail.core.workstore import PLAN_FILE, open_run, work_url
 
 BUCKET = "ragtrail-work-unit"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from ragtrail.models.agreement import go_live, reconcile, registered_products, state
 from ragtrail.store import open_store
-from ragtrail.trail.agreement import go_live, reconcile, registered_products, state
 from ragtrail.trail.names import COLLECTION_TAG
 from ragtrail.trail.registry import archive_versions, record_decision
 

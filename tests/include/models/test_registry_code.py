@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import ragtrail
-from ragtrail.trail import registry
+from ragtrail.models import registration as registry
 
 
 def test_the_model_code_copy_leaves_caches_and_lint_files_behind(tmp_path, monkeypatch):

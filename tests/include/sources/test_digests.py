@@ -7,7 +7,7 @@ import uuid
 
 from conftest import put_objects, write_corpus
 
-from ragtrail.watch import folder_digest, last_digest, remember_digest, s3_digest, source_digest
+from ragtrail.sources.digests import folder_digest, last_digest, remember_digest, s3_digest, source_digest
 
 
 def test_a_folder_digest_changes_with_a_new_edited_or_deleted_file_and_only_then(tmp_path):

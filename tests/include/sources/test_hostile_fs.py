@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_corpus
 
-from ragtrail.ingest import ingest_source
-from ragtrail.recorder import Recorder
-from ragtrail.sources import iter_local
-from ragtrail.walk import NotRegularFile, open_regular
+from ragtrail.core.recorder import Recorder
+from ragtrail.sources.listing import iter_local
+from ragtrail.sources.walk import NotRegularFile, open_regular
+from ragtrail.stages.ingest import ingest_source
 
 GOOD = "A perfectly fine document about Qdrant aliases."
 
@@ -121,7 +121,7 @@ def test_open_regular_refuses_a_fifo_without_blocking(tmp_path):
 def test_a_file_swapped_for_a_fifo_after_listing_is_quarantined(tmp_path):
     """Listed as a regular file, replaced by a FIFO before it is read: quarantined, not a hang."""
     root = write_corpus(tmp_path / "c", {"a.md": GOOD, "b.md": "Will become a FIFO."})
-    from ragtrail import ingest as ingest_module
+    from ragtrail.stages import ingest as ingest_module
 
     real = ingest_module.iter_source
 
@@ -146,7 +146,7 @@ def test_unreadable_and_vanished_files_are_quarantined(tmp_path, monkeypatch):
     """A file deleted after listing is real; permission denied cannot be provoked as root (tests run as
     root in CI), so that one error path is simulated on os.open."""
     root = write_corpus(tmp_path / "c", {"a.md": GOOD, "gone.md": "About to vanish.", "locked.md": "No access."})
-    from ragtrail import ingest as ingest_module
+    from ragtrail.stages import ingest as ingest_module
 
     real_iter, real_open = ingest_module.iter_source, os.open
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ragtrail.html_extract import html_to_markdown
-from ragtrail.parsing import parse_bytes
+from ragtrail.sources.html_extract import html_to_markdown
+from ragtrail.sources.parsing import parse_bytes
 
 DOCBOOK = """<?xml version="1.0" encoding="UTF-8"?>
 <html><head><title>27.2. Log-Shipping Standby Servers</title></head><body>

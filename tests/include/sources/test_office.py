@@ -8,8 +8,8 @@ import zipfile
 import pytest
 import samples
 
-from ragtrail.parsing import Parsed, ParseError, parse_file
-from ragtrail.sandbox import SandboxedParser
+from ragtrail.sources.parsing import Parsed, ParseError, parse_file
+from ragtrail.sources.sandbox import SandboxedParser
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragtrail.parsing import ParseError, parse_bytes
+from ragtrail.sources.parsing import ParseError, parse_bytes
 
 
 def test_html_keeps_visible_text_only():

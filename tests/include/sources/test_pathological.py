@@ -11,9 +11,9 @@ import pathological
 import pyarrow.parquet as pq
 import pytest
 
-from ragtrail.ingest import ingest_source
-from ragtrail.parsed import Parsed, ParseError
-from ragtrail.sandbox import SandboxedParser
+from ragtrail.sources.parsed import Parsed, ParseError
+from ragtrail.sources.sandbox import SandboxedParser
+from ragtrail.stages.ingest import ingest_source
 
 BUDGET_S = 10.0
 # What a hostile file may end as when it is refused: a budget, or the format's own reason.
@@ -139,7 +139,7 @@ def test_a_table_that_runs_out_of_time_keeps_the_rows_read_before(tmp_path):
 
 def test_files_queued_behind_one_over_its_budget_are_parsed_in_order_by_a_fresh_child(hostile_folder, tmp_path):
     """Requests wait in the child ahead of time; when one file is killed, those behind it go to the next child."""
-    from ragtrail.sandbox import ParseJob
+    from ragtrail.sources.sandbox import ParseJob
 
     goods = []
     for i in range(12):

@@ -12,8 +12,8 @@ import samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragtrail.parsing import ParseError, parse_file
-from ragtrail.sandbox import SandboxedParser
+from ragtrail.sources.parsing import ParseError, parse_file
+from ragtrail.sources.sandbox import SandboxedParser
 
 PDF_REASONS = {"corrupt_pdf", "encrypted_pdf", "no_text_layer", "too_complex", "parse_timeout",
                "parse_memory_limit", "parse_crashed"}

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import put_objects, write_corpus
 
-from ragtrail.sources import iter_local, iter_source, parse_s3_uri, unsafe_key
-from ragtrail_airflow.s3 import s3_client_factory
+from ragtrail.sources.listing import iter_local, iter_source, parse_s3_uri, unsafe_key
+from ragtrail_airflow.rag.s3 import s3_client_factory
 
 BUCKET = "listing-tests"
 
@@ -90,8 +90,8 @@ def test_s3_odd_keys_folder_markers_zero_byte_and_huge_objects(s3_server, tmp_pa
     """Keys with spaces, '#', '%', '?', unicode and a trailing '/' holding bytes never fail the listing or ingest."""
     from collections import Counter
 
-    from ragtrail.ingest import ingest_source
-    from ragtrail.recorder import Recorder
+    from ragtrail.core.recorder import Recorder
+    from ragtrail.stages.ingest import ingest_source
 
     put_objects(s3_server.client, "odd", {
         "in/with space #1 100%?.md": "Odd but fine key.", "in/ünïcödé/naïve.txt": "Unicode key.",

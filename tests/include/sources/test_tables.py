@@ -10,9 +10,9 @@ import samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ragtrail.tables as tables
-from ragtrail.parsing import Parsed, ParseError, parse_file
-from ragtrail.tables import Columns, TableSpec, row_document
+import ragtrail.sources.tables as tables
+from ragtrail.sources.parsing import Parsed, ParseError, parse_file
+from ragtrail.sources.tables import Columns, TableSpec, row_document
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "xlsx"]
 TABLE_REASONS = {"empty", "binary", "corrupt_table", "missing_text_column", "missing_id_column", "missing_id",

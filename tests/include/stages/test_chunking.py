@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragtrail.chunking import chunk_document, point_id
-from ragtrail.embedding import load_tokenizer, token_window
+from ragtrail.stages.chunking import chunk_document, point_id
+from ragtrail.stages.embedding import load_tokenizer, token_window
 
 TOK = load_tokenizer()
 WINDOW = token_window()

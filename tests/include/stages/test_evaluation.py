@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from ragtrail.evaluation import (
+from ragtrail.core.settings import SAMPLE_CORPUS
+from ragtrail.stages.evaluation import (
     SAMPLE_QUERIES,
     documents_from_chunks,
     load_queries,
@@ -17,8 +18,7 @@ from ragtrail.evaluation import (
     score_rankings,
     summarize,
 )
-from ragtrail.gate import compare_with_live, gate, paired_permutation_p
-from ragtrail.settings import SAMPLE_CORPUS
+from ragtrail.stages.gate import compare_with_live, gate, paired_permutation_p
 
 
 def test_binary_relevance_by_hand():

@@ -11,10 +11,10 @@ import pytest
 import samples
 from conftest import put_objects, write_corpus
 
-from ragtrail.ingest import NoUsableDocuments, ingest_source
-from ragtrail.recorder import Recorder
-from ragtrail.tables import TableSpec
-from ragtrail_airflow.s3 import s3_client_factory
+from ragtrail.core.recorder import Recorder
+from ragtrail.sources.tables import TableSpec
+from ragtrail.stages.ingest import NoUsableDocuments, ingest_source
+from ragtrail_airflow.rag.s3 import s3_client_factory
 
 GOOD = {"good.md": "# Good\n\nA perfectly fine document about Qdrant aliases."}
 HOSTILE = {

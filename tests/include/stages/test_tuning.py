@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from ragtrail.ingest import ingest_source
-from ragtrail.settings import SAMPLE_CORPUS
-from ragtrail.tuning import OVERLAPS, overlap_choices, suggest, trial_params, tune_chunking
+from ragtrail.core.settings import SAMPLE_CORPUS
+from ragtrail.stages.ingest import ingest_source
+from ragtrail.stages.tuning import OVERLAPS, overlap_choices, suggest, trial_params, tune_chunking
 
 
 @pytest.mark.parametrize("lo,hi", [(16, 64), (48, 128), (64, 254)])

@@ -15,7 +15,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ragtrail.locks import file_lock
+from ragtrail.core.locks import file_lock
 from ragtrail.store import Point, StoreSettings
 from ragtrail.store.qdrant import QdrantStore
 
@@ -106,7 +106,7 @@ def test_lock_waits_then_times_out_and_frees_when_its_holder_is_killed(tmp_path)
         with file_lock(lock, timeout_s=0.3):
             pass
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from ragtrail.locks import file_lock\n"
+        "import sys, time; from ragtrail.core.locks import file_lock\n"
         f"with file_lock({str(lock)!r}):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:

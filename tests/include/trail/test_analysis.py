@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtrail.analysis import product_summary, side_by_side, totals, trend_points
+from ragtrail.trail.analysis import product_summary, side_by_side, totals, trend_points
 
 
 def run(run_id: str, version: str, status: str, vectors: float | None, duration: float | None = 10.0,

@@ -3,7 +3,7 @@ failures, FAILED when it was not."""
 
 from __future__ import annotations
 
-from ragtrail.rollup import Unit, rollup_status
+from ragtrail.trail.rollup import Unit, rollup_status
 
 
 def units(**states):

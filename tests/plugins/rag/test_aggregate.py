@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragtrail_airflow.aggregate import quality_metrics
+from ragtrail_airflow.rag.aggregate import quality_metrics
 
 
 def test_quality_reaches_the_parent_run_and_a_worse_promotion_is_marked():

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ragtrail_airflow.approval import (
+from ragtrail_airflow.rag.approval import (
     PromotionApproval,
     approval_body,
     needs_approval,
@@ -63,7 +63,7 @@ def test_no_answer_before_the_timeout_is_a_recorded_rejection(monkeypatch):
     assert result["promoted"] is False and result["live"] == "p__v1"
 
 
-# The verdicts ragtrail.gate gives with promote on, and what it gives with promote off.
+# The verdicts ragtrail.stages.gate gives with promote on, and what it gives with promote off.
 GATES = {True: ("passed", "rejected", "skipped"), False: ("not_requested", "rejected")}
 REASONS = {"passed": "nDCG@10 0.9300 (live p__v1: 0.9100, min 0.0)", "rejected": "nDCG@10 0.5 is below min_ndcg 0.6",
            "skipped": "no query set: not evaluated, no gate", "not_requested": "promote is off; nDCG@10 0.9300"}
@@ -116,8 +116,8 @@ def test_how_the_parent_run_reads_the_promotion():
 def test_a_reject_is_a_decision_and_no_answer_is_a_shortfall():
     """The roll-up: after Reject the run is not held back (FINISHED, "not promoted, rejected by admin"); after the
     timeout it is (PARTIAL); without an approval the gate's verdict decides, as before."""
-    from ragtrail.rollup import FINISHED, PARTIAL, Unit, rollup_status
-    from ragtrail_airflow.aggregate import _held_back
+    from ragtrail.trail.rollup import FINISHED, PARTIAL, Unit, rollup_status
+    from ragtrail_airflow.rag.aggregate import _held_back
 
     units = [Unit("index", -1, "FINISHED"), Unit("evaluate", -1, "FINISHED"), Unit("approve", -1, "SKIPPED")]
     gated = {"evaluate": {"gate": "rejected", "reason": "below min_ndcg", "awaiting_approval": True}}

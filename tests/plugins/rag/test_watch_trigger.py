@@ -9,7 +9,7 @@ import importlib
 import pytest
 from conftest import write_corpus
 
-from ragtrail_airflow.watch import MIN_POLL_S, SourceChangedTrigger, source_asset
+from ragtrail_airflow.rag.watch import MIN_POLL_S, SourceChangedTrigger, source_asset
 
 
 def _trigger(source, key="k", poll=1.0) -> SourceChangedTrigger:

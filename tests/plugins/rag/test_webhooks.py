@@ -11,8 +11,8 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from ragtrail_airflow import webhooks
-from ragtrail_airflow.webhooks import create_hooks_app, registry_change, sign, verify
+from ragtrail_airflow.rag import webhooks
+from ragtrail_airflow.rag.webhooks import create_hooks_app, registry_change, sign, verify
 
 SECRET = "s3cr3t"
 
