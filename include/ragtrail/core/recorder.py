@@ -82,9 +82,6 @@ class Recorder:
         """Declare the data this stage read (logged as an MLflow dataset input)."""
         self.datasets.append({"name": name, "source": source, "digest": digest, "profile": profile or {}})
 
-    def summary(self) -> dict[str, Any]:
-        return {"params": self.params, "metrics": self.metrics, "tags": self.tags}
-
 
 def _to_param(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):

@@ -30,6 +30,5 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
-        promote_alias=False,  # the evaluate stage decides (ragtrail.stages.gate)
-        keep_versions=cfg.keep_versions, recorder=recorder,
+        recorder=recorder,  # the evaluate stage moves the alias (ragtrail.stages.gate)
     )

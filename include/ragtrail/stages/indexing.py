@@ -25,7 +25,6 @@ from ragtrail.store import (
     collection_name,
     ensure_collection,
     open_store,
-    prune_versions,
     vectors_by_hash,
 )
 
@@ -57,25 +56,22 @@ def index_run(
     deleted_docs: list[str],
     workdir: str | Path,
     run_id: str | None = None,
-    promote_alias: bool = True,
-    keep_versions: int = 2,
     recorder: Recorder | None = None,
 ) -> dict:
-    """Bring the version's collection to this run's view of the source, then publish it.
+    """Bring the version's collection to this run's view of the source (the gate, not this stage, moves the alias).
 
     A document is written whole or not at all: if any of its chunks has no vector (its embed batch
     failed), its old points stay untouched and it is counted in ``docs_skipped``. ``location`` is
     anything :func:`ragtrail.store.resolve_store` accepts (``None``: the environment's store).
 
     Returns:
-        ``{"collection", "alias", "vectors", "upserted", "deleted", "published"}``.
+        ``{"collection", "alias", "vectors", "upserted", "deleted", "live", "docs_skipped"}``.
     """
     import pyarrow.parquet as pq
 
     rec = recorder or Recorder()
     name = collection_name(product, version)
-    rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH, promote_alias=promote_alias,
-              keep_versions=keep_versions)
+    rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH)
     where, mats = _vector_lookup(embedded)
     dim = int(mats[0].shape[1]) if mats else None
     manifest_path = Path(workdir) / INDEX_MANIFEST_FILE
@@ -100,19 +96,18 @@ def index_run(
         failpoint("index.before_delete", workdir)
         stale = _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
         failpoint("index.before_alias", workdir)
-        published, dropped = _publish(store, product, name, promote_alias, keep_versions)
         vectors_total = store.count(name) if store.exists(name) else 0
         live = store.alias_target(product)
     failpoint("index.end", workdir)
     progress.finish(deleted=len(stale), in_collection=vectors_total)
     rec.metric(vector_count=vectors_total, points_upserted=upserts.count, vectors_added=upserts.count,
                vectors_deleted=len(stale), vectors_reused=writer.reused, docs_written=len(writer.written),
-               docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds, versions_pruned=len(dropped),
+               docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{"ragtrail.live_collection": live or "-"})
     rec.artifact(manifest_path, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
-            "deleted": len(stale), "published": published, "live": live, "docs_skipped": len(writer.skipped)}
+            "deleted": len(stale), "live": live, "docs_skipped": len(writer.skipped)}
 
 
 class _Upserts:
@@ -202,11 +197,3 @@ def _delete_stale(store, name: str, touched: list[str], new_ids: set[str]) -> li
                       if str(p.id) not in new_ids]
         store.delete(name, stale)
     return stale
-
-
-def _publish(store, product: str, name: str, promote_alias: bool, keep_versions: int) -> tuple[bool, list]:
-    """Point the product's alias at the collection (if asked and it exists); prune old versions."""
-    if not (promote_alias and store.exists(name)):
-        return False, []
-    store.point_alias(product, name)
-    return True, prune_versions(store, product, keep_versions)
