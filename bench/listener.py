@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     (dags / "bench_listener.py").write_text(DAG.replace("{tasks}", str(args.tasks)))
     os.environ.update({"RAGTRAIL_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags)})
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from ragtrail.airflow_home import prepare
+    from ragtrail.cli.airflow_home import prepare
 
     prepare(home)
     from airflow.dag_processing.dagbag import DagBag

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def _in_process_stream(self, jobs, ahead=0):
     """``SandboxedParser.parse_stream`` without the sandbox: every parser in this process, no budget."""
-    from ragtrail.parsing import parse_local
+    from ragtrail.sources.parsing import parse_local
 
     for job in jobs:
         yield job, (parse_local(job.name, job.path, job.table) if job.path is not None else iter(()))
@@ -41,8 +41,8 @@ def _ingest_once(corpus: Path, work: Path, in_process: bool) -> tuple[float, flo
     """Wall and CPU seconds (this process and its children) of one ingest of ``corpus``."""
     import resource
 
-    from ragtrail import ingest
-    from ragtrail.sandbox import SandboxedParser
+    from ragtrail.sources.sandbox import SandboxedParser
+    from ragtrail.stages import ingest
 
     def cpu() -> float:
         return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
@@ -94,7 +94,7 @@ def _pages(shape: str, n: int) -> str:
 
 
 def html_scaling() -> dict:
-    from ragtrail.html_extract import html_to_markdown
+    from ragtrail.sources.html_extract import html_to_markdown
 
     sizes = {"deep": 25_000, "wide": 250_000, "long": 2_500_000}
     out = {}
@@ -115,8 +115,8 @@ def html_scaling() -> dict:
 def hostile_shapes() -> dict:
     import pathological
 
-    from ragtrail.parsed import ParseError
-    from ragtrail.sandbox import SandboxedParser
+    from ragtrail.sources.parsed import ParseError
+    from ragtrail.sources.sandbox import SandboxedParser
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp, SandboxedParser() as sandbox:

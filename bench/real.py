@@ -37,8 +37,8 @@ def encode_chunks(chunk_files: list[Path], questions: Path, backends: list[str])
     import numpy as np
     import pyarrow.parquet as pq
 
-    from ragtrail.embedding import load_model
-    from ragtrail.evaluation import documents_from_chunks, load_queries, score_rankings
+    from ragtrail.stages.embedding import load_model
+    from ragtrail.stages.evaluation import documents_from_chunks, load_queries, score_rankings
 
     table = pq.read_table(chunk_files, columns=["doc_id", "text"]) if chunk_files else None
     texts, owners = table.column("text").to_pylist(), table.column("doc_id").to_pylist()
@@ -66,7 +66,7 @@ def encode_chunks(chunk_files: list[Path], questions: Path, backends: list[str])
 
 def score_peer(result: dict, questions: Path) -> dict:
     """The peer's rankings scored by ragtrail's own evaluation (the peer itself never imports ragtrail)."""
-    from ragtrail.evaluation import load_queries, score_rankings
+    from ragtrail.stages.evaluation import load_queries, score_rankings
 
     queries = load_queries(questions)
     m = score_rankings([result["rankings"][q["id"]] for q in queries], queries)
@@ -78,7 +78,7 @@ def run(args, measure, child, ingest_cmd, fresh_home, bench_dir: Path) -> dict:
     import peer as peer_mod
     import pgdocs
 
-    from ragtrail.embedding import resolve_model_path
+    from ragtrail.stages.embedding import resolve_model_path
 
     root = bench_dir / "pgdocs"
     corpus, questions, n_q = pgdocs.prepare(root, args.pages)
@@ -95,7 +95,7 @@ def run(args, measure, child, ingest_cmd, fresh_home, bench_dir: Path) -> dict:
     rows["peer"]["result"].update(score_peer(rows["peer"]["result"], questions))
     env = fresh_home("home_pgdocs")
     extra = ["--eval-queries", str(questions), *(args.ingest_args.split() if args.ingest_args else [])]
-    from ragtrail.settings import DEFAULT_EMBED_BACKEND
+    from ragtrail.core.settings import DEFAULT_EMBED_BACKEND
 
     rows["backend"] = extra[extra.index("--embed-backend") + 1] if "--embed-backend" in extra else DEFAULT_EMBED_BACKEND
     rows["ragtrail"] = measure("ragtrail", ingest_cmd(corpus, "pgdocs") + extra, env)

@@ -47,9 +47,9 @@ def bare_loop(corpus: Path, qdrant: Path, batch_size: int = BATCH_SIZE, docs_per
     """Parse, chunk, encode and upsert with no orchestration at all, streaming batches of documents."""
     import uuid
 
-    from ragtrail.chunking import chunk_document
-    from ragtrail.embedding import load_model, load_tokenizer, token_window
-    from ragtrail.parsing import ParseError, parse_file
+    from ragtrail.sources.parsing import ParseError, parse_file
+    from ragtrail.stages.chunking import chunk_document
+    from ragtrail.stages.embedding import load_model, load_tokenizer, token_window
     from ragtrail.store import Point, open_store
 
     model = load_model("all-MiniLM-L6-v2")
@@ -82,8 +82,8 @@ def bare_loop(corpus: Path, qdrant: Path, batch_size: int = BATCH_SIZE, docs_per
 
 
 def sample_chunks(corpus: Path, limit: int) -> list[str]:
-    from ragtrail.chunking import chunk_document
-    from ragtrail.embedding import load_tokenizer, token_window
+    from ragtrail.stages.chunking import chunk_document
+    from ragtrail.stages.embedding import load_tokenizer, token_window
 
     tok, window = load_tokenizer("all-MiniLM-L6-v2"), token_window("all-MiniLM-L6-v2")
     texts: list[str] = []
@@ -95,15 +95,15 @@ def sample_chunks(corpus: Path, limit: int) -> list[str]:
 
 
 def ndcg_at_10(backend: str) -> float:
-    """Mean nDCG@10 over the sample queries (:func:`ragtrail.evaluation.score_rankings`); a document
+    """Mean nDCG@10 over the sample queries (:func:`ragtrail.stages.evaluation.score_rankings`); a document
     scores as its best chunk (exact cosine)."""
     import numpy as np
 
-    from ragtrail.chunking import chunk_document
-    from ragtrail.embedding import embed_texts, load_tokenizer, token_window
-    from ragtrail.evaluation import load_queries, score_rankings
-    from ragtrail.parsing import ParseError, parse_file
-    from ragtrail.settings import SAMPLE_CORPUS
+    from ragtrail.core.settings import SAMPLE_CORPUS
+    from ragtrail.sources.parsing import ParseError, parse_file
+    from ragtrail.stages.chunking import chunk_document
+    from ragtrail.stages.embedding import embed_texts, load_tokenizer, token_window
+    from ragtrail.stages.evaluation import load_queries, score_rankings
 
     tok, window = load_tokenizer("all-MiniLM-L6-v2"), token_window("all-MiniLM-L6-v2")
     texts, owners = [], []
@@ -132,7 +132,7 @@ def ndcg_at_10(backend: str) -> float:
 def encode_rates(corpus: Path, n: int, rounds: int = 3) -> dict:
     """Texts/s of torch fp32 and the fast backend on the corpus's first ``n`` chunks, measured in one
     process, alternating backend slice by slice so that both see the same machine load."""
-    from ragtrail.embedding import embed_texts, load_model
+    from ragtrail.stages.embedding import embed_texts, load_model
 
     texts = sample_chunks(corpus, n)
     out = {}
@@ -202,7 +202,7 @@ def fresh_home(name: str) -> dict:
 
 def tracking_s_per_task(home: Path) -> float | None:
     """Mean time spent inside the tracking layer per tracked task of the first ``bench`` run in ``home``."""
-    code = ("import json,sys; from ragtrail.trail.client import get_client; from ragtrail.products import experiment_name;"
+    code = ("import json,sys; from ragtrail.trail.client import get_client; from ragtrail.core.products import experiment_name;"
             "c=get_client(); e=c.get_experiment_by_name(experiment_name('bench'));"
             "rs=c.search_runs([e.experiment_id], \"tags.`ragtrail.role` = 'task'\", max_results=5000);"
             "p=min({r.data.tags['mlflow.parentRunId'] for r in rs}, key=lambda p: c.get_run(p).info.start_time);"

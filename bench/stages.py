@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _collect() -> dict:
-    from ragtrail.products import experiment_name
+    from ragtrail.core.products import experiment_name
     from ragtrail.trail.client import get_client
 
     c = get_client()

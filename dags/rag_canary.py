@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from ragtrail.products import load_products
-from ragtrail_airflow.canary import build_canary
+from ragtrail.core.products import load_products
+from ragtrail_airflow.rag.canary_tasks import build_canary
 
 
 def canary_dag(product, settings: dict):

@@ -12,14 +12,14 @@ the DAG run unless FINISHED.
 
 Each task runs in its own MLflow child run under one parent run per DAG run (experiment
 `ragtrail - <product> (<id>)`); the task's **MLflow run** button opens it. The task graph is shared with
-the per-product DAGs (`ragtrail_airflow.pipeline`); the work itself lives in `include/ragtrail`.
+the per-product DAGs (`ragtrail_airflow.rag.pipeline`); the work itself lives in `include/ragtrail`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag
 
-from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_params
+from ragtrail_airflow.rag.pipeline import build_pipeline, default_args, pipeline_params
 
 
 @dag(

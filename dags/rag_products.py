@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from ragtrail.products import ProductsFileError, load_products
-from ragtrail_airflow.pipeline import build_pipeline, default_args, pipeline_params
-from ragtrail_airflow.qdrant import product_build_conflicts
-from ragtrail_airflow.watch import source_asset
+from ragtrail.core.products import ProductsFileError, load_products
+from ragtrail_airflow.rag.pipeline import build_pipeline, default_args, pipeline_params
+from ragtrail_airflow.rag.store_conn import product_build_conflicts
+from ragtrail_airflow.rag.watch import source_asset
 
 
 def product_schedule(product):
@@ -27,7 +27,7 @@ def product_schedule(product):
 
 
 def product_dag(product):
-    """Build the scheduled DAG of one product (a :class:`ragtrail.products.Product`)."""
+    """Build the scheduled DAG of one product (a :class:`ragtrail.core.products.Product`)."""
 
     @dag(
         dag_id=product.dag_id,

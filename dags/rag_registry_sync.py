@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag
 
-from ragtrail_airflow.assets import REGISTRY_ASSET
-from ragtrail_airflow.registry_sync import build_registry_sync
+from ragtrail_airflow.rag.assets import REGISTRY_ASSET
+from ragtrail_airflow.rag.registry_sync import build_registry_sync
 
 
 @dag(

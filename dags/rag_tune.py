@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from ragtrail_airflow.pipeline import default_args
-from ragtrail_airflow.tuning import build_tuning, tune_params
+from ragtrail_airflow.rag.pipeline import default_args
+from ragtrail_airflow.rag.tune_tasks import build_tuning, tune_params
 
 
 @dag(

@@ -42,8 +42,8 @@ def _interrupt(signum, frame):
 signal.signal(signal.SIGTERM, _interrupt)
 schema_memo.install()  # the in-process dag.test runs: each Param schema checked against the metaschema once
 
-from ragtrail.airflow_home import prepare  # noqa: E402
-from ragtrail.settings import SAMPLE_CORPUS, load  # noqa: E402
+from ragtrail.cli.airflow_home import prepare  # noqa: E402
+from ragtrail.core.settings import SAMPLE_CORPUS, load  # noqa: E402
 
 prepare()
 
@@ -128,7 +128,7 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | Path | None = None) 
 
 def ingest(conf: dict) -> dict:
     """Run rag_ingest in this process (``dag.test``) and return the roll-up summary."""
-    from ragtrail.cli import run_ingest
+    from ragtrail.cli.main import run_ingest
 
     return run_ingest({"version": "v1", **conf})
 

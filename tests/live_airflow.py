@@ -18,7 +18,7 @@ from pathlib import Path
 from procs import Proc, stop_all
 from servers import free_port
 
-from ragtrail.airflow_home import airflow_env
+from ragtrail.cli.airflow_home import airflow_env
 
 BIN = Path(sys.executable).parent
 

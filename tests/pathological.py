@@ -1,4 +1,4 @@
-"""Hostile files, made on the spot: each is the worst shape one parser can meet (see tests/include/test_pathological.py)."""
+"""Hostile files, made on the spot: each is the worst shape one parser can meet (see tests/include/sources/test_pathological.py)."""
 
 from __future__ import annotations
 

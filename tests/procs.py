@@ -1,7 +1,7 @@
 """The one handle for every process a test starts: servers, Airflow components, workers, browsers.
 
 A :class:`Proc` runs its command in a new session (its own process group, PGID = PID) and is
-stopped only through that handle: :func:`ragtrail.processes.stop_groups` on a leader that is our
+stopped only through that handle: :func:`ragtrail.cli.processes.stop_groups` on a leader that is our
 unreaped child, so neither its PID nor its group id can have been recycled; descendants that left
 the group (Airflow puts each task in a group of its own) are signalled through psutil, which checks
 each one's create time first. Nothing is ever looked up by name, port or a PID we did not start.
@@ -108,7 +108,7 @@ class Proc:
 
 def stop_all(procs: list[Proc], timeout: float = 20) -> None:
     """Stop several handles at once (their shutdowns overlap); raise if anything outlived SIGKILL."""
-    from ragtrail.processes import stop_groups
+    from ragtrail.cli.processes import stop_groups
 
     live = [p for p in procs if p.popen.returncode is None]
     left = stop_groups([p.process for p in live], timeout)

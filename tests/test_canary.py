@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from ragtrail.products import DEFAULT_PRODUCTS_FILE, load_products
+from ragtrail.core.products import DEFAULT_PRODUCTS_FILE, load_products
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def canary_dag(tmp_path, monkeypatch, handbook_run):
 
 
 def _run(dag) -> tuple[str, dict]:
-    from ragtrail.cli import _sigterm_kept
+    from ragtrail.cli.main import _sigterm_kept
 
     with _sigterm_kept():
         dag_run = dag.test()

@@ -100,7 +100,7 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     assert sorted(p.payload["doc_id"] for p in points) == sorted(k.removeprefix("cluster/") for k in DOCS)
 
     client = MlflowClient(cluster.mlflow_url)
-    from ragtrail.products import experiment_name
+    from ragtrail.core.products import experiment_name
 
     exp = client.get_experiment_by_name(experiment_name("cluster"))
     parents = client.search_runs([exp.experiment_id], f"tags.`ragtrail.role` = 'parent' and tags.`airflow.run_id` = '{run_id}'")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import ingest, write_corpus
 
-from ragtrail.embedding import embed_texts
-from ragtrail.onnx_backend import model_cache
-from ragtrail.settings import load
+from ragtrail.core.settings import load
+from ragtrail.stages.embedding import embed_texts
+from ragtrail.stages.onnx_backend import model_cache
 
 TEXTS = [
     "A task that fails is retried after the retry delay, up to its number of retries.",
@@ -50,7 +50,7 @@ def fast_run(tmp_path_factory):
 
 def test_pipeline_with_onnx_backend_builds_a_searchable_version(fast_run):
     """embed_backend=onnx-int8 runs the DAG end to end, is part of the version config, and search uses it."""
-    from ragtrail.search import search
+    from ragtrail.stages.search import search
     from ragtrail.store import open_store
 
     corpus, run = fast_run
@@ -69,22 +69,22 @@ def test_pipeline_with_onnx_backend_builds_a_searchable_version(fast_run):
 def test_evaluation_embeds_questions_with_the_collections_backend(fast_run, tmp_path, monkeypatch):
     """Defect 1: the gate embedded questions with torch for an onnx-int8 collection, judging vectors that no
     user query ever gets. Every question the evaluate stage embeds now uses the collection's backend."""
-    import ragtrail.embedding
-    from ragtrail.gate import evaluate_and_promote
+    import ragtrail.stages.embedding
+    from ragtrail.stages.gate import evaluate_and_promote
 
     corpus, run = fast_run
     assert run["status"] == "FINISHED", run
     queries = tmp_path / "q.jsonl"
     queries.write_text(json.dumps({"id": "q1", "text": "how often is a task retried?", "relevant": ["retries.md"]}) + "\n")
     backends = []
-    real = ragtrail.embedding.embed_texts
+    real = ragtrail.stages.embedding.embed_texts
 
-    def spy(texts, embedder=ragtrail.embedding.DEFAULT_EMBEDDER, batch_size=ragtrail.embedding.DEFAULT_BATCH_SIZE,
+    def spy(texts, embedder=ragtrail.stages.embedding.DEFAULT_EMBEDDER, batch_size=ragtrail.stages.embedding.DEFAULT_BATCH_SIZE,
             backend="torch"):
         backends.append(backend)
         return real(texts, embedder, batch_size, backend=backend)
 
-    monkeypatch.setattr(ragtrail.embedding, "embed_texts", spy)
+    monkeypatch.setattr(ragtrail.stages.embedding, "embed_texts", spy)
     decision = evaluate_and_promote(location=load().qdrant_path, product="fast", version="v1", queries_path=queries,
                                     promote=False)
     assert decision["metrics"]["hit_rate"] == 1.0

@@ -9,8 +9,8 @@ import shutil
 import pytest
 from conftest import child_runs_of, dump, ingest, run_cli
 
-from ragtrail.evaluation import METRICS, SAMPLE_QUERIES, percentile
-from ragtrail.settings import SAMPLE_CORPUS
+from ragtrail.core.settings import SAMPLE_CORPUS
+from ragtrail.stages.evaluation import METRICS, SAMPLE_QUERIES, percentile
 
 SUBSET = ("qdrant", "ragtrail")  # 8 documents: the gate's builds stay cheap
 QUESTIONS = {"q1": "How do I rerun a task after it fails?", "q2": "What is a Qdrant alias for?",

@@ -55,12 +55,12 @@ def test_killed_tasks_converge_to_a_clean_build(live, tmp_path):
     clean = write_corpus(tmp_path / "clean", {p.name: p.read_bytes() for p in corpus.iterdir()})
     assert ingest({"source": str(clean), "product": "faulty", "texts_per_batch": 16,
                    "docs_per_batch": 4})["status"] == "FINISHED"
-    from ragtrail.settings import load
+    from ragtrail.core.settings import load
 
     assert view(live_qdrant, "faulty__v1") == view(load().qdrant_path, "faulty__v1")
 
     client = MlflowClient(f"sqlite:///{live.home / 'mlflow' / 'mlflow.db'}")
-    from ragtrail.products import experiment_name
+    from ragtrail.core.products import experiment_name
 
     exp = client.get_experiment_by_name(experiment_name("faulty"))
     assert client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") == []

@@ -27,7 +27,7 @@ from conftest import TEST_HOME, put_objects, run_cli, write_corpus
 from live_airflow import LiveAirflow
 from servers import mlflow_server
 
-from ragtrail.settings import SAMPLE_CORPUS
+from ragtrail.core.settings import SAMPLE_CORPUS
 
 SECRET = f"whsec-{uuid.uuid4().hex}"
 DOCS = ["airflow/trigger-rules.md", "airflow/xcom-and-large-data.txt", "glossary.md"]

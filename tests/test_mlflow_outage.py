@@ -55,7 +55,7 @@ def runs_by_task(client, summary: dict) -> dict:
 
 
 def _pid(product: str) -> str:
-    from ragtrail.products import product_id
+    from ragtrail.core.products import product_id
 
     return product_id(product)[:8]
 
@@ -66,12 +66,12 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     nothing stays RUNNING."""
     from mlflow.tracking import MlflowClient
 
-    import ragtrail.chunking
-    import ragtrail.embedding
+    import ragtrail.stages.chunking
+    import ragtrail.stages.embedding
 
     monkeypatch.delenv("RAGTRAIL_TRACKING_MODE", raising=False)  # lenient is the default
-    hook(monkeypatch, ragtrail.chunking, "chunk_documents", before=server.stop)
-    hook(monkeypatch, ragtrail.embedding, "embed_chunks", after=server.start)
+    hook(monkeypatch, ragtrail.stages.chunking, "chunk_documents", before=server.stop)
+    hook(monkeypatch, ragtrail.stages.embedding, "embed_chunks", after=server.start)
     corpus = write_corpus(tmp_path / "c", DOCS)
     summary = ingest({"source": str(corpus), "product": "outage-lenient"})
 
@@ -95,14 +95,14 @@ def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp
     the server is back for the roll-up, which closes the run FAILED and fails the DAG run."""
     from mlflow.tracking import MlflowClient
 
-    import ragtrail.chunking
-    import ragtrail_airflow.aggregate
+    import ragtrail.stages.chunking
+    import ragtrail_airflow.rag.aggregate
 
     monkeypatch.setenv("RAGTRAIL_TRACKING_MODE", "strict")
     monkeypatch.setenv("RAGTRAIL_MLFLOW_RETRIES", "1")
     monkeypatch.setenv("RAGTRAIL_MLFLOW_BACKOFF_S", "0.2")
-    hook(monkeypatch, ragtrail.chunking, "chunk_documents", before=server.stop)
-    hook(monkeypatch, ragtrail_airflow.aggregate, "aggregate_status", before=server.start)
+    hook(monkeypatch, ragtrail.stages.chunking, "chunk_documents", before=server.stop)
+    hook(monkeypatch, ragtrail_airflow.rag.aggregate, "aggregate_status", before=server.start)
     corpus = write_corpus(tmp_path / "c", DOCS)
     summary = ingest({"source": str(corpus), "product": "outage-strict"})
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from conftest import HANDBOOK_CONF, child_runs_of, dump, ingest, run_cli, write_corpus
 
-from ragtrail.settings import DEFAULT_CHUNK_SIZE, SAMPLE_CORPUS
+from ragtrail.core.settings import DEFAULT_CHUNK_SIZE, SAMPLE_CORPUS
 
 REQUIRED_METRICS = {
     "preflight": set(),  # checks only: source readable, connection known, store answering

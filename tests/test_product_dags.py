@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from ragtrail.cli import run_ingest
-from ragtrail.products import DEFAULT_PRODUCTS_FILE, load_products
+from ragtrail.cli.main import run_ingest
+from ragtrail.core.products import DEFAULT_PRODUCTS_FILE, load_products
 
 
 @pytest.fixture()
@@ -70,8 +70,8 @@ def test_an_entry_that_contradicts_its_built_version_is_an_import_error_naming_t
 def test_a_build_held_for_approval_keeps_the_gates_own_verdict(handbook_run, settings):
     """Approval "always" holds the alias for a person; the gate still says what it found (it used to be asked
     with promote off: "not_requested — promote is off" while promote was on)."""
-    from ragtrail.evaluation import SAMPLE_QUERIES
-    from ragtrail.gate import evaluate_and_promote
+    from ragtrail.stages.evaluation import SAMPLE_QUERIES
+    from ragtrail.stages.gate import evaluate_and_promote
 
     decision = evaluate_and_promote(location=settings.qdrant_path, product="handbook", version="v1",
                                     queries_path=SAMPLE_QUERIES, promote=True, hold=True)

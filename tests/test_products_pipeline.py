@@ -6,7 +6,7 @@ import pytest
 from conftest import write_corpus
 from servers import moto_server
 
-from ragtrail.cli import run_ingest
+from ragtrail.cli.main import run_ingest
 
 PRODUCT_ID = "5e0c3b1a-7d2f-4e6a-9b8c-0a1b2c3d4e5f"
 

@@ -1,12 +1,15 @@
 """ragtrail as a provider: its wheel in a fresh venv with Airflow, a user's DAG (not ragtrail's) under a live
 scheduler with LocalExecutor, one tag and no change to the task code.
 
-The venv holds only the wheel and what it declares (no repository on the path: the components run in
-their own home, the DAGs are copies in a folder of their own, the tracking URI is a plain SQLite store).
+The venv holds only the wheel and what it declares without an extra — the tracking provider, not the RAG
+kit (``ragtrail[rag]``): no qdrant-client, pypdf or sentence-transformers — pinned by requirements.lock (no
+repository on the path: the components run in their own home, the DAGs are copies in a folder of their own,
+the tracking URI is a plain SQLite store).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -26,14 +29,14 @@ FINAL = ("FINISHED", "FAILED", "KILLED")
 
 @pytest.fixture(scope="module")
 def provider_venv(tmp_path_factory) -> Path:
-    """``uv build`` the wheel, then a fresh venv with Airflow and the wheel (pinned like requirements.txt)."""
+    """``uv build`` the wheel, then a fresh venv with the wheel and what it needs, no extra (pinned by the lock)."""
     root = tmp_path_factory.mktemp("provider")
     dist = root / "dist"
     subprocess.run([str(UV), "build", "--wheel", "-q", "-o", str(dist), str(REPO)], check=True, cwd=root)
     (wheel,) = dist.glob("ragtrail-*.whl")
     venv = root / "venv"
     subprocess.run([str(UV), "venv", "-q", "--python", sys.executable, str(venv)], check=True, cwd=root)
-    pins = [line for line in (REPO / "requirements.txt").read_text().splitlines() if not line.startswith("torch")]
+    pins = [line for line in (REPO / "requirements.lock").read_text().splitlines() if not line.startswith("torch")]
     (root / "constraints.txt").write_text("\n".join(pins))
     subprocess.run([str(UV), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel),
                     "-c", str(root / "constraints.txt")], check=True, cwd=root, timeout=900)
@@ -60,6 +63,38 @@ def user_airflow(provider_venv, tmp_path_factory):
         yield airflow
     finally:
         airflow.stop()
+
+
+# What importing the provider may never load: the RAG kit's libraries and its own modules.
+KIT_LIBRARIES = ("pandas", "qdrant_client", "pypdf", "sentence_transformers")
+PROVIDER_MODULES = ("ragtrail_airflow", "ragtrail_airflow.plugin", "ragtrail_airflow.listener",
+                    "ragtrail_airflow.operator", "ragtrail_airflow.links", "ragtrail_airflow.dagrun_closer",
+                    "ragtrail_airflow.config", "ragtrail_airflow.api", "ragtrail.trail", "ragtrail.trail.task_run",
+                    "ragtrail.trail.closer", "ragtrail.trail.queries", "ragtrail.trail.track")
+
+
+def test_the_provider_installs_and_imports_without_the_kit(provider_venv):
+    """The wheel without an extra brings no RAG library; importing the provider (plugin, listener, operator,
+    links, closer, trail) and building its web apps loads none of them, nor a kit module of ragtrail."""
+    code = ("import importlib, json, sys\n"
+            f"for name in {PROVIDER_MODULES!r}:\n    importlib.import_module(name)\n"
+            "from ragtrail_airflow.plugin import RagtrailPlugin\n"
+            "apps = [a['name'] for a in RagtrailPlugin().fastapi_apps]\n"
+            "from importlib.util import find_spec\n"
+            f"missing = [n for n in {KIT_LIBRARIES[1:]!r} if find_spec(n) is None]\n"
+            "print(json.dumps({'modules': sorted(sys.modules), 'apps': apps, 'missing': missing}))\n")
+    out = subprocess.run([str(provider_venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=provider_venv, env={"PATH": "/usr/bin:/bin", "HOME": str(provider_venv)})
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["missing"] == list(KIT_LIBRARIES[1:])  # not installed at all
+    loaded = [m for m in seen["modules"] if m.split(".")[0] in KIT_LIBRARIES]
+    assert not loaded, f"importing the provider loaded {loaded}"
+    kit = [m for m in seen["modules"] if m.split(".")[:2] in (["ragtrail", "stages"], ["ragtrail", "sources"],
+                                                               ["ragtrail", "store"], ["ragtrail", "models"],
+                                                               ["ragtrail_airflow", "rag"])]
+    assert not kit, f"importing the provider loaded kit modules: {kit}"
+    assert seen["apps"] == ["ragtrail"]  # the REST API and page; no registry webhook without the kit
 
 
 def client(airflow):

@@ -10,7 +10,7 @@ import pytest
 
 from ragtrail.store import StoreSettings, list_versions, open_store, resolve_store
 from ragtrail.store.qdrant import connect
-from ragtrail_airflow.qdrant import store_settings
+from ragtrail_airflow.rag.store_conn import store_settings
 
 CONN = {"conn_type": "qdrant", "host": "qdrant.internal", "port": 6400, "password": "sekrit-api-key",
         "extra": {"https": False}}
@@ -64,12 +64,12 @@ def test_environment_url_carries_its_api_key_and_ca(monkeypatch):
 def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
     """Defect 2: with the connection, evaluate scored the connection's server but registered the local store.
     The evaluate task now hands the same settings to the gate and (secret-free) to the registry."""
-    import ragtrail.gate
+    import ragtrail.models.registration
+    import ragtrail.stages.gate
     import ragtrail.trail.client
-    import ragtrail.trail.registry
-    from ragtrail.recorder import Recorder
-    from ragtrail.spec import run_config
-    from ragtrail_airflow.pipeline import evaluate_version
+    from ragtrail.core.recorder import Recorder
+    from ragtrail.core.spec import run_config
+    from ragtrail_airflow.rag.pipeline import evaluate_version
 
     seen = {}
 
@@ -81,8 +81,8 @@ def test_evaluate_registers_the_store_it_scored(connection, monkeypatch):
         seen["registered"] = kw.get("store", kw.get("qdrant_location"))
         return "1"
 
-    monkeypatch.setattr(ragtrail.gate, "evaluate_and_promote", evaluate_and_promote)
-    monkeypatch.setattr(ragtrail.trail.registry, "register_version", register_version)
+    monkeypatch.setattr(ragtrail.stages.gate, "evaluate_and_promote", evaluate_and_promote)
+    monkeypatch.setattr(ragtrail.models.registration, "register_version", register_version)
     monkeypatch.setattr(ragtrail.trail.client, "guarded_client", lambda *a, **k: None)
     cfg = run_config({"source": "/nowhere", "product": "p", "version": "v1"})
     evaluate_version(cfg, None, Recorder(), {"run_id": "r1", "experiment_id": "0"})

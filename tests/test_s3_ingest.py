@@ -12,7 +12,7 @@ import pytest
 import samples
 from conftest import TEST_HOME, child_runs_of, put_objects, run_cli
 
-from ragtrail.settings import run_workdir
+from ragtrail.core.settings import run_workdir
 
 BUCKET = "ragtrail-docs"
 GOOD = {

@@ -7,8 +7,8 @@ import shutil
 
 from conftest import dump
 
-from ragtrail.evaluation import SAMPLE_QUERIES
-from ragtrail.settings import DAGS_FOLDER, SAMPLE_CORPUS
+from ragtrail.core.settings import DAGS_FOLDER, SAMPLE_CORPUS
+from ragtrail.stages.evaluation import SAMPLE_QUERIES
 
 SUBSET = ("qdrant", "ragtrail")
 
@@ -17,7 +17,7 @@ def run_dag(dag_id: str, conf: dict) -> dict:
     """Run a DAG in-process (``dag.test``) and return its roll-up summary."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from ragtrail.cli import _read_summary
+    from ragtrail.cli.main import _read_summary
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     assert not bag.import_errors, bag.import_errors

@@ -50,7 +50,7 @@ class RagtrailRetriever(_Base):
         """Answer a table of queries (column ``text``, optional ``id``); return one row per hit."""
         import pandas as pd
 
-        from ragtrail.search import search_many
+        from ragtrail.stages.search import search_many
         from ragtrail.trail.traces import trace_search
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -6,7 +6,10 @@ it contributes the ``@task.tracked`` and ``@task.rollup`` decorators, so DAG fil
 trails every task of an opted-in DAG (tag ``mlflow``) and closes its DAG runs, the "MLflow run" links on
 every task, the ``/ragtrail`` REST API and the metrics page.
 It holds only Airflow glue: MLflow is spoken by the trail (:mod:`ragtrail.trail`), which also
-offers :func:`ragtrail.trail.track.track` for tracking any function the same way.
+offers :func:`ragtrail.trail.track.track` for tracking any function the same way. The modules here are the
+tracking provider and never import the RAG kit; the kit's Airflow glue (the pipeline's tasks, roll-up,
+approval, canary, tuning, registry sync, connections) is :mod:`ragtrail_airflow.rag`, which needs
+``pip install "ragtrail[rag]"``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ def get_provider_info() -> dict:
     return {
         "package-name": "ragtrail",
         "name": "ragtrail",
-        "description": "MLflow tracking for any Airflow DAG (a listener, links, a DAG-run closer) and "
-                       "document ingestion into Qdrant with every task tracked in MLflow.",
+        "description": "MLflow tracking for any Airflow DAG (a listener, links, a DAG-run closer) and, with "
+                       "the rag extra, document ingestion into Qdrant with every task tracked in MLflow.",
         "versions": [__version__],
         "task-decorators": [{"name": "tracked", "class-name": "ragtrail_airflow.operator.tracked_task"},
                             {"name": "rollup", "class-name": "ragtrail_airflow.operator.rollup_task"}],

@@ -157,7 +157,7 @@ def dag_run_page(dag_id: str, run_id: str) -> HTMLResponse:
 def check_params(conf: Annotated[dict[str, Any], Body()]) -> dict:
     """Check a run conf (``rag_ingest``'s params) with the run spec's rules before triggering a run: 400 with
     one plain message per bad field (``chunk_size must be a whole number from 16 to 510 (got -5)``)."""
-    from ragtrail.spec import conf_errors
+    from ragtrail.core.spec import conf_errors
 
     errors = conf_errors(conf)
     if errors:

@@ -1,6 +1,6 @@
 """The ``[ragtrail]`` section of Airflow's configuration, read here and handed to the trail as plain values.
 
-The trail (:mod:`ragtrail.trail.settings`) reads the environment first; these functions add what
+The trail (:mod:`ragtrail.trail.switches`) reads the environment first; these functions add what
 Airflow's configuration says. Only Airflow processes (tasks, the API server, the CLI's in-process DAG
 runs) use this module: code outside Airflow, such as ``@track`` in a notebook, goes to the trail directly.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ragtrail.trail import names, settings
+from ragtrail.trail import names, switches
 from ragtrail.trail.guard import Policy
 
 # The options Airflow's provider metadata declares (see ragtrail_airflow.get_provider_info).
@@ -32,7 +32,7 @@ def ragtrail_section() -> dict[str, str]:
 
 def tracking_enabled() -> bool:
     """Whether tracked tasks log to MLflow (``RAGTRAIL_TRACKING=off`` or ``[ragtrail] tracking_enabled``)."""
-    return settings.tracking_enabled(ragtrail_section())
+    return switches.tracking_enabled(ragtrail_section())
 
 
 def policy(**changes) -> Policy:
@@ -43,7 +43,7 @@ def policy(**changes) -> Policy:
 
 def mlflow_ui_url() -> str:
     """Base URL of the MLflow UI for links (``RAGTRAIL_MLFLOW_UI_URL`` or ``[ragtrail] mlflow_ui_url``)."""
-    return settings.ui_url(ragtrail_section())
+    return switches.ui_url(ragtrail_section())
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
@@ -92,3 +92,11 @@ def airflow_origin(dag_run, *, dag_id: str, run_id: str, task_id: str | None = N
     if task_id:
         origin["task_url"] = task_instance_url(dag_id, run_id, task_id, map_index)
     return origin
+
+
+def kit_installed() -> bool:
+    """Whether the RAG kit's dependencies (``pip install 'ragtrail[rag]'``) are here: the provider alone runs
+    without them, and leaves out what needs them (the store's health, the registry webhook)."""
+    from importlib.util import find_spec
+
+    return find_spec("qdrant_client") is not None

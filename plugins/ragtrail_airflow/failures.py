@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from ragtrail.spec import BY_NAME
+from ragtrail.core.spec import BY_NAME
 
 DEFAULT_MAX_MAP_LENGTH = 1024
 

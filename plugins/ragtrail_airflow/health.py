@@ -1,9 +1,9 @@
-"""Is the trail's backing store reachable, and the index? One quick, bounded look at each."""
+"""Is the trail's backing store reachable, and the index? One quick, bounded look at each (the index only
+when the RAG kit is installed)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ragtrail.trail.names import redact_uri
 
@@ -27,27 +27,16 @@ def mlflow_status() -> dict:
 
 
 def qdrant_status() -> dict:
-    """The pipeline's store (the ``qdrant_default`` connection, else the environment's): a server is asked
-    for its collections with its API key, bounded by a short timeout. A local-mode store is only looked
-    at, never opened: it admits one process at a time, and that should be the pipeline."""
-    from ragtrail.store import open_store
-    from ragtrail_airflow.qdrant import store_settings
+    """The pipeline's store (:func:`ragtrail_airflow.rag.store_conn.store_status`), or a note that the RAG kit
+    (``ragtrail[rag]``) is not installed: the tracking provider alone has no store to look at."""
+    from ragtrail_airflow.config import kit_installed
 
-    settings = store_settings()
-    if settings.mode == "server":
-        out = {"mode": "server", "url": redact_uri(settings.url)}
-        t0 = time.perf_counter()
-        try:
-            with open_store(settings.with_timeout(3)) as store:
-                out.update(ok=True, collections=len(store.collections()),
-                           latency_ms=round((time.perf_counter() - t0) * 1000, 1))
-        except Exception as err:  # reported, not raised: this is a health check
-            out.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
-        return out
-    path = Path(settings.path or "")
-    collections = sorted(p.name for p in (path / "collection").glob("*") if p.is_dir())
-    ok = path.is_dir() or not path.exists()  # not created yet is fine: the first index task creates it
-    return {"mode": settings.mode, "path": str(path), "ok": ok, "exists": path.is_dir(), "collections": collections}
+    if not kit_installed():
+        return {"ok": True, "mode": None, "installed": False,
+                "note": "the RAG kit is not installed (pip install 'ragtrail[rag]')"}
+    from ragtrail_airflow.rag.store_conn import store_status  # noqa: TID251 - only with the kit installed
+
+    return store_status()
 
 
 def check() -> dict:

@@ -12,7 +12,7 @@ do (``[ragtrail] track_all_dags = True``). Then, with no change to the task code
 - ``on_task_instance_success`` / ``_failed`` / ``_skipped`` end it FINISHED / FAILED (with the error
   class and message) and put the environment back.
 - ``on_dag_run_success`` / ``_failed`` (the scheduler, or the API server when a person sets the state)
-  hand the DAG run to :mod:`ragtrail_airflow.closer`.
+  hand the DAG run to :mod:`ragtrail_airflow.dagrun_closer`.
 
 Tasks that open their own run (``@task.tracked``, ``@task.rollup``) are left alone. Never in the way:
 every hook catches everything (a listener error is a warning in the task log), MLflow calls go
@@ -40,7 +40,7 @@ _OPEN: dict[tuple, tuple[Any, float, dict[str, str | None]]] = {}
 
 def opted_in(tags, section: dict[str, str]) -> bool:
     """Whether a DAG with these tags is tracked (``[ragtrail] track_all_dags`` / ``dag_tags``)."""
-    from ragtrail.trail.settings import setting
+    from ragtrail.trail.switches import setting
 
     if setting("RAGTRAIL_TRACK_ALL_DAGS", "track_all_dags", "False", section).lower() in ("1", "true", "yes", "on"):
         return True
@@ -66,7 +66,7 @@ def _wanted(ti) -> tuple[bool, dict[str, str]]:
     from ragtrail_airflow.config import ragtrail_section
 
     section = ragtrail_section()
-    from ragtrail.trail.settings import tracking_enabled
+    from ragtrail.trail.switches import tracking_enabled
 
     if not tracking_enabled(section) or _operator_name(task) in OWN_RUN_OPERATORS:
         return False, section
@@ -198,7 +198,7 @@ def on_dag_run_failed(dag_run, msg: str) -> None:
 
 def _close(dag_run, msg: str) -> None:
     try:
-        from ragtrail_airflow.closer import close_when_ended
+        from ragtrail_airflow.dagrun_closer import close_when_ended
 
         close_when_ended(dag_run, msg)
     except Exception:

@@ -4,11 +4,11 @@ Example (in a DAG file, importing nothing but ``airflow.sdk``)::
 
     @task.tracked(stage="chunk")
     def chunk(docs: dict, params=None, tracker=None):
-        from ragtrail.chunking import chunk_documents
+        from ragtrail.stages.chunking import chunk_documents
         return chunk_documents(docs["docs_path"], ..., recorder=tracker)
 
 The operator opens a child run of the DAG run's parent run, hands the task a
-:class:`ragtrail.recorder.Recorder` as ``tracker`` (and the run's ids as ``tracked_run``, ``None`` with
+:class:`ragtrail.core.recorder.Recorder` as ``tracker`` (and the run's ids as ``tracked_run``, ``None`` with
 tracking off), logs what it recorded in batches, and ends the run
 FINISHED, FAILED (re-raising) or KILLED (``on_kill``). With tracking off the task gets a recorder all
 the same and nothing reaches MLflow. When MLflow is unavailable, lenient mode (the default) runs the
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
-from ragtrail.recorder import Recorder
-from ragtrail.spec import RUN_PARAMS  # the params that describe the run: the parent run's params
-from ragtrail.trail.settings import use_section
+from ragtrail.core.recorder import Recorder
+from ragtrail.core.spec import RUN_PARAMS  # the params that describe the run: the parent run's params
+from ragtrail.trail.switches import use_section
 from ragtrail_airflow.config import ragtrail_section, tracking_enabled
 from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink, push_run_ref
 
@@ -97,7 +97,7 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     def execute(self, context: Context) -> Any:
         self._skip_unless_needs_succeeded(context)
         quiet_progress_bars()
-        from ragtrail.progress import run_stage, stage_label
+        from ragtrail.core.progress import run_stage, stage_label
 
         ti = context["ti"]
         try:
@@ -179,7 +179,7 @@ class RollupPythonOperator(DecoratedOperator, PythonOperator):
     (the callable pushes ``{"experiment_id", "parent_run_id"}`` to XCom under ``mlflow_run``).
 
     Args:
-        publishing: the tasks whose success decides between PARTIAL and FAILED (``ragtrail.rollup``);
+        publishing: the tasks whose success decides between PARTIAL and FAILED (``ragtrail.trail.rollup``);
             the tracked tasks tag the parent run with them, so the DAG-run closer rolls up the same way
             when this task never runs.
     """

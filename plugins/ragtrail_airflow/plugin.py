@@ -46,9 +46,13 @@ class RagtrailPlugin(AirflowPlugin):
     def fastapi_apps(self) -> list[dict]:  # type: ignore[override]
         """Built on first use: only the API server asks, so schedulers and workers never import it."""
         from ragtrail_airflow.api import create_app
-        from ragtrail_airflow.webhooks import create_hooks_app
+        from ragtrail_airflow.config import kit_installed
+
+        apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "ragtrail"}]
+        if not kit_installed():  # the provider alone: no registry webhook (it feeds the kit's registry sync)
+            return apps
+        from ragtrail_airflow.rag.webhooks import create_hooks_app  # noqa: TID251 - only with the kit installed
 
         # The webhook receiver first: it is matched before the /ragtrail app, and has no Airflow login
-        # (MLflow signs each delivery instead; see ragtrail_airflow.webhooks).
-        return [{"app": create_hooks_app(), "url_prefix": f"{URL_PREFIX}/hooks", "name": "ragtrail-hooks"},
-                {"app": create_app(), "url_prefix": URL_PREFIX, "name": "ragtrail"}]
+        # (MLflow signs each delivery instead; see ragtrail_airflow.rag.webhooks).
+        return [{"app": create_hooks_app(), "url_prefix": f"{URL_PREFIX}/hooks", "name": "ragtrail-hooks"}, *apps]

@@ -39,7 +39,7 @@ def on_starting(component) -> None:
     # ragtrail_airflow.operator.quiet_progress_bars), its records go through Airflow's logging.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     try:
-        from ragtrail.trail.client import preload
+        from ragtrail.trail.task_run import preload
 
         preload()
     except Exception:  # a task imports it itself, as before

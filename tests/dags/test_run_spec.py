@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from conftest import REPO
 
-from ragtrail import spec
-from ragtrail.products import ProductsFileError, load_products
+from ragtrail.core import spec
+from ragtrail.core.products import ProductsFileError, load_products
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_a_products_dag_offers_only_its_product_and_its_configuration(tmp_path, 
 
 
 def _ingest_parser():
-    from ragtrail.cli import build_parser
+    from ragtrail.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     return sub.choices["ingest"]
@@ -124,7 +124,7 @@ def test_the_typed_config_has_one_field_per_row_and_a_version_config():
 
 def test_ingest_in_process_refuses_to_wait_for_an_approval_nobody_can_give():
     """`ragtrail ingest --approval always` would park the run in dag.test for good: it says so instead."""
-    from ragtrail.cli import run_ingest
+    from ragtrail.cli.main import run_ingest
 
     with pytest.raises(ValueError, match="approval needs a running Airflow"):
         run_ingest({"source": "x", "product": "p", "approval": "always"})

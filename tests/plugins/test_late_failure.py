@@ -31,7 +31,7 @@ late_fail()
 
 RUN = """
 import json, os
-from ragtrail.airflow_home import prepare
+from ragtrail.cli.airflow_home import prepare
 prepare()
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])

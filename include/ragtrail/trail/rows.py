@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ragtrail.analysis import STAGE_ORDER, iso
+from ragtrail.trail.analysis import STAGE_ORDER, iso
 from ragtrail.trail.names import MAP_TAG, TASK_TAG, TRY_TAG
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
 from ragtrail.trail.names import DAG_TAG, NOTE_TAG, PARENT_TAG, ROLE_TAG, RUN_TAG, URL_TAG, quote, redact
 
 _BAD_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import ContextVar
 
-from ragtrail.recorder import Recorder
-from ragtrail.settings import load as load_settings
-from ragtrail.trail.client import client_opened, get_or_create_experiment, guarded_client
+from ragtrail.core.recorder import Recorder
+from ragtrail.core.settings import load as load_settings
+from ragtrail.trail.client import cache_schema_head, client_opened, get_or_create_experiment, guarded_client
 from ragtrail.trail.guard import GuardedClient, Policy, tracking_failed
 from ragtrail.trail.names import (
     DAG_TAG,
@@ -32,11 +31,10 @@ from ragtrail.trail.names import (
     error_tags,
 )
 from ragtrail.trail.runs import find_or_create_parent, log_recorder, origin_tags, parent_run_name
+from ragtrail.trail.traces import CURRENT_TASK_RUN
 
 log = logging.getLogger(__name__)
 
-# The TaskRun of the tracked task running in this context: @track nests its runs under it.
-CURRENT_TASK_RUN: ContextVar[TaskRun | None] = ContextVar("ragtrail_current_task_run", default=None)
 # (tracking URI, product, dag_id, run_id) → (experiment id, parent run id), for tasks sharing a process.
 _PARENTS: dict[tuple[str, str, str, str], tuple[str, str]] = {}
 
@@ -188,3 +186,11 @@ class TaskRun:
             if exc is None:
                 raise
             log.exception("could not end the MLflow run of failed task %s", self.task_id)
+
+
+def preload() -> None:
+    """Import MLflow's client now (a parent process does this so that forked task processes start with it),
+    this module, and know the SQLite store's schema head (see :func:`~ragtrail.trail.client.cache_schema_head`)."""
+    import mlflow.tracking  # noqa: F401
+
+    cache_schema_head(warm=True)

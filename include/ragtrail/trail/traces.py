@@ -27,9 +27,10 @@ import random
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from ragtrail.trail.settings import setting, tracking_enabled
+from ragtrail.trail.switches import setting, tracking_enabled
 
 log = logging.getLogger(__name__)
 SUMMARY_CHARS = 300
@@ -58,11 +59,15 @@ def summarise(value: Any) -> Any:
     return summarise(repr(value))
 
 
+# The TaskRun of the tracked task running in this context (set by ragtrail.trail.task_run): @track nests its
+# runs under it.
+CURRENT_TASK_RUN: ContextVar[Any] = ContextVar("ragtrail_current_task_run", default=None)
+
+
 def _destination(feature: str):
     """``(client, experiment_id, run_id)`` for a root span, or ``None`` when the task runs untracked."""
     from ragtrail.trail.client import get_or_create_experiment, guarded_client
     from ragtrail.trail.guard import Policy
-    from ragtrail.trail.task_run import CURRENT_TASK_RUN
 
     task_run = CURRENT_TASK_RUN.get()
     if task_run is not None:

@@ -41,7 +41,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ragtrail.trail.settings import tracking_enabled
+from ragtrail.trail.switches import tracking_enabled
 from ragtrail.trail.traces import span, summarise
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from conftest import ingest, run_cli, write_corpus
 
-from ragtrail.settings import DEFAULT_CHUNK_OVERLAP
+from ragtrail.core.settings import DEFAULT_CHUNK_OVERLAP
 from ragtrail.trail.queries import Trail, parse_time
 
 PRODUCT = "trail-q"

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ragtrail.recorder import Recorder
+from ragtrail.core.recorder import Recorder
 from ragtrail.trail.client import get_client, get_or_create_experiment
 from ragtrail.trail.names import EXPERIMENT_KIND_TAG, redact
 from ragtrail.trail.runs import find_or_create_parent, log_recorder, merge_parents

@@ -9,7 +9,7 @@ import uuid
 
 import mlflow
 
-from ragtrail.products import experiment_name
+from ragtrail.core.products import experiment_name
 from ragtrail.trail.traces import trace_search
 
 HITS = {"q": [{"doc_id": "guide.md", "score": 0.91, "text": "Rerun a task with Clear.", "chunk_id": "c1"},

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from servers import free_port
 
-from ragtrail.products import experiment_name
+from ragtrail.core.products import experiment_name
 from ragtrail.trail.track import returned_metrics, track
 
 
@@ -116,7 +116,7 @@ def test_tracking_off_is_a_plain_call(mlflow_client, monkeypatch):
 def test_tracking_off_in_the_section_a_task_hands_in(mlflow_client, monkeypatch):
     """A tracked task hands the trail Airflow's [ragtrail] values for its duration: `tracking_enabled = False`
     there makes @track in the task body a plain call too."""
-    from ragtrail.trail.settings import use_section
+    from ragtrail.trail.switches import use_section
 
     monkeypatch.delenv("RAGTRAIL_TRACKING", raising=False)
     feature = f"section-off-{uuid.uuid4().hex[:6]}"

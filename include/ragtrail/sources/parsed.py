@@ -1,0 +1,48 @@
+"""What every parser returns or raises: :class:`Parsed` text or a :class:`ParseError` with a reason.
+
+Kept apart from :mod:`ragtrail.sources.parsing` (which picks a parser per format) so that the format modules
+(:mod:`ragtrail.sources.tables`, :mod:`ragtrail.sources.sandbox`) import it without an import circle.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+class ParseError(Exception):
+    """A document that cannot be turned into text; ``reason`` is a stable slug for metrics."""
+
+    def __init__(self, reason: str, message: str, key: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.key = key  # the row, for one bad row of a table; None for the whole file
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The text of one document and how it was obtained.
+
+    A table yields one per row: ``key`` is the row's id (its doc id is ``<file>#<key>``) and
+    ``metadata`` the row's metadata columns.
+    """
+
+    text: str
+    doc_type: str
+    parser: str
+    key: str | None = None
+    metadata: dict[str, Any] | None = None
+    encoding: str | None = None  # how the bytes were decoded, for text and HTML
+
+
+def normalize_whitespace(text: str) -> str:
+    """Collapse runs of blanks, keep paragraph breaks."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub(" ", text)
+    text = re.sub(r"[ \t\f\v]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

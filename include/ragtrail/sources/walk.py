@@ -1,0 +1,231 @@
+"""Walk a local folder without ever failing on what lies in it.
+
+Whatever the file system holds — symlink loops, dangling links, links out of the root, FIFOs,
+sockets, devices, folders that cannot be listed, names in any encoding — the walk yields an item
+(with a ``skip_reason`` when it must not be read) or counts a skip; it never raises for one entry.
+It uses ``lstat`` (``os.scandir``) and never follows a folder symlink, so a loop cannot recurse;
+real folders are remembered by ``(st_dev, st_ino)`` so a bind mount that loops is walked once.
+Only a root that does not exist (or cannot be read at all) is an error.
+
+Skip reasons: ``symlink_loop``, ``dangling_symlink``, ``symlink_outside_root``, ``not_a_regular_file``
+(FIFO, socket, device) and ``unreadable`` (``lstat``/listing failed, or the file vanished).
+Counted, not yielded: hidden entries (``.git``), folder symlinks inside the root (their files are
+listed under their real path) and folders already walked.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symlink"}
+
+
+class NotRegularFile(OSError):
+    """Raised by :func:`open_regular` when the path is not (or no longer) a regular file."""
+
+
+def kind_of(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def doc_id_of(rel: str) -> str:
+    """A document id that is valid UTF-8 whatever the bytes of the name: undecodable bytes become ``\\xNN``."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:  # surrogate-escaped bytes of a name in a legacy encoding
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a file for reading only if it is a regular file; never blocks on a FIFO.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once, ``O_NOFOLLOW`` refuses a last component that
+    became a symlink since the listing, and ``fstat`` on the open descriptor settles what was opened.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotRegularFile(errno.ELOOP, "became a symlink after it was listed", str(path)) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, f"{kind_of(mode)}, not a regular file", str(path))
+    return os.fdopen(fd, "rb")
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
+    """Yield a :class:`~ragtrail.sources.listing.SourceItem` per file under ``root`` (resolved), folder by folder, sorted.
+
+    Files of a folder come before its subfolders (like ``os.walk`` top-down).
+    """
+    walk = _Walk(str(root), skipped if skipped is not None else Counter())
+    try:
+        st = os.stat(walk.top)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source folder does not exist: {root}") from None
+    if not stat.S_ISDIR(st.st_mode):  # the source names one file
+        walk.top = os.path.dirname(walk.top)
+        yield walk.item(str(root), st) if stat.S_ISREG(st.st_mode) else walk.skip(
+            str(root), "not_a_regular_file", f"{kind_of(st.st_mode)}, not a regular file")
+        return
+    walk.visited.add((st.st_dev, st.st_ino))
+    stack = [walk.top]
+    while stack:
+        subfolders: list[str] = []
+        yield from walk.folder(stack.pop(), subfolders)
+        stack.extend(reversed(subfolders))
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One object found in a source, before it is read.
+
+    ``path`` is set for local files; remote objects carry a ``fetch`` that downloads them into a
+    folder the caller owns (see :meth:`local_file`).
+    """
+
+    doc_id: str
+    uri: str
+    size: int
+    version: str  # mtime (local) or ETag (S3): changes when the object changes
+    path: Path | None = None
+    skip_reason: str | None = None  # set when the item must be quarantined without reading it
+    etag: str | None = None
+    mtime: str | None = None  # ISO 8601, UTC
+    fetch: Callable[[Path], None] | None = None
+    note: str | None = None  # why it is skipped, in words, when ``skip_reason`` is set
+
+    def read_bytes(self) -> bytes:
+        assert self.path is not None
+        with open_regular(self.path) as fh:
+            return fh.read()
+
+    def local_file(self, scratch: Path) -> Path:
+        """The item's bytes as a local file: the file itself, or a download into ``scratch``.
+
+        Downloads are named after a hash of the URI, never after the key, so no key can choose
+        where its bytes land.
+        """
+        if self.path is not None:
+            return self.path
+        assert self.fetch is not None, "item has neither a path nor a fetch"
+        suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(self.doc_id).suffix)[:16]
+        dest = scratch / (hashlib.sha256(self.uri.encode()).hexdigest()[:32] + suffix)
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.fetch(dest)
+        return dest
+
+
+class _Walk:
+    """One walk under ``top``: the items it yields, the skips it counts, the real folders it has seen."""
+
+    def __init__(self, top: str, skipped: Counter):
+        self.top, self.skipped = top, skipped
+        self.visited: set[tuple[int, int]] = set()
+
+    def rel(self, path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file
+        return doc_id_of(path[len(self.top.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
+
+    def item(self, path: str, st: os.stat_result, real: str | None = None):
+        mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
+        return SourceItem(self.rel(path), Path(path).as_uri(), st.st_size, str(st.st_mtime_ns), Path(real or path),
+                          mtime=mtime)
+
+    def skip(self, path: str, reason: str, note: str):
+        return SourceItem(self.rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
+
+    def folder(self, folder: str, subfolders: list[str]) -> Iterator:
+        """The items of one folder, sorted by name; its subfolders go to ``subfolders``."""
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            yield self.skip(folder, "unreadable", f"cannot list the folder: {err.strerror or err}")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                self.skipped["hidden"] += 1
+            else:
+                yield from self._entry(entry, subfolders)
+
+    def _entry(self, entry: os.DirEntry, subfolders: list[str]) -> Iterator:
+        path = entry.path
+        try:
+            lst = entry.stat(follow_symlinks=False)
+        except OSError as err:  # vanished since listed, or an lstat the kernel refuses
+            yield self.skip(path, "unreadable", f"cannot stat: {err.strerror or err}")
+            return
+        if stat.S_ISLNK(lst.st_mode):
+            yield from self._link(path)
+        elif stat.S_ISDIR(lst.st_mode):
+            self._subfolder(path, lst, subfolders)
+        elif stat.S_ISREG(lst.st_mode):
+            yield self.item(path, lst)
+        else:
+            yield self.skip(path, "not_a_regular_file", f"{kind_of(lst.st_mode)}, not a regular file")
+
+    def _link(self, path: str) -> Iterator:
+        found = _symlink(path, self.top)
+        if isinstance(found, _Target):
+            yield self.item(path, found.st, found.real)
+        elif found[0] == "folder":
+            self.skipped["symlinked_folder"] += 1
+        else:
+            yield self.skip(path, *found)
+
+    def _subfolder(self, path: str, lst: os.stat_result, subfolders: list[str]) -> None:
+        if (lst.st_dev, lst.st_ino) in self.visited:
+            self.skipped["folder_seen_twice"] += 1
+        else:
+            self.visited.add((lst.st_dev, lst.st_ino))
+            subfolders.append(path)
+
+
+class _Target:
+    __slots__ = ("st", "real")
+
+    def __init__(self, st: os.stat_result, real: str):
+        self.st, self.real = st, real
+
+
+def _symlink(path: str, top: str) -> _Target | tuple[str, str]:
+    """Where a symlink leads: a regular file inside the root, or ``(reason, note)``; ``("folder", …)`` to skip."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink_loop", "the symlink leads back to itself (a loop)"
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return "dangling_symlink", f"the symlink's target does not exist: {target!r}"[:300]
+        return "unreadable", f"cannot follow the symlink: {err.strerror or err}"
+    real = os.path.realpath(path)
+    if not _within(real, top):
+        return "symlink_outside_root", "the symlink leads outside the source folder: not followed"
+    if stat.S_ISDIR(st.st_mode):
+        return "folder", ""
+    if not stat.S_ISREG(st.st_mode):
+        return "not_a_regular_file", f"the symlink leads to {kind_of(st.st_mode)}"
+    return _Target(st, real)

@@ -1,0 +1,34 @@
+"""Glue between stages that several callers share: the index stage over the results of mapped
+(possibly partly failed) upstream tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ragtrail.core.recorder import Recorder
+from ragtrail.core.spec import RunConfig
+
+
+def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str,
+                       recorder: Recorder | None = None, location=None) -> dict:
+    """Run the index stage on whatever the upstream (possibly partly failed) mapped tasks produced.
+
+    Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
+    roll-up then reports the run PARTIAL. ``location``: anything :func:`ragtrail.store.resolve_store`
+    accepts (``None``: the environment's store).
+    """
+    from ragtrail.stages.indexing import index_run
+    from ragtrail.stages.plan import read_plan
+
+    planned = read_plan(workdir)
+    chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
+    if planned["batches"] and not chunk_paths:
+        raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
+    deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
+    return index_run(
+        location=location, product=cfg.product, version=cfg.version,
+        config=cfg.version_config(), chunk_paths=chunk_paths,
+        embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
+        recorder=recorder,  # the evaluate stage moves the alias (ragtrail.stages.gate)
+    )

@@ -1,0 +1,228 @@
+"""Stage 2 — plan: compare the source with what the version's collection holds; decide the work.
+
+The index is the source of truth (no tracker file that could drift): a document is *unchanged* when
+all of its points carry its current content hash and there are exactly ``n_chunks`` of them. Only
+added and updated documents go on to chunking, in batches that the chunk and embed tasks fan out over.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from ragtrail.core.recorder import Recorder
+from ragtrail.store import collection_name, open_store
+
+SYNC_MODES = ("full", "incremental")
+HELD_FILE = "held_hashes.parquet"
+PLAN_FILE = "plan.json"
+
+
+def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], dict]:
+    """Per document: hash, expected and actual chunk counts, whether hashes are mixed; plus held chunk hashes."""
+    docs: dict[str, dict] = {}
+    held: set[str] = set()
+    with open_store(location) as store:
+        if not store.exists(collection):
+            return docs, held, {}
+        meta = store.metadata(collection)
+        for p in store.scroll(collection, ["doc_id", "doc_hash", "n_chunks", "chunk_hash"]):
+            pl = p.payload
+            d = docs.setdefault(pl["doc_id"], {"hash": pl.get("doc_hash"), "n_chunks": pl.get("n_chunks"), "points": 0,
+                                               "mixed": False})
+            d["points"] += 1
+            d["mixed"] |= d["hash"] != pl.get("doc_hash") or d["n_chunks"] != pl.get("n_chunks")
+            held.add(pl.get("chunk_hash"))
+    return docs, held, meta
+
+
+def config_clash(meta: dict, config: dict) -> dict[str, tuple]:
+    """What a collection was built with (its metadata) against a configuration: ``{key: (built, asked)}``."""
+    if meta.get("embedder") and "embed_backend" not in meta:  # built before backends existed: torch
+        meta = {**meta, "embed_backend": "torch"}
+    return {k: (meta[k], v) for k, v in config.items() if k in meta and meta[k] != v}
+
+
+def check_config(meta: dict, config: dict, collection: str) -> None:
+    """A version is one build configuration: refuse to mix two in one collection."""
+    clash = config_clash(meta, config)
+    if clash:
+        detail = ", ".join(f"{k}={was!r} (this run: {now!r})" for k, (was, now) in clash.items())
+        raise ValueError(f"{collection} was built with {detail}: a new configuration needs a new version")
+
+
+def plan_sync(
+    docs_path: str | Path,
+    workdir: str | Path,
+    *,
+    location,
+    product: str,
+    version: str,
+    config: dict,
+    sync_mode: str = "full",
+    docs_per_batch: int = 500,
+    recorder: Recorder | None = None,
+) -> dict:
+    """Split the source's documents into added / updated / unchanged / deleted and batch the work.
+
+    Args:
+        docs_path: the ingest stage's ``docs.parquet``.
+        config: what defines the version (embedder, chunk_size, chunk_overlap); checked against the collection.
+        sync_mode: ``full`` deletes documents missing from the source, ``incremental`` keeps them.
+        docs_per_batch: documents per chunk/embed batch (one mapped task each).
+
+    Returns:
+        ``{"batches": [{"batch", "docs_path", "docs"}], "deleted_path", "held_path", counts…}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if sync_mode not in SYNC_MODES:
+        raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
+    rec = recorder or Recorder()
+    workdir = Path(workdir)
+    batch_dir = workdir / "batches"
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    collection = collection_name(product, version)
+    existing, held, meta = index_state(location, collection)
+    check_config(meta, config, collection)
+    rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, collection=collection)
+
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    splitter = _Batches(batch_dir, docs_per_batch)
+    for rb in pq.ParquetFile(docs_path).iter_batches(batch_size=512):
+        table = pa.Table.from_batches([rb])
+        keep = _changed_rows(table, existing, seen, counts)
+        if keep:
+            splitter.write(table.take(keep))
+    splitter.close()
+    batches = splitter.done
+    added, updated, unchanged = counts["added"], counts["updated"], counts["unchanged"]
+
+    missing = sorted(set(existing) - seen)
+    deleted = missing if sync_mode == "full" else []
+    held_path = workdir / HELD_FILE
+    pq.write_table(pa.table({"chunk_hash": sorted(h for h in held if h)}), held_path)
+    (workdir / "deleted_docs.json").write_text(json.dumps(deleted))
+    rec.metric(docs_added=added, docs_updated=updated, docs_unchanged=unchanged, docs_deleted=len(deleted),
+               docs_missing_kept=len(missing) - len(deleted), batches=len(batches), docs_held=len(existing),
+               chunks_held=len(held))
+    if deleted:
+        rec.artifact(workdir / "deleted_docs.json", "plan")
+    result = {"batches": batches, "deleted_path": str(workdir / "deleted_docs.json"), "held_path": str(held_path),
+              "collection": collection, "docs_added": added, "docs_updated": updated, "docs_unchanged": unchanged,
+              "docs_deleted": len(deleted)}
+    tmp = workdir / (PLAN_FILE + ".partial")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(workdir / PLAN_FILE)  # written last: its presence means the plan is complete
+    return result
+
+
+def _changed_rows(table, existing: dict[str, dict], seen: set[str], counts: Counter[str]) -> list[int]:
+    """Rows of ``table`` whose document is added or updated; counts every row's verdict, notes its doc_id."""
+    keep = []
+    for i, (doc_id, h) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("content_hash").to_pylist(),
+                                        strict=True)):
+        seen.add(doc_id)
+        old = existing.get(doc_id)
+        if old is None:
+            counts["added"] += 1
+        elif old["hash"] == h and not old["mixed"] and old["points"] == old["n_chunks"]:
+            counts["unchanged"] += 1
+            continue
+        else:
+            counts["updated"] += 1
+        keep.append(i)
+    return keep
+
+
+class _Batches:
+    """Cut a stream of tables into parquet files of ``docs_per_batch`` rows: one per mapped chunk/embed task."""
+
+    def __init__(self, batch_dir: Path, docs_per_batch: int):
+        self.batch_dir, self.docs_per_batch = batch_dir, docs_per_batch
+        self.done: list[dict] = []
+        self.writer, self.rows = None, 0
+
+    def write(self, part) -> None:
+        import pyarrow.parquet as pq
+
+        start = 0
+        while start < part.num_rows:
+            if self.writer is None:
+                path = self.batch_dir / f"docs_{len(self.done):05d}.parquet"
+                self.done.append({"batch": len(self.done), "docs_path": str(path), "docs": 0})
+                self.writer = pq.ParquetWriter(path, part.schema)
+            take = min(self.docs_per_batch - self.rows, part.num_rows - start)
+            self.writer.write_table(part.slice(start, take))
+            self.rows += take
+            start += take
+            if self.rows >= self.docs_per_batch:
+                self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.done[-1]["docs"] = self.rows
+        self.writer, self.rows = None, 0
+
+
+def read_plan(workdir: str | Path) -> dict:
+    """The plan of this run's work folder; fails clearly when the plan stage did not complete."""
+    path = Path(workdir) / PLAN_FILE
+    if not path.exists():
+        raise RuntimeError(f"no completed plan in {workdir}: the plan task failed or never ran")
+    return json.loads(path.read_text())
+
+
+def build_conflicts(products: list, location=None, lock_timeout_s: float = 5.0) -> list[str]:
+    """Products whose version was already built with another configuration: one message each, with the fix.
+
+    A version is one build configuration (docs/pipeline.md): a products entry that asks for another one
+    under an existing version's name would fail every run of its DAG in ``plan``. ``location``: the store
+    (anything :func:`ragtrail.store.resolve_store` takes). A local store is read without opening it (its
+    ``meta.json``: no lock, cheap enough for every DAG parse); a server is asked.
+
+    Example::
+
+        build_conflicts(load_products())
+        # ["products.yml: product handbook version v1 was built with chunk_size=254, chunk_overlap=0 ..."]
+    """
+    from ragtrail.core.products import products_file
+    from ragtrail.store import resolve_store
+
+    settings = resolve_store(location)
+    built = _built_metadata(settings, [collection_name(p.name, p.version) for p in products], lock_timeout_s)
+    out = []
+    for p in products:
+        name = collection_name(p.name, p.version)
+        clash = config_clash(built[name], p.version_config()) if name in built else {}
+        if clash:
+            was = ", ".join(f"{k}={was!r}" for k, (was, _) in clash.items())
+            asked = ", ".join(f"{k}={now!r}" for k, (_, now) in clash.items())
+            out.append(f"{products_file().name}: product {p.name} version {p.version} was built with {was} "
+                       f"({name}), but its entry asks for {asked}: a new configuration needs a new version "
+                       f"- bump its version (e.g. version: {next_version(p.version)}) or set it back to what "
+                       f"{p.version} was built with")
+    return out
+
+
+def _built_metadata(settings, names: list[str], lock_timeout_s: float) -> dict[str, dict]:
+    """The metadata of those of ``names`` the store holds (nothing when it cannot tell)."""
+    if not names or settings.mode == "memory":
+        return {}
+    if settings.mode == "local":
+        from ragtrail.store.peek import local_metadata
+
+        return {k: v for k, v in (local_metadata(settings.path) or {}).items() if k in names}
+    with open_store(settings.with_timeout(5), lock_timeout_s=lock_timeout_s) as store:
+        return {name: store.metadata(name) for name in names if store.exists(name)}
+
+
+def next_version(version: str) -> str:
+    """A name for the next version: ``v1`` → ``v2``, anything else gets ``-2``."""
+    m = re.fullmatch(r"(.*?)(\d+)", version)
+    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}-2"

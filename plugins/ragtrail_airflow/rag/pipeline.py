@@ -1,0 +1,258 @@
+"""The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
+
+preflight → ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
+mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
+scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
+``@dag`` function.
+
+Each task below is the Airflow edge of one stage: it turns the DAG run's params into the typed
+:class:`ragtrail.core.spec.RunConfig` (the raw dict stops here), settles what is Airflow's (connections,
+fail-fast exceptions, XCom lists) and calls the stage in ``ragtrail``. This module imports only
+``airflow.sdk`` and light ``ragtrail`` modules at import time; task bodies import the stage code when
+they run.
+
+Example (a DAG file)::
+
+    @dag(dag_id="my_ingest", schedule=None, params=pipeline_params(product="docs"),
+         default_args=default_args())
+    def my_ingest():
+        build_pipeline()
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from airflow.sdk import Param, task
+
+from ragtrail.core.spec import FIELDS, form_schemas
+from ragtrail_airflow.rag.approval import PromotionApproval
+from ragtrail_airflow.rag.assets import INDEX_ALIAS
+from ragtrail_airflow.rag.xcom_lists import as_list
+
+
+def cpu_pool() -> dict:
+    """CPU-heavy mapped tasks share a pool when ``RAGTRAIL_CPU_POOL`` names one (compose and the
+    cluster test create it; a scheduler never runs a task whose pool does not exist)."""
+    pool = os.environ.get("RAGTRAIL_CPU_POOL")
+    return {"pool": pool} if pool else {}
+
+
+def store_queue() -> dict:
+    """Tasks that open the Qdrant store (plan, index, evaluate) go to one Celery queue when
+    ``RAGTRAIL_STORE_QUEUE`` names one and no Qdrant server is configured: a local-mode store is a folder
+    on one host, so one worker (the one serving that queue) must run them all. With a server
+    (``RAGTRAIL_QDRANT_URL`` or an ``AIRFLOW_CONN_QDRANT_DEFAULT``) they run on any worker."""
+    queue = os.environ.get("RAGTRAIL_STORE_QUEUE")
+    server = os.environ.get("RAGTRAIL_QDRANT_URL") or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT")
+    return {"queue": queue} if queue and not server else {}
+
+
+def default_args() -> dict:
+    """Retries for every pipeline task (``RAGTRAIL_TASK_RETRIES``, ``RAGTRAIL_RETRY_DELAY_S``)."""
+    return {"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
+            "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))}
+
+
+def form_params(schemas: dict[str, dict]) -> dict[str, Param]:
+    """Trigger-form fields of run-spec rows (:func:`ragtrail.core.spec.form_schemas`). An optional row's type
+    includes ``"null"``, so the form submits as it opens (a bare ``"string"`` type is required, and a
+    ``""`` default would block the Trigger button); a titled section is a collapsed group."""
+    return {name: Param(kw.pop("default"), **kw) for name, kw in schemas.items()}
+
+
+def pipeline_params(*, fixed_product: bool = False, **defaults) -> dict[str, Param]:
+    """Typed, described DAG params (the Airflow trigger form) with these defaults (any spec row).
+
+    Args:
+        fixed_product: a product's own DAG may only build that product.
+    """
+    schemas = form_schemas(FIELDS, **defaults)
+    if fixed_product:
+        product = schemas["product"]
+        product.pop("pattern", None)
+        product["enum"] = [product["default"]]
+    return form_params(schemas)
+
+
+def _edge(params, dag_run, tracker):
+    """The run's typed config and its work (:class:`ragtrail.core.workstore.RunWork`: a local folder, and the
+    work store when ``RAGTRAIL_WORK_URL`` names one). The task's local copies are released once the
+    operator has logged the stage's artifacts (some are files in that folder)."""
+    from ragtrail.core.spec import run_config
+    from ragtrail_airflow.rag.s3 import open_work
+
+    work = open_work(dag_run.dag_id, dag_run.run_id)
+    tracker.after_logging.append(work.release)
+    return run_config(params), work
+
+
+def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
+    """The evaluate task's work: gate the version on the pipeline's store, and register that same store
+    (its secret-free description) with the model when tracked."""
+    from ragtrail.stages import gate
+    from ragtrail.stages.evaluation import resolve_query_file
+    from ragtrail_airflow.rag.store_conn import store_settings
+
+    store = store_settings()  # one store: the one evaluated is the one the registered model names
+    decision = gate.evaluate_and_promote(
+        location=store, product=cfg.product, version=cfg.version,
+        queries_path=resolve_query_file(cfg.source, cfg.eval_queries or ""),
+        promote=cfg.promote, hold=cfg.approval == "always",  # "always": the approve task moves the alias
+        min_ndcg=cfg.min_ndcg, tolerance=cfg.eval_tolerance, keep_versions=cfg.keep_versions, recorder=tracker)
+    if cfg.approval != "off" and cfg.promote and not decision["promoted"]:
+        from ragtrail_airflow.rag.approval import needs_approval
+
+        if needs_approval(cfg.approval, decision):
+            decision["awaiting_approval"] = True
+            tracker.tag(**{"ragtrail.approval": "awaiting"})
+    if tracked_run:
+        from ragtrail.models import registration
+        from ragtrail.trail import registry
+        from ragtrail.trail.client import guarded_client
+        from ragtrail.trail.names import model_name
+        from ragtrail_airflow.config import policy
+
+        number = registration.register_version(guarded_client(policy()), run_id=tracked_run["run_id"],
+                                               product=cfg.product, version=cfg.version,
+                                               collection=decision["collection"], config=cfg.version_config(),
+                                               decision=decision, source_digest=(docs or {}).get("digest"),
+                                               store=store.describe())
+        tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
+        decision.update(model_version=number, mlflow_run_id=tracked_run["run_id"],
+                        archived=registry.archive_versions(guarded_client(policy()), cfg.product, decision["pruned"]))
+    return decision
+
+
+def publish_promotion(outlet_events, cfg, decision: dict) -> None:
+    """The index asset event of a build the gate put live (none when the alias did not move)."""
+    from ragtrail_airflow.rag.assets import publish_index
+
+    if decision["promoted"]:
+        publish_index(outlet_events, cfg.product, collection=decision["collection"], version=cfg.version,
+                      metrics=decision["metrics"], model_version=decision.get("model_version"), cause="gate")
+
+
+# The tasks: one wrapper per stage, decorated (tracked, pool, trigger rule) where build_pipeline wires them,
+# so that a pool or queue named in the environment is read when the DAG is built.
+
+def preflight(params=None, tracker=None, dag_run=None) -> dict:
+    """Source readable, connection known, store answering: else fail at once, no retries, the cause first."""
+    from ragtrail.core.spec import run_config
+    from ragtrail_airflow.rag.preflight import check
+
+    return check(run_config(params))
+
+
+def ingest(params=None, tracker=None, dag_run=None):
+    """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ragtrail.sources.tables import TableSpec
+    from ragtrail.stages.ingest import NoUsableDocuments, ingest_source
+    from ragtrail_airflow.rag.s3 import s3_client_factory
+
+    cfg, work = _edge(params, dag_run, tracker)
+    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+    try:
+        return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
+                                          max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
+    except NoUsableDocuments as err:  # the same source will not improve on a retry
+        raise AirflowFailException(str(err)) from err
+
+
+def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
+    """Decide which documents changed; return the chunk batches to fan out over."""
+    from ragtrail.stages.plan import plan_sync
+    from ragtrail_airflow.rag.store_conn import store_settings
+
+    cfg, work = _edge(params, dag_run, tracker)
+    planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(), product=cfg.product,
+                        version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
+                        docs_per_batch=cfg.docs_per_batch, recorder=tracker)
+    return work.publish_plan(planned)["batches"]
+
+
+def chunk(batch: dict, params=None, tracker=None, dag_run=None):
+    from ragtrail.stages.chunking import chunk_documents
+
+    cfg, work = _edge(params, dag_run, tracker)
+    return work.publish(chunk_documents(
+        work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
+        chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
+        out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
+
+
+def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
+    """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
+    from ragtrail.stages.dedupe import unique_texts
+    from ragtrail.stages.plan import read_plan
+
+    cfg, work = _edge(params, dag_run, tracker)
+    work.fetch_plan()
+    chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
+    return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
+                                     texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
+
+
+def embed(batch: dict, params=None, tracker=None, dag_run=None):
+    from ragtrail.stages.embedding import embed_chunks
+
+    cfg, work = _edge(params, dag_run, tracker)
+    return work.publish(embed_chunks(
+        work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
+        out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
+
+
+def index(chunked, embedded, params=None, tracker=None, dag_run=None):
+    from ragtrail.stages.index_results import index_from_results
+    from ragtrail_airflow.rag.store_conn import store_settings
+
+    cfg, work = _edge(params, dag_run, tracker)
+    work.fetch_plan()
+    return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
+                              dag_run.run_id, recorder=tracker, location=store_settings())
+
+
+def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None,
+             outlet_events=None):
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
+    an index asset event when the alias moved."""
+    from ragtrail.core.spec import run_config
+
+    cfg = run_config(params)
+    decision = evaluate_version(cfg, docs, tracker, tracked_run)
+    publish_promotion(outlet_events, cfg, decision)
+    return decision
+
+
+def aggregate_status(**context):
+    from ragtrail_airflow.rag.aggregate import aggregate_status as rollup
+
+    return rollup(context)
+
+
+def build_pipeline() -> None:
+    """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
+    tracked = task.tracked
+    checked = tracked(stage="preflight", retries=0)(preflight)()
+    docs = tracked(stage="ingest")(ingest)()
+    checked >> docs
+    planned = tracked(stage="plan", fan_out="docs_per_batch", **store_queue())(plan)(docs)
+    chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
+    # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
+    unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",), fan_out="texts_per_batch")(dedupe)(
+        chunked)
+    embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
+    # all_done: publishes the good batches when some failed.
+    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
+        chunked, embedded)
+    evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(docs, indexed)
+    # Waits for a person only when the run's approval param asks for it; skips itself otherwise.
+    approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0, **store_queue())
+    evaluated >> approve
+    # index runs only once every chunk/embed batch is done (all_done) and evaluate and approve come after it:
+    # when these are done, so is every task, and the graph needs no edge from each of them.
+    [indexed, evaluated, approve] >> task.rollup(trigger_rule="all_done", retries=0)(aggregate_status)()
