@@ -18,9 +18,9 @@ import threading
 import time
 from contextlib import contextmanager
 
+from ragtrail.cli.flags import add_cli_flags, conf_from_args
 from ragtrail.cli.shell import print_summary, stdout_to_stderr, table
 from ragtrail.core import settings as rt_settings
-from ragtrail.core.spec import add_cli_flags, conf_from_args
 
 
 def _conf(args) -> dict:
