@@ -30,7 +30,7 @@ from ragtrail.core.recorder import Recorder
 from ragtrail.core.spec import RUN_PARAMS  # the params that describe the run: the parent run's params
 from ragtrail.trail.switches import use_section
 from ragtrail_airflow.config import ragtrail_section, tracking_enabled
-from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink, push_run_ref
+from ragtrail_airflow.links import MLflowLink, MLflowPipelineRunLink, MLflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -132,8 +132,8 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         self._task_run = run
         with run:
             if run.mlflow_run_id:  # None when MLflow was unavailable (lenient mode)
-                push_run_ref(ti, self, {"experiment_id": run.experiment_id, "run_id": run.mlflow_run_id,
-                                        "parent_run_id": run.parent_run_id})
+                MLflowLink.persist(ti, experiment_id=run.experiment_id, run_id=run.mlflow_run_id,
+                                   parent_run_id=run.parent_run_id, operator=self)
             context["tracker"] = run.recorder  # type: ignore[typeddict-unknown-key]
             # Tasks that log more than a recorder can (a registered model) need the run itself.
             context["tracked_run"] = {"run_id": run.mlflow_run_id,  # type: ignore[typeddict-unknown-key]

@@ -130,7 +130,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
         from ragtrail.trail.closer import read_units
         from ragtrail.trail.runs import find_or_create_parent, merge_parents, origin_tags, parent_run_name
         from ragtrail_airflow.config import airflow_origin, policy
-        from ragtrail_airflow.links import push_run_ref
+        from ragtrail_airflow.links import MLflowLink
         from ragtrail_airflow.operator import RUN_PARAMS
 
         client = guarded_client(policy())
@@ -144,7 +144,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
                 params={k: params[k] for k in RUN_PARAMS if k in params},
                 run_name=parent_run_name(params["product"], params["version"], origin))
             # The roll-up's "MLflow pipeline run" button opens the parent run.
-            push_run_ref(ti, context["task"], {"experiment_id": exp_id, "run_id": parent, "parent_run_id": parent})
+            MLflowLink.persist(ti, experiment_id=exp_id, run_id=parent, parent_run_id=parent, operator=context["task"])
             # A mapped task (chunk, embed) is a mapped operator: its operator class says what it is.
             tracked_ids = {t.task_id for t in context["dag"].tasks if "@task.tracked" in (
                 getattr(t, "custom_operator_name", None),
