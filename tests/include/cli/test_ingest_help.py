@@ -46,3 +46,10 @@ def test_every_optional_flag_names_its_default_once(helps):
         assert len(re.findall(r"\bdefault\b", text, flags=re.I)) <= 1, text
         if row.default is not None:
             assert f"(default: {row.default})" in text, text
+
+
+def test_every_flag_of_every_command_says_what_it_does():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    silent = [(name, a.option_strings[0]) for name, command in commands.items() for a in command._actions
+              if a.option_strings and not a.help]
+    assert silent == []
