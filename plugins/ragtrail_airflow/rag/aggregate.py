@@ -7,7 +7,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from ragtrail.core.settings import env_flag
+from ragtrail.core import env_kit
 from ragtrail.trail.rollup import FINISHED, Unit, rollup_status
 from ragtrail_airflow.config import run_url, tracking_enabled
 from ragtrail_airflow.rag.approval import promotion_outcome
@@ -208,7 +208,7 @@ def settle_work(work, status: str) -> None:
     """A FINISHED run's hand-off files are removed (store and local folder) unless ``RAGTRAIL_KEEP_WORK``;
     a PARTIAL or FAILED run keeps them for a look or a rerun. A failed clean-up only logs a warning."""
     try:
-        if status == FINISHED and not env_flag("RAGTRAIL_KEEP_WORK"):
+        if status == FINISHED and not env_kit.KEEP_WORK.get():
             removed = work.remove()
             log.info("work files of this run removed (%s in the work store)", removed)
         else:
