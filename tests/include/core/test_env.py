@@ -156,3 +156,11 @@ def test_the_parser_budgets_follow_the_old_names_in_a_fresh_process():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**clean, "RAGTRAIL_PDF_TIMEOUT_S": "33", "RAGTRAIL_PDF_MAX_MEMORY_MB": "700"})
     assert done.stdout.split() == ["33.0", "700"]
+
+
+def test_the_airflow_options_are_the_tables():
+    """Each ``[ragtrail]`` option the provider declares to Airflow is a table entry's, and the other way round."""
+    from ragtrail_airflow import get_provider_info
+
+    declared_to_airflow = set(get_provider_info()["config"]["ragtrail"]["options"])
+    assert declared_to_airflow == {var.option for var in (*env.ALL, *env_kit.ALL) if var.option}
