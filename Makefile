@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test test-under-load cluster-test lint bench bench-listener bench-parsers bench-store clean ui stop browser lock
+.PHONY: install run test test-under-load cluster-test lint docs bench bench-listener bench-parsers bench-store clean ui stop browser lock
 
 # Every package, transitive ones too, at the version of requirements.lock (a constraints file).
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
@@ -37,6 +37,10 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# docs/configuration.md's settings tables, from the table of settings (include/ragtrail/core/env*.py).
+docs: install
+	$(PY) -m ragtrail.core.envdoc
 
 # The metrics-page test drives a headless Chromium (Debian package; Playwright's download does not
 # work here). Installed when missing and we are root; otherwise that test skips (and fails in CI).

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 import time
 
 HIT_COLUMNS = ["query_id", "rank", "doc_id", "score", "chunk_index", "version", "source", "text"]
@@ -40,9 +39,10 @@ class RagtrailRetriever(_Base):
 
     def store(self):
         """The store to query, through the one resolver (:func:`ragtrail.store.resolve_store`)."""
+        from ragtrail.core import env, env_kit
         from ragtrail.store import resolve_store
 
-        if any(os.environ.get(v) for v in ("RAGTRAIL_QDRANT_URL", "RAGTRAIL_HOME", "RAGTRAIL_QDRANT_PATH")):
+        if any(v.is_set() for v in (env_kit.QDRANT_URL, env.HOME, env.QDRANT_PATH)):
             return resolve_store()
         return resolve_store(self.config.get("store") or self.config["qdrant_location"])
 

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
-from ragtrail.trail.guard import TrackingError
+from ragtrail.trail.guard import TrackingError, set_http_limits
 from ragtrail.trail.names import experiments_url
 
 # A browser waits on these: try MLflow briefly, then say it is unavailable.
@@ -71,7 +71,11 @@ router = APIRouter()  # the routes below; create_app mounts them behind the auth
 
 
 def create_app(dependency: Callable | None = None) -> FastAPI:
-    """Build the app; ``dependency`` guards every route (default: :func:`auth_dependency`)."""
+    """Build the app; ``dependency`` guards every route (default: :func:`auth_dependency`).
+
+    Only the API server builds it, so its MLflow HTTP timeout is set here, before any client: a browser's
+    request (and the health check) gets short attempts (:func:`ragtrail.trail.guard.set_http_limits`)."""
+    set_http_limits(min(REQUEST_POLICY["timeout_s"], REQUEST_POLICY["budget_s"]))
     app = FastAPI(title="ragtrail", description=__doc__)
     app.include_router(router, dependencies=[Depends(dependency or auth_dependency())])
     return app

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
+from ragtrail.core import env
 from ragtrail.trail import names, switches
 from ragtrail.trail.guard import Policy
 
-# The options Airflow's provider metadata declares (see ragtrail_airflow.get_provider_info).
-OPTIONS = ("tracking_enabled", "mlflow_ui_url", "tracking_mode", "mlflow_timeout_s", "mlflow_retries",
-           "mlflow_backoff_s", "mlflow_budget_s", "dag_tags", "track_all_dags", "trace_sample_rate")
+# The options Airflow's provider metadata declares (see ragtrail_airflow.get_provider_info): the table's.
+OPTIONS = tuple(var.option for var in env.ALL if var.option)
 
 
 def airflow_conf(key: str, fallback: str, section: str = "ragtrail") -> str:

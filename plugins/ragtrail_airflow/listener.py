@@ -40,11 +40,12 @@ _OPEN: dict[tuple, tuple[Any, float, dict[str, str | None]]] = {}
 
 def opted_in(tags, section: dict[str, str]) -> bool:
     """Whether a DAG with these tags is tracked (``[ragtrail] track_all_dags`` / ``dag_tags``)."""
+    from ragtrail.core import env
     from ragtrail.trail.switches import setting
 
-    if setting("RAGTRAIL_TRACK_ALL_DAGS", "track_all_dags", "False", section).lower() in ("1", "true", "yes", "on"):
+    if setting(env.TRACK_ALL_DAGS, section):
         return True
-    wanted = {t.strip() for t in setting("RAGTRAIL_DAG_TAGS", "dag_tags", "mlflow", section).split(",") if t.strip()}
+    wanted = {t.strip() for t in setting(env.DAG_TAGS, section).split(",") if t.strip()}
     return bool(wanted & set(tags or ()))
 
 

@@ -18,11 +18,13 @@ import sys
 
 from airflow.listeners import hookimpl
 
+from ragtrail.core import env
+
 log = logging.getLogger(__name__)
 
 
 def _is_local_scheduler() -> bool:
-    if sys.argv[1:2] != ["scheduler"] or os.environ.get("RAGTRAIL_PRELOAD_MLFLOW", "on").lower() == "off":
+    if sys.argv[1:2] != ["scheduler"] or not env.PRELOAD_MLFLOW.get():
         return False
     from airflow.configuration import conf
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ragtrail.core import env
 from ragtrail.core.settings import DAGS_FOLDER, ragtrail_home
 
 
@@ -32,7 +33,7 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(af_home / "simple_auth_manager_passwords.json"),
-        "RAGTRAIL_HOME": str(home),
+        env.HOME.name: str(home),
     }
     defaults = {
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),

@@ -29,6 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ragtrail.core import env as core_env
+from ragtrail.core import env_kit
 from ragtrail.core.settings import load as load_settings
 
 HOST = "127.0.0.1"
@@ -119,16 +121,16 @@ def start(airflow_port: int | None = None, mlflow_port: int | None = None, timeo
         return current
     if current:
         stop()
-    airflow_port = airflow_port or int(os.environ.get("RAGTRAIL_UI_AIRFLOW_PORT", "8080"))
-    mlflow_port = mlflow_port or int(os.environ.get("RAGTRAIL_UI_MLFLOW_PORT", "5000"))
-    for name, port in (("Airflow", airflow_port), ("MLflow", mlflow_port)):
+    airflow_port = airflow_port or env_kit.UI_AIRFLOW_PORT.get()
+    mlflow_port = mlflow_port or env_kit.UI_MLFLOW_PORT.get()
+    for name, port, var in (("Airflow", airflow_port, env_kit.UI_AIRFLOW_PORT),
+                            ("MLflow", mlflow_port, env_kit.UI_MLFLOW_PORT)):
         if not _port_free(port):
-            raise RuntimeError(f"port {port} for {name} is in use on {HOST}; set RAGTRAIL_UI_"
-                               f"{name.upper()}_PORT to a free one")
+            raise RuntimeError(f"port {port} for {name} is in use on {HOST}; set {var.name} to a free one")
     airflow_url, mlflow_url = f"http://{HOST}:{airflow_port}", f"http://{HOST}:{mlflow_port}"
     prepare()
     settings = load_settings()
-    env = {**os.environ, "RAGTRAIL_MLFLOW_UI_URL": mlflow_url,  # the links open the UI started here
+    env = {**os.environ, core_env.MLFLOW_UI_URL.name: mlflow_url,  # the links open the UI started here
            "AIRFLOW__API__BASE_URL": airflow_url,
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
            # MLflow 3's server also starts a pool of job workers (GenAI jobs) we never use.

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from ragtrail.cli.shell import table
+from ragtrail.core import env_kit
 
 
 def cmd_reconcile(args) -> int:
@@ -41,7 +41,7 @@ def cmd_webhook(args) -> int:
     from ragtrail.trail.client import guarded_client
     from ragtrail.trail.registry import ensure_webhook
 
-    secret = os.environ.get("RAGTRAIL_WEBHOOK_SECRET")
+    secret = env_kit.WEBHOOK_SECRET.get()
     if not secret:
         print("ragtrail webhook: set RAGTRAIL_WEBHOOK_SECRET (the Airflow API server needs the same value)",
               file=sys.stderr)

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-DEFAULT_TIMEOUT_S = float(os.environ.get("RAGTRAIL_LOCK_TIMEOUT_S", "900"))
+from ragtrail.core import env
+
+DEFAULT_TIMEOUT_S = env.LOCK_TIMEOUT_S.get()
 
 
 @contextmanager
@@ -45,7 +47,7 @@ def failpoint(name: str, workdir: str | Path) -> None:
 
     Used by the fault-matrix tests to kill a real task at a precise step; free when the variable is unset.
     """
-    wanted = os.environ.get("RAGTRAIL_FAILPOINTS")
+    wanted = env.FAILPOINTS.get()
     if not wanted or name not in wanted.split(","):
         return
     marker = Path(workdir) / ".failpoints" / name

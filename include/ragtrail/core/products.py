@@ -12,7 +12,6 @@ the query layer both use::
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ragtrail.core import env
 from ragtrail.core.settings import REPO_ROOT
 from ragtrail.core.settings import load as load_settings
 from ragtrail.core.spec import BY_NAME, FIELDS, NAME_PATTERN, VERSION_FIELDS
@@ -102,7 +102,7 @@ def _settings(entry: dict, where: str) -> dict[str, Any]:
 
 def products_file() -> Path:
     """Where the products file is: ``RAGTRAIL_PRODUCTS_FILE`` or ``include/products.yml``."""
-    return Path(os.environ.get("RAGTRAIL_PRODUCTS_FILE") or DEFAULT_PRODUCTS_FILE).expanduser()
+    return env.PRODUCTS_FILE.get() or DEFAULT_PRODUCTS_FILE.expanduser()
 
 
 def _product(entry: Any, where: str, base: Path) -> Product:

@@ -20,9 +20,9 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
 import time
 
+from ragtrail.core import env
 from ragtrail.core.recorder import Recorder
 
 log = logging.getLogger("ragtrail.progress")
@@ -30,10 +30,7 @@ log = logging.getLogger("ragtrail.progress")
 
 def every_s() -> float:
     """Seconds between two progress lines (``RAGTRAIL_PROGRESS_S``, default 15)."""
-    try:
-        return max(float(os.environ.get("RAGTRAIL_PROGRESS_S") or 15), 0.0)
-    except ValueError:
-        return 15.0
+    return env.PROGRESS_S.get()
 
 
 def _n(value) -> str:

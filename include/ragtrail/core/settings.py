@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragtrail.core import env
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_CORPUS = REPO_ROOT / "include" / "sample_corpus"
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -21,9 +23,7 @@ DEFAULT_CHUNK_SIZE = 254
 DEFAULT_CHUNK_OVERLAP = 0
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_EMBED_BACKEND = "onnx-int8"
-EXPERIMENT_PREFIX_DEFAULT = "ragtrail"
-
-_FALSY = {"0", "false", "no", "off", ""}
+EXPERIMENT_PREFIX_DEFAULT = env.EXPERIMENT_PREFIX.default
 
 
 def _default_home() -> Path:
@@ -33,7 +33,7 @@ def _default_home() -> Path:
 
 def ragtrail_home() -> Path:
     """Return the data folder, creating it on first use."""
-    home = Path(os.environ.get("RAGTRAIL_HOME") or _default_home()).expanduser().resolve()
+    home = (env.HOME.get() or _default_home()).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -65,7 +65,7 @@ def load() -> Settings:
     home = ragtrail_home()
     mlflow_dir = home / "mlflow"
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
-    prefix = os.environ.get("RAGTRAIL_EXPERIMENT_PREFIX") or EXPERIMENT_PREFIX_DEFAULT
+    prefix = env.EXPERIMENT_PREFIX.get()
     # A tracking server stores artifacts itself (--serve-artifacts): a worker's local folder would be
     # invisible to the server and to every other worker.
     remote = tracking_uri.startswith(("http://", "https://"))
@@ -73,18 +73,12 @@ def load() -> Settings:
     return Settings(
         home=home,
         mlflow_tracking_uri=tracking_uri,
-        mlflow_artifact_root=os.environ.get("RAGTRAIL_MLFLOW_ARTIFACT_ROOT") or default_root,
-        mlflow_ui_url=(os.environ.get("RAGTRAIL_MLFLOW_UI_URL") or "http://127.0.0.1:5000").rstrip("/"),
-        qdrant_path=Path(os.environ.get("RAGTRAIL_QDRANT_PATH") or home / "qdrant"),
-        work_root=Path(os.environ.get("RAGTRAIL_WORK_DIR") or home / "work"),
+        mlflow_artifact_root=env.MLFLOW_ARTIFACT_ROOT.get() or default_root,
+        mlflow_ui_url=env.MLFLOW_UI_URL.get().rstrip("/"),
+        qdrant_path=env.QDRANT_PATH.get() or home / "qdrant",
+        work_root=env.WORK_DIR.get() or home / "work",
         experiment_prefix=prefix,
     )
-
-
-def env_flag(name: str) -> bool | None:
-    """Read a boolean environment variable; ``None`` when unset so callers can fall back."""
-    raw = os.environ.get(name)
-    return None if raw is None else raw.strip().lower() not in _FALSY
 
 
 def run_workdir(dag_id: str, run_id: str) -> Path:

@@ -27,20 +27,20 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ragtrail.core import env as settings_env
+
 PLAN_FILE = "plan.json"  # the plan stage's file (ragtrail.stages.plan.PLAN_FILE); kept here to stay import-light
 
 
 def work_url(env=None) -> str | None:
     """The configured work store URL, or ``None`` for the local work folder."""
-    env = os.environ if env is None else env
-    url = (env.get("RAGTRAIL_WORK_URL") or "").strip().rstrip("/")
+    url = (settings_env.WORK_URL.get(env) or "").strip().rstrip("/")
     return url if "://" in url and not url.startswith("file://") else None
 
 
@@ -254,4 +254,4 @@ def open_run(dag_id: str, run_id: str, *, url: str | None = None, s3_client: Cal
 def _default_s3():
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ.get("RAGTRAIL_WORK_ENDPOINT_URL") or None)
+    return boto3.client("s3", endpoint_url=settings_env.WORK_ENDPOINT_URL.get())

@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import zipfile
 
+from ragtrail.core import env_kit
+
 # Limits on what a zip may expand to; the child's RLIMIT_AS stays the backstop.
-MAX_UNCOMPRESSED_BYTES = int(float(os.environ.get("RAGTRAIL_OFFICE_MAX_UNCOMPRESSED_MB", "512")) * 1024 * 1024)
+MAX_UNCOMPRESSED_BYTES = int(env_kit.OFFICE_MAX_UNCOMPRESSED_MB.get() * 1024 * 1024)
 MAX_RATIO = 200  # total uncompressed / compressed; real documents stay well under 50 (XML compresses ~10x)
 RATIO_FLOOR_BYTES = 16 * 1024 * 1024  # the ratio is only judged above this much uncompressed data
 MAX_ENTRIES = 20_000

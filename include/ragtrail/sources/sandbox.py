@@ -41,18 +41,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragtrail.core import env_kit
 from ragtrail.sources.parsed import Parsed, ParseError
 
 if TYPE_CHECKING:
     from ragtrail.sources.tables import TableSpec
 
 
-def _setting(name: str, old: str, default: str) -> str:
-    return os.environ.get(name) or os.environ.get(old) or default
-
-
-DEFAULT_TIMEOUT_S = float(_setting("RAGTRAIL_PARSE_TIMEOUT_S", "RAGTRAIL_PDF_TIMEOUT_S", "120"))
-DEFAULT_MAX_MEMORY_MB = int(_setting("RAGTRAIL_PARSE_MAX_MEMORY_MB", "RAGTRAIL_PDF_MAX_MEMORY_MB", "2048"))
+DEFAULT_TIMEOUT_S = env_kit.PARSE_TIMEOUT_S.get()
+DEFAULT_MAX_MEMORY_MB = env_kit.PARSE_MAX_MEMORY_MB.get()
 _START_TIMEOUT_S = 60.0
 _WAIT_TICK_S = 1.0  # how often on_wait hears about a file that takes long
 AHEAD = 8  # requests queued in the child at most: enough to hide the hand-over between two processes

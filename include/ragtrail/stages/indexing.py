@@ -13,10 +13,10 @@ index or a superset that the next try (or run) reduces to exactly the clean buil
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
+from ragtrail.core import env_kit
 from ragtrail.core.locks import failpoint
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
@@ -29,7 +29,7 @@ from ragtrail.store import (
 )
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
-UPSERT_BATCH = int(os.environ.get("RAGTRAIL_UPSERT_BATCH", "256"))
+UPSERT_BATCH = env_kit.UPSERT_BATCH.get()
 
 
 def _vector_lookup(embedded: list[dict]):

@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 
+from ragtrail.core import env_kit
 from ragtrail.core.locks import file_lock
 from ragtrail.core.settings import ragtrail_home
 
@@ -51,7 +52,7 @@ class OnnxEmbedder:
         self.tokenizer.enable_padding(pad_id=pad if pad is not None else 0)
         self.pooling = _pooling_mode(path)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("RAGTRAIL_ONNX_THREADS") or os.cpu_count() or 1)
+        opts.intra_op_num_threads = env_kit.ONNX_THREADS.get() or os.cpu_count() or 1
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
@@ -134,7 +135,7 @@ def export_int8(model_path: str, out_dir: Path) -> Path:
 def model_cache() -> Path:
     """Where exports are cached: the data folder's ``models/``, or ``RAGTRAIL_MODEL_CACHE``, which lets data
     folders share one export (it is the same for the same model)."""
-    return Path(os.environ.get("RAGTRAIL_MODEL_CACHE") or ragtrail_home() / "models").expanduser()
+    return (env_kit.MODEL_CACHE.get() or ragtrail_home() / "models").expanduser()
 
 
 def load_onnx_int8(model_path: str) -> OnnxEmbedder:

@@ -10,7 +10,6 @@ ids make a retried batch rewrite the same points).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,13 +18,14 @@ from pathlib import Path
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from ragtrail.core import env_kit
 from ragtrail.core.locks import file_lock
 from ragtrail.store.base import INDEXED_FIELDS, Hit, Point
 from ragtrail.store.resolve import StoreSettings
 
 log = logging.getLogger(__name__)
-UPLOAD_BATCH = int(os.environ.get("RAGTRAIL_UPLOAD_BATCH", "256"))
-UPLOAD_RETRIES = int(os.environ.get("RAGTRAIL_UPLOAD_RETRIES", "4"))
+UPLOAD_BATCH = env_kit.UPLOAD_BATCH.get()
+UPLOAD_RETRIES = env_kit.UPLOAD_RETRIES.get()
 RETRY_BACKOFF_S = 0.5
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ragtrail.core import env_kit
+
 MEMORY = ":memory:"
 # Which implementation serves a server URL, by scheme; local folders and ``:memory:`` are Qdrant's.
 # A new store adds its scheme here and a module ``ragtrail.store.<kind>`` with ``open_kind(settings)``.
@@ -59,8 +61,8 @@ def _server(url: str, env, **kw) -> StoreSettings:
     if parts.username or parts.password or "api-key" in parts.query.lower() or "api_key" in parts.query.lower():
         raise ValueError("a Qdrant URL must not carry credentials: set RAGTRAIL_QDRANT_API_KEY "
                          "(or the qdrant_default connection's password) instead")
-    kw.setdefault("api_key", env.get("RAGTRAIL_QDRANT_API_KEY") or None)
-    ca = env.get("RAGTRAIL_QDRANT_CA_BUNDLE")
+    kw.setdefault("api_key", env_kit.QDRANT_API_KEY.get(env))
+    ca = env_kit.QDRANT_CA_BUNDLE.get(env)
     if ca and "verify" not in kw:
         kw["verify"] = ca
     if parts.scheme not in KINDS:
@@ -89,8 +91,8 @@ def resolve_store(target=None, env=None) -> StoreSettings:
             return _server(target["url"], env, prefix=target.get("prefix"))
         return resolve_store(MEMORY if target.get("mode") == "memory" else target["path"], env)
     if target is None:
-        if env.get("RAGTRAIL_QDRANT_URL"):
-            return _server(env["RAGTRAIL_QDRANT_URL"], env)
+        if env_kit.QDRANT_URL.is_set(env):
+            return _server(env_kit.QDRANT_URL.get(env), env)
         from ragtrail.core.settings import load
 
         return StoreSettings(path=str(load().qdrant_path))

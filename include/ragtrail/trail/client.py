@@ -18,10 +18,12 @@ from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
+from ragtrail.core import env
 from ragtrail.core.products import artifact_location, experiment_name, product_id
 from ragtrail.core.settings import load as load_settings
-from ragtrail.trail.guard import Guard, GuardedClient, Policy
+from ragtrail.trail.guard import Guard, GuardedClient, Policy, set_http_limits
 from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, KIND_TAG, PRODUCT_TAG
+from ragtrail.trail.switches import setting
 
 
 def get_client(uri: str | None = None):
@@ -29,7 +31,9 @@ def get_client(uri: str | None = None):
 
     One client per tracking URI and process: tasks that share a process (``dag.test``) share it.
     Call MLflow through :func:`guarded_client` instead; this one is for tests and read-only tools.
+    MLflow's HTTP limits are set before the first client is built (:func:`~ragtrail.trail.guard.set_http_limits`).
     """
+    set_http_limits(min(setting(env.MLFLOW_TIMEOUT_S), setting(env.MLFLOW_BUDGET_S)))
     return _client(uri or load_settings().mlflow_tracking_uri)
 
 
@@ -120,6 +124,8 @@ os.register_at_fork(after_in_child=_forget_parent_connections)
 
 def guarded_client(policy: Policy | None = None, uri: str | None = None) -> GuardedClient:
     """:func:`get_client` behind a fresh :class:`~ragtrail.trail.guard.Guard` (one per task or request)."""
+    policy = policy or Policy.from_env()
+    set_http_limits(policy.http_timeout_s)  # this guard's timeout, if it is the process's first
     client = get_client(uri)
     return GuardedClient(client, Guard(client.tracking_uri, policy))
 

@@ -7,11 +7,15 @@ calls of one task together spend at most ``RAGTRAIL_MLFLOW_BUDGET_S`` (default 3
 still fails, the guard *opens*: later calls of that task fail at once, so a dead server costs a task
 one bounded wait, not one per call.
 
-MLflow reads its HTTP timeout and retries from ``MLFLOW_HTTP_REQUEST_TIMEOUT`` /
-``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` on every request. A guard does not rewrite the process-wide
-environment for that (concurrent guards would overwrite each other): it sets the two values for its
-own attempt only, in a context variable that those two settings consult first (see
-:func:`_install_http_limits`); other threads and tasks keep theirs.
+MLflow reads its HTTP timeout and retries from the environment (``MLFLOW_HTTP_REQUEST_TIMEOUT``,
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES``). They are set the way MLflow reads them: once per process, before
+the trail builds its first client (:func:`set_http_limits`), to the first policy's timeout (never more
+than its budget; whole seconds) and no retries of MLflow's own (ours would multiply them and ignore the
+budget). Values the user set win, and later guards find them set: every guard takes the effective
+timeout as the length of one attempt. The budget stays exact without cutting attempts short: an
+attempt starts only when what is left of the budget covers a whole attempt, else the guard opens
+("time budget spent"). With your own ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` above 0 one attempt may take
+several timeouts, and the budget is no longer exact.
 
 What happens when MLflow stays away is the tracking mode's business (``RAGTRAIL_TRACKING_MODE``):
 **lenient** (default) lets the data pipeline go on untracked, **strict** fails the task with
@@ -28,16 +32,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import tenacity
 
+from ragtrail.core import env
 from ragtrail.trail.names import redact_uri
 from ragtrail.trail.switches import setting
 
@@ -70,20 +74,18 @@ class Policy:
         """Read ``RAGTRAIL_MLFLOW_{TIMEOUT_S,RETRIES,BACKOFF_S,BUDGET_S}`` and ``RAGTRAIL_TRACKING_MODE``,
         else the ``[ragtrail]`` values ``mlflow_timeout_s``… ``tracking_mode`` handed in (see
         :mod:`ragtrail.trail.switches`)."""
-        mode = setting("RAGTRAIL_TRACKING_MODE", "tracking_mode", LENIENT, section).strip().lower()
-        if mode not in (LENIENT, STRICT):
-            raise ValueError(f"tracking mode must be {LENIENT!r} or {STRICT!r}, got {mode!r}")
-
-        def num(name: str, default: float) -> str:
-            return setting(f"RAGTRAIL_MLFLOW_{name.upper()}", f"mlflow_{name}", str(default), section)
-
-        return cls(timeout_s=float(num("timeout_s", cls.timeout_s)), retries=int(num("retries", cls.retries)),
-                   backoff_s=float(num("backoff_s", cls.backoff_s)), budget_s=float(num("budget_s", cls.budget_s)),
-                   mode=mode)
+        return cls(timeout_s=setting(env.MLFLOW_TIMEOUT_S, section), retries=setting(env.MLFLOW_RETRIES, section),
+                   backoff_s=setting(env.MLFLOW_BACKOFF_S, section), budget_s=setting(env.MLFLOW_BUDGET_S, section),
+                   mode=setting(env.TRACKING_MODE, section))
 
     def replace(self, **changes: Any) -> Policy:
         """This policy with some fields changed (e.g. a short budget for a request a browser waits on)."""
         return Policy(**{**self.__dict__, **changes})
+
+    @property
+    def http_timeout_s(self) -> float:
+        """The HTTP timeout this policy asks MLflow for: its timeout, never more than its whole budget."""
+        return min(self.timeout_s, self.budget_s)
 
     @property
     def strict(self) -> bool:
@@ -157,6 +159,7 @@ class Guard:
                  sleep: Callable[[float], None] = time.sleep):
         self.uri = redact_uri(uri)
         self.policy = policy or Policy.from_env()
+        self.attempt_s = set_http_limits(self.policy.http_timeout_s)
         self.clock, self._sleep = clock, sleep
         self.spent_s = 0.0
         self.attempts = 0
@@ -181,20 +184,16 @@ class Guard:
         """
         if self.open:
             raise self._error("gave up earlier in this task")
-        if self.remaining_s() < 1:  # MLflow's timeouts are whole seconds: no room for an attempt
+        if self.remaining_s() < self.attempt_s:  # no room for a whole attempt
             self.open = True
-            raise self._error("time budget spent")
-        _install_http_limits()
+            raise self._error(f"time budget spent: {max(self.remaining_s(), 0):.1f} s left, one attempt may take "
+                              f"{self.attempt_s} s ({HTTP_TIMEOUT})")
         retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient), stop=self._stop,
                                      wait=self._pause, sleep=self._timed_sleep, before_sleep=self._log_failure,
                                      retry_error_callback=self._give_up)
         return retrying(self._attempt, fn, args, kwargs)
 
     def _attempt(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        # MLflow's own retries would multiply ours (and ignore the budget); its timeout is whole
-        # seconds, rounded down so an attempt never outlives the budget.
-        timeout = max(1, math.floor(min(self.policy.timeout_s, self.remaining_s())))
-        token = _HTTP_LIMITS.set({"MLFLOW_HTTP_REQUEST_TIMEOUT": timeout, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 0})
         start = self.clock()
         self.attempts += 1
         try:
@@ -205,14 +204,13 @@ class Guard:
             raise
         finally:
             self.spent_s += self.clock() - start
-            _HTTP_LIMITS.reset(token)
 
     def _pause(self, state: tenacity.RetryCallState) -> float:
         return min(self.policy.backoff_s * 2 ** (state.attempt_number - 1), max(self.remaining_s(), 0.0))
 
     def _stop(self, state: tenacity.RetryCallState) -> bool:
-        # Stop when out of tries, or when the pause would leave no whole second for another attempt.
-        return state.attempt_number > self.policy.retries or self.remaining_s() - self._pause(state) < 1
+        # Stop when out of tries, or when the pause would leave too little for a whole attempt.
+        return state.attempt_number > self.policy.retries or self.remaining_s() - self._pause(state) < self.attempt_s
 
     def _timed_sleep(self, seconds: float) -> None:
         t0 = self.clock()
@@ -252,29 +250,20 @@ class GuardedClient:
         return guarded
 
 
-# The HTTP limits of the guarded attempt running in this context (thread or asyncio task); None outside one.
-_HTTP_LIMITS: ContextVar[dict[str, int] | None] = ContextVar("ragtrail_mlflow_http_limits", default=None)
-_installed = threading.Lock()
+HTTP_TIMEOUT, HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 
-def _install_http_limits() -> None:
-    """Make MLflow's two HTTP settings consult :data:`_HTTP_LIMITS` before the environment (once per process).
+def set_http_limits(timeout_s: float) -> int:
+    """Give MLflow's HTTP layer this process's limits, unless the environment has its own; return the
+    effective timeout (whole seconds), which is how long one guarded attempt may take.
 
-    Every MLflow reader (``rest_utils.http_request``, the artifact repositories) asks these two
-    ``mlflow.environment_variables`` objects for their value on each request, so this covers them all
-    without touching ``os.environ``; outside a guarded attempt they read the environment as before.
+    MLflow reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` from the
+    environment; the first guard or trail client of a process sets them (``timeout_s`` rounded down, at
+    least 1 s, and 0 retries), later ones find them set.
     """
-    from mlflow import environment_variables as mev
-
-    with _installed:
-        for var in (mev.MLFLOW_HTTP_REQUEST_TIMEOUT, mev.MLFLOW_HTTP_REQUEST_MAX_RETRIES):
-            if getattr(var, "_ragtrail_limited", False):
-                continue
-            read_env = var.get
-
-            def get(read_env=read_env, name=var.name):
-                limits = _HTTP_LIMITS.get()
-                return limits[name] if limits is not None else read_env()
-
-            var.get = get
-            var._ragtrail_limited = True
+    os.environ.setdefault(HTTP_MAX_RETRIES, "0")
+    os.environ.setdefault(HTTP_TIMEOUT, str(max(1, math.floor(timeout_s))))
+    try:
+        return max(1, int(os.environ[HTTP_TIMEOUT]))
+    except ValueError:  # not a number: MLflow itself refuses it on the first request
+        return max(1, math.floor(timeout_s))

@@ -8,12 +8,12 @@ here knows Airflow. Every function takes the client to use (normally a guarded o
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 import time
 from pathlib import Path
 
+from ragtrail.core import env
 from ragtrail.core.recorder import Recorder
 from ragtrail.trail.names import DAG_TAG, NOTE_TAG, PARENT_TAG, ROLE_TAG, RUN_TAG, URL_TAG, quote, redact
 
@@ -33,7 +33,7 @@ def find_parent(client, experiment_id: str, dag_id: str, run_id: str):
 
 # How long a freshly created parent may still lose to a concurrent twin whose insert is not yet
 # visible. Only the first task(s) of a DAG run ever wait for it.
-PARENT_SETTLE_S = float(os.environ.get("RAGTRAIL_PARENT_SETTLE_S", "0.3"))
+PARENT_SETTLE_S = env.PARENT_SETTLE_S.get()
 
 
 def _settled_parent(client, experiment_id: str, dag_id: str, run_id: str):

@@ -11,15 +11,15 @@ guard's ``RAGTRAIL_MLFLOW_{TIMEOUT_S,RETRIES,BACKOFF_S,BUDGET_S}`` / ``mlflow_{t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
-from ragtrail.core.settings import env_flag
+from ragtrail.core import env
+from ragtrail.core.envvar import Var
 
-DEFAULT_UI_URL = "http://127.0.0.1:5000"
-_FALSY = {"0", "false", "no", "off"}
+DEFAULT_UI_URL = env.MLFLOW_UI_URL.default
 _SECTION: ContextVar[Mapping[str, str] | None] = ContextVar("ragtrail_trail_section", default=None)
 
 
@@ -33,23 +33,17 @@ def use_section(values: Mapping[str, str]) -> Iterator[None]:
         _SECTION.reset(token)
 
 
-def setting(env: str | None, key: str, default: str, section: Mapping[str, str] | None = None) -> str:
-    """``env`` if set, else ``section[key]`` (default: the values of :func:`use_section`), else ``default``."""
-    if env and os.environ.get(env):
-        return os.environ[env]
-    values = _SECTION.get() if section is None else section
-    value = (values or {}).get(key)
-    return default if value is None or str(value) == "" else str(value)
+def setting(var: Var, section: Mapping[str, str] | None = None) -> Any:
+    """``var`` from the environment if set, else ``section[var.option]`` (default: the values of
+    :func:`use_section`), else its default; :class:`~ragtrail.core.envvar.BadSetting` for a bad value."""
+    return var.get(section=_SECTION.get() if section is None else section)
 
 
 def tracking_enabled(section: Mapping[str, str] | None = None) -> bool:
     """Whether to log to MLflow at all (``RAGTRAIL_TRACKING=off`` or ``tracking_enabled = False``)."""
-    flag = env_flag("RAGTRAIL_TRACKING")
-    if flag is not None:
-        return flag
-    return setting(None, "tracking_enabled", "True", section).strip().lower() not in _FALSY
+    return setting(env.TRACKING, section)
 
 
 def ui_url(section: Mapping[str, str] | None = None) -> str:
     """Base URL of the MLflow UI that links open."""
-    return setting("RAGTRAIL_MLFLOW_UI_URL", "mlflow_ui_url", DEFAULT_UI_URL, section).rstrip("/")
+    return setting(env.MLFLOW_UI_URL, section).rstrip("/")

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from ragtrail.core import env
 from ragtrail.trail.switches import setting, tracking_enabled
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,7 @@ SUMMARY_CHARS = 300
 
 def sample_rate() -> float:
     """The share of root spans recorded (``RAGTRAIL_TRACE_SAMPLE_RATE`` / ``trace_sample_rate``)."""
-    try:
-        return min(1.0, max(0.0, float(setting("RAGTRAIL_TRACE_SAMPLE_RATE", "trace_sample_rate", "1.0"))))
-    except ValueError:
-        return 1.0
+    return setting(env.TRACE_SAMPLE_RATE)
 
 
 def summarise(value: Any) -> Any:

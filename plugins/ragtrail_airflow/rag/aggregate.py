@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ragtrail.core.settings import env_flag
+from ragtrail.core import env_kit
 from ragtrail.trail.rollup import FINISHED
 from ragtrail_airflow.config import run_url, tracking_enabled
 from ragtrail_airflow.rag.verdict import RunFacts, airflow_units, decide, parent_run_figures
@@ -152,7 +152,7 @@ def settle_work(work, status: str) -> None:
     """A FINISHED run's hand-off files are removed (store and local folder) unless ``RAGTRAIL_KEEP_WORK``;
     a PARTIAL or FAILED run keeps them for a look or a rerun. A failed clean-up only logs a warning."""
     try:
-        if status == FINISHED and not env_flag("RAGTRAIL_KEEP_WORK"):
+        if status == FINISHED and not env_kit.KEEP_WORK.get():
             removed = work.remove()
             log.info("work files of this run removed (%s in the work store)", removed)
         else:

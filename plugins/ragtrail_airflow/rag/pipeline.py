@@ -26,6 +26,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, task
 
+from ragtrail.core import env_kit
 from ragtrail.core.spec import FIELDS, form_schemas
 from ragtrail_airflow.rag.approval import PromotionApproval
 from ragtrail_airflow.rag.assets import INDEX_ALIAS
@@ -35,7 +36,7 @@ from ragtrail_airflow.rag.xcom_lists import as_list
 def cpu_pool() -> dict:
     """CPU-heavy mapped tasks share a pool when ``RAGTRAIL_CPU_POOL`` names one (compose and the
     cluster test create it; a scheduler never runs a task whose pool does not exist)."""
-    pool = os.environ.get("RAGTRAIL_CPU_POOL")
+    pool = env_kit.CPU_POOL.get()
     return {"pool": pool} if pool else {}
 
 
@@ -44,15 +45,14 @@ def store_queue() -> dict:
     ``RAGTRAIL_STORE_QUEUE`` names one and no Qdrant server is configured: a local-mode store is a folder
     on one host, so one worker (the one serving that queue) must run them all. With a server
     (``RAGTRAIL_QDRANT_URL`` or an ``AIRFLOW_CONN_QDRANT_DEFAULT``) they run on any worker."""
-    queue = os.environ.get("RAGTRAIL_STORE_QUEUE")
-    server = os.environ.get("RAGTRAIL_QDRANT_URL") or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT")
+    queue = env_kit.STORE_QUEUE.get()
+    server = env_kit.QDRANT_URL.get() or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT")
     return {"queue": queue} if queue and not server else {}
 
 
 def default_args() -> dict:
     """Retries for every pipeline task (``RAGTRAIL_TASK_RETRIES``, ``RAGTRAIL_RETRY_DELAY_S``)."""
-    return {"retries": int(os.environ.get("RAGTRAIL_TASK_RETRIES", "1")),
-            "retry_delay": timedelta(seconds=float(os.environ.get("RAGTRAIL_RETRY_DELAY_S", "15")))}
+    return {"retries": env_kit.TASK_RETRIES.get(), "retry_delay": timedelta(seconds=env_kit.RETRY_DELAY_S.get())}
 
 
 def form_params(schemas: dict[str, dict]) -> dict[str, Param]:

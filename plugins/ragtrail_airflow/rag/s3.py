@@ -8,11 +8,12 @@ imported when a client is first needed, never at DAG parse time.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-DEFAULT_CONN_ID = "aws_default"
+from ragtrail.core import env_kit
+
+DEFAULT_CONN_ID = env_kit.WORK_CONN_ID.default
 
 
 def s3_client_factory(aws_conn_id: str | None = DEFAULT_CONN_ID) -> Callable[[], Any]:
@@ -37,5 +38,5 @@ def open_work(dag_id: str, run_id: str):
     (default ``aws_default``: credentials, region and ``endpoint_url`` from the connection)."""
     from ragtrail.core.workstore import open_run, work_url
 
-    conn_id = os.environ.get("RAGTRAIL_WORK_CONN_ID") or DEFAULT_CONN_ID
+    conn_id = env_kit.WORK_CONN_ID.get()
     return open_run(dag_id, run_id, url=work_url() or "", s3_client=s3_client_factory(conn_id))

@@ -115,9 +115,9 @@ def source_asset(product, poll_interval: float | None = None) -> Asset:
 
     ``poll_interval``: seconds; default ``RAGTRAIL_WATCH_POLL_S`` or 60.
     """
-    import os
+    from ragtrail.core import env_kit
 
-    interval = poll_interval if poll_interval is not None else float(os.environ.get("RAGTRAIL_WATCH_POLL_S", DEFAULT_POLL_S))
+    interval = poll_interval if poll_interval is not None else env_kit.WATCH_POLL_S.get()
     name = source_asset_name(product.name)
     trigger = SourceChangedTrigger(source=product.source, key=name, poll_interval=interval,
                                    aws_conn_id=product.aws_conn_id or "aws_default")

@@ -20,12 +20,13 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 
 from fastapi import FastAPI, HTTPException, Request
 
-SECRET_ENV = "RAGTRAIL_WEBHOOK_SECRET"
+from ragtrail.core import env_kit
+
+SECRET_ENV = env_kit.WEBHOOK_SECRET.name
 MAX_SKEW_S = 300
 SIGNATURE, TIMESTAMP, DELIVERY = "X-MLflow-Signature", "X-MLflow-Timestamp", "X-MLflow-Delivery-Id"
 
@@ -89,7 +90,7 @@ def create_hooks_app() -> FastAPI:
     @app.post("/mlflow", status_code=202)
     async def mlflow_webhook(request: Request) -> dict:
         body = await request.body()
-        verify(os.environ.get(SECRET_ENV), request.headers, body)
+        verify(env_kit.WEBHOOK_SECRET.get(), request.headers, body)
         try:
             payload = json.loads(body)
         except ValueError:

@@ -13,8 +13,19 @@ from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW
 from mlflow.exceptions import MlflowException, RestException
 from servers import free_port
 
+from ragtrail.core.envvar import BadSetting
 from ragtrail.trail.guard import Guard, GuardedClient, Policy, TrackingUnavailable, is_transient
 from ragtrail.trail.task_run import TaskRun
+
+HTTP_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_limits(monkeypatch):
+    """Each test starts as a new process would: MLflow's HTTP settings unset (and put back afterwards)."""
+    for name in HTTP_VARS:
+        monkeypatch.setenv(name, "unset")  # remembers the value to restore
+        monkeypatch.delenv(name)
 
 
 class FakeClock:
@@ -53,9 +64,9 @@ def test_retries_back_off_then_the_guard_opens():
     assert calls == [1] * 5
 
 
-def test_the_budget_caps_each_attempt_and_the_total():
-    """Each attempt's HTTP timeout is the policy's or what is left of the budget, whichever is less; once the
-    budget is spent no further attempt is made."""
+def test_an_attempt_starts_only_when_the_budget_covers_it():
+    """Each attempt may take MLflow's whole HTTP timeout (never cut short); one starts only when what is left of
+    the budget covers it, so the budget holds: 10 + 1 + 10 = 21 s of 25, then 4 s left is not enough."""
     clock, timeouts = FakeClock(), []
 
     def slow():
@@ -68,40 +79,39 @@ def test_the_budget_caps_each_attempt_and_the_total():
                   clock=clock, sleep=clock.sleep)
     with pytest.raises(TrackingUnavailable, match="time budget spent"):
         guard.call(slow)
-    assert timeouts == [10, 10, 2]  # 10 + 1 + 10 + 2 = 23 s, then 2 s left
-    assert guard.spent_s == pytest.approx(25)
+    assert timeouts == [10, 10] and guard.spent_s == pytest.approx(21)
+    with pytest.raises(TrackingUnavailable, match="gave up earlier"):
+        guard.call(slow)
+    assert len(timeouts) == 2
 
 
-HTTP_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+def test_a_budget_smaller_than_one_attempt_makes_no_attempt(monkeypatch):
+    """The user's own MLFLOW_HTTP_REQUEST_TIMEOUT wins and is the length of an attempt; a budget that cannot hold
+    one opens the guard at once, naming both numbers."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    calls = []
+    guard = Guard("http://mlflow:5000", Policy(timeout_s=10, budget_s=30))
+    assert guard.attempt_s == 60 and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
+    with pytest.raises(TrackingUnavailable, match="time budget spent: 30.0 s left, one attempt may take 60 s"):
+        guard.call(lambda: calls.append(1))
+    assert calls == [] and guard.attempts == 0
 
 
-def test_concurrent_guards_each_give_mlflow_their_own_limits():
-    """Two threads (API-server requests, tasks sharing a process) call MLflow at the same moment under different
-    policies: each attempt reaches MLflow's HTTP layer with its own timeout and no retries of MLflow's own, and the
-    process environment is left as it was (a guard used to rewrite it before every call)."""
-    env_before = {k: os.environ.get(k) for k in HTTP_VARS}
-    both_inside = threading.Barrier(2, timeout=20)
-    seen, errors = {}, []
+def test_mlflow_reads_the_limits_from_the_environment_once_the_trail_client_is_built(tmp_path):
+    """The first trail client of a process sets MLflow's two HTTP settings in the environment, the way MLflow
+    reads them (its own ``get``, not patched); a later client with another policy leaves them as they are."""
+    from ragtrail.trail.client import guarded_client
 
-    def call(name: str, timeout_s: float) -> None:
-        def what_mlflow_reads():
-            both_inside.wait()  # both attempts are set up before either request reads its limits
-            return MLFLOW_HTTP_REQUEST_TIMEOUT.get(), MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
-
-        try:
-            guard = Guard("http://mlflow:5000", Policy(timeout_s=timeout_s, retries=0, budget_s=30))
-            seen[name] = guard.call(what_mlflow_reads)
-        except Exception as err:  # surfaced below
-            errors.append(err)
-
-    threads = [threading.Thread(target=call, args=("short", 3)), threading.Thread(target=call, args=("long", 7))]
-    [t.start() for t in threads]
-    [t.join(30) for t in threads]
-    assert not errors and seen == {"short": (3, 0), "long": (7, 0)}
-    assert {k: os.environ.get(k) for k in HTTP_VARS} == env_before
-    # Outside a guarded attempt MLflow reads the environment (or its default) as before.
-    expected = int(env_before["MLFLOW_HTTP_REQUEST_TIMEOUT"] or 120)
-    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == expected
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = guarded_client(Policy(timeout_s=7.9, budget_s=30), uri=uri)
+    assert {k: os.environ.get(k) for k in HTTP_VARS} == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
+                                                         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    for var in (MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES):
+        assert "get" not in vars(var)  # MLflow's own method, not one put on the object at run time
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7 and MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 0
+    assert client.guard.attempt_s == 7
+    later = guarded_client(Policy(timeout_s=3, budget_s=30), uri=uri)
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7" and later.guard.attempt_s == 7
 
 
 def test_a_server_that_never_answers_costs_one_timeout_per_attempt():
@@ -162,6 +172,7 @@ def dead_mlflow(monkeypatch):
     monkeypatch.setenv("RAGTRAIL_MLFLOW_RETRIES", "2")
     monkeypatch.setenv("RAGTRAIL_MLFLOW_BACKOFF_S", "0.1")
     monkeypatch.setenv("RAGTRAIL_MLFLOW_BUDGET_S", "5")
+    monkeypatch.setenv("RAGTRAIL_MLFLOW_TIMEOUT_S", "1")  # an attempt must fit the budget, with room for retries
     return uri
 
 
@@ -195,5 +206,7 @@ def test_task_run_strict_fails_with_one_clear_error(dead_mlflow, monkeypatch):
 
 def test_unknown_tracking_mode_is_refused(monkeypatch):
     monkeypatch.setenv("RAGTRAIL_TRACKING_MODE", "sometimes")
-    with pytest.raises(ValueError, match="tracking mode must be"):
+    with pytest.raises(BadSetting) as err:
         Policy.from_env()
+    assert str(err.value) == ("RAGTRAIL_TRACKING_MODE='sometimes' is not one of lenient, strict "
+                              "(what a task does when MLflow is down; e.g. lenient)")

@@ -1,0 +1,60 @@
+"""The RAG kit's settings: every ``RAGTRAIL_*`` variable that sources, stages, the store, the shell and the
+pipeline DAGs' glue read, declared once (the tracking provider's own are in :mod:`ragtrail.core.env`).
+
+Read them only through these :class:`~ragtrail.core.envvar.Var` objects (``UPLOAD_BATCH.get()``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragtrail.core.envvar import Var
+
+QDRANT_URL = Var("RAGTRAIL_QDRANT_URL", str, None, "a Qdrant server instead of the local store",
+                 default_doc="–", example="https://qdrant.example:6333",
+                 note="a `qdrant_default` Airflow connection wins in DAG runs")
+QDRANT_API_KEY = Var("RAGTRAIL_QDRANT_API_KEY", str, None, "that Qdrant server's API key", secret=True,
+                     note="a URL with credentials is refused; see [architecture.md](architecture.md#add-a-store)")
+QDRANT_CA_BUNDLE = Var("RAGTRAIL_QDRANT_CA_BUNDLE", str, None, "CA bundle of that server, for a private CA",
+                       default_doc="–", example="/etc/ssl/private-ca.pem")
+UPLOAD_BATCH = Var("RAGTRAIL_UPLOAD_BATCH", int, 256, "points per upsert call to the store", low=1)
+UPLOAD_RETRIES = Var("RAGTRAIL_UPLOAD_RETRIES", int, 4, "retries of an upsert batch after a server's transient error",
+                     low=0)
+UPSERT_BATCH = Var("RAGTRAIL_UPSERT_BATCH", int, 256, "chunks the index stage reads and upserts at a time", low=1)
+CPU_POOL = Var("RAGTRAIL_CPU_POOL", str, None, "Airflow pool that chunk and embed tasks take", default_doc="– (none)",
+               example="ragtrail_cpu", note="compose sets `ragtrail_cpu`")
+STORE_QUEUE = Var("RAGTRAIL_STORE_QUEUE", str, None, "Celery queue of the tasks that open a local-mode Qdrant store",
+                  default_doc="–", example="store",
+                  note="plan, index and evaluate; one worker serves it; ignored with a Qdrant server")
+TASK_RETRIES = Var("RAGTRAIL_TASK_RETRIES", int, 1, "retries of each pipeline task", low=0)
+RETRY_DELAY_S = Var("RAGTRAIL_RETRY_DELAY_S", float, 15.0, "seconds between a pipeline task's retries", low=0,
+                    example="15")
+WORK_CONN_ID = Var("RAGTRAIL_WORK_CONN_ID", str, "aws_default", "the Airflow connection an `s3://` work store is "
+                   "reached with", note="credentials, region, `endpoint_url`")
+KEEP_WORK = Var("RAGTRAIL_KEEP_WORK", bool, False, "keep a FINISHED run's work files", example="on",
+                note="they are removed by default; PARTIAL/FAILED runs always keep them")
+PARSE_TIMEOUT_S = Var("RAGTRAIL_PARSE_TIMEOUT_S", float, 120.0, "seconds a file's parser process may take", low=0,
+                      aliases=("RAGTRAIL_PDF_TIMEOUT_S",), example="120",
+                      note="any format: the parser is killed after it and the file quarantined `parse_timeout`")
+PARSE_MAX_MEMORY_MB = Var("RAGTRAIL_PARSE_MAX_MEMORY_MB", int, 2048, "memory budget (MB) of the parser process",
+                          low=1, aliases=("RAGTRAIL_PDF_MAX_MEMORY_MB",),
+                          note="`RLIMIT_AS`; a file over it is quarantined `parse_memory_limit`")
+OFFICE_MAX_UNCOMPRESSED_MB = Var("RAGTRAIL_OFFICE_MAX_UNCOMPRESSED_MB", float, 512.0,
+                                 "MB an Office file's zip may expand to", low=0, example="512",
+                                 note="a file over it is a `zip_bomb` (never opened)")
+WATCH_POLL_S = Var("RAGTRAIL_WATCH_POLL_S", float, 60.0, "seconds between polls of an `on_change` product's source",
+                   low=0, example="60", note="read when DAGs are parsed")
+WEBHOOK_SECRET = Var("RAGTRAIL_WEBHOOK_SECRET", str, None, "the HMAC secret of MLflow's registry webhook",
+                     secret=True, note="the API server's `/ragtrail/hooks/mlflow` refuses every delivery without it")
+UI_AIRFLOW_PORT = Var("RAGTRAIL_UI_AIRFLOW_PORT", int, 8080, "port of `make ui`'s Airflow", low=1, high=65535)
+UI_MLFLOW_PORT = Var("RAGTRAIL_UI_MLFLOW_PORT", int, 5000, "port of `make ui`'s MLflow", low=1, high=65535)
+MODEL_CACHE = Var("RAGTRAIL_MODEL_CACHE", Path, None, "where the int8 ONNX export of the embedder is kept",
+                  default_doc="`$RAGTRAIL_HOME/models`", example="~/.cache/ragtrail-models",
+                  note="share it between data folders")
+ONNX_THREADS = Var("RAGTRAIL_ONNX_THREADS", int, None, "ONNX Runtime threads of the `onnx-int8` backend", low=1,
+                   default_doc="CPU count", example="4")
+
+ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
+       STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
+       OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
+       ONNX_THREADS)
