@@ -142,3 +142,21 @@ def test_chunks_are_stable_and_fit_with_their_prefix():
     doc = "# SET\n\n" + "".join(SECTIONS) + CODE + "\n\n" + TABLE
     a, b = chunk_document(doc, TOK, 64, 8, WINDOW), chunk_document(doc, TOK, 64, 8, WINDOW)
     assert a == b and all(c["n_tokens"] == n_tokens(c["text"]) <= 64 for c in a)
+
+
+HOSTILE = {"unclosed fences": "```\n# not a heading\n" * 400, "deep quotes": ">" * 3000 + " deep\n",
+           "deep lists": "- " * 3000 + "x\n" + "".join("  " * (i % 40) + "- item\n" for i in range(600)),
+           "wide table": "|" + "a|" * 800 + "\n|" + "-|" * 800 + "\n" + ("|" + "b|" * 800 + "\n") * 3,
+           "a long fence": "`" * 5000 + "\n" + "code line\n" * 500, "only headings": "## H\n" * 2000}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_structure_still_fits_and_covers(name):
+    """Unclosed fences, nesting past markdown-it's limit, huge tables: every word lands in a chunk that fits."""
+    doc = HOSTILE[name]
+    chunks = chunk_document(doc, TOK, 254, 0, WINDOW)
+    assert chunks and all(0 < c["n_tokens"] <= WINDOW for c in chunks)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c["char_start"], c["char_end"]))
+    assert all(i in covered for i, ch in enumerate(doc) if not ch.isspace())
