@@ -145,6 +145,7 @@ def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: 
     reserve = min(PATH_TOKENS, chunk_size // 4) if paths else 0
     ends = [p[0] for p in paths]
     parents = {p[2]: p[3] for p in paths}  # heading start → the path above it
+    fitted: dict[str, str] = {}  # path → its prefix, cut to the reserve (tokenised once per path)
     out = []
     pending = deque((s, e) for s, e, _ in split_text(text, tokenizer, chunk_size - reserve, overlap, structure))
     while pending:
@@ -155,11 +156,12 @@ def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: 
         lead = len(text[s:e]) - len(text[s:e].lstrip())
         # A chunk that starts at a heading is led by the path above it; any other by the path it is in.
         path = (parents[s + lead] if s + lead in parents else _path_before(paths, ends, s + lead)) if paths else ""
-        prefix, n_prefix = ("", 0)
-        if path:
-            prefix, n_prefix = _fit(tokenizer, path, reserve)
-        n_tokens = len(tokenizer(piece, add_special_tokens=False)["input_ids"])
-        if n_tokens + n_prefix + (1 if prefix else 0) > window and e - s > 1:
+        if path and path not in fitted:
+            fitted[path] = _fit(tokenizer, path, reserve)[0]
+        prefix = fitted[path] if path else ""
+        full = f"{prefix}\n{piece}" if prefix else piece
+        n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+        if n_tokens > window and e - s > 1:
             # Re-tokenising a span can differ from the document-level count at odd boundaries
             # (e.g. a URL cut mid-token): split it again rather than let encode() truncate it.
             sub = [(s + a, s + b) for a, b, _ in split_text(text[s:e], tokenizer, window - reserve, 0)]
@@ -169,9 +171,6 @@ def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: 
             mid = (s + e) // 2
             pending.extendleft([(mid, e), (s, mid)])
             continue
-        full = f"{prefix}\n{piece}" if prefix else piece
-        if prefix:
-            n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         out.append({"text": full, "n_tokens": n_tokens, "char_start": s + lead, "char_end": s + lead + len(piece)})
     return out
 
