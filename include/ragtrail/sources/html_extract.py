@@ -42,6 +42,7 @@ _ASCII_SPACE = str.maketrans("", "", " \n\t\f\r")
 _SPACE = re.compile(r"\s+")
 FENCE = "```"  # around each <pre>
 _FENCE_END = f"\n{FENCE}\n\n"
+_BACKTICKS = re.compile(r"`{3,}")
 _FEED = 512  # bytes per feed() call, as BeautifulSoup feeds lxml
 
 
@@ -141,9 +142,8 @@ class _Extractor:
         elif self._heading is not None:
             if self._heading[1] == len(self._ends):
                 self._close_heading()
-        elif suffix is _FENCE_END and not "".join(self.out[self._fence_at + 1:]).strip():
-            self.out[self._fence_at] = "\n\n"  # an empty <pre>: no fence
-            self.out.append("\n\n")
+        elif suffix is _FENCE_END:
+            self._close_fence()
         elif suffix is not None:
             self.out.append(suffix)
             if name == "body" and self._body[1] is None:
@@ -193,6 +193,17 @@ class _Extractor:
             self.out.append("\n\n" if name == "pre" else "\n")  # keep code lines as they are
             return "\n\n" if name in _PARAGRAPH_END else "\n"
         return ""
+
+    def _close_fence(self) -> None:
+        """End a <pre>'s fence: none for an empty one, longer than any run of backticks inside it."""
+        code = "".join(self.out[self._fence_at + 1:])
+        if not code.strip():
+            self.out[self._fence_at] = "\n\n"
+            self.out.append("\n\n")
+            return
+        fence = "`" * max(len(FENCE), 1 + max(map(len, _BACKTICKS.findall(code)), default=0))
+        self.out[self._fence_at] = f"\n\n{fence}\n"
+        self.out.append(f"\n{fence}\n\n")
 
     def _close_heading(self) -> None:
         level, _, texts = self._heading

@@ -7,8 +7,8 @@ they are, HTML pages through :mod:`ragtrail.sources.html_extract` (``#`` heading
 fenced ``<pre>``), plain text as paragraphs.
 
 :func:`break_scores` rates each place between two tokens as a cut, from :data:`SECTION` (a heading
-starts there) down to 0 (inside a word); :func:`guards` names, for a token inside a code block, table
-or list item that fits a chunk, where that block starts, so a cut there can move back to before it (lists as a whole, or item by item).
+starts there) down to 0 (inside a word); :func:`guards` names, for a token inside a code block, table,
+list or list item that fits a chunk, where that block starts, so a cut there can move back to before it.
 
 Example::
 
