@@ -7,7 +7,8 @@ documentation generators give them (DocBook's ``navheader`` / ``navfooter``, Sph
 ``sphinxsidebar``, breadcrumbs, skip links). What is left keeps its shape: headings become ``#`` lines
 (so the chunker can carry the heading path into every chunk), list items ``- `` lines, table rows one
 line each with ``|`` between cells, and inline markup (``<code>``, ``<a>``, ``<em>``) stays inside its
-sentence instead of being broken onto lines of its own.
+sentence instead of being broken onto lines of its own, and ``<pre>`` blocks are fenced with ```` ``` ````
+lines (their lines kept as they are), so a ``# comment`` in a shell example is code, not a heading.
 
 One pass, no tree: lxml's HTML parser (libxml2, the parser BeautifulSoup's ``"lxml"`` builder drives)
 streams start / end / text events into :class:`_Extractor`, which writes the output as they come. Every
@@ -39,6 +40,9 @@ _PRESERVE = frozenset({"pre", "textarea"})  # whitespace-only text is kept as is
 _HIDDEN_TEXT = frozenset({"rt", "rp"})  # ruby annotations: not part of the running text
 _ASCII_SPACE = str.maketrans("", "", " \n\t\f\r")
 _SPACE = re.compile(r"\s+")
+FENCE = "```"  # around each <pre>
+_FENCE_END = f"\n{FENCE}\n\n"
+_BACKTICKS = re.compile(r"`{3,}")
 _FEED = 512  # bytes per feed() call, as BeautifulSoup feeds lxml
 
 
@@ -99,6 +103,7 @@ class _Extractor:
         self._pre = self._preserve = self._hidden = 0
         self._title: list[str] | None = None  # the first <title>'s texts, collected wherever it is
         self._in_title = False
+        self._fence_at = 0  # out[] index of the open <pre>'s fence
         self._body: list[int | None] = [None, None]  # out[] range of the first <body>
 
     # -- lxml's target interface ------------------------------------------------------------------
@@ -137,6 +142,8 @@ class _Extractor:
         elif self._heading is not None:
             if self._heading[1] == len(self._ends):
                 self._close_heading()
+        elif suffix is _FENCE_END:
+            self._close_fence()
         elif suffix is not None:
             self.out.append(suffix)
             if name == "body" and self._body[1] is None:
@@ -178,10 +185,25 @@ class _Extractor:
             return "\n"
         if name in ("td", "th"):
             return " | "
+        if name == "pre" and self._pre == 1:  # fenced, so a "# comment" line in it is code, not a heading
+            self._fence_at = len(self.out)
+            self.out.append(f"\n\n{FENCE}\n")
+            return _FENCE_END
         if name in BLOCKS:
             self.out.append("\n\n" if name == "pre" else "\n")  # keep code lines as they are
             return "\n\n" if name in _PARAGRAPH_END else "\n"
         return ""
+
+    def _close_fence(self) -> None:
+        """End a <pre>'s fence: none for an empty one, longer than any run of backticks inside it."""
+        code = "".join(self.out[self._fence_at + 1:])
+        if not code.strip():
+            self.out[self._fence_at] = "\n\n"
+            self.out.append("\n\n")
+            return
+        fence = "`" * max(len(FENCE), 1 + max(map(len, _BACKTICKS.findall(code)), default=0))
+        self.out[self._fence_at] = f"\n\n{fence}\n"
+        self.out.append(f"\n{fence}\n\n")
 
     def _close_heading(self) -> None:
         level, _, texts = self._heading

@@ -1,8 +1,10 @@
 """Stage 2 — chunk: cut documents into overlapping windows measured in the embedder's own tokens.
 
 ``encode()`` silently truncates anything longer than the model's window, so chunk sizes are counted
-with the embedder's tokenizer, never in characters or words. Cuts prefer paragraph breaks, then
-sentence ends, then word boundaries; every chunk is re-measured at the end and any that still
+with the embedder's tokenizer, never in characters or words. Cuts follow the document's Markdown
+structure (:mod:`ragtrail.stages.md_structure`): a section that fits is one chunk, a code block, table
+or list item that fits is not cut, and inside a block cuts prefer line and sentence ends (not after
+"e.g." or "Dr."), then word boundaries; every chunk is re-measured at the end and any that still
 exceeds the window is split again, so ``truncated_chunks`` is 0 by construction and by check.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import re
 import uuid
 from collections import deque
 from pathlib import Path
@@ -18,10 +19,11 @@ from pathlib import Path
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER
+from ragtrail.stages import md_structure
+from ragtrail.stages.md_structure import SECTION, Structure
 
 CHUNKS_FILE = "chunks.parquet"
 POINT_NAMESPACE = uuid.UUID("6f0e7c1a-3b57-4a55-9a55-5a6b1d0e9a11")
-_SENTENCE_END = re.compile(r"[.!?:;][\"')\]]*$")
 _SAMPLE_SIZE = 25
 
 
@@ -34,75 +36,78 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _break_scores(text: str, offsets: list[tuple[int, int]]) -> list[int]:
-    """Score each token position i as a place to cut before token i (3 paragraph … 0 mid-word)."""
-    scores = [3]
-    for i in range(1, len(offsets)):
-        gap = text[offsets[i - 1][1] : offsets[i][0]]
-        if not gap:
-            scores.append(0)
-        elif "\n\n" in gap:
-            scores.append(3)
-        elif _SENTENCE_END.search(text[offsets[i - 1][0] : offsets[i - 1][1]]) or "\n" in gap:
-            scores.append(2)
-        else:
-            scores.append(1)
-    return scores
-
-
-def split_text(text: str, tokenizer, chunk_size: int, overlap: int) -> list[tuple[int, int, int]]:
+def split_text(text: str, tokenizer, chunk_size: int, overlap: int,
+               structure: Structure | None = None) -> list[tuple[int, int, int]]:
     """Cut ``text`` into ``(char_start, char_end, n_tokens)`` spans of at most ``chunk_size`` tokens.
 
-    Consecutive spans share about ``overlap`` tokens, moved to the nearest word boundary.
+    A span ends where a section starts (a top-level heading) when one is in its window, so a section
+    that fits is never cut and a chunk never runs into the next; otherwise at the latest best place in
+    the window's back half (block, list item, line or sentence end, word), moved back to before a code
+    block, table or list item it would cut when that block fits a chunk. Consecutive spans share about
+    ``overlap`` tokens, moved to the nearest word boundary, except across a section start.
     """
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = [o for o in enc["offset_mapping"] if o[1] > o[0]]
     n = len(offsets)
     if n == 0:
         return []
-    scores = _break_scores(text, offsets)
+    structure = structure if structure is not None else md_structure.parse(text)
+    scores = md_structure.break_scores(text, offsets, structure)
+    guard = md_structure.guards(structure, [o[0] for o in offsets], chunk_size)
+    next_section = [n] * (n + 1)
+    for i in range(n - 1, 0, -1):
+        next_section[i] = i if scores[i] == SECTION else next_section[i + 1]
     spans = []
     start = 0
     while start < n:
-        end = min(start + chunk_size, n)
-        if end < n:
-            # Latest best-scoring cut in the back half of the window: long chunks, clean edges.
-            lo = start + max(1, chunk_size // 2)
-            best = max(range(lo, end + 1), key=lambda i: (scores[i], i))
-            end = best
+        end = _cut(start, chunk_size, n, scores, guard, next_section)
         spans.append((offsets[start][0], offsets[end - 1][1], end - start))
         if end >= n:
             break
         nxt = end
-        if overlap:
-            for i in range(max(start + 1, end - overlap), end):
-                if scores[i] >= 1:
-                    nxt = i
-                    break
+        if overlap and scores[end] < SECTION:
+            nxt = next((i for i in range(max(start + 1, end - overlap), end) if scores[i] >= 1), end)
         start = nxt
     return spans
 
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
+def _cut(start: int, chunk_size: int, n: int, scores: list[int], guard: list[int], next_section: list[int]) -> int:
+    """Where the chunk that starts at token ``start`` ends (exclusive); see :func:`split_text`."""
+    end = min(start + chunk_size, n)
+    if next_section[start + 1] <= end and next_section[start + 1] < n:
+        return next_section[start + 1]
+    if end < n:
+        # Latest best-scoring cut in the back half of the window: long chunks, clean edges.
+        lo = start + max(1, chunk_size // 2)
+        end = max(range(lo, end + 1), key=lambda i: (scores[i], i))
+        if guard[end] > start:
+            end = guard[end]
+    return end
+
+
 # Tokens a chunk gives to its heading path ("Title › Section › Subsection") when the document has headings.
 PATH_TOKENS = 24
 
 
-def heading_paths(text: str) -> list[tuple[int, str]]:
-    """``(char offset, heading path)`` after each Markdown heading of ``text``, in order.
+def heading_paths(text: str, structure: Structure | None = None) -> list[tuple[int, str, int, str]]:
+    """``(char offset, heading path, heading start, parent path)`` for each top-level Markdown heading.
 
     The path is the document's first heading (its title) then the enclosing headings, e.g.
-    ``"SET › Description"``; a heading of the same or a higher level closes the ones below it.
+    ``"SET › Description"``; a heading of the same or a higher level closes the ones below it. The
+    parent path is the path without the heading itself (``"SET"``; ``""`` for the title). Headings
+    are found by :mod:`ragtrail.stages.md_structure`: a ``#`` line in a code block is not one.
     """
+    structure = structure if structure is not None else md_structure.parse(text)
     out, stack, title = [], [], None
-    for m in _HEADING.finditer(text):
-        level, name = len(m.group(1)), " ".join(m.group(2).split())
+    for h in structure.headings:
         if title is None:
-            title = name
-            out.append((m.end(), title))
+            title = h.name
+            out.append((h.end, title, h.start, ""))
             continue
-        stack = [(lv, nm) for lv, nm in stack if lv < level] + [(level, name)]
-        out.append((m.end(), " › ".join([title, *(nm for _, nm in stack if nm != title)])))
+        stack = [(lv, nm) for lv, nm in stack if lv < h.level]
+        parent = " › ".join([title, *(nm for _, nm in stack if nm != title)])
+        stack.append((h.level, h.name))
+        out.append((h.end, " › ".join([title, *(nm for _, nm in stack if nm != title)]), h.start, parent))
     return out
 
 
@@ -129,28 +134,34 @@ def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: 
                    with_path: bool = True) -> list[dict]:
     """Chunk one document and guarantee every chunk fits the embedder's window.
 
-    With ``with_path`` (and a document with Markdown headings) each chunk that does not start at a
-    heading is led by its heading path, title first, within the same token budget: a question that
-    names the page or the section finds the chunk even when its words are not in the passage.
+    With ``with_path`` (and a document with Markdown headings) each chunk is led by its heading path,
+    title first, within the same token budget — a chunk that starts at a heading by the path above it
+    (none for the title) — so a question that names the page or the section finds the chunk even
+    when its words are not in the passage.
     ``char_start`` / ``char_end`` always locate the passage itself in ``text``.
     """
-    paths = heading_paths(text) if with_path else []
+    structure = md_structure.parse(text)
+    paths = heading_paths(text, structure) if with_path else []
     reserve = min(PATH_TOKENS, chunk_size // 4) if paths else 0
-    ends = [end for end, _ in paths]
+    ends = [p[0] for p in paths]
+    parents = {p[2]: p[3] for p in paths}  # heading start → the path above it
+    fitted: dict[str, str] = {}  # path → its prefix, cut to the reserve (tokenised once per path)
     out = []
-    pending = deque((s, e) for s, e, _ in split_text(text, tokenizer, chunk_size - reserve, overlap))
+    pending = deque((s, e) for s, e, _ in split_text(text, tokenizer, chunk_size - reserve, overlap, structure))
     while pending:
         s, e = pending.popleft()
         piece = text[s:e].strip()
         if not piece:
             continue
         lead = len(text[s:e]) - len(text[s:e].lstrip())
-        path = _path_before(paths, ends, s + lead) if paths else ""
-        prefix, n_prefix = ("", 0)
-        if path and not _HEADING.match(piece):
-            prefix, n_prefix = _fit(tokenizer, path, reserve)
-        n_tokens = len(tokenizer(piece, add_special_tokens=False)["input_ids"])
-        if n_tokens + n_prefix + (1 if prefix else 0) > window and e - s > 1:
+        # A chunk that starts at a heading is led by the path above it; any other by the path it is in.
+        path = (parents[s + lead] if s + lead in parents else _path_before(paths, ends, s + lead)) if paths else ""
+        if path and path not in fitted:
+            fitted[path] = _fit(tokenizer, path, reserve)[0]
+        prefix = fitted[path] if path else ""
+        full = f"{prefix}\n{piece}" if prefix else piece
+        n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+        if n_tokens > window and e - s > 1:
             # Re-tokenising a span can differ from the document-level count at odd boundaries
             # (e.g. a URL cut mid-token): split it again rather than let encode() truncate it.
             sub = [(s + a, s + b) for a, b, _ in split_text(text[s:e], tokenizer, window - reserve, 0)]
@@ -160,9 +171,6 @@ def chunk_document(text: str, tokenizer, chunk_size: int, overlap: int, window: 
             mid = (s + e) // 2
             pending.extendleft([(mid, e), (s, mid)])
             continue
-        full = f"{prefix}\n{piece}" if prefix else piece
-        if prefix:
-            n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         out.append({"text": full, "n_tokens": n_tokens, "char_start": s + lead, "char_end": s + lead + len(piece)})
     return out
 

@@ -40,3 +40,12 @@ def test_title_leads_when_no_heading_says_it():
 def test_pre_keeps_its_lines():
     text = html_to_markdown("<body><pre>SELECT 1;\nSELECT 2;</pre></body>")
     assert "SELECT 1;\nSELECT 2;" in text
+
+
+def test_pre_is_fenced_so_its_comments_are_code():
+    """A <pre> becomes a fenced block (longer than any backtick run inside it); an empty one gets no fence."""
+    text = html_to_markdown("<body><h1>Install</h1><pre># create the venv\npython -m venv .venv</pre>"
+                            "<pre>   </pre><pre>```\n# a fence in the example\n```</pre></body>")
+    assert "```\n# create the venv\npython -m venv .venv\n```" in text
+    assert "````\n```\n# a fence in the example\n```\n````" in text
+    assert text.count("`") == 3 + 3 + 4 + 3 + 3 + 4  # the empty <pre> added none

@@ -1,0 +1,77 @@
+"""Retrieval quality of the chunker alone: chunk counts, chunking time, MRR@10 / nDCG@10 / recall@10.
+
+Parses every file of a labelled corpus as ingest does (:func:`ragtrail.sources.parsing.parse_bytes`, in process),
+chunks it with :func:`ragtrail.stages.chunking.chunk_document` at the pipeline's defaults, embeds the chunks
+with the default model (fp32 torch) and ranks documents by their best chunk (exact cosine), scored by
+:func:`ragtrail.stages.evaluation.score_rankings`. Whatever ``ragtrail`` the interpreter imports is measured,
+so running it from two checkouts compares two chunkers on the same corpora.
+
+Usage::
+
+    python bench/chunk_quality.py [--pgdocs 300] [--out result.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def measure(corpus: Path, questions: Path) -> dict:
+    import numpy as np
+
+    from ragtrail.core.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+    from ragtrail.sources.parsing import parse_bytes
+    from ragtrail.stages.chunking import chunk_document
+    from ragtrail.stages.embedding import embed_texts, load_tokenizer, token_window
+    from ragtrail.stages.evaluation import documents_from_chunks, load_queries, score_rankings
+
+    tok, window = load_tokenizer(), token_window()
+    docs = []
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = str(path.relative_to(corpus))
+        docs.append((rel, parse_bytes(rel, path.read_bytes()).text))  # in process: no sandbox start-ups
+    texts, owners, chunk_s = [], [], 0.0
+    for rel, text in docs:
+        t0 = time.perf_counter()
+        chunks = chunk_document(text, tok, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP, window)
+        chunk_s += time.perf_counter() - t0
+        texts += [c["text"] for c in chunks]
+        owners += [rel] * len(chunks)
+    queries = load_queries(questions)
+    vecs = embed_texts(texts)
+    scores = embed_texts([q["text"] for q in queries]) @ vecs.T
+    rankings = [[d for d, _ in documents_from_chunks([{"doc_id": owners[i], "score": float(scores[qi, i])}
+                                                      for i in np.argsort(-scores[qi])[:100]])]
+                for qi in range(len(queries))]
+    quality = score_rankings(rankings, queries)
+    return {"docs": len(docs), "chunks": len(texts), "queries": len(queries), "chunking_s": round(chunk_s, 3),
+            **{k: round(quality[k], 4) for k in ("mrr_at_10", "ndcg_at_10", "recall_at_10")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pgdocs", type=int, default=300, help="pages of the PostgreSQL manual (0: skip)")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    from ragtrail.core.settings import SAMPLE_CORPUS
+
+    out = {"sample": measure(SAMPLE_CORPUS, REPO / "include" / "sample_corpus_queries.jsonl")}
+    if args.pgdocs:
+        import pgdocs
+
+        corpus, questions, _ = pgdocs.prepare(REPO / ".data" / "bench" / "pgdocs", args.pgdocs)
+        out["pgdocs"] = measure(corpus, questions)
+    print(json.dumps(out, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
