@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ragtrail.core.settings import env_flag
+from ragtrail.trail import names as n
 from ragtrail.trail.rollup import FINISHED, Unit, rollup_status
 from ragtrail_airflow.config import run_url, tracking_enabled
 from ragtrail_airflow.rag.approval import promotion_outcome
@@ -62,18 +63,18 @@ def _in_dag_order(airflow_units: dict, task_ids: list[str]) -> list:
 def headline_metrics(units: list[Unit]) -> dict[str, float]:
     """Per-run figures worth trending that are not sums: embedding throughput and dimension."""
     ok = [u for u in units if u.ok]
-    count = sum(u.metrics.get("embedding_count", 0.0) for u in ok if "processing_time_seconds" in u.metrics)
+    count = sum(u.metrics.get(n.EMBEDDING_COUNT, 0.0) for u in ok if "processing_time_seconds" in u.metrics)
     seconds = sum(u.metrics.get("processing_time_seconds", 0.0) for u in ok)
     out: dict[str, float] = {}
     if seconds > 0:
-        out["embeddings_per_second"] = count / seconds
+        out[n.EMBEDDINGS_PER_SECOND] = count / seconds
     dims = [u.metrics["embedding_dimension"] for u in ok if "embedding_dimension" in u.metrics]
     if dims:
         out["embedding_dimension"] = max(dims)
     return out
 
 
-QUALITY = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "latency_p95_ms")
+QUALITY = (n.NDCG_AT_10, n.RECALL_AT_10, n.MRR_AT_10, n.LATENCY_P95_MS)
 
 
 def quality_metrics(summary: dict) -> dict[str, float]:
@@ -139,7 +140,7 @@ def aggregate_status(context: Context, publishing_tasks: tuple[str, ...] | None 
             origin = airflow_origin(context.get("dag_run"), dag_id=ti.dag_id, run_id=ti.run_id)
             parent = merge_parents(client, exp_id, ti.dag_id, ti.run_id) or find_or_create_parent(
                 client, exp_id, dag_id=ti.dag_id, run_id=ti.run_id,
-                tags={"ragtrail.product": params["product"], "ragtrail.version": params["version"],
+                tags={n.PRODUCT_TAG: params["product"], n.VERSION_TAG: params["version"],
                       **origin_tags(origin, dag_id=ti.dag_id, run_id=ti.run_id)},
                 params={k: params[k] for k in RUN_PARAMS if k in params},
                 run_name=parent_run_name(params["product"], params["version"], origin))
@@ -231,5 +232,5 @@ def _log_rollup(client, parent: str, roll, units: list, duration_s, trail: dict,
     warning = f"promoted although worse than live: {summary['gate_reason']}" if summary.get("promoted_worse") else "-"
     log_rollup(client, parent, roll, duration_s=duration_s, trail=trail,
                metrics={**headline_metrics(units), **quality_metrics(summary)},
-               tags={"ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-",
-                     "ragtrail.promotion": summary.get("promotion") or "-"}, summary=summary)
+               tags={n.WARNINGS_TAG: warning, n.GATE_TAG: summary.get("gate") or "-",
+                     n.PROMOTION_TAG: summary.get("promotion") or "-"}, summary=summary)
