@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test test-under-load cluster-test lint bench bench-listener bench-parsers clean ui stop browser lock
+.PHONY: install run test test-under-load cluster-test lint bench bench-listener bench-parsers bench-store clean ui stop browser lock
 
 # Every package, transitive ones too, at the version of requirements.lock (a constraints file).
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
@@ -86,6 +86,15 @@ PAGES ?= 150
 bench: install
 	$(PY) bench/run.py --corpus $(CORPUS) --docs $(DOCS) --pages $(PAGES)
 	$(PY) bench/listener.py
+
+# The embedded stores side by side at SIZES points (write rate, reopen, query p50/p95, recall@10 against exact
+# search, peak RSS, disk), each run in its own process: bench/results/store.json. A size whose projected write
+# passes MAX_S seconds is projected from the largest run instead (marked extrapolated).
+SIZES ?= 10000,100000,1000000
+KINDS ?= local,edge
+MAX_S ?= 1800
+bench-store: install
+	$(PY) bench/store.py --sizes $(SIZES) --kinds $(KINDS) --max-s $(MAX_S)
 
 # The listener's overhead per task alone (a minute or two): bench/results/listener.json.
 bench-listener: install

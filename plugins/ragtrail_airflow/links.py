@@ -1,15 +1,22 @@
 """The "MLflow run" button on every tracked task, and "MLflow pipeline run" (the DAG run's parent run).
 
-Two ways in, one XCom (``mlflow_run``: ``{"experiment_id", "run_id", "parent_run_id"}``, pushed when the
-task's run opens): an operator's own links (``@task.tracked``) are computed on the worker when the
-task ends and stored; the plugin's global links (every task of every DAG, for the listener's tasks)
-are computed by the API server when the UI asks, reading that XCom from Airflow's database. A task
-without the XCom (untracked) shows the button disabled.
+One base, :class:`MLflowLink` (as the Amazon provider's ``BaseAwsLink``): the task *persists* what the link
+needs — one XCom, ``mlflow_run``: ``{"experiment_id", "run_id", "parent_run_id"}``, pushed when the task's
+run opens (:meth:`MLflowLink.persist`) — and :meth:`MLflowLink.get_link` only formats it. Each link says
+which of the pushed ids it opens (``run_field``) and where it reads the reference (:meth:`MLflowLink.ref`):
+
+- an operator's own links (``@task.tracked``, ``@task.rollup``) are computed on the worker when the task
+  ends and stored; they read the reference the task kept on the operator when it persisted it, never
+  the execution API (a skipped task that pushed nothing asks for nothing: no "XCom not found" line);
+- the plugin's global links (every task of every DAG, for the listener's tasks) are computed by the API
+  server when the UI asks, reading the XCom from Airflow's database.
+
+A task without the reference (untracked) shows the button disabled.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from airflow.sdk import BaseOperatorLink
 
@@ -23,44 +30,51 @@ XCOM_KEY = "mlflow_run"
 _REF_ATTR = "_ragtrail_mlflow_run"
 
 
-def push_run_ref(ti, operator, value: dict) -> None:
-    """Push the ``mlflow_run`` XCom and keep it on the operator, where its own links read it.
+class MLflowLink(BaseOperatorLink):
+    """Base of the MLflow links: ``persist`` stores the reference, ``get_link`` formats it."""
 
-    Airflow computes an operator's links in the task's process when it ends, in any state; asking the
-    execution API for an XCom that a skipped task never pushed logs "XCom not found" at ERROR.
-    """
-    ti.xcom_push(key=XCOM_KEY, value=value)
-    setattr(operator, _REF_ATTR, value)
+    name: ClassVar[str]
+    key: ClassVar[str] = XCOM_KEY
+    run_field: ClassVar[str]  # which id of the reference this link opens
 
+    @classmethod
+    def persist(cls, ti, *, experiment_id: str, run_id: str, parent_run_id: str | None,
+                operator: BaseOperator | None = None) -> None:
+        """Push the reference to XCom under :attr:`key` and keep it on ``operator``, whose own links read it.
 
-def _pushed(operator) -> dict:
-    """What this task try pushed under ``mlflow_run`` (nothing when it opened no run: no lookup)."""
-    return getattr(operator, _REF_ATTR, None) or {}
+        Airflow computes an operator's links in the task's process when it ends, in any state; asking the
+        execution API for an XCom that a skipped task never pushed logs "XCom not found" at ERROR.
+        """
+        value = {"experiment_id": experiment_id, "run_id": run_id, "parent_run_id": parent_run_id}
+        ti.xcom_push(key=cls.key, value=value)
+        if operator is not None:
+            setattr(operator, _REF_ATTR, value)
 
+    def ref(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> dict | None:
+        """What this task try persisted (nothing when it opened no run: no lookup)."""
+        return getattr(operator, _REF_ATTR, None)
 
-class MLflowRunLink(BaseOperatorLink):
-    """Opens the task try's MLflow run.
-
-    The operator pushes ``{"experiment_id", "run_id"}`` to XCom under ``mlflow_run`` when the run
-    starts (:func:`push_run_ref`, which keeps it on the operator too); Airflow calls :meth:`get_link` on
-    the worker when the task ends and stores the URL, so the UI never recomputes anything.
-    """
-
-    name = "MLflow run"
+    def format_link(self, ref: dict | None) -> str:
+        """The MLflow UI URL of the run this link opens, or ``""`` (the button disabled)."""
+        run_id = (ref or {}).get(self.run_field)
+        return run_url(ref["experiment_id"], run_id) if run_id else ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        value = _pushed(operator)
-        return run_url(value["experiment_id"], value["run_id"]) if value.get("run_id") else ""
+        return self.format_link(self.ref(operator, ti_key))
 
 
-class MLflowPipelineRunLink(BaseOperatorLink):
+class MLflowRunLink(MLflowLink):
+    """Opens the task try's MLflow run (on every ``@task.tracked`` task)."""
+
+    name = "MLflow run"
+    run_field = "run_id"
+
+
+class MLflowPipelineRunLink(MLflowLink):
     """Opens the DAG run's parent run (the pipeline run): on every tracked task and on the roll-up."""
 
     name = "MLflow pipeline run"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        value = _pushed(operator)
-        return run_url(value["experiment_id"], value["parent_run_id"]) if value.get("parent_run_id") else ""
+    run_field = "parent_run_id"
 
 
 def _stored(ti_key) -> dict | None:
@@ -78,14 +92,12 @@ def _stored(ti_key) -> dict | None:
 class GlobalMLflowRunLink(MLflowRunLink):
     """"MLflow run" on every task of every DAG (the plugin's global link), read by the API server."""
 
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        value = _stored(ti_key)
-        return run_url(value["experiment_id"], value["run_id"]) if value and value.get("run_id") else ""
+    def ref(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> dict | None:
+        return _stored(ti_key)
 
 
 class GlobalMLflowPipelineRunLink(MLflowPipelineRunLink):
     """"MLflow pipeline run" on every task of every DAG (the plugin's global link)."""
 
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        value = _stored(ti_key)
-        return run_url(value["experiment_id"], value["parent_run_id"]) if value and value.get("parent_run_id") else ""
+    def ref(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> dict | None:
+        return _stored(ti_key)

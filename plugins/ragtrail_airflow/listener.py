@@ -88,7 +88,7 @@ def _start(ti, section: dict[str, str]) -> None:
     from ragtrail.trail.names import redact
     from ragtrail.trail.task_run import TaskRun
     from ragtrail_airflow.config import airflow_origin, policy
-    from ragtrail_airflow.links import XCOM_KEY
+    from ragtrail_airflow.links import MLflowLink
 
     t0 = time.perf_counter()
     dag_run = ti.get_template_context().get("dag_run")
@@ -103,8 +103,8 @@ def _start(ti, section: dict[str, str]) -> None:
     if not run.mlflow_run_id:  # MLflow unavailable (lenient): the task runs untracked
         return
     run.recorder.param(**{k: redact(k, v) for k, v in conf.items()})
-    ti.xcom_push(key=XCOM_KEY, value={"experiment_id": run.experiment_id, "run_id": run.mlflow_run_id,
-                                      "parent_run_id": run.parent_run_id})
+    MLflowLink.persist(ti, experiment_id=run.experiment_id, run_id=run.mlflow_run_id,
+                       parent_run_id=run.parent_run_id)  # the global links read it from the database
     saved = {k: os.environ.get(k) for k in _ENV}
     os.environ.update({"MLFLOW_RUN_ID": run.mlflow_run_id, "MLFLOW_EXPERIMENT_ID": run.experiment_id,
                        "MLFLOW_TRACKING_URI": run.client.tracking_uri})

@@ -30,7 +30,7 @@ from ragtrail.core.recorder import Recorder
 from ragtrail.core.spec import RUN_PARAMS  # the params that describe the run: the parent run's params
 from ragtrail.trail.switches import use_section
 from ragtrail_airflow.config import ragtrail_section, tracking_enabled
-from ragtrail_airflow.links import MLflowPipelineRunLink, MLflowRunLink, push_run_ref
+from ragtrail_airflow.links import MLflowLink, MLflowPipelineRunLink, MLflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -50,7 +50,32 @@ def quiet_progress_bars() -> None:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
-class TrackedPythonOperator(DecoratedOperator, PythonOperator):
+class RagtrailDecoratedOperator(DecoratedOperator, PythonOperator):
+    """The base of ragtrail's TaskFlow operators (``@task.tracked``, ``@task.rollup``): a Python task whose
+    callable, args and kwargs go up to :class:`PythonOperator`; a subclass adds its own arguments, links and
+    ``execute``, and :func:`decorator` makes its ``@task.<name>``."""
+
+    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
+
+    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, **kwargs):
+        super().__init__(
+            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
+            python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
+
+
+def decorator(operator_class: type[RagtrailDecoratedOperator], doc: str) -> Callable[..., TaskDecorator]:
+    """The ``@task.<name>`` of ``operator_class`` (registered in the provider info's ``task-decorators``)."""
+
+    def make(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
+             **kwargs) -> TaskDecorator:
+        return task_decorator_factory(python_callable=python_callable, multiple_outputs=multiple_outputs,
+                                      decorated_operator_class=operator_class, **kwargs)
+
+    make.__doc__ = doc
+    return make
+
+
+class TrackedPythonOperator(RagtrailDecoratedOperator):
     """Run a Python callable inside an MLflow child run of the DAG run's parent run.
 
     Args:
@@ -64,23 +89,16 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
     """
 
     custom_operator_name = "@task.tracked"
-    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
     template_fields_renderers = {"templates_dict": "json", "op_args": "py", "op_kwargs": "py"}
     operator_extra_links = (MLflowRunLink(), MLflowPipelineRunLink())
 
-    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, stage: str | None = None,
-                 needs: Sequence[str] = (), fan_out: str | None = None, **kwargs):
+    def __init__(self, *, stage: str | None = None, needs: Sequence[str] = (), fan_out: str | None = None,
+                 **kwargs):
         self.stage = stage
         self.needs = tuple(needs)
         self.fan_out = fan_out
         self._task_run: TaskRun | None = None
-        super().__init__(
-            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
-            python_callable=python_callable,
-            op_args=op_args,
-            op_kwargs=op_kwargs,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
 
     def _skip_unless_needs_succeeded(self, context: Context) -> None:
         if not self.needs:
@@ -132,8 +150,8 @@ class TrackedPythonOperator(DecoratedOperator, PythonOperator):
         self._task_run = run
         with run:
             if run.mlflow_run_id:  # None when MLflow was unavailable (lenient mode)
-                push_run_ref(ti, self, {"experiment_id": run.experiment_id, "run_id": run.mlflow_run_id,
-                                        "parent_run_id": run.parent_run_id})
+                MLflowLink.persist(ti, experiment_id=run.experiment_id, run_id=run.mlflow_run_id,
+                                   parent_run_id=run.parent_run_id, operator=self)
             context["tracker"] = run.recorder  # type: ignore[typeddict-unknown-key]
             # Tasks that log more than a recorder can (a registered model) need the run itself.
             context["tracked_run"] = {"run_id": run.mlflow_run_id,  # type: ignore[typeddict-unknown-key]
@@ -163,18 +181,7 @@ def publishing_tag(dag) -> dict[str, str]:
     return {}
 
 
-def tracked_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
-                 **kwargs) -> TaskDecorator:
-    """Wrap a function into a :class:`TrackedPythonOperator` (registered as ``@task.tracked``)."""
-    return task_decorator_factory(
-        python_callable=python_callable,
-        multiple_outputs=multiple_outputs,
-        decorated_operator_class=TrackedPythonOperator,
-        **kwargs,
-    )
-
-
-class RollupPythonOperator(DecoratedOperator, PythonOperator):
+class RollupPythonOperator(RagtrailDecoratedOperator):
     """The roll-up task: a plain Python task whose "MLflow pipeline run" button opens the parent run
     (the callable pushes ``{"experiment_id", "parent_run_id"}`` to XCom under ``mlflow_run``).
 
@@ -185,19 +192,14 @@ class RollupPythonOperator(DecoratedOperator, PythonOperator):
     """
 
     custom_operator_name = "@task.rollup"
-    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
     operator_extra_links = (MLflowPipelineRunLink(),)
 
-    def __init__(self, *, python_callable: Callable, op_args, op_kwargs, publishing: Sequence[str] = ("index",),
-                 **kwargs):
+    def __init__(self, *, publishing: Sequence[str] = ("index",), **kwargs):
         self.publishing = tuple(publishing)
-        super().__init__(
-            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
-            python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
+        super().__init__(**kwargs)
 
 
-def rollup_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
-                **kwargs) -> TaskDecorator:
-    """Wrap a function into a :class:`RollupPythonOperator` (registered as ``@task.rollup``)."""
-    return task_decorator_factory(python_callable=python_callable, multiple_outputs=multiple_outputs,
-                                  decorated_operator_class=RollupPythonOperator, **kwargs)
+tracked_task = decorator(TrackedPythonOperator, "Wrap a function into a :class:`TrackedPythonOperator` "
+                         "(registered as ``@task.tracked``).")
+rollup_task = decorator(RollupPythonOperator, "Wrap a function into a :class:`RollupPythonOperator` "
+                        "(registered as ``@task.rollup``).")

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from conftest import REPO
 
+from ragtrail.cli.flags import conf_from_args
 from ragtrail.core import spec
 from ragtrail.core.products import ProductsFileError, load_products
 
@@ -86,7 +87,7 @@ def test_every_row_is_an_ingest_flag_with_its_bounds(capsys):
             inside = row.maximum if row.maximum is not None else row.minimum
             if inside is not None:
                 assert vars(parser.parse_args([*base, row.flag, str(row.type(inside))]))[row.name] == inside
-    assert spec.conf_from_args(parser.parse_args([*base, "--chunk-size", "100"])) == {
+    assert conf_from_args(parser.parse_args([*base, "--chunk-size", "100"])) == {
         "source": "x", "product": "p", "chunk_size": 100}
 
 

@@ -7,7 +7,7 @@ from airflow.sdk import dag, task
 
 @dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["plain"])
 def user_plain():
-    @task
+    @task(multiple_outputs=False)
     def work():
         return {"rows": 1}
 

@@ -10,7 +10,7 @@ from airflow.sdk import dag, get_current_context, task
 def user_tracked():
     hello = BashOperator(task_id="hello", bash_command="echo hello")
 
-    @task
+    @task(multiple_outputs=False)
     def train():
         import mlflow
 

@@ -18,9 +18,9 @@ import threading
 import time
 from contextlib import contextmanager
 
+from ragtrail.cli.flags import add_cli_flags, conf_from_args
 from ragtrail.cli.shell import print_summary, stdout_to_stderr, table
 from ragtrail.core import settings as rt_settings
-from ragtrail.core.spec import add_cli_flags, conf_from_args
 
 
 def _conf(args) -> dict:
@@ -244,23 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     ing.set_defaults(func=cmd_ingest)
 
     se = sub.add_parser("search", help="query a product's live index")
-    se.add_argument("--product", required=True)
+    se.add_argument("--product", required=True, help="the product whose live index is queried")
     se.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     se.add_argument("--queries", help="JSON lines file of {id, text}")
-    se.add_argument("--json", action="store_true")
+    se.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     se.add_argument("--from-registry", action="store_true",
                     help="query the collection of the registry's production version instead of the Qdrant alias")
     se.add_argument("query", nargs="*")
     se.set_defaults(func=cmd_search)
 
     ve = sub.add_parser("versions", help="list a product's built versions (* = live)")
-    ve.add_argument("--product", required=True)
-    ve.add_argument("--json", action="store_true")
+    ve.add_argument("--product", required=True, help="the product whose versions are listed")
+    ve.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     ve.set_defaults(func=cmd_versions)
 
     pr = sub.add_parser("promote", help="point a product's alias at one of its versions")
-    pr.add_argument("--product", required=True)
-    pr.add_argument("--version", required=True)
+    pr.add_argument("--product", required=True, help="the product whose alias moves")
+    pr.add_argument("--version", required=True, help="the built version the alias will point at")
     pr.add_argument("--force", action="store_true", help="promote even a version the evaluation gate held back")
     pr.set_defaults(func=cmd_promote)
     from ragtrail.cli.trail_commands import add_commands

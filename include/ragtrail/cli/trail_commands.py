@@ -139,7 +139,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = cmd("runs", "list and search a product's pipeline runs", lambda t, a: t.runs(
         a.product, version=a.version, status=a.status, where=a.where, since=a.since, until=a.until,
         order_by=a.order_by, ascending=a.asc, limit=a.limit or None), show_runs)
-    p.add_argument("--version")
+    p.add_argument("--version", help="only runs that built this version")
     p.add_argument("--status", help="FINISHED, PARTIAL, FAILED, RUNNING or KILLED")
     p.add_argument("--where", help="MLflow filter, e.g. \"metrics.vector_count > 100 and params.chunk_size = '200'\"")
     p.add_argument("--since", help="ISO date/time or age (7d, 12h)")
@@ -159,12 +159,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         a.product, a.metric, by=a.by, limit=a.limit), show_trend)
     p.add_argument("--metric", "-m", default="vector_count",
                    help=f"metric name or 'status' (e.g. {', '.join(TREND_METRICS)})")
-    p.add_argument("--by", choices=["version", "time"], default="version")
+    p.add_argument("--by", choices=["version", "time"], default="version",
+                   help="version: one point per version (its newest FINISHED run); time: one point per run "
+                        "(default version)")
     p.add_argument("--limit", type=int, default=50, help="newest N runs considered (default 50)")
 
     p = cmd("best", "the run with the best value of a metric", lambda t, a: t.best(
         a.product, a.metric, mode="min" if a.min else "max", status=None if a.any_status else "FINISHED"), show_best)
-    p.add_argument("--metric", "-m", required=True)
+    p.add_argument("--metric", "-m", required=True, help="the metric to rank runs by (e.g. ndcg_at_10)")
     p.add_argument("--min", action="store_true", help="lowest wins (default highest)")
     p.add_argument("--any-status", action="store_true", help="consider failed and partial runs too")
 

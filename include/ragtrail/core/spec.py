@@ -4,7 +4,7 @@ Each :class:`Field` row says a parameter's name, type, default, bounds, descript
 section, whether it defines a version (a collection's identity), its ``ragtrail ingest`` flag and
 where it sits in ``products.yml``. From these rows come the trigger form's schemas
 (:func:`form_schemas`, wrapped in Airflow ``Param`` objects by ``ragtrail_airflow.rag.pipeline``), the CLI
-flags (:func:`add_cli_flags`), the products file's validation (:func:`Field.check`), the version
+flags (``ragtrail.cli.flags``), the products file's validation (:func:`Field.check`), the version
 config (:meth:`RunConfig.version_config`), the parent run's params (:data:`RUN_PARAMS`) and
 ``rag_tune``'s params (:data:`TUNE_FIELDS`). Stage code takes the typed :class:`RunConfig`; the raw
 params dict stops at the Airflow edge (:func:`run_config`).
@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
@@ -62,6 +61,7 @@ class Field:
     defines_version: bool = False
     logged: bool = True  # a param of the MLflow parent run
     cli: str | None = ""  # "" = --<name with dashes>; None = no flag
+    cli_help: str | None = None  # the flag's help where the description would mislead (a negated flag)
     products: str | None = None  # dotted path in a products.yml entry; None = not settable there
 
     @property
@@ -129,15 +129,16 @@ def _num(value: float) -> str:
 
 F = Field
 FIELDS: tuple[Field, ...] = (
-    F("source", str, str(SAMPLE_CORPUS), "Source", "Folder, file:// URI or s3://bucket/prefix of the documents.",
+    F("source", str, str(SAMPLE_CORPUS), "Source", "Where the documents are: a folder, a file:// URI or "
+      "s3://bucket/prefix.",
       min_length=1, products="source"),
     F("product", str, "handbook", "Product", "Index name: the Qdrant alias and the MLflow experiment.",
       pattern=NAME_PATTERN),
-    F("version", str, "v1", "Version", "Build configuration; each version has its own collection.",
+    F("version", str, "v1", "Version", "Name of this build configuration; each version has its own collection.",
       pattern=NAME_PATTERN, products="version"),
-    F("aws_conn_id", str, "aws_default", "AWS connection", "Airflow connection for s3:// sources "
-      "(endpoint_url in its extra for MinIO); empty: aws_default.", SOURCE_ACCESS, optional=True),
-    F("max_file_mb", float, 50.0, "Max file size (MB)", "Larger files are quarantined unread (too_large).",
+    F("aws_conn_id", str, "aws_default", "AWS connection", "Airflow connection that reads s3:// sources (an "
+      "S3-compatible store: endpoint_url in its extra); empty: aws_default.", SOURCE_ACCESS, optional=True),
+    F("max_file_mb", float, 50.0, "Max file size (MB)", "Largest file read, in MB; larger ones are quarantined unread (too_large).",
       SOURCE_ACCESS, exclusive_minimum=0),
     F("chunk_size", int, DEFAULT_CHUNK_SIZE, "Chunk size", "Max tokens per chunk (embedder tokens; at most its "
       "window).", CHUNKING, minimum=16, maximum=510, defines_version=True, products="chunking.chunk_size"),
@@ -147,7 +148,7 @@ FIELDS: tuple[Field, ...] = (
       CHUNKING, min_length=1, defines_version=True, products="embedder.name"),
     F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
       "faster on CPU (see docs/performance.md).", CHUNKING, enum=("torch", "onnx-int8"), defines_version=True, products="embedder.backend"),
-    F("batch_size", int, DEFAULT_BATCH_SIZE, "Encode batch size", "Texts per encode() call.", CHUNKING,
+    F("batch_size", int, DEFAULT_BATCH_SIZE, "Encode batch size", "Texts the embedder encodes per call.", CHUNKING,
       minimum=1, maximum=1024, products="embedder.batch_size"),
     F("sync_mode", str, "full", "Sync mode", "full: documents gone from the source leave the index; "
       "incremental: they stay.", SYNC, enum=("full", "incremental"), logged=False),
@@ -158,7 +159,8 @@ FIELDS: tuple[Field, ...] = (
     F("keep_versions", int, 2, "Old versions kept", "Versions kept besides the live one; older ones are "
       "deleted.", SYNC, minimum=0, logged=False),
     F("promote", bool, True, "Promote", "Point the product alias at this version when it passes the gate.",
-      GATE, cli="--no-promote"),
+      GATE, cli="--no-promote", cli_help="Leave the product alias where it is, even when this version passes "
+      "the gate (without the flag, a version that passes goes live)."),
     F("eval_queries", str, None, "Query set", "JSON lines file {id, text, relevant}; empty: none (the sample "
       "corpus brings its own).", GATE, optional=True, products="evaluation.queries"),
     F("min_ndcg", float, 0.0, "Min nDCG@10", "Lowest nDCG@10 that may go live.", GATE, minimum=0, maximum=1),
@@ -267,34 +269,3 @@ def form_schemas(rows: tuple[Field, ...] = FIELDS, **defaults: Any) -> dict[str,
             kw["section"] = r.section
         out[r.name] = kw
     return out
-
-
-def _arg_type(row: Field):
-    def parse(text: str):
-        try:
-            return row.check(row.type(text))
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from err
-
-    parse.__name__ = row.type.__name__  # argparse names the type in its "invalid … value" message
-    return parse
-
-
-def add_cli_flags(parser: argparse.ArgumentParser, required: tuple[str, ...] = ("source", "product")) -> None:
-    """One flag per row; unset flags stay ``None`` so the DAG's (or product's) defaults apply."""
-    for r in FIELDS:
-        if r.flag is None:
-            continue
-        help_ = f"{r.description} (default {r.default})" if r.default is not None else r.description
-        if r.type is bool:
-            parser.add_argument(r.flag, dest=r.name, action="store_false" if r.default else "store_true",
-                                default=None, help=help_)
-        elif r.enum:
-            parser.add_argument(r.flag, dest=r.name, choices=list(r.enum), help=help_)
-        else:
-            parser.add_argument(r.flag, dest=r.name, type=_arg_type(r), required=r.name in required, help=help_)
-
-
-def conf_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The run conf of parsed CLI flags: the flags that were given, nothing else."""
-    return {r.name: getattr(args, r.name) for r in FIELDS if getattr(args, r.name, None) is not None}

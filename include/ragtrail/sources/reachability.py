@@ -12,11 +12,44 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 from ragtrail.sources.listing import local_root, parse_s3_uri
+
+# Answers that will not change on a second try: a pre-flight reports them at once.
+DEFINITE = {"NoSuchBucket", "AccessDenied", "403", "404", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+            "InvalidBucketName", "AllAccessDisabled"}
+TRIES, PAUSE_S = 3, 1.0
+
+
+def _code(err: BaseException) -> str | None:
+    response = getattr(err, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def _transient(err: BaseException) -> bool:
+    """A failure a second try may not see: a refused or timed-out connection, a 5xx, throttling — not a
+    definite answer (no such bucket, no permission, no credentials, a bad request)."""
+    if _code(err) in DEFINITE or type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+        return False
+    return not isinstance(err, ValueError | LookupError | PermissionError | TypeError)
+
+
+def answer(call: Callable[[], Any], tries: int | None = None, pause_s: float | None = None) -> Any:
+    """``call()``, tried again (after ``pause_s``, then twice that) while it fails transiently: a source or
+    store busy for a second — a loaded machine, a server restarting — is not a failed pre-flight."""
+    tries, pause_s = tries or TRIES, PAUSE_S if pause_s is None else pause_s
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception as err:
+            if attempt == tries - 1 or not _transient(err):
+                raise
+            time.sleep(pause_s * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def local_source_problem(source: str) -> str | None:
@@ -37,9 +70,9 @@ def s3_source_problem(source: str, client: Any, conn_id: str) -> str | None:
     """Why an ``s3://bucket/prefix`` source does not answer through ``client`` (one listing of one key)."""
     bucket, prefix = parse_s3_uri(source)
     try:
-        found = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        found = answer(lambda: client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1))
     except Exception as err:  # botocore's ClientError, EndpointConnectionError, NoCredentialsError…
-        code = getattr(err, "response", {}).get("Error", {}).get("Code") if hasattr(err, "response") else None
+        code = _code(err)
         if code == "NoSuchBucket":
             return f"source {source}: bucket {bucket} does not exist (through connection {conn_id})"
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -70,9 +103,12 @@ def source_problem(source: str, s3_client: Callable[[], Any] | None = None, conn
 
 def store_problem(open_store: Callable[[], Any], where: str) -> str | None:
     """Why the vector store (``where``: its secret-free description) does not answer, or ``None``."""
-    try:
+    def listed():
         with open_store() as store:
-            store.collections()
+            return store.collections()
+
+    try:
+        answer(listed)
     except Exception as err:
         return f"the Qdrant store at {where} does not answer: {_first_line(err)}"
     return None

@@ -70,19 +70,28 @@ def find_or_create_parent(client, experiment_id: str, *, dag_id: str, run_id: st
 
 
 def merge_parents(client, experiment_id: str, dag_id: str, run_id: str) -> str | None:
-    """Fold duplicate parents of one DAG run into the oldest: re-point their children, delete them."""
+    """Fold duplicate parents of one DAG run into the oldest live one: re-point their children, delete them.
+
+    Deleted parents count too: a racer may adopt a candidate parent (and create its child under it) in the
+    moment before that candidate's creator saw an older one and deleted its own; the child must not stay
+    under a deleted run.
+    """
+    from mlflow.entities import ViewType
+
     runs = client.search_runs(
         [experiment_id],
         f"tags.`{ROLE_TAG}` = 'parent' and tags.`{DAG_TAG}` = {quote(dag_id)} and tags.`{RUN_TAG}` = {quote(run_id)}",
-        max_results=100,
+        run_view_type=ViewType.ALL, max_results=100,
     )
-    if not runs:
+    live = sorted((r for r in runs if r.info.lifecycle_stage != "deleted"), key=lambda r: (r.info.start_time, r.info.run_id))
+    if not live:
         return None
-    winner, *losers = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
-    for loser in losers:
+    winner = live[0]
+    for loser in (r for r in runs if r.info.run_id != winner.info.run_id):
         for child in child_runs(client, experiment_id, loser.info.run_id):
             client.set_tag(child.info.run_id, PARENT_TAG, winner.info.run_id)
-        client.delete_run(loser.info.run_id)
+        if loser.info.lifecycle_stage != "deleted":
+            client.delete_run(loser.info.run_id)
     return winner.info.run_id
 
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
+from ragtrail_airflow.rag.verdict import promotion_outcome
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -64,23 +66,6 @@ def prompt_text(decision: dict | None, mode: str, promote: bool) -> tuple[bool, 
     return True, (f"{said}\n\n**Approve** makes {collection} live ({now}{override}) and moves @production to it. "
                   f"**Reject** (or no answer before the timeout) keeps {live or 'nothing'} live; {collection} stays "
                   "@candidate.")
-
-
-def promotion_outcome(decision: dict | None, approval: dict | None) -> str:
-    """One line on whether the run's build went live and who decided (the parent run's ``ragtrail.promotion``)."""
-    decision, approval = decision or {}, approval or {}
-    if approval.get("approved"):
-        return f"promoted, approved by {approval.get('by')}"
-    if approval.get("outcome") == "rejected":
-        return f"not promoted, rejected by {approval.get('by')}"
-    if approval.get("outcome") == "timed_out":
-        return "not promoted, no answer before the approval timeout (rejected by default)"
-    if decision.get("awaiting_approval"):
-        return "not promoted, awaiting approval"
-    if decision.get("promoted"):
-        return "promoted by the gate"
-    return {"rejected": "not promoted, held back by the gate", "not_requested": "not promoted (promote is off)"}.get(
-        decision.get("gate"), "not promoted" if decision else "-")
 
 
 def _fmt(metrics: dict | None, key: str) -> str:

@@ -14,7 +14,7 @@ from airflow.sdk import task
 def build_canary(product: str, *, source: str, eval_queries: str | None, tolerance: float) -> None:
     """Create the ``canary`` task of ``product`` in the DAG being defined."""
 
-    @task(task_id="canary", retries=0)
+    @task(task_id="canary", retries=0, multiple_outputs=True)  # as inferred from `-> dict`
     def canary(dag_run=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 

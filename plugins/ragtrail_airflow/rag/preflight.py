@@ -51,7 +51,7 @@ def _writable(folder: Path) -> bool:
 
 def problems(cfg) -> list[str]:
     """Everything pre-flight finds wrong with a run's config (:class:`ragtrail.core.spec.RunConfig`)."""
-    from ragtrail.sources.reachability import source_problem
+    from ragtrail.sources.reachability import answer, source_problem
     from ragtrail_airflow.rag.s3 import DEFAULT_CONN_ID, s3_client_factory
     from ragtrail_airflow.rag.store_conn import store_settings
 
@@ -62,7 +62,7 @@ def problems(cfg) -> list[str]:
     if not any(found):
         found.append(source_problem(cfg.source, s3_client_factory(conn_id), conn_id))
     try:
-        found.append(store_check(store_settings()))
+        found.append(store_check(answer(store_settings)))
     except Exception as err:  # the qdrant_default connection does not resolve
         found.append(f"the Qdrant connection does not resolve: {type(err).__name__}: {err}")
     return [p for p in found if p]

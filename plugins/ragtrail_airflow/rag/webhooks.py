@@ -27,7 +27,6 @@ from fastapi import FastAPI, HTTPException, Request
 
 SECRET_ENV = "RAGTRAIL_WEBHOOK_SECRET"
 MAX_SKEW_S = 300
-EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
 SIGNATURE, TIMESTAMP, DELIVERY = "X-MLflow-Signature", "X-MLflow-Timestamp", "X-MLflow-Delivery-Id"
 
 

@@ -142,3 +142,18 @@ def test_runs_point_back_at_airflow(exp, monkeypatch):
     assert child.data.tags["mlflow.user"] == "ada" and child.data.tags["mlflow.source.type"] == "JOB"
     assert parent.info.run_name == "tracking-tests v3 · manual · 2026-11-28 08:12"
     assert parent.data.tags["airflow.url"] == f"http://airflow.example:8080/dags/d/runs/{run_id}"
+
+
+def test_merge_moves_children_of_a_parent_its_creator_deleted(exp):
+    """The race the eight threads above can lose under load: a task adopts candidate parent A and creates its
+    child there just before A's creator sees an older parent B and deletes A. The merge must move that child
+    to B (a child under a deleted parent is lost from the MLflow UI)."""
+    client, exp_id = exp
+    run_id = f"manual__{uuid.uuid4()}"
+    tags = {"ragtrail.role": "parent", "airflow.dag_id": "d", "airflow.run_id": run_id}
+    older = client.create_run(exp_id, start_time=1_000, tags=tags).info.run_id
+    adopted = client.create_run(exp_id, start_time=2_000, tags=tags).info.run_id
+    child = client.create_run(exp_id, tags={"mlflow.parentRunId": adopted, "ragtrail.role": "task"}).info.run_id
+    client.delete_run(adopted)  # its creator lost the race and removed its own candidate
+    assert merge_parents(client, exp_id, "d", run_id) == older
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == older

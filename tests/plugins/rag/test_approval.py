@@ -11,9 +11,9 @@ from ragtrail_airflow.rag.approval import (
     PromotionApproval,
     approval_body,
     needs_approval,
-    promotion_outcome,
     prompt_text,
 )
+from ragtrail_airflow.rag.verdict import promotion_outcome
 
 DECISION = {"collection": "p__v2", "live": "p__v1", "gate": "rejected", "reason": "nDCG@10 0.5 is worse …",
             "metrics": {"ndcg_at_10": 0.5, "recall_at_10": 0.7}, "live_metrics": {"ndcg_at_10": 0.9, "recall_at_10": 1.0},
@@ -117,14 +117,14 @@ def test_a_reject_is_a_decision_and_no_answer_is_a_shortfall():
     """The roll-up: after Reject the run is not held back (FINISHED, "not promoted, rejected by admin"); after the
     timeout it is (PARTIAL); without an approval the gate's verdict decides, as before."""
     from ragtrail.trail.rollup import FINISHED, PARTIAL, Unit, rollup_status
-    from ragtrail_airflow.rag.aggregate import _held_back
+    from ragtrail_airflow.rag.verdict import held_back
 
     units = [Unit("index", -1, "FINISHED"), Unit("evaluate", -1, "FINISHED"), Unit("approve", -1, "SKIPPED")]
     gated = {"evaluate": {"gate": "rejected", "reason": "below min_ndcg", "awaiting_approval": True}}
     rejected = {**gated, "approve": {"approved": False, "outcome": "rejected", "by": "admin"}}
     timed_out = {**gated, "approve": {"approved": False, "outcome": "timed_out", "by": "timeout"}}
-    assert rollup_status(units, held_back=_held_back(rejected)).status == FINISHED
-    roll = rollup_status(units, held_back=_held_back(timed_out))
+    assert rollup_status(units, held_back=held_back(rejected)).status == FINISHED
+    roll = rollup_status(units, held_back=held_back(timed_out))
     assert roll.status == PARTIAL and roll.reasons == ["evaluate: not promoted (timed_out by timeout)"]
-    assert _held_back({"evaluate": {"gate": "rejected", "reason": "below min_ndcg"}}) == "below min_ndcg"
-    assert _held_back({"evaluate": {"gate": "passed", "reason": "ok"}}) is None
+    assert held_back({"evaluate": {"gate": "rejected", "reason": "below min_ndcg"}}) == "below min_ndcg"
+    assert held_back({"evaluate": {"gate": "passed", "reason": "ok"}}) is None
