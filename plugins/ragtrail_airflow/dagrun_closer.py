@@ -118,14 +118,14 @@ def close(payload: dict) -> dict:
 
 
 def _close(client, payload: dict) -> dict:
-    from ragtrail.trail.closer import (
+    from ragtrail.trail.closer import any_task_publishes, close_left_running, log_rollup, read_units
+    from ragtrail.trail.names import (
+        CLOSED_BY_TAG,
+        DAG_RUN_MSG_TAG,
+        DAG_RUN_STATE_TAG,
         PUBLISHING_TAG,
-        any_task_publishes,
-        close_left_running,
-        log_rollup,
-        read_units,
+        STATUS_TAG,
     )
-    from ragtrail.trail.names import STATUS_TAG
     from ragtrail.trail.rollup import rollup_status
     from ragtrail.trail.rows import latest_tries
     from ragtrail.trail.runs import child_runs, merge_parents
@@ -149,8 +149,8 @@ def _close(client, payload: dict) -> dict:
         roll.reasons.insert(0, f"DAG run {payload['state']}: {payload['msg']}")
     trail = {**found, "error": None}
     log_rollup(client, parent, roll, duration_s=payload.get("duration_s"), trail=trail,
-               tags={"ragtrail.closed_by": "dag_run_closer", "ragtrail.dag_run_state": payload["state"],
-                     "ragtrail.dag_run_msg": payload["msg"][:500] or "-"},
+               tags={CLOSED_BY_TAG: "dag_run_closer", DAG_RUN_STATE_TAG: payload["state"],
+                     DAG_RUN_MSG_TAG: payload["msg"][:500] or "-"},
                summary={"dag_id": dag_id, "run_id": run_id, "dag_run_state": payload["state"],
                         "status": roll.status, "reasons": roll.reasons, "tasks": {u.label: u.state for u in units},
                         "trail": trail})

@@ -152,7 +152,9 @@ def _finish(ti, status: str, error=None, skipped: bool = False) -> None:
             run.recorder.tag(**(error_tags(error) if isinstance(error, BaseException) else
                                 {ERROR_TAG: str(error)[:4000], ERROR_CLASS_TAG: "error"}))
         if skipped:
-            run.recorder.tag(**{"ragtrail.skipped": "true"})
+            from ragtrail.trail.names import SKIPPED_TAG
+
+            run.recorder.tag(**{SKIPPED_TAG: "true"})
         if status == "FINISHED" and RETURNS_TAG in set(getattr(ti.task.dag, "tags", ()) or ()):
             run.recorder.metric(**returned_numbers(ti))
         run.recorder.metric(duration_s=time.perf_counter() - t0)

@@ -173,7 +173,7 @@ class TrackedPythonOperator(RagtrailDecoratedOperator):
 
 def publishing_tag(dag) -> dict[str, str]:
     """The parent run's ``ragtrail.publishing`` tag: the publishing tasks of the DAG's roll-up task."""
-    from ragtrail.trail.closer import PUBLISHING_TAG
+    from ragtrail.trail.names import PUBLISHING_TAG
 
     for t in getattr(dag, "tasks", ()):
         if isinstance(t, RollupPythonOperator):

@@ -17,16 +17,17 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
+from ragtrail.trail import names as n
 from ragtrail.trail.names import experiments_url
 from ragtrail.trail.queries import Trail
 
 COLORS = {"FINISHED": "#2e7d32", "PARTIAL": "#ef8f00", "FAILED": "#c62828", "KILLED": "#6d4c41",
           "RUNNING": "#1565c0"}
-PLOTS = (("vector_count", "vectors"), ("chunk_count", "chunks"), ("embeddings_per_second", "embeddings / s"),
-         ("duration_s", "duration (s)"), ("ndcg_at_10", "nDCG@10"))
-HEADLINE = (("docs_parsed", "docs"), ("chunk_count", "chunks"), ("vector_count", "vectors"),
-            ("ndcg_at_10", "nDCG@10"), ("recall_at_10", "recall@10"), ("latency_p95_ms", "p95 ms"),
-            ("embeddings_per_second", "emb/s"), ("duration_s", "seconds"))
+PLOTS = ((n.VECTOR_COUNT, "vectors"), (n.CHUNK_COUNT, "chunks"), (n.EMBEDDINGS_PER_SECOND, "embeddings / s"),
+         (n.DURATION_S, "duration (s)"), (n.NDCG_AT_10, "nDCG@10"))
+HEADLINE = ((n.DOCS_PARSED, "docs"), (n.CHUNK_COUNT, "chunks"), (n.VECTOR_COUNT, "vectors"),
+            (n.NDCG_AT_10, "nDCG@10"), (n.RECALL_AT_10, "recall@10"), (n.LATENCY_P95_MS, "p95 ms"),
+            (n.EMBEDDINGS_PER_SECOND, "emb/s"), (n.DURATION_S, "seconds"))
 ESCAPE_FRAME = """<script>
 // Inside Airflow's sandboxed iframe a link cannot open a tab or leave the frame; the same-origin
 // parent page can: click a copy of the link there.
@@ -114,7 +115,7 @@ def _canary_chart(t: Trail, product: str) -> list[dict]:
 
     client = getattr(t, "client", None)
     runs = canary_trend(client, product, t.ui_url) if client is not None else []
-    return [line_chart("ndcg_at_10", "live nDCG@10 (canary)", runs)] if runs else []
+    return [line_chart(n.NDCG_AT_10, "live nDCG@10 (canary)", runs)] if runs else []
 
 
 def _section(t: Trail, product: dict, limit: int) -> dict:

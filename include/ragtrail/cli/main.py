@@ -154,9 +154,10 @@ def cmd_search(args) -> int:
                     text = " ".join((h["text"] or "").split())
                     print(f"{rank:>2}. {h['score']:.3f}  {h['doc_id']}  {text[:110]}", file=out)
         out.flush()
+        from ragtrail.trail.names import SEARCH_SPAN
         from ragtrail.trail.traces import trace_search
 
-        trace_search("ragtrail.search", args.product, queries, collection, None, args.k, results, started, ended)
+        trace_search(SEARCH_SPAN, args.product, queries, collection, None, args.k, results, started, ended)
     return 0
 
 
@@ -188,16 +189,18 @@ def gate_refusal(product: str, collection: str) -> str | None:
     """Why the evaluation gate held this version back, per its registry record; ``None`` if it did not."""
     if not _tracking_on():
         return None
+    from ragtrail.trail.names import GATE_REASON_TAG, GATE_TAG
     from ragtrail.trail.registry import version_record
 
     record = version_record(product, collection)
-    if record and record["tags"].get("ragtrail.gate") == "rejected":
-        return f"{collection} was held back by the evaluation gate: {record['tags'].get('ragtrail.gate_reason')}"
+    if record and record["tags"].get(GATE_TAG) == "rejected":
+        return f"{collection} was held back by the evaluation gate: {record['tags'].get(GATE_REASON_TAG)}"
     return None
 
 
 def cmd_promote(args) -> int:
-    from ragtrail.store import check_name, collection_name, open_store, promote
+    from ragtrail.models.agreement import go_live
+    from ragtrail.store import check_name, collection_name
 
     product = check_name("product", args.product)
     try:
@@ -208,17 +211,17 @@ def cmd_promote(args) -> int:
     if refusal:
         print(f"ragtrail promote: {refusal}; --force promotes it anyway", file=sys.stderr)
         return 1
-    with open_store() as store:
-        try:
-            name = promote(store, product, args.version)
-        except LookupError as err:
-            print(f"ragtrail promote: {err}", file=sys.stderr)
-            return 1
-    registered = None
+    client = None
     if _tracking_on():  # keep the registry's production alias on what searches see
-        from ragtrail.trail.registry import set_production
+        from ragtrail.trail.client import guarded_client
 
-        registered = set_production(product, name)
+        client = guarded_client()
+    try:
+        moved = go_live(product, collection_name(product, args.version), client)
+    except LookupError as err:
+        print(f"ragtrail promote: {err}", file=sys.stderr)
+        return 1
+    name, registered = moved["live"], moved["model_version"]
     print(f"{args.product} -> {name}" + (f" (ragtrail-{product} version {registered} is production)" if registered else ""))
     return 0
 

@@ -1,7 +1,10 @@
 """The registry and the store agree: ``@production`` of ``ragtrail-<product>`` names the collection the
 ``<product>`` alias points at.
 
-Both move together when ragtrail moves them (the evaluate stage, an approval, ``ragtrail promote``).
+Both move together when ragtrail moves them, through :func:`go_live` (an approval, ``ragtrail promote``, the
+repairs below) or its two halves where a room may not import this one (the evaluate stage moves the store's
+half, :func:`ragtrail.store.versions.put_live`; registering the version moves the registry's,
+:func:`ragtrail.trail.registry.move_alias`). No other module moves an alias (a test holds it).
 Someone moving ``@production`` in the MLflow UI or API moves only the registry; this module finds such
 drift and repairs it. The registry wins by default (``prefer="registry"``): it is where people
 decide what is production. When the registry names a collection the store no longer holds (pruned),
@@ -15,7 +18,14 @@ Example::
 
 from __future__ import annotations
 
-from ragtrail.trail.names import COLLECTION_TAG, MODEL_PREFIX, model_name, quote
+from ragtrail.trail.names import (
+    ARCHIVED_TAG,
+    COLLECTION_TAG,
+    MODEL_PREFIX,
+    PRODUCTION_ALIAS,
+    model_name,
+    quote,
+)
 
 PREFER = ("registry", "store")
 
@@ -24,7 +34,7 @@ def _production(client, product: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(model_name(product), "production")
+        return client.get_model_version_by_alias(model_name(product), PRODUCTION_ALIAS)
     except MlflowException:
         return None
 
@@ -46,7 +56,7 @@ def state(product: str, client, store) -> dict:
 
 def _newest_version_of(client, product: str, collection: str):
     found = [v for v in client.search_model_versions(f"name = {quote(model_name(product))}", max_results=10_000)
-             if v.tags.get(COLLECTION_TAG) == collection and v.tags.get("ragtrail.archived") != "true"]
+             if v.tags.get(COLLECTION_TAG) == collection and v.tags.get(ARCHIVED_TAG) != "true"]
     return max(found, key=lambda v: int(v.version)) if found else None
 
 
@@ -58,7 +68,8 @@ def reconcile(product: str, client, location=None, *, prefer: str = "registry", 
     ``reason`` (neither side names something the other can follow). ``dry_run`` only reports what it
     would do.
     """
-    from ragtrail.store import open_store
+    from ragtrail.store import open_store, put_live
+    from ragtrail.trail.registry import move_alias
 
     if prefer not in PREFER:
         raise ValueError(f"prefer must be one of {', '.join(PREFER)}")
@@ -69,37 +80,39 @@ def reconcile(product: str, client, location=None, *, prefer: str = "registry", 
         follow_registry = before["registry"] is not None and store.exists(before["registry"])
         if prefer == "registry" and follow_registry:
             if not dry_run:
-                store.point_alias(product, before["registry"])
+                put_live(store, product, before["registry"])
             return {**before, "action": "store"}
     target = _newest_version_of(client, product, before["store"]) if before["store"] else None
     if target is not None:
         if not dry_run:
-            client.set_registered_model_alias(model_name(product), "production", target.version)
+            move_alias(client, product, PRODUCTION_ALIAS, target.version)
         return {**before, "action": "registry", "registry_version": str(target.version)}
     if follow_registry:  # prefer="store", but the alias names nothing registered: follow the registry
         if not dry_run:
             with open_store(location) as store:
-                store.point_alias(product, before["registry"])
+                put_live(store, product, before["registry"])
         return {**before, "action": "store"}
     return {**before, "action": "unresolved",
             "reason": f"the registry names {before['registry'] or 'nothing'} and the alias {before['store'] or 'nothing'}; "
                       "neither can follow the other"}
 
 
-def go_live(product: str, collection: str, client, location=None, *, keep_versions: int = 2) -> dict:
-    """Move both sides to ``collection`` at once (an approval, a forced promotion): the store's alias,
-    then ``@production`` on its newest registered version; prune old versions and archive theirs.
+def go_live(product: str, collection: str, client=None, location=None, *, keep_versions: int | None = None) -> dict:
+    """Make ``collection`` the product's live version on both sides (an approval, ``ragtrail promote``):
+    the store's alias (:func:`~ragtrail.store.versions.put_live`), then ``@production`` on the collection's
+    newest registered version (:func:`~ragtrail.trail.registry.set_production`) when there is a registry
+    (``client``); with ``keep_versions``, prune old versions and archive their registered versions.
 
+    Raises ``LookupError`` when the store holds no such collection (nothing moves).
     Returns ``{"live", "model_version", "pruned", "archived"}``.
     """
-    from ragtrail.store import open_store, promote, prune_versions
-    from ragtrail.store.base import check_name
+    from ragtrail.store import check_name, open_store, put_live
     from ragtrail.trail.registry import archive_versions, set_production
 
-    version = collection.split("__", 1)[1] if "__" in collection else collection
     with open_store(location) as store:
-        live = promote(store, check_name("product", product), version)
-        pruned = prune_versions(store, product, keep_versions)
-    number = set_production(product, live, client)
-    return {"live": live, "model_version": str(number) if number is not None else None, "pruned": pruned,
+        pruned = put_live(store, check_name("product", product), collection, keep_versions)
+    if client is None:
+        return {"live": collection, "model_version": None, "pruned": pruned, "archived": []}
+    number = set_production(product, collection, client)
+    return {"live": collection, "model_version": str(number) if number is not None else None, "pruned": pruned,
             "archived": archive_versions(client, product, pruned)}

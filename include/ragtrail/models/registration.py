@@ -20,7 +20,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ragtrail.trail.names import COLLECTION_TAG, EMBEDDER_TAG, model_name, quote
+from ragtrail.trail import names as n
+from ragtrail.trail.names import EMBEDDER_TAG, PRODUCT_TAG, model_name, quote
+from ragtrail.trail.registry import move_alias
 
 # What a loaded retriever imports (ragtrail.retriever → search → store, embedding), pinned to the versions
 # installed here (the lock file's): explicit, since inferring them would import-scan for seconds. The
@@ -100,7 +102,7 @@ def _ensure_model(client, name: str, product: str) -> None:
         client.get_registered_model(name)
     except MlflowException:
         try:
-            client.create_registered_model(name, tags={"ragtrail.product": product},
+            client.create_registered_model(name, tags={PRODUCT_TAG: product},
                                            description=f"ragtrail retriever over the {product} index")
         except MlflowException:  # created by a concurrent task
             pass
@@ -133,15 +135,15 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
                                      model_config=settings, pip_requirements=model_requirements(),
                                      code_paths=[_code_copy(Path(tmp))], signature=_signature(k))
             client.log_artifacts(run_id, str(Path(tmp) / "retriever"), "retriever")
-        tags = {COLLECTION_TAG: collection, "ragtrail.version": version, "ragtrail.embedder": config["embedder"],
-                "ragtrail.embedder_model_uri": embedder_uri, "ragtrail.chunk_size": str(config["chunk_size"]),
-                "ragtrail.chunk_overlap": str(config["chunk_overlap"]), "ragtrail.source_digest": source_digest or "-",
-                "ragtrail.gate": decision["gate"], "ragtrail.gate_reason": decision["reason"][:4000],
-                **{f"eval.{m}": f"{v:.6f}" for m, v in metrics.items()}}
+        tags = {n.COLLECTION_TAG: collection, n.VERSION_TAG: version, n.EMBEDDER_TAG: config["embedder"],
+                n.EMBEDDER_URI_TAG: embedder_uri, n.CHUNK_SIZE_TAG: str(config["chunk_size"]),
+                n.CHUNK_OVERLAP_TAG: str(config["chunk_overlap"]), n.SOURCE_DIGEST_TAG: source_digest or "-",
+                n.GATE_TAG: decision["gate"], n.GATE_REASON_TAG: decision["reason"][:4000],
+                **{n.EVAL_TAG_PREFIX + m: f"{v:.6f}" for m, v in metrics.items()}}
         mv = client.create_model_version(name, source=f"runs:/{run_id}/retriever", run_id=run_id, tags=tags,
                                          description=f"{collection}: {decision['reason']}"[:5000])
     if decision["gate"] != "skipped":
-        client.set_registered_model_alias(name, "candidate", mv.version)
-    if decision["promoted"]:
-        client.set_registered_model_alias(name, "production", mv.version)
+        move_alias(client, product, n.CANDIDATE_ALIAS, mv.version)
+    if decision["promoted"]:  # the gate moved the store's alias (the store's half of going live): follow it
+        move_alias(client, product, n.PRODUCTION_ALIAS, mv.version)
     return mv.version

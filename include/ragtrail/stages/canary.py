@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
+from ragtrail.core.stage_names import CANARY_REASON_TAG, CANARY_TAG, LIVE_COLLECTION_TAG
 from ragtrail.stages.evaluation import load_queries
 from ragtrail.store import open_store
 
@@ -66,6 +67,6 @@ def check_live(*, location, product: str, queries_path: str | Path | None, basel
 
 def _verdict(rec: Recorder, ok: bool, reason: str, live: str | None, metrics: dict, baseline: dict | None) -> dict:
     rec.metric(canary_ok=int(ok))
-    rec.tag(**{"ragtrail.canary": "ok" if ok else "failed", "ragtrail.canary_reason": reason,
-               "ragtrail.live_collection": live or "-"})
+    rec.tag(**{CANARY_TAG: "ok" if ok else "failed", CANARY_REASON_TAG: reason,
+               LIVE_COLLECTION_TAG: live or "-"})
     return {"ok": ok, "reason": reason, "live": live, "metrics": metrics, "baseline": baseline}

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 from ragtrail.core.settings import SAMPLE_CORPUS
+from ragtrail.core.stage_names import EVAL_METRICS
 
 SAMPLE_QUERIES = SAMPLE_CORPUS.parent / "sample_corpus_queries.jsonl"
 K = 10
 CHUNKS_PER_QUERY = 50  # chunk hits fetched per query, so that 10 distinct documents remain after folding
-METRICS = ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10", "hit_rate")
+METRICS = EVAL_METRICS
 
 
 def load_queries(path: str | Path) -> list[dict]:

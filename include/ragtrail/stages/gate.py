@@ -16,8 +16,9 @@ import random
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
+from ragtrail.core.stage_names import GATE_REASON_TAG, GATE_TAG, LIVE_COLLECTION_TAG, VS_LIVE_TAG
 from ragtrail.stages.evaluation import load_queries
-from ragtrail.store import collection_name, open_store, prune_versions
+from ragtrail.store import collection_name, open_store, put_live
 
 PASSED, REJECTED, SKIPPED, NOT_REQUESTED = "passed", "rejected", "skipped", "not_requested"
 ALPHA = 0.05  # a drop this unlikely under "no difference" is a real drop
@@ -145,9 +146,8 @@ def evaluate_and_promote(
             verdict, reason = (NOT_REQUESTED if verdict != REJECTED else verdict), f"promote is off; {reason}"
         promoted = promote and passes and not hold
         dropped: list[str] = []
-        if promoted:
-            store.point_alias(product, name)
-            dropped = prune_versions(store, product, keep_versions)
+        if promoted:  # the store's half of going live; the registry's follows at registration
+            dropped = put_live(store, product, name, keep_versions)
         live = store.alias_target(product)
     worse = bool(metrics and live_metrics and metrics["ndcg_at_10"] < live_metrics["ndcg_at_10"])
     if metrics:
@@ -157,8 +157,8 @@ def evaluate_and_promote(
             rec.metric(ndcg_delta_vs_live=versus["delta"], ndcg_p_value_vs_live=versus["p_value"])
         rec.table("eval/per_query.json", rows)
     rec.metric(promoted=int(promoted), versions_pruned=len(dropped), promoted_worse=int(promoted and worse))
-    rec.tag(**{"ragtrail.gate": verdict, "ragtrail.gate_reason": reason, "ragtrail.live_collection": live or "-",
-               "ragtrail.vs_live": ("worse" if worse else "not worse") if live_metrics else "-"})
+    rec.tag(**{GATE_TAG: verdict, GATE_REASON_TAG: reason, LIVE_COLLECTION_TAG: live or "-",
+               VS_LIVE_TAG: ("worse" if worse else "not worse") if live_metrics else "-"})
     return {"collection": name, "live": live, "promoted": promoted, "gate": verdict, "reason": reason,
             "metrics": metrics, "live_metrics": live_metrics, "rows": len(rows),
             "worse_than_live": worse, "promoted_worse": promoted and worse, "vs_live": versus or None,

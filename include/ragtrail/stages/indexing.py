@@ -20,6 +20,7 @@ from ragtrail.core import env_kit
 from ragtrail.core.locks import failpoint
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
+from ragtrail.core.stage_names import LIVE_COLLECTION_TAG
 from ragtrail.store import (
     Point,
     collection_name,
@@ -104,7 +105,7 @@ def index_run(
                vectors_deleted=len(stale), vectors_reused=writer.reused, docs_written=len(writer.written),
                docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
-    rec.tag(**{"ragtrail.live_collection": live or "-"})
+    rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
     rec.artifact(manifest_path, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
             "deleted": len(stale), "live": live, "docs_skipped": len(writer.skipped)}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
+from ragtrail.core.stage_names import PLOT_TAG_PREFIX
 
 OVERLAPS = (0, 16, 32, 64)
 OBJECTIVE = "ndcg_at_10"
@@ -191,7 +192,7 @@ def _plots(study, workdir: Path, rec: Recorder) -> list[str]:
         try:
             ax = plot(study)
         except (RuntimeError, ValueError, ZeroDivisionError) as err:  # too few distinct trials
-            rec.tag(**{f"ragtrail.plot_{name}": f"not drawn: {err}"})
+            rec.tag(**{PLOT_TAG_PREFIX + name: f"not drawn: {err}"})
             continue
         path = workdir / f"{name}.png"
         ax.figure.savefig(path, dpi=100, bbox_inches="tight")

@@ -6,8 +6,14 @@ Importing this package does not import ``qdrant_client``; opening a store does.
 
 from ragtrail.store.base import INDEXED_FIELDS, Hit, Point, VectorStore, check_name, collection_name
 from ragtrail.store.resolve import MEMORY, StoreSettings, open_store, resolve_store
-from ragtrail.store.versions import ensure_collection, list_versions, promote, prune_versions, vectors_by_hash
+from ragtrail.store.versions import (
+           ensure_collection,
+           list_versions,
+           prune_versions,
+           put_live,
+           vectors_by_hash,
+)
 
 __all__ = ["INDEXED_FIELDS", "MEMORY", "Hit", "Point", "StoreSettings", "VectorStore", "check_name",
-           "collection_name", "ensure_collection", "list_versions", "open_store", "promote", "prune_versions",
+           "collection_name", "ensure_collection", "list_versions", "open_store", "prune_versions", "put_live",
            "resolve_store", "vectors_by_hash"]

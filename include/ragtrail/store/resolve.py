@@ -12,15 +12,32 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import import_module
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ragtrail.core import env_kit
 
 MEMORY = ":memory:"
-# Which implementation serves a server URL, by scheme; local folders and ``:memory:`` are Qdrant's.
-# A new store adds its scheme here and a module ``ragtrail.store.<kind>`` with ``open_kind(settings)``.
-KINDS = {"http": "qdrant", "https": "qdrant"}
+# Stores register as MLflow's do: an entry point in this group names a kind (a URL scheme, or the kind of
+# local folders and ``:memory:``) and the module that serves it, with ``open_kind(settings, **kw)``.
+# A new store is that module plus one line under ``[project.entry-points."ragtrail.stores"]`` in its
+# distribution's pyproject.toml (docs/architecture.md, "Add a store").
+STORES_GROUP = "ragtrail.stores"
+DEFAULT_KIND = "qdrant"  # serves local folders and ``:memory:``
+# ragtrail's own entries (pyproject.toml declares the same): built in, as MLflow registers its own stores
+# in code, so that running from a source tree without installed metadata still finds them.
+BUILTIN_STORES = {"qdrant": "ragtrail.store.qdrant", "http": "ragtrail.store.qdrant", "https": "ragtrail.store.qdrant"}
+
+
+@cache
+def stores() -> dict[str, str]:
+    """Every registered store: kind → module. The built-in entries, then the ``ragtrail.stores`` entry
+    points of installed distributions (looked up once per process; ``stores.cache_clear()`` re-reads)."""
+    from importlib.metadata import entry_points
+
+    return {**BUILTIN_STORES, **{ep.name: ep.value for ep in entry_points(group=STORES_GROUP)}}
 
 
 @dataclass(frozen=True)
@@ -28,7 +45,7 @@ class StoreSettings:
     """One store. Exactly one of ``url`` (a server), ``path`` (local mode) or ``memory`` is set.
 
     ``verify``: TLS certificate check for ``https`` URLs — ``True``, ``False`` or a CA bundle path.
-    ``kind``: the implementation (a module under :mod:`ragtrail.store`), from the URL's scheme.
+    ``kind``: the registered store that serves it (:func:`stores`): the URL's scheme, else ``qdrant``.
     """
 
     url: str | None = None
@@ -40,7 +57,7 @@ class StoreSettings:
     prefer_grpc: bool = False
     verify: bool | str = True
     timeout_s: int | None = None
-    kind: str = "qdrant"
+    kind: str = DEFAULT_KIND
 
     @property
     def mode(self) -> str:
@@ -65,9 +82,10 @@ def _server(url: str, env, **kw) -> StoreSettings:
     ca = env_kit.QDRANT_CA_BUNDLE.get(env)
     if ca and "verify" not in kw:
         kw["verify"] = ca
-    if parts.scheme not in KINDS:
-        raise ValueError(f"no store speaks {parts.scheme}:// (known: {', '.join(sorted(KINDS))})")
-    return StoreSettings(url=url.rstrip("/"), kind=KINDS[parts.scheme], **kw)
+    known = stores()
+    if parts.scheme not in known:
+        raise ValueError(f"no store speaks {parts.scheme}:// (known: {', '.join(sorted(known))})")
+    return StoreSettings(url=url.rstrip("/"), kind=parts.scheme, **kw)
 
 
 def resolve_store(target=None, env=None) -> StoreSettings:
@@ -112,7 +130,5 @@ def open_store(target=None, **kw):
         with open_store() as store:
             list_versions(store, "handbook")
     """
-    from importlib import import_module
-
     settings = resolve_store(target)
-    return import_module(f"ragtrail.store.{settings.kind}").open_kind(settings, **kw)
+    return import_module(stores()[settings.kind]).open_kind(settings, **kw)

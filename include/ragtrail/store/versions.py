@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragtrail.store.base import VectorStore, collection_name
+from ragtrail.store.base import VectorStore
 
 
 def list_versions(store: VectorStore, product: str) -> list[dict]:
@@ -17,14 +17,19 @@ def list_versions(store: VectorStore, product: str) -> list[dict]:
     return sorted(out, key=lambda v: v.get("built_at", 0), reverse=True)
 
 
-def promote(store: VectorStore, product: str, version: str) -> str:
-    """Point the product's alias at an existing version's collection."""
-    name = collection_name(product, version)
-    if not store.exists(name):
+def put_live(store: VectorStore, product: str, collection: str, keep_versions: int | None = None) -> list[str]:
+    """The store's half of going live: point the product's alias at an existing collection, then (when
+    ``keep_versions`` is given) prune all but the live version and the ``keep_versions`` newest others.
+
+    The only place ragtrail moves a store alias; the whole step (the registry too) is
+    :func:`ragtrail.models.agreement.go_live`. Returns the collections pruned.
+    """
+    if not store.exists(collection):
+        version = collection.split("__", 1)[1] if collection.startswith(f"{product}__") else collection
         raise LookupError(f"{product} has no version {version!r}; built: "
                           + ", ".join(v["version"] for v in list_versions(store, product)))
-    store.point_alias(product, name)
-    return name
+    store.point_alias(product, collection)
+    return [] if keep_versions is None else prune_versions(store, product, keep_versions)
 
 
 def prune_versions(store: VectorStore, product: str, keep: int) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ragtrail.core.recorder import Recorder
-from ragtrail.trail.names import DAG_TAG, PRODUCT_TAG, ROLE_TAG, RUN_TAG, quote
+from ragtrail.trail.names import DAG_TAG, LIVE_COLLECTION_TAG, PRODUCT_TAG, ROLE_TAG, RUN_TAG, quote
 
 
 def log_canary_run(client, product: str, rec: Recorder, ok: bool, *, dag_id: str, run_id: str) -> str:
@@ -40,6 +40,6 @@ def canary_trend(client, product: str, ui_url: str, limit: int = 50) -> list[dic
     runs = client.search_runs([exp.experiment_id], f"tags.`{ROLE_TAG}` = {quote('canary')}", max_results=limit,
                               order_by=["attributes.start_time DESC"])
     return [{"metrics": dict(r.data.metrics), "status": r.info.status,
-             "version": r.data.tags.get("ragtrail.live_collection", "").partition("__")[2],
+             "version": r.data.tags.get(LIVE_COLLECTION_TAG, "").partition("__")[2],
              "start_time": datetime.fromtimestamp(r.info.start_time / 1000, UTC).isoformat(timespec="seconds"),
              "mlflow_url": run_url(ui_url, exp.experiment_id, r.info.run_id)} for r in reversed(runs)]

@@ -22,7 +22,7 @@ from ragtrail.core import env
 from ragtrail.core.products import artifact_location, experiment_name, product_id
 from ragtrail.core.settings import load as load_settings
 from ragtrail.trail.guard import Guard, GuardedClient, Policy, set_http_limits
-from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, KIND_TAG, PRODUCT_TAG
+from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, KIND_TAG, PRODUCT_ID_TAG, PRODUCT_TAG
 from ragtrail.trail.switches import setting
 
 
@@ -148,7 +148,7 @@ def get_or_create_experiment(client, product: str, kind: str = "product") -> str
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location(product),
-                                        tags={PRODUCT_TAG: product, "ragtrail.product_id": product_id(product),
+                                        tags={PRODUCT_TAG: product, PRODUCT_ID_TAG: product_id(product),
                                               KIND_TAG: kind, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException as err:  # another task created it a moment ago
         exp = client.get_experiment_by_name(name)

@@ -21,11 +21,21 @@ import tempfile
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
-from ragtrail.trail.names import MAP_TAG, STATUS_TAG, TASK_TAG
+from ragtrail.trail.names import (
+    CLOSED_BY_TAG,
+    DURATION_S,
+    ERROR_TAG,
+    MAP_TAG,
+    REASONS_TAG,
+    STATUS_TAG,
+    TASK_TAG,
+    TRAIL_CLOSED_TAG,
+    TRAIL_MISSING_TAG,
+    TRAIL_TAG,
+)
 from ragtrail.trail.rollup import OK_STATES, Unit
 
 MLFLOW_STATUS = {"FINISHED": "FINISHED", "PARTIAL": "FAILED", "FAILED": "FAILED"}
-CLOSED_BY_TAG, PUBLISHING_TAG = "ragtrail.closed_by", "ragtrail.publishing"
 # How a run that never ended is closed: the Airflow state of its task says how the try really ended.
 CLOSE_AS = {"success": "FINISHED", "failed": "FAILED", "upstream_failed": "FAILED"}
 
@@ -83,7 +93,7 @@ def read_units(client, exp_id: str, parent: str, airflow_units: dict, t_end: flo
             state = "FAILED"
         duration = ((child.info.end_time or t_end * 1000) - child.info.start_time) / 1000
         units.append(Unit(key[0], key[1], state, dict(child.data.metrics), duration,
-                          child.data.tags.get("ragtrail.error")))
+                          child.data.tags.get(ERROR_TAG)))
     return units, {"missing_runs": missing, "closed_runs": closed}
 
 
@@ -104,12 +114,12 @@ def log_rollup(client, parent: str, roll, *, duration_s: float | None, trail: di
     from ragtrail.trail.runs import log_recorder
 
     rec = Recorder()
-    rec.metric(**roll.metrics, **(metrics or {}), **({"duration_s": duration_s} if duration_s is not None else {}))
+    rec.metric(**roll.metrics, **(metrics or {}), **({DURATION_S: duration_s} if duration_s is not None else {}))
     incomplete = trail.get("missing_runs") or trail.get("closed_runs")
-    rec.tag(**{STATUS_TAG: roll.status, "ragtrail.reasons": "; ".join(roll.reasons) or "-",
-               "ragtrail.trail": "incomplete" if incomplete else "complete",
-               "ragtrail.trail_missing": ", ".join(trail.get("missing_runs") or []) or "-",
-               "ragtrail.trail_closed": ", ".join(trail.get("closed_runs") or []) or "-", **(tags or {})})
+    rec.tag(**{STATUS_TAG: roll.status, REASONS_TAG: "; ".join(roll.reasons) or "-",
+               TRAIL_TAG: "incomplete" if incomplete else "complete",
+               TRAIL_MISSING_TAG: ", ".join(trail.get("missing_runs") or []) or "-",
+               TRAIL_CLOSED_TAG: ", ".join(trail.get("closed_runs") or []) or "-", **(tags or {})})
     with tempfile.TemporaryDirectory() as tmp:
         if summary is not None:
             path = Path(tmp) / "rollup.json"

@@ -11,12 +11,43 @@ import re
 from typing import Any
 from urllib.parse import quote as url_quote
 
+# The stages' tag and metric names live in the basics (the stages may not import the trail); read them here.
+from ragtrail.core.stage_names import (  # noqa: F401 (re-exported: this module is the one place to read names)
+    CANARY_REASON_TAG,
+    CANARY_TAG,
+    CHUNK_COUNT,
+    DOCS_PARSED,
+    DURATION_S,
+    EMBEDDING_COUNT,
+    EMBEDDINGS_PER_SECOND,
+    EVAL_METRICS,
+    GATE_REASON_TAG,
+    GATE_TAG,
+    LATENCY_P95_MS,
+    LIVE_COLLECTION_TAG,
+    MRR_AT_10,
+    NDCG_AT_10,
+    PLOT_TAG_PREFIX,
+    RECALL_AT_10,
+    VECTOR_COUNT,
+    VS_LIVE_TAG,
+)
+
 ROLE_TAG, DAG_TAG, RUN_TAG, TASK_TAG = "ragtrail.role", "airflow.dag_id", "airflow.run_id", "airflow.task_id"
 TRY_TAG, MAP_TAG, STAGE_TAG = "airflow.try_number", "airflow.map_index", "ragtrail.stage"
 PRODUCT_TAG, VERSION_TAG, STATUS_TAG = "ragtrail.product", "ragtrail.version", "ragtrail.status"
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG, ERROR_TAG, ERROR_CLASS_TAG = "ragtrail.kind", "ragtrail.error", "ragtrail.error_class"
 URL_TAG, NOTE_TAG = "airflow.url", "mlflow.note.content"
+ERROR_DETAIL_TAG, PRODUCT_ID_TAG, SKIPPED_TAG = "ragtrail.error_detail", "ragtrail.product_id", "ragtrail.skipped"
+# The parent run's roll-up: why it ended as it did, whether its trail is whole, what a person should know.
+REASONS_TAG, WARNINGS_TAG, PROMOTION_TAG = "ragtrail.reasons", "ragtrail.warnings", "ragtrail.promotion"
+TRAIL_TAG, TRAIL_MISSING_TAG, TRAIL_CLOSED_TAG = "ragtrail.trail", "ragtrail.trail_missing", "ragtrail.trail_closed"
+CLOSED_BY_TAG, PUBLISHING_TAG = "ragtrail.closed_by", "ragtrail.publishing"
+DAG_RUN_STATE_TAG, DAG_RUN_MSG_TAG = "ragtrail.dag_run_state", "ragtrail.dag_run_msg"
+# Who decided a promotion, and the registered version a build became.
+APPROVAL_TAG, APPROVAL_BY_TAG, APPROVAL_AT_TAG = "ragtrail.approval", "ragtrail.approval_by", "ragtrail.approval_at"
+MODEL_VERSION_TAG = "ragtrail.model_version"
 # MLflow 3 opens an experiment without this tag in its GenAI view, which has no metrics or params
 # tables for pipeline runs; "custom_model_development" is its classic "model training" view.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -30,6 +61,14 @@ CLASSIC_VIEW = f"?{WORKFLOW_PARAM}"
 # The Model Registry: every built version is a version of ``ragtrail-<product>``.
 MODEL_PREFIX = "ragtrail-"
 COLLECTION_TAG, EMBEDDER_TAG = "ragtrail.collection", "ragtrail.embedder"
+EMBEDDER_URI_TAG, SOURCE_DIGEST_TAG = "ragtrail.embedder_model_uri", "ragtrail.source_digest"
+CHUNK_SIZE_TAG, CHUNK_OVERLAP_TAG, ARCHIVED_TAG = "ragtrail.chunk_size", "ragtrail.chunk_overlap", "ragtrail.archived"
+EVAL_TAG_PREFIX = "eval."  # a registered version's ``eval.<metric>`` tags: its evaluation at registration
+PRODUCTION_ALIAS, CANDIDATE_ALIAS = "production", "candidate"
+
+# Traces: the search span's name and the ``ragtrail.*`` attributes spans carry.
+SEARCH_SPAN, ATTRIBUTE_PREFIX = "ragtrail.search", "ragtrail."
+DOC_IDS_ATTR, SCORES_ATTR, HITS_ATTR = "ragtrail.doc_ids", "ragtrail.scores", "ragtrail.hits"
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|auth", re.I)
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
@@ -91,7 +130,7 @@ def error_tags(exc: BaseException) -> dict[str, str]:
     """How a failure is recorded on a run: the error class, the one-line cause (:func:`error_line`), and
     the whole message (credentials masked) for a closer look."""
     return {ERROR_TAG: error_line(exc), ERROR_CLASS_TAG: type(exc).__name__,
-            "ragtrail.error_detail": redact_text(f"{type(exc).__name__}: {exc}")[:4000]}
+            ERROR_DETAIL_TAG: redact_text(f"{type(exc).__name__}: {exc}")[:4000]}
 
 
 def experiments_url(ui_url: str) -> str:

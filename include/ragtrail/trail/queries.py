@@ -33,8 +33,9 @@ from ragtrail.trail.rows import latest_tries, pipeline_run, task_rows
 
 STATUSES = ("FINISHED", "PARTIAL", "FAILED", "RUNNING", "KILLED")
 CONFIG_PARAMS = ("chunk_size", "chunk_overlap", "embedder", "batch_size", "source")
-TREND_METRICS = ("vector_count", "chunk_count", "embeddings_per_second", "duration_s", "ndcg_at_10",
-                 "recall_at_10", "latency_p95_ms")
+TREND_METRICS = (names.VECTOR_COUNT, names.CHUNK_COUNT, names.EMBEDDINGS_PER_SECOND, names.DURATION_S, names.NDCG_AT_10,
+                 names.RECALL_AT_10, names.LATENCY_P95_MS)
+PARENT_RUNS, TASK_RUNS = f"tags.`{names.ROLE_TAG}` = 'parent'", f"tags.`{names.ROLE_TAG}` = 'task'"  # filters
 
 
 class Trail:
@@ -87,13 +88,13 @@ class Trail:
         """Every product with a pipeline experiment: name, id, experiment, URL (``kind="dag"``: listener's DAGs)."""
         exps, token = [], None
         while True:
-            page = self.client.search_experiments(filter_string=f"tags.`ragtrail.kind` = {_q(kind)}",
+            page = self.client.search_experiments(filter_string=f"tags.`{names.KIND_TAG}` = {_q(kind)}",
                                                   max_results=1000, page_token=token)
             exps.extend(page)
             token = page.token
             if not token:
                 break
-        out = [{"product": e.tags.get("ragtrail.product"), "product_id": e.tags.get("ragtrail.product_id"),
+        out = [{"product": e.tags.get(names.PRODUCT_TAG), "product_id": e.tags.get(names.PRODUCT_ID_TAG),
                 "experiment_id": e.experiment_id, "experiment_name": e.name,
                 "mlflow_url": self.experiment_url(e.experiment_id)} for e in exps]
         # Only experiments this prefix names (another prefix is another installation).
@@ -140,15 +141,15 @@ class Trail:
             ``{"product", "experiment_id", "mlflow_url", "runs": [pipeline run, …]}``.
         """
         exp = self.experiment(product)
-        clauses = ["tags.`ragtrail.role` = 'parent'"]
+        clauses = [PARENT_RUNS]
         if version:
-            clauses.append(f"tags.`ragtrail.version` = {_q(version)}")
+            clauses.append(f"tags.`{names.VERSION_TAG}` = {_q(version)}")
         if status:
             status = status.upper()
             if status not in STATUSES:
                 raise ValueError(f"status must be one of {', '.join(STATUSES)}")
             clauses.append(f"attributes.status = {_q(status)}" if status in ("RUNNING", "KILLED")
-                           else f"tags.`ragtrail.status` = {_q(status)}")
+                           else f"tags.`{names.STATUS_TAG}` = {_q(status)}")
         if since is not None and since != "":
             clauses.append(f"attributes.start_time >= {parse_time(since)}")
         if until is not None and until != "":
@@ -178,8 +179,8 @@ class Trail:
     def for_dag_run(self, dag_id: str, airflow_run_id: str) -> dict:
         """The pipeline run (parent run) of one Airflow DAG run, across products. Raises ``LookupError``."""
         exp_ids = [p["experiment_id"] for p in self.products() + self.products("dag")]
-        found = self._search(exp_ids, f"tags.`ragtrail.role` = 'parent' and tags.`airflow.dag_id` = {_q(dag_id)} "
-                                      f"and tags.`airflow.run_id` = {_q(airflow_run_id)}",
+        found = self._search(exp_ids, f"{PARENT_RUNS} and tags.`{names.DAG_TAG}` = {_q(dag_id)} "
+                                      f"and tags.`{names.RUN_TAG}` = {_q(airflow_run_id)}",
                              ["attributes.start_time ASC"], 1) if exp_ids else []
         if not found:
             raise LookupError(f"no MLflow pipeline run for DAG run {dag_id} / {airflow_run_id} (yet)")
@@ -190,8 +191,7 @@ class Trail:
         metrics, params and error, in pipeline order."""
         parent = self._get_run(run_id)
         exp_id = parent.info.experiment_id
-        children = self._search([exp_id], f"tags.`mlflow.parentRunId` = {_q(run_id)} and "
-                                          "tags.`ragtrail.role` = 'task'", ["attributes.start_time ASC"], None)
+        children = self._search([exp_id], f"tags.`{names.PARENT_TAG}` = {_q(run_id)} and {TASK_RUNS}", ["attributes.start_time ASC"], None)
         latest, tries = latest_tries(children)
         rows = task_rows(latest, tries, lambda run: self.run_url(exp_id, run))
         return {"run_id": run_id, "experiment_id": exp_id, "mlflow_url": self.run_url(exp_id, run_id),
@@ -288,11 +288,11 @@ class Trail:
         for name in wanted:
             exp = self.experiment(name)
             runs = [self._pipeline_run(r) for r in self._search(
-                [exp.experiment_id], "tags.`ragtrail.role` = 'parent'", ["attributes.start_time DESC"], None)]
+                [exp.experiment_id], PARENT_RUNS, ["attributes.start_time DESC"], None)]
             stage_durations: dict[str, list[float]] = defaultdict(list)
-            for child in self._search([exp.experiment_id], "tags.`ragtrail.role` = 'task'", [], None):
+            for child in self._search([exp.experiment_id], TASK_RUNS, [], None):
                 if child.info.end_time and child.info.status == "FINISHED":
-                    stage = child.data.tags.get("ragtrail.stage") or child.info.run_name
+                    stage = child.data.tags.get(names.STAGE_TAG) or child.info.run_name
                     stage_durations[stage].append((child.info.end_time - child.info.start_time) / 1000)
             rows.append({"product": name, "experiment_id": exp.experiment_id,
                          **product_summary(runs, stage_durations),

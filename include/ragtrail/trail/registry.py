@@ -13,7 +13,18 @@ Example::
 from __future__ import annotations
 
 from ragtrail.trail.guard import TrackingError
-from ragtrail.trail.names import COLLECTION_TAG, model_name, quote
+from ragtrail.trail.names import (
+    APPROVAL_AT_TAG,
+    APPROVAL_BY_TAG,
+    APPROVAL_TAG,
+    ARCHIVED_TAG,
+    COLLECTION_TAG,
+    EVAL_TAG_PREFIX,
+    NDCG_AT_10,
+    PRODUCTION_ALIAS,
+    model_name,
+    quote,
+)
 
 
 def production_collection(product: str, client=None) -> str:
@@ -21,7 +32,7 @@ def production_collection(product: str, client=None) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = (client or _client()).get_model_version_by_alias(model_name(product), "production")
+        mv = (client or _client()).get_model_version_by_alias(model_name(product), PRODUCTION_ALIAS)
     except (MlflowException, TrackingError) as err:
         raise LookupError(f"{model_name(product)} has no production version in the registry") from err
     return mv.tags[COLLECTION_TAG]
@@ -49,11 +60,17 @@ def set_production(product: str, collection: str, client=None) -> str | None:
     rec = version_record(product, collection, client)
     if rec is None:
         return None
-    client.set_registered_model_alias(model_name(product), "production", rec["version"])
+    move_alias(client, product, PRODUCTION_ALIAS, rec["version"])
     return rec["version"]
 
 
-ARCHIVED_TAG = "ragtrail.archived"
+def move_alias(client, product: str, alias: str, version) -> None:
+    """Point an alias (``production``, ``candidate``) of ``ragtrail-<product>`` at a version number.
+
+    The only place ragtrail moves a registry alias: :func:`set_production` is the registry's half of going
+    live (the whole step is :func:`ragtrail.models.agreement.go_live`); registration moves ``candidate``.
+    """
+    client.set_registered_model_alias(model_name(product), alias, str(version))
 
 
 def archive_versions(client, product: str, collections: list[str]) -> list[str]:
@@ -80,10 +97,10 @@ def production_record(product: str, client=None) -> dict | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = (client or _client()).get_model_version_by_alias(model_name(product), "production")
+        mv = (client or _client()).get_model_version_by_alias(model_name(product), PRODUCTION_ALIAS)
     except (MlflowException, TrackingError):
         return None
-    ndcg = mv.tags.get("eval.ndcg_at_10")
+    ndcg = mv.tags.get(EVAL_TAG_PREFIX + NDCG_AT_10)
     return {"version": str(mv.version), "collection": mv.tags.get(COLLECTION_TAG), "run_id": mv.run_id,
             "ndcg_at_10": float(ndcg) if ndcg not in (None, "") else None}
 
@@ -91,7 +108,7 @@ def production_record(product: str, client=None) -> dict | None:
 def record_decision(client, product: str, version: str | None, run_id: str | None, *, outcome: str,
                     by: str, at: str) -> None:
     """Tag who decided a promotion and when (``ragtrail.approval*``) on the model version and the run."""
-    tags = {"ragtrail.approval": outcome, "ragtrail.approval_by": by, "ragtrail.approval_at": at}
+    tags = {APPROVAL_TAG: outcome, APPROVAL_BY_TAG: by, APPROVAL_AT_TAG: at}
     for key, value in tags.items():
         if version is not None:
             client.set_model_version_tag(model_name(product), version, key, value)

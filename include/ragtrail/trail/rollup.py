@@ -25,12 +25,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ragtrail.trail.names import CHUNK_COUNT, DOCS_PARSED, EMBEDDING_COUNT, VECTOR_COUNT
+
 FINISHED, PARTIAL, FAILED = "FINISHED", "PARTIAL", "FAILED"
 # SKIPPED: a mapped task over an empty list (nothing changed) did all it had to do.
 OK_STATES = {"FINISHED", "SUCCESS", "SKIPPED"}
 # Summed over units; the rest of a child's metrics are reported per task.
-SUMMED = ("docs_seen", "docs_parsed", "docs_failed", "bytes_in", "docs_added", "docs_updated", "docs_unchanged",
-          "docs_deleted", "chunk_count", "total_tokens", "truncated_chunks", "embedding_count", "embeddings_skipped",
+SUMMED = ("docs_seen", DOCS_PARSED, "docs_failed", "bytes_in", "docs_added", "docs_updated", "docs_unchanged",
+          "docs_deleted", CHUNK_COUNT, "total_tokens", "truncated_chunks", EMBEDDING_COUNT, "embeddings_skipped",
           "points_upserted", "vectors_added", "vectors_deleted")
 
 
@@ -112,6 +114,6 @@ def _summed_metrics(units: list[Unit]) -> dict[str, float]:
         for key in SUMMED:
             if key in u.metrics:
                 metrics[key] = metrics.get(key, 0.0) + float(u.metrics[key])
-        if "vector_count" in u.metrics:  # points in the collection: a level, not a sum
-            metrics["vector_count"] = max(metrics.get("vector_count", 0.0), float(u.metrics["vector_count"]))
+        if VECTOR_COUNT in u.metrics:  # points in the collection: a level, not a sum
+            metrics[VECTOR_COUNT] = max(metrics.get(VECTOR_COUNT, 0.0), float(u.metrics[VECTOR_COUNT]))
     return metrics

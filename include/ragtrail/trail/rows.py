@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ragtrail.trail import names as n
 from ragtrail.trail.analysis import STAGE_ORDER, iso
 from ragtrail.trail.names import MAP_TAG, TASK_TAG, TRY_TAG
 
@@ -15,20 +16,20 @@ def pipeline_run(run, mlflow_url: str) -> dict:
     info, data = run.info, run.data
     tags = data.tags
     metrics = dict(data.metrics)
-    duration = metrics.get("duration_s")
+    duration = metrics.get(n.DURATION_S)
     if duration is None and info.end_time:
         duration = (info.end_time - info.start_time) / 1000
-    reasons = tags.get("ragtrail.reasons")
+    reasons = tags.get(n.REASONS_TAG)
     return {
         "run_id": info.run_id, "experiment_id": info.experiment_id,
-        "product": tags.get("ragtrail.product"), "version": tags.get("ragtrail.version"),
-        "status": tags.get("ragtrail.status") or info.status, "mlflow_status": info.status,
-        "trail": tags.get("ragtrail.trail"),
-        "missing_runs": [t for t in tags.get("ragtrail.trail_missing", "-").split(", ") if t and t != "-"],
+        "product": tags.get(n.PRODUCT_TAG), "version": tags.get(n.VERSION_TAG),
+        "status": tags.get(n.STATUS_TAG) or info.status, "mlflow_status": info.status,
+        "trail": tags.get(n.TRAIL_TAG),
+        "missing_runs": [t for t in tags.get(n.TRAIL_MISSING_TAG, "-").split(", ") if t and t != "-"],
         "reasons": [r for r in (reasons or "").split("; ") if r and r != "-"],
         # e.g. "promoted although worse than live: …" (the gate let a small, not significant drop through)
-        "warnings": [w for w in [tags.get("ragtrail.warnings", "-")] if w and w != "-"],
-        "name": info.run_name, "gate": tags.get("ragtrail.gate"),
+        "warnings": [w for w in [tags.get(n.WARNINGS_TAG, "-")] if w and w != "-"],
+        "name": info.run_name, "gate": tags.get(n.GATE_TAG),
         "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
         "start_time": iso(info.start_time), "end_time": iso(info.end_time),
         "duration_s": round(duration, 3) if duration is not None else None,
@@ -65,7 +66,7 @@ def task_rows(latest: dict[tuple[str, int], Any], tries: Counter, url: Callable[
             "tries_logged": tries[(task_id, map_index)],
             "duration_s": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
             "metrics": dict(data.metrics), "params": dict(data.params),
-            "error": data.tags.get("ragtrail.error"), "run_id": info.run_id,
+            "error": data.tags.get(n.ERROR_TAG), "run_id": info.run_id,
             "mlflow_url": url(info.run_id),
         })
     return rows

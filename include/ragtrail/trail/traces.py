@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from ragtrail.core import env
+from ragtrail.trail.names import COLLECTION_TAG, DOC_IDS_ATTR, HITS_ATTR, SCORES_ATTR, VERSION_TAG
 from ragtrail.trail.switches import setting, tracking_enabled
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def record_retrieval(name: str, *, feature: str, query: Any, collection: str | N
         kwargs.update(experiment_id=experiment_id, metadata={"mlflow.sourceRun": run_id} if run_id else None)
     live = mlflow.start_span_no_context(
         name, span_type="RETRIEVER", inputs={"query": summarise(query), "k": k}, start_time_ns=start_ns,
-        attributes={"ragtrail.collection": collection or "", "ragtrail.version": version or ""}, **kwargs)
+        attributes={COLLECTION_TAG: collection or "", VERSION_TAG: version or ""}, **kwargs)
     RetrieverSpan(live).hits(hits)
     live.end(end_time_ns=end_ns)
 
@@ -197,9 +198,9 @@ class RetrieverSpan:
                  "metadata": {"doc_id": h.get("doc_id"), "score": h.get("score"), "source": h.get("source")}}
                 for h in hits]
         self.live.set_outputs(docs)
-        self.live.set_attributes({"ragtrail.doc_ids": [d["metadata"]["doc_id"] for d in docs][:50],
-                                  "ragtrail.scores": [d["metadata"]["score"] for d in docs][:50],
-                                  "ragtrail.hits": len(docs)})
+        self.live.set_attributes({DOC_IDS_ATTR: [d["metadata"]["doc_id"] for d in docs][:50],
+                                  SCORES_ATTR: [d["metadata"]["score"] for d in docs][:50],
+                                  HITS_ATTR: len(docs)})
 
 
 def flush() -> None:

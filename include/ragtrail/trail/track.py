@@ -41,6 +41,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from ragtrail.trail.names import ATTRIBUTE_PREFIX
 from ragtrail.trail.switches import tracking_enabled
 from ragtrail.trail.traces import span, summarise
 
@@ -128,7 +129,7 @@ def _record(live, result: Any) -> None:
     metrics = returned_metrics(result)
     if not metrics:
         return
-    live.set_attributes({f"ragtrail.{k}": v for k, v in metrics.items()})
+    live.set_attributes({ATTRIBUTE_PREFIX + k: v for k, v in metrics.items()})
     usage = {k: int(metrics[m]) for k, m in (("input_tokens", "tokens_input"), ("output_tokens", "tokens_output"),
                                              ("total_tokens", "tokens_total")) if m in metrics}
     if usage:

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ragtrail.core import env_kit
+from ragtrail.trail.names import PRODUCT_TAG, VERSION_TAG
 from ragtrail.trail.rollup import FINISHED
 from ragtrail_airflow.config import run_url, tracking_enabled
 from ragtrail_airflow.rag.verdict import RunFacts, airflow_units, decide, parent_run_figures
@@ -97,7 +98,7 @@ def _read_trail(context: Context, af_units: dict, task_ids: list[str], t_end: fl
         origin = airflow_origin(context.get("dag_run"), dag_id=ti.dag_id, run_id=ti.run_id)
         parent = merge_parents(client, exp_id, ti.dag_id, ti.run_id) or find_or_create_parent(
             client, exp_id, dag_id=ti.dag_id, run_id=ti.run_id,
-            tags={"ragtrail.product": params["product"], "ragtrail.version": params["version"],
+            tags={PRODUCT_TAG: params["product"], VERSION_TAG: params["version"],
                   **origin_tags(origin, dag_id=ti.dag_id, run_id=ti.run_id)},
             params={k: params[k] for k in RUN_PARAMS if k in params},
             run_name=parent_run_name(params["product"], params["version"], origin))

@@ -174,16 +174,9 @@ def apply_decision(cfg, decision: dict, *, approved: bool, by: str, at: str, out
                         outcome=outcome, by=by, at=at)
     if not approved:
         return result
-    if client is not None:
-        from ragtrail.models.agreement import go_live
+    from ragtrail.models.agreement import go_live
 
-        moved = go_live(cfg.product, decision["collection"], client, store_settings(), keep_versions=cfg.keep_versions)
-    else:
-        from ragtrail.store import open_store, promote, prune_versions
-
-        with open_store(store_settings()) as store:
-            moved = {"live": promote(store, cfg.product, cfg.version),
-                     "pruned": prune_versions(store, cfg.product, cfg.keep_versions)}
+    moved = go_live(cfg.product, decision["collection"], client, store_settings(), keep_versions=cfg.keep_versions)
     result.update(promoted=True, **moved)
     publish_index(outlet_events, cfg.product, collection=moved["live"], version=cfg.version,
                   metrics=decision.get("metrics"), model_version=moved.get("model_version"), cause=f"approved by {by}")

@@ -25,7 +25,9 @@ def index_event_extra(product: str, *, collection: str, version: str | None, met
                       model_version: str | None, cause: str) -> dict:
     extra = {"product": product, "collection": collection, "version": version, "cause": cause,
              "model_version": model_version}
-    for key in ("ndcg_at_10", "recall_at_10"):
+    from ragtrail.trail.names import NDCG_AT_10, RECALL_AT_10
+
+    for key in (NDCG_AT_10, RECALL_AT_10):
         if (metrics or {}).get(key) is not None:
             extra[key] = round(float(metrics[key]), 6)
     return extra

@@ -106,12 +106,14 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
 
         if needs_approval(cfg.approval, decision):
             decision["awaiting_approval"] = True
-            tracker.tag(**{"ragtrail.approval": "awaiting"})
+            from ragtrail.trail.names import APPROVAL_TAG
+
+            tracker.tag(**{APPROVAL_TAG: "awaiting"})
     if tracked_run:
         from ragtrail.models import registration
         from ragtrail.trail import registry
         from ragtrail.trail.client import guarded_client
-        from ragtrail.trail.names import model_name
+        from ragtrail.trail.names import MODEL_VERSION_TAG, model_name
         from ragtrail_airflow.config import policy
 
         number = registration.register_version(guarded_client(policy()), run_id=tracked_run["run_id"],
@@ -119,7 +121,7 @@ def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) 
                                                collection=decision["collection"], config=cfg.version_config(),
                                                decision=decision, source_digest=(docs or {}).get("digest"),
                                                store=store.describe())
-        tracker.tag(**{"ragtrail.model_version": f"{model_name(cfg.product)}/{number}"})
+        tracker.tag(**{MODEL_VERSION_TAG: f"{model_name(cfg.product)}/{number}"})
         decision.update(model_version=number, mlflow_run_id=tracked_run["run_id"],
                         archived=registry.archive_versions(guarded_client(policy()), cfg.product, decision["pruned"]))
     return decision

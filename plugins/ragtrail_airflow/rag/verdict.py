@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragtrail.trail import names as n
 from ragtrail.trail.rollup import Rollup, Unit, rollup_status
 
-QUALITY = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "latency_p95_ms")
+QUALITY = (n.NDCG_AT_10, n.RECALL_AT_10, n.MRR_AT_10, n.LATENCY_P95_MS)
 PLANNED = ("docs_added", "docs_updated", "docs_unchanged", "docs_deleted")
 
 
@@ -79,11 +80,11 @@ def units_from_airflow(airflow: dict[tuple[str, int], str], task_ids: list[str])
 def headline_metrics(units: list[Unit]) -> dict[str, float]:
     """Per-run figures worth trending that are not sums: embedding throughput and dimension."""
     ok = [u for u in units if u.ok]
-    count = sum(u.metrics.get("embedding_count", 0.0) for u in ok if "processing_time_seconds" in u.metrics)
+    count = sum(u.metrics.get(n.EMBEDDING_COUNT, 0.0) for u in ok if "processing_time_seconds" in u.metrics)
     seconds = sum(u.metrics.get("processing_time_seconds", 0.0) for u in ok)
     out: dict[str, float] = {}
     if seconds > 0:
-        out["embeddings_per_second"] = count / seconds
+        out[n.EMBEDDINGS_PER_SECOND] = count / seconds
     dims = [u.metrics["embedding_dimension"] for u in ok if "embedding_dimension" in u.metrics]
     if dims:
         out["embedding_dimension"] = max(dims)
@@ -165,5 +166,5 @@ def parent_run_figures(roll: Rollup, units: list[Unit], summary: dict) -> tuple[
     """The metrics and tags the roll-up puts on the parent run besides its status and reasons."""
     warning = f"promoted although worse than live: {summary['gate_reason']}" if summary.get("promoted_worse") else "-"
     return ({**headline_metrics(units), **quality_metrics(summary)},
-            {"ragtrail.warnings": warning, "ragtrail.gate": summary.get("gate") or "-",
-             "ragtrail.promotion": summary.get("promotion") or "-"})
+            {n.WARNINGS_TAG: warning, n.GATE_TAG: summary.get("gate") or "-",
+             n.PROMOTION_TAG: summary.get("promotion") or "-"})

@@ -56,11 +56,11 @@ def verify(secret: str | None, headers, body: bytes, now: float | None = None) -
 
 def registry_change(payload: dict) -> dict | None:
     """The production-alias change a delivery describes (``{"product", "alias", "version", "action"}``), or ``None``."""
-    from ragtrail.trail.names import MODEL_PREFIX
+    from ragtrail.trail.names import MODEL_PREFIX, PRODUCTION_ALIAS
 
     data = payload.get("data") or {}
     name, alias = str(data.get("name") or ""), data.get("alias")
-    if payload.get("entity") != "model_version_alias" or alias != "production" or not name.startswith(MODEL_PREFIX):
+    if payload.get("entity") != "model_version_alias" or alias != PRODUCTION_ALIAS or not name.startswith(MODEL_PREFIX):
         return None
     return {"product": name[len(MODEL_PREFIX):], "alias": alias, "version": str(data.get("version") or ""),
             "action": payload.get("action")}

@@ -1,0 +1,83 @@
+"""A tiny in-memory store for ``dict://<name>`` URLs, registered in tests by a ``ragtrail.stores`` entry
+point (tests/include/store/test_store_entry_points.py): the "add a store" recipe followed literally —
+this one module, and one entry-point line.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+from ragtrail.store.base import Hit, Point
+
+WORLDS: dict[str, dict] = {}  # one world per ``dict://<name>``, kept across opens like a server
+
+
+class DictStore:
+    def __init__(self, world: dict):
+        self.world = world
+        world.setdefault("collections", {})
+        world.setdefault("aliases", {})
+
+    @property
+    def _cols(self) -> dict:
+        return self.world["collections"]
+
+    def exists(self, name):
+        return name in self._cols
+
+    def dimension(self, name):
+        return self._cols[name]["dimension"]
+
+    def metadata(self, name):
+        return dict(self._cols[name]["metadata"])
+
+    def create(self, name, dimension, metadata):
+        self._cols[name] = {"dimension": dimension, "metadata": dict(metadata), "points": {}}
+
+    def delete_collection(self, name):
+        self._cols.pop(name, None)
+
+    def collections(self):
+        return sorted(self._cols)
+
+    def count(self, name):
+        return len(self._cols[name]["points"])
+
+    def upsert(self, name, points):
+        for p in points:
+            self._cols[name]["points"][p.id] = Point(p.id, list(p.vector or []), dict(p.payload))
+
+    def delete(self, name, ids):
+        for i in ids:
+            self._cols[name]["points"].pop(i, None)
+
+    def scroll(self, name, fields, *, where=None, with_vectors=False):
+        for p in self._cols[name]["points"].values():
+            if where is None or p.payload.get(where[0]) in where[1]:
+                payload = p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
+                yield Point(p.id, p.vector if with_vectors else None, payload)
+
+    def query(self, name, vector, k, fields=True):
+        def cosine(v):
+            norm = math.sqrt(sum(x * x for x in v)) * math.sqrt(sum(x * x for x in vector))
+            return sum(a * b for a, b in zip(v, vector, strict=True)) / norm if norm else 0.0
+
+        scored = sorted(((cosine(p.vector), p) for p in self._cols[name]["points"].values()),
+                        key=lambda sp: sp[0], reverse=True)
+        return [Hit(p.id, score, dict(p.payload) if fields else {}) for score, p in scored[:k]]
+
+    def alias_target(self, alias):
+        return self.world["aliases"].get(alias)
+
+    def point_alias(self, alias, collection):
+        self.world["aliases"][alias] = collection
+
+    def close(self):
+        pass
+
+
+@contextmanager
+def open_kind(settings, **kw):
+    """Open ``dict://<name>`` (``settings.url``): its world, shared by every open of that URL."""
+    yield DictStore(WORLDS.setdefault(settings.url.split("://", 1)[1], {}))
