@@ -1,10 +1,11 @@
 """Where the store is: plain settings and the one resolver every caller goes through.
 
 ``resolve_store`` turns whatever a caller has — nothing (read the environment), a server URL, a
-local-mode folder, ``":memory:"``, a registered model's store description, or ready settings (the
+local folder, ``":memory:"``, a registered model's store description, or ready settings (the
 Airflow edge builds them from the ``qdrant_default`` connection) — into :class:`StoreSettings`.
 Outside Airflow the environment decides: ``RAGTRAIL_QDRANT_URL`` with ``RAGTRAIL_QDRANT_API_KEY``
-(and ``RAGTRAIL_QDRANT_CA_BUNDLE`` for a private CA), else the data folder's local store.
+(and ``RAGTRAIL_QDRANT_CA_BUNDLE`` for a private CA), else the data folder's local store, served by
+the embedded kind ``RAGTRAIL_EMBEDDED_STORE`` names (``qdrant`` local mode or ``edge``).
 The API key never travels in a URL, a description, a param or a log line.
 """
 
@@ -19,6 +20,17 @@ MEMORY = ":memory:"
 # Which implementation serves a server URL, by scheme; local folders and ``:memory:`` are Qdrant's.
 # A new store adds its scheme here and a module ``ragtrail.store.<kind>`` with ``open_kind(settings)``.
 KINDS = {"http": "qdrant", "https": "qdrant"}
+# Which implementation serves a local folder: ``qdrant`` (qdrant-client's local mode) or ``edge`` (Qdrant
+# Edge, :mod:`ragtrail.store.edge`); ``RAGTRAIL_EMBEDDED_STORE`` picks it.
+EMBEDDED = ("qdrant", "edge")
+DEFAULT_EMBEDDED = "qdrant"
+
+
+def embedded_kind(env) -> str:
+    kind = env.get("RAGTRAIL_EMBEDDED_STORE") or DEFAULT_EMBEDDED
+    if kind not in EMBEDDED:
+        raise ValueError(f"RAGTRAIL_EMBEDDED_STORE={kind!r}: known embedded stores are {', '.join(EMBEDDED)}")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,9 @@ class StoreSettings:
         """A secret-free description (for the registry, health and logs); ``resolve_store`` reads it back."""
         if self.url:
             return {"mode": "server", "url": self.url, **({"prefix": self.prefix} if self.prefix else {})}
-        return {"mode": "memory"} if self.memory else {"mode": "local", "path": self.path}
+        if self.memory:
+            return {"mode": "memory"}
+        return {"mode": "local", "path": self.path, **({"kind": self.kind} if self.kind != "qdrant" else {})}
 
     def with_timeout(self, timeout_s: int) -> StoreSettings:
         return replace(self, timeout_s=timeout_s)
@@ -87,19 +101,21 @@ def resolve_store(target=None, env=None) -> StoreSettings:
     if isinstance(target, dict):
         if target.get("mode") == "server":
             return _server(target["url"], env, prefix=target.get("prefix"))
-        return resolve_store(MEMORY if target.get("mode") == "memory" else target["path"], env)
+        if target.get("mode") == "memory":
+            return resolve_store(MEMORY, env)
+        return StoreSettings(path=str(Path(target["path"]).expanduser()), kind=target.get("kind") or embedded_kind(env))
     if target is None:
         if env.get("RAGTRAIL_QDRANT_URL"):
             return _server(env["RAGTRAIL_QDRANT_URL"], env)
         from ragtrail.core.settings import load
 
-        return StoreSettings(path=str(load().qdrant_path))
+        return StoreSettings(path=str(load().qdrant_path), kind=embedded_kind(env))
     loc = str(target)
     if loc == MEMORY:
         return StoreSettings(memory=True)
     if "://" in loc:
         return _server(loc, env)
-    return StoreSettings(path=str(Path(loc).expanduser()))
+    return StoreSettings(path=str(Path(loc).expanduser()), kind=embedded_kind(env))
 
 
 def open_store(target=None, **kw):
