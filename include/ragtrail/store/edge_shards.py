@@ -7,10 +7,11 @@ SIGKILL included). Within a process every store shares one loaded shard per fold
 stores in one process never lock each other out.
 
 Hand-over: a process that finds the lock taken drops a ``<lock>.want.<pid>`` file and polls. The holder
-looks for such files before each operation; when one names a live process, it flushes, closes the shard,
-unlocks, waits (briefly) for the waiter to take it, and queues behind it. So whoever holds a shard — a
-writer between two upsert batches, a reader between two queries — gives it up after the operation in
-flight, and costs a load only when someone else actually asked. No ``qdrant_edge`` import here.
+looks for such files before each operation, and a watcher thread looks while it is idle; when one names
+a live process, the holder flushes, closes the shard, unlocks, waits (briefly) for the waiter to take it,
+and queues behind it. So whoever holds a shard — a writer between two upsert batches, a reader between
+two queries, a store left open and idle — gives it up after the operation in flight, and pays a reload
+only when someone else actually asked. No ``qdrant_edge`` import here.
 """
 
 from __future__ import annotations
@@ -118,12 +119,44 @@ class Loaded:
 
 _REGISTRY: dict[str, Loaded] = {}
 _REGISTRY_LOCK = threading.Lock()
+_WATCHER: list[threading.Thread] = []
+WATCH_S = 0.02
+
+
+def _forget_after_fork() -> None:
+    """A forked child must not use (nor unlock) its parent's shards: it starts with an empty registry."""
+    global _REGISTRY_LOCK
+    _REGISTRY.clear()
+    _WATCHER.clear()
+    _REGISTRY_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _watch() -> None:
+    """Hand idle shards to processes that wait for them (a busy one hands over at its next operation)."""
+    while True:
+        time.sleep(WATCH_S)
+        with _REGISTRY_LOCK:
+            loaded_now = [lo for lo in _REGISTRY.values() if lo.shard is not None]
+        for loaded in loaded_now:
+            if not waiters(loaded.lock.path) or not loaded.mutex.acquire(blocking=False):
+                continue
+            try:
+                if loaded.shard is not None:
+                    loaded.hand_over()
+            finally:
+                loaded.mutex.release()
 
 
 def entry(folder: Path, lock_path: Path, user: int) -> Loaded:
     with _REGISTRY_LOCK:
         loaded = _REGISTRY.setdefault(str(folder), Loaded(folder, lock_path))
         loaded.users.add(user)
+        if not _WATCHER:
+            _WATCHER.append(threading.Thread(target=_watch, name="edge-shard-hand-over", daemon=True))
+            _WATCHER[0].start()
         return loaded
 
 
