@@ -35,6 +35,10 @@ from ragtrail.store.resolve import StoreSettings
 
 log = logging.getLogger(__name__)
 BATCH = int(os.environ.get("RAGTRAIL_UPLOAD_BATCH", "256"))
+# Vectors (KB) a segment holds before ``optimize`` builds its HNSW index. Below it, search is exact: at
+# 10k 384-d points a full scan answered in 0.45 ms (p50) with recall 1.0, where HNSW cost 4.6 s to build
+# and (default m/ef, random vectors) gave recall@10 0.61; at 50k, 4.4 ms exact. ~100 MB ≈ 65k 384-d points.
+INDEXING_THRESHOLD_KB = int(os.environ.get("RAGTRAIL_EDGE_INDEXING_THRESHOLD_KB", "100000"))
 MARKER = "edge-store.json"
 
 
@@ -68,6 +72,10 @@ class EdgeStore:
     def _folder(self, name: str) -> Path:
         return self.root / "collections" / check_collection(name)
 
+    def _target(self, name: str) -> str:
+        """Like a Qdrant server, take an alias wherever a collection name goes (read once per call)."""
+        return self._aliases().get(name, name)
+
     def _lock(self, name: str) -> Path:
         return self.root / ".locks" / f"{name}.lock"
 
@@ -91,13 +99,13 @@ class EdgeStore:
 
     # -- collections -----------------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
-        return (self._folder(name) / "meta.json").exists()
+        return (self._folder(self._target(name)) / "meta.json").exists()
 
     def dimension(self, name: str) -> int:
-        return int(self._meta(name)["dimension"])
+        return int(self._meta(self._target(name))["dimension"])
 
     def metadata(self, name: str) -> dict:
-        return dict(self._meta(name).get("metadata") or {})
+        return dict(self._meta(self._target(name)).get("metadata") or {})
 
     def collections(self) -> list[str]:
         return sorted(p.name for p in (self.root / "collections").iterdir()
@@ -111,7 +119,8 @@ class EdgeStore:
         for stale in folder.parent.glob(f".new-{name}-*"):  # a crashed create's leftovers
             shutil.rmtree(stale, ignore_errors=True)
         staging = folder.parent / f".new-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=int(dimension), distance=qe.Distance.Cosine))
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=int(dimension), distance=qe.Distance.Cosine),
+                               optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB))
         shard = qe.EdgeShard.create(str(staging / "shard"), config)
         try:
             for key in INDEXED_FIELDS:
@@ -145,17 +154,19 @@ class EdgeStore:
 
     # -- points ----------------------------------------------------------------------------------------
     def count(self, name: str) -> int:
-        with self._shard(name) as shard:
+        with self._shard(self._target(name)) as shard:
             return shard.count(qe.CountRequest(exact=True))
 
     def upsert(self, name: str, points: list[Point]) -> None:
         """Write points in batches of ``batch``; another process waiting for the shard gets it between two."""
+        name = self._target(name)
         for i in range(0, len(points), self.batch):
             batch = [qe.Point(p.id, list(p.vector), p.payload) for p in points[i : i + self.batch]]
             with self._shard(name) as shard:
                 shard.update(qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, name: str, ids: list) -> None:
+        name = self._target(name)
         for i in range(0, len(ids), 1000):
             with self._shard(name) as shard:
                 shard.update(qe.UpdateOperation.delete_points(list(ids[i : i + 1000])))
@@ -163,7 +174,7 @@ class EdgeStore:
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:
         """Every point (or those whose payload ``where[0]`` is one of ``where[1]``), page by page."""
-        offset = None
+        name, offset = self._target(name), None
         while True:
             with self._shard(name) as shard:
                 page, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=1024, filter=_any_of(where),
@@ -176,7 +187,7 @@ class EdgeStore:
 
     def query(self, name: str, vector: list[float], k: int, fields: list[str] | bool = True) -> list[Hit]:
         request = qe.QueryRequest(limit=k, query=qe.Query.Nearest(list(vector)), with_payload=_payload(fields))
-        with self._shard(name) as shard:
+        with self._shard(self._target(name)) as shard:
             hits = shard.query(request)
         return [Hit(id=_id(h.id), score=float(h.score), payload=h.payload or {}) for h in hits]
 

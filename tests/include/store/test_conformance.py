@@ -142,3 +142,15 @@ def test_a_reopened_store_keeps_everything(tmp_path):
         with open_store(settings) as s:
             assert s.count("p__v1") == 9 and s.alias_target("p") == "p__v1" and s.metadata("p__v1")["built_at"] == 3.0
             assert s.query("p__v1", unit(1.0, 0.0, 0.0), 1)[0].id == pid(0)
+
+
+def test_an_alias_goes_wherever_a_collection_name_does(store):
+    """Searches name the product (its alias); every read and write then reaches the live collection."""
+    build(store, "p__v1", n=6)
+    store.point_alias("p", "p__v1")
+    assert store.exists("p") and store.dimension("p") == 3 and store.metadata("p")["chunk_size"] == 100
+    assert store.count("p") == 6 and store.query("p", unit(1.0, 0.0, 0.0), 1)[0].id == pid(0)
+    assert len(list(store.scroll("p", ["doc_id"], where=("doc_id", ["d1"])))) == 2
+    store.delete("p", [pid(0)])
+    store.upsert("p", points(8)[7:])
+    assert store.count("p__v1") == 6 and not store.exists("q")
