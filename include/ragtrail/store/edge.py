@@ -232,7 +232,11 @@ def open_kind(settings: StoreSettings, lock_timeout_s: float | None = None, **kw
     """Open the Edge store in ``settings.path``; shards load (and lock) on first use, unload on close."""
     if settings.mode != "local":
         raise ValueError("the Edge store lives in a local folder (a path), not a server or :memory:")
-    store = EdgeStore(settings.path, DEFAULT_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s, **kw)
+    from ragtrail.store.edge_migrate import ensure_edge_layout
+
+    timeout_s = DEFAULT_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s
+    ensure_edge_layout(Path(settings.path), timeout_s)  # an earlier release's local-mode store moves in once
+    store = EdgeStore(settings.path, timeout_s, **kw)
     try:
         yield store
     finally:

@@ -118,6 +118,16 @@ def resolve_store(target=None, env=None) -> StoreSettings:
     return StoreSettings(path=str(Path(loc).expanduser()), kind=embedded_kind(env))
 
 
+def store_label(settings: StoreSettings) -> str:
+    """Which store, in words: ``the Qdrant Edge store at .data/qdrant``, ``the Qdrant server at https://…``."""
+    if settings.url:
+        return f"the Qdrant server at {settings.url}"
+    if settings.memory:
+        return "an in-memory Qdrant store"
+    what = "Qdrant Edge store" if settings.kind == "edge" else "Qdrant local-mode store"
+    return f"the {what} at {settings.path}"
+
+
 def open_store(target=None, **kw):
     """Open the resolved store (a context manager yielding a :class:`~ragtrail.store.base.VectorStore`).
 
