@@ -235,7 +235,7 @@ def open_kind(settings: StoreSettings, lock_timeout_s: float | None = None, **kw
     from ragtrail.store.edge_migrate import ensure_edge_layout
 
     timeout_s = DEFAULT_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s
-    ensure_edge_layout(Path(settings.path), timeout_s)  # an earlier release's local-mode store moves in once
+    ensure_edge_layout(Path(settings.path), timeout_s, EdgeStore)  # an earlier release's local-mode store moves in once
     store = EdgeStore(settings.path, timeout_s, **kw)
     try:
         yield store

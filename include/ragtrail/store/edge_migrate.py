@@ -38,8 +38,10 @@ def _backup_name(root: Path) -> Path:
     return backup
 
 
-def ensure_edge_layout(root: Path, lock_timeout_s: float) -> None:
-    """Migrate ``root`` from local mode if it still is one (and finish a migration a crash cut short)."""
+def ensure_edge_layout(root: Path, lock_timeout_s: float, edge_store) -> None:
+    """Migrate ``root`` from local mode if it still is one (and finish a migration a crash cut short).
+
+    ``edge_store``: the Edge store class (:class:`ragtrail.store.edge.EdgeStore`), called with a folder."""
     copy = _sibling(root, ".edge-migrating")
     if not is_local_mode(root) and not copy.exists():
         return
@@ -52,7 +54,7 @@ def ensure_edge_layout(root: Path, lock_timeout_s: float) -> None:
             shutil.rmtree(copy, ignore_errors=True)
             return
         shutil.rmtree(copy, ignore_errors=True)
-        summary = _copy(root, copy, lock_timeout_s)
+        summary = _copy(root, copy, edge_store(copy, lock_timeout_s))
         backup = _backup_name(root)
         os.rename(root, backup)
         os.rename(copy, root)
@@ -62,14 +64,12 @@ def ensure_edge_layout(root: Path, lock_timeout_s: float) -> None:
                 backup)
 
 
-def _copy(root: Path, copy: Path, lock_timeout_s: float) -> dict:
-    from ragtrail.store.edge import EdgeStore
+def _copy(root: Path, copy: Path, new) -> dict:
     from ragtrail.store.qdrant import QdrantStore, connect
     from ragtrail.store.resolve import StoreSettings
 
     settings = StoreSettings(path=str(root))
     old = QdrantStore(connect(settings), settings)
-    new = EdgeStore(copy, lock_timeout_s)
     summary: dict = {"collections": {}, "aliases": {}}
     try:
         for name in old.collections():
