@@ -1,4 +1,5 @@
-"""An earlier release's local-mode store folder becomes an Edge store on its first Edge open, meaning intact."""
+"""An earlier release's local-mode folder becomes an Edge store on its first Edge open, meaning intact; the
+folder's files say what was built without opening it."""
 
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def test_versions_tells_which_store_the_product_lives_in(tmp_path, monkeypatch, 
     assert out[0] == f"p lives in the Qdrant Edge store at {root}" and out[3].split()[:3] == ["*", "v2", "30"]
     assert main(["versions", "--product", "p", "--json"]) == 0
     assert {(v["version"], v["store"]) for v in json.loads(capsys.readouterr().out)} == {("v2", "edge"), ("v1", "edge")}
+
+
+def test_the_plan_reads_an_edge_stores_metadata_without_opening_it(tmp_path):
+    """DAG parsing checks build configurations from the files alone (no lock, no shard load), as for local mode."""
+    from ragtrail.store.peek import local_metadata
+
+    root = tmp_path / "edge"
+    assert local_metadata(root) == {}
+    with open_store(StoreSettings(path=str(root), kind="edge")) as store:
+        store.create("p__v1", 3, {"chunk_size": 64})
+        store.create("q__v2", 3, {"chunk_size": 32})
+        assert local_metadata(root) == {"p__v1": {"chunk_size": 64}, "q__v2": {"chunk_size": 32}}
+    (root / "collections" / "q__v2" / "meta.json").write_text("{torn")
+    assert local_metadata(root) is None  # unreadable: nobody should guess
