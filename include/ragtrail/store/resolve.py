@@ -5,7 +5,7 @@ local folder, ``":memory:"``, a registered model's store description, or ready s
 Airflow edge builds them from the ``qdrant_default`` connection) — into :class:`StoreSettings`.
 Outside Airflow the environment decides: ``RAGTRAIL_QDRANT_URL`` with ``RAGTRAIL_QDRANT_API_KEY``
 (and ``RAGTRAIL_QDRANT_CA_BUNDLE`` for a private CA), else the data folder's local store, served by
-the embedded kind ``RAGTRAIL_EMBEDDED_STORE`` names (``qdrant`` local mode or ``edge``).
+the embedded kind ``RAGTRAIL_EMBEDDED_STORE`` names (``edge``, the default, or ``qdrant`` local mode).
 The API key never travels in a URL, a description, a param or a log line.
 """
 
@@ -20,10 +20,11 @@ MEMORY = ":memory:"
 # Which implementation serves a server URL, by scheme; local folders and ``:memory:`` are Qdrant's.
 # A new store adds its scheme here and a module ``ragtrail.store.<kind>`` with ``open_kind(settings)``.
 KINDS = {"http": "qdrant", "https": "qdrant"}
-# Which implementation serves a local folder: ``qdrant`` (qdrant-client's local mode) or ``edge`` (Qdrant
-# Edge, :mod:`ragtrail.store.edge`); ``RAGTRAIL_EMBEDDED_STORE`` picks it.
-EMBEDDED = ("qdrant", "edge")
-DEFAULT_EMBEDDED = "qdrant"
+# Which implementation serves a local folder: ``edge`` (Qdrant Edge, :mod:`ragtrail.store.edge`, the
+# default; it migrates an earlier release's local-mode folder on first open) or ``qdrant`` (qdrant-client's
+# local mode); ``RAGTRAIL_EMBEDDED_STORE`` picks it.
+EMBEDDED = ("edge", "qdrant")
+DEFAULT_EMBEDDED = "edge"
 
 
 def embedded_kind(env) -> str:
