@@ -2,7 +2,7 @@
 scheduler with LocalExecutor, one tag and no change to the task code.
 
 The venv holds only the wheel and what it declares without an extra — the tracking provider, not the RAG
-kit (``ragtrail[rag]``): no qdrant-client, pypdf or sentence-transformers — pinned by requirements.lock (no
+kit (``ragtrail[rag]``): no qdrant-client, qdrant-edge-py, pypdf or sentence-transformers — pinned by requirements.lock (no
 repository on the path: the components run in their own home, the DAGs are copies in a folder of their own,
 the tracking URI is a plain SQLite store).
 """
@@ -66,7 +66,7 @@ def user_airflow(provider_venv, tmp_path_factory):
 
 
 # What importing the provider may never load: the RAG kit's libraries and its own modules.
-KIT_LIBRARIES = ("pandas", "qdrant_client", "pypdf", "sentence_transformers")
+KIT_LIBRARIES = ("pandas", "qdrant_client", "qdrant_edge", "pypdf", "sentence_transformers")
 PROVIDER_MODULES = ("ragtrail_airflow", "ragtrail_airflow.plugin", "ragtrail_airflow.listener",
                     "ragtrail_airflow.operator", "ragtrail_airflow.links", "ragtrail_airflow.dagrun_closer",
                     "ragtrail_airflow.config", "ragtrail_airflow.api", "ragtrail.trail", "ragtrail.trail.task_run",

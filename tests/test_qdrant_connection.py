@@ -22,9 +22,11 @@ def connection(monkeypatch):
 
 
 def test_without_connection_the_environment_store_is_used(monkeypatch, settings):
-    """No ``qdrant_default`` connection: the tasks get what the CLI gets (here the local-mode folder)."""
+    """No ``qdrant_default`` connection: the tasks get what the CLI gets (here the data folder, served by
+    the default embedded store, Qdrant Edge)."""
     monkeypatch.delenv("AIRFLOW_CONN_QDRANT_DEFAULT", raising=False)
-    assert store_settings() == resolve_store() == StoreSettings(path=str(settings.qdrant_path))
+    monkeypatch.delenv("RAGTRAIL_EMBEDDED_STORE", raising=False)
+    assert store_settings() == resolve_store() == StoreSettings(path=str(settings.qdrant_path), kind="edge")
 
 
 def test_connection_becomes_server_settings_with_its_api_key(connection):
@@ -100,8 +102,9 @@ def test_registered_retriever_uses_the_recorded_server_with_the_environment_key(
     model = RagtrailRetriever()
     model.config = {"store": {"mode": "server", "url": "http://qdrant.internal:6400"}}
     assert (model.store().url, model.store().api_key) == ("http://qdrant.internal:6400", "env-key")
-    model.config = {"qdrant_location": "/srv/qdrant"}  # a model registered before the store seam
-    assert model.store() == StoreSettings(path="/srv/qdrant")
+    model.config = {"qdrant_location": "/srv/qdrant"}  # a model registered before the store seam: its
+    monkeypatch.delenv("RAGTRAIL_EMBEDDED_STORE", raising=False)  # folder now opens as Edge (migrated once)
+    assert model.store() == StoreSettings(path="/srv/qdrant", kind="edge")
 
 
 def test_local_and_memory_stores_round_trip(tmp_path):

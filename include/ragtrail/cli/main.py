@@ -162,16 +162,18 @@ def cmd_search(args) -> int:
 
 
 def cmd_versions(args) -> int:
-    from ragtrail.store import check_name, list_versions, open_store
+    from ragtrail.store import check_name, list_versions, open_store, resolve_store, store_label
 
-    with open_store() as store:
+    settings = resolve_store()
+    with open_store(settings) as store:
         versions = list_versions(store, check_name("product", args.product))
     if args.json:
-        print(json.dumps(versions, default=str))
+        print(json.dumps([{**v, "store": settings.kind} for v in versions], default=str))
         return 0
     if not versions:
-        print(f"{args.product}: no versions built yet")
+        print(f"{args.product}: no versions built yet ({store_label(settings)})")
         return 1
+    print(f"{args.product} lives in {store_label(settings)}")
     rows = [["*" if v["live"] else "", v["version"], v["points"], v.get("embedder"), v.get("embed_backend"),
              v.get("chunk_size"), v.get("chunk_overlap"),
              time.strftime("%Y-%m-%d %H:%M", time.localtime(v.get("built_at", 0)))] for v in versions]

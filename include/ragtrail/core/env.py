@@ -20,7 +20,7 @@ MLFLOW_ARTIFACT_ROOT = Var(
     default_doc="`$RAGTRAIL_HOME/mlflow/artifacts` (`mlflow-artifacts:/ragtrail` with an `http(s)://` tracking URI)")
 MLFLOW_UI_URL = Var("RAGTRAIL_MLFLOW_UI_URL", str, "http://127.0.0.1:5000",
                     "base URL of the MLflow UI that the task's \"MLflow run\" link opens", option="mlflow_ui_url")
-QDRANT_PATH = Var("RAGTRAIL_QDRANT_PATH", Path, None, "the Qdrant local-mode store's folder",
+QDRANT_PATH = Var("RAGTRAIL_QDRANT_PATH", Path, None, "the embedded Qdrant store's folder (Edge, or local mode)",
                   default_doc="`$RAGTRAIL_HOME/qdrant`", example="/data/qdrant")
 WORK_DIR = Var("RAGTRAIL_WORK_DIR", Path, None, "the local work folder where tasks hand each other files",
                default_doc="`$RAGTRAIL_HOME/work`", example="/data/work")

@@ -96,6 +96,8 @@ def index_run(
                                "(every embed batch failed): nothing to index")
         failpoint("index.before_delete", workdir)
         stale = _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
+        if store.exists(name):
+            store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
         failpoint("index.before_alias", workdir)
         vectors_total = store.count(name) if store.exists(name) else 0
         live = store.alias_target(product)

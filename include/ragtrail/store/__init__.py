@@ -1,11 +1,11 @@
-"""The vector-store seam: an interface (:mod:`.base`), its Qdrant implementation (:mod:`.qdrant`), and
+"""The vector-store seam: an interface (:mod:`.base`), its implementations (:mod:`.qdrant`, :mod:`.edge`), and
 the one resolver (:func:`resolve_store` / :func:`open_store`) every caller uses to find the store.
 
 Importing this package does not import ``qdrant_client``; opening a store does.
 """
 
 from ragtrail.store.base import INDEXED_FIELDS, Hit, Point, VectorStore, check_name, collection_name
-from ragtrail.store.resolve import MEMORY, StoreSettings, open_store, resolve_store
+from ragtrail.store.resolve import MEMORY, StoreSettings, open_store, resolve_store, store_label
 from ragtrail.store.versions import (
            ensure_collection,
            list_versions,
@@ -16,4 +16,4 @@ from ragtrail.store.versions import (
 
 __all__ = ["INDEXED_FIELDS", "MEMORY", "Hit", "Point", "StoreSettings", "VectorStore", "check_name",
            "collection_name", "ensure_collection", "list_versions", "open_store", "prune_versions", "put_live",
-           "resolve_store", "vectors_by_hash"]
+           "resolve_store", "store_label", "vectors_by_hash"]

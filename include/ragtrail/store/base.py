@@ -2,7 +2,8 @@
 
 A store keeps, per collection, points (an id, one vector, a JSON payload) and the collection's
 metadata (the version config the plan stage checks). An alias names one collection and moves in one
-atomic call. Implementations: :mod:`ragtrail.store.qdrant`. Nothing here imports a client library.
+atomic call. Implementations: :mod:`ragtrail.store.qdrant`, :mod:`ragtrail.store.edge`. Nothing here
+imports a client library.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ def check_name(kind: str, value: str) -> str:
             "letter or digit and not contain '__'"
         )
     return value
+
+
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_collection(name: str) -> str:
+    """A collection name safe as a folder name (stores that keep one folder per collection check it)."""
+    if not isinstance(name, str) or not _COLLECTION.match(name):
+        raise ValueError(f"collection {name!r} must be 1-128 characters of letters, digits, '_', '-', '.'")
+    return name
 
 
 def collection_name(product: str, version: str) -> str:
@@ -66,4 +77,5 @@ class VectorStore(Protocol):
     def query(self, name: str, vector: list[float], k: int, fields: list[str] | bool = True) -> list[Hit]: ...
     def alias_target(self, alias: str) -> str | None: ...
     def point_alias(self, alias: str, collection: str) -> None: ...
+    def finish(self, name: str) -> None: ...  # a version's writes are done: build its index (may be a no-op)
     def close(self) -> None: ...

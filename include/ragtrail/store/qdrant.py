@@ -141,6 +141,9 @@ class QdrantStore:
                                                                                alias_name=alias)))
         self.client.update_collection_aliases(change_aliases_operations=ops)
 
+    def finish(self, name: str) -> None:
+        """Nothing to do: the server indexes as it goes, local mode searches by brute force."""
+
     def close(self) -> None:
         self.client.close()
 

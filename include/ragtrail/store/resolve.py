@@ -1,10 +1,11 @@
 """Where the store is: plain settings and the one resolver every caller goes through.
 
 ``resolve_store`` turns whatever a caller has — nothing (read the environment), a server URL, a
-local-mode folder, ``":memory:"``, a registered model's store description, or ready settings (the
+local folder, ``":memory:"``, a registered model's store description, or ready settings (the
 Airflow edge builds them from the ``qdrant_default`` connection) — into :class:`StoreSettings`.
 Outside Airflow the environment decides: ``RAGTRAIL_QDRANT_URL`` with ``RAGTRAIL_QDRANT_API_KEY``
-(and ``RAGTRAIL_QDRANT_CA_BUNDLE`` for a private CA), else the data folder's local store.
+(and ``RAGTRAIL_QDRANT_CA_BUNDLE`` for a private CA), else the data folder's local store, served by
+the embedded kind ``RAGTRAIL_EMBEDDED_STORE`` names (``edge``, the default, or ``qdrant`` local mode).
 The API key never travels in a URL, a description, a param or a log line.
 """
 
@@ -25,10 +26,11 @@ MEMORY = ":memory:"
 # A new store is that module plus one line under ``[project.entry-points."ragtrail.stores"]`` in its
 # distribution's pyproject.toml (docs/architecture.md, "Add a store").
 STORES_GROUP = "ragtrail.stores"
-DEFAULT_KIND = "qdrant"  # serves local folders and ``:memory:``
+DEFAULT_KIND = "qdrant"  # serves ``:memory:`` (and local folders when RAGTRAIL_EMBEDDED_STORE=qdrant)
 # ragtrail's own entries (pyproject.toml declares the same): built in, as MLflow registers its own stores
 # in code, so that running from a source tree without installed metadata still finds them.
-BUILTIN_STORES = {"qdrant": "ragtrail.store.qdrant", "http": "ragtrail.store.qdrant", "https": "ragtrail.store.qdrant"}
+BUILTIN_STORES = {"qdrant": "ragtrail.store.qdrant", "http": "ragtrail.store.qdrant",
+                  "https": "ragtrail.store.qdrant", "edge": "ragtrail.store.edge"}
 
 
 @cache
@@ -38,6 +40,13 @@ def stores() -> dict[str, str]:
     from importlib.metadata import entry_points
 
     return {**BUILTIN_STORES, **{ep.name: ep.value for ep in entry_points(group=STORES_GROUP)}}
+
+
+def embedded_kind(env=None) -> str:
+    """Which registered store serves a local folder: ``RAGTRAIL_EMBEDDED_STORE`` — ``edge`` (Qdrant Edge,
+    :mod:`ragtrail.store.edge`, the default; it migrates an earlier release's local-mode folder on first open)
+    or ``qdrant`` (qdrant-client's local mode)."""
+    return env_kit.EMBEDDED_STORE.get(env)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,9 @@ class StoreSettings:
         """A secret-free description (for the registry, health and logs); ``resolve_store`` reads it back."""
         if self.url:
             return {"mode": "server", "url": self.url, **({"prefix": self.prefix} if self.prefix else {})}
-        return {"mode": "memory"} if self.memory else {"mode": "local", "path": self.path}
+        if self.memory:
+            return {"mode": "memory"}
+        return {"mode": "local", "path": self.path, **({"kind": self.kind} if self.kind != "qdrant" else {})}
 
     def with_timeout(self, timeout_s: int) -> StoreSettings:
         return replace(self, timeout_s=timeout_s)
@@ -107,19 +118,31 @@ def resolve_store(target=None, env=None) -> StoreSettings:
     if isinstance(target, dict):
         if target.get("mode") == "server":
             return _server(target["url"], env, prefix=target.get("prefix"))
-        return resolve_store(MEMORY if target.get("mode") == "memory" else target["path"], env)
+        if target.get("mode") == "memory":
+            return resolve_store(MEMORY, env)
+        return StoreSettings(path=str(Path(target["path"]).expanduser()), kind=target.get("kind") or embedded_kind(env))
     if target is None:
         if env_kit.QDRANT_URL.is_set(env):
             return _server(env_kit.QDRANT_URL.get(env), env)
         from ragtrail.core.settings import load
 
-        return StoreSettings(path=str(load().qdrant_path))
+        return StoreSettings(path=str(load().qdrant_path), kind=embedded_kind(env))
     loc = str(target)
     if loc == MEMORY:
         return StoreSettings(memory=True)
     if "://" in loc:
         return _server(loc, env)
-    return StoreSettings(path=str(Path(loc).expanduser()))
+    return StoreSettings(path=str(Path(loc).expanduser()), kind=embedded_kind(env))
+
+
+def store_label(settings: StoreSettings) -> str:
+    """Which store, in words: ``the Qdrant Edge store at .data/qdrant``, ``the Qdrant server at https://…``."""
+    if settings.url:
+        return f"the Qdrant server at {settings.url}"
+    if settings.memory:
+        return "an in-memory Qdrant store"
+    what = "Qdrant Edge store" if settings.kind == "edge" else "Qdrant local-mode store"
+    return f"the {what} at {settings.path}"
 
 
 def open_store(target=None, **kw):

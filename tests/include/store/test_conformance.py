@@ -1,0 +1,156 @@
+"""One behaviour for every store kind: the same checks on Qdrant ``:memory:``, qdrant-client's local mode and
+Qdrant Edge (real engines, no fakes). What the stages rely on — versions behind an alias, the alias move,
+promote and keep-N, held vectors, delete, filtered scrolls, payload-indexed filters, count, query order,
+metadata — must not depend on where the points live.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+
+from ragtrail.store import (
+    Point,
+    StoreSettings,
+    ensure_collection,
+    list_versions,
+    open_store,
+    promote,
+    prune_versions,
+    vectors_by_hash,
+)
+
+KINDS = ["memory", "local", "edge"]
+
+
+@pytest.fixture(params=KINDS)
+def store(request, tmp_path):
+    settings = {"memory": StoreSettings(memory=True), "local": StoreSettings(path=str(tmp_path / "local")),
+                "edge": StoreSettings(path=str(tmp_path / "edge"), kind="edge")}[request.param]
+    with open_store(settings) as s:
+        yield s
+
+
+def unit(*xs: float) -> list[float]:
+    n = math.sqrt(sum(x * x for x in xs))
+    return [x / n for x in xs]
+
+
+def pid(i: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"p{i}"))
+
+
+def points(n: int, doc=lambda i: f"d{i % 3}") -> list[Point]:
+    """Points on a quarter circle (so the nearest neighbours of any angle are known), three documents."""
+    return [Point(id=pid(i), vector=unit(math.cos(i / 10), math.sin(i / 10), 0.0),
+                  payload={"doc_id": doc(i), "chunk_hash": f"h{i}", "text": f"t{i}", "chunk_index": i})
+            for i in range(n)]
+
+
+def build(store, name: str, n: int = 12, built_at: float = 0.0) -> None:
+    ensure_collection(store, name, 3, {"built_at": built_at, "chunk_size": 100})
+    store.upsert(name, points(n))
+    store.finish(name)
+
+
+def test_collections_metadata_dimension_and_count(store):
+    assert store.collections() == [] and not store.exists("p__v1")
+    build(store, "p__v1", n=7)
+    assert store.exists("p__v1") and store.collections() == ["p__v1"]
+    assert store.dimension("p__v1") == 3 and store.metadata("p__v1") == {"built_at": 0.0, "chunk_size": 100}
+    assert store.count("p__v1") == 7
+    store.upsert("p__v1", points(7))  # same ids: rewritten, not added
+    assert store.count("p__v1") == 7
+    with pytest.raises(ValueError, match="4-d"):
+        ensure_collection(store, "p__v1", 4, {})
+
+
+def test_query_orders_by_cosine_and_selects_fields(store):
+    build(store, "p__v1", n=20)
+    angle = 5.2 / 10
+    hits = store.query("p__v1", unit(math.cos(angle), math.sin(angle), 0.0), 3, ["doc_id"])
+    assert [h.id for h in hits] == [pid(5), pid(6), pid(4)]
+    assert hits[0].score >= hits[1].score >= hits[2].score and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert hits[0].payload == {"doc_id": "d2"}
+    full = store.query("p__v1", unit(1.0, 0.0, 0.0), 1)
+    assert full[0].id == pid(0) and full[0].payload["text"] == "t0" and full[0].payload["chunk_index"] == 0
+    assert store.query("p__v1", unit(1.0, 0.0, 0.0), 1, False)[0].payload == {}
+
+
+def test_scroll_filters_by_payload_with_vectors_and_pages(store):
+    build(store, "p__v1", n=1100)  # more than one 1024-point page
+    everything = list(store.scroll("p__v1", ["chunk_hash"]))
+    assert len(everything) == 1100 and len({p.id for p in everything}) == 1100
+    assert all(set(p.payload) == {"chunk_hash"} and p.vector is None for p in everything[:5])
+    d1 = list(store.scroll("p__v1", ["doc_id", "chunk_index"], where=("doc_id", ["d1"]), with_vectors=True))
+    assert sorted(p.payload["chunk_index"] for p in d1) == list(range(1, 1100, 3))
+    p4 = next(p for p in d1 if p.payload["chunk_index"] == 4)
+    assert p4.vector == pytest.approx(unit(math.cos(0.4), math.sin(0.4), 0.0), abs=1e-5)
+    assert list(store.scroll("p__v1", None, where=("doc_id", ["nobody"]))) == []
+
+
+def test_held_vectors_by_hash_and_delete_by_ids(store):
+    build(store, "p__v1", n=10)
+    held = vectors_by_hash(store, "p__v1", ["h2", "h7", "missing"])
+    assert set(held) == {"h2", "h7"}
+    assert held["h7"] == pytest.approx(unit(math.cos(0.7), math.sin(0.7), 0.0), abs=1e-5)
+    store.delete("p__v1", [pid(2), pid(3)])
+    assert store.count("p__v1") == 8 and set(vectors_by_hash(store, "p__v1", ["h2", "h7"])) == {"h7"}
+    stale = [p.id for p in store.scroll("p__v1", [], where=("doc_id", ["d0"]))]
+    store.delete("p__v1", stale)
+    assert store.count("p__v1") == 8 - len(stale) and all(
+        p.payload["doc_id"] != "d0" for p in store.scroll("p__v1", ["doc_id"]))
+
+
+def test_versions_alias_move_promote_and_prune_keep_n(store):
+    for i, v in enumerate(["v1", "v2", "v3", "v4"]):
+        build(store, f"p__{v}", n=3 + i, built_at=float(i))
+    build(store, "other__v1")
+    assert store.alias_target("p") is None
+    promote(store, "p", "v2")
+    assert store.alias_target("p") == "p__v2"
+    store.point_alias("p", "p__v4")  # the move: one call, the alias always names a collection
+    assert store.alias_target("p") == "p__v4"
+    versions = list_versions(store, "p")
+    assert [v["version"] for v in versions] == ["v4", "v3", "v2", "v1"]
+    assert [v["live"] for v in versions] == [True, False, False, False] and versions[0]["points"] == 6
+    with pytest.raises(LookupError, match="v9"):
+        promote(store, "p", "v9")
+    promote(store, "p", "v1")
+    assert prune_versions(store, "p", keep=1) == ["p__v3", "p__v2"]
+    assert sorted(store.collections()) == ["other__v1", "p__v1", "p__v4"] and store.alias_target("p") == "p__v1"
+    assert store.count("p__v1") == 3
+
+
+def test_deleting_a_collection_drops_the_aliases_pointing_at_it(store):
+    build(store, "p__v1")
+    store.point_alias("p", "p__v1")
+    store.delete_collection("p__v1")
+    assert not store.exists("p__v1") and store.alias_target("p") is None
+    build(store, "p__v1", n=2)  # the name is free again
+    assert store.count("p__v1") == 2
+
+
+def test_a_reopened_store_keeps_everything(tmp_path):
+    """What a process wrote, the next process reads (local mode and Edge persist; :memory: does not)."""
+    for settings in (StoreSettings(path=str(tmp_path / "local")), StoreSettings(path=str(tmp_path / "e"), kind="edge")):
+        with open_store(settings) as s:
+            build(s, "p__v1", n=9, built_at=3.0)
+            s.point_alias("p", "p__v1")
+        with open_store(settings) as s:
+            assert s.count("p__v1") == 9 and s.alias_target("p") == "p__v1" and s.metadata("p__v1")["built_at"] == 3.0
+            assert s.query("p__v1", unit(1.0, 0.0, 0.0), 1)[0].id == pid(0)
+
+
+def test_an_alias_goes_wherever_a_collection_name_does(store):
+    """Searches name the product (its alias); every read and write then reaches the live collection."""
+    build(store, "p__v1", n=6)
+    store.point_alias("p", "p__v1")
+    assert store.exists("p") and store.dimension("p") == 3 and store.metadata("p")["chunk_size"] == 100
+    assert store.count("p") == 6 and store.query("p", unit(1.0, 0.0, 0.0), 1)[0].id == pid(0)
+    assert len(list(store.scroll("p", ["doc_id"], where=("doc_id", ["d1"])))) == 2
+    store.delete("p", [pid(0)])
+    store.upsert("p", points(8)[7:])
+    assert store.count("p__v1") == 6 and not store.exists("q")
