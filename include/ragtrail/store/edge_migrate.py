@@ -84,10 +84,11 @@ def _copy(root: Path, copy: Path, new) -> dict:
             new.finish(name)
             summary["collections"][name] = new.count(name)
         for alias in old.client.get_aliases().aliases:
-            new.point_alias(alias.alias_name, alias.collection_name)
             summary["aliases"][alias.alias_name] = alias.collection_name
     finally:
         new.close()
         old.close()
+    # The copy's pointer file in one write (not an alias move: nobody reads the copy before the swap).
+    atomic_write_json(copy / "aliases.json", json.dumps(summary["aliases"], indent=1))
     atomic_write_json(copy / "migrated.json", json.dumps({"from": "qdrant-client local mode", **summary}, indent=1))
     return summary

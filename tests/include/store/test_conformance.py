@@ -17,8 +17,8 @@ from ragtrail.store import (
     ensure_collection,
     list_versions,
     open_store,
-    promote,
     prune_versions,
+    put_live,
     vectors_by_hash,
 )
 
@@ -109,7 +109,7 @@ def test_versions_alias_move_promote_and_prune_keep_n(store):
         build(store, f"p__{v}", n=3 + i, built_at=float(i))
     build(store, "other__v1")
     assert store.alias_target("p") is None
-    promote(store, "p", "v2")
+    put_live(store, "p", "p__v2")
     assert store.alias_target("p") == "p__v2"
     store.point_alias("p", "p__v4")  # the move: one call, the alias always names a collection
     assert store.alias_target("p") == "p__v4"
@@ -117,8 +117,8 @@ def test_versions_alias_move_promote_and_prune_keep_n(store):
     assert [v["version"] for v in versions] == ["v4", "v3", "v2", "v1"]
     assert [v["live"] for v in versions] == [True, False, False, False] and versions[0]["points"] == 6
     with pytest.raises(LookupError, match="v9"):
-        promote(store, "p", "v9")
-    promote(store, "p", "v1")
+        put_live(store, "p", "p__v9")
+    put_live(store, "p", "p__v1")
     assert prune_versions(store, "p", keep=1) == ["p__v3", "p__v2"]
     assert sorted(store.collections()) == ["other__v1", "p__v1", "p__v4"] and store.alias_target("p") == "p__v1"
     assert store.count("p__v1") == 3
