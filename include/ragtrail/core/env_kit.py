@@ -23,6 +23,8 @@ EMBEDDED_STORE = Var("RAGTRAIL_EMBEDDED_STORE", str, "edge", "which engine serve
 EDGE_INDEXING_THRESHOLD_KB = Var("RAGTRAIL_EDGE_INDEXING_THRESHOLD_KB", int, 100000,
                                  "Edge: vectors (KB) a segment holds before `optimize` builds HNSW", low=0,
                                  note="below it, search is exact")
+INDEX_WAIT_S = Var("RAGTRAIL_INDEX_WAIT_S", float, 1800.0, "seconds the index stage waits for a Qdrant server "
+                   "to finish a new version's HNSW index (collection green)", low=0)
 UPLOAD_BATCH = Var("RAGTRAIL_UPLOAD_BATCH", int, 256, "points per upsert call to the store", low=1)
 UPLOAD_RETRIES = Var("RAGTRAIL_UPLOAD_RETRIES", int, 4, "retries of an upsert batch after a server's transient error",
                      low=0)
@@ -60,7 +62,7 @@ MODEL_CACHE = Var("RAGTRAIL_MODEL_CACHE", Path, None, "where the int8 ONNX expor
 ONNX_THREADS = Var("RAGTRAIL_ONNX_THREADS", int, None, "ONNX Runtime threads of the `onnx-int8` backend", low=1,
                    default_doc="CPU count", example="4")
 
-ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
+ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
        ONNX_THREADS)

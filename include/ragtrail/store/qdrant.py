@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 UPLOAD_BATCH = env_kit.UPLOAD_BATCH.get()
 UPLOAD_RETRIES = env_kit.UPLOAD_RETRIES.get()
 RETRY_BACKOFF_S = 0.5
+INDEXING_THRESHOLD_KB = 20_000  # Qdrant's default (config.yaml, optimizers.indexing_threshold_kb)
 
 
 def _transient(err: Exception) -> bool:
@@ -68,9 +69,13 @@ class QdrantStore:
         return dict(self.client.get_collection(name).config.metadata or {})
 
     def create(self, name: str, dimension: int, metadata: dict) -> None:
+        """A new version. On a server, as Qdrant's bulk-upload guide says: payload indexes up front, and HNSW
+        indexing off (``indexing_threshold`` 0) until :meth:`finish` turns it back on."""
+        server = self.settings.mode == "server"
         self.client.create_collection(name, metadata=metadata, vectors_config=models.VectorParams(
-            size=dimension, distance=models.Distance.COSINE))
-        if self.settings.mode == "server":  # local mode has no payload indexes (and warns)
+            size=dimension, distance=models.Distance.COSINE),
+            **({"optimizers_config": models.OptimizersConfigDiff(indexing_threshold=0)} if server else {}))
+        if server:  # local mode has no payload indexes (and warns)
             for key in INDEXED_FIELDS:
                 self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
 
@@ -141,8 +146,27 @@ class QdrantStore:
                                                                                alias_name=alias)))
         self.client.update_collection_aliases(change_aliases_operations=ops)
 
-    def finish(self, name: str) -> None:
-        """Nothing to do: the server indexes as it goes, local mode searches by brute force."""
+    def finish(self, name: str, poll_s: float = 1.0) -> None:
+        """A version's writes are done. On a server: indexing back on (Qdrant's default threshold), then wait
+        until the collection is green — HNSW built — before the gate judges it and the alias may move (at
+        most ``RAGTRAIL_INDEX_WAIT_S``; past it the version is still searchable, a warning says so).
+        Local mode searches by brute force: nothing to do."""
+        if self.settings.mode != "server":
+            return
+        self._retrying(lambda: self.client.update_collection(
+            name, optimizers_config=models.OptimizersConfigDiff(indexing_threshold=INDEXING_THRESHOLD_KB)),
+            f"indexing on for {name}")
+        deadline = time.monotonic() + env_kit.INDEX_WAIT_S.get()
+        while True:
+            status = self._retrying(lambda: self.client.get_collection(name).status, f"status of {name}")
+            if status == models.CollectionStatus.GREEN:
+                return
+            if status == models.CollectionStatus.RED or time.monotonic() >= deadline:
+                log.warning("collection %s is %s after indexing was turned on (waited up to %.0f s): it answers, "
+                            "but searches may be slower until Qdrant's optimizer finishes", name,
+                            getattr(status, "value", status), env_kit.INDEX_WAIT_S.get())
+                return
+            time.sleep(poll_s)
 
     def close(self) -> None:
         self.client.close()

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ragtrail.core.locks import file_lock
@@ -122,3 +122,57 @@ def test_lock_waits_then_times_out_and_frees_when_its_holder_is_killed(tmp_path)
         if holder.poll() is None:
             holder.kill()
         holder.stdout.close()
+
+
+class IndexingServer(FlakyServer):
+    """The in-memory client standing in for a server that reports YELLOW (optimizing) ``yellow`` times."""
+
+    def __init__(self, yellow: int):
+        super().__init__([])
+        self.yellow = yellow
+
+    def create_collection(self, name, **kw):
+        optimizers = kw.pop("optimizers_config", None)  # the in-memory client takes none
+        self.calls.append(("create", optimizers.indexing_threshold if optimizers else None))
+        return self.real.create_collection(name, **kw)
+
+    def update_collection(self, name, optimizers_config):
+        self.calls.append(("update", optimizers_config.indexing_threshold))
+
+    def get_collection(self, name):
+        info = self.real.get_collection(name)
+        status = models.CollectionStatus.YELLOW if self.yellow else models.CollectionStatus.GREEN
+        self.yellow = max(0, self.yellow - 1)
+        self.calls.append(("status", status.value))
+        return info.model_copy(update={"status": status})
+
+
+def test_a_server_bulk_load_indexes_once_at_the_end_and_waits_for_green():
+    """Qdrant's bulk-upload guide: indexing off while the version is written, on again at finish, and the
+    version judged (its alias moved) only once the collection is green."""
+    server = IndexingServer(yellow=2)
+    store = QdrantStore(server, SERVER, batch=4, backoff_s=0)
+    store.create("c", 3, {})
+    store.upsert("c", points(10))
+    store.finish("c", poll_s=0)
+    assert server.calls[0] == ("create", 0)
+    assert [c for c in server.calls if c[0] in ("update", "status")] == [
+        ("update", 20_000), ("status", "yellow"), ("status", "yellow"), ("status", "green")]
+
+
+def test_a_server_that_stays_yellow_is_waited_for_at_most_the_setting(monkeypatch, caplog):
+    monkeypatch.setenv("RAGTRAIL_INDEX_WAIT_S", "0")
+    server = IndexingServer(yellow=99)
+    store = QdrantStore(server, SERVER, backoff_s=0)
+    store.create("c", 3, {})
+    store.finish("c", poll_s=0)
+    assert [c for c in server.calls if c[0] == "status"] == [("status", "yellow")]
+    assert "collection c is yellow after indexing was turned on" in caplog.text
+
+
+def test_local_mode_creates_without_optimizer_settings_and_finishes_at_once():
+    local = IndexingServer(yellow=5)
+    store = QdrantStore(local, StoreSettings(memory=True))
+    store.create("c", 3, {})
+    store.finish("c")
+    assert local.calls == [("create", None)]
