@@ -1,7 +1,8 @@
 """The embedded stores side by side: ``make bench-store`` (``SIZES=10000,100000,1000000 KINDS=local,edge``).
 
 For every store kind and size, in a fresh process each (so peak RSS is the store's own): the same seeded
-random unit vectors (384-d, as the bundled model makes) with a payload like the index stage's
+unit vectors (384-d as the bundled model makes, of intrinsic dimension 32 as sentence embeddings are)
+with a payload like the index stage's
 (``doc_id``, ``chunk_hash``, a short text), written through the store seam (``open_store`` → ``upsert`` in
 the index stage's batch size, then ``finish`` where the store has one); then the store is opened again and
 asked 200 queries (perturbed copies of stored vectors). Reported per run:
@@ -37,19 +38,29 @@ QUERIES = 200
 BATCH = 256
 
 
+LATENT = 32  # intrinsic dimension of the synthetic set
+
+
 def _vectors(n: int, seed: int = 7):
+    """``n`` unit vectors in 384-d with a low intrinsic dimension, as sentence embeddings have (points on a
+    random 32-d subspace plus a little noise): each has real near neighbours. Pure random 384-d vectors
+    would be the pathological case for any graph index — every point about equally far from every other."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(1).standard_normal((LATENT, DIM), dtype=np.float32)
     out = np.empty((n, DIM), dtype=np.float32)
     for i in range(0, n, 100_000):  # in slices: no float64 copy of the whole set
-        block = rng.standard_normal((min(100_000, n - i), DIM), dtype=np.float32)
-        out[i : i + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        m = min(100_000, n - i)
+        block = rng.standard_normal((m, LATENT), dtype=np.float32) @ basis
+        block += rng.standard_normal((m, DIM), dtype=np.float32) * 0.5
+        out[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
 
 def _du_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    """Disk really used (allocated blocks, as ``du``): Edge preallocates sparse WAL and mmap files."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def one(kind: str, n: int, folder: Path) -> dict:
@@ -77,8 +88,8 @@ def one(kind: str, n: int, folder: Path) -> dict:
 
     rng = np.random.default_rng(11)
     picks = rng.integers(0, n, QUERIES)
-    queries = vecs[picks] + rng.standard_normal((QUERIES, DIM), dtype=np.float32) * 0.05
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = vecs[picks] + rng.standard_normal((QUERIES, DIM), dtype=np.float32) * 0.02
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)  # near a stored point, not on it
     exact = [set(np.argpartition(-(vecs @ q), 10)[:10].tolist()) for q in queries]
 
     t0 = time.perf_counter()
