@@ -159,7 +159,7 @@ class Guard:
                  sleep: Callable[[float], None] = time.sleep):
         self.uri = redact_uri(uri)
         self.policy = policy or Policy.from_env()
-        self.attempt_s = set_http_limits(self.policy.http_timeout_s)
+        set_http_limits(self.policy.http_timeout_s)
         self.clock, self._sleep = clock, sleep
         self.spent_s = 0.0
         self.attempts = 0
@@ -168,6 +168,12 @@ class Guard:
 
     def remaining_s(self) -> float:
         return self.policy.budget_s - self.spent_s
+
+    @property
+    def attempt_s(self) -> int:
+        """How long one attempt may take: the process's MLflow HTTP timeout, read when it is needed (a later
+        guard may have lowered it, see :func:`set_http_limits`)."""
+        return http_attempt_s(max(1, math.floor(self.policy.http_timeout_s)))
 
     def _error(self, what: str) -> TrackingUnavailable:
         cause = self.last_error
@@ -258,12 +264,27 @@ def set_http_limits(timeout_s: float) -> int:
     effective timeout (whole seconds), which is how long one guarded attempt may take.
 
     MLflow reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` from the
-    environment; the first guard or trail client of a process sets them (``timeout_s`` rounded down, at
-    least 1 s, and 0 retries), later ones find them set.
+    environment on every request; the first guard or trail client of a process sets them (``timeout_s``
+    rounded down, at least 1 s, and 0 retries). A later one that asks for a shorter timeout lowers a value
+    this process set itself (the API server's short request budget after a task-sized guard), so every
+    guard's attempt fits its budget; a value the user set is never changed.
     """
-    os.environ.setdefault(HTTP_MAX_RETRIES, "0")
-    os.environ.setdefault(HTTP_TIMEOUT, str(max(1, math.floor(timeout_s))))
+    want = max(1, math.floor(timeout_s))
+    if HTTP_MAX_RETRIES not in os.environ:
+        os.environ[HTTP_MAX_RETRIES] = "0"
+    current = os.environ.get(HTTP_TIMEOUT)
+    if current is None or (_SET_HERE.get(HTTP_TIMEOUT) == current and want < http_attempt_s(want)):
+        os.environ[HTTP_TIMEOUT] = _SET_HERE[HTTP_TIMEOUT] = str(want)
+    return http_attempt_s(want)
+
+
+def http_attempt_s(fallback: int) -> int:
+    """How long one MLflow request may take in this process (``MLFLOW_HTTP_REQUEST_TIMEOUT``, whole seconds)."""
     try:
         return max(1, int(os.environ[HTTP_TIMEOUT]))
-    except ValueError:  # not a number: MLflow itself refuses it on the first request
-        return max(1, math.floor(timeout_s))
+    except (KeyError, ValueError):  # unset, or not a number: MLflow itself refuses it on the first request
+        return fallback
+
+
+# The MLflow variables this process set itself, with the value it set (a user's own value is never changed).
+_SET_HERE: dict[str, str] = {}

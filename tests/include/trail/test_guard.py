@@ -110,8 +110,23 @@ def test_mlflow_reads_the_limits_from_the_environment_once_the_trail_client_is_b
         assert "get" not in vars(var)  # MLflow's own method, not one put on the object at run time
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7 and MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 0
     assert client.guard.attempt_s == 7
-    later = guarded_client(Policy(timeout_s=3, budget_s=30), uri=uri)
-    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7" and later.guard.attempt_s == 7
+    longer = guarded_client(Policy(timeout_s=9, budget_s=30), uri=uri)
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7" and longer.guard.attempt_s == 7
+    shorter = guarded_client(Policy(timeout_s=3, budget_s=30), uri=uri)  # lowers what this process set
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3" and client.guard.attempt_s == shorter.guard.attempt_s == 3
+
+
+def test_a_short_request_budget_after_a_task_sized_guard_still_retries():
+    """The API server: a task-sized guard (10 s attempts) came first in the process, then a request's guard
+    (5 s attempts, 10 s budget) meets one quick transient failure. It must try again, not give up with
+    'time budget spent' because the first guard's 10 s attempt no longer fits its budget (the fresh-clone
+    suite's REST and browser failures)."""
+    Guard("sqlite:///x.db", Policy(timeout_s=10, budget_s=30))
+    clock, calls = FakeClock(), []
+    guard = Guard("sqlite:///x.db", Policy(timeout_s=5, retries=1, backoff_s=0.5, budget_s=10), clock=clock,
+                  sleep=clock.sleep)
+    assert guard.call(lambda: calls.append(1) or (refused() if len(calls) == 1 else "ok")) == "ok"
+    assert len(calls) == 2 and guard.attempt_s == 5
 
 
 def test_a_server_that_never_answers_costs_one_timeout_per_attempt():
