@@ -102,7 +102,9 @@ def test_good_documents_indexed_bad_ones_quarantined_run_finished(mixed, qdrant,
     assert indexed["docs/report.pdf"]["parser"] == "pypdf" and indexed["office/policy.docx"]["parser"] == "python-docx"
     assert indexed["windows/utf16.txt"]["encoding"] == "utf-16-le" and indexed["windows/page.html"]["encoding"] == "cp1252"
     assert indexed["plain.txt"]["encoding"] == "utf-8" and indexed["latin1.txt"]["encoding"] not in (None, "utf-8")
-    texts = {p["doc_id"]: p["text"] for p in payloads}
+    texts: dict[str, str] = {}
+    for p in payloads:  # a document's chunks, in one text (the chunker keeps sections apart)
+        texts[p["doc_id"]] = texts.get(p["doc_id"], "") + "\n" + p["text"]
     assert "Größe, café" in texts["windows/utf16.txt"] and "Café \u201cquotes\u201d 5 €." in texts["windows/page.html"]
     assert "# Booking" in texts["office/policy.docx"] and "- Ship the reranker" in texts["office/review.pptx"]
     parent = mlflow_client.get_run(summary["parent_run_id"])
