@@ -8,10 +8,11 @@ when a LocalExecutor worker runs the task.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+
+from dag_process import run_dag_file, runs_of
 
 RUN = """
 from ragtrail.cli.main import run_ingest
@@ -77,21 +78,8 @@ print("RESULT " + json.dumps({"run_id": dr.run_id, "links": links}))
 def test_a_tracked_task_stores_its_links_and_a_skipped_one_stores_them_empty(tmp_path):
     """The task persists the run's ids; the link only formats them: the URL of that try's run and of the
     parent run, and nothing (a disabled button, no XCom lookup) for a task skipped before its run opened."""
-    dags, home = tmp_path / "dags", tmp_path / "home"
-    dags.mkdir()
-    (dags / "link_dag.py").write_text(LINK_DAG)
-    env = {**os.environ, "RAGTRAIL_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-c", LINK_RUN], env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, out[-3000:]
-    result = json.loads(lines[0][7:])
-    from ragtrail.trail.client import get_client
-
-    client = get_client(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              f"tags.`airflow.run_id` = '{result['run_id']}'")
+    result, home, out = run_dag_file(tmp_path, "link_dag", LINK_DAG, LINK_RUN, check=False)
+    runs = runs_of(home, result["run_id"])
     (make,) = [r for r in runs if r.data.tags.get("airflow.task_id") == "make"]
     exp, parent = make.info.experiment_id, make.data.tags["mlflow.parentRunId"]
     links = result["links"]
