@@ -48,6 +48,10 @@ TRACKING_MODE = Var("RAGTRAIL_TRACKING_MODE", str, "lenient", "what a task does 
 MLFLOW_TIMEOUT_S = Var("RAGTRAIL_MLFLOW_TIMEOUT_S", float, 10.0, "seconds one MLflow request may take", low=1,
                        option="mlflow_timeout_s", example="10",
                        note="whole seconds: set as `MLFLOW_HTTP_REQUEST_TIMEOUT` unless that is set")
+MLFLOW_HTTP_TIMEOUT_SET = Var("RAGTRAIL_MLFLOW_HTTP_TIMEOUT_SET", int, None,
+                              "internal, never set it yourself: the `MLFLOW_HTTP_REQUEST_TIMEOUT` ragtrail set in "
+                              "this process or a parent", low=1, default_doc="–",
+                              note="a later, shorter MLflow budget may lower only a timeout ragtrail set")
 MLFLOW_RETRIES = Var("RAGTRAIL_MLFLOW_RETRIES", int, 4, "retries of a failed MLflow request", low=0,
                      option="mlflow_retries")
 MLFLOW_BACKOFF_S = Var("RAGTRAIL_MLFLOW_BACKOFF_S", float, 0.5, "first pause between MLflow retries (doubles)",
@@ -68,5 +72,5 @@ PRELOAD_MLFLOW = Var("RAGTRAIL_PRELOAD_MLFLOW", bool, True,
 
 ALL = (HOME, EXPERIMENT_PREFIX, MLFLOW_ARTIFACT_ROOT, MLFLOW_UI_URL, QDRANT_PATH, WORK_DIR, WORK_URL,
        WORK_ENDPOINT_URL, PRODUCTS_FILE, PROGRESS_S, LOCK_TIMEOUT_S, FAILPOINTS, TRACKING, TRACKING_MODE,
-       MLFLOW_TIMEOUT_S, MLFLOW_RETRIES, MLFLOW_BACKOFF_S, MLFLOW_BUDGET_S, TRACE_SAMPLE_RATE, PARENT_SETTLE_S,
+       MLFLOW_TIMEOUT_S, MLFLOW_HTTP_TIMEOUT_SET, MLFLOW_RETRIES, MLFLOW_BACKOFF_S, MLFLOW_BUDGET_S, TRACE_SAMPLE_RATE, PARENT_SETTLE_S,
        DAG_TAGS, TRACK_ALL_DAGS, PRELOAD_MLFLOW)

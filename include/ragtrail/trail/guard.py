@@ -266,15 +266,18 @@ def set_http_limits(timeout_s: float) -> int:
     MLflow reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` from the
     environment on every request; the first guard or trail client of a process sets them (``timeout_s``
     rounded down, at least 1 s, and 0 retries). A later one that asks for a shorter timeout lowers a value
-    this process set itself (the API server's short request budget after a task-sized guard), so every
+    ragtrail set (in this process or a parent, ``RAGTRAIL_MLFLOW_HTTP_TIMEOUT_SET``) (the API server's short request budget after a task-sized guard), so every
     guard's attempt fits its budget; a value the user set is never changed.
     """
     want = max(1, math.floor(timeout_s))
     if HTTP_MAX_RETRIES not in os.environ:
         os.environ[HTTP_MAX_RETRIES] = "0"
     current = os.environ.get(HTTP_TIMEOUT)
-    if current is None or (_SET_HERE.get(HTTP_TIMEOUT) == current and want < http_attempt_s(want)):
-        os.environ[HTTP_TIMEOUT] = _SET_HERE[HTTP_TIMEOUT] = str(want)
+    # Which value is ours travels with the environment: a child (the API server `ragtrail ui start` spawns, a
+    # task process) inherits both, and may still lower what a parent of ragtrail's set.
+    ours = current is not None and str(env.MLFLOW_HTTP_TIMEOUT_SET.get()) == current
+    if current is None or (ours and want < http_attempt_s(want)):
+        os.environ[HTTP_TIMEOUT] = os.environ[env.MLFLOW_HTTP_TIMEOUT_SET.name] = str(want)
     return http_attempt_s(want)
 
 
@@ -285,6 +288,3 @@ def http_attempt_s(fallback: int) -> int:
     except (KeyError, ValueError):  # unset, or not a number: MLflow itself refuses it on the first request
         return fallback
 
-
-# The MLflow variables this process set itself, with the value it set (a user's own value is never changed).
-_SET_HERE: dict[str, str] = {}

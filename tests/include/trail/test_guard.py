@@ -17,7 +17,7 @@ from ragtrail.core.envvar import BadSetting
 from ragtrail.trail.guard import Guard, GuardedClient, Policy, TrackingUnavailable, is_transient
 from ragtrail.trail.task_run import TaskRun
 
-HTTP_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+HTTP_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "RAGTRAIL_MLFLOW_HTTP_TIMEOUT_SET")
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,8 @@ def test_mlflow_reads_the_limits_from_the_environment_once_the_trail_client_is_b
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = guarded_client(Policy(timeout_s=7.9, budget_s=30), uri=uri)
     assert {k: os.environ.get(k) for k in HTTP_VARS} == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
-                                                         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+                                                         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                                                         "RAGTRAIL_MLFLOW_HTTP_TIMEOUT_SET": "7"}
     for var in (MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES):
         assert "get" not in vars(var)  # MLflow's own method, not one put on the object at run time
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7 and MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 0
@@ -122,11 +123,30 @@ def test_a_short_request_budget_after_a_task_sized_guard_still_retries():
     'time budget spent' because the first guard's 10 s attempt no longer fits its budget (the fresh-clone
     suite's REST and browser failures)."""
     Guard("sqlite:///x.db", Policy(timeout_s=10, budget_s=30))
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "10"
     clock, calls = FakeClock(), []
     guard = Guard("sqlite:///x.db", Policy(timeout_s=5, retries=1, backoff_s=0.5, budget_s=10), clock=clock,
                   sleep=clock.sleep)
     assert guard.call(lambda: calls.append(1) or (refused() if len(calls) == 1 else "ok")) == "ok"
     assert len(calls) == 2 and guard.attempt_s == 5
+
+
+def test_a_child_process_may_lower_the_timeout_its_ragtrail_parent_set(tmp_path):
+    """`ragtrail ui start` (a guard's process) starts the API server: the child inherits the parent's 10 s with
+    the mark that ragtrail set it, so the server's request budget may still lower it; a user's own value
+    (no mark) is never lowered."""
+    import subprocess
+    import sys
+
+    Guard("sqlite:///x.db", Policy(timeout_s=10, budget_s=30))
+    child = ("from ragtrail.trail.guard import Guard, Policy; import os; "
+             "g = Guard('sqlite:///x.db', Policy(timeout_s=5, budget_s=10)); "
+             "print(os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'], g.attempt_s)")
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=dict(os.environ))
+    assert run.stdout.split() == ["5", "5"], run.stderr[-2000:]
+    user = {k: v for k, v in os.environ.items() if k != "RAGTRAIL_MLFLOW_HTTP_TIMEOUT_SET"}
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=user)
+    assert run.stdout.split() == ["10", "10"], run.stderr[-2000:]
 
 
 def test_a_server_that_never_answers_costs_one_timeout_per_attempt():
