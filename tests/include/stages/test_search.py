@@ -51,7 +51,11 @@ def built(tmp_path_factory):
                     chunk_paths=[chunks["chunks_path"]], embedded=[embedded], deleted_docs=[], workdir=work)
     with open_store(location) as store:
         store.point_alias("pg", out["collection"])
+    BUILT_WITH.update(chunks=chunks["chunks_path"], embedded=embedded, work=work)
     return location
+
+
+BUILT_WITH: dict = {}
 
 
 def test_ingest_writes_bm25_vectors_and_records_the_mode(built):
@@ -124,3 +128,25 @@ def test_a_dense_only_version_of_an_earlier_release_answers_in_dense_mode(built,
                            mode="hybrid")["q"]
     assert len(hits) == 2 and all(h["found_by"] == ["dense"] for h in hits)
     assert "built before them: searching it in dense mode" in caplog.text
+
+
+def test_an_incremental_run_into_a_dense_only_version_writes_dense_vectors_only(built):
+    """The index stage writing into an earlier release's version (no BM25 config) keeps its layout."""
+    import qdrant_edge as qe
+
+    from ragtrail.store import edge_shards
+
+    with open_store(built) as store:
+        folder = store._folder("pg__old")
+        shard = qe.EdgeShard.create(str(folder / "shard"), qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=384, distance=qe.Distance.Cosine)))
+        shard.close()
+        edge_shards.atomic_write_json(folder / "meta.json", json.dumps(
+            {"dimension": 384, "metadata": {k: CONFIG[k] for k in ("chunk_size", "chunk_overlap", "embedder")}}))
+    out = index_run(location=built, product="pg", version="old", config=CONFIG, chunk_paths=[BUILT_WITH["chunks"]],
+                    embedded=[BUILT_WITH["embedded"]], deleted_docs=[], workdir=BUILT_WITH["work"])
+    assert out["upserted"] == out["vectors"] == len(DOCS)
+    with open_store(built) as store:
+        assert not store.has_sparse("pg__old") and "sparse" not in store.metadata("pg__old")
+    hits = search_many("pg", {"q": "vacuum dead tuples"}, location=built, k=2, collection="pg__old")["q"]
+    assert hits[0]["doc_id"].endswith("vacuum.md") and hits[0]["found_by"] == ["dense"]
