@@ -97,6 +97,7 @@ def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, half_source, mlflo
                                                              "qdrant": "gate__good"}
     mv = mlflow_client.get_model_version_by_alias("ragtrail-gate", "candidate")
     assert mv.tags["ragtrail.gate"] == "rejected" and mv.tags["ragtrail.chunk_size"] == "16"
+    assert (mv.tags["ragtrail.retrieval_mode"], mv.tags["ragtrail.fusion"]) == ("hybrid", "dbsf")  # the defaults
     assert float(mv.tags["eval.ndcg_at_10"]) == pytest.approx(bad["eval"]["ndcg_at_10"], abs=1e-6)
     assert mv.tags["ragtrail.source_digest"] == good_digest(mlflow_client, bad) != good_digest(mlflow_client, good)
 
@@ -136,6 +137,14 @@ def test_production_pyfunc_returns_what_ragtrail_search_returns(handbook_run, se
                     for qid, hits_ in json.loads(proc.stdout).items()}
         assert from_cli == from_model and all(len(v) == 5 for v in from_cli.values())
     assert set(hits.version) == {"v1"}
+    # Another retrieval mode on the same version: the model's `mode` param and the CLI's --mode agree too.
+    dense = model.predict(pd.DataFrame({"id": list(QUESTIONS), "text": list(QUESTIONS.values())}),
+                          params={"k": 5, "mode": "dense"})
+    proc = run_cli("search", "--product", "handbook", "--json", "-k", "5", "--mode", "dense", "--queries", str(queries))
+    assert proc.returncode == 0, proc.stderr
+    assert {qid: [(h["doc_id"], round(h["score"], 5)) for h in hits_] for qid, hits_ in json.loads(proc.stdout).items()} \
+        == {qid: [(h.doc_id, round(h.score, 5)) for h in dense[dense.query_id == qid].itertuples()] for qid in QUESTIONS}
+    assert not dense.score.equals(hits.score)  # dense cosine scores, not the fused ones
 
 
 def test_registered_model_ships_its_code_and_pinned_requirements(handbook_run, settings, tmp_path, monkeypatch):

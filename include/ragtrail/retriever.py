@@ -61,7 +61,7 @@ class RagtrailRetriever(_Base):
         queries = dict(zip(ids, frame["text"].astype(str), strict=True))
         started = time.time_ns()
         results = search_many(self.config["product"], queries, location=self.store(), k=k,
-                              collection=self.config["collection"])
+                              collection=self.config["collection"], mode=(params or {}).get("mode") or None)
         trace_search("retriever.predict", self.config["product"], queries, self.config["collection"],
                      self.config.get("version"), k, results, started, time.time_ns())
         rows = [{"query_id": qid, "rank": rank, **{c: h.get(c) for c in HIT_COLUMNS[2:]}}

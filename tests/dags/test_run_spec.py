@@ -118,7 +118,9 @@ def test_the_typed_config_has_one_field_per_row_and_a_version_config():
     assert cfg.chunk_size == 100 and cfg.max_file_mb == 2.0 and cfg.eval_queries is None
     assert cfg.version_config() == {"chunk_size": 100, "chunk_overlap": spec.BY_NAME["chunk_overlap"].default,
                                     "embedder": spec.BY_NAME["embedder"].default,
-                                    "embed_backend": spec.BY_NAME["embed_backend"].default}
+                                    "embed_backend": spec.BY_NAME["embed_backend"].default,
+                                    "retrieval_mode": spec.BY_NAME["retrieval_mode"].default,
+                                    "fusion": spec.BY_NAME["fusion"].default}
     with pytest.raises(ValueError, match="chunk_overlap must be a whole number from 0 to 256"):
         spec.run_config({"chunk_overlap": -1})
 

@@ -139,9 +139,9 @@ def cmd_search(args) -> int:
                 collection = production_collection(args.product)
             started = time.time_ns()
             results = search_many(args.product, queries, k=args.k,
-                                  collection=collection)
+                                  collection=collection, mode=args.mode, fusion=args.fusion)
             ended = time.time_ns()
-        except LookupError as err:
+        except (LookupError, ValueError) as err:
             print(f"ragtrail search: {err}", file=sys.stderr)
             return 1
         if args.json:
@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     se.add_argument("--queries", help="JSON lines file of {id, text}")
     se.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    se.add_argument("--mode", choices=("dense", "sparse", "hybrid"),
+                    help="retrieval mode (default: the version's own, set by its build's --retrieval-mode)")
+    se.add_argument("--fusion", choices=("rrf", "dbsf"), help="how hybrid mode fuses (default: the version's own)")
     se.add_argument("--from-registry", action="store_true",
                     help="query the collection of the registry's production version instead of the Qdrant alias")
     se.add_argument("query", nargs="*")

@@ -23,6 +23,9 @@ DEFAULT_CHUNK_SIZE = 254
 DEFAULT_CHUNK_OVERLAP = 0
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_EMBED_BACKEND = "onnx-int8"
+# How a version answers (see docs/performance.md, "Hybrid search"): dense, sparse (BM25) or hybrid (both, fused).
+DEFAULT_RETRIEVAL_MODE = "hybrid"
+DEFAULT_FUSION = "dbsf"
 EXPERIMENT_PREFIX_DEFAULT = env.EXPERIMENT_PREFIX.default
 
 

@@ -27,6 +27,8 @@ from ragtrail.core.settings import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_EMBED_BACKEND,
     DEFAULT_EMBEDDER,
+    DEFAULT_FUSION,
+    DEFAULT_RETRIEVAL_MODE,
     SAMPLE_CORPUS,
 )
 
@@ -36,6 +38,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 SOURCE_ACCESS, CHUNKING, SYNC, GATE, TABLES = (
     "Source access", "Chunking & embedding", "Sync & batching", "Evaluation gate", "Tables")
 SEARCH = "Search space"
+RETRIEVAL = "Retrieval"
 _JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 PATTERN_WORDS = {NAME_PATTERN: "a name of 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"}  # in words
@@ -148,6 +151,12 @@ FIELDS: tuple[Field, ...] = (
       CHUNKING, min_length=1, defines_version=True, products="embedder.name"),
     F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
       "faster on CPU (see docs/performance.md).", CHUNKING, enum=("torch", "onnx-int8"), defines_version=True, products="embedder.backend"),
+    F("retrieval_mode", str, DEFAULT_RETRIEVAL_MODE, "Retrieval mode", "How the version answers: dense (the "
+      "embedding), sparse (BM25 keywords) or hybrid (both, fused). Every version stores BM25 vectors too.",
+      RETRIEVAL, enum=("dense", "sparse", "hybrid"), defines_version=True, products="retrieval.mode"),
+    F("fusion", str, DEFAULT_FUSION, "Fusion", "How hybrid mode merges the dense and BM25 candidates: rrf "
+      "(reciprocal rank) or dbsf (distribution-based score fusion).", RETRIEVAL, enum=("rrf", "dbsf"),
+      defines_version=True, products="retrieval.fusion"),
     F("batch_size", int, DEFAULT_BATCH_SIZE, "Encode batch size", "Texts the embedder encodes per call.", CHUNKING,
       minimum=1, maximum=1024, products="embedder.batch_size"),
     F("sync_mode", str, "full", "Sync mode", "full: documents gone from the source leave the index; "

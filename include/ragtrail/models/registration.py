@@ -87,12 +87,13 @@ def log_embedder(client, embedder: str) -> str:
 
 
 def _signature(k: int):
-    """Queries in (``text``, optional ``id``), and ``k`` as an inference param (``mlflow models serve`` too)."""
+    """Queries in (``text``, optional ``id``); ``k`` and ``mode`` (``dense`` / ``sparse`` / ``hybrid``; empty: the
+    version's own) as inference params (``mlflow models serve`` too)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     return ModelSignature(inputs=Schema([ColSpec("string", "id", required=False), ColSpec("string", "text")]),
-                          params=ParamSchema([ParamSpec("k", "long", k)]))
+                          params=ParamSchema([ParamSpec("k", "long", k), ParamSpec("mode", "string", "")]))
 
 
 def _ensure_model(client, name: str, product: str) -> None:
@@ -138,6 +139,8 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
         tags = {n.COLLECTION_TAG: collection, n.VERSION_TAG: version, n.EMBEDDER_TAG: config["embedder"],
                 n.EMBEDDER_URI_TAG: embedder_uri, n.CHUNK_SIZE_TAG: str(config["chunk_size"]),
                 n.CHUNK_OVERLAP_TAG: str(config["chunk_overlap"]), n.SOURCE_DIGEST_TAG: source_digest or "-",
+                n.RETRIEVAL_MODE_TAG: str(config.get("retrieval_mode") or "dense"),
+                n.FUSION_TAG: str(config.get("fusion") or "rrf"),
                 n.GATE_TAG: decision["gate"], n.GATE_REASON_TAG: decision["reason"][:4000],
                 **{n.EVAL_TAG_PREFIX + m: f"{v:.6f}" for m, v in metrics.items()}}
         mv = client.create_model_version(name, source=f"runs:/{run_id}/retriever", run_id=run_id, tags=tags,

@@ -137,27 +137,29 @@ def summarize(rows: list[dict]) -> dict[str, float]:
 
 
 def evaluate_collection(store, collection: str, queries: list[dict],
-                        chunks_per_query: int = CHUNKS_PER_QUERY, show_progress: bool = True) -> tuple[dict, list[dict]]:
+                        chunks_per_query: int = CHUNKS_PER_QUERY, show_progress: bool = True,
+                        mode: str | None = None, fusion: str | None = None) -> tuple[dict, list[dict]]:
     """Run every query against ``collection`` (a name or alias) on an open store.
 
-    Questions are embedded by :func:`ragtrail.stages.search.query_embedder` — the collection's own embedder
-    and backend, exactly as a user's search is.
+    Questions go through :func:`ragtrail.stages.search.search_collection` — the collection's own embedder,
+    backend and retrieval mode (``mode`` / ``fusion`` override it), exactly as a user's search does.
 
     Returns:
         ``(metrics, per_query_rows)``; each row has the query, its relevant and retrieved documents,
         its metrics and ``latency_ms`` (embedding the question plus the vector search).
     """
     from ragtrail.core.progress import Progress
-    from ragtrail.stages.search import query_embedder
+    from ragtrail.stages.search import query_embedder, resolve_mode, search_collection
 
     embed = query_embedder(store, collection)
+    mode, fusion = resolve_mode(store, collection, mode, fusion)
     embed(["warm-up"])  # the first call loads the model; keep it out of the latencies
     rows = []
     progress = Progress("evaluate", len(queries), "queries") if show_progress else None
     for q in queries:
         t0 = time.perf_counter()
-        vector = embed([q["text"]])[0]
-        hits = store.query(collection, vector.tolist(), chunks_per_query, ["doc_id"])
+        hits = search_collection(store, collection, [q["text"]], chunks_per_query, mode=mode, fusion=fusion,
+                                 fields=["doc_id"], embed=embed)[0]
         latency = (time.perf_counter() - t0) * 1000
         docs = documents_from_chunks([{"doc_id": h.payload.get("doc_id"), "score": h.score} for h in hits])
         ranked = [d for d, _ in docs]

@@ -3,7 +3,9 @@
 Each (product, version) owns one physical collection, ``<product>__<version>``; the product's alias,
 ``<product>``, is what searches query and moves in one atomic call. The index itself is the source of
 truth for incremental sync: every point carries ``doc_id``, ``doc_hash``, ``chunk_index``,
-``n_chunks``, ``chunk_hash``, ``version``, ``source`` and ``ingest_run_id``.
+``n_chunks``, ``chunk_hash``, ``version``, ``source`` and ``ingest_run_id``. Beside its dense vector each
+point carries a BM25 sparse vector of its text (:mod:`ragtrail.store.sparse`; the collection's metadata
+records the BM25 config under ``sparse``); a version built before sparse vectors gets dense ones only.
 
 Crash safety: new points are upserted first (deterministic ids, so a retry rewrites the same points),
 stale points are deleted second, the alias moves last (in the DAG: in the evaluate stage, after the gate). A run killed anywhere leaves either the old
@@ -28,6 +30,7 @@ from ragtrail.store import (
     open_store,
     vectors_by_hash,
 )
+from ragtrail.store.sparse import CONFIG as SPARSE_CONFIG
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
 UPSERT_BATCH = env_kit.UPSERT_BATCH.get()
@@ -81,13 +84,14 @@ def index_run(
             dim = store.dimension(name)
         if dim is not None:
             ensure_collection(store, name, dim, {**config, "product": product, "version": version,
-                                                  "built_at": time.time()})
+                                                  "built_at": time.time(), "sparse": dict(SPARSE_CONFIG)})
         failpoint("index.start", workdir)
         progress = Progress("index", sum(pq.ParquetFile(p).metadata.num_rows for p in chunk_paths), "points",
                             recorder=rec)
         upserts = _Upserts(store, name, workdir, progress)
         writer = _DocWriter(store, name, where, mats, upserts, manifest,
-                            {"product": product, "version": version, "ingest_run_id": run_id})
+                            {"product": product, "version": version, "ingest_run_id": run_id},
+                            _sparse_encoder(store, name))
         for path in chunk_paths:
             writer.write_file(path)
         upserts.flush()
@@ -106,11 +110,22 @@ def index_run(
     rec.metric(vector_count=vectors_total, points_upserted=upserts.count, vectors_added=upserts.count,
                vectors_deleted=len(stale), vectors_reused=writer.reused, docs_written=len(writer.written),
                docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds,
+               sparse_seconds=writer.sparse_seconds,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
     rec.artifact(manifest_path, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
             "deleted": len(stale), "live": live, "docs_skipped": len(writer.skipped)}
+
+
+def _sparse_encoder(store, name: str):
+    """The BM25 encoder of the collection's sparse config, or ``None`` for one built before sparse vectors."""
+    from ragtrail.stages.search import sparse_ready
+    from ragtrail.store.sparse import encoder_for
+
+    if not store.exists(name) or not sparse_ready(store, name):
+        return None
+    return encoder_for(store.metadata(name))
 
 
 class _Upserts:
@@ -142,9 +157,11 @@ class _Upserts:
 class _DocWriter:
     """Turn chunk files into points, a document whole or not at all, and note each in the index manifest."""
 
-    def __init__(self, store, name: str, where: dict, mats: list, upserts: _Upserts, manifest, stamp: dict):
+    def __init__(self, store, name: str, where: dict, mats: list, upserts: _Upserts, manifest, stamp: dict,
+                 sparse=None):
         self.store, self.name, self.where, self.mats = store, name, where, mats
         self.upserts, self.manifest, self.stamp = upserts, manifest, stamp
+        self.sparse, self.sparse_seconds = sparse, 0.0
         self.written: set[str] = set()
         self.skipped: set[str] = set()
         self.new_ids: set[str] = set()
@@ -180,9 +197,14 @@ class _DocWriter:
 
     def _write_doc(self, doc_id: str, chunks: list[dict], vectors: list[list]) -> None:
         self.written.add(doc_id)
-        for r, vec in zip(chunks, vectors, strict=True):
+        sparse = [None] * len(chunks)
+        if self.sparse is not None:
+            t0 = time.perf_counter()
+            sparse = self.sparse.documents([r["text"] for r in chunks])
+            self.sparse_seconds += time.perf_counter() - t0
+        for r, vec, sv in zip(chunks, vectors, sparse, strict=True):
             self.new_ids.add(r["point_id"])
-            self.upserts.add(Point(id=r["point_id"], vector=vec, payload={
+            self.upserts.add(Point(id=r["point_id"], vector=vec, sparse=sv, payload={
                 "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],
                 "n_chunks": r["n_chunks"], "chunk_hash": r["chunk_hash"], "text": r["text"],
                 "n_tokens": r["n_tokens"], "source": r["uri"], **self.stamp,

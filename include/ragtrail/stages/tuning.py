@@ -58,13 +58,15 @@ def trial_params(params: dict) -> dict:
 def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: dict) -> int:
     """Fill collection ``trial`` of ``store`` (in memory) with the chunks of ``chunks_path``; their count.
 
-    The collection records its embedder and backend like a real version, so the evaluation embeds the
-    questions the way a search of such a version would.
+    The collection records its embedder, backend, BM25 config and retrieval mode like a real version (the
+    default mode), so the evaluation searches the way a search of such a version would.
     """
     import pyarrow.parquet as pq
 
+    from ragtrail.core.settings import DEFAULT_FUSION, DEFAULT_RETRIEVAL_MODE
     from ragtrail.stages.embedding import embed_texts
     from ragtrail.store import Point
+    from ragtrail.store.sparse import CONFIG, encoder
 
     rows = pq.read_table(chunks_path, columns=["doc_id", "text", "chunk_hash"]).to_pylist()
     todo = sorted({r["chunk_hash"]: r["text"] for r in rows if (embedder, r["chunk_hash"]) not in cache}.items())
@@ -72,9 +74,12 @@ def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: 
         for (h, _), vec in zip(todo, embed_texts([t for _, t in todo], embedder, backend=TRIAL_BACKEND), strict=True):
             cache[(embedder, h)] = vec
     dim = len(next(iter(cache.values()))) if cache else 384
-    store.create("trial", dim, {"embedder": embedder, "embed_backend": TRIAL_BACKEND})
-    store.upsert("trial", [Point(id=i, vector=cache[(embedder, r["chunk_hash"])].tolist(), payload={"doc_id": r["doc_id"]})
-                           for i, r in enumerate(rows)])
+    store.create("trial", dim, {"embedder": embedder, "embed_backend": TRIAL_BACKEND, "sparse": dict(CONFIG),
+                                "retrieval_mode": DEFAULT_RETRIEVAL_MODE, "fusion": DEFAULT_FUSION})
+    sparse = encoder(CONFIG).documents([r["text"] for r in rows])
+    store.upsert("trial", [Point(id=i, vector=cache[(embedder, r["chunk_hash"])].tolist(), sparse=sv,
+                                 payload={"doc_id": r["doc_id"]})
+                           for i, (r, sv) in enumerate(zip(rows, sparse, strict=True))])
     return len(rows)
 
 

@@ -1,7 +1,9 @@
 """The vector-store interface every stage speaks: collections of points, aliases, filtered scrolls.
 
-A store keeps, per collection, points (an id, one vector, a JSON payload) and the collection's
-metadata (the version config the plan stage checks). An alias names one collection and moves in one
+A store keeps, per collection, points (an id, a dense vector, a sparse BM25 vector, a JSON payload) and
+the collection's metadata (the version config the plan stage checks). A collection built before sparse
+vectors existed holds one unnamed dense vector per point: :meth:`VectorStore.has_sparse` is false for it,
+and it answers dense queries only. An alias names one collection and moves in one
 atomic call. Implementations: :mod:`ragtrail.store.qdrant`, :mod:`ragtrail.store.edge`. Nothing here
 imports a client library.
 """
@@ -42,22 +44,88 @@ def collection_name(product: str, version: str) -> str:
     return f"{check_name('product', product)}__{check_name('version', version)}"
 
 
+# The named vectors of a collection built with both (Qdrant's names; stored in the collection config).
+DENSE, SPARSE = "dense", "bm25"
+MODES = ("dense", "sparse", "hybrid")
+FUSIONS = ("rrf", "dbsf")
+RRF_K = 60  # the constant of reciprocal-rank fusion (Cormack et al.'s 60; set explicitly in every store)
+
+
+def prefetch_limit(k: int) -> int:
+    """How many candidates each prefetch (dense, sparse) hands the fusion: deep enough that a hit ranked low
+    by one side can still be lifted by the other."""
+    return max(2 * k, 50)
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse vector: token ids (a stable hash of each stemmed token) and their weights."""
+
+    indices: list[int]
+    values: list[float]
+
+
 @dataclass
 class Point:
-    """One stored chunk: ``id`` (a UUID string or an int), its vector and its payload."""
+    """One stored chunk: ``id`` (a UUID string or an int), its dense vector, its sparse BM25 vector (``None``:
+    none, e.g. in a dense-only collection) and its payload."""
 
     id: Any
     vector: list[float] | None = None
     payload: dict = field(default_factory=dict)
+    sparse: Sparse | None = None
 
 
 @dataclass
 class Hit:
-    """One query result, best first: the point's id, its similarity score and (selected) payload."""
+    """One query result, best first: the point's id, its score and (selected) payload. ``found_by``: which of
+    the query's searches (``dense``, ``sparse``) had the point among its candidates."""
 
     id: Any
     score: float
     payload: dict = field(default_factory=dict)
+    found_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One question for :meth:`VectorStore.query_batch`: ``mode`` ``dense`` (the dense vector), ``sparse`` (the
+    BM25 vector; IDF applied by the store) or ``hybrid`` (both as prefetches, fused by ``fusion``: ``rrf`` or
+    ``dbsf``, through Qdrant's Query API)."""
+
+    dense: list[float] | None = None
+    sparse: Sparse | None = None
+    mode: str = "dense"
+    fusion: str = "rrf"
+
+    def __post_init__(self):
+        if self.mode not in MODES or self.fusion not in FUSIONS:
+            raise ValueError(f"mode must be one of {', '.join(MODES)} and fusion one of {', '.join(FUSIONS)} "
+                             f"(got {self.mode!r}, {self.fusion!r})")
+        if (self.mode != "sparse" and self.dense is None) or (self.mode != "dense" and self.sparse is None):
+            raise ValueError(f"a {self.mode} query needs its {'dense' if self.dense is None else 'sparse'} vector")
+
+
+def mark_found_by(fused: list[Hit], dense: list[Hit], sparse: list[Hit]) -> list[Hit]:
+    """Name, on each fused hit, the prefetches (dense / sparse candidates) that held it."""
+    d, s = {str(h.id) for h in dense}, {str(h.id) for h in sparse}
+    for h in fused:
+        h.found_by = tuple(n for n, ids in (("dense", d), ("sparse", s)) if str(h.id) in ids)
+    return fused
+
+
+def hits_per_query(queries: list[SearchQuery], starts: list[int], hits: list[list[Hit]]) -> list[list[Hit]]:
+    """One hit list per query from a batch where query i's requests begin at ``starts[i]``: a hybrid query's
+    three (fused, dense prefetch alone, sparse prefetch alone), another's one."""
+    out = []
+    for q, a in zip(queries, starts, strict=True):
+        if q.mode == "hybrid":
+            out.append(mark_found_by(hits[a], hits[a + 1], hits[a + 2]))
+            continue
+        for h in hits[a]:
+            h.found_by = (q.mode,)
+        out.append(hits[a])
+    return out
 
 
 class VectorStore(Protocol):
@@ -75,6 +143,11 @@ class VectorStore(Protocol):
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]: ...
     def query(self, name: str, vector: list[float], k: int, fields: list[str] | bool = True) -> list[Hit]: ...
+    # Sparse and fused search: whether the collection holds BM25 vectors (false for one built before them),
+    # and many queries in one call (each hybrid one: a fused query plus its two prefetches, for found_by).
+    def has_sparse(self, name: str) -> bool: ...
+    def query_batch(self, name: str, queries: list[SearchQuery], k: int,
+                    fields: list[str] | bool = True) -> list[list[Hit]]: ...
     def alias_target(self, alias: str) -> str | None: ...
     def point_alias(self, alias: str, collection: str) -> None: ...
     def finish(self, name: str) -> None: ...  # a version's writes are done: build its index (may be a no-op)

@@ -4,7 +4,9 @@ Layout of a store folder (docs/architecture.md, "The Edge store")::
 
     edge-store.json               marker: {"format": "ragtrail-edge", "layout": 1}
     aliases.json                  {alias: collection}, replaced atomically (temp, fsync, rename, fsync dir)
-    collections/<name>/meta.json  {"dimension": d, "metadata": {...}}; a collection exists iff this exists
+    collections/<name>/meta.json  {"dimension": d, "metadata": {...}, "vectors": "named"}; a collection
+                                  exists iff this exists ("named": dense + sparse BM25 vectors; without
+                                  it, an earlier release's collection of one unnamed dense vector)
     collections/<name>/shard/     the Edge shard (segments, WAL)
     .locks/<name>.lock            our lock, taken before the shard is loaded (see :mod:`.edge_shards`)
 
@@ -12,7 +14,8 @@ A collection appears whole: it is built in ``collections/.new-<name>-<pid>`` and
 disappears whole: renamed to ``collections/.trash-…`` before it is removed. Each version is its own shard
 and lock, so writing version N+1 never waits for, nor holds up, a reader of version N. Writes go to the
 WAL with optimisation deferred; :meth:`EdgeStore.finish` runs ``optimize`` (HNSW, merged segments) before
-the gate judges the version. This is the one module that imports ``qdrant_edge``.
+the gate judges the version. This module and :mod:`.edge_query` (named vectors, fused queries) are the
+ones that import ``qdrant_edge``.
 """
 
 from __future__ import annotations
@@ -30,8 +33,17 @@ import qdrant_edge as qe
 
 from ragtrail.core import env_kit
 from ragtrail.core.locks import DEFAULT_TIMEOUT_S, file_lock
-from ragtrail.store import edge_shards
-from ragtrail.store.base import INDEXED_FIELDS, Hit, Point, check_collection
+from ragtrail.store import edge_query, edge_shards
+from ragtrail.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    SPARSE,
+    Hit,
+    Point,
+    SearchQuery,
+    check_collection,
+    hits_per_query,
+)
 from ragtrail.store.resolve import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -108,6 +120,12 @@ class EdgeStore:
     def metadata(self, name: str) -> dict:
         return dict(self._meta(self._target(name)).get("metadata") or {})
 
+    def _is_named(self, name: str) -> bool:
+        return self._meta(name).get("vectors") == "named"
+
+    def has_sparse(self, name: str) -> bool:
+        return self._is_named(self._target(name))
+
     def collections(self) -> list[str]:
         return sorted(p.name for p in (self.root / "collections").iterdir()
                       if not p.name.startswith(".") and (p / "meta.json").exists())
@@ -120,7 +138,8 @@ class EdgeStore:
         for stale in folder.parent.glob(f".new-{name}-*"):  # a crashed create's leftovers
             shutil.rmtree(stale, ignore_errors=True)
         staging = folder.parent / f".new-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=int(dimension), distance=qe.Distance.Cosine),
+        config = qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=int(dimension), distance=qe.Distance.Cosine)},
+                               sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
                                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB))
         shard = qe.EdgeShard.create(str(staging / "shard"), config)
         try:
@@ -130,7 +149,8 @@ class EdgeStore:
         finally:
             shard.close()
         edge_shards.atomic_write_json(staging / "meta.json",
-                                      json.dumps({"dimension": int(dimension), "metadata": metadata}))
+                                      json.dumps({"dimension": int(dimension), "metadata": metadata,
+                                                  "vectors": "named"}))
         try:
             os.rename(staging, folder)
         except OSError:
@@ -161,8 +181,10 @@ class EdgeStore:
     def upsert(self, name: str, points: list[Point]) -> None:
         """Write points in batches of ``batch``; another process waiting for the shard gets it between two."""
         name = self._target(name)
+        named = self._is_named(name)
         for i in range(0, len(points), self.batch):
-            batch = [qe.Point(p.id, list(p.vector), p.payload) for p in points[i : i + self.batch]]
+            batch = [qe.Point(p.id, edge_query.vectors(p) if named else list(p.vector), p.payload)
+                     for p in points[i : i + self.batch]]
             with self._shard(name) as shard:
                 shard.update(qe.UpdateOperation.upsert_points(batch))
 
@@ -176,21 +198,36 @@ class EdgeStore:
                with_vectors: bool = False) -> Iterator[Point]:
         """Every point (or those whose payload ``where[0]`` is one of ``where[1]``), page by page."""
         name, offset = self._target(name), None
+        named = with_vectors and self._is_named(name)
         while True:
             with self._shard(name) as shard:
                 page, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=1024, filter=_any_of(where),
                                                              with_payload=_payload(fields),
-                                                             with_vector=with_vectors))
+                                                             with_vector=[DENSE] if named else with_vectors))
             for r in page:
-                yield Point(id=_id(r.id), vector=list(r.vector) if with_vectors else None, payload=r.payload or {})
+                vector = list((r.vector or {})[DENSE]) if named else list(r.vector) if with_vectors else None
+                yield Point(id=_id(r.id), vector=vector, payload=r.payload or {})
             if offset is None:
                 return
 
     def query(self, name: str, vector: list[float], k: int, fields: list[str] | bool = True) -> list[Hit]:
-        request = qe.QueryRequest(limit=k, query=qe.Query.Nearest(list(vector)), with_payload=_payload(fields))
-        with self._shard(self._target(name)) as shard:
-            hits = shard.query(request)
-        return [Hit(id=_id(h.id), score=float(h.score), payload=h.payload or {}) for h in hits]
+        return self.query_batch(name, [SearchQuery(dense=list(vector))], k, fields)[0]
+
+    def query_batch(self, name: str, queries: list[SearchQuery], k: int,
+                    fields: list[str] | bool = True) -> list[list[Hit]]:
+        """Every query in one ``query_batch`` call; a hybrid one is its fused query (dense and sparse
+        prefetches, RRF or DBSF) followed by each prefetch alone, which say what found each fused hit."""
+        name = self._target(name)
+        if not queries:
+            return []
+        named = self._is_named(name)
+        if not named and any(q.mode != "dense" for q in queries):
+            raise ValueError(f"{name} was built before sparse vectors: it answers dense queries only")
+        requests, starts = edge_query.requests(queries, k, _payload(fields), named)
+        with self._shard(name) as shard:
+            answers = shard.query_batch(qe.QueryBatchRequest(requests))
+        hits = [[Hit(id=_id(h.id), score=float(h.score), payload=h.payload or {}) for h in a] for a in answers]
+        return hits_per_query(queries, starts, hits)
 
     def finish(self, name: str) -> None:
         """Optimise a version that is not live (HNSW and merged segments) before it is judged.

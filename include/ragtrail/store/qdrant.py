@@ -20,7 +20,17 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from ragtrail.core import env_kit
 from ragtrail.core.locks import file_lock
-from ragtrail.store.base import INDEXED_FIELDS, Hit, Point
+from ragtrail.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    RRF_K,
+    SPARSE,
+    Hit,
+    Point,
+    SearchQuery,
+    hits_per_query,
+    prefetch_limit,
+)
 from ragtrail.store.resolve import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -58,12 +68,23 @@ class QdrantStore:
         self.batch, self.backoff_s = batch, backoff_s
         self.retries = retries if settings.mode == "server" else 0  # local mode has no transient errors
         self.upload_calls = 0
+        self._named: dict[str, bool] = {}
+
+    def _is_named(self, name: str) -> bool:
+        """Whether the collection holds named vectors (dense + sparse); one built before them has one unnamed."""
+        if name not in self._named:
+            self._named[name] = isinstance(self.client.get_collection(name).config.params.vectors, dict)
+        return self._named[name]
+
+    def has_sparse(self, name: str) -> bool:
+        return SPARSE in (self.client.get_collection(name).config.params.sparse_vectors or {})
 
     def exists(self, name: str) -> bool:
         return self.client.collection_exists(name)
 
     def dimension(self, name: str) -> int:
-        return self.client.get_collection(name).config.params.vectors.size
+        vectors = self.client.get_collection(name).config.params.vectors
+        return (vectors[DENSE] if isinstance(vectors, dict) else vectors).size
 
     def metadata(self, name: str) -> dict:
         return dict(self.client.get_collection(name).config.metadata or {})
@@ -72,14 +93,18 @@ class QdrantStore:
         """A new version. On a server, as Qdrant's bulk-upload guide says: payload indexes up front, and HNSW
         indexing off (``indexing_threshold`` 0) until :meth:`finish` turns it back on."""
         server = self.settings.mode == "server"
-        self.client.create_collection(name, metadata=metadata, vectors_config=models.VectorParams(
-            size=dimension, distance=models.Distance.COSINE),
+        self.client.create_collection(
+            name, metadata=metadata,
+            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             **({"optimizers_config": models.OptimizersConfigDiff(indexing_threshold=0)} if server else {}))
+        self._named[name] = True
         if server:  # local mode has no payload indexes (and warns)
             for key in INDEXED_FIELDS:
                 self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
 
     def delete_collection(self, name: str) -> None:
+        self._named.pop(name, None)
         self.client.delete_collection(name)
 
     def collections(self) -> list[str]:
@@ -101,10 +126,19 @@ class QdrantStore:
 
     def upsert(self, name: str, points: list[Point]) -> None:
         """Write points in batches of ``batch``, each retried on a server's transient errors."""
+        named = self._is_named(name)
         for i in range(0, len(points), self.batch):
-            structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points[i : i + self.batch]]
+            structs = [models.PointStruct(id=p.id, vector=self._vector(p) if named else p.vector, payload=p.payload)
+                       for p in points[i : i + self.batch]]
             self._retrying(lambda s=structs: self.client.upsert(name, points=s, wait=True), f"upsert into {name}")
             self.upload_calls += 1
+
+    @staticmethod
+    def _vector(p: Point) -> dict:
+        out = {DENSE: p.vector}
+        if p.sparse is not None and p.sparse.indices:
+            out[SPARSE] = models.SparseVector(indices=p.sparse.indices, values=p.sparse.values)
+        return out
 
     def delete(self, name: str, ids: list) -> None:
         for i in range(0, len(ids), 1000):
@@ -118,18 +152,60 @@ class QdrantStore:
         if where is not None:
             flt = models.Filter(must=[models.FieldCondition(key=where[0], match=models.MatchAny(any=list(where[1])))])
         offset = None
+        named = with_vectors and self._is_named(name)
         while True:
             page, offset = self.client.scroll(name, scroll_filter=flt, limit=1024, offset=offset,
                                               with_payload=fields if fields is not None else True,
-                                              with_vectors=with_vectors)
+                                              with_vectors=[DENSE] if named else with_vectors)
             for p in page:
-                yield Point(id=p.id, vector=p.vector if with_vectors else None, payload=p.payload or {})
+                vector = (p.vector or {}).get(DENSE) if named else p.vector if with_vectors else None
+                yield Point(id=p.id, vector=vector, payload=p.payload or {})
             if offset is None:
                 return
 
     def query(self, name: str, vector: list[float], k: int, fields: list[str] | bool = True) -> list[Hit]:
-        hits = self.client.query_points(name, query=vector, limit=k, with_payload=fields).points
-        return [Hit(id=h.id, score=float(h.score), payload=h.payload or {}) for h in hits]
+        return self.query_batch(name, [SearchQuery(dense=list(vector))], k, fields)[0]
+
+    def query_batch(self, name: str, queries: list[SearchQuery], k: int,
+                    fields: list[str] | bool = True) -> list[list[Hit]]:
+        """Every query in one ``query_batch_points`` call; a hybrid one is its fused query (dense and sparse
+        prefetches, RRF or DBSF) followed by each prefetch alone, which say what found each fused hit."""
+        named = self._is_named(name)
+        if not queries:
+            return []
+        if not named and any(q.mode != "dense" for q in queries):
+            raise ValueError(f"{name} was built before sparse vectors: it answers dense queries only")
+        using = {"using": DENSE} if named else {}
+        depth = prefetch_limit(k)
+
+        def dense(q, limit):
+            return models.QueryRequest(query=q.dense, limit=limit, with_payload=fields, **using)
+
+        def sparse(q, limit):
+            return models.QueryRequest(query=models.SparseVector(indices=q.sparse.indices, values=q.sparse.values),
+                                       using=SPARSE, limit=limit, with_payload=fields)
+
+        requests, starts = [], []
+        for q in queries:
+            starts.append(len(requests))
+            if q.mode == "dense":
+                requests.append(dense(q, k))
+            elif q.mode == "sparse":
+                requests.append(sparse(q, k))
+            else:
+                fusion = (models.RrfQuery(rrf=models.Rrf(k=RRF_K)) if q.fusion == "rrf"
+                          else models.FusionQuery(fusion=models.Fusion.DBSF))
+                requests.append(models.QueryRequest(
+                    prefetch=[models.Prefetch(query=q.dense, using=DENSE, limit=depth),
+                              models.Prefetch(query=models.SparseVector(indices=q.sparse.indices,
+                                                                        values=q.sparse.values),
+                                              using=SPARSE, limit=depth)],
+                    query=fusion, limit=k, with_payload=fields))
+                requests += [dense(q, depth).model_copy(update={"with_payload": False}),
+                             sparse(q, depth).model_copy(update={"with_payload": False})]
+        answers = self.client.query_batch_points(name, requests=requests)
+        hits = [[Hit(id=h.id, score=float(h.score), payload=h.payload or {}) for h in a.points] for a in answers]
+        return hits_per_query(queries, starts, hits)
 
     def alias_target(self, alias: str) -> str | None:
         for a in self.client.get_aliases().aliases:

@@ -63,12 +63,14 @@ MODEL_PREFIX = "ragtrail-"
 COLLECTION_TAG, EMBEDDER_TAG = "ragtrail.collection", "ragtrail.embedder"
 EMBEDDER_URI_TAG, SOURCE_DIGEST_TAG = "ragtrail.embedder_model_uri", "ragtrail.source_digest"
 CHUNK_SIZE_TAG, CHUNK_OVERLAP_TAG, ARCHIVED_TAG = "ragtrail.chunk_size", "ragtrail.chunk_overlap", "ragtrail.archived"
+RETRIEVAL_MODE_TAG, FUSION_TAG = "ragtrail.retrieval_mode", "ragtrail.fusion"  # how the version answers
 EVAL_TAG_PREFIX = "eval."  # a registered version's ``eval.<metric>`` tags: its evaluation at registration
 PRODUCTION_ALIAS, CANDIDATE_ALIAS = "production", "candidate"
 
 # Traces: the search span's name and the ``ragtrail.*`` attributes spans carry.
 SEARCH_SPAN, ATTRIBUTE_PREFIX = "ragtrail.search", "ragtrail."
 DOC_IDS_ATTR, SCORES_ATTR, HITS_ATTR = "ragtrail.doc_ids", "ragtrail.scores", "ragtrail.hits"
+FOUND_BY_ATTR = "ragtrail.found_by"  # per hit, the prefetches that found it: "dense", "sparse", "dense+sparse"
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|auth", re.I)
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)

@@ -31,7 +31,14 @@ from contextvars import ContextVar
 from typing import Any
 
 from ragtrail.core import env
-from ragtrail.trail.names import COLLECTION_TAG, DOC_IDS_ATTR, HITS_ATTR, SCORES_ATTR, VERSION_TAG
+from ragtrail.trail.names import (
+    COLLECTION_TAG,
+    DOC_IDS_ATTR,
+    FOUND_BY_ATTR,
+    HITS_ATTR,
+    SCORES_ATTR,
+    VERSION_TAG,
+)
 from ragtrail.trail.switches import setting, tracking_enabled
 
 log = logging.getLogger(__name__)
@@ -195,11 +202,13 @@ class RetrieverSpan:
         if self.live is None:
             return
         docs = [{"id": str(h.get("chunk_id") or h.get("id") or ""), "page_content": summarise(h.get("text") or ""),
-                 "metadata": {"doc_id": h.get("doc_id"), "score": h.get("score"), "source": h.get("source")}}
+                 "metadata": {"doc_id": h.get("doc_id"), "score": h.get("score"), "source": h.get("source"),
+                              **({"found_by": list(h["found_by"])} if h.get("found_by") else {})}}
                 for h in hits]
         self.live.set_outputs(docs)
         self.live.set_attributes({DOC_IDS_ATTR: [d["metadata"]["doc_id"] for d in docs][:50],
                                   SCORES_ATTR: [d["metadata"]["score"] for d in docs][:50],
+                                  FOUND_BY_ATTR: ["+".join(h.get("found_by") or ()) or "-" for h in hits][:50],
                                   HITS_ATTR: len(docs)})
 
 

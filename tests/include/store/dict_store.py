@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 
-from ragtrail.store.base import Hit, Point
+from ragtrail.store.base import RRF_K, Hit, Point, mark_found_by, prefetch_limit
 
 WORLDS: dict[str, dict] = {}  # one world per ``dict://<name>``, kept across opens like a server
 
@@ -46,7 +46,7 @@ class DictStore:
 
     def upsert(self, name, points):
         for p in points:
-            self._cols[name]["points"][p.id] = Point(p.id, list(p.vector or []), dict(p.payload))
+            self._cols[name]["points"][p.id] = Point(p.id, list(p.vector or []), dict(p.payload), p.sparse)
 
     def delete(self, name, ids):
         for i in ids:
@@ -66,6 +66,54 @@ class DictStore:
         scored = sorted(((cosine(p.vector), p) for p in self._cols[name]["points"].values()),
                         key=lambda sp: sp[0], reverse=True)
         return [Hit(p.id, score, dict(p.payload) if fields else {}) for score, p in scored[:k]]
+
+    def has_sparse(self, name):
+        return True
+
+    def _sparse(self, name, query, k):
+        """BM25 as Qdrant's IDF modifier does it: idf = ln(1 + (N − n + 0.5) / (n + 0.5)) times the stored weight."""
+        pts = list(self._cols[name]["points"].values())
+        df: dict[int, int] = {}
+        for p in pts:
+            for i in (p.sparse.indices if p.sparse else []):
+                df[i] = df.get(i, 0) + 1
+        idf = {i: math.log(1 + (len(pts) - n + 0.5) / (n + 0.5)) for i, n in df.items()}
+        scored = []
+        for p in pts:
+            w = dict(zip(p.sparse.indices, p.sparse.values, strict=True)) if p.sparse else {}
+            common = [i for i in query.indices if i in w]
+            if common:
+                q = dict(zip(query.indices, query.values, strict=True))
+                scored.append((sum(q[i] * w[i] * idf[i] for i in common), p))
+        scored.sort(key=lambda sp: sp[0], reverse=True)
+        return scored[:k]
+
+    def _dense(self, name, vector, k):
+        def cosine(v):
+            norm = math.sqrt(sum(x * x for x in v)) * math.sqrt(sum(x * x for x in vector))
+            return sum(a * b for a, b in zip(v, vector, strict=True)) / norm if norm else 0.0
+
+        return sorted(((cosine(p.vector), p) for p in self._cols[name]["points"].values()),
+                      key=lambda sp: sp[0], reverse=True)[:k]
+
+    def query_batch(self, name, queries, k, fields=True):
+        out = []
+        for q in queries:
+            if q.mode != "hybrid":
+                scored = self._dense(name, q.dense, k) if q.mode == "dense" else self._sparse(name, q.sparse, k)
+                out.append([Hit(p.id, s, dict(p.payload) if fields else {}, (q.mode,)) for s, p in scored])
+                continue
+            depth = prefetch_limit(k)
+            lists = [self._dense(name, q.dense, depth), self._sparse(name, q.sparse, depth)]
+            fused: dict = {}
+            for scored in lists:  # RRF here whatever the fusion: enough for a test store
+                for rank, (_s, p) in enumerate(scored):
+                    fused[p.id] = fused.get(p.id, 0.0) + 1.0 / (RRF_K + rank + 1)
+            pts = self._cols[name]["points"]
+            best = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:k]
+            hits = [Hit(i, s, dict(pts[i].payload) if fields else {}) for i, s in best]
+            out.append(mark_found_by(hits, *[[Hit(p.id, s) for s, p in sc] for sc in lists]))
+        return out
 
     def alias_target(self, alias):
         return self.world["aliases"].get(alias)

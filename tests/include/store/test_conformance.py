@@ -154,3 +154,86 @@ def test_an_alias_goes_wherever_a_collection_name_does(store):
     store.delete("p", [pid(0)])
     store.upsert("p", points(8)[7:])
     assert store.count("p__v1") == 6 and not store.exists("q")
+
+
+# -- sparse vectors and fused queries ------------------------------------------------------------------
+TEXTS = ["pg_dump writes a consistent backup of one database",
+         "vacuum reclaims storage occupied by dead tuples",
+         "the planner estimates the cost of each query plan",
+         "pg_restore reads an archive made by pg_dump",
+         "autovacuum launches vacuum workers on a schedule",
+         "indexes speed up lookups of rows by key"]
+
+
+def text_points(encode) -> list[Point]:
+    """Six chunks; dense vectors on a quarter circle (point i nearest angle i), sparse vectors from BM25."""
+    return [Point(id=pid(i), vector=unit(math.cos(i / 4), math.sin(i / 4), 0.0), sparse=s,
+                  payload={"doc_id": f"d{i}", "text": t})
+            for i, (t, s) in enumerate(zip(TEXTS, encode.documents(TEXTS), strict=True))]
+
+
+def test_sparse_and_hybrid_queries_agree_across_stores(store):
+    from ragtrail.store.base import SearchQuery
+    from ragtrail.store.sparse import CONFIG, encoder
+
+    bm25 = encoder(CONFIG)
+    ensure_collection(store, "p__v2", 3, {"sparse": dict(CONFIG)})
+    store.upsert("p__v2", text_points(bm25))
+    store.finish("p__v2")
+    assert store.has_sparse("p__v2")
+    [q] = bm25.queries(["how do I restore a pg_dump archive?"])
+    near_vacuum = unit(math.cos(1 / 4), math.sin(1 / 4), 0.0)  # dense says: chunk 1 (vacuum)
+    sparse, hybrid, dbsf, dense = store.query_batch("p__v2", [
+        SearchQuery(sparse=q, mode="sparse"),
+        SearchQuery(dense=near_vacuum, sparse=q, mode="hybrid"),
+        SearchQuery(dense=near_vacuum, sparse=q, mode="hybrid", fusion="dbsf"),
+        SearchQuery(dense=near_vacuum, mode="dense")], 3)
+    # BM25: chunk 3 holds pg_restore, archive, pg_dump; chunk 0 only pg_dump; IDF from the collection.
+    assert [h.id for h in sparse][:2] == [pid(3), pid(0)] and len(sparse) == 2
+    assert all(h.found_by == ("sparse",) for h in sparse) and sparse[0].score > sparse[1].score > 0
+    assert dense[0].id == pid(1) and dense[0].found_by == ("dense",)
+    for fused in (hybrid, dbsf):
+        assert len(fused) == 3 and pid(3) in [h.id for h in fused[:2]]  # both lists lift the pg_restore chunk
+        by_id = {h.id: h.found_by for h in fused}
+        assert by_id[pid(3)] == ("dense", "sparse") and by_id[pid(1)] == ("dense",)
+    # The dense vector comes back alone from a named collection (held vectors are reused by the index stage).
+    [p1] = [p for p in store.scroll("p__v2", ["doc_id"], with_vectors=True) if p.payload["doc_id"] == "d1"]
+    assert p1.vector == pytest.approx(near_vacuum, abs=1e-5)
+
+
+def test_a_dense_only_collection_of_an_earlier_release_answers_dense_queries(store):
+    """A version built before sparse vectors (one unnamed dense vector) stays searchable in dense mode."""
+    from ragtrail.store.base import SearchQuery, Sparse
+
+    make_dense_only(store, "p__v1")
+    store.upsert("p__v1", points(12))
+    assert not store.has_sparse("p__v1")
+    [hits] = store.query_batch("p__v1", [SearchQuery(dense=unit(1.0, 0.0, 0.0))], 2)
+    assert [h.id for h in hits] == [pid(0), pid(1)]
+    assert [h.id for h in store.query("p__v1", unit(1.0, 0.0, 0.0), 1)] == [pid(0)]
+    assert store.dimension("p__v1") == 3
+    assert next(iter(store.scroll("p__v1", None, with_vectors=True))).vector is not None
+    with pytest.raises(ValueError, match="dense queries only"):
+        store.query_batch("p__v1", [SearchQuery(dense=unit(1.0, 0.0, 0.0), sparse=Sparse([1], [1.0]),
+                                                mode="hybrid")], 2)
+
+
+def make_dense_only(store, name: str) -> None:
+    """Create a collection exactly as the release before sparse vectors did."""
+    import json
+
+    if hasattr(store, "client"):  # qdrant-client: one unnamed cosine vector
+        from qdrant_client import models
+
+        store.client.create_collection(name, metadata={"chunk_size": 100}, vectors_config=models.VectorParams(
+            size=3, distance=models.Distance.COSINE))
+        return
+    import qdrant_edge as qe
+
+    from ragtrail.store import edge_shards
+
+    folder = store._folder(name)
+    shard = qe.EdgeShard.create(str(folder / "shard"), qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=3, distance=qe.Distance.Cosine)))
+    shard.close()
+    edge_shards.atomic_write_json(folder / "meta.json", json.dumps({"dimension": 3, "metadata": {"chunk_size": 100}}))

@@ -67,3 +67,21 @@ def test_a_store_registered_by_one_entry_point_opens_and_serves(dict_store_insta
         assert store.collections() == ["p__v2"] and store.alias_target("p") == "p__v2"
         with pytest.raises(LookupError, match="p has no version 'v9'; built: v2"):
             put_live(store, "p", "p__v9")
+
+
+def test_a_registered_store_serves_sparse_and_hybrid_queries(dict_store_installed):
+    """The test store speaks the same sparse / fused query interface as the Qdrant ones."""
+    from ragtrail.store.base import SearchQuery
+    from ragtrail.store.sparse import CONFIG, encoder
+
+    bm25 = encoder(CONFIG)
+    texts = ["pg_restore reads an archive", "vacuum reclaims dead tuples", "the planner picks a plan"]
+    with open_store("dict://hybrid") as store:
+        ensure_collection(store, "h__v1", 2, {"sparse": dict(CONFIG)})
+        store.upsert("h__v1", [Point(i, v, {"doc_id": f"d{i}"}, s) for i, (v, s) in
+                               enumerate(zip([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], bm25.documents(texts), strict=True))])
+        [q] = bm25.queries(["restore the archive"])
+        sparse, hybrid = store.query_batch("h__v1", [SearchQuery(sparse=q, mode="sparse"),
+                                                     SearchQuery(dense=[0.0, 1.0], sparse=q, mode="hybrid")], 3)
+    assert [h.id for h in sparse] == [0] and sparse[0].found_by == ("sparse",)
+    assert {h.id: h.found_by for h in hybrid} == {2: ("dense",), 0: ("dense", "sparse"), 1: ("dense",)}

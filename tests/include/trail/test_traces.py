@@ -12,8 +12,9 @@ import mlflow
 from ragtrail.core.products import experiment_name
 from ragtrail.trail.traces import trace_search
 
-HITS = {"q": [{"doc_id": "guide.md", "score": 0.91, "text": "Rerun a task with Clear.", "chunk_id": "c1"},
-              {"doc_id": "faq.md", "score": 0.55, "text": "x" * 2000, "chunk_id": "c2"}]}
+HITS = {"q": [{"doc_id": "guide.md", "score": 0.91, "text": "Rerun a task with Clear.", "chunk_id": "c1",
+               "found_by": ["dense", "sparse"]},
+              {"doc_id": "faq.md", "score": 0.55, "text": "x" * 2000, "chunk_id": "c2", "found_by": ["sparse"]}]}
 
 
 def _traces(client, experiment_id):
@@ -35,6 +36,9 @@ def test_a_search_is_one_retriever_span_with_what_it_found(mlflow_client):
     assert span.attributes["ragtrail.doc_ids"] == ["guide.md", "faq.md"]
     assert span.attributes["ragtrail.scores"] == [0.91, 0.55]
     assert [d["metadata"]["doc_id"] for d in span.outputs] == ["guide.md", "faq.md"]
+    # which prefetch of a hybrid search found each hit: per document, and as one attribute
+    assert [d["metadata"]["found_by"] for d in span.outputs] == [["dense", "sparse"], ["sparse"]]
+    assert span.attributes["ragtrail.found_by"] == ["dense+sparse", "sparse"]
     assert len(span.outputs[1]["page_content"]) < 400  # summarised, not the whole chunk
     assert round((span.end_time_ns - span.start_time_ns) / 1e6) == 42  # the search's own latency
 
