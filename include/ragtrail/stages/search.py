@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ragtrail.core.settings import DEFAULT_EMBEDDER
+from ragtrail.stages import rerank
 from ragtrail.store import VectorStore, check_name, open_store
 
 
@@ -44,7 +45,10 @@ def search_many(
         collection: query this collection (a version, e.g. ``handbook__v2``) instead of the alias.
 
     Returns:
-        query id → list of ``{"doc_id", "score", "text", "source", "chunk_index"}``, best first.
+        query id → list of ``{"doc_id", "score", "text", "source", "chunk_index"}``, best first. With
+        ``RAGTRAIL_RERANKER`` set, the first stage's hits are re-scored by that cross-encoder
+        (:mod:`ragtrail.stages.rerank`): ``score`` is its score, ``first_stage_score`` / ``first_stage_rank``
+        the first stage's.
 
     Example::
 
@@ -52,6 +56,7 @@ def search_many(
     """
     check_name("product", product)
     target = collection or product
+    reranker = rerank.configured()  # None unless RAGTRAIL_RERANKER names a cross-encoder (stages/rerank.py)
     with open_store(location) as store:
         if not store.exists(target):
             raise LookupError(f"product {product!r} has no index yet ({target}): run `ragtrail ingest` first")
@@ -59,14 +64,14 @@ def search_many(
         vectors = query_embedder(store, target)([queries[i] for i in ids]) if ids else []
         results: dict[str, list[dict]] = {}
         for qid, vector in zip(ids, vectors, strict=True):
-            hits = store.query(target, vector.tolist(), k)
+            hits = store.query(target, vector.tolist(), reranker.depth(k) if reranker else k)
             results[qid] = [
                 {"doc_id": h.payload.get("doc_id"), "score": h.score, "text": h.payload.get("text"),
                  "source": h.payload.get("source"), "chunk_index": h.payload.get("chunk_index"),
                  "version": h.payload.get("version")}
                 for h in hits
             ]
-    return results
+    return rerank.rerank_results(reranker, queries, results, k)
 
 
 def search(product: str, query: str, *, location=None, k: int = 10) -> list[dict]:
