@@ -23,9 +23,16 @@ A question asked twice (``What is Python?`` heads two Python FAQ pages) is left 
 distractors; so is an answer shorter than :data:`MIN_ANSWER_WORDS` words. One relevant document per query,
 like BEIR's question-answer sets (FiQA, the StackExchange ones) at their sparsest.
 
+Dense-mode quality through the gate's own search path: ``python bench/faqs.py --measure [--out F]`` parses
+and chunks the corpus as ingest does (in process), embeds with the default model and backend, builds a
+version on Qdrant Edge (the default store) and asks every question through
+:func:`ragtrail.stages.evaluation.evaluate_collection` (documents ranked by their best chunk), giving
+MRR@10 / nDCG@10 / recall@10 and latency; ``bench/chunk_quality.py --faqs`` gives the fp32 exact-cosine view.
+
 Example::
 
-    python bench/faqs.py .data/bench/faqs
+    python bench/faqs.py .data/bench/faqs            # build the set only
+    python bench/faqs.py --measure --out bench/results/faqs.json
 """
 
 from __future__ import annotations
@@ -35,7 +42,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -209,5 +215,72 @@ def prepare(root: str | Path) -> tuple[Path, Path, int]:
     return corpus, questions, n
 
 
+def measure_dense(corpus: Path, questions: Path) -> dict:
+    """Dense-mode MRR@10 / nDCG@10 / recall@10 of ``questions`` on ``corpus`` through the gate's search path."""
+    import tempfile
+    import time
+    import uuid
+
+    from ragtrail.core.settings import (
+        DEFAULT_CHUNK_OVERLAP,
+        DEFAULT_CHUNK_SIZE,
+        DEFAULT_EMBED_BACKEND,
+        DEFAULT_EMBEDDER,
+    )
+    from ragtrail.sources.parsing import parse_bytes
+    from ragtrail.stages.chunking import chunk_document
+    from ragtrail.stages.embedding import embed_texts, load_tokenizer, token_window
+    from ragtrail.stages.evaluation import evaluate_collection, load_queries
+    from ragtrail.store import Point, StoreSettings, open_store
+
+    tok, window = load_tokenizer(), token_window()
+    rows = []
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = str(path.relative_to(corpus))
+        chunks = chunk_document(parse_bytes(rel, path.read_bytes()).text, tok, DEFAULT_CHUNK_SIZE,
+                                DEFAULT_CHUNK_OVERLAP, window)
+        rows += [(rel, i, c["text"]) for i, c in enumerate(chunks)]
+    t0 = time.perf_counter()
+    vectors = embed_texts([t for _, _, t in rows], DEFAULT_EMBEDDER, backend=DEFAULT_EMBED_BACKEND)
+    embed_s = time.perf_counter() - t0
+    queries = load_queries(questions)
+    with tempfile.TemporaryDirectory() as tmp, open_store(StoreSettings(path=tmp, kind="edge")) as store:
+        store.create("faqs__v1", vectors.shape[1], {"embedder": DEFAULT_EMBEDDER, "embed_backend": DEFAULT_EMBED_BACKEND})
+        store.upsert("faqs__v1", [Point(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{d}#{i}")), vector=v.tolist(),
+                                        payload={"doc_id": d, "chunk_index": i, "text": t})
+                                  for (d, i, t), v in zip(rows, vectors, strict=True)])
+        store.finish("faqs__v1")
+        metrics, _ = evaluate_collection(store, "faqs__v1", queries, show_progress=False)
+    return {"docs": len({d for d, _, _ in rows}), "chunks": len(rows), "queries": len(queries),
+            "backend": DEFAULT_EMBED_BACKEND, "store": "edge", "embed_s": round(embed_s, 1),
+            **{k: round(metrics[k], 4) for k in ("mrr_at_10", "ndcg_at_10", "recall_at_10")},
+            "latency_p50_ms": round(metrics["latency_p50_ms"], 1), "latency_p95_ms": round(metrics["latency_p95_ms"], 1)}
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root", nargs="?", default=str(Path(__file__).resolve().parents[1] / ".data" / "bench" / "faqs"))
+    ap.add_argument("--measure", action="store_true", help="dense-mode quality through the gate's search path")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    corpus, questions, n = prepare(args.root)
+    if not args.measure:
+        print(corpus, questions, n)
+        return
+    out = {"set": "faqs (bench/faqs.py): Perl FAQ + Python 3.11 FAQ, a question's one relevant document is its answer",
+           "date": time_stamp(), "dense": measure_dense(corpus, questions)}
+    print(json.dumps(out, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+def time_stamp() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 if __name__ == "__main__":
-    print(prepare(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".data/bench/faqs"))
+    main()
