@@ -16,18 +16,19 @@ WORDS = ("apple banana cherry grape lemon mango olive peach plum melon kiwi lime
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def tiny_fruit_ranker(folder: Path) -> Path:
+def tiny_fruit_ranker(folder: Path, marker: str = MARKER) -> Path:
     """Save the hand-set 1-layer cross-encoder (hidden size 8, ~2 k weights) in ``folder``.
 
-    Every token embeds to the same zero-mean pattern except ``mango``, which adds +3 in dimension 0.
+    Every token embeds to the same zero-mean pattern except ``marker`` (``mango`` unless given; any other word
+    outside :data:`WORDS` is ``[UNK]``), which adds +3 in dimension 0.
     Attention queries and keys are zero, so the [CLS] position averages all tokens (values and output
     projections are the identity); the feed-forward block is zero; pooler and classifier read dimension 0.
-    So the logit rises with the share of ``mango`` tokens in the pair; a pair without one scores exactly 0.
+    So the logit rises with the share of ``marker`` tokens in the pair; a pair without one scores exactly 0.
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
-    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(SPECIAL + WORDS + [marker]))}
     hidden = 8
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=1, num_attention_heads=1,
                         intermediate_size=4, max_position_embeddings=128, num_labels=1,
@@ -38,7 +39,7 @@ def tiny_fruit_ranker(folder: Path) -> Path:
             p.zero_()
         emb = model.bert.embeddings.word_embeddings.weight
         emb[:] = torch.tensor([0.0, 1, -1, 1, -1, 1, -1, 0])
-        emb[vocab[MARKER], 0] = 3.0
+        emb[vocab[marker], 0] = 3.0
         layer = model.bert.encoder.layer[0]
         for norm in (model.bert.embeddings.LayerNorm, layer.attention.output.LayerNorm, layer.output.LayerNorm):
             norm.weight.fill_(1.0)
