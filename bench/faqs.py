@@ -136,7 +136,7 @@ def python_answers(faq_dir: Path) -> list[tuple[str, str, str]]:
 
     rows = []
     for page in sorted(faq_dir.glob("*.html")):
-        root = lxml.html.parse(str(page)).getroot()
+        root = lxml.html.document_fromstring(page.read_text(encoding="utf-8"))  # UTF-8, whatever the page says
         at = 0
         for section in root.iter("section"):
             heads = section.xpath("./*[self::h1 or self::h2 or self::h3 or self::h4]")
