@@ -8,7 +8,10 @@ so running it from two checkouts compares two chunkers on the same corpora.
 
 Usage::
 
-    python bench/chunk_quality.py [--pgdocs 300] [--out result.json]
+    python bench/chunk_quality.py [--pgdocs 300] [--faqs] [--out result.json]
+
+``--faqs`` adds the BEIR-style FAQ set (``bench/faqs.py``: the Perl and Python FAQs' own questions, their
+answers as the corpus).
 """
 
 from __future__ import annotations
@@ -58,16 +61,23 @@ def measure(corpus: Path, questions: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pgdocs", type=int, default=300, help="pages of the PostgreSQL manual (0: skip)")
+    ap.add_argument("--faqs", action="store_true", help="also the Perl + Python FAQ set (bench/faqs.py)")
+    ap.add_argument("--no-sample", action="store_true", help="skip the bundled sample corpus")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     from ragtrail.core.settings import SAMPLE_CORPUS
 
-    out = {"sample": measure(SAMPLE_CORPUS, REPO / "include" / "sample_corpus_queries.jsonl")}
+    out = {} if args.no_sample else {"sample": measure(SAMPLE_CORPUS, REPO / "include" / "sample_corpus_queries.jsonl")}
     if args.pgdocs:
         import pgdocs
 
         corpus, questions, _ = pgdocs.prepare(REPO / ".data" / "bench" / "pgdocs", args.pgdocs)
         out["pgdocs"] = measure(corpus, questions)
+    if args.faqs:
+        import faqs
+
+        corpus, questions, _ = faqs.prepare(REPO / ".data" / "bench" / "faqs")
+        out["faqs"] = measure(corpus, questions)
     print(json.dumps(out, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

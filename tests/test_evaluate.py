@@ -147,6 +147,42 @@ def test_production_pyfunc_returns_what_ragtrail_search_returns(handbook_run, se
     assert not dense.score.equals(hits.score)  # dense cosine scores, not the fused ones
 
 
+def test_the_pyfunc_and_the_cli_rerank_alike_when_the_process_names_a_reranker(handbook_run, settings, tmp_path,
+                                                                                monkeypatch):
+    """With RAGTRAIL_RERANKER set (a tiny cross-encoder that prefers chunks dense in 'the'), the production
+    pyfunc and `ragtrail search` give the same re-ordered hits, scored by that model, not the first stage."""
+    import mlflow
+    import pandas as pd
+    from cross_encoders import tiny_fruit_ranker
+
+    from ragtrail.stages.rerank import load_reranker
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    monkeypatch.delenv("RAGTRAIL_RERANKER", raising=False)
+    model = mlflow.pyfunc.load_model("models:/ragtrail-handbook@production")
+    frame = pd.DataFrame({"id": list(QUESTIONS), "text": list(QUESTIONS.values())})
+    plain = model.predict(frame, params={"k": 5})
+    folder = tiny_fruit_ranker(tmp_path / "the-ranker", marker="the")
+    monkeypatch.setenv("RAGTRAIL_RERANKER", str(folder))
+    hits = model.predict(frame, params={"k": 5})
+    ce = load_reranker(folder)
+    for qid, question in QUESTIONS.items():
+        mine = hits[hits.query_id == qid]
+        assert list(mine.score) == pytest.approx([float(s) for s in ce.predict([(question, t) for t in mine.text])])
+        assert list(mine.score) == sorted(mine.score, reverse=True)
+    key = ["query_id", "doc_id", "chunk_index"]
+    assert hits[key].values.tolist() != plain[key].values.tolist()  # the model re-ordered something
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in QUESTIONS.items()))
+    proc = run_cli("search", "--product", "handbook", "--json", "-k", "5", "--queries", str(queries))
+    assert proc.returncode == 0, proc.stderr
+    from_cli = json.loads(proc.stdout)
+    assert {qid: [(h["doc_id"], h["chunk_index"], round(h["score"], 5)) for h in v] for qid, v in from_cli.items()} == {
+        qid: [(h.doc_id, h.chunk_index, round(h.score, 5)) for h in hits[hits.query_id == qid].itertuples()]
+        for qid in QUESTIONS}
+    assert all(h["first_stage_rank"] >= 1 for v in from_cli.values() for h in v)
+
+
 def test_registered_model_ships_its_code_and_pinned_requirements(handbook_run, settings, tmp_path, monkeypatch):
     """The production retriever names only published packages, each pinned as in requirements.lock, and
     carries the ragtrail code itself: it loads and answers in an interpreter where no ragtrail is installed."""

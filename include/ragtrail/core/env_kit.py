@@ -62,7 +62,15 @@ MODEL_CACHE = Var("RAGTRAIL_MODEL_CACHE", Path, None, "where the int8 ONNX expor
 ONNX_THREADS = Var("RAGTRAIL_ONNX_THREADS", int, None, "ONNX Runtime threads of the `onnx-int8` backend", low=1,
                    default_doc="CPU count", example="4")
 
+RERANKER = Var("RAGTRAIL_RERANKER", Path, None, "a local cross-encoder folder that re-scores the first-stage hits "
+               "of every search", default_doc="– (off)", example="/models/ms-marco-MiniLM-L-6-v2",
+               note="a sentence-transformers `CrossEncoder` saved with `save_pretrained`; nothing is downloaded; "
+                    "a folder that does not load stops the search with one line saying why; "
+                    "see [reranking.md](reranking.md)")
+RERANK_TOP_N = Var("RAGTRAIL_RERANK_TOP_N", int, 50, "first-stage hits per query that the re-ranker re-scores",
+                   low=1, high=1000, note="raised to the search's k when smaller; read only with `RAGTRAIL_RERANKER`")
+
 ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
-       ONNX_THREADS)
+       ONNX_THREADS, RERANKER, RERANK_TOP_N)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from ragtrail.core.settings import DEFAULT_EMBEDDER, DEFAULT_FUSION
+from ragtrail.stages import rerank
 from ragtrail.store import Hit, VectorStore, check_name, open_store
 from ragtrail.store.base import FUSIONS, MODES, SearchQuery
 
@@ -134,7 +135,9 @@ def search_many(
 
     Returns:
         query id → list of ``{"doc_id", "score", "text", "source", "chunk_index", "version", "found_by"}``,
-        best first.
+        best first. With ``RAGTRAIL_RERANKER`` set, the first stage's hits are re-scored by that
+        cross-encoder (:mod:`ragtrail.stages.rerank`): ``score`` is its score, ``first_stage_score`` /
+        ``first_stage_rank`` the first stage's.
 
     Example::
 
@@ -142,12 +145,15 @@ def search_many(
     """
     check_name("product", product)
     target = collection or product
+    reranker = rerank.configured()  # None unless RAGTRAIL_RERANKER names a cross-encoder (stages/rerank.py)
     with open_store(location) as store:
         if not store.exists(target):
             raise LookupError(f"product {product!r} has no index yet ({target}): run `ragtrail ingest` first")
         ids = list(queries)
-        hits = search_collection(store, target, [queries[i] for i in ids], k, mode=mode, fusion=fusion)
-        return {qid: [hit_dict(h) for h in found] for qid, found in zip(ids, hits, strict=True)}
+        hits = search_collection(store, target, [queries[i] for i in ids], reranker.depth(k) if reranker else k,
+                                 mode=mode, fusion=fusion)
+        results = {qid: [hit_dict(h) for h in found] for qid, found in zip(ids, hits, strict=True)}
+    return rerank.rerank_results(reranker, queries, results, k)
 
 
 def search(product: str, query: str, *, location=None, k: int = 10, mode: str | None = None) -> list[dict]:
