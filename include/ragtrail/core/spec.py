@@ -146,8 +146,9 @@ FIELDS: tuple[Field, ...] = (
       CHUNKING, minimum=0, maximum=256, defines_version=True, products="chunking.chunk_overlap"),
     F("embedder", str, DEFAULT_EMBEDDER, "Embedder", "sentence-transformers model name or local folder.",
       CHUNKING, min_length=1, defines_version=True, products="embedder.name"),
-    F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
-      "faster on CPU (see docs/performance.md).", CHUNKING, enum=("torch", "onnx-int8"), defines_version=True, products="embedder.backend"),
+    F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32 sentence-transformers (CPU/GPU); "
+      "onnx-fp32 / onnx-int8: optimised ONNX Runtime on CPU, fp32 or int8 (see docs/performance.md).", CHUNKING,
+      enum=("torch", "onnx-fp32", "onnx-int8"), defines_version=True, products="embedder.backend"),
     F("batch_size", int, DEFAULT_BATCH_SIZE, "Encode batch size", "Texts the embedder encodes per call.", CHUNKING,
       minimum=1, maximum=1024, products="embedder.batch_size"),
     F("sync_mode", str, "full", "Sync mode", "full: documents gone from the source leave the index; "
