@@ -62,10 +62,13 @@ MODEL_CACHE = Var("RAGTRAIL_MODEL_CACHE", Path, None, "where the ONNX exports of
 ONNX_THREADS = Var("RAGTRAIL_ONNX_THREADS", int, None, "ONNX Runtime intra-op threads of the `onnx-*` backends",
                    low=1, default_doc="usable CPUs", example="4",
                    note="usable CPUs: the affinity mask, capped by the cgroup CPU quota (`core/cpus.py`)")
+ONNX_BATCH = Var("RAGTRAIL_ONNX_BATCH", int, 16, "most texts per ONNX Runtime call of the `onnx-*` backends", low=1,
+                 note="a product's larger `batch_size` is split into calls of this many (length-sorted); 16 measured "
+                      "fastest on CPU, see [performance.md](performance.md#embedding-backends-issue-30)")
 ONNX_SPIN = Var("RAGTRAIL_ONNX_SPIN", bool, False, "let ONNX Runtime's idle threads spin (busy-wait) between ops",
                 example="on", note="off measured faster on shared CPUs; see [performance.md](performance.md)")
 
 ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
-       ONNX_THREADS, ONNX_SPIN)
+       ONNX_THREADS, ONNX_BATCH, ONNX_SPIN)

@@ -39,6 +39,8 @@ class Recipe:
 
     Attributes:
         optimize: run ONNX Runtime's transformer optimizer (``model_type="bert"``) first.
+        fuse_attention: with ``optimize``, fuse each layer's attention into one ``Attention`` op (whose QKV
+            projection dynamic quantisation of ``MatMul`` then leaves in fp32); off: the other fusions only.
         quantize: op types whose weights are quantised to int8 (dynamic quantisation); empty: fp32.
         per_channel: one int8 scale per output channel rather than per tensor.
         reduce_range: 7-bit weights (avoids int16 overflow in the u8s8 kernels of CPUs without VNNI).
@@ -46,6 +48,7 @@ class Recipe:
     """
 
     optimize: bool = True
+    fuse_attention: bool = True
     quantize: tuple[str, ...] = ()
     per_channel: bool = True
     reduce_range: bool = False
@@ -54,7 +57,7 @@ class Recipe:
     @property
     def tag(self) -> str:
         """The cache folder's suffix: readable, and unique per recipe."""
-        parts = ["onnx", "opt" if self.optimize else "plain"]
+        parts = ["onnx", ("opt" if self.fuse_attention else "opt-noattn") if self.optimize else "plain"]
         if self.quantize:
             parts += ["int8", "+".join(sorted(op.lower() for op in self.quantize)),
                       "pc" if self.per_channel else "pt"]
@@ -81,7 +84,8 @@ class OnnxEmbedder:
 
     device = "cpu"
 
-    def __init__(self, model_path: str, onnx_path: Path, threads: int | None = None, spin: bool | None = None):
+    def __init__(self, model_path: str, onnx_path: Path, threads: int | None = None, spin: bool | None = None,
+                 max_batch: int | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -103,6 +107,7 @@ class OnnxEmbedder:
         self.session = ort.InferenceSession(str(onnx_path), session_options(threads, spin),
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.max_batch = max_batch or env_kit.ONNX_BATCH.get()
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
 
     def get_embedding_dimension(self) -> int:
@@ -110,9 +115,10 @@ class OnnxEmbedder:
 
     def encode(self, texts: list[str], batch_size: int = 64, normalize_embeddings: bool = True, **_ignored):
         """Embed ``texts``: tokenised once, then batched by token count (longest first), so a batch pads
-        only to its own longest text."""
+        only to its own longest text; at most ``max_batch`` (``RAGTRAIL_ONNX_BATCH``) texts per session run."""
         import numpy as np
 
+        batch_size = max(1, min(batch_size, self.max_batch))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         encs = self.tokenizer.encode_batch(list(texts))
         order = np.argsort([-len(e.ids) for e in encs], kind="stable")
@@ -215,12 +221,16 @@ def build(base: Path, recipe: Recipe, out: Path, model_path: str) -> Path:
     model = onnx.load(str(base))
     fused: dict = {}
     if recipe.optimize:
+        from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
 
         heads, hidden = _model_shape(model_path)
+        options = FusionOptions("bert")
+        options.enable_attention = recipe.fuse_attention
         # opt_level 0: only the Python fusions, no hardware-specific ORT rewrites baked into the file
         # (the session applies those at load).
-        opt = optimize_model(model, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        opt = optimize_model(model, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+                             optimization_options=options)
         fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
         model = opt.model
         if not any(o.domain == "com.microsoft" for o in model.opset_import):  # the fused ops' domain
@@ -266,10 +276,10 @@ def onnx_file(model_path: str, recipe: Recipe) -> Path:
 
 
 def load_onnx(model_path: str, backend: str = "onnx-int8", *, recipe: Recipe | None = None,
-              threads: int | None = None, spin: bool | None = None) -> OnnxEmbedder:
+              threads: int | None = None, spin: bool | None = None, max_batch: int | None = None) -> OnnxEmbedder:
     """The embedder of ``backend`` (a key of :data:`RECIPES`), or of an explicit ``recipe`` (the bench's)."""
     if recipe is None:
         if backend not in RECIPES:
             raise ValueError(f"unknown ONNX backend {backend!r}; one of {', '.join(RECIPES)}")
         recipe = RECIPES[backend]
-    return OnnxEmbedder(model_path, onnx_file(model_path, recipe), threads=threads, spin=spin)
+    return OnnxEmbedder(model_path, onnx_file(model_path, recipe), threads=threads, spin=spin, max_batch=max_batch)
