@@ -1,8 +1,10 @@
-"""The onnx-int8 embedding backend (the default): close to fp32, cached in the data folder, usable end to end."""
+"""The ONNX embedding backends (onnx-int8 the default): fused, close to fp32, cached, usable end to end."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from conftest import ingest, write_corpus
 
 from ragtrail.core.settings import load
 from ragtrail.stages.embedding import embed_texts
-from ragtrail.stages.onnx_backend import model_cache
+from ragtrail.stages.onnx_backend import RECIPES, model_cache
 
 TEXTS = [
     "A task that fails is retried after the retry delay, up to its number of retries.",
@@ -23,18 +25,72 @@ TEXTS = [
 ]
 
 
+# The bound docs/performance.md documents for the default backend against fp32 (measured: mean 0.992, min 0.980
+# on these texts; mean 0.994 on 470 PostgreSQL-manual chunks).
+INT8_COS_MEAN, INT8_COS_MIN = 0.99, 0.97
+
+
 def test_onnx_int8_vectors_are_close_to_fp32():
-    """onnx-int8 vectors have fp32's dimension, unit length and cosine >= 0.98 on average to fp32's."""
+    """onnx-int8 vectors have fp32's dimension, unit length and stay within the documented cosine bound of fp32."""
     fp32 = embed_texts(TEXTS, backend="torch")
     int8 = embed_texts(TEXTS, backend="onnx-int8")
     assert int8.shape == fp32.shape == (len(TEXTS), 384)
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     cosine = (fp32 * int8).sum(axis=1)
-    assert cosine.mean() >= 0.98 and cosine.min() >= 0.95, cosine
+    assert cosine.mean() >= INT8_COS_MEAN and cosine.min() >= INT8_COS_MIN, cosine
     # The cache the session shares (conftest; a parallel run's workers share the controller's): a worker's own
     # data folder holds no export when another worker made it first.
     cache = model_cache()
-    assert list(cache.glob("*-onnx-int8/model_qint8.onnx")), f"export not cached in {cache}"
+    assert list(cache.glob(f"*-{RECIPES['onnx-int8'].tag}/model.onnx")), f"export not cached in {cache}"
+
+
+def test_onnx_fp32_is_the_fp32_model():
+    """onnx-fp32 (the optimised graph, fused ops) gives torch's vectors: the fusions change no arithmetic that
+    matters."""
+    fp32 = embed_texts(TEXTS, backend="torch")
+    onnx32 = embed_texts(TEXTS, backend="onnx-fp32")
+    assert (fp32 * onnx32).sum(axis=1).min() >= 0.9999
+
+
+@pytest.mark.parametrize("backend", ["onnx-fp32", "onnx-int8"])
+def test_the_onnx_backends_run_the_fused_bert_graph(backend):
+    """The transformer optimizer ran before quantisation: the cached graph holds one fused attention per layer
+    (6 in MiniLM-L6), skip-LayerNorms, the fused embedding LayerNorm and bias-GELU, and no unfused Softmax."""
+    import onnx
+
+    from ragtrail.stages.embedding import resolve_model_path
+    from ragtrail.stages.onnx_backend import onnx_file
+
+    graph = onnx.load(str(onnx_file(resolve_model_path("all-MiniLM-L6-v2"), RECIPES[backend]))).graph
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["Attention"] == 6 and ops["SkipLayerNormalization"] == 12, ops
+    assert ops["EmbedLayerNormalization"] == 1 and ops["BiasGelu"] == 6 and ops["Softmax"] == 0, ops
+    if backend == "onnx-int8":  # the FFN and attention-output weights are int8, the QKV projection stays fp32
+        assert ops["MatMulInteger"] == 6 * 3 and ops["DynamicQuantizeLinear"] > 0, ops
+    else:
+        assert ops["MatMulInteger"] == 0, ops
+
+
+def test_session_threads_follow_the_usable_cpus(tmp_path, monkeypatch):
+    """Defect: the session took os.cpu_count() threads, the host's CPUs, not the container's quota. It now takes
+    the usable CPUs (affinity, capped by the cgroup quota), RAGTRAIL_ONNX_THREADS when set, spinning off."""
+    from ragtrail.core import cpus
+    from ragtrail.stages.onnx_backend import session_options
+
+    monkeypatch.delenv("RAGTRAIL_ONNX_THREADS", raising=False)
+    monkeypatch.delenv("RAGTRAIL_ONNX_SPIN", raising=False)
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # one CPU's worth of quota
+    monkeypatch.setattr(cpus, "CGROUP_ROOT", tmp_path)
+    opts = session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert session_options().intra_op_num_threads == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("RAGTRAIL_ONNX_THREADS", "3")
+    monkeypatch.setenv("RAGTRAIL_ONNX_SPIN", "on")
+    opts = session_options()
+    assert opts.intra_op_num_threads == 3
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +145,44 @@ def test_evaluation_embeds_questions_with_the_collections_backend(fast_run, tmp_
                                     promote=False)
     assert decision["metrics"]["hit_rate"] == 1.0
     assert backends and set(backends) == {"onnx-int8"}, backends
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch():
+    """encode() tokenises once and pads each batch to its own longest text: a short text embedded beside long
+    ones (padded) or alone (not) gets the same fp32 vector, in any order."""
+    from ragtrail.stages.embedding import load_model
+
+    model = load_model(backend="onnx-fp32")
+    alone = model.encode(["ok"], batch_size=64)
+    mixed = model.encode([TEXTS[2], "ok", TEXTS[0] * 3], batch_size=3)  # one batch: both padded
+    assert np.allclose(mixed[1], alone[0], atol=1e-5)
+    assert np.allclose(mixed[0], model.encode([TEXTS[2]])[0], atol=1e-5)
+
+
+def test_a_large_batch_is_split_into_onnx_batch_runs(monkeypatch):
+    """RAGTRAIL_ONNX_BATCH (16 by default, the measured best on CPU) caps the texts per session run: a product's
+    batch_size of 64 becomes runs of 16, with the same vectors."""
+    from ragtrail.stages.embedding import load_model
+
+    model = load_model(backend="onnx-int8")
+    assert model.max_batch == 16
+    runs = []
+    real = model.session
+
+    class Counting:
+        def run(self, outputs, feeds):
+            runs.append(len(feeds["input_ids"]))
+            return real.run(outputs, feeds)
+
+    texts = [f"{TEXTS[i % len(TEXTS)]} ({i})" for i in range(40)]
+    monkeypatch.setattr(model, "session", Counting())
+    split = model.encode(texts, batch_size=64)
+    assert runs == [16, 16, 8]
+    monkeypatch.setattr(model, "max_batch", 64)
+    whole = model.encode(texts, batch_size=64)
+    assert runs[3:] == [40]
+    # Dynamic int8 quantises activations with one scale per run, so a text's vector depends a little on its
+    # batch-mates (cosine down to 0.97 between the two here); both stay within the bound of fp32.
+    fp32 = load_model(backend="onnx-fp32").encode(texts, batch_size=64)
+    for vecs in (split, whole):
+        assert (vecs * fp32).sum(axis=1).mean() >= INT8_COS_MEAN

@@ -107,7 +107,7 @@ def test_a_bad_enum_in_the_products_file_names_the_choices(tmp_path):
     path = tmp_path / "products.yml"
     path.write_text("products:\n  - {name: docs, source: x, embedder: {backend: cuda}}\n")
     with pytest.raises(ProductsFileError, match=r"products\[0\] \(docs\): embedder.backend must be one of "
-                                                r"torch, onnx-int8 \(got 'cuda'\)"):
+                                                r"torch, onnx-fp32, onnx-int8 \(got 'cuda'\)"):
         load_products(path)
 
 

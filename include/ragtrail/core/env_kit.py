@@ -56,11 +56,17 @@ WEBHOOK_SECRET = Var("RAGTRAIL_WEBHOOK_SECRET", str, None, "the HMAC secret of M
                      secret=True, note="the API server's `/ragtrail/hooks/mlflow` refuses every delivery without it")
 UI_AIRFLOW_PORT = Var("RAGTRAIL_UI_AIRFLOW_PORT", int, 8080, "port of `make ui`'s Airflow", low=1, high=65535)
 UI_MLFLOW_PORT = Var("RAGTRAIL_UI_MLFLOW_PORT", int, 5000, "port of `make ui`'s MLflow", low=1, high=65535)
-MODEL_CACHE = Var("RAGTRAIL_MODEL_CACHE", Path, None, "where the int8 ONNX export of the embedder is kept",
+MODEL_CACHE = Var("RAGTRAIL_MODEL_CACHE", Path, None, "where the ONNX exports of the embedder are kept",
                   default_doc="`$RAGTRAIL_HOME/models`", example="~/.cache/ragtrail-models",
                   note="share it between data folders")
-ONNX_THREADS = Var("RAGTRAIL_ONNX_THREADS", int, None, "ONNX Runtime threads of the `onnx-int8` backend", low=1,
-                   default_doc="CPU count", example="4")
+ONNX_THREADS = Var("RAGTRAIL_ONNX_THREADS", int, None, "ONNX Runtime intra-op threads of the `onnx-*` backends",
+                   low=1, default_doc="usable CPUs", example="4",
+                   note="usable CPUs: the affinity mask, capped by the cgroup CPU quota (`core/cpus.py`)")
+ONNX_BATCH = Var("RAGTRAIL_ONNX_BATCH", int, 16, "most texts per ONNX Runtime call of the `onnx-*` backends", low=1,
+                 note="a product's larger `batch_size` is split into calls of this many (length-sorted); 16 measured "
+                      "fastest on CPU, see [performance.md](performance.md#embedding-backends-issue-30)")
+ONNX_SPIN = Var("RAGTRAIL_ONNX_SPIN", bool, False, "let ONNX Runtime's idle threads spin (busy-wait) between ops",
+                example="on", note="off measured faster on shared CPUs; see [performance.md](performance.md)")
 
 RERANKER = Var("RAGTRAIL_RERANKER", Path, None, "a local cross-encoder folder that re-scores the first-stage hits "
                "of every search", default_doc="– (off)", example="/models/ms-marco-MiniLM-L-6-v2",
@@ -73,4 +79,4 @@ RERANK_TOP_N = Var("RAGTRAIL_RERANK_TOP_N", int, 50, "first-stage hits per query
 ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
-       ONNX_THREADS, RERANKER, RERANK_TOP_N)
+       ONNX_THREADS, ONNX_BATCH, ONNX_SPIN, RERANKER, RERANK_TOP_N)

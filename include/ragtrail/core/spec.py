@@ -149,8 +149,9 @@ FIELDS: tuple[Field, ...] = (
       CHUNKING, minimum=0, maximum=256, defines_version=True, products="chunking.chunk_overlap"),
     F("embedder", str, DEFAULT_EMBEDDER, "Embedder", "sentence-transformers model name or local folder.",
       CHUNKING, min_length=1, defines_version=True, products="embedder.name"),
-    F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32; onnx-int8: int8 ONNX Runtime, "
-      "faster on CPU (see docs/performance.md).", CHUNKING, enum=("torch", "onnx-int8"), defines_version=True, products="embedder.backend"),
+    F("embed_backend", str, DEFAULT_EMBED_BACKEND, "Embed backend", "torch: fp32 sentence-transformers (CPU/GPU); "
+      "onnx-fp32 / onnx-int8: optimised ONNX Runtime on CPU, fp32 or int8 (see docs/performance.md).", CHUNKING,
+      enum=("torch", "onnx-fp32", "onnx-int8"), defines_version=True, products="embedder.backend"),
     F("retrieval_mode", str, DEFAULT_RETRIEVAL_MODE, "Retrieval mode", "How the version answers: dense (the "
       "embedding), sparse (BM25 keywords) or hybrid (both, fused). Every version stores BM25 vectors too.",
       RETRIEVAL, enum=("dense", "sparse", "hybrid"), defines_version=True, products="retrieval.mode"),

@@ -20,8 +20,9 @@ from ragtrail.core.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
 
 EMBEDDINGS_FILE = "embeddings.npy"
 BUNDLED_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}", "default"}
-# "onnx-int8" (the default, settings.DEFAULT_EMBED_BACKEND): int8 ONNX Runtime; "torch": sentence-transformers fp32.
-BACKENDS = ("torch", "onnx-int8")
+# "onnx-int8" (the default, settings.DEFAULT_EMBED_BACKEND): optimised int8 ONNX Runtime; "onnx-fp32": optimised
+# fp32 ONNX Runtime; "torch": sentence-transformers fp32 (the reference, and the GPU path).
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
 EMBED_READ_ROWS = 4096  # texts read (and length-sorted) at a time; an embed task holds 2,048 by default
 
 
@@ -40,20 +41,20 @@ def resolve_model_path(embedder: str) -> str:
 
 @lru_cache(maxsize=4)
 def load_model(embedder: str = DEFAULT_EMBEDDER, backend: str = "torch"):
-    """Load (once per process) the model for ``embedder``: sentence-transformers, or its int8 ONNX twin.
+    """Load (once per process) the model for ``embedder``: sentence-transformers, or its ONNX twin.
 
     Args:
-        backend: ``torch`` (fp32, CPU/GPU) or ``onnx-int8`` (see :mod:`ragtrail.stages.onnx_backend`).
+        backend: ``torch`` (fp32, CPU/GPU), ``onnx-fp32`` or ``onnx-int8`` (see :mod:`ragtrail.stages.onnx_backend`).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if backend not in BACKENDS:
         raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     try:
-        if backend == "onnx-int8":
-            from ragtrail.stages.onnx_backend import load_onnx_int8
+        if backend.startswith("onnx-"):
+            from ragtrail.stages.onnx_backend import load_onnx
 
-            return load_onnx_int8(resolve_model_path(embedder))
+            return load_onnx(resolve_model_path(embedder), backend)
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(resolve_model_path(embedder))
