@@ -14,7 +14,7 @@ plain values ``{(task_id, map_index): airflow_state}``:
 A mapped task's one run (``ragtrail.mapped``, shared by all its map indexes) is read and closed by
 :func:`close_mapped`: one unit per map index from the metric steps (step = map index) and the
 ``ragtrail.map_error.<i>`` tags, the run ended from every map index's Airflow state, the failed map
-indexes named on it (``ragtrail.failed_indexes``, ``ragtrail.error``) and a ``map_indexes.json`` table.
+indexes named on it (``ragtrail.failed_indexes``, ``ragtrail.error``) and a ``map_indexes.json`` table (its URI in ``ragtrail.map_table``).
 Closing it is the closer's job, not a sign of a lost end.
 
 Nothing here knows Airflow; ``mlflow`` is imported inside functions.
@@ -36,6 +36,7 @@ from ragtrail.trail.names import (
     MAP_ERROR_TAG,
     MAP_OK,
     MAP_TABLE,
+    MAP_TABLE_TAG,
     MAP_TAG,
     MAP_TRY,
     MAPPED_TAG,
@@ -89,9 +90,7 @@ def close_mapped(client, run, airflow_units: dict, closed_by: str) -> dict[int, 
     causes = [f"{task}[{i}]: {records[i]['error'] or states[i]}" for i in sorted(failed)]
     rows = [{"map_index": i, "state": states[i], "try": r["try"], "duration_s": r["duration_s"],
              "error": r["error"] if states[i] not in OK_AIRFLOW else None, **r["metrics"]} for i, r in records.items()]
-    import pandas as pd
-
-    client.log_table(run.info.run_id, data=pd.DataFrame(rows), artifact_file=MAP_TABLE)
+    _write_table(client, run, rows)
     client.set_tag(run.info.run_id, FAILED_INDEXES_TAG, ", ".join(str(i) for i in sorted(failed)) or "-")
     if causes:
         client.set_tag(run.info.run_id, ERROR_TAG, "; ".join(causes)[:5000])
@@ -100,6 +99,18 @@ def close_mapped(client, run, airflow_units: dict, closed_by: str) -> dict[int, 
         client.set_tag(run.info.run_id, CLOSED_BY_TAG, closed_by)
         run.info._status = final
     return records
+
+
+def _write_table(client, run, rows: list[dict]) -> None:
+    """``map_indexes.json`` (pandas' "split" layout, as MLflow's tables): written whole, so a second closer
+    replaces it (``log_table`` would append); its URI on the run (``ragtrail.map_table``)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MAP_TABLE
+        pd.DataFrame(rows).to_json(path, orient="split", index=False)
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_tag(run.info.run_id, MAP_TABLE_TAG, f"{run.info.artifact_uri}/{MAP_TABLE}")
 
 
 def close_left_running(client, children: list, latest: dict, airflow_units: dict, closed_by: str):

@@ -49,7 +49,7 @@ CLOSED_BY_TAG, PUBLISHING_TAG = "ragtrail.closed_by", "ragtrail.publishing"
 # a failed map index tags it ``ragtrail.map_error.<map index>`` with its cause; the closer sums them up in
 # ``ragtrail.failed_indexes`` ("3, 7") and the ``map_indexes.json`` table (one row per map index).
 MAPPED_TAG, CLAIM_PARAM, MAP_ERROR_TAG = "ragtrail.mapped", "ragtrail.claim", "ragtrail.map_error"
-FAILED_INDEXES_TAG, MAP_TABLE = "ragtrail.failed_indexes", "map_indexes.json"
+FAILED_INDEXES_TAG, MAP_TABLE, MAP_TABLE_TAG = "ragtrail.failed_indexes", "map_indexes.json", "ragtrail.map_table"
 # Per-map-index figures on a mapped task's run, as metric steps (step = map index).
 MAP_OK, MAP_DURATION_S, MAP_TRY = "map_ok", "map_duration_s", "map_try"
 DAG_RUN_STATE_TAG, DAG_RUN_MSG_TAG = "ragtrail.dag_run_state", "ragtrail.dag_run_msg"

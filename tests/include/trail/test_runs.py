@@ -224,6 +224,11 @@ def test_map_indexes_racing_share_exactly_one_run_which_the_closer_ends(exp):
     with tempfile.TemporaryDirectory() as tmp:
         table = json.loads(open(client.download_artifacts(shared.info.run_id, "map_indexes.json", tmp)).read())
     rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert closed.data.tags["ragtrail.map_table"] == f"{closed.info.artifact_uri}/map_indexes.json"
+    read_units(client, exp_id, parent, states, time.time(), ["chunk"])  # a second closer: the table is replaced
+    with tempfile.TemporaryDirectory() as tmp:
+        again = json.loads(open(client.download_artifacts(shared.info.run_id, "map_indexes.json", tmp)).read())
+    assert len(again["data"]) == 8
     assert sorted(r["map_index"] for r in rows) == list(range(8))
     failed = sorted((r["map_index"], r["state"], r["error"]) for r in rows if r["state"] != "success")
     assert failed[0] == (3, "failed", "ValueError: bad batch 3") and failed[1][:2] == (7, "failed")
