@@ -2,7 +2,6 @@
 # How many MLflow runs one rag_ingest DAG run leaves, at 300 and 3,000 one-line documents (issue 28 item 4).
 # usage: bench/trail_run_counts.sh <venv bin folder> <label>; appends JSON lines to /tmp/trailbench/results.jsonl
 mkdir -p /tmp/trailbench
-# usage: count.sh <venv-python-dir> <label> ; runs 300 and 3000 one-line docs at default batch sizes
 VBIN=$1; LABEL=$2
 for n in 300 3000; do
   home=/tmp/trailbench/$LABEL-$n; rm -rf $home; mkdir -p $home/corpus

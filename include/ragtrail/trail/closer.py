@@ -139,7 +139,7 @@ def close_left_running(client, children: list, latest: dict, airflow_units: dict
 def _mapped_records(client, children: list, airflow_units: dict, closed_by: str) -> dict[str, dict[int, dict]]:
     """Every mapped task's records per map index (:func:`close_mapped`), its shared run closed."""
     records: dict[str, dict[int, dict]] = {}
-    for run in (r for r in children if is_mapped(r)):  # one per task; twins only from parents merged later
+    for run in (r for r in children if is_mapped(r)):  # one per task (twins: merged parents, a slow claimer)
         task_records = records.setdefault(run.data.tags.get(TASK_TAG, ""), {})
         for i, record in close_mapped(client, run, airflow_units, closed_by).items():
             if record["logged"] or i not in task_records:
