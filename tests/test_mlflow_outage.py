@@ -61,9 +61,9 @@ def _pid(product: str) -> str:
 
 
 def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server, tmp_path, monkeypatch):
-    """Server stops while `chunk` runs and is back after `embed`: the data pipeline is FINISHED, `chunk[0]`'s
-    run (left RUNNING) is closed by the roll-up, `dedupe` and `embed[0]` have no run and the roll-up says so;
-    nothing stays RUNNING."""
+    """Server stops while `chunk` runs and is back after `embed`: the data pipeline is FINISHED, `chunk`'s
+    run (shared by its map indexes, left RUNNING as always until the roll-up) is closed by the roll-up without
+    `chunk[0]`'s figures, `dedupe` and `embed[0]` have no run, and the roll-up says so; nothing stays RUNNING."""
     from mlflow.tracking import MlflowClient
 
     import ragtrail.stages.chunking
@@ -78,8 +78,8 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     assert summary["status"] == "FINISHED" and summary["dag_run_state"] == "success"
     assert summary["vectors"] == 3  # the data went all the way to the index
     assert summary["trail"]["complete"] is False
-    assert summary["trail"]["missing_runs"] == ["dedupe", "embed[0]"]
-    assert summary["trail"]["closed_runs"] == ["chunk[0]"]
+    assert summary["trail"]["missing_runs"] == ["chunk[0]", "dedupe", "embed[0]"]
+    assert summary["trail"]["closed_runs"] == []  # closing a mapped task's run is the roll-up's job
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
     assert set(runs) == {"preflight", "ingest", "plan", "chunk", "index", "evaluate"}
@@ -87,7 +87,7 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["ragtrail.status"] == "FINISHED"
-    assert parent.data.tags["ragtrail.trail"] == "incomplete" and parent.data.tags["ragtrail.trail_missing"] == "dedupe, embed[0]"
+    assert parent.data.tags["ragtrail.trail"] == "incomplete" and parent.data.tags["ragtrail.trail_missing"] == "chunk[0], dedupe, embed[0]"
 
 
 def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp_path, monkeypatch, capfd):

@@ -30,12 +30,22 @@ def by_stage(runs) -> dict[str, list]:
     return out
 
 
-def total(runs, metric: str) -> float:
-    return sum(r.data.metrics[metric] for r in runs)
+def per_step(client, run, metric: str) -> dict[int, float]:
+    """A metric per step (a mapped task's run: step = map index), the latest value of each."""
+    out = {}
+    for m in sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.timestamp):
+        out[m.step] = m.value
+    return out
+
+
+def total(client, runs, metric: str) -> float:
+    """Summed over runs and, on a mapped task's run, over its map indexes' steps."""
+    return sum(sum(per_step(client, r, metric).values()) for r in runs)
 
 
 def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
-    """A DAG run leaves one parent and one FINISHED child per task and map index, with the stage's metrics."""
+    """A DAG run leaves one parent and one FINISHED child per task (a mapped task's map indexes share it, each
+    one's figures a metric step: step = map index), with the stage's metrics."""
     parent = mlflow_client.get_run(handbook_run["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["ragtrail.status"] == "FINISHED"
     assert parent.data.tags["airflow.run_id"] == handbook_run["run_id"]
@@ -48,17 +58,20 @@ def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
     stages = by_stage(child_runs_of(mlflow_client, handbook_run))
     assert set(stages) == set(REQUIRED_METRICS), dump(list(stages))
     # 222 chunks since chunks follow sections (issue 29), so 4 embed tasks of up to 60 texts.
-    assert len(stages["chunk"]) == 3 and len(stages["embed"]) == 4, "34 docs / 12 per batch; 222 texts / 60"
-    assert sorted(r.info.run_name for r in stages["chunk"]) == ["chunk[0]", "chunk[1]", "chunk[2]"]
+    assert {s: len(r) for s, r in stages.items()} == {s: 1 for s in REQUIRED_METRICS}, "one run per task"
+    assert [r.info.run_name for r in stages["chunk"]] == ["chunk"]
     for stage, runs in stages.items():
         for child in runs:
             tags = child.data.tags
             assert child.info.status == "FINISHED", child.info.run_name
             assert REQUIRED_METRICS[stage] <= set(child.data.metrics), (stage, sorted(child.data.metrics))
             assert tags["airflow.dag_id"] == "rag_ingest" and tags["airflow.task_id"] == stage
-            assert tags["airflow.try_number"] == "1"
+            assert tags.get("ragtrail.mapped") == "true" if stage in ("chunk", "embed") else tags["airflow.try_number"] == "1"
             assert tags["ragtrail.product"] == "handbook" and tags["ragtrail.version"] == "v1"
-    assert sorted(r.data.tags["airflow.map_index"] for r in stages["embed"]) == ["0", "1", "2", "3"]
+    # 34 docs / 12 per batch; 222 texts / 60: 3 chunk and 4 embed map indexes, each a step, all on try 1
+    assert per_step(mlflow_client, stages["chunk"][0], "map_ok") == {0: 1.0, 1: 1.0, 2: 1.0}
+    assert per_step(mlflow_client, stages["embed"][0], "map_try") == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
+    assert stages["chunk"][0].data.tags["ragtrail.failed_indexes"] == "-"
     assert stages["embed"][0].data.params["embedder_name"] == "all-MiniLM-L6-v2"
     assert stages["index"][0].data.params["collection"] == "handbook__v1"
 
@@ -70,11 +83,12 @@ def test_metrics_are_consistent_with_qdrant(handbook_run, mlflow_client, qdrant)
         points = store.count("handbook")  # through the alias
     index = stages["index"][0].data.metrics
     dedupe = stages["dedupe"][0].data.metrics
-    assert points == index["vector_count"] == handbook_run["vectors"] == total(stages["chunk"], "chunk_count")
-    assert total(stages["embed"], "embedding_count") == dedupe["unique_new_texts"]
+    assert points == index["vector_count"] == handbook_run["vectors"] == total(mlflow_client, stages["chunk"],
+                                                                                 "chunk_count")
+    assert total(mlflow_client, stages["embed"], "embedding_count") == dedupe["unique_new_texts"]
     assert dedupe["chunks_in"] - dedupe["embeddings_skipped"] == dedupe["unique_new_texts"]
-    assert total(stages["chunk"], "truncated_chunks") == 0
-    assert max(r.data.metrics["max_chunk_tokens"] for r in stages["chunk"]) <= DEFAULT_CHUNK_SIZE
+    assert total(mlflow_client, stages["chunk"], "truncated_chunks") == 0
+    assert max(per_step(mlflow_client, stages["chunk"][0], "max_chunk_tokens").values()) <= DEFAULT_CHUNK_SIZE
     assert stages["embed"][0].data.metrics["embedding_dimension"] == 384
     ingest_m = stages["ingest"][0].data.metrics
     assert ingest_m["docs_parsed"] == handbook_run["docs"] >= 30 and ingest_m["docs_failed"] == 0
@@ -99,12 +113,19 @@ def test_artifacts_sample_and_manifest(handbook_run, mlflow_client, tmp_path):
 
 
 def test_mlflow_run_link_points_at_the_task_run(handbook_run, mlflow_client):
-    """Each tracked task (each map index too) stores its "MLflow run" link URL; it opens that try's run."""
+    """Each tracked task (each map index too) stores its "MLflow run" link URL; it opens that task's run (a
+    map index: its task's one run)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    runs = {(c.data.tags["airflow.task_id"], int(c.data.tags["airflow.map_index"])): c.info.run_id
-            for c in child_runs_of(mlflow_client, handbook_run)}
+    runs = {}
+    for c in child_runs_of(mlflow_client, handbook_run):
+        if c.data.tags.get("ragtrail.mapped") == "true":
+            runs.update({(c.data.tags["airflow.task_id"], i): c.info.run_id
+                         for i in per_step(mlflow_client, c, "map_ok")})
+        else:
+            runs[(c.data.tags["airflow.task_id"], int(c.data.tags["airflow.map_index"]))] = c.info.run_id
+    assert ("embed", 3) in runs
     with create_session() as session:
         for (task_id, map_index), mlflow_run_id in runs.items():
             query = XComModel.get_many(run_id=handbook_run["run_id"], key="_link_MLflowRunLink", task_ids=task_id,
@@ -146,7 +167,10 @@ def test_failed_stage_fails_the_run(tmp_path, mlflow_client):
     assert summary["reasons"][0].startswith("chunk[0]: failed (ValueError: chunk_size must be"), summary["reasons"]
     stages = by_stage(child_runs_of(mlflow_client, summary))
     assert stages["ingest"][0].info.status == stages["plan"][0].info.status == "FINISHED"
-    assert stages["chunk"][0].info.status == "FAILED" and "ValueError" in stages["chunk"][0].data.tags["ragtrail.error"]
+    (chunk,) = stages["chunk"]
+    assert chunk.info.status == "FAILED" and chunk.data.tags["ragtrail.error"].startswith("chunk[0]: ValueError")
+    assert chunk.data.tags["ragtrail.failed_indexes"] == "0"  # the failed map index, named on the task's run
+    assert chunk.data.tags["ragtrail.map_error.0"].startswith("ValueError: chunk_size must be between 1 and 254")
     assert stages["index"][0].info.status == "FAILED"  # all_done: it ran, found nothing to publish, refused
     assert "embed" not in stages  # never started: nothing to embed
     parent = mlflow_client.get_run(summary["parent_run_id"])
@@ -160,3 +184,21 @@ def test_json_output_has_the_documented_keys(handbook_run):
     for key in ("status", "product", "version", "docs", "chunks", "vectors", "parent_run_id",
                 "experiment_id", "duration_s"):
         assert handbook_run.get(key) is not None, key
+
+
+def test_the_trail_does_not_grow_with_the_corpus(tmp_path, mlflow_client):
+    """One run per task whatever the corpus: 4 and 24 one-line documents at one per chunk and embed task
+    (4 vs 24 map indexes each) leave the same number of MLflow runs; each map index is a step and a row."""
+    counts = {}
+    for n in (4, 24):
+        corpus = write_corpus(tmp_path / f"c{n}", {f"d{i}.txt": f"one line number {i} of {n}" for i in range(n)})
+        summary = ingest({"source": str(corpus), "product": f"size{n}", "docs_per_batch": 1, "texts_per_batch": 1})
+        assert summary["status"] == "FINISHED", summary
+        runs = child_runs_of(mlflow_client, summary)
+        counts[n] = len(runs)
+        (chunk,) = [r for r in runs if r.data.tags["airflow.task_id"] == "chunk"]
+        assert sorted(per_step(mlflow_client, chunk, "map_ok")) == list(range(n))
+        table = json.loads(open(mlflow_client.download_artifacts(chunk.info.run_id, "map_indexes.json",
+                                                                 str(tmp_path / f"t{n}"))).read())
+        assert sorted(table["data"], key=lambda row: row[0])[-1][0] == n - 1 and len(table["data"]) == n
+    assert counts[4] == counts[24] == len(REQUIRED_METRICS), counts

@@ -7,7 +7,8 @@ Example (in a DAG file, importing nothing but ``airflow.sdk``)::
         from ragtrail.stages.chunking import chunk_documents
         return chunk_documents(docs["docs_path"], ..., recorder=tracker)
 
-The operator opens a child run of the DAG run's parent run, hands the task a
+The operator opens a child run of the DAG run's parent run (a mapped task: one run shared by all its map
+indexes, each map index's figures a metric step at ``step = map_index``; see :class:`ragtrail.trail.task_run.TaskRun`), hands the task a
 :class:`ragtrail.core.recorder.Recorder` as ``tracker`` (and the run's ids as ``tracked_run``, ``None`` with
 tracking off), logs what it recorded in batches, and ends the run
 FINISHED, FAILED (re-raising) or KILLED (``on_kill``). With tracking off the task gets a recorder all
@@ -146,6 +147,7 @@ class TrackedPythonOperator(RagtrailDecoratedOperator):
             product=params["product"], version=params["version"],
             parent_params={k: params[k] for k in RUN_PARAMS if k in params}, policy=policy(),
             parent_tags=publishing_tag(context["dag"]),
+            shared=True,  # a mapped task: one run for all its map indexes (the trail does not grow with the corpus)
         )
         self._task_run = run
         with run:

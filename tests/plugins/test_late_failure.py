@@ -45,3 +45,36 @@ def test_a_failure_after_the_callable_returned_is_on_the_tasks_run(tmp_path):
     (make,) = [r for r in runs if r.data.tags.get("airflow.task_id") == "make"]
     assert make.info.status == "FAILED"
     assert make.data.tags["ragtrail.error"] == "XComForMappingNotPushed: did not push XCom for task mapping"
+
+
+FAN_OUT_DAG = '''
+from airflow.sdk import Param, dag, task
+
+
+@dag(schedule=None, params={"product": Param("fanout"), "version": Param("v1")})
+def fan_out():
+    @task.tracked(stage="make", fan_out="docs_per_batch", retries=0)
+    def make(params=None, tracker=None):
+        return list(range(6))  # one more than the map limit of 5 this test sets
+
+    @task
+    def use(x):
+        return x
+
+    use.expand(x=make())
+
+
+fan_out()
+'''
+
+
+def test_a_list_past_the_map_limit_fails_its_task_with_the_cause(tmp_path, monkeypatch):
+    """plan and dedupe grow their batches to fit [core] max_map_length; a task of one's own that returns too
+    long a list still fails, and its run says why (not only Airflow's log)."""
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "5")
+    out, home, _ = run_dag_file(tmp_path, "fan_out", FAN_OUT_DAG, RUN.replace("late_fail", "fan_out"))
+    assert out["state"] == "failed"
+    (make,) = [r for r in runs_of(home, out["run_id"]) if r.data.tags.get("airflow.task_id") == "make"]
+    assert make.info.status == "FAILED"
+    assert make.data.tags["ragtrail.error"] == ("6 batches exceed Airflow's map limit (max_map_length 5): raise "
+                                                "docs_per_batch (--docs-per-batch) or AIRFLOW__CORE__MAX_MAP_LENGTH")

@@ -33,6 +33,11 @@ class Recorder:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # (key, value, step, unix ms): per-batch figures, logged as MLflow step metrics (a curve per key)
     steps: list[tuple[str, float, int, int]] = field(default_factory=list)
+    # at most this many distinct steps are kept (progress steps capped per task: past it every other step is
+    # dropped and only every ``2**k``-th step is recorded, so a curve keeps its shape at any batch count)
+    max_steps: int = 200
+    _stride: int = field(default=1, repr=False)
+    _step_ids: set = field(default_factory=set, repr=False)
     # run by close(), once whoever ran the stage has logged (or dropped) the above: e.g. remove the files
     after_logging: list = field(default_factory=list, repr=False)
 
@@ -47,11 +52,20 @@ class Recorder:
                 self.metrics[key] = float(value)
 
     def step(self, step: int, **values: float | int) -> None:
-        """Record per-batch figures at ``step`` (e.g. texts embedded so far); kept in order, all of them."""
+        """Record per-batch figures at ``step`` (e.g. texts embedded so far), in order; at most ``max_steps``
+        distinct steps are kept, evenly spread (see ``max_steps``)."""
         import time
 
+        step = int(step)
+        if step % self._stride:
+            return
         now = int(time.time() * 1000)
-        self.steps.extend((k, float(v), int(step), now) for k, v in values.items() if v is not None)
+        self.steps.extend((k, float(v), step, now) for k, v in values.items() if v is not None)
+        self._step_ids.add(step)
+        while len(self._step_ids) > self.max_steps:  # thin out: keep every other recorded step
+            self._stride *= 2
+            self._step_ids = {s for s in self._step_ids if s % self._stride == 0}
+            self.steps = [row for row in self.steps if row[2] % self._stride == 0]
 
     def close(self) -> None:
         """Run the ``after_logging`` callbacks (each once; a failing one does not stop the others)."""

@@ -17,9 +17,13 @@ def unique_texts(
     *,
     held_path: str | None = None,
     texts_per_batch: int = 2048,
+    max_batches: int | None = None,
     recorder: Recorder | None = None,
 ) -> dict:
     """Collect the chunk texts that need an embedding into ``workdir/embed/texts_<n>.parquet`` batches.
+
+    ``max_batches`` (Airflow's ``max_map_length``): ``texts_per_batch`` grows so that the batches never
+    outnumber it (counted from the chunk files' row counts, an upper bound of the distinct new texts).
 
     Returns:
         ``{"batches": [{"batch", "texts_path", "texts"}], "chunks", "unique_new"}``.
@@ -27,7 +31,12 @@ def unique_texts(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ragtrail.stages.plan import batch_size_within
+
     rec = recorder or Recorder()
+    requested = texts_per_batch
+    texts_per_batch = batch_size_within(texts_per_batch, sum(pq.ParquetFile(p).metadata.num_rows for p in chunk_paths),
+                                        max_batches, stage="dedupe", param="texts_per_batch", unit="texts")
     out_dir = Path(workdir) / "embed"
     out_dir.mkdir(parents=True, exist_ok=True)
     held: set[str] = set()
@@ -63,7 +72,7 @@ def unique_texts(
                         flush()
     flush()
     unique_new = len(seen)
-    rec.param(texts_per_batch=texts_per_batch)
+    rec.param(texts_per_batch=requested, texts_per_batch_used=texts_per_batch)
     rec.metric(chunks_in=total, unique_new_texts=unique_new, duplicates_in_run=in_run_dupes,
                reused_from_index=held_hits, embeddings_skipped=total - unique_new,
                duplicate_rate=(in_run_dupes / total) if total else 0.0, embed_batches=len(batches))

@@ -8,6 +8,8 @@ added and updated documents go on to chunking, in batches that the chunk and emb
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -18,6 +20,28 @@ from ragtrail.store import collection_name, open_store
 SYNC_MODES = ("full", "incremental")
 HELD_FILE = "held_hashes.parquet"
 PLAN_FILE = "plan.json"
+
+log = logging.getLogger(__name__)
+
+
+def batch_size_within(per_batch: int, total: int, max_batches: int | None, *, stage: str, param: str,
+                      unit: str) -> int:
+    """``per_batch``, grown when ``total`` items at ``per_batch`` would make more than ``max_batches``
+    batches (one mapped task each: Airflow's ``[core] max_map_length``); says so in one log line.
+
+    Example::
+
+        batch_size_within(1, 1_100, 1_024, stage="plan", param="docs_per_batch", unit="documents")  # 2
+    """
+    per_batch = max(int(per_batch), 1)
+    if not max_batches or total <= per_batch * max_batches:
+        return per_batch
+    grown = math.ceil(total / max_batches)
+    log.warning("%s: %s %s at %s %s would make %s mapped tasks, past Airflow's map limit (max_map_length %s): "
+                "%s %s per batch instead (raise [core] max_map_length to keep smaller batches)", stage,
+                f"{total:,}", unit, param, f"{per_batch:,}", f"{math.ceil(total / per_batch):,}", f"{max_batches:,}",
+                f"{grown:,}", unit)
+    return grown
 
 
 def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], dict]:
@@ -63,6 +87,7 @@ def plan_sync(
     config: dict,
     sync_mode: str = "full",
     docs_per_batch: int = 500,
+    max_batches: int | None = None,
     recorder: Recorder | None = None,
 ) -> dict:
     """Split the source's documents into added / updated / unchanged / deleted and batch the work.
@@ -72,6 +97,8 @@ def plan_sync(
         config: what defines the version (embedder, chunk_size, chunk_overlap); checked against the collection.
         sync_mode: ``full`` deletes documents missing from the source, ``incremental`` keeps them.
         docs_per_batch: documents per chunk/embed batch (one mapped task each).
+        max_batches: at most this many batches (Airflow's ``max_map_length``): ``docs_per_batch`` grows to fit
+            (:func:`batch_size_within`; logged, and the plan run's param ``docs_per_batch_used``).
 
     Returns:
         ``{"batches": [{"batch", "docs_path", "docs"}], "deleted_path", "held_path", counts…}``.
@@ -88,12 +115,15 @@ def plan_sync(
     collection = collection_name(product, version)
     existing, held, meta = index_state(location, collection)
     check_config(meta, config, collection)
-    rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, collection=collection)
+    source = pq.ParquetFile(docs_path)
+    used = batch_size_within(docs_per_batch, source.metadata.num_rows, max_batches, stage="plan",
+                             param="docs_per_batch", unit="documents")  # changed ≤ all: never past the cap
+    rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, docs_per_batch_used=used, collection=collection)
 
     counts: Counter[str] = Counter()
     seen: set[str] = set()
-    splitter = _Batches(batch_dir, docs_per_batch)
-    for rb in pq.ParquetFile(docs_path).iter_batches(batch_size=512):
+    splitter = _Batches(batch_dir, used)
+    for rb in source.iter_batches(batch_size=512):
         table = pa.Table.from_batches([rb])
         keep = _changed_rows(table, existing, seen, counts)
         if keep:

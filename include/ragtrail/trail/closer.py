@@ -11,6 +11,12 @@ plain values ``{(task_id, map_index): airflow_state}``:
    puts the summed metrics, the status, the reasons and the trail's completeness on the parent run and
    ends it (MLflow knows no PARTIAL: a partial run ends FAILED with ``ragtrail.status`` = PARTIAL).
 
+A mapped task's one run (``ragtrail.mapped``, shared by all its map indexes) is read and closed by
+:func:`close_mapped`: one unit per map index from the metric steps (step = map index) and the
+``ragtrail.map_error.<i>`` tags, the run ended from every map index's Airflow state, the failed map
+indexes named on it (``ragtrail.failed_indexes``, ``ragtrail.error``) and a ``map_indexes.json`` table (its URI in ``ragtrail.map_table``).
+Closing it is the closer's job, not a sign of a lost end.
+
 Nothing here knows Airflow; ``mlflow`` is imported inside functions.
 """
 
@@ -25,7 +31,15 @@ from ragtrail.trail.names import (
     CLOSED_BY_TAG,
     DURATION_S,
     ERROR_TAG,
+    FAILED_INDEXES_TAG,
+    MAP_DURATION_S,
+    MAP_ERROR_TAG,
+    MAP_OK,
+    MAP_TABLE,
+    MAP_TABLE_TAG,
     MAP_TAG,
+    MAP_TRY,
+    MAPPED_TAG,
     REASONS_TAG,
     STATUS_TAG,
     TASK_TAG,
@@ -40,12 +54,75 @@ MLFLOW_STATUS = {"FINISHED": "FINISHED", "PARTIAL": "FAILED", "FAILED": "FAILED"
 CLOSE_AS = {"success": "FINISHED", "failed": "FAILED", "upstream_failed": "FAILED"}
 
 
+def is_mapped(run) -> bool:
+    return run.data.tags.get(MAPPED_TAG) == "true"
+
+
+OK_AIRFLOW = ("success", "skipped")
+
+
+def _at_step(history) -> dict[int, float]:
+    """A metric's history as ``{step: value}``, the latest value of each step (a retried map index logs again)."""
+    out: dict[int, tuple[int, float]] = {}
+    for m in history:
+        if m.step not in out or m.timestamp >= out[m.step][0]:
+            out[m.step] = (m.timestamp, m.value)
+    return {step: v for step, (_, v) in out.items()}
+
+
+def close_mapped(client, run, airflow_units: dict, closed_by: str) -> dict[int, dict]:
+    """Read a mapped task's shared run into one record per map index, and close it (see the module doc).
+
+    Returns ``{map_index: {"metrics", "duration_s", "error", "logged"}}`` for every map index Airflow knows.
+    """
+    task = run.data.tags.get(TASK_TAG, run.info.run_name or "")
+    states = {i: s for (t, i), s in airflow_units.items() if t == task and i >= 0}
+    steps = {key: _at_step(client.get_metric_history(run.info.run_id, key)) for key in run.data.metrics}
+    records: dict[int, dict] = {}
+    for i in sorted(states):
+        metrics = {k: v[i] for k, v in steps.items() if i in v}
+        records[i] = {"logged": MAP_OK in metrics, "duration_s": metrics.pop(MAP_DURATION_S, None),
+                      "try": metrics.pop(MAP_TRY, None), "ok": metrics.pop(MAP_OK, None),
+                      "error": run.data.tags.get(f"{MAP_ERROR_TAG}.{i}"), "metrics": metrics}
+    failed = [i for i, s in states.items() if s not in OK_AIRFLOW]
+    final = "FINISHED" if not failed else (
+        "FAILED" if any(states[i] in ("failed", "upstream_failed") for i in failed) else "KILLED")
+    causes = [f"{task}[{i}]: {records[i]['error'] or states[i]}" for i in sorted(failed)]
+    rows = [{"map_index": i, "state": states[i], "try": r["try"], "duration_s": r["duration_s"],
+             "error": r["error"] if states[i] not in OK_AIRFLOW else None, **r["metrics"]} for i, r in records.items()]
+    _write_table(client, run, rows)
+    client.set_tag(run.info.run_id, FAILED_INDEXES_TAG, ", ".join(str(i) for i in sorted(failed)) or "-")
+    if causes:
+        client.set_tag(run.info.run_id, ERROR_TAG, "; ".join(causes)[:5000])
+    if run.info.status != final:
+        client.set_terminated(run.info.run_id, final)
+        client.set_tag(run.info.run_id, CLOSED_BY_TAG, closed_by)
+        run.info._status = final
+    return records
+
+
+def _write_table(client, run, rows: list[dict]) -> None:
+    """``map_indexes.json`` (pandas' "split" layout, as MLflow's tables): written whole, so a second closer
+    replaces it (``log_table`` would append); its URI on the run (``ragtrail.map_table``)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MAP_TABLE
+        pd.DataFrame(rows).to_json(path, orient="split", index=False)
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_tag(run.info.run_id, MAP_TABLE_TAG, f"{run.info.artifact_uri}/{MAP_TABLE}")
+
+
 def close_left_running(client, children: list, latest: dict, airflow_units: dict, closed_by: str):
-    """End every child run still RUNNING; return the units whose latest try lost its end, and the labels."""
+    """End every child run still RUNNING; return the units whose latest try lost its end, and the labels.
+    A mapped task's shared run is closed by :func:`close_mapped` (not a lost end)."""
     lost_end: set[tuple[str, int]] = set()
     closed: list[str] = []
     for run in children:
         if run.info.status != "RUNNING":
+            continue
+        if is_mapped(run):
+            close_mapped(client, run, airflow_units, closed_by)
             continue
         key = (run.data.tags.get(TASK_TAG, ""), int(run.data.tags.get(MAP_TAG, "-1")))
         is_latest = latest.get(key) is run
@@ -57,6 +134,23 @@ def close_left_running(client, children: list, latest: dict, airflow_units: dict
             lost_end.add(key)
         closed.append(run.info.run_name or key[0])
     return lost_end, closed
+
+
+def _mapped_records(client, children: list, airflow_units: dict, closed_by: str) -> dict[str, dict[int, dict]]:
+    """Every mapped task's records per map index (:func:`close_mapped`), its shared run closed."""
+    records: dict[str, dict[int, dict]] = {}
+    for run in (r for r in children if is_mapped(r)):  # one per task (twins: merged parents, a slow claimer)
+        task_records = records.setdefault(run.data.tags.get(TASK_TAG, ""), {})
+        for i, record in close_mapped(client, run, airflow_units, closed_by).items():
+            if record["logged"] or i not in task_records:
+                task_records[i] = record
+    return records
+
+
+def _mapped_unit(key: tuple[str, int], af_state: str, record: dict) -> Unit:
+    ok = af_state == "success"
+    return Unit(key[0], key[1], "FINISHED" if ok else af_state.upper(), record["metrics"] if ok else {},
+                record["duration_s"], None if ok else record["error"])
 
 
 def read_units(client, exp_id: str, parent: str, airflow_units: dict, t_end: float, order: list[str],
@@ -71,6 +165,8 @@ def read_units(client, exp_id: str, parent: str, airflow_units: dict, t_end: flo
     from ragtrail.trail.runs import child_runs
 
     children = child_runs(client, exp_id, parent)
+    records = _mapped_records(client, children, airflow_units, closed_by)
+    children = [r for r in children if not is_mapped(r)]
     latest, _ = latest_tries(children)
     lost_end, closed = close_left_running(client, children, latest, airflow_units, closed_by)
     units, missing = [], []
@@ -78,6 +174,12 @@ def read_units(client, exp_id: str, parent: str, airflow_units: dict, t_end: flo
     for key, af_state in sorted(airflow_units.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1])):
         child = latest.get(key)
         label = key[0] if key[1] < 0 else f"{key[0]}[{key[1]}]"
+        record = records.get(key[0], {}).get(key[1]) if key[1] >= 0 else None
+        if record is not None:  # a map index of a mapped task: its steps on the task's shared run
+            if af_state in ("success", "failed") and not record["logged"]:
+                missing.append(label)
+            units.append(_mapped_unit(key, af_state, record))
+            continue
         if child is not None and af_state == "success" and child.info.status != "FINISHED":
             child = None  # an earlier try's run: the successful try left none
         if child is None:

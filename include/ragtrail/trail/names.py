@@ -44,6 +44,14 @@ ERROR_DETAIL_TAG, PRODUCT_ID_TAG, SKIPPED_TAG = "ragtrail.error_detail", "ragtra
 REASONS_TAG, WARNINGS_TAG, PROMOTION_TAG = "ragtrail.reasons", "ragtrail.warnings", "ragtrail.promotion"
 TRAIL_TAG, TRAIL_MISSING_TAG, TRAIL_CLOSED_TAG = "ragtrail.trail", "ragtrail.trail_missing", "ragtrail.trail_closed"
 CLOSED_BY_TAG, PUBLISHING_TAG = "ragtrail.closed_by", "ragtrail.publishing"
+# A mapped task's one run (all map indexes, all tries): ``ragtrail.mapped`` = "true" on it; the parent holds the
+# param ``ragtrail.claim.<task_id>`` naming who created it (params are write-once: the claim is atomic);
+# a failed map index tags it ``ragtrail.map_error.<map index>`` with its cause; the closer sums them up in
+# ``ragtrail.failed_indexes`` ("3, 7") and the ``map_indexes.json`` table (one row per map index).
+MAPPED_TAG, CLAIM_PARAM, MAP_ERROR_TAG = "ragtrail.mapped", "ragtrail.claim", "ragtrail.map_error"
+FAILED_INDEXES_TAG, MAP_TABLE, MAP_TABLE_TAG = "ragtrail.failed_indexes", "map_indexes.json", "ragtrail.map_table"
+# Per-map-index figures on a mapped task's run, as metric steps (step = map index).
+MAP_OK, MAP_DURATION_S, MAP_TRY = "map_ok", "map_duration_s", "map_try"
 DAG_RUN_STATE_TAG, DAG_RUN_MSG_TAG = "ragtrail.dag_run_state", "ragtrail.dag_run_msg"
 # Who decided a promotion, and the registered version a build became.
 APPROVAL_TAG, APPROVAL_BY_TAG, APPROVAL_AT_TAG = "ragtrail.approval", "ragtrail.approval_by", "ragtrail.approval_at"

@@ -33,7 +33,8 @@ def pipeline_run(run, mlflow_url: str) -> dict:
         "dag_id": tags.get("airflow.dag_id"), "airflow_run_id": tags.get("airflow.run_id"),
         "start_time": iso(info.start_time), "end_time": iso(info.end_time),
         "duration_s": round(duration, 3) if duration is not None else None,
-        "params": dict(data.params), "metrics": metrics,
+        # the run's configuration, not the claims its mapped tasks' runs were created under (trail.mapped.claim)
+        "params": {k: v for k, v in data.params.items() if not k.startswith(n.CLAIM_PARAM + ".")}, "metrics": metrics,
         "mlflow_url": mlflow_url,
     }
 

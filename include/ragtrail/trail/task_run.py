@@ -17,8 +17,12 @@ from ragtrail.core.recorder import Recorder
 from ragtrail.core.settings import load as load_settings
 from ragtrail.trail.client import cache_schema_head, client_opened, get_or_create_experiment, guarded_client
 from ragtrail.trail.guard import GuardedClient, Policy, tracking_failed
+from ragtrail.trail.mapped import find_or_create_mapped_run, log_map_index
 from ragtrail.trail.names import (
     DAG_TAG,
+    ERROR_TAG,
+    MAP_ERROR_TAG,
+    MAP_OK,
     MAP_TAG,
     PARENT_TAG,
     PRODUCT_TAG,
@@ -28,6 +32,7 @@ from ragtrail.trail.names import (
     TASK_TAG,
     TRY_TAG,
     VERSION_TAG,
+    error_line,
     error_tags,
 )
 from ragtrail.trail.runs import find_or_create_parent, log_recorder, origin_tags, parent_run_name
@@ -47,6 +52,12 @@ class TaskRun:
     is still logged, so a failed run shows how far it got. Inside the block the run is the current
     task run, so :func:`ragtrail.trail.track.track` links its traces to it.
 
+    ``shared=True`` with a map index ≥ 0 (``@task.tracked`` on a mapped task): every map index and try of
+    the task shares one run (:func:`~ragtrail.trail.mapped.find_or_create_mapped_run`), so the trail does not
+    grow with the corpus. A map index logs its figures as metric steps at ``step = map_index`` and its
+    cause of failure as the tag ``ragtrail.map_error.<map_index>`` (:func:`~ragtrail.trail.mapped.log_map_index`)
+    and does not end the run: the roll-up (or the DAG-run closer) does, from every map index's state.
+
     Every MLflow call goes through one :class:`~ragtrail.trail.guard.Guard` (bounded retries,
     one time budget). When MLflow is unavailable, a lenient policy logs a warning and the task goes
     on untracked (``tracking_error`` says why); a strict one raises ``TrackingUnavailable``.
@@ -55,11 +66,14 @@ class TaskRun:
     def __init__(self, *, dag_id: str, run_id: str, task_id: str, product: str, version: str | None,
                  try_number: int = 1, map_index: int = -1, stage: str | None = None,
                  parent_params: dict | None = None, policy: Policy | None = None, origin: dict | None = None,
-                 experiment_kind: str = "product", parent_tags: dict | None = None, task_tags: dict | None = None):
+                 experiment_kind: str = "product", parent_tags: dict | None = None, task_tags: dict | None = None,
+                 shared: bool = False):
         self.origin = origin  # where the run comes from (see origin_tags); the Airflow edge fills it
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.product, self.version = product, version
         self.try_number, self.map_index = try_number, map_index
+        self.shared = shared and map_index >= 0  # one run for all map indexes of the task
+        self.started_at = time.time()
         self.stage = stage or task_id
         self.parent_params = parent_params or {}
         # Any DAG's tasks (the listener) go to the DAG's experiment ("dag"); pipelines to their product's.
@@ -98,6 +112,9 @@ class TaskRun:
                           **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id)},
                     params=self.parent_params, run_name=parent_run_name(self.product, self.version, self.origin))
                 _PARENTS[key] = (self.experiment_id, self.parent_run_id)
+            if self.shared:
+                self._start_shared(common)
+                return self
             name = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
             label = f"{name} (try {self.try_number})"
             run = self.client.create_run(self.experiment_id, run_name=name, tags={
@@ -111,6 +128,24 @@ class TaskRun:
         finally:
             self.overhead_s += time.perf_counter() - t0
         return self
+
+    def _start_shared(self, common: dict) -> None:
+        """Find (or create, race-free) the task's one run; a run a closer already ended is running again."""
+        import os
+        import socket
+        import uuid
+
+        tags = {**common, **origin_tags(self.origin, dag_id=self.dag_id, run_id=self.run_id, task_label=self.task_id),
+                PARENT_TAG: self.parent_run_id, ROLE_TAG: "task", DAG_TAG: self.dag_id, RUN_TAG: self.run_id,
+                TASK_TAG: self.task_id, STAGE_TAG: self.stage, **self.task_tags}
+        claimer = f"{self.task_id}[{self.map_index}] try {self.try_number} {socket.gethostname()}:{os.getpid()} " \
+                  f"{uuid.uuid4().hex[:8]}"
+        run, created = find_or_create_mapped_run(self.client, self.experiment_id, self.parent_run_id,
+                                                 task_id=self.task_id, tags=tags, run_name=self.task_id,
+                                                 claimer=claimer)
+        self.mlflow_run_id = run.info.run_id
+        if not created and run.info.status != "RUNNING":  # a cleared map index runs after the roll-up closed it
+            self.client.update_run(self.mlflow_run_id, status="RUNNING")
 
     def _tracking_failed(self, step: str, err: Exception) -> None:
         uri = self.client.guard.uri if self.client is not None else load_settings().mlflow_tracking_uri
@@ -143,8 +178,21 @@ class TaskRun:
 
         from ragtrail.trail.traces import flush as flush_traces
 
-        for step in (flush_traces, self.flush, overhead,
-                     lambda: self.client.set_terminated(self.mlflow_run_id, status)):
+        if self.shared:  # one map index's record on the shared run, which stays open for the others
+            if status != "FINISHED" and ERROR_TAG not in self.recorder.tags:
+                self.recorder.tag(**{ERROR_TAG: status.lower()})
+
+            def record():
+                self.overhead_s += time.perf_counter() - t0
+                log_map_index(self.client, self.mlflow_run_id, self.recorder, map_index=self.map_index,
+                              try_number=self.try_number, ok=status == "FINISHED",
+                              duration_s=time.time() - self.started_at,
+                              extra={"tracking_overhead_s": self.overhead_s, "tracking_setup_s": self.setup_s})
+
+            steps = (flush_traces, record)
+        else:
+            steps = (flush_traces, self.flush, overhead, lambda: self.client.set_terminated(self.mlflow_run_id, status))
+        for step in steps:
             try:
                 step()
             except Exception as err:
@@ -158,6 +206,14 @@ class TaskRun:
         if not self.mlflow_run_id or self.status != "FINISHED":
             return
         try:
+            if self.shared:  # this map index only: its cause, its step; the closer ends the run
+                from mlflow.entities import Metric
+
+                self.client.set_tag(self.mlflow_run_id, f"{MAP_ERROR_TAG}.{self.map_index}", error_line(exc))
+                self.client.log_batch(self.mlflow_run_id, metrics=[
+                    Metric(MAP_OK, 0.0, int(time.time() * 1000), self.map_index)])
+                self.status = "FAILED"
+                return
             for key, value in error_tags(exc).items():
                 self.client.set_tag(self.mlflow_run_id, key, value)
             self.client.set_terminated(self.mlflow_run_id, "FAILED")

@@ -166,14 +166,16 @@ def ingest(params=None, tracker=None, dag_run=None):
 
 
 def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-    """Decide which documents changed; return the chunk batches to fan out over."""
+    """Decide which documents changed; return the chunk batches to fan out over (never more than Airflow's
+    ``[core] max_map_length``: ``docs_per_batch`` grows to fit, and the task log says so)."""
     from ragtrail.stages.plan import plan_sync
+    from ragtrail_airflow.failures import max_map_length
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = _edge(params, dag_run, tracker)
     planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(), product=cfg.product,
                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
-                        docs_per_batch=cfg.docs_per_batch, recorder=tracker)
+                        docs_per_batch=cfg.docs_per_batch, max_batches=max_map_length(), recorder=tracker)
     return work.publish_plan(planned)["batches"]
 
 
@@ -191,12 +193,14 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
     """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
     from ragtrail.stages.dedupe import unique_texts
     from ragtrail.stages.plan import read_plan
+    from ragtrail_airflow.failures import max_map_length
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
     chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
     return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
-                                     texts_per_batch=cfg.texts_per_batch, recorder=tracker))["batches"]
+                                     texts_per_batch=cfg.texts_per_batch, max_batches=max_map_length(),
+                                     recorder=tracker))["batches"]
 
 
 def embed(batch: dict, params=None, tracker=None, dag_run=None):

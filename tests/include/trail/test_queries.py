@@ -97,12 +97,13 @@ def test_latest_reports_the_newest_finished_version_with_its_config_and_tasks(hi
 
 
 def test_tasks_of_the_failed_run(history, trail):
-    """Per-task breakdown: chunk failed with its error, nothing was embedded, index refused to publish."""
+    """Per-task breakdown: chunk failed with its error, nothing was embedded, index refused to publish.
+    The mapped chunk task is one run (all its map indexes): its error names the failed map index and why."""
     tasks = trail.tasks(history["v3-failed"]["parent_run_id"])["tasks"]
     assert [(t["label"], t["status"]) for t in tasks] == [
-        ("preflight", "FINISHED"), ("ingest", "FINISHED"), ("plan", "FINISHED"), ("chunk[0]", "FAILED"),
+        ("preflight", "FINISHED"), ("ingest", "FINISHED"), ("plan", "FINISHED"), ("chunk", "FAILED"),
         ("dedupe", "FINISHED"), ("index", "FAILED")]
-    assert "chunk_size must be between 1 and 254" in tasks[3]["error"]
+    assert tasks[3]["error"].startswith("chunk[0]: ") and "chunk_size must be between 1 and 254" in tasks[3]["error"]
     assert "all 1 chunk batches failed" in tasks[5]["error"]
     assert tasks[1]["metrics"]["docs_parsed"] == 4
     with pytest.raises(LookupError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -157,3 +158,107 @@ def test_merge_moves_children_of_a_parent_its_creator_deleted(exp):
     client.delete_run(adopted)  # its creator lost the race and removed its own candidate
     assert merge_parents(client, exp_id, "d", run_id) == older
     assert client.get_run(child).data.tags["mlflow.parentRunId"] == older
+
+
+def _mapped_runs(client, exp_id: str, parent: str) -> list:
+    from mlflow.entities import ViewType
+
+    return client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent}' and tags.`ragtrail.mapped` = 'true'",
+                              run_view_type=ViewType.ALL)
+
+
+def test_map_indexes_racing_share_exactly_one_run_which_the_closer_ends(exp):
+    """Eight map indexes of one mapped task start at once (own clients, as on eight workers): one run is
+    created (none created and deleted), each index a step on it; index 3 fails, index 7 is "SIGKILLed" (never
+    ends). The closer ends the run FAILED from Airflow's states and names the failed indexes and causes."""
+    from ragtrail.trail.closer import read_units
+
+    client, exp_id = exp
+    dag_run = f"manual__{uuid.uuid4()}"
+    find_or_create_parent(client, exp_id, dag_id="d", run_id=dag_run, tags={})  # the first task made it
+    runs, errors, barrier = {}, [], threading.Barrier(8)
+
+    def index(i: int):
+        run = TaskRun(dag_id="d", run_id=dag_run, task_id="chunk", product="tracking-tests", version="v1",
+                      map_index=i, shared=True)
+        barrier.wait()
+        try:
+            run.start()
+            runs[i] = run
+            run.recorder.metric(chunk_count=10 + i)
+            run.recorder.step(1, chunk_done=1)  # a progress step: dropped on a map index
+            if i == 3:
+                raise ValueError("bad batch 3")
+            if i != 7:  # 7: killed before its end
+                run.end("FINISHED")
+        except ValueError as err:
+            run.recorder.tag(**{"ragtrail.error": f"ValueError: {err}"})
+            run.end("FAILED")
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=index, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and len(runs) == 8
+    parent = runs[0].parent_run_id
+    (shared,) = _mapped_runs(client, exp_id, parent)
+    assert {r.mlflow_run_id for r in runs.values()} == {shared.info.run_id}
+    assert shared.info.status == "RUNNING" and shared.info.run_name == "chunk"
+    history = {m.step: m.value for m in client.get_metric_history(shared.info.run_id, "chunk_count")}
+    assert history == {i: 10.0 + i for i in range(8) if i != 7}
+    assert client.get_metric_history(shared.info.run_id, "chunk_done") == []
+    assert shared.data.tags["ragtrail.map_error.3"] == "ValueError: bad batch 3"
+
+    states = {("chunk", i): "success" for i in range(8)} | {("chunk", 3): "failed", ("chunk", 7): "failed"}
+    units, found = read_units(client, exp_id, parent, states, time.time(), ["chunk"])
+    closed = client.get_run(shared.info.run_id)
+    assert closed.info.status == "FAILED" and closed.data.tags["ragtrail.failed_indexes"] == "3, 7"
+    assert closed.data.tags["ragtrail.error"] == "chunk[3]: ValueError: bad batch 3; chunk[7]: failed"
+    assert [(u.label, u.state, u.error) for u in units if not u.ok] == [
+        ("chunk[3]", "FAILED", "ValueError: bad batch 3"), ("chunk[7]", "FAILED", None)]
+    assert units[0].metrics["chunk_count"] == 10 and found == {"missing_runs": ["chunk[7]"], "closed_runs": []}
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = json.loads(open(client.download_artifacts(shared.info.run_id, "map_indexes.json", tmp)).read())
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert closed.data.tags["ragtrail.map_table"] == f"{closed.info.artifact_uri}/map_indexes.json"
+    read_units(client, exp_id, parent, states, time.time(), ["chunk"])  # a second closer: the table is replaced
+    with tempfile.TemporaryDirectory() as tmp:
+        again = json.loads(open(client.download_artifacts(shared.info.run_id, "map_indexes.json", tmp)).read())
+    assert len(again["data"]) == 8
+    assert sorted(r["map_index"] for r in rows) == list(range(8))
+    failed = sorted((r["map_index"], r["state"], r["error"]) for r in rows if r["state"] != "success")
+    assert failed[0] == (3, "failed", "ValueError: bad batch 3") and failed[1][:2] == (7, "failed")
+
+
+def test_a_claimer_that_died_before_creating_the_run_holds_up_the_others_only_briefly(exp):
+    """The first claim's winner was SIGKILLed between its claim and its run: the next generation creates it."""
+    from ragtrail.trail.mapped import find_or_create_mapped_run
+    from ragtrail.trail.runs import find_or_create_parent
+
+    client, exp_id = exp
+    parent = find_or_create_parent(client, exp_id, dag_id="d", run_id=f"manual__{uuid.uuid4()}", tags={})
+    client.log_param(parent, "ragtrail.claim.embed", "embed[0] try 1 dead")
+    run, created = find_or_create_mapped_run(client, exp_id, parent, task_id="embed", tags={
+        "mlflow.parentRunId": parent, "airflow.task_id": "embed"}, run_name="embed", claimer="embed[1]", wait_s=0.3)
+    assert created and [r.info.run_id for r in _mapped_runs(client, exp_id, parent)] == [run.info.run_id]
+    assert client.get_run(parent).data.params["ragtrail.claim.embed.1"] == "embed[1]"
+    again, created = find_or_create_mapped_run(client, exp_id, parent, task_id="embed", tags={}, run_name="embed",
+                                               claimer="embed[2]")
+    assert not created and again.info.run_id == run.info.run_id
+
+
+def test_progress_steps_are_capped_per_task(exp):
+    """20,000 progress steps (an index task's upsert batches at scale) keep at most 200, evenly spread."""
+    client, exp_id = exp
+    run = client.create_run(exp_id)
+    rec = Recorder()
+    for i in range(1, 20_001):
+        rec.step(i, index_done=i * 10)
+    log_recorder(client, run.info.run_id, rec)
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "index_done"))
+    assert 100 <= len(steps) <= 200 and steps[-1] > 19_000
+    assert len({b - a for a, b in zip(steps, steps[1:], strict=False)}) == 1  # one stride
