@@ -146,7 +146,7 @@ def test_a_writer_killed_mid_write_leaves_the_live_version_intact_and_the_new_on
     seen = json.loads(finish(actor(role="reader", root=str(tmp_path / "s"), alias="p", searches=3)))
     assert seen == [["p__v1", 512]] * 3  # the live version: intact, searchable, still live
     with open_store(StoreSettings(path=str(tmp_path / "s"), kind="edge")) as store:
-        partial = store.count("p__v2")  # the WAL replays whole operations: never a torn batch
+        partial = store.count("p__v2")  # the shard reloads at its last per-batch flush: never a torn batch
         assert partial % BATCH == 0 and 4 * BATCH <= partial < 40 * BATCH
     retry = actor(role="writer", root=str(tmp_path / "s"), name="p__v2", alias="p", batches=40, promote=True)
     procs.append(retry)
