@@ -31,7 +31,8 @@ UPLOAD_RETRIES = Var("RAGTRAIL_UPLOAD_RETRIES", int, 4, "retries of an upsert ba
 UPLOAD_PARALLEL = Var("RAGTRAIL_UPLOAD_PARALLEL", int, 1, "worker processes qdrant-client's `upload_points` "
                       "sends a server's batches from", low=1,
                       note="used when an upsert holds at least two batches per worker; a pool starts per call")
-UPSERT_BATCH = Var("RAGTRAIL_UPSERT_BATCH", int, 256, "chunks the index stage reads and upserts at a time", low=1)
+UPSERT_BATCH = Var("RAGTRAIL_UPSERT_BATCH", int, 1024, "chunks the index stage reads and upserts at a time", low=1,
+                   note="the store splits them into `RAGTRAIL_UPLOAD_BATCH` batches; measured in docs/performance.md")
 CPU_POOL = Var("RAGTRAIL_CPU_POOL", str, None, "Airflow pool that chunk and embed tasks take", default_doc="– (none)",
                example="ragtrail_cpu", note="compose sets `ragtrail_cpu`")
 STORE_QUEUE = Var("RAGTRAIL_STORE_QUEUE", str, None, "Celery queue of the tasks that open a local-mode Qdrant store",
