@@ -40,7 +40,8 @@ def _vector_lookup(embedded: list[dict]):
 
     where, mats = {}, []
     for e in embedded:
-        mats.append(np.load(e["vectors_path"], mmap_mode="r"))
+        # a plain ndarray over the mapped file (no copy): row access without np.memmap's per-row overhead
+        mats.append(np.asarray(np.load(e["vectors_path"], mmap_mode="r")))
         for row, h in enumerate(pq.read_table(e["texts_path"], columns=["chunk_hash"]).column(0).to_pylist()):
             where[h] = (len(mats) - 1, row)
     return where, mats
