@@ -12,7 +12,13 @@ asked 200 queries (perturbed copies of stored vectors). Reported per run:
 - ``open_s``: time to open the store again and answer a first query;
 - ``query_p50_ms`` / ``query_p95_ms``: one query, top 10 with payload;
 - ``recall_at_10``: overlap with exact cosine search over the same vectors (numpy, brute force);
-- ``peak_rss_mb`` of the process, ``disk_mb`` of the store folder.
+- ``peak_rss_mb`` of the process (with the benchmark's own copy of the vectors), ``disk_mb`` of the store
+  folder; ``finish_cpu_s``: the build's CPU seconds (steadier than wall time on a shared machine) and
+  ``load_avg``, the 1-minute load average at the row's end.
+
+The child notes its progress on stderr (every 100k points, the build, the reopen), so a run stopped early
+still tells its write rate. ``--merge`` keeps the rows of other sizes and kinds already in ``--out``;
+``BENCH_STORE_KEEP=1`` keeps the store folders (to query them again with other settings).
 
 A size whose projected write time passes ``--max-s`` is not run; the projection (from the largest size
 run) is written instead and marked ``"extrapolated": true``. Results go to ``bench/results/store.json``.
