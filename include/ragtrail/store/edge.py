@@ -11,7 +11,7 @@ Layout of a store folder (docs/architecture.md, "The Edge store")::
 A collection appears whole: it is built in ``collections/.new-<name>-<pid>`` and renamed into place; it
 disappears whole: renamed to ``collections/.trash-…`` before it is removed. Each version is its own shard
 and lock, so writing version N+1 never waits for, nor holds up, a reader of version N. Writes go to an
-appendable segment, flushed after each batch, with optimisation deferred; :meth:`EdgeStore.finish` runs
+appendable segment, flushed once per upsert call, with optimisation deferred; :meth:`EdgeStore.finish` runs
 ``optimize`` (HNSW over int8-quantised vectors, merged segments) before the gate judges the version. This is the one module that imports ``qdrant_edge``.
 """
 
