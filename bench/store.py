@@ -12,7 +12,13 @@ asked 200 queries (perturbed copies of stored vectors). Reported per run:
 - ``open_s``: time to open the store again and answer a first query;
 - ``query_p50_ms`` / ``query_p95_ms``: one query, top 10 with payload;
 - ``recall_at_10``: overlap with exact cosine search over the same vectors (numpy, brute force);
-- ``peak_rss_mb`` of the process, ``disk_mb`` of the store folder.
+- ``peak_rss_mb`` of the process (with the benchmark's own copy of the vectors), ``disk_mb`` of the store
+  folder; ``finish_cpu_s``: the build's CPU seconds (steadier than wall time on a shared machine) and
+  ``load_avg``, the 1-minute load average at the row's end.
+
+The child notes its progress on stderr (every 100k points, the build, the reopen), so a run stopped early
+still tells its write rate. ``--merge`` keeps the rows of other sizes and kinds already in ``--out``;
+``BENCH_STORE_KEEP=1`` keeps the store folders (to query them again with other settings).
 
 A size whose projected write time passes ``--max-s`` is not run; the projection (from the largest size
 run) is written instead and marked ``"extrapolated": true``. Results go to ``bench/results/store.json``.
@@ -64,6 +70,16 @@ def _du_mb(path: Path) -> float:
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
 
 
+def _note(what: str) -> None:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"{time.strftime('%H:%M:%S')} {what} (peak RSS {rss} MB, CPU {_cpu_s():.0f} s)", file=sys.stderr, flush=True)
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def one(kind: str, n: int, folder: Path) -> dict:
     """Write ``n`` points into a new store of ``kind`` under ``folder``, reopen it and query it."""
     import numpy as np
@@ -78,13 +94,19 @@ def one(kind: str, n: int, folder: Path) -> dict:
     with open_store(settings) as store:
         store.create(name, DIM, {"bench": True})
         for i in range(0, n, BATCH):
+            if i and i % 100_000 < BATCH:  # progress on stderr: a long run that is stopped still tells its rate
+                _note(f"{i:,} points in {time.perf_counter() - t0:.0f} s")
             store.upsert(name, [Point(id=j, vector=vecs[j].tolist(),
                                       payload={"doc_id": f"d{j // 4}", "chunk_hash": f"{j:016x}", "text": f"chunk {j}"})
                                 for j in range(i, min(n, i + BATCH))])
         upsert_s = time.perf_counter() - t0
         finish = getattr(store, "finish", None)
+        cpu0 = _cpu_s()
+        _note(f"{n:,} points written in {upsert_s:.1f} s; finish")
         if finish is not None:
             finish(name)
+        _note(f"finish done in {_cpu_s() - cpu0:.0f} CPU s")
+        finish_cpu_s = _cpu_s() - cpu0
         store.point_alias("bench", name)
     write_s = time.perf_counter() - t0
 
@@ -93,6 +115,7 @@ def one(kind: str, n: int, folder: Path) -> dict:
     queries = vecs[picks] + rng.standard_normal((QUERIES, DIM), dtype=np.float32) * 0.02
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)  # near a stored point, not on it
     exact = [set(np.argpartition(-(vecs @ q), 10)[:10].tolist()) for q in queries]
+    _note("exact answers computed; reopening")
 
     t0 = time.perf_counter()
     with open_store(settings) as store:
@@ -112,19 +135,23 @@ def one(kind: str, n: int, folder: Path) -> dict:
             "query_p50_ms": round(statistics.median(lat), 2), "query_p95_ms": round(lat[int(0.95 * len(lat)) - 1], 2),
             "recall_at_10": round(hits / (10 * QUERIES), 4),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "disk_mb": round(_du_mb(folder / "store"), 1), "extrapolated": False}
+            "disk_mb": round(_du_mb(folder / "store"), 1), "finish_cpu_s": round(finish_cpu_s, 1),
+            "load_avg": round(os.getloadavg()[0], 1), "extrapolated": False}
 
 
 def _child(kind: str, n: int) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-store-{kind}-"))
     try:
-        out = subprocess.run([sys.executable, __file__, "--one", kind, str(n), str(folder)], capture_output=True,
-                             text=True, check=False)
+        out = subprocess.run([sys.executable, __file__, "--one", kind, str(n), str(folder)], stdout=subprocess.PIPE,
+                             text=True, check=False)  # the child's progress notes go to stderr as they come
         if out.returncode != 0:
-            return {"kind": kind, "points": n, "error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+            return {"kind": kind, "points": n, "error": f"exit {out.returncode}", "out": out.stdout.strip()[-300:]}
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("BENCH_STORE_KEEP"):  # to query the store again with other settings
+            print(f"kept {folder}", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _projection(last: dict, n: int) -> dict:
@@ -135,12 +162,20 @@ def _projection(last: dict, n: int) -> dict:
             "note": f"not run: projected write time past --max-s, scaled from {last['points']:,} points"}
 
 
+def _edge_settings() -> dict:
+    from ragtrail.store import edge_query
+
+    return {"hnsw_m": edge_query.HNSW_M, "hnsw_ef_construct": edge_query.HNSW_EF_CONSTRUCT, "quantization": "int8",
+            "search": repr(edge_query.SEARCH), "indexing_threshold_kb": edge_query.INDEXING_THRESHOLD_KB, "wal": False}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--kinds", default="local,edge")
     ap.add_argument("--max-s", type=float, default=1800, help="skip a size whose projected write passes this")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "store.json"))
+    ap.add_argument("--merge", action="store_true", help="keep the other rows already in --out")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("RAGTRAIL_LOCK_TIMEOUT_S", "60")
@@ -159,7 +194,13 @@ def main() -> None:
                 last = row
             rows.append(row)
             print(json.dumps(row), flush=True)
-    Path(args.out).write_text(json.dumps({"dim": DIM, "queries": QUERIES, "batch": BATCH, "rows": rows}, indent=1) + "\n")
+    out = Path(args.out)
+    if args.merge and out.exists():  # keep the rows of the sizes and kinds not run this time
+        ran = {(r["kind"], r["points"]) for r in rows}
+        rows = [r for r in json.loads(out.read_text())["rows"] if (r["kind"], r["points"]) not in ran] + rows
+        rows.sort(key=lambda r: (r["kind"], r["points"]))
+    out.write_text(json.dumps({"dim": DIM, "queries": QUERIES, "batch": BATCH, "edge": _edge_settings(),
+                               "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,13 @@ EDGE_INDEXING_THRESHOLD_KB = Var("RAGTRAIL_EDGE_INDEXING_THRESHOLD_KB", int, 100
 INDEX_WAIT_S = Var("RAGTRAIL_INDEX_WAIT_S", float, 1800.0, "seconds the index stage waits for a Qdrant server "
                    "to finish a new version's HNSW index (collection green)", low=0)
 UPLOAD_BATCH = Var("RAGTRAIL_UPLOAD_BATCH", int, 256, "points per upsert call to the store", low=1)
-UPLOAD_RETRIES = Var("RAGTRAIL_UPLOAD_RETRIES", int, 4, "retries of an upsert batch after a server's transient error",
+UPLOAD_RETRIES = Var("RAGTRAIL_UPLOAD_RETRIES", int, 4, "retries of an upsert batch on a server (qdrant-client's `upload_points` retries at once)",
                      low=0)
-UPSERT_BATCH = Var("RAGTRAIL_UPSERT_BATCH", int, 256, "chunks the index stage reads and upserts at a time", low=1)
+UPLOAD_PARALLEL = Var("RAGTRAIL_UPLOAD_PARALLEL", int, 1, "worker processes qdrant-client's `upload_points` "
+                      "sends a server's batches from", low=1,
+                      note="used when an upsert holds at least two batches per worker; a pool starts per call")
+UPSERT_BATCH = Var("RAGTRAIL_UPSERT_BATCH", int, 1024, "chunks the index stage reads and upserts at a time", low=1,
+                   note="the store splits them into `RAGTRAIL_UPLOAD_BATCH` batches; measured in docs/performance.md")
 CPU_POOL = Var("RAGTRAIL_CPU_POOL", str, None, "Airflow pool that chunk and embed tasks take", default_doc="– (none)",
                example="ragtrail_cpu", note="compose sets `ragtrail_cpu`")
 STORE_QUEUE = Var("RAGTRAIL_STORE_QUEUE", str, None, "Celery queue of the tasks that open a local-mode Qdrant store",
@@ -76,7 +80,7 @@ RERANKER = Var("RAGTRAIL_RERANKER", Path, None, "a local cross-encoder folder th
 RERANK_TOP_N = Var("RAGTRAIL_RERANK_TOP_N", int, 50, "first-stage hits per query that the re-ranker re-scores",
                    low=1, high=1000, note="raised to the search's k when smaller; read only with `RAGTRAIL_RERANKER`")
 
-ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPSERT_BATCH, CPU_POOL,
+ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPLOAD_PARALLEL, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
        ONNX_THREADS, ONNX_BATCH, ONNX_SPIN, RERANKER, RERANK_TOP_N)

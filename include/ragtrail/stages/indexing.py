@@ -43,7 +43,8 @@ def _vector_lookup(embedded: list[dict]):
 
     where, mats = {}, []
     for e in embedded:
-        mats.append(np.load(e["vectors_path"], mmap_mode="r"))
+        # a plain ndarray over the mapped file (no copy): row access without np.memmap's per-row overhead
+        mats.append(np.asarray(np.load(e["vectors_path"], mmap_mode="r")))
         for row, h in enumerate(pq.read_table(e["texts_path"], columns=["chunk_hash"]).column(0).to_pylist()):
             where[h] = (len(mats) - 1, row)
     return where, mats
@@ -80,7 +81,8 @@ def index_run(
     dim = int(mats[0].shape[1]) if mats else None
     manifest_path = Path(workdir) / INDEX_MANIFEST_FILE
     with open_store(location) as store, manifest_path.open("w") as manifest:
-        if dim is None and store.exists(name):
+        fresh = not store.exists(name)  # made by this try: it holds no point this run did not write
+        if dim is None and not fresh:
             dim = store.dimension(name)
         if dim is not None:
             ensure_collection(store, name, dim, {**config, "product": product, "version": version,
@@ -99,7 +101,7 @@ def index_run(
             raise RuntimeError(f"none of the {len(writer.skipped)} changed documents has all its vectors "
                                "(every embed batch failed): nothing to index")
         failpoint("index.before_delete", workdir)
-        stale = _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
+        stale = [] if fresh else _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
         if store.exists(name):
             store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
         failpoint("index.before_alias", workdir)

@@ -1,7 +1,8 @@
 """Edge shards loaded once per process, each behind our own cross-process lock, handed over on request.
 
 Qdrant Edge admits one process per shard folder: a second ``EdgeShard.load`` fails on the WAL lock, and
-that failed open has been seen to break the holder's next ``flush``. So no process loads a shard without
+that failed open has been seen to break the holder's next ``flush``; a shard made without a WAL (as
+:mod:`.edge` now makes them) has no such lock at all, so a second process would load it unchecked. So no process loads a shard without
 first holding ``<root>/.locks/<collection>.lock`` (an ``flock``: the kernel drops it when its holder dies,
 SIGKILL included). Within a process every store shares one loaded shard per folder (a registry), so two
 stores in one process never lock each other out.

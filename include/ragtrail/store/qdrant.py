@@ -3,8 +3,9 @@
 This is the one module that imports ``qdrant_client``. Local mode admits one process per folder and
 *fails* the second, so opening a local store queues on a lock file beside it (see
 :func:`ragtrail.core.locks.file_lock`). On a server, payload indexes are built for the fields the plan
-and index stages filter on, and each upsert batch is retried on transient errors (deterministic point
-ids make a retried batch rewrite the same points).
+and index stages filter on, and points go through qdrant-client's ``upload_points`` (batches of
+``RAGTRAIL_UPLOAD_BATCH``, ``RAGTRAIL_UPLOAD_PARALLEL`` worker processes, its own per-batch retries;
+deterministic point ids make a retried batch rewrite the same points).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ragtrail.store.resolve import StoreSettings
 log = logging.getLogger(__name__)
 UPLOAD_BATCH = env_kit.UPLOAD_BATCH.get()
 UPLOAD_RETRIES = env_kit.UPLOAD_RETRIES.get()
+UPLOAD_PARALLEL = env_kit.UPLOAD_PARALLEL.get()
 RETRY_BACKOFF_S = 0.5
 INDEXING_THRESHOLD_KB = 20_000  # Qdrant's default (config.yaml, optimizers.indexing_threshold_kb)
 
@@ -63,9 +65,9 @@ class QdrantStore:
     """:class:`~ragtrail.store.base.VectorStore` over one open ``QdrantClient`` (``.client`` for tools)."""
 
     def __init__(self, client: QdrantClient, settings: StoreSettings, batch: int = UPLOAD_BATCH,
-                 retries: int = UPLOAD_RETRIES, backoff_s: float = RETRY_BACKOFF_S):
+                 retries: int = UPLOAD_RETRIES, backoff_s: float = RETRY_BACKOFF_S, parallel: int = UPLOAD_PARALLEL):
         self.client, self.settings = client, settings
-        self.batch, self.backoff_s = batch, backoff_s
+        self.batch, self.backoff_s, self.parallel = batch, backoff_s, parallel
         self.retries = retries if settings.mode == "server" else 0  # local mode has no transient errors
         self.upload_calls = 0
         self._named: dict[str, bool] = {}
@@ -125,8 +127,28 @@ class QdrantStore:
                 time.sleep(self.backoff_s * 2 ** attempt)
 
     def upsert(self, name: str, points: list[Point]) -> None:
-        """Write points in batches of ``batch``, each retried on a server's transient errors."""
+        """Write points in batches of ``batch`` (named dense + sparse vectors where the collection has them).
+
+        On a server: one ``upload_points`` call (``wait=True``: the points are applied when it returns),
+        which splits them into batches of ``batch``, sends them from ``parallel`` worker processes when
+        there are at least two batches per worker (a pool starts per call: not worth it for less), and
+        retries a failed batch up to ``retries`` times itself, at once. A transient error that outlasts those
+        (a server restarting) repeats the whole call after a backoff, up to ``retries`` times (the same
+        ids rewrite the same points). Local mode: one ``upsert`` per batch.
+        """
         named = self._is_named(name)
+        if self.settings.mode == "server":
+            if not points:
+                return
+            batches = -(-len(points) // self.batch)
+            parallel = self.parallel if batches >= 2 * self.parallel else 1
+            structs = [models.PointStruct(id=p.id, vector=self._vector(p) if named else p.vector, payload=p.payload)
+                       for p in points]
+            self._retrying(lambda: self.client.upload_points(name, structs, batch_size=self.batch, parallel=parallel,
+                                                             max_retries=self.retries, wait=True),
+                           f"upload into {name}")
+            self.upload_calls += batches
+            return
         for i in range(0, len(points), self.batch):
             structs = [models.PointStruct(id=p.id, vector=self._vector(p) if named else p.vector, payload=p.payload)
                        for p in points[i : i + self.batch]]

@@ -146,7 +146,7 @@ def test_a_writer_killed_mid_write_leaves_the_live_version_intact_and_the_new_on
     seen = json.loads(finish(actor(role="reader", root=str(tmp_path / "s"), alias="p", searches=3)))
     assert seen == [["p__v1", 512]] * 3  # the live version: intact, searchable, still live
     with open_store(StoreSettings(path=str(tmp_path / "s"), kind="edge")) as store:
-        partial = store.count("p__v2")  # the WAL replays whole operations: never a torn batch
+        partial = store.count("p__v2")  # the shard reloads at its last per-batch flush: never a torn batch
         assert partial % BATCH == 0 and 4 * BATCH <= partial < 40 * BATCH
     retry = actor(role="writer", root=str(tmp_path / "s"), name="p__v2", alias="p", batches=40, promote=True)
     procs.append(retry)
@@ -183,3 +183,19 @@ def test_a_shard_held_by_one_process_is_handed_over_to_another_and_back(tmp_path
     assert finish(holder) == ""
     with open_store(StoreSettings(path=str(tmp_path / "s"), kind="edge")) as store:
         assert store.count("p__v1") == 768
+
+
+def test_points_are_on_disk_when_upsert_returns_without_a_write_ahead_log(tmp_path, procs):
+    """Shards keep no WAL (it doubled the store folder): each upsert call is flushed before it returns, so
+    a writer killed right after three calls, without closing the store, leaves all three batches."""
+    live_store(tmp_path / "s")
+    writer = actor(role="writer", root=str(tmp_path / "s"), name="p__v2", batches=6, pause_after=2,
+                   go=str(tmp_path / "never"))
+    procs.append(writer)
+    wait_for(writer, "mid")  # three upsert calls returned; the shard is still loaded in the writer
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(10)
+    shard = tmp_path / "s" / "collections" / "p__v2" / "shard"
+    assert shard.is_dir() and not (shard / "wal").exists()
+    with open_store(StoreSettings(path=str(tmp_path / "s"), kind="edge")) as store:
+        assert store.count("p__v2") == 3 * BATCH

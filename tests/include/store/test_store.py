@@ -1,7 +1,8 @@
 """The Qdrant store's own behaviour: batching and retries on a server, payload indexes, the local lock.
 
-No Qdrant server runs here, so the server-only paths drive a real in-memory client wrapped to fail
-the way a server does (connection refused, 503, 400) — the one place a fake stands in.
+No Qdrant server runs here. Server upserts drive the real qdrant-client (its REST uploader and worker
+processes) against a fake REST endpoint that fails the way a server does (503, 500); the other
+server-only paths drive a real in-memory client wrapped to record calls — the only places a fake stands in.
 """
 
 from __future__ import annotations
@@ -50,27 +51,109 @@ def unexpected(status: int) -> UnexpectedResponse:
     return UnexpectedResponse(status_code=status, reason_phrase="x", content=b"", headers=None)
 
 
-def test_server_upserts_in_batches_and_retries_transient_errors():
-    """10 points in batches of 4 = 3 calls; a refused connection and a 503 are retried; all points land once."""
-    client = FlakyServer([ResponseHandlingException(ConnectionError("refused")), unexpected(503)])
-    store = QdrantStore(client, SERVER, batch=4, retries=3, backoff_s=0)
-    store.create("c", 3, {})
+class FakeQdrantHttp:
+    """A stand-in for a Qdrant server's REST API (the one fake): it answers qdrant-client's version check
+    and point upserts, failing the first ``failures`` upserts with the given status, and keeps every
+    point id it was sent. The client talking to it, its uploader and its worker processes are real."""
+
+    def __init__(self, failures: list[int]):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        fake = self
+        self.failures, self.requests, self.ids, self.lock = list(failures), [], [], threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._reply(200, {"title": "qdrant - fake", "version": "1.20.0"})
+
+            def do_PUT(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake.lock:
+                    fake.requests.append((self.path, len(body["points"]), self.headers.get("api-key")))
+                    status = fake.failures.pop(0) if fake.failures else 200
+                    if status == 200:
+                        fake.ids += [p["id"] for p in body["points"]]
+                if status != 200:
+                    self._reply(status, {"status": {"error": "fake failure"}, "time": 0})
+                else:
+                    self._reply(200, {"result": {"operation_id": 1, "status": "completed"}, "status": "ok", "time": 0})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_http():
+    servers = []
+
+    def start(failures=()):
+        servers.append(FakeQdrantHttp(list(failures)))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _server_store(fake, **kw) -> QdrantStore:
+    from ragtrail.store.qdrant import connect
+
+    settings = StoreSettings(url=fake.url, api_key="k", verify=True)
+    store = QdrantStore(connect(settings), settings, **kw)
+    store._named["c"] = False  # the fake has no collection API: collection "c" holds one unnamed dense vector
+    return store
+
+
+def test_server_upserts_go_through_upload_points_in_batches_and_its_retries(fake_http):
+    """10 points in batches of 4: three PUTs with wait=true; a 503 and a 500 are retried by qdrant-client's
+    own uploader; every point lands once; the API key goes with each request."""
+    fake = fake_http([503, 500])
+    store = _server_store(fake, batch=4, retries=3)
     store.upsert("c", points(10))
-    assert [c for c in client.calls if c[0] == "upsert"] == [("upsert", 4)] * 3 + [("upsert", 4), ("upsert", 2)]
-    assert store.count("c") == 10 and store.upload_calls == 3
+    assert [r[1] for r in fake.requests] == [4, 4, 4, 4, 2]  # the first batch failed twice, then landed
+    assert all(r[0] == "/collections/c/points?wait=true" and r[2] == "k" for r in fake.requests)
+    assert sorted(fake.ids) == list(range(10)) and store.upload_calls == 3
 
 
-def test_server_gives_up_after_its_retries_and_never_retries_a_bad_request():
-    store = QdrantStore(FlakyServer([unexpected(503)] * 3), SERVER, batch=4, retries=2, backoff_s=0)
-    store.create("c", 3, {})
+def test_server_upserts_back_off_on_transient_errors_and_give_up_after_both_retry_rounds(fake_http):
+    """The uploader retries a batch at once (3 tries with retries=2); a transient error that outlasts them
+    repeats the call after a backoff (3 calls): 9 requests, then the error. A bad request is not repeated."""
+    fake = fake_http([503] * 9)
+    store = _server_store(fake, batch=4, retries=2, backoff_s=0)
     with pytest.raises(UnexpectedResponse):
         store.upsert("c", points(2))
-    bad = FlakyServer([unexpected(400)])
-    store = QdrantStore(bad, SERVER, retries=5, backoff_s=0)
-    store.create("c", 3, {})
+    assert [r[1] for r in fake.requests] == [2] * 9 and fake.ids == []
+    bad = fake_http([400] * 3)
     with pytest.raises(UnexpectedResponse):
-        store.upsert("c", points(2))
-    assert [c for c in bad.calls if c[0] == "upsert"] == [("upsert", 2)]
+        _server_store(bad, batch=4, retries=2, backoff_s=0).upsert("c", points(2))
+    assert len(bad.requests) == 3
+
+
+def test_server_upserts_of_many_batches_use_parallel_workers(fake_http):
+    """Parallel worker processes (qdrant-client's pool) when there are at least two batches per worker."""
+    fake = fake_http()
+    store = _server_store(fake, batch=3, retries=1, parallel=2)
+    store.upsert("c", points(20))  # 7 batches: two workers
+    assert sorted(fake.ids) == list(range(20)) and sorted(r[1] for r in fake.requests) == [2] + [3] * 6
+    assert store.upload_calls == 7
 
 
 def test_local_mode_does_not_retry():
