@@ -200,7 +200,7 @@ class RunWork:
         plan = self.read_plan()
         if plan is None:
             return  # read_plan in the stage then fails with its clear message
-        for key in ("held_path", "deleted_path", "delta_path"):
+        for key in ("held_path", "deleted_path", "delta_path", "changed_path"):
             if plan.get(key):
                 plan[key] = str(self.fetch_file(plan[key]))
         tmp = self.local / f"{PLAN_FILE}.partial"

@@ -30,8 +30,9 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
     out = Path(workdir) / STATE_FILE
+    changed = json.loads(Path(planned["changed_path"]).read_text()) if planned.get("changed_path") else []
     state = {"base_path": planned.get("held_path") or state_base, "delta_path": planned.get("delta_path"),
-             "out_path": out}
+             "changed": set(changed), "out_path": out}
     result = index_run(
         location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,

@@ -68,8 +68,9 @@ def index_run(
     A document is written whole or not at all: if any of its chunks has no vector (its embed batch
     failed), its old points stay untouched and it is counted in ``docs_skipped``. ``location`` is
     anything :func:`ragtrail.store.resolve_store` accepts (``None``: the environment's store).
-    ``state``: ``{"base_path", "delta_path", "out_path"}`` — the source state this run started from, the
-    ingest stage's delta, and where to write the state after this run's writes (the caller commits it).
+    ``state``: ``{"base_path", "delta_path", "changed", "out_path"}`` — the source state this run started
+    from, the ingest stage's delta, the documents the plan sent to be written, and where to write the state
+    after this run's writes (the caller commits it).
 
     Returns:
         ``{"collection", "alias", "vectors", "upserted", "deleted", "live", "docs_skipped"}``.
@@ -218,7 +219,8 @@ def _state_after(store, name: str, state: dict, chunk_paths: list[str], writer: 
 
     stamp = json.dumps(store.metadata(name).get("built_at")) if store.exists(name) else None
     return commit_state(state["out_path"], base_path=state.get("base_path"), delta_path=state["delta_path"],
-                        chunk_paths=chunk_paths, written=writer.written, deleted=set(deleted),
+                        chunk_paths=chunk_paths, changed=state.get("changed", set()), written=writer.written,
+                        deleted=set(deleted),
                         missing_hashes=writer.missing, stamp=stamp)
 
 

@@ -25,6 +25,7 @@ from ragtrail.store import collection_name, open_store
 SYNC_MODES = ("full", "incremental")
 HELD_FILE = "state_base.sqlite"
 PLAN_FILE = "plan.json"
+CHANGED_FILE = "changed_docs.json"
 
 
 def index_state(location, collection: str, seed: Path | None = None) -> tuple[dict[str, dict] | None, dict, int]:
@@ -113,10 +114,12 @@ def plan_sync(
 
     counts: Counter[str] = Counter(unchanged=carried)
     seen: set[str] = set()
+    changed: list[str] = []
     splitter = _Batches(batch_dir, docs_per_batch)
     for rb in pq.ParquetFile(docs_path).iter_batches(batch_size=512):
         table = pa.Table.from_batches([rb])
         keep = _changed_rows(table, existing, seen, counts)
+        changed += table.column("doc_id").take(keep).to_pylist() if keep else []
         if keep:
             splitter.write(table.take(keep))
     splitter.close()
@@ -128,12 +131,14 @@ def plan_sync(
     if seed is not None and missing and not deleted:
         keep_missing(seed, {d: existing[d]["hash"] for d in missing})
     (workdir / "deleted_docs.json").write_text(json.dumps(deleted))
+    (workdir / CHANGED_FILE).write_text(json.dumps(sorted(changed)))  # O(change): what index must write
     rec.metric(docs_added=added, docs_updated=updated, docs_unchanged=unchanged, docs_deleted=len(deleted),
                docs_missing_kept=len(missing) - len(deleted), batches=len(batches), collection_scrolls=scrolls,
                **({"docs_held": len(existing)} if existing is not None else {}))
     if deleted:
         rec.artifact(workdir / "deleted_docs.json", "plan")
     result = {"batches": batches, "deleted_path": str(workdir / "deleted_docs.json"),
+              "changed_path": str(workdir / CHANGED_FILE),
               "held_path": str(seed) if seed is not None and seed.exists() else None,
               "delta_path": str(delta_path) if delta_path else None, "collection_scrolls": scrolls,
               "collection": collection, "docs_added": added, "docs_updated": updated, "docs_unchanged": unchanged,

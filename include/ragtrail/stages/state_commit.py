@@ -60,7 +60,7 @@ class HeldHashes:
             self.conn.close()
 
 
-def _doc_row(r: dict, written: set[str], deleted: set[str]) -> tuple[str, tuple | None]:
+def _doc_row(r: dict, unwritten: set[str], deleted: set[str]) -> tuple[str, tuple | None]:
     """What the commit does with one delta row: ``("upsert", row)``, ``("delete", key)`` or ``("keep", None)``."""
     doc, status, prev_status = r["doc_id"], r["status"], r["prev_status"]
     row = (r["key"], doc, r["version"], r["size"], r["mtime"], r["sha256"], r["content_hash"], status)
@@ -70,7 +70,7 @@ def _doc_row(r: dict, written: set[str], deleted: set[str]) -> tuple[str, tuple 
         if prev_status == "indexed" and doc not in deleted:  # the index keeps its points: read it again next run
             return "keep", None
         return "upsert", row
-    if doc in written or (prev_status == "indexed" and r["prev_hash"] == r["content_hash"]):
+    if doc not in unwritten:  # written, or unchanged
         return "upsert", row
     # Changed but not written (a failed batch): the old hash stands, the empty version makes the next run read it.
     return "upsert", (r["key"], doc, "", r["size"], "", None, r["prev_hash"],
@@ -78,10 +78,12 @@ def _doc_row(r: dict, written: set[str], deleted: set[str]) -> tuple[str, tuple 
 
 
 def commit_state(out_path: str | Path, *, base_path: str | Path | None, delta_path: str | Path,
-                 chunk_paths: list[str], written: set[str], deleted: set[str], missing_hashes: set[str],
-                 stamp: str | None) -> dict:
+                 chunk_paths: list[str], changed: set[str], written: set[str], deleted: set[str],
+                 missing_hashes: set[str], stamp: str | None) -> dict:
     """Write the state after this run's writes into ``out_path`` (a copy of ``base_path`` with the delta
-    applied); returns counts. The caller commits the file (:class:`ragtrail.core.statefile.StateFile`)."""
+    applied); returns counts. ``changed``: the documents the plan sent to be written (added, updated);
+    those of them not in ``written`` failed. The caller commits the file
+    (:class:`ragtrail.core.statefile.StateFile`)."""
     import pyarrow.parquet as pq
 
     out_path = Path(out_path)
@@ -93,7 +95,7 @@ def commit_state(out_path: str | Path, *, base_path: str | Path | None, delta_pa
     with conn:
         for rb in pq.ParquetFile(delta_path).iter_batches(batch_size=4096):
             for r in rb.to_pylist():
-                what, row = _doc_row(r, written, deleted)
+                what, row = _doc_row(r, changed - written, deleted)
                 counts[what] += 1
                 if what == "upsert":
                     conn.execute(_UPSERT, row)
