@@ -1,5 +1,6 @@
 """The pipeline with its work store in S3 (moto server), in this process: every hand-off file goes through
-the store, XCom's paths are s3:// URLs, no task leaves a local copy, and a FINISHED run's files are removed."""
+the store, XCom's paths are s3:// URLs, no task leaves a local copy, and a FINISHED run's files are removed;
+the version's source state lives in the store too, and the next run merges against it."""
 
 from __future__ import annotations
 
@@ -43,4 +44,11 @@ def test_hand_off_through_s3_and_clean_up(s3_server, settings, mlflow_client, tm
     (corpus / "doc0.md").write_text("# Note 0\n\nRewritten: a second run changes one document.")
     cleaned = ingest({**CONF, "source": str(corpus)})
     assert cleaned["status"] == "FINISHED" and cleaned["docs_updated"] == 1
-    assert _keys(s3_server.client, "runs/") == [], "a FINISHED run's work files are removed"
+    # A FINISHED run's work files are removed; the version's source state stays beside them, in the store.
+    assert _keys(s3_server.client, "runs/") == ["runs/.state/workstore__v1/source_state.sqlite"]
+
+    (corpus / "doc1.md").write_text("# Note 1\n\nRewritten as well: the third run reads this object alone.")
+    third = ingest({**CONF, "source": str(corpus)})
+    assert third["status"] == "FINISHED" and third["docs_updated"] == 1 and third["docs_unchanged"] == 5
+    metrics = {c.info.run_name: c.data.metrics for c in child_runs_of(mlflow_client, third)}
+    assert metrics["ingest"]["objects_read"] == 1 and metrics["plan"]["collection_scrolls"] == 0

@@ -129,8 +129,9 @@ def test_a_broken_products_file_is_an_import_error_naming_the_field(tmp_path, mo
 
 
 def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeypatch):
-    """RAGTRAIL_STORE_QUEUE sends plan, index, evaluate and approve (the tasks that open a local-mode store) to one
-    queue; chunk/embed keep the default queue; with a Qdrant server configured nothing is pinned."""
+    """RAGTRAIL_STORE_QUEUE sends ingest, plan, index, evaluate and approve (the tasks that open a local-mode store;
+    ingest reads the collection's stamp for the source state) to one queue; chunk/embed keep the default queue;
+    with a Qdrant server configured nothing is pinned."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("RAGTRAIL_STORE_QUEUE", "store-host")
@@ -138,7 +139,7 @@ def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeyp
     monkeypatch.delenv("AIRFLOW_CONN_QDRANT_DEFAULT", raising=False)
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     queues = {t.task_id: t.queue for t in dag.tasks}
-    assert {t for t, q in queues.items() if q == "store-host"} == {"plan", "index", "evaluate", "approve"}, queues
+    assert {t for t, q in queues.items() if q == "store-host"} == {"ingest", "plan", "index", "evaluate", "approve"}, queues
     monkeypatch.setenv("RAGTRAIL_QDRANT_URL", "http://qdrant:6333")
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     assert "store-host" not in {t.queue for t in dag.tasks}

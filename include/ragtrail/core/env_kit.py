@@ -37,7 +37,8 @@ CPU_POOL = Var("RAGTRAIL_CPU_POOL", str, None, "Airflow pool that chunk and embe
                example="ragtrail_cpu", note="compose sets `ragtrail_cpu`")
 STORE_QUEUE = Var("RAGTRAIL_STORE_QUEUE", str, None, "Celery queue of the tasks that open a local-mode Qdrant store",
                   default_doc="–", example="store",
-                  note="plan, index and evaluate; one worker serves it; ignored with a Qdrant server")
+                  note="ingest (it reads the collection's stamp for the source state), plan, index and evaluate; "
+                       "one worker serves it; ignored with a Qdrant server")
 TASK_RETRIES = Var("RAGTRAIL_TASK_RETRIES", int, 1, "retries of each pipeline task", low=0)
 RETRY_DELAY_S = Var("RAGTRAIL_RETRY_DELAY_S", float, 15.0, "seconds between a pipeline task's retries", low=0,
                     example="15")

@@ -194,13 +194,13 @@ class RunWork:
 
     def fetch_plan(self) -> None:
         """Make ``plan.json`` readable in the local folder (``ragtrail.stages.plan.read_plan``), with local copies
-        of its held-hashes and deleted-documents files; batch files stay in the store (chunk fetches them)."""
+        of its seeded state, deleted-documents and state-delta files; batch files stay in the store (chunk fetches them)."""
         if not self.remote:
             return
         plan = self.read_plan()
         if plan is None:
             return  # read_plan in the stage then fails with its clear message
-        for key in ("held_path", "deleted_path"):
+        for key in ("held_path", "deleted_path", "delta_path", "changed_path"):
             if plan.get(key):
                 plan[key] = str(self.fetch_file(plan[key]))
         tmp = self.local / f"{PLAN_FILE}.partial"

@@ -6,8 +6,10 @@ Kept apart from :mod:`ragtrail.sources.parsing` (which picks a parser per format
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
@@ -46,3 +48,25 @@ def normalize_whitespace(text: str) -> str:
     text = re.sub(r"[ \t\f\v]+", " ", text)
     text = re.sub(r" *\n *", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+class JsonArrayWriter:
+    """Write a JSON array one element at a time: a huge quarantine list never sits in memory."""
+
+    def __init__(self, path: Path):
+        self.path, self.fh, self.count = path, None, 0
+
+    def append(self, obj: dict) -> None:
+        if self.fh is None:
+            self.fh = self.path.open("w")
+            self.fh.write("[\n")
+        self.fh.write((",\n" if self.count else "") + json.dumps(obj, ensure_ascii=False))
+        self.count += 1
+
+    def __enter__(self) -> JsonArrayWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.write("\n]\n")
+            self.fh.close()

@@ -73,9 +73,11 @@ def _within(path: str, root: str) -> bool:
 
 
 def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
-    """Yield a :class:`~ragtrail.sources.listing.SourceItem` per file under ``root`` (resolved), folder by folder, sorted.
+    """Yield a :class:`~ragtrail.sources.listing.SourceItem` per file under ``root`` (resolved), in key order.
 
-    Files of a folder come before its subfolders (like ``os.walk`` top-down).
+    Key order is the order of the relative paths (document ids) as strings, the order S3 lists keys in:
+    ``a.md`` < ``a/b.md`` < ``b.md``. The ingest stage merges the listing against the stored source state
+    in this order (:mod:`ragtrail.stages.sync_state`).
     """
     walk = _Walk(str(root), skipped if skipped is not None else Counter())
     try:
@@ -88,11 +90,15 @@ def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
             str(root), "not_a_regular_file", f"{kind_of(st.st_mode)}, not a regular file")
         return
     walk.visited.add((st.st_dev, st.st_ino))
-    stack = [walk.top]
-    while stack:
-        subfolders: list[str] = []
-        yield from walk.folder(stack.pop(), subfolders)
-        stack.extend(reversed(subfolders))
+    stack = [walk.folder(walk.top)]
+    while stack:  # depth first, a folder's entries in key order: a subfolder is walked where its name sorts
+        found = next(stack[-1], None)
+        if found is None:
+            stack.pop()
+        elif isinstance(found, str):
+            stack.append(walk.folder(found))
+        else:
+            yield found
 
 
 @dataclass(frozen=True)
@@ -153,11 +159,11 @@ class _Walk:
     def skip(self, path: str, reason: str, note: str):
         return SourceItem(self.rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
 
-    def folder(self, folder: str, subfolders: list[str]) -> Iterator:
-        """The items of one folder, sorted by name; its subfolders go to ``subfolders``."""
+    def folder(self, folder: str) -> Iterator:
+        """The items of one folder in key order (a subfolder sorts as ``name/``); a subfolder to walk as its path."""
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_sort_key)
         except OSError as err:
             yield self.skip(folder, "unreadable", f"cannot list the folder: {err.strerror or err}")
             return
@@ -165,9 +171,9 @@ class _Walk:
             if entry.name.startswith("."):
                 self.skipped["hidden"] += 1
             else:
-                yield from self._entry(entry, subfolders)
+                yield from self._entry(entry)
 
-    def _entry(self, entry: os.DirEntry, subfolders: list[str]) -> Iterator:
+    def _entry(self, entry: os.DirEntry) -> Iterator:
         path = entry.path
         try:
             lst = entry.stat(follow_symlinks=False)
@@ -177,7 +183,7 @@ class _Walk:
         if stat.S_ISLNK(lst.st_mode):
             yield from self._link(path)
         elif stat.S_ISDIR(lst.st_mode):
-            self._subfolder(path, lst, subfolders)
+            yield from self._subfolder(path, lst)
         elif stat.S_ISREG(lst.st_mode):
             yield self.item(path, lst)
         else:
@@ -192,12 +198,21 @@ class _Walk:
         else:
             yield self.skip(path, *found)
 
-    def _subfolder(self, path: str, lst: os.stat_result, subfolders: list[str]) -> None:
+    def _subfolder(self, path: str, lst: os.stat_result) -> Iterator[str]:
         if (lst.st_dev, lst.st_ino) in self.visited:
             self.skipped["folder_seen_twice"] += 1
         else:
             self.visited.add((lst.st_dev, lst.st_ino))
-            subfolders.append(path)
+            yield path
+
+
+def _sort_key(entry: os.DirEntry) -> str:
+    """Where an entry sorts among its siblings so that the walk yields relative paths in string order."""
+    try:
+        folder = entry.is_dir(follow_symlinks=False)
+    except OSError:
+        folder = False
+    return doc_id_of(entry.name) + ("/" if folder else "")
 
 
 class _Target:

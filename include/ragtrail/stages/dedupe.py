@@ -1,7 +1,10 @@
 """Stage 4 — dedupe: embed each distinct chunk text once.
 
 Identical texts within the run, and texts the version's collection already holds, are not embedded
-again: the index stage copies their vectors. What is left is split into embed batches.
+again: the index stage copies their vectors. What is left is split into embed batches. Neither set of
+hashes is held in memory: the version's is the source state's hash index (``held_path``, a SQLite file,
+:class:`ragtrail.stages.state_commit.HeldHashes`), the run's a SQLite file of its own; both are probed once
+per batch of 4,096 chunks, with the batch's hashes sorted.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def unique_texts(
     import pyarrow.parquet as pq
 
     from ragtrail.stages.plan import batch_size_within
+    from ragtrail.stages.state_commit import HeldHashes
 
     rec = recorder or Recorder()
     requested = texts_per_batch
@@ -39,11 +43,8 @@ def unique_texts(
                                         max_batches, stage="dedupe", param="texts_per_batch", unit="texts")
     out_dir = Path(workdir) / "embed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    held: set[str] = set()
-    if held_path and Path(held_path).exists():
-        held = set(pq.read_table(held_path).column("chunk_hash").to_pylist())
-    seen: set[str] = set()
-    total = in_run_dupes = held_hits = 0
+    held, seen = HeldHashes(held_path), _SeenOnDisk(out_dir / "seen.sqlite")
+    total = in_run_dupes = held_hits = unique_new = 0
     batches: list[dict] = []
     hashes: list[str] = []
     texts: list[str] = []
@@ -58,22 +59,59 @@ def unique_texts(
 
     for path in chunk_paths:
         for rb in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["chunk_hash", "text"]):
-            for h, text in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True):
-                total += 1
-                if h in held:
+            rows = list(zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True))
+            total += len(rows)
+            # One sorted probe of the version's hash index and one of the run's, per batch of rows.
+            in_index, before = held.which(h for h, _ in rows), seen.which(h for h, _ in rows)
+            fresh: dict[str, str] = {}
+            for h, text in rows:
+                if h in in_index:
                     held_hits += 1
-                elif h in seen:
+                elif h in before or h in fresh:
                     in_run_dupes += 1
                 else:
-                    seen.add(h)
-                    hashes.append(h)
-                    texts.append(text)
-                    if len(hashes) >= texts_per_batch:
-                        flush()
+                    fresh[h] = text
+            seen.add(fresh)
+            unique_new += len(fresh)
+            for h, text in fresh.items():
+                hashes.append(h)
+                texts.append(text)
+                if len(hashes) >= texts_per_batch:
+                    flush()
     flush()
-    unique_new = len(seen)
+    held.close()
+    seen.close()
     rec.param(texts_per_batch=requested, texts_per_batch_used=texts_per_batch)
     rec.metric(chunks_in=total, unique_new_texts=unique_new, duplicates_in_run=in_run_dupes,
                reused_from_index=held_hits, embeddings_skipped=total - unique_new,
                duplicate_rate=(in_run_dupes / total) if total else 0.0, embed_batches=len(batches))
     return {"batches": batches, "chunks": total, "unique_new": unique_new}
+
+
+class _SeenOnDisk:
+    """The run's distinct hashes so far, in a SQLite file: probed and extended a batch at a time."""
+
+    def __init__(self, path: Path):
+        import sqlite3
+
+        path.unlink(missing_ok=True)  # a retry starts afresh
+        self.path, self.conn = path, sqlite3.connect(str(path))
+        self.conn.execute("PRAGMA journal_mode=OFF")
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute("CREATE TABLE seen (h TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def which(self, hashes) -> set[str]:
+        found: set[str] = set()
+        todo = sorted(set(hashes))
+        for i in range(0, len(todo), 500):
+            part = todo[i : i + 500]
+            found.update(h for (h,) in self.conn.execute(
+                f"SELECT h FROM seen WHERE h IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def add(self, hashes) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO seen VALUES (?)", [(h,) for h in hashes])
+
+    def close(self) -> None:
+        self.conn.close()
+        self.path.unlink(missing_ok=True)

@@ -8,15 +8,18 @@ from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.spec import RunConfig
+from ragtrail.core.statefile import STATE_FILE
 
 
 def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str,
-                       recorder: Recorder | None = None, location=None) -> dict:
+                       recorder: Recorder | None = None, location=None, state_base: str | Path | None = None) -> dict:
     """Run the index stage on whatever the upstream (possibly partly failed) mapped tasks produced.
 
     Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
     roll-up then reports the run PARTIAL. ``location``: anything :func:`ragtrail.store.resolve_store`
-    accepts (``None``: the environment's store).
+    accepts (``None``: the environment's store). ``state_base``: the committed source state (a local copy);
+    the state after this run's writes is written to ``state_path`` of the result for the caller to commit
+    (:class:`ragtrail.core.statefile.StateFile`), when the ingest stage wrote a delta.
     """
     from ragtrail.stages.indexing import index_run
     from ragtrail.stages.plan import read_plan
@@ -26,9 +29,14 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     if planned["batches"] and not chunk_paths:
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
-    return index_run(
+    out = Path(workdir) / STATE_FILE
+    changed = json.loads(Path(planned["changed_path"]).read_text()) if planned.get("changed_path") else []
+    state = {"base_path": planned.get("held_path") or state_base, "delta_path": planned.get("delta_path"),
+             "changed": set(changed), "out_path": out}
+    result = index_run(
         location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
-        recorder=recorder,  # the evaluate stage moves the alias (ragtrail.stages.gate)
+        recorder=recorder, state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
     )
+    return {**result, "state_path": str(out) if state["delta_path"] and out.exists() else None}

@@ -8,7 +8,10 @@ point carries a BM25 sparse vector of its text (:mod:`ragtrail.store.sparse`; th
 records the BM25 config under ``sparse``); a version built before sparse vectors gets dense ones only.
 
 Crash safety: new points are upserted first (deterministic ids, so a retry rewrites the same points),
-stale points are deleted second, the alias moves last (in the DAG: in the evaluate stage, after the gate). A run killed anywhere leaves either the old
+stale points are deleted second (a deleted document's by a payload filter, ``delete_where``; an updated
+one's by id, from a filtered look-up of that document's points), the source state is committed third
+(:mod:`ragtrail.stages.state_commit`: a run that dies before leaves the old state, and the next run reads
+those objects again), the alias moves last (in the DAG: in the evaluate stage, after the gate). A run killed anywhere leaves either the old
 index or a superset that the next try (or run) reduces to exactly the clean build.
 """
 
@@ -62,12 +65,16 @@ def index_run(
     workdir: str | Path,
     run_id: str | None = None,
     recorder: Recorder | None = None,
+    state: dict | None = None,
 ) -> dict:
     """Bring the version's collection to this run's view of the source (the gate, not this stage, moves the alias).
 
     A document is written whole or not at all: if any of its chunks has no vector (its embed batch
     failed), its old points stay untouched and it is counted in ``docs_skipped``. ``location`` is
     anything :func:`ragtrail.store.resolve_store` accepts (``None``: the environment's store).
+    ``state``: ``{"base_path", "delta_path", "changed", "out_path"}`` — the source state this run started
+    from, the ingest stage's delta, the documents the plan sent to be written, and where to write the state
+    after this run's writes (the caller commits it).
 
     Returns:
         ``{"collection", "alias", "vectors", "upserted", "deleted", "live", "docs_skipped"}``.
@@ -101,23 +108,27 @@ def index_run(
             raise RuntimeError(f"none of the {len(writer.skipped)} changed documents has all its vectors "
                                "(every embed batch failed): nothing to index")
         failpoint("index.before_delete", workdir)
-        stale = [] if fresh else _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
+        stale = [] if fresh else _delete_stale(store, name, sorted(writer.written), writer.new_ids)
+        gone_points = _delete_docs(store, name, deleted_docs)
+        if state and state.get("delta_path"):
+            committed = _state_after(store, name, state, chunk_paths, writer, deleted_docs)
+            rec.metric(**committed)
         if store.exists(name):
             store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
         failpoint("index.before_alias", workdir)
         vectors_total = store.count(name) if store.exists(name) else 0
         live = store.alias_target(product)
     failpoint("index.end", workdir)
-    progress.finish(deleted=len(stale), in_collection=vectors_total)
+    progress.finish(deleted=len(stale) + gone_points, in_collection=vectors_total)
     rec.metric(vector_count=vectors_total, points_upserted=upserts.count, vectors_added=upserts.count,
-               vectors_deleted=len(stale), vectors_reused=writer.reused, docs_written=len(writer.written),
+               vectors_deleted=len(stale) + gone_points, docs_deleted_by_filter=len(deleted_docs), vectors_reused=writer.reused, docs_written=len(writer.written),
                docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds,
                sparse_seconds=writer.sparse_seconds,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
     rec.artifact(manifest_path, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
-            "deleted": len(stale), "live": live, "docs_skipped": len(writer.skipped)}
+            "deleted": len(stale) + gone_points, "live": live, "docs_skipped": len(writer.skipped)}
 
 
 def _sparse_encoder(store, name: str):
@@ -167,6 +178,7 @@ class _DocWriter:
         self.written: set[str] = set()
         self.skipped: set[str] = set()
         self.new_ids: set[str] = set()
+        self.missing: set[str] = set()  # held hashes the collection turned out not to hold
         self.reused = 0
 
     def write_file(self, path: str) -> None:
@@ -180,6 +192,7 @@ class _DocWriter:
         # collection as it is now (not from the plan's snapshot, which a killed try may have outdated).
         need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in self.where})
         held = vectors_by_hash(self.store, self.name, need) if need and self.store.exists(self.name) else {}
+        self.missing.update(h for h in need if h not in held)
         for doc_id, chunks in by_doc.items():
             vectors = [self._vector(r["chunk_hash"], held) for r in chunks]
             self.reused += sum(r["chunk_hash"] not in self.where and r["chunk_hash"] in held for r in chunks)
@@ -215,8 +228,28 @@ class _DocWriter:
             {"chunk_index": r["chunk_index"], "point_id": r["point_id"]} for r in chunks]}) + "\n")
 
 
+def _delete_docs(store, name: str, doc_ids: list[str]) -> int:
+    """Delete every point of the deleted documents by a payload filter (no read first); the points removed."""
+    if not doc_ids or not store.exists(name):
+        return 0
+    before = store.count(name)
+    store.delete_where(name, "doc_id", sorted(doc_ids))
+    return before - store.count(name)
+
+
+def _state_after(store, name: str, state: dict, chunk_paths: list[str], writer: _DocWriter, deleted: list[str]) -> dict:
+    """Write the source state as it stands after this run's writes (the caller commits the file)."""
+    from ragtrail.stages.state_commit import commit_state
+
+    stamp = json.dumps(store.metadata(name).get("built_at")) if store.exists(name) else None
+    return commit_state(state["out_path"], base_path=state.get("base_path"), delta_path=state["delta_path"],
+                        chunk_paths=chunk_paths, changed=state.get("changed", set()), written=writer.written,
+                        deleted=set(deleted),
+                        missing_hashes=writer.missing, stamp=stamp)
+
+
 def _delete_stale(store, name: str, touched: list[str], new_ids: set[str]) -> list:
-    """Delete the points of the touched documents that this run did not write; returns their ids."""
+    """Delete the points of the written documents that this run did not write (their old chunks); their ids."""
     stale: list = []
     if touched and store.exists(name):
         for i in range(0, len(touched), 1000):

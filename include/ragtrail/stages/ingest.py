@@ -6,6 +6,10 @@ manifest row with status ``quarantined`` and a reason, a per-reason metric and a
 stage. The manifest has one row per document: uri, doc_id, bytes, sha256, type, parser, encoding, status,
 reason, plus the object's ETag (S3) or mtime (local). For a table row, ``bytes`` and ``sha256``
 describe the file the row was read from.
+
+With the version's source state (``state_path``), only new and changed objects are read: the listing is
+merged against the state (:mod:`ragtrail.stages.sync_state`), unchanged objects are counted
+(``objects_skipped``) and their documents carried, and the delta the plan stage decides from is written.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from urllib.parse import quote
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.sources.listing import SourceItem, iter_source
+from ragtrail.sources.parsed import JsonArrayWriter
 from ragtrail.sources.parsing import Parsed, ParseError, detect_type, parse_file
 from ragtrail.sources.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, ParseJob, SandboxedParser
 from ragtrail.sources.tables import TableSpec
 from ragtrail.sources.walk import NotRegularFile, open_regular
+from ragtrail.stages.sync_state import SourceDigest, SourceMerge, fingerprint
 
 DOCS_FILE = "docs.parquet"
 MANIFEST_FILE = "manifest.jsonl"
@@ -36,28 +42,6 @@ _BATCH = 256
 
 class NoUsableDocuments(RuntimeError):
     """The source held nothing that could be indexed."""
-
-
-class _JsonArrayWriter:
-    """Write a JSON array one element at a time: a huge quarantine list never sits in memory."""
-
-    def __init__(self, path: Path):
-        self.path, self.fh, self.count = path, None, 0
-
-    def append(self, obj: dict) -> None:
-        if self.fh is None:
-            self.fh = self.path.open("w")
-            self.fh.write("[\n")
-        self.fh.write((",\n" if self.count else "") + json.dumps(obj, ensure_ascii=False))
-        self.count += 1
-
-    def __enter__(self) -> _JsonArrayWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fh is not None:
-            self.fh.write("\n]\n")
-            self.fh.close()
 
 
 def _docs_schema():
@@ -74,6 +58,7 @@ def _docs_schema():
             ("content_hash", pa.string()),
             ("bytes", pa.int64()),
             ("metadata", pa.string()),  # JSON object of a table row's metadata columns, else null
+            ("prev_hash", pa.string()),  # its content hash in the version's state (null: new to the index)
         ]
     )
 
@@ -167,6 +152,8 @@ def ingest_source(
     s3_client: Callable[[], Any] | None = None,
     parse_timeout_s: float = DEFAULT_TIMEOUT_S,
     parse_max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+    state_path: str | Path | None = None,
+    state_stamp: str | None = None,
 ) -> dict:
     """Read all documents of ``source`` into ``workdir/docs.parquet``.
 
@@ -181,9 +168,13 @@ def ingest_source(
         parse_timeout_s: wall-clock budget per file, any format (the sandboxed parser; a file over it is
             quarantined ``parse_timeout``).
         parse_max_memory_mb: address-space limit of the sandboxed parser process (``parse_memory_limit``).
+        state_path: the version's committed source state (``None``: none yet: every object is read).
+        state_stamp: :func:`ragtrail.stages.sync_state.collection_stamp` of the version's collection; a
+            state committed for another collection (or none) is not used.
 
     Returns:
-        ``{"docs_path", "docs", "quarantined"}`` — small enough for XCom.
+        ``{"docs_path", "docs", "quarantined", "delta_path", "objects_read", "objects_skipped", …}`` — small
+        enough for XCom (``docs``/``quarantined`` count carried documents too).
 
     Raises:
         NoUsableDocuments: when not a single document could be parsed.
@@ -210,26 +201,33 @@ def ingest_source(
     skipped: Counter[str] = Counter()  # passed over on purpose: hidden entries, folder markers…
     (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     progress = Progress("ingest", None, "documents", recorder=rec)  # a listing's length is unknown up front
+    digest = SourceDigest()
+    merge = SourceMerge(workdir, state_path, state_stamp, fingerprint(source, table, max_doc_bytes), digest)
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
-            _JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
+            JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             SandboxedParser(parse_timeout_s, parse_max_memory_mb, on_wait=progress.waiting) as sandbox:
-        tally = _Tally(writer, schema, manifest, quarantine, progress)
+        tally = _Tally(writer, schema, manifest, quarantine, progress, merge)
         jobs = (_job(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table)
-                for item in iter_source(source, s3_client=s3_client, skipped=skipped))
+                for item in merge.filter(iter_source(source, s3_client=s3_client, skipped=skipped)))
         # A few files are queued in the parser process: it parses the next while this one is stored.
         for job, parsed in sandbox.parse_stream(jobs):
             _read_item(job.context[0], _outcomes(job, parsed), tally)
+            merge.done(job.context[0])
         tally.flush()
+    synced = merge.close()
     if scratch.is_dir() and not any(scratch.iterdir()):
         scratch.rmdir()
 
-    seen, parsed, reasons = tally.seen, tally.parsed, tally.reasons
-    digest = tally.digest.hexdigest()[:16]
+    read, carried, carried_failed = tally.seen, synced["docs_carried"], synced["quarantined_carried"]
+    seen, parsed, reasons = read + carried + carried_failed, tally.parsed + carried, tally.reasons
+    digest = digest.hexdigest()
     failed = seen - parsed
-    rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"])
+    rec.metric(docs_seen=seen, docs_parsed=parsed, docs_failed=failed, bytes_in=stats["bytes_in"], docs_read=read,
+               **{k: v for k, v in synced.items() if k.startswith(("objects_", "docs_"))})
     rec.metric(**{f"quarantined_{reason}": n for reason, n in reasons.items()})
     rec.metric(**{f"skipped_{kind}": n for kind, n in skipped.items()})
-    progress.finish(parsed=parsed, quarantined=failed, MB_read=round(stats["bytes_in"] / 1e6, 1))
+    progress.finish(parsed=parsed, quarantined=failed, MB_read=round(stats["bytes_in"] / 1e6, 1),
+                    objects_read=synced["objects_read"], unchanged_skipped=synced["objects_skipped"])
     rec.artifact(manifest_path, "ingest")
     if quarantine.count:
         rec.artifact(workdir / QUARANTINE_FILE, "ingest")
@@ -239,7 +237,7 @@ def ingest_source(
     if parsed == 0:
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "the source is empty"
         raise NoUsableDocuments(f"no usable documents in {source}: {seen} found ({why})")
-    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest}
+    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest, **synced}
 
 
 def _read_item(item: SourceItem, outcomes: Iterator[tuple[dict, Parsed | ParseError]], tally: _Tally) -> None:
@@ -259,12 +257,11 @@ def _read_item(item: SourceItem, outcomes: Iterator[tuple[dict, Parsed | ParseEr
 class _Tally:
     """Where each document's outcome goes: a docs.parquet row or a quarantine entry, and a manifest line."""
 
-    def __init__(self, writer, schema, manifest, quarantine: _JsonArrayWriter, progress: Progress):
+    def __init__(self, writer, schema, manifest, quarantine: JsonArrayWriter, progress: Progress, merge: SourceMerge):
         self.writer, self.schema, self.manifest, self.quarantine = writer, schema, manifest, quarantine
-        self.progress = progress
+        self.progress, self.merge = progress, merge
         self.seen = self.parsed = 0
         self.reasons: Counter[str] = Counter()
-        self.digest = hashlib.sha256()
         self.rows: list[dict] = []
 
     def flush(self) -> None:
@@ -283,18 +280,21 @@ class _Tally:
             entry.update(status="quarantined", reason=out.reason, message=out.message)
             self.reasons[out.reason] += 1
             self.quarantine.append({k: entry[k] for k in ("doc_id", "uri", "reason", "message")})
+            self.merge.record(item, entry["doc_id"], "quarantined", entry["sha256"], None)
         else:
-            self._add_row(entry, out)
+            text_hash = content_hash(out.text)
+            prev = self.merge.record(item, entry["doc_id"], "indexed", entry["sha256"], text_hash)
+            self._add_row(entry, out, text_hash, prev)
         self.progress.update(1)
-        self.digest.update(f"{entry['doc_id']}\0{entry['sha256']}\0{entry['status']}\n".encode())
+        self.merge.digest.add(entry["doc_id"], entry["sha256"], entry["status"])
         self.manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-    def _add_row(self, entry: dict, out: Parsed) -> None:
+    def _add_row(self, entry: dict, out: Parsed, text_hash: str, prev: str | None) -> None:
         self.parsed += 1
         entry.update(type=out.doc_type, parser=out.parser, encoding=out.encoding)
         meta = json.dumps(out.metadata, ensure_ascii=False, sort_keys=True, default=str) if out.metadata else None
         self.rows.append({"doc_id": entry["doc_id"], "uri": entry["uri"], "text": out.text,
                           "doc_type": out.doc_type, "parser": out.parser, "sha256": entry["sha256"],
-                          "content_hash": content_hash(out.text), "bytes": entry["bytes"], "metadata": meta})
+                          "content_hash": text_hash, "bytes": entry["bytes"], "metadata": meta, "prev_hash": prev})
         if len(self.rows) >= _BATCH:
             self.flush()

@@ -1,8 +1,13 @@
-"""Stage 2 — plan: compare the source with what the version's collection holds; decide the work.
+"""Stage 2 — plan: decide the work from what ingest read and what the version held; batch it.
 
-The index is the source of truth (no tracker file that could drift): a document is *unchanged* when
-all of its points carry its current content hash and there are exactly ``n_chunks`` of them. Only
-added and updated documents go on to chunking, in batches that the chunk and embed tasks fan out over.
+With the version's source state (the ingest stage merged the listing against it), every verdict comes
+from that merge: a document read this run is *added* (no previous hash), *updated* or *unchanged*;
+documents of unread objects are unchanged; gone ones are *deleted* (``sync_mode=full``). The collection
+is not scrolled (``collection_scrolls`` 0). Without a usable state (a version built before states, or a
+lost one) the collection is scrolled once, as the source of truth: a document is unchanged when all of
+its points carry its current content hash and there are exactly ``n_chunks`` of them; that scroll
+seeds the state (its chunk hashes) which the run's commit completes. Only added and updated documents
+go on to chunking, in batches that the chunk and embed tasks fan out over.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from collections import Counter
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
+from ragtrail.stages.state_commit import bootstrap_state, keep_missing
+from ragtrail.stages.sync_state import delta_meta
 from ragtrail.store import collection_name, open_store
 
 SYNC_MODES = ("full", "incremental")
-HELD_FILE = "held_hashes.parquet"
+HELD_FILE = "state_base.sqlite"
 PLAN_FILE = "plan.json"
+CHANGED_FILE = "changed_docs.json"
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +52,28 @@ def batch_size_within(per_batch: int, total: int, max_batches: int | None, *, st
     return grown
 
 
-def index_state(location, collection: str) -> tuple[dict[str, dict], set[str], dict]:
-    """Per document: hash, expected and actual chunk counts, whether hashes are mixed; plus held chunk hashes."""
+def index_state(location, collection: str, seed: Path | None = None) -> tuple[dict[str, dict] | None, dict, int]:
+    """Without a state: per document its hash, expected and actual chunk counts, whether hashes are mixed,
+    from one scroll of the collection (which seeds ``seed``'s chunk hashes); with ``seed=None`` (a merged
+    state) only the collection's metadata. Returns ``(docs or None, metadata, collection scrolls)``."""
     docs: dict[str, dict] = {}
-    held: set[str] = set()
     with open_store(location) as store:
         if not store.exists(collection):
-            return docs, held, {}
+            return (docs if seed is not None else None), {}, 0
         meta = store.metadata(collection)
+        if seed is None:
+            return None, meta, 0
+        pairs = []
         for p in store.scroll(collection, ["doc_id", "doc_hash", "n_chunks", "chunk_hash"]):
             pl = p.payload
             d = docs.setdefault(pl["doc_id"], {"hash": pl.get("doc_hash"), "n_chunks": pl.get("n_chunks"), "points": 0,
                                                "mixed": False})
             d["points"] += 1
             d["mixed"] |= d["hash"] != pl.get("doc_hash") or d["n_chunks"] != pl.get("n_chunks")
-            held.add(pl.get("chunk_hash"))
-    return docs, held, meta
+            if pl.get("chunk_hash"):
+                pairs.append((pl["chunk_hash"], pl["doc_id"]))
+    bootstrap_state(seed, pairs)
+    return docs, meta, 1
 
 
 def config_clash(meta: dict, config: dict) -> dict[str, tuple]:
@@ -89,6 +103,8 @@ def plan_sync(
     docs_per_batch: int = 500,
     max_batches: int | None = None,
     recorder: Recorder | None = None,
+    delta_path: str | Path | None = None,
+    carried: int = 0,
 ) -> dict:
     """Split the source's documents into added / updated / unchanged / deleted and batch the work.
 
@@ -99,9 +115,12 @@ def plan_sync(
         docs_per_batch: documents per chunk/embed batch (one mapped task each).
         max_batches: at most this many batches (Airflow's ``max_map_length``): ``docs_per_batch`` grows to fit
             (:func:`batch_size_within`; logged, and the plan run's param ``docs_per_batch_used``).
+        delta_path: the ingest stage's merge of the listing against the state (``None``: no state).
+        carried: documents of objects ingest did not read (unchanged by the merge).
 
     Returns:
-        ``{"batches": [{"batch", "docs_path", "docs"}], "deleted_path", "held_path", counts…}``.
+        ``{"batches": [{"batch", "docs_path", "docs"}], "deleted_path", "held_path", "delta_path", counts…}``;
+        ``held_path`` is the state seeded from a scroll, ``None`` when the committed state is used.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -113,36 +132,45 @@ def plan_sync(
     batch_dir = workdir / "batches"
     batch_dir.mkdir(parents=True, exist_ok=True)
     collection = collection_name(product, version)
-    existing, held, meta = index_state(location, collection)
+    merged = bool(delta_path) and delta_meta(delta_path).get("mode") == "merged"
+    seed = None if merged else workdir / HELD_FILE
+    existing, meta, scrolls = index_state(location, collection, seed)
     check_config(meta, config, collection)
     source = pq.ParquetFile(docs_path)
     used = batch_size_within(docs_per_batch, source.metadata.num_rows, max_batches, stage="plan",
                              param="docs_per_batch", unit="documents")  # changed ≤ all: never past the cap
-    rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, docs_per_batch_used=used, collection=collection)
+    rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, docs_per_batch_used=used, collection=collection,
+              plan_from="source state" if merged else "collection scroll" if scrolls else "empty collection")
 
-    counts: Counter[str] = Counter()
+    counts: Counter[str] = Counter(unchanged=carried)
     seen: set[str] = set()
+    changed: list[str] = []
     splitter = _Batches(batch_dir, used)
     for rb in source.iter_batches(batch_size=512):
         table = pa.Table.from_batches([rb])
         keep = _changed_rows(table, existing, seen, counts)
+        changed += table.column("doc_id").take(keep).to_pylist() if keep else []
         if keep:
             splitter.write(table.take(keep))
     splitter.close()
     batches = splitter.done
     added, updated, unchanged = counts["added"], counts["updated"], counts["unchanged"]
 
-    missing = sorted(set(existing) - seen)
+    missing = _gone(delta_path, seen) if merged else sorted(set(existing) - seen)
     deleted = missing if sync_mode == "full" else []
-    held_path = workdir / HELD_FILE
-    pq.write_table(pa.table({"chunk_hash": sorted(h for h in held if h)}), held_path)
+    if seed is not None and missing and not deleted:
+        keep_missing(seed, {d: existing[d]["hash"] for d in missing})
     (workdir / "deleted_docs.json").write_text(json.dumps(deleted))
+    (workdir / CHANGED_FILE).write_text(json.dumps(sorted(changed)))  # O(change): what index must write
     rec.metric(docs_added=added, docs_updated=updated, docs_unchanged=unchanged, docs_deleted=len(deleted),
-               docs_missing_kept=len(missing) - len(deleted), batches=len(batches), docs_held=len(existing),
-               chunks_held=len(held))
+               docs_missing_kept=len(missing) - len(deleted), batches=len(batches), collection_scrolls=scrolls,
+               **({"docs_held": len(existing)} if existing is not None else {}))
     if deleted:
         rec.artifact(workdir / "deleted_docs.json", "plan")
-    result = {"batches": batches, "deleted_path": str(workdir / "deleted_docs.json"), "held_path": str(held_path),
+    result = {"batches": batches, "deleted_path": str(workdir / "deleted_docs.json"),
+              "changed_path": str(workdir / CHANGED_FILE),
+              "held_path": str(seed) if seed is not None and seed.exists() else None,
+              "delta_path": str(delta_path) if delta_path else None, "collection_scrolls": scrolls,
               "collection": collection, "docs_added": added, "docs_updated": updated, "docs_unchanged": unchanged,
               "docs_deleted": len(deleted)}
     tmp = workdir / (PLAN_FILE + ".partial")
@@ -151,14 +179,28 @@ def plan_sync(
     return result
 
 
-def _changed_rows(table, existing: dict[str, dict], seen: set[str], counts: Counter[str]) -> list[int]:
-    """Rows of ``table`` whose document is added or updated; counts every row's verdict, notes its doc_id."""
+def _gone(delta_path, read: set[str]) -> list[str]:
+    """Indexed documents the merge found gone (or now quarantined), less any read again this run."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out: list[str] = []
+    for rb in pq.ParquetFile(delta_path).iter_batches(batch_size=4096, columns=["doc_id", "status", "prev_status"]):
+        lost = pc.and_(pc.equal(rb.column(2), "indexed"), pc.not_equal(rb.column(1), "indexed"))
+        out += [d for d in rb.column(0).filter(lost).to_pylist() if d not in read]
+    return sorted(set(out))
+
+
+def _changed_rows(table, existing: dict[str, dict] | None, seen: set[str], counts: Counter[str]) -> list[int]:
+    """Rows of ``table`` whose document is added or updated; counts every row's verdict, notes its doc_id.
+    ``existing`` ``None``: the verdict is the merge's (the ``prev_hash`` ingest wrote)."""
     keep = []
+    prev = table.column("prev_hash").to_pylist() if existing is None else None
     for i, (doc_id, h) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("content_hash").to_pylist(),
                                         strict=True)):
         seen.add(doc_id)
-        old = existing.get(doc_id)
-        if old is None:
+        old = {"hash": prev[i], "mixed": False, "points": 1, "n_chunks": 1} if prev is not None else existing.get(doc_id)
+        if old is None or old["hash"] is None:
             counts["added"] += 1
         elif old["hash"] == h and not old["mixed"] and old["points"] == old["n_chunks"]:
             counts["unchanged"] += 1

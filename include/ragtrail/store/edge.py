@@ -194,6 +194,13 @@ class EdgeStore:
                 if i + 1000 >= len(ids):
                     shard.flush()
 
+    def delete_where(self, name: str, field: str, values: list) -> None:
+        """Delete the points whose payload ``field`` is one of ``values`` (Edge's delete by filter, 1,000 a batch)."""
+        name, values = self._target(name), list(values)
+        for i in range(0, len(values), 1000):
+            with self._shard(name) as shard:
+                shard.update(qe.UpdateOperation.delete_points_by_filter(_any_of((field, values[i : i + 1000]))))
+
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:
         """Every point (or those whose payload ``where[0]`` is one of ``where[1]``), page by page."""

@@ -167,6 +167,15 @@ class QdrantStore:
             selector = models.PointIdsList(points=ids[i : i + 1000])
             self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True), f"delete in {name}")
 
+    def delete_where(self, name: str, field: str, values: list) -> None:
+        """Delete the points whose payload ``field`` is one of ``values``: a filter selector per 1,000 values."""
+        values = list(values)
+        for i in range(0, len(values), 1000):
+            selector = models.FilterSelector(filter=models.Filter(must=[models.FieldCondition(
+                key=field, match=models.MatchAny(any=values[i : i + 1000]))]))
+            self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True),
+                           f"delete by {field} in {name}")
+
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:
         """Every point (or those whose payload ``where[0]`` is one of ``where[1]``), page by page."""

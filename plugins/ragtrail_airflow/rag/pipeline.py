@@ -28,6 +28,7 @@ from airflow.sdk import Param, task
 
 from ragtrail.core import env_kit
 from ragtrail.core.spec import FIELDS, form_schemas
+from ragtrail.core.statefile import STATE_FILE
 from ragtrail_airflow.rag.approval import PromotionApproval
 from ragtrail_airflow.rag.assets import INDEX_ALIAS
 from ragtrail_airflow.rag.xcom_lists import as_list
@@ -153,14 +154,20 @@ def ingest(params=None, tracker=None, dag_run=None):
 
     from ragtrail.sources.tables import TableSpec
     from ragtrail.stages.ingest import NoUsableDocuments, ingest_source
-    from ragtrail_airflow.rag.s3 import s3_client_factory
+    from ragtrail.stages.sync_state import collection_stamp
+    from ragtrail.store import collection_name
+    from ragtrail_airflow.rag.s3 import open_source_state, s3_client_factory
+    from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = _edge(params, dag_run, tracker)
     table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
-    try:
+    collection = collection_name(cfg.product, cfg.version)
+    try:  # only new and changed objects are read: the listing is merged against the version's source state
         return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
                                           max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default")))
+                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"),
+                                          state_path=open_source_state(collection).fetch(work.local),
+                                          state_stamp=collection_stamp(store_settings(), collection)))
     except NoUsableDocuments as err:  # the same source will not improve on a retry
         raise AirflowFailException(str(err)) from err
 
@@ -173,9 +180,11 @@ def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = _edge(params, dag_run, tracker)
-    planned = plan_sync(work.fetch(docs)["docs_path"], work.local, location=store_settings(), product=cfg.product,
+    docs = work.fetch(docs)
+    planned = plan_sync(docs["docs_path"], work.local, location=store_settings(), product=cfg.product,
                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
-                        docs_per_batch=cfg.docs_per_batch, max_batches=max_map_length(), recorder=tracker)
+                        docs_per_batch=cfg.docs_per_batch, max_batches=max_map_length(), recorder=tracker,
+                        delta_path=docs.get("delta_path"), carried=docs.get("docs_carried", 0))
     return work.publish_plan(planned)["batches"]
 
 
@@ -193,12 +202,17 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
     """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
     from ragtrail.stages.dedupe import unique_texts
     from ragtrail.stages.plan import read_plan
+    from ragtrail.store import collection_name
     from ragtrail_airflow.failures import max_map_length
+    from ragtrail_airflow.rag.s3 import open_source_state
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
     chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
-    return work.publish(unique_texts(chunk_paths, work.local, held_path=read_plan(work.local)["held_path"],
+    # The version's chunk hashes: the state the plan seeded from a scroll, else the committed state.
+    held = read_plan(work.local).get("held_path") or open_source_state(
+        collection_name(cfg.product, cfg.version)).fetch(work.local)
+    return work.publish(unique_texts(chunk_paths, work.local, held_path=held,
                                      texts_per_batch=cfg.texts_per_batch, max_batches=max_map_length(),
                                      recorder=tracker))["batches"]
 
@@ -214,12 +228,19 @@ def embed(batch: dict, params=None, tracker=None, dag_run=None):
 
 def index(chunked, embedded, params=None, tracker=None, dag_run=None):
     from ragtrail.stages.index_results import index_from_results
+    from ragtrail.store import collection_name
+    from ragtrail_airflow.rag.s3 import open_source_state
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
-    return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
-                              dag_run.run_id, recorder=tracker, location=store_settings())
+    state = open_source_state(collection_name(cfg.product, cfg.version))
+    result = index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
+                                dag_run.run_id, recorder=tracker, location=store_settings(),
+                                state_base=state.fetch(work.local))
+    if result.pop("state_path", None):  # after the writes: the next run merges its listing against this
+        state.commit(work.local / STATE_FILE)
+    return result
 
 
 def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None,
@@ -244,7 +265,7 @@ def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
     tracked = task.tracked
     checked = tracked(stage="preflight", retries=0)(preflight)()
-    docs = tracked(stage="ingest")(ingest)()
+    docs = tracked(stage="ingest", **store_queue())(ingest)()  # reads the version's state beside the store
     checked >> docs
     planned = tracked(stage="plan", fan_out="docs_per_batch", **store_queue())(plan)(docs)
     chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)

@@ -40,3 +40,12 @@ def open_work(dag_id: str, run_id: str):
 
     conn_id = env_kit.WORK_CONN_ID.get()
     return open_run(dag_id, run_id, url=work_url() or "", s3_client=s3_client_factory(conn_id))
+
+
+def open_source_state(collection: str):
+    """The committed source state of ``collection`` (:class:`ragtrail.core.statefile.StateFile`): beside the
+    runs' work, in the work store when ``RAGTRAIL_WORK_URL`` names one (through the same connection)."""
+    from ragtrail.core.statefile import open_state
+    from ragtrail.core.workstore import work_url
+
+    return open_state(collection, url=work_url() or "", s3_client=s3_client_factory(env_kit.WORK_CONN_ID.get()))

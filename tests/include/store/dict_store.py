@@ -52,6 +52,12 @@ class DictStore:
         for i in ids:
             self._cols[name]["points"].pop(i, None)
 
+    def delete_where(self, name, field, values):
+        values = set(values)
+        points = self._cols[name]["points"]
+        for i in [i for i, p in points.items() if p.payload.get(field) in values]:
+            del points[i]
+
     def scroll(self, name, fields, *, where=None, with_vectors=False):
         for p in self._cols[name]["points"].values():
             if where is None or p.payload.get(where[0]) in where[1]:

@@ -156,6 +156,20 @@ def test_an_alias_goes_wherever_a_collection_name_does(store):
     assert store.count("p__v1") == 6 and not store.exists("q")
 
 
+def test_delete_where_removes_by_payload_without_a_read(store):
+    """delete_where(name, field, values): every point whose field is one of values goes, in batches, others stay;
+    through an alias too; values matching nothing are fine."""
+    build(store, "p__v1", n=30)
+    store.point_alias("p", "p__v1")
+    store.delete_where("p", "doc_id", ["d0", "nobody"])
+    left = {p.payload["doc_id"] for p in store.scroll("p__v1", ["doc_id"])}
+    assert left == {"d1", "d2"} and store.count("p__v1") == 20
+    store.delete_where("p__v1", "chunk_hash", [f"h{i}" for i in range(1, 30, 3)] + [f"x{i}" for i in range(1500)])
+    assert {p.payload["doc_id"] for p in store.scroll("p__v1", ["doc_id"])} == {"d2"} and store.count("p__v1") == 10
+    store.delete_where("p__v1", "doc_id", [])
+    assert store.count("p__v1") == 10
+
+
 # -- sparse vectors and fused queries ------------------------------------------------------------------
 TEXTS = ["pg_dump writes a consistent backup of one database",
          "vacuum reclaims storage occupied by dead tuples",

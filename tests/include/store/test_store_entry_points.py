@@ -67,6 +67,9 @@ def test_a_store_registered_by_one_entry_point_opens_and_serves(dict_store_insta
         assert store.collections() == ["p__v2"] and store.alias_target("p") == "p__v2"
         with pytest.raises(LookupError, match="p has no version 'v9'; built: v2"):
             put_live(store, "p", "p__v9")
+        store.upsert("p__v2", [Point(2, [1.0, 0.0], {"doc_id": "d"})])
+        store.delete_where("p__v2", "doc_id", ["c", "nobody"])  # the protocol's delete by payload filter
+        assert [p.payload["doc_id"] for p in store.scroll("p__v2", ["doc_id"])] == ["d"]
 
 
 def test_a_registered_store_serves_sparse_and_hybrid_queries(dict_store_installed):
