@@ -21,6 +21,7 @@ from ragtrail.core.locks import failpoint
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.stage_names import LIVE_COLLECTION_TAG
+from ragtrail.stages.index_state import INDEX_STATE_FILE, RunState, keep, local
 from ragtrail.store import (
     Point,
     collection_name,
@@ -31,21 +32,6 @@ from ragtrail.store import (
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
 UPSERT_BATCH = env_kit.UPSERT_BATCH.get()
-
-
-def _vector_lookup(embedded: list[dict]):
-    """chunk_hash → (vectors file, row) for every newly embedded text."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    where, mats = {}, []
-    for e in embedded:
-        mats.append(np.load(e["vectors_path"], mmap_mode="r"))
-        for row, h in enumerate(pq.read_table(e["texts_path"], columns=["chunk_hash"]).column(0).to_pylist()):
-            where[h] = (len(mats) - 1, row)
-    return where, mats
-
-
 def index_run(
     *,
     location,
@@ -58,12 +44,21 @@ def index_run(
     workdir: str | Path,
     run_id: str | None = None,
     recorder: Recorder | None = None,
+    total_chunks: int | None = None,
+    fetch=local,
+    release=keep,
 ) -> dict:
     """Bring the version's collection to this run's view of the source (the gate, not this stage, moves the alias).
 
     A document is written whole or not at all: if any of its chunks has no vector (its embed batch
     failed), its old points stay untouched and it is counted in ``docs_skipped``. ``location`` is
     anything :func:`ragtrail.store.resolve_store` accepts (``None``: the environment's store).
+
+    Streams: one chunk file at a time (``fetch`` makes a path local, ``release`` drops that local copy once
+    read: a work store's files are fetched one by one, not all up front), vectors read per embed batch; what
+    must outlive a chunk file (which documents were written, which point ids are new, where each new
+    vector is) lives in :data:`INDEX_STATE_FILE`, not in memory. ``total_chunks``: the points expected
+    (progress only; read from the chunk files when not given).
 
     Returns:
         ``{"collection", "alias", "vectors", "upserted", "deleted", "live", "docs_skipped"}``.
@@ -73,44 +68,56 @@ def index_run(
     rec = recorder or Recorder()
     name = collection_name(product, version)
     rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH)
-    where, mats = _vector_lookup(embedded)
-    dim = int(mats[0].shape[1]) if mats else None
+    state = RunState(Path(workdir) / INDEX_STATE_FILE, embedded, fetch, release)
+    state.add("deleted", deleted_docs)
+    dim = state.dim
+    if total_chunks is None:
+        total_chunks = 0
+        for p in chunk_paths:
+            here = fetch(p)
+            total_chunks += pq.ParquetFile(here).metadata.num_rows
+            release(here)
     manifest_path = Path(workdir) / INDEX_MANIFEST_FILE
-    with open_store(location) as store, manifest_path.open("w") as manifest:
-        if dim is None and store.exists(name):
-            dim = store.dimension(name)
-        if dim is not None:
-            ensure_collection(store, name, dim, {**config, "product": product, "version": version,
-                                                  "built_at": time.time()})
-        failpoint("index.start", workdir)
-        progress = Progress("index", sum(pq.ParquetFile(p).metadata.num_rows for p in chunk_paths), "points",
-                            recorder=rec)
-        upserts = _Upserts(store, name, workdir, progress)
-        writer = _DocWriter(store, name, where, mats, upserts, manifest,
-                            {"product": product, "version": version, "ingest_run_id": run_id})
-        for path in chunk_paths:
-            writer.write_file(path)
-        upserts.flush()
-        if writer.skipped and not writer.written:
-            raise RuntimeError(f"none of the {len(writer.skipped)} changed documents has all its vectors "
-                               "(every embed batch failed): nothing to index")
-        failpoint("index.before_delete", workdir)
-        stale = _delete_stale(store, name, sorted(writer.written | set(deleted_docs)), writer.new_ids)
-        if store.exists(name):
-            store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
-        failpoint("index.before_alias", workdir)
-        vectors_total = store.count(name) if store.exists(name) else 0
-        live = store.alias_target(product)
+    try:
+        with open_store(location) as store, manifest_path.open("w") as manifest:
+            if dim is None and store.exists(name):
+                dim = store.dimension(name)
+            if dim is not None:
+                ensure_collection(store, name, dim, {**config, "product": product, "version": version,
+                                                      "built_at": time.time()})
+            failpoint("index.start", workdir)
+            progress = Progress("index", total_chunks, "points", recorder=rec)
+            upserts = _Upserts(store, name, workdir, progress)
+            writer = _DocWriter(store, name, state, upserts, manifest,
+                                {"product": product, "version": version, "ingest_run_id": run_id})
+            for path in chunk_paths:
+                here = fetch(path)
+                writer.write_file(here)
+                release(here)
+            upserts.flush()
+            written, skipped = state.count("written"), state.count("skipped")
+            if skipped and not written:
+                raise RuntimeError(f"none of the {skipped} changed documents has all its vectors "
+                                   "(every embed batch failed): nothing to index")
+            failpoint("index.before_delete", workdir)
+            stale = _delete_stale(store, name, state)
+            if store.exists(name):
+                store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
+            failpoint("index.before_alias", workdir)
+            vectors_total = store.count(name) if store.exists(name) else 0
+            live = store.alias_target(product)
+    finally:
+        state.close()
     failpoint("index.end", workdir)
-    progress.finish(deleted=len(stale), in_collection=vectors_total)
+    progress.finish(deleted=stale, in_collection=vectors_total)
     rec.metric(vector_count=vectors_total, points_upserted=upserts.count, vectors_added=upserts.count,
-               vectors_deleted=len(stale), vectors_reused=writer.reused, docs_written=len(writer.written),
-               docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds,
+               vectors_deleted=stale, vectors_reused=writer.reused, docs_written=written,
+               docs_skipped=skipped, upsert_seconds=upserts.seconds,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
     rec.artifact(manifest_path, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
-            "deleted": len(stale), "live": live, "docs_skipped": len(writer.skipped)}
+            "deleted": stale, "live": live, "docs_skipped": skipped}
 
 
 class _Upserts:
@@ -142,13 +149,12 @@ class _Upserts:
 class _DocWriter:
     """Turn chunk files into points, a document whole or not at all, and note each in the index manifest."""
 
-    def __init__(self, store, name: str, where: dict, mats: list, upserts: _Upserts, manifest, stamp: dict):
-        self.store, self.name, self.where, self.mats = store, name, where, mats
+    def __init__(self, store, name: str, state: RunState, upserts: _Upserts, manifest, stamp: dict):
+        self.store, self.name, self.state = store, name, state
         self.upserts, self.manifest, self.stamp = upserts, manifest, stamp
-        self.written: set[str] = set()
-        self.skipped: set[str] = set()
-        self.new_ids: set[str] = set()
         self.reused = 0
+        self._written: list[str] = []
+        self._new: list[str] = []
 
     def write_file(self, path: str) -> None:
         import pyarrow.parquet as pq
@@ -157,31 +163,29 @@ class _DocWriter:
         by_doc: dict[str, list[dict]] = {}
         for r in rows:
             by_doc.setdefault(r["doc_id"], []).append(r)
+        new = self.state.vectors(sorted({r["chunk_hash"] for r in rows}))
         # Texts the index already holds were not embedded again: take their vectors from the
         # collection as it is now (not from the plan's snapshot, which a killed try may have outdated).
-        need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in self.where})
+        need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in new})
         held = vectors_by_hash(self.store, self.name, need) if need and self.store.exists(self.name) else {}
+        skipped = []
         for doc_id, chunks in by_doc.items():
-            vectors = [self._vector(r["chunk_hash"], held) for r in chunks]
-            self.reused += sum(r["chunk_hash"] not in self.where and r["chunk_hash"] in held for r in chunks)
+            vectors = [new.get(r["chunk_hash"]) or _held(held, r["chunk_hash"]) for r in chunks]
+            self.reused += sum(r["chunk_hash"] not in new and r["chunk_hash"] in held for r in chunks)
             if any(v is None for v in vectors):
-                self.skipped.add(doc_id)
+                skipped.append(doc_id)
                 continue
             self._write_doc(doc_id, chunks, vectors)
-
-    def _vector(self, chunk_hash: str, held: dict) -> list | None:
-        """The newly embedded vector of a text, else the one the collection holds, else ``None``."""
-        import numpy as np
-
-        if chunk_hash in self.where:
-            m, row = self.where[chunk_hash]
-            return np.asarray(self.mats[m][row]).tolist()
-        return list(held[chunk_hash]) if chunk_hash in held else None
+        self.state.add("skipped", skipped)
+        self.state.add("written", self._written)
+        self.state.add("new", self._new)
+        self._written.clear()
+        self._new.clear()
 
     def _write_doc(self, doc_id: str, chunks: list[dict], vectors: list[list]) -> None:
-        self.written.add(doc_id)
+        self._written.append(doc_id)
+        self._new.extend(r["point_id"] for r in chunks)
         for r, vec in zip(chunks, vectors, strict=True):
-            self.new_ids.add(r["point_id"])
             self.upserts.add(Point(id=r["point_id"], vector=vec, payload={
                 "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],
                 "n_chunks": r["n_chunks"], "chunk_hash": r["chunk_hash"], "text": r["text"],
@@ -191,12 +195,21 @@ class _DocWriter:
             {"chunk_index": r["chunk_index"], "point_id": r["point_id"]} for r in chunks]}) + "\n")
 
 
-def _delete_stale(store, name: str, touched: list[str], new_ids: set[str]) -> list:
-    """Delete the points of the touched documents that this run did not write; returns their ids."""
-    stale: list = []
-    if touched and store.exists(name):
-        for i in range(0, len(touched), 1000):
-            stale += [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", touched[i : i + 1000]))
-                      if str(p.id) not in new_ids]
-        store.delete(name, stale)
+def _held(held: dict, chunk_hash: str) -> list | None:
+    """The vector the collection holds for a text, else ``None``."""
+    return list(held[chunk_hash]) if chunk_hash in held else None
+
+
+def _delete_stale(store, name: str, state: RunState) -> int:
+    """Delete the points of the touched documents (written or deleted) that this run did not write, a page
+    of documents at a time; returns how many."""
+    stale = 0
+    if store.exists(name):
+        for docs in state.touched(1000):
+            ids = [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", docs))]
+            new = state.new_among([str(i) for i in ids])
+            gone = [i for i in ids if str(i) not in new]
+            if gone:
+                store.delete(name, gone)
+            stale += len(gone)
     return stale

@@ -214,8 +214,9 @@ def index(chunked, embedded, params=None, tracker=None, dag_run=None):
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
-    return index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
-                              dag_run.run_id, recorder=tracker, location=store_settings())
+    # the stage fetches each chunk, text and vector file when it reads it (one at a time), not all up front
+    return index_from_results(as_list(chunked), as_list(embedded), cfg, work.local, dag_run.run_id,
+                              recorder=tracker, location=store_settings(), work=work)
 
 
 def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None,

@@ -1,0 +1,122 @@
+"""The index stage's per-run state on disk: where each new vector is, which documents and points were written.
+
+:class:`RunState` keeps what must outlive one chunk file in one SQLite file of the task's work folder
+(:data:`INDEX_STATE_FILE`), and reads vectors from one embed batch's ``.npy`` at a time, so the index task's
+memory and its number of memory maps do not grow with the run (:mod:`ragtrail.stages.indexing`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+INDEX_STATE_FILE = "index_state.sqlite"  # the run's per-chunk maps, on disk (never held in memory)
+OPEN_VECTOR_FILES = 2  # vector files mapped at once (dedupe writes them in chunk order: one or two suffice)
+_SQL_VARS = 500  # values per SQL ``IN (...)``
+
+
+def local(path: str) -> str:
+    """A path read in place (no work store)."""
+    return path
+
+
+def keep(path: str) -> None:
+    """Nothing to drop (no work store)."""
+    return None
+
+
+class RunState:
+    """The index stage's per-chunk maps, in one SQLite file of the work folder rather than in memory.
+
+    ``vec``: chunk_hash → (embed batch, row) of every newly embedded text; ``written`` / ``skipped``: the
+    documents written whole / left untouched; ``new``: the point ids this run wrote. Vectors are read from
+    one embed batch's ``.npy`` at a time (at most :data:`OPEN_VECTOR_FILES` mapped at once), so neither
+    memory nor the number of memory maps grows with the run.
+    """
+
+    def __init__(self, path: Path, embedded: list[dict], fetch=local, release=keep):
+        import pyarrow.parquet as pq
+
+        self.embedded, self.fetch, self.release = embedded, fetch, release
+        path.unlink(missing_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.executescript("""
+            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+            CREATE TABLE vec (hash TEXT PRIMARY KEY, file INTEGER, row INTEGER) WITHOUT ROWID;
+            CREATE TABLE written (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+            CREATE TABLE skipped (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+            CREATE TABLE new (point_id TEXT PRIMARY KEY) WITHOUT ROWID;
+            CREATE TABLE deleted (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+        """)
+        self.dim: int | None = None
+        self._open: dict[int, tuple[str, object]] = {}  # embed batch → (local vectors file, its memory map)
+        for i, e in enumerate(embedded):
+            texts = fetch(e["texts_path"])
+            row = 0
+            for rb in pq.ParquetFile(texts).iter_batches(batch_size=8192, columns=["chunk_hash"]):
+                hashes = rb.column(0).to_pylist()
+                # a later batch wins, as a dict filled in batch order would
+                self.db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
+                                    ((h, i, row + k) for k, h in enumerate(hashes)))
+                row += len(hashes)
+            release(texts)
+            if self.dim is None:
+                self.dim = int(self._matrix(i).shape[1])
+        self.db.commit()
+
+    def _matrix(self, i: int):
+        import numpy as np
+
+        if i not in self._open:
+            while len(self._open) >= OPEN_VECTOR_FILES:
+                self._close(next(iter(self._open)))
+            local = self.fetch(self.embedded[i]["vectors_path"])
+            self._open[i] = (local, np.load(local, mmap_mode="r"))
+        return self._open[i][1]
+
+    def _close(self, i: int) -> None:
+        local, _ = self._open.pop(i)  # the map goes with its last reference
+        self.release(local)
+
+    def vectors(self, hashes: list[str]) -> dict[str, list]:
+        """The newly embedded vector of each of ``hashes`` that has one."""
+        import numpy as np
+
+        where: dict[int, list[tuple[int, str]]] = {}
+        for j in range(0, len(hashes), _SQL_VARS):
+            part = hashes[j : j + _SQL_VARS]
+            for h, f, row in self.db.execute(
+                    f"SELECT hash, file, row FROM vec WHERE hash IN ({','.join('?' * len(part))})", part):
+                where.setdefault(f, []).append((row, h))
+        out: dict[str, list] = {}
+        for f in sorted(where):
+            rows = sorted(where[f])
+            block = np.asarray(self._matrix(f)[[r for r, _ in rows]])
+            out.update((h, block[k].tolist()) for k, (_, h) in enumerate(rows))
+        return out
+
+    def add(self, table: str, values) -> None:
+        self.db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", ((v,) for v in values))
+
+    def count(self, table: str) -> int:
+        return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def touched(self, page: int = 1000):
+        """The written and the deleted documents, sorted, ``page`` at a time."""
+        cur = self.db.execute("SELECT doc_id FROM written UNION SELECT doc_id FROM deleted ORDER BY doc_id")
+        while rows := cur.fetchmany(page):
+            yield [r[0] for r in rows]
+
+    def new_among(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` this run wrote."""
+        found: set[str] = set()
+        for j in range(0, len(ids), _SQL_VARS):
+            part = ids[j : j + _SQL_VARS]
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT point_id FROM new WHERE point_id IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def close(self) -> None:
+        for i in list(self._open):
+            self._close(i)
+        self.db.close()
