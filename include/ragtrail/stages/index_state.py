@@ -1,8 +1,8 @@
 """The index stage's per-run state on disk: where each new vector is, which documents and points were written.
 
 :class:`RunState` keeps what must outlive one chunk file in one SQLite file of the task's work folder
-(:data:`INDEX_STATE_FILE`), and reads vectors from one embed batch's ``.npy`` at a time, so the index task's
-memory and its number of memory maps do not grow with the run (:mod:`ragtrail.stages.indexing`).
+(:data:`INDEX_STATE_FILE`), and reads only the vectors one chunk file needs from the embed batches' ``.npy``
+files (plain reads, no memory maps), so the index task's memory does not grow with the run (:mod:`ragtrail.stages.indexing`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 INDEX_STATE_FILE = "index_state.sqlite"  # the run's per-chunk maps, on disk (never held in memory)
-OPEN_VECTOR_FILES = 2  # vector files mapped at once (dedupe writes them in chunk order: one or two suffice)
+OPEN_VECTOR_FILES = 2  # local copies of vector files kept (dedupe writes them in chunk order: two suffice)
 _SQL_VARS = 500  # values per SQL ``IN (...)``
 
 
@@ -30,8 +30,9 @@ class RunState:
 
     ``vec``: chunk_hash → (embed batch, row) of every newly embedded text; ``written`` / ``skipped``: the
     documents written whole / left untouched; ``new``: the point ids this run wrote. Vectors are read from
-    one embed batch's ``.npy`` at a time (at most :data:`OPEN_VECTOR_FILES` mapped at once), so neither
-    memory nor the number of memory maps grows with the run.
+    the embed batches' ``.npy`` files with plain reads, only the rows a chunk file needs (no memory maps;
+    at most :data:`OPEN_VECTOR_FILES` local copies of a work store's files), so neither memory nor the
+    number of maps or files grows with the run.
     """
 
     def __init__(self, path: Path, embedded: list[dict], fetch=local, release=keep):
@@ -49,7 +50,7 @@ class RunState:
             CREATE TABLE deleted (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
         """)
         self.dim: int | None = None
-        self._open: dict[int, tuple[str, object]] = {}  # embed batch → (local vectors file, its memory map)
+        self._open: dict[int, tuple[str, int, object]] = {}  # embed batch → (local file, data offset, dtype)
         for i, e in enumerate(embedded):
             texts = fetch(e["texts_path"])
             row = 0
@@ -61,38 +62,59 @@ class RunState:
                 row += len(hashes)
             release(texts)
             if self.dim is None:
-                self.dim = int(self._matrix(i).shape[1])
+                self._file(i)
         self.db.commit()
 
-    def _matrix(self, i: int):
+    def _file(self, i: int) -> tuple[str, int, object]:
+        """Embed batch ``i``'s local ``.npy``: (path, where its rows start, their dtype); its header read once.
+        At most :data:`OPEN_VECTOR_FILES` local copies are kept (a work store's are fetched again if needed)."""
         import numpy as np
 
         if i not in self._open:
             while len(self._open) >= OPEN_VECTOR_FILES:
-                self._close(next(iter(self._open)))
+                self.release(self._open.pop(next(iter(self._open)))[0])
             local = self.fetch(self.embedded[i]["vectors_path"])
-            self._open[i] = (local, np.load(local, mmap_mode="r"))
-        return self._open[i][1]
+            with open(local, "rb") as f:
+                fmt = np.lib.format
+                header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+                shape, fortran, dtype = header(f)
+                if fortran or len(shape) != 2:
+                    raise ValueError(f"{local}: not a C-ordered matrix of vectors")
+                self.dim = self.dim or int(shape[1])
+                self._open[i] = (local, f.tell(), dtype)
+        return self._open[i]
 
-    def _close(self, i: int) -> None:
-        local, _ = self._open.pop(i)  # the map goes with its last reference
-        self.release(local)
-
-    def vectors(self, hashes: list[str]) -> dict[str, list]:
-        """The newly embedded vector of each of ``hashes`` that has one."""
+    def _rows(self, i: int, rows: list[int]):
+        """Rows ``rows`` (sorted) of embed batch ``i``, read from the file in contiguous runs (no memory map)."""
         import numpy as np
 
+        local, start, dtype = self._file(i)
+        width = self.dim * dtype.itemsize
+        out = np.empty((len(rows), self.dim), dtype=dtype)
+        with open(local, "rb") as f:
+            k = 0
+            while k < len(rows):
+                end = k + 1
+                while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                    end += 1
+                f.seek(start + rows[k] * width)
+                out[k:end] = np.fromfile(f, dtype=dtype, count=(end - k) * self.dim).reshape(end - k, self.dim)
+                k = end
+        return out
+
+    def vectors(self, hashes: list[str]) -> dict:
+        """The newly embedded vector (a float32 row) of each of ``hashes`` that has one."""
         where: dict[int, list[tuple[int, str]]] = {}
         for j in range(0, len(hashes), _SQL_VARS):
             part = hashes[j : j + _SQL_VARS]
             for h, f, row in self.db.execute(
                     f"SELECT hash, file, row FROM vec WHERE hash IN ({','.join('?' * len(part))})", part):
                 where.setdefault(f, []).append((row, h))
-        out: dict[str, list] = {}
+        out: dict = {}
         for f in sorted(where):
             rows = sorted(where[f])
-            block = np.asarray(self._matrix(f)[[r for r, _ in rows]])
-            out.update((h, block[k].tolist()) for k, (_, h) in enumerate(rows))
+            block = self._rows(f, [r for r, _ in rows])
+            out.update((h, block[k]) for k, (_, h) in enumerate(rows))
         return out
 
     def add(self, table: str, values) -> None:
@@ -117,6 +139,6 @@ class RunState:
         return found
 
     def close(self) -> None:
-        for i in list(self._open):
-            self._close(i)
+        while self._open:
+            self.release(self._open.pop(next(iter(self._open)))[0])
         self.db.close()

@@ -170,7 +170,8 @@ class _DocWriter:
         held = vectors_by_hash(self.store, self.name, need) if need and self.store.exists(self.name) else {}
         skipped = []
         for doc_id, chunks in by_doc.items():
-            vectors = [new.get(r["chunk_hash"]) or _held(held, r["chunk_hash"]) for r in chunks]
+            vectors = [new[r["chunk_hash"]].tolist() if r["chunk_hash"] in new else _held(held, r["chunk_hash"])
+                       for r in chunks]
             self.reused += sum(r["chunk_hash"] not in new and r["chunk_hash"] in held for r in chunks)
             if any(v is None for v in vectors):
                 skipped.append(doc_id)
