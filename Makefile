@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
 
-.PHONY: install run test test-under-load cluster-test lint docs bench bench-listener bench-parsers bench-store clean ui stop browser lock
+.PHONY: install run test test-under-load cluster-test lint docs bench bench-listener bench-parsers bench-scale bench-store clean ui stop browser lock
 
 # Every package, transitive ones too, at the version of requirements.lock (a constraints file).
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
@@ -99,6 +99,15 @@ KINDS ?= local,edge
 MAX_S ?= 1800
 bench-store: install
 	$(PY) bench/store.py --sizes $(SIZES) --kinds $(KINDS) --max-s $(MAX_S)
+
+# Every pipeline task's peak RSS and wall at SCALE_SIZES synthetic one-chunk documents (each task instance its own
+# process, the embedder replaced by a fast deterministic one), RSS = a + b·N fitted per task, the largest XCom, MLflow
+# runs per DAG run, a 0.1 % re-ingest at the largest size: bench/results/scale.json. SCALE_BEFORE=<tree with include/
+# and plugins/> also runs that tree's index task on the same data (e.g. `git archive main include plugins | tar -x -C`).
+SCALE_SIZES ?= 20000,80000,320000
+SCALE_BEFORE ?=
+bench-scale: install
+	$(PY) bench/scale.py --sizes $(SCALE_SIZES) $(if $(SCALE_BEFORE),--before-tree $(SCALE_BEFORE))
 
 # The listener's overhead per task alone (a minute or two): bench/results/listener.json.
 bench-listener: install

@@ -12,14 +12,17 @@ from ragtrail.core.statefile import STATE_FILE
 
 
 def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str,
-                       recorder: Recorder | None = None, location=None, state_base: str | Path | None = None) -> dict:
+                       recorder: Recorder | None = None, location=None, state_base: str | Path | None = None,
+                       work=None) -> dict:
     """Run the index stage on whatever the upstream (possibly partly failed) mapped tasks produced.
 
     Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
     roll-up then reports the run PARTIAL. ``location``: anything :func:`ragtrail.store.resolve_store`
     accepts (``None``: the environment's store). ``state_base``: the committed source state (a local copy);
     the state after this run's writes is written to ``state_path`` of the result for the caller to commit
-    (:class:`ragtrail.core.statefile.StateFile`), when the ingest stage wrote a delta.
+    (:class:`ragtrail.core.statefile.StateFile`), when the ingest stage wrote a delta. ``work``: the run's
+    :class:`ragtrail.core.workstore.RunWork` when ``chunked`` / ``embedded`` carry its store URLs; the stage
+    then fetches each file when it reads it and drops the local copy after (``None``: local paths).
     """
     from ragtrail.stages.indexing import index_run
     from ragtrail.stages.plan import read_plan
@@ -28,6 +31,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
     if planned["batches"] and not chunk_paths:
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
+    fetch, release = _file_access(work)
+    counts = [c.get("chunks") for c in chunked or [] if c]
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
     out = Path(workdir) / STATE_FILE
     changed = json.loads(Path(planned["changed_path"]).read_text()) if planned.get("changed_path") else []
@@ -37,6 +42,16 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
-        recorder=recorder, state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
+        recorder=recorder, source_state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
+        total_chunks=sum(counts) if counts and all(isinstance(n, int) for n in counts) else None,
+        fetch=fetch, release=release,
     )
     return {**result, "state_path": str(out) if state["delta_path"] and out.exists() else None}
+
+
+def _file_access(work):
+    """(fetch, release) of one file: a work store's file is fetched when read and its local copy removed
+    after; a local path is read in place."""
+    if work is None or not work.remote:
+        return (lambda path: path), (lambda path: None)
+    return (lambda url: str(work.fetch_file(url))), (lambda path: Path(path).unlink(missing_ok=True))

@@ -26,6 +26,7 @@ from ragtrail.core.locks import failpoint
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.stage_names import LIVE_COLLECTION_TAG
+from ragtrail.stages.index_state import INDEX_STATE_FILE, RunState, keep, local
 from ragtrail.store import (
     Point,
     collection_name,
@@ -37,22 +38,6 @@ from ragtrail.store.sparse import CONFIG as SPARSE_CONFIG
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
 UPSERT_BATCH = env_kit.UPSERT_BATCH.get()
-
-
-def _vector_lookup(embedded: list[dict]):
-    """chunk_hash → (vectors file, row) for every newly embedded text."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    where, mats = {}, []
-    for e in embedded:
-        # a plain ndarray over the mapped file (no copy): row access without np.memmap's per-row overhead
-        mats.append(np.asarray(np.load(e["vectors_path"], mmap_mode="r")))
-        for row, h in enumerate(pq.read_table(e["texts_path"], columns=["chunk_hash"]).column(0).to_pylist()):
-            where[h] = (len(mats) - 1, row)
-    return where, mats
-
-
 def index_run(
     *,
     location,
@@ -65,7 +50,10 @@ def index_run(
     workdir: str | Path,
     run_id: str | None = None,
     recorder: Recorder | None = None,
-    state: dict | None = None,
+    source_state: dict | None = None,
+    total_chunks: int | None = None,
+    fetch=local,
+    release=keep,
 ) -> dict:
     """Bring the version's collection to this run's view of the source (the gate, not this stage, moves the alias).
 
@@ -76,6 +64,12 @@ def index_run(
     from, the ingest stage's delta, the documents the plan sent to be written, and where to write the state
     after this run's writes (the caller commits it).
 
+    Streams: one chunk file at a time (``fetch`` makes a path local, ``release`` drops that local copy once
+    read: a work store's files are fetched one by one, not all up front), vectors read per embed batch; what
+    must outlive a chunk file (which documents were written, which point ids are new, where each new
+    vector is) lives in :data:`INDEX_STATE_FILE`, not in memory. ``total_chunks``: the points expected
+    (progress only; read from the chunk files when not given).
+
     Returns:
         ``{"collection", "alias", "vectors", "upserted", "deleted", "live", "docs_skipped"}``.
     """
@@ -84,51 +78,62 @@ def index_run(
     rec = recorder or Recorder()
     name = collection_name(product, version)
     rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH)
-    where, mats = _vector_lookup(embedded)
-    dim = int(mats[0].shape[1]) if mats else None
+    state = RunState(Path(workdir) / INDEX_STATE_FILE, embedded, fetch, release)
+    dim = state.dim
+    if total_chunks is None:
+        total_chunks = 0
+        for p in chunk_paths:
+            here = fetch(p)
+            total_chunks += pq.ParquetFile(here).metadata.num_rows
+            release(here)
     manifest_path = Path(workdir) / INDEX_MANIFEST_FILE
-    with open_store(location) as store, manifest_path.open("w") as manifest:
-        fresh = not store.exists(name)  # made by this try: it holds no point this run did not write
-        if dim is None and not fresh:
-            dim = store.dimension(name)
-        if dim is not None:
-            ensure_collection(store, name, dim, {**config, "product": product, "version": version,
-                                                  "built_at": time.time(), "sparse": dict(SPARSE_CONFIG)})
-        failpoint("index.start", workdir)
-        progress = Progress("index", sum(pq.ParquetFile(p).metadata.num_rows for p in chunk_paths), "points",
-                            recorder=rec)
-        upserts = _Upserts(store, name, workdir, progress)
-        writer = _DocWriter(store, name, where, mats, upserts, manifest,
-                            {"product": product, "version": version, "ingest_run_id": run_id},
-                            _sparse_encoder(store, name))
-        for path in chunk_paths:
-            writer.write_file(path)
-        upserts.flush()
-        if writer.skipped and not writer.written:
-            raise RuntimeError(f"none of the {len(writer.skipped)} changed documents has all its vectors "
-                               "(every embed batch failed): nothing to index")
-        failpoint("index.before_delete", workdir)
-        stale = [] if fresh else _delete_stale(store, name, sorted(writer.written), writer.new_ids)
-        gone_points = _delete_docs(store, name, deleted_docs)
-        if state and state.get("delta_path"):
-            committed = _state_after(store, name, state, chunk_paths, writer, deleted_docs)
-            rec.metric(**committed)
-        if store.exists(name):
-            store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
-        failpoint("index.before_alias", workdir)
-        vectors_total = store.count(name) if store.exists(name) else 0
-        live = store.alias_target(product)
+    try:
+        with open_store(location) as store, manifest_path.open("w") as manifest:
+            fresh = not store.exists(name)  # made by this try: it holds no point this run did not write
+            if dim is None and not fresh:
+                dim = store.dimension(name)
+            if dim is not None:
+                ensure_collection(store, name, dim, {**config, "product": product, "version": version,
+                                                      "built_at": time.time(), "sparse": dict(SPARSE_CONFIG)})
+            failpoint("index.start", workdir)
+            progress = Progress("index", total_chunks, "points", recorder=rec)
+            upserts = _Upserts(store, name, workdir, progress)
+            writer = _DocWriter(store, name, state, upserts, manifest,
+                                {"product": product, "version": version, "ingest_run_id": run_id},
+                                _sparse_encoder(store, name))
+            for path in chunk_paths:
+                here = fetch(path)
+                writer.write_file(here)
+                release(here)
+            upserts.flush()
+            written, skipped = state.count("written"), state.count("skipped")
+            if skipped and not written:
+                raise RuntimeError(f"none of the {skipped} changed documents has all its vectors "
+                                   "(every embed batch failed): nothing to index")
+            failpoint("index.before_delete", workdir)
+            stale = 0 if fresh else _delete_stale(store, name, state)
+            gone_points = _delete_docs(store, name, deleted_docs)
+            if source_state and source_state.get("delta_path"):
+                rec.metric(**_state_after(store, name, source_state, chunk_paths, writer, deleted_docs, fetch, release))
+            if store.exists(name):
+                store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
+            failpoint("index.before_alias", workdir)
+            vectors_total = store.count(name) if store.exists(name) else 0
+            live = store.alias_target(product)
+    finally:
+        state.close()
     failpoint("index.end", workdir)
-    progress.finish(deleted=len(stale) + gone_points, in_collection=vectors_total)
+    progress.finish(deleted=stale + gone_points, in_collection=vectors_total)
     rec.metric(vector_count=vectors_total, points_upserted=upserts.count, vectors_added=upserts.count,
-               vectors_deleted=len(stale) + gone_points, docs_deleted_by_filter=len(deleted_docs), vectors_reused=writer.reused, docs_written=len(writer.written),
-               docs_skipped=len(writer.skipped), upsert_seconds=upserts.seconds,
-               sparse_seconds=writer.sparse_seconds,
+               vectors_deleted=stale + gone_points, docs_deleted_by_filter=len(deleted_docs),
+               vectors_reused=writer.reused, docs_written=written, docs_skipped=skipped,
+               upsert_seconds=upserts.seconds, sparse_seconds=writer.sparse_seconds,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
     rec.artifact(manifest_path, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserts.count,
-            "deleted": len(stale) + gone_points, "live": live, "docs_skipped": len(writer.skipped)}
+            "deleted": stale + gone_points, "live": live, "docs_skipped": skipped}
+
 
 
 def _sparse_encoder(store, name: str):
@@ -170,16 +175,14 @@ class _Upserts:
 class _DocWriter:
     """Turn chunk files into points, a document whole or not at all, and note each in the index manifest."""
 
-    def __init__(self, store, name: str, where: dict, mats: list, upserts: _Upserts, manifest, stamp: dict,
-                 sparse=None):
-        self.store, self.name, self.where, self.mats = store, name, where, mats
+    def __init__(self, store, name: str, state: RunState, upserts: _Upserts, manifest, stamp: dict, sparse=None):
+        self.store, self.name, self.state = store, name, state
         self.upserts, self.manifest, self.stamp = upserts, manifest, stamp
         self.sparse, self.sparse_seconds = sparse, 0.0
-        self.written: set[str] = set()
-        self.skipped: set[str] = set()
-        self.new_ids: set[str] = set()
         self.missing: set[str] = set()  # held hashes the collection turned out not to hold
         self.reused = 0
+        self._written: list[str] = []
+        self._new: list[str] = []
 
     def write_file(self, path: str) -> None:
         import pyarrow.parquet as pq
@@ -188,37 +191,36 @@ class _DocWriter:
         by_doc: dict[str, list[dict]] = {}
         for r in rows:
             by_doc.setdefault(r["doc_id"], []).append(r)
+        new = self.state.vectors(sorted({r["chunk_hash"] for r in rows}))
         # Texts the index already holds were not embedded again: take their vectors from the
         # collection as it is now (not from the plan's snapshot, which a killed try may have outdated).
-        need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in self.where})
+        need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in new})
         held = vectors_by_hash(self.store, self.name, need) if need and self.store.exists(self.name) else {}
         self.missing.update(h for h in need if h not in held)
+        skipped = []
         for doc_id, chunks in by_doc.items():
-            vectors = [self._vector(r["chunk_hash"], held) for r in chunks]
-            self.reused += sum(r["chunk_hash"] not in self.where and r["chunk_hash"] in held for r in chunks)
+            vectors = [new[r["chunk_hash"]].tolist() if r["chunk_hash"] in new else _held(held, r["chunk_hash"])
+                       for r in chunks]
+            self.reused += sum(r["chunk_hash"] not in new and r["chunk_hash"] in held for r in chunks)
             if any(v is None for v in vectors):
-                self.skipped.add(doc_id)
+                skipped.append(doc_id)
                 continue
             self._write_doc(doc_id, chunks, vectors)
-
-    def _vector(self, chunk_hash: str, held: dict) -> list | None:
-        """The newly embedded vector of a text, else the one the collection holds, else ``None``."""
-        import numpy as np
-
-        if chunk_hash in self.where:
-            m, row = self.where[chunk_hash]
-            return np.asarray(self.mats[m][row]).tolist()
-        return list(held[chunk_hash]) if chunk_hash in held else None
+        self.state.add("skipped", skipped)
+        self.state.add("written", self._written)
+        self.state.add("new", self._new)
+        self._written.clear()
+        self._new.clear()
 
     def _write_doc(self, doc_id: str, chunks: list[dict], vectors: list[list]) -> None:
-        self.written.add(doc_id)
+        self._written.append(doc_id)
+        self._new.extend(r["point_id"] for r in chunks)
         sparse = [None] * len(chunks)
         if self.sparse is not None:
             t0 = time.perf_counter()
             sparse = self.sparse.documents([r["text"] for r in chunks])
             self.sparse_seconds += time.perf_counter() - t0
         for r, vec, sv in zip(chunks, vectors, sparse, strict=True):
-            self.new_ids.add(r["point_id"])
             self.upserts.add(Point(id=r["point_id"], vector=vec, sparse=sv, payload={
                 "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],
                 "n_chunks": r["n_chunks"], "chunk_hash": r["chunk_hash"], "text": r["text"],
@@ -237,23 +239,33 @@ def _delete_docs(store, name: str, doc_ids: list[str]) -> int:
     return before - store.count(name)
 
 
-def _state_after(store, name: str, state: dict, chunk_paths: list[str], writer: _DocWriter, deleted: list[str]) -> dict:
+def _state_after(store, name: str, state: dict, chunk_paths: list[str], writer: _DocWriter, deleted: list[str],
+                 fetch, release) -> dict:
     """Write the source state as it stands after this run's writes (the caller commits the file)."""
     from ragtrail.stages.state_commit import commit_state
 
     stamp = json.dumps(store.metadata(name).get("built_at")) if store.exists(name) else None
     return commit_state(state["out_path"], base_path=state.get("base_path"), delta_path=state["delta_path"],
-                        chunk_paths=chunk_paths, changed=state.get("changed", set()), written=writer.written,
+                        chunk_paths=chunk_paths, changed=state.get("changed", set()), written=set(writer.state.docs("written")),
                         deleted=set(deleted),
-                        missing_hashes=writer.missing, stamp=stamp)
+                        missing_hashes=writer.missing, stamp=stamp, fetch=fetch, release=release)
 
 
-def _delete_stale(store, name: str, touched: list[str], new_ids: set[str]) -> list:
-    """Delete the points of the written documents that this run did not write (their old chunks); their ids."""
-    stale: list = []
-    if touched and store.exists(name):
-        for i in range(0, len(touched), 1000):
-            stale += [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", touched[i : i + 1000]))
-                      if str(p.id) not in new_ids]
-        store.delete(name, stale)
+def _held(held: dict, chunk_hash: str) -> list | None:
+    """The vector the collection holds for a text, else ``None``."""
+    return list(held[chunk_hash]) if chunk_hash in held else None
+
+
+def _delete_stale(store, name: str, state: RunState) -> int:
+    """Delete the points of the touched documents (written or deleted) that this run did not write, a page
+    of documents at a time; returns how many."""
+    stale = 0
+    if store.exists(name):
+        for docs in state.touched(1000):
+            ids = [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", docs))]
+            new = state.new_among([str(i) for i in ids])
+            gone = [i for i in ids if str(i) not in new]
+            if gone:
+                store.delete(name, gone)
+            stale += len(gone)
     return stale

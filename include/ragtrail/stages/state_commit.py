@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ragtrail.stages.index_state import keep, local
 from ragtrail.stages.sync_state import create_state, delta_meta, read_only
 
 _PROBE = 500  # host parameters per IN (…) look-up (SQLite allows 999 on old builds)
@@ -79,7 +80,7 @@ def _doc_row(r: dict, unwritten: set[str], deleted: set[str]) -> tuple[str, tupl
 
 def commit_state(out_path: str | Path, *, base_path: str | Path | None, delta_path: str | Path,
                  chunk_paths: list[str], changed: set[str], written: set[str], deleted: set[str],
-                 missing_hashes: set[str], stamp: str | None) -> dict:
+                 missing_hashes: set[str], stamp: str | None, fetch=local, release=keep) -> dict:
     """Write the state after this run's writes into ``out_path`` (a copy of ``base_path`` with the delta
     applied); returns counts. ``changed``: the documents the plan sent to be written (added, updated);
     those of them not in ``written`` failed. The caller commits the file
@@ -103,11 +104,13 @@ def commit_state(out_path: str | Path, *, base_path: str | Path | None, delta_pa
                     conn.execute("DELETE FROM docs WHERE key = ? AND doc_id = ?", row)
         for batch in _batches(sorted(written | deleted)):
             conn.execute(f"DELETE FROM chunks WHERE doc_id IN ({','.join('?' * len(batch))})", batch)
-        for path in chunk_paths:
-            for rb in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["chunk_hash", "doc_id"]):
+        for path in chunk_paths:  # ``fetch`` makes a work store's file local, ``release`` drops that copy
+            here = fetch(path)
+            for rb in pq.ParquetFile(here).iter_batches(batch_size=4096, columns=["chunk_hash", "doc_id"]):
                 conn.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)",
                                  [(h, d) for h, d in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(),
                                                          strict=True) if d in written])
+            release(here)
         for batch in _batches(sorted(missing_hashes)):
             conn.execute(f"DELETE FROM chunks WHERE chunk_hash IN ({','.join('?' * len(batch))})", batch)
         meta = delta_meta(delta_path)

@@ -235,9 +235,10 @@ def index(chunked, embedded, params=None, tracker=None, dag_run=None):
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
     state = open_source_state(collection_name(cfg.product, cfg.version))
-    result = index_from_results(work.fetch(as_list(chunked)), work.fetch(as_list(embedded)), cfg, work.local,
-                                dag_run.run_id, recorder=tracker, location=store_settings(),
-                                state_base=state.fetch(work.local))
+    # the stage fetches each chunk, text and vector file when it reads it (one at a time), not all up front
+    result = index_from_results(as_list(chunked), as_list(embedded), cfg, work.local, dag_run.run_id,
+                                recorder=tracker, location=store_settings(), state_base=state.fetch(work.local),
+                                work=work)
     if result.pop("state_path", None):  # after the writes: the next run merges its listing against this
         state.commit(work.local / STATE_FILE)
     return result

@@ -1,0 +1,132 @@
+"""The index stage streams: one chunk file at a time, only the vectors it needs read from the embed batches'
+files (no memory map), however many batches the run has, and a work store's files fetched one by one — the
+same points as ever.
+
+Real stages (ingest, plan, chunk, dedupe, embed with the bundled model, index) on an Edge store in a temporary
+folder; the probe is the stage's own failpoint after each upsert call."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from ragtrail.core.spec import run_config
+from ragtrail.core.workstore import open_run
+from ragtrail.stages import indexing
+from ragtrail.stages.chunking import chunk_documents
+from ragtrail.stages.dedupe import unique_texts
+from ragtrail.stages.embedding import embed_chunks
+from ragtrail.stages.index_results import index_from_results
+from ragtrail.stages.ingest import ingest_source
+from ragtrail.stages.plan import plan_sync
+from ragtrail.store import open_store
+
+DOCS = {f"doc{i:02d}.txt": f"Note {i}: the {w} of station {i} is checked every {i + 2} days by the crew."
+        for i, w in enumerate("pump valve boiler filter gauge relay fan hatch winch drain cable lamp".split())}
+
+
+def _build(root: Path, store: str, work_dir: Path):
+    """Ingest, plan, chunk (3 documents a batch), dedupe (2 texts an embed batch: 6 vector files) and embed."""
+    src = root / "src"
+    src.mkdir()
+    for name, text in DOCS.items():
+        (src / name).write_text(text)
+    cfg = run_config({"source": str(src), "product": "idx", "version": "v1", "docs_per_batch": 3})
+    docs = ingest_source(cfg.source, work_dir)
+    plan = plan_sync(docs["docs_path"], work_dir, location=store, product=cfg.product, version=cfg.version,
+                     config=cfg.version_config(), docs_per_batch=cfg.docs_per_batch)
+    chunked = [chunk_documents(b["docs_path"], work_dir, product=cfg.product, out_name=f"batches/chunks_{b['batch']:05d}.parquet")
+               for b in plan["batches"]]
+    dedupe = unique_texts([c["chunks_path"] for c in chunked], work_dir, held_path=plan["held_path"], texts_per_batch=2)
+    embedded = [embed_chunks(b["texts_path"], work_dir, out_name=f"embed/vectors_{b['batch']:05d}.npy",
+                             backend=cfg.embed_backend) for b in dedupe["batches"]]
+    assert len(embedded) == 6
+    return cfg, chunked, embedded
+
+
+def _mapped_vector_files() -> set[str]:
+    return set(re.findall(r"\S*vectors_\d+\.npy", Path("/proc/self/maps").read_text()))
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    """Upserts of 2 points; after each, which vector files are mapped and which files lie in the given folder."""
+    seen: dict[str, list] = {"maps": [], "local": []}
+    watch: dict[str, Path | None] = {"folder": None}
+    real = indexing.failpoint
+
+    def spy(name, workdir=None):
+        if name.startswith("index.after_upsert_"):
+            seen["maps"].append(_mapped_vector_files())
+            if watch["folder"] is not None:
+                seen["local"].append(sorted(p.name for p in watch["folder"].rglob("*") if p.is_file()
+                                            and p.suffix in (".parquet", ".npy")))
+        return real(name, workdir)
+
+    monkeypatch.setattr(indexing, "UPSERT_BATCH", 2)
+    monkeypatch.setattr(indexing, "failpoint", spy)
+    return seen, watch
+
+
+def _stored(store: str, name: str) -> dict[str, tuple]:
+    """point id → (doc_id, chunk_hash, vector) of every point in the collection."""
+    with open_store(store) as s:
+        return {str(p.id): (p.payload["doc_id"], p.payload["chunk_hash"], p.vector)
+                for p in s.scroll(name, ["doc_id", "chunk_hash"], with_vectors=True)}
+
+
+def _embedded_vectors(embedded: list[dict]) -> dict[str, np.ndarray]:
+    out = {}
+    for e in embedded:
+        hashes = pq.read_table(e["texts_path"], columns=["chunk_hash"]).column(0).to_pylist()
+        out.update(zip(hashes, np.load(e["vectors_path"]), strict=True))
+    return out
+
+
+def test_index_maps_no_vector_file(tmp_path, probe):
+    """Six embed batches: every point written with its own text's vector, and no .npy ever memory-mapped
+    (the stage once mapped every batch at once: one map per batch, past vm.max_map_count at 10M documents)."""
+    seen, _ = probe
+    store, work_dir = str(tmp_path / "store"), tmp_path / "work"
+    cfg, chunked, embedded = _build(tmp_path, store, work_dir)
+    out = index_from_results(chunked, embedded, cfg, work_dir, "run-1", location=store)
+    assert out["upserted"] == out["vectors"] == len(DOCS) and out["docs_skipped"] == 0
+    assert len(seen["maps"]) == 6 and not any(seen["maps"]), seen["maps"]
+    assert not _mapped_vector_files()  # none left mapped after the stage
+    vectors = _embedded_vectors(embedded)
+    points = _stored(store, out["collection"])
+    assert len(points) == len(DOCS)
+    for _, chunk_hash, vector in points.values():
+        assert np.allclose(vector, vectors[chunk_hash], atol=1e-5)
+
+
+def test_index_fetches_work_store_files_one_at_a_time(tmp_path, probe):
+    """With a work store, the stage fetches a chunk, texts or vectors file when it reads it and drops the copy
+    after (it once fetched every file of the run first): at most one chunk file and two vector files lie in
+    the task's folder at any upsert, none at the end, and the points are the same."""
+    seen, watch = probe
+    store = str(tmp_path / "store")
+    work = open_run("rag_ingest", "run-2", url=f"memory://ragtrail-test/{tmp_path.name}", local_root=tmp_path / "worker")
+    cfg, chunked, embedded = _build(tmp_path, store, work.local)
+    chunked_urls, embedded_urls = work.publish(chunked), work.publish(embedded)
+    assert all("://" in c["chunks_path"] for c in chunked_urls) and all("://" in e["vectors_path"] for e in embedded_urls)
+    vectors = _embedded_vectors(embedded)
+    expected = {(r["doc_id"], r["chunk_hash"]) for c in chunked
+                for r in pq.read_table(c["chunks_path"], columns=["doc_id", "chunk_hash"]).to_pylist()}
+    for p in list(work.local.rglob("*")):  # another worker: only the plan's files are here (fetch_plan)
+        if p.is_file() and p.parent.name in ("batches", "embed"):
+            p.unlink()
+    watch["folder"] = work.local
+    out = index_from_results(chunked_urls, embedded_urls, cfg, work.local, "run-2", location=store, work=work)
+    assert out["upserted"] == len(DOCS) and len(seen["local"]) == 6
+    for files in seen["local"]:
+        assert sum(f.startswith("chunks_") for f in files) <= 1 and sum(f.startswith("vectors_") for f in files) <= 2, files
+    assert not [p for p in work.local.rglob("*") if p.is_file() and p.parent.name in ("batches", "embed")]  # copies dropped
+    points = _stored(store, out["collection"])
+    assert {(d, h) for d, h, _ in points.values()} == expected and len(points) == len(DOCS)
+    for _, chunk_hash, vector in points.values():
+        assert np.allclose(vector, vectors[chunk_hash], atol=1e-5)
