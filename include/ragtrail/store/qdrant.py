@@ -169,8 +169,7 @@ class QdrantStore:
 
     def delete_where(self, name: str, field: str, values: list) -> None:
         """Delete the points whose payload ``field`` is one of ``values``: a filter selector per 1,000 values."""
-        values = list(values)
-        for i in range(0, len(values), 1000):
+        for i in range(0, len(values := list(values)), 1000):
             selector = models.FilterSelector(filter=models.Filter(must=[models.FieldCondition(
                 key=field, match=models.MatchAny(any=values[i : i + 1000]))]))
             self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True),
