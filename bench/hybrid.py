@@ -13,6 +13,10 @@ build's wall time (parse + chunk + embed + index with sparse).
 Usage::
 
     python bench/hybrid.py [--pgdocs 150] [--out bench/results/hybrid.json]
+    python bench/hybrid.py --faqs --no-sample --pgdocs 0 --out bench/results/hybrid.json   # adds "faqs"
+
+``--faqs`` adds the Perl + Python FAQ set of :mod:`faqs` (``faqs.prepare``). An existing ``--out`` file is
+updated (the corpora measured replace theirs, the others stay).
 """
 
 from __future__ import annotations
@@ -151,14 +155,24 @@ def latencies(store, name: str, queries: list[dict], rounds: int = 3) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pgdocs", type=int, default=150, help="pages of the PostgreSQL manual (0: skip)")
+    ap.add_argument("--faqs", action="store_true", help="also the Perl + Python FAQ set (bench/faqs.py)")
+    ap.add_argument("--no-sample", action="store_true", help="skip the sample corpus")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     from ragtrail.core.settings import SAMPLE_CORPUS
 
-    out = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                       "note": "2 shared cores (other jobs running); latencies: modes interleaved per question, 3 rounds"}}
-    out["sample"] = build_and_measure(SAMPLE_CORPUS, REPO / "include" / "sample_corpus_queries.jsonl")
-    print(json.dumps(out["sample"], indent=1), flush=True)
+    out = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).exists() else {}
+    out["machine"] = {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                      "note": "2 shared cores (other jobs running); latencies: modes interleaved per question, 3 rounds"}
+    if not args.no_sample:
+        out["sample"] = build_and_measure(SAMPLE_CORPUS, REPO / "include" / "sample_corpus_queries.jsonl")
+        print(json.dumps(out["sample"], indent=1), flush=True)
+    if args.faqs:
+        import faqs
+
+        corpus, questions, _ = faqs.prepare(REPO / ".data" / "bench" / "faqs")
+        out["faqs"] = {"date": faqs.time_stamp(), **build_and_measure(corpus, questions)}
+        print(json.dumps(out["faqs"], indent=1), flush=True)
     if args.pgdocs:
         import pgdocs
 

@@ -223,3 +223,27 @@ def test_registered_model_ships_its_code_and_pinned_requirements(handbook_run, s
     assert proc.returncode == 0, proc.stderr[-3000:]
     count, origin = proc.stdout.split()[-2:]
     assert count == "3" and origin.startswith(str(tmp_path)), proc.stdout
+
+
+def test_every_retrieval_mode_is_measured_on_the_evaluate_run_and_the_parent_run(handbook_run, mlflow_client, tmp_path):
+    """The sample corpus's version (hybrid, DBSF by default) is also measured dense and sparse: per-mode metrics and
+    ``eval/modes.json`` on the evaluate run, the per-mode metrics and the better-mode tag on the parent run."""
+    from ragtrail.trail.names import BETTER_MODE_TAG, MODE_METRICS, mode_metric
+
+    run = evaluate_run(mlflow_client, handbook_run)
+    parent = mlflow_client.get_run(handbook_run["parent_run_id"])
+    for mode in ("dense", "sparse", "hybrid"):
+        for metric in MODE_METRICS:
+            name = mode_metric(metric, mode)
+            assert name in run.data.metrics, name
+            if metric != "latency_p95_ms":
+                assert 0.0 <= run.data.metrics[name] <= 1.0
+            assert parent.data.metrics[name] == pytest.approx(run.data.metrics[name]), name
+    # judged in its configured mode: the headline metrics are hybrid mode's
+    assert run.data.metrics["ndcg_at_10"] == pytest.approx(run.data.metrics["ndcg_at_10.hybrid"])
+    table = json.loads(open(mlflow_client.download_artifacts(run.info.run_id, "eval/modes.json", str(tmp_path))).read())
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    assert {r["mode"]: r["configured"] for r in rows} == {"dense": False, "sparse": False, "hybrid": True}
+    better = run.data.tags[BETTER_MODE_TAG]
+    assert parent.data.tags[BETTER_MODE_TAG] == better == (handbook_run["better_mode"] or "-")
+    assert (better != "-") == ("beats the configured hybrid mode" in handbook_run["gate_reason"])

@@ -65,3 +65,15 @@ def test_dag_run_tab_and_its_problem_message_are_escaped():
     html = render_dag_run(t, t.done[0])
     assert EVIL not in html and "Open the pipeline run in MLflow" in html and "chunk [0]" in html
     assert EVIL not in render_dag_run(t, None, EVIL)
+
+
+def test_metrics_page_lists_ndcg_per_retrieval_mode():
+    """The evaluation's comparison of modes (copied to the parent run by the roll-up) is a column per mode."""
+    t = Trail()
+    t.done[0]["metrics"].update({"ndcg_at_10.dense": 0.8130, "ndcg_at_10.sparse": 0.6657, "ndcg_at_10.hybrid": 0.7776})
+    html = render(t, product="docs")
+    for mode in ("dense", "sparse", "hybrid"):
+        assert f"<th>nDCG {mode}</th>" in html
+    latest = html.split('<table class="latest">')[1].split("</table>")[0]
+    cells = re.findall(r'<td class="n">([^<]*)</td>', latest)
+    assert cells[6:9] == ["0.813", "0.666", "0.778"], cells  # after docs, chunks, vectors, nDCG, recall, p95

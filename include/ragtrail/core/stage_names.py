@@ -11,6 +11,8 @@ from __future__ import annotations
 # Tags the evaluation gate, the index stage and the canary write.
 GATE_TAG, GATE_REASON_TAG = "ragtrail.gate", "ragtrail.gate_reason"
 LIVE_COLLECTION_TAG, VS_LIVE_TAG = "ragtrail.live_collection", "ragtrail.vs_live"
+# The mode that beat the version's configured retrieval mode on nDCG@10 by more than the tolerance ("-": none).
+BETTER_MODE_TAG = "ragtrail.better_mode"
 CANARY_TAG, CANARY_REASON_TAG = "ragtrail.canary", "ragtrail.canary_reason"
 # The tuning stage's ``ragtrail.plot_<name>`` tag says why a plot was not drawn.
 PLOT_TAG_PREFIX = "ragtrail.plot_"
@@ -23,3 +25,11 @@ EMBEDDINGS_PER_SECOND, EMBEDDING_COUNT = "embeddings_per_second", "embedding_cou
 DURATION_S = "duration_s"
 # The evaluation's quality metrics, in the order they are reported.
 EVAL_METRICS = (NDCG_AT_10, "recall_at_1", "recall_at_5", RECALL_AT_10, MRR_AT_10, "hit_rate")
+# Per retrieval mode, the evaluation reports these as ``<metric>.<mode>`` (e.g. ``ndcg_at_10.sparse``).
+MODE_METRICS = (NDCG_AT_10, RECALL_AT_10, MRR_AT_10, LATENCY_P95_MS)
+
+
+def mode_metric(metric: str, mode: str) -> str:
+    """The name of ``metric`` measured in retrieval ``mode``: ``mode_metric("ndcg_at_10", "dense")`` is
+    ``"ndcg_at_10.dense"``."""
+    return f"{metric}.{mode}"

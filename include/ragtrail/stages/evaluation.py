@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ragtrail.core.settings import SAMPLE_CORPUS
-from ragtrail.core.stage_names import EVAL_METRICS
+from ragtrail.core.stage_names import EVAL_METRICS, MODE_METRICS
 
 SAMPLE_QUERIES = SAMPLE_CORPUS.parent / "sample_corpus_queries.jsonl"
 K = 10
@@ -171,3 +171,37 @@ def evaluate_collection(store, collection: str, queries: list[dict],
     if progress:
         progress.finish()
     return summarize([{**r, "relevant": json.loads(r["relevant"])} for r in rows]), rows
+
+
+def evaluate_modes(store, collection: str, queries: list[dict], configured: dict | None = None) -> dict[str, dict]:
+    """The collection measured in each retrieval mode — ``dense``, ``sparse`` and ``hybrid`` (in the version's
+    own fusion) — on the same questions: ``{mode: {ndcg_at_10, recall_at_10, mrr_at_10, latency_p95_ms}}``.
+
+    ``configured``: the metrics already measured in the version's own mode (reused, not measured again).
+    A version without sparse vectors answers in dense mode only: ``{}`` (nothing to compare).
+    """
+    from ragtrail.stages.search import resolve_mode, sparse_ready
+
+    if not sparse_ready(store, collection):
+        return {}
+    own, fusion = resolve_mode(store, collection)
+    out = {}
+    for mode in ("dense", "sparse", "hybrid"):
+        metrics = configured if (configured is not None and mode == own) else evaluate_collection(
+            store, collection, queries, show_progress=False, mode=mode, fusion=fusion)[0]
+        out[mode] = {m: metrics[m] for m in MODE_METRICS}
+    return out
+
+
+def better_mode(by_mode: dict[str, dict], configured: str, tolerance: float) -> str | None:
+    """The mode whose nDCG@10 beats the ``configured`` one's by more than ``tolerance`` (the best such), or ``None``.
+
+    Example::
+
+        better_mode({"dense": {"ndcg_at_10": .5}, "sparse": {"ndcg_at_10": .9}}, "dense", .02)  # "sparse"
+    """
+    if configured not in by_mode:
+        return None
+    base = by_mode[configured]["ndcg_at_10"]
+    ahead = [(m["ndcg_at_10"], mode) for mode, m in by_mode.items() if m["ndcg_at_10"] > base + tolerance]
+    return max(ahead)[1] if ahead else None

@@ -7,6 +7,12 @@ than ``tolerance`` is rejected, and so is any drop that a paired permutation tes
 nDCG@10 finds significant (one-sided, p < ``ALPHA``). A smaller, not significant drop still goes live,
 but is marked (``worse_than_live``) so nobody misses it. Without a query set nothing is measured and
 the alias moves as requested (no gate).
+
+The version is judged in its configured retrieval mode (``retrieval_mode`` / ``fusion`` of its run spec), and
+also measured in each other mode on the same questions (``ndcg_at_10.dense``, ``ndcg_at_10.sparse``,
+``ndcg_at_10.hybrid``, … and the table ``eval/modes.json``). When another mode beats the configured one by
+more than ``tolerance`` on nDCG@10, the reason says so and ``ragtrail.better_mode`` names it; the configured
+mode is never changed here (a new run spec changes it).
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ import random
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
-from ragtrail.core.stage_names import GATE_REASON_TAG, GATE_TAG, LIVE_COLLECTION_TAG, VS_LIVE_TAG
+from ragtrail.core.stage_names import (
+    BETTER_MODE_TAG,
+    GATE_REASON_TAG,
+    GATE_TAG,
+    LIVE_COLLECTION_TAG,
+    VS_LIVE_TAG,
+    mode_metric,
+)
 from ragtrail.stages.evaluation import load_queries
 from ragtrail.store import collection_name, open_store, put_live
 
@@ -92,6 +105,24 @@ def gate(metrics: dict, live_metrics: dict | None, *, min_ndcg: float = 0.0, tol
     return True, f"nDCG@10 {ndcg:.4f} (no live version, min {min_ndcg})"
 
 
+def better_mode_note(by_mode: dict, configured: str | None, better: str | None, tolerance: float) -> str:
+    """The line the gate's reason gets when another mode beats the configured one ("" when none does)."""
+    if not better:
+        return ""
+    new, own = by_mode[better]["ndcg_at_10"], by_mode[configured]["ndcg_at_10"]
+    return (f"; {better} mode beats the configured {configured} mode by {new - own:+.4f} nDCG@10 ({new:.4f} vs "
+            f"{own:.4f}, tolerance {tolerance}): set retrieval_mode: {better} in the run spec to use it")
+
+
+def record_modes(rec: Recorder, by_mode: dict, configured: str | None, fusion: str | None) -> None:
+    """The comparison of retrieval modes on the evaluate run: ``<metric>.<mode>`` metrics and ``eval/modes.json``."""
+    for mode, values in by_mode.items():
+        rec.metric(**{mode_metric(k, mode): v for k, v in values.items()})
+    if by_mode:
+        rec.table("eval/modes.json", [{"mode": mode, "fusion": fusion if mode == "hybrid" else "-",
+                                       "configured": mode == configured, **values} for mode, values in by_mode.items()])
+
+
 def evaluate_and_promote(
     *,
     location,
@@ -114,10 +145,12 @@ def evaluate_and_promote(
     ``location``: anything :func:`ragtrail.store.resolve_store` accepts.
 
     Returns:
-        ``{"collection", "live", "promoted", "gate", "reason", "metrics", "live_metrics", "rows"}``;
+        ``{"collection", "live", "promoted", "gate", "reason", "metrics", "live_metrics", "rows", "modes",
+        "better_mode", …}`` (``modes``: :func:`ragtrail.stages.evaluation.evaluate_modes`);
         ``gate`` is passed / rejected / skipped (no query set) / not_requested (``promote`` off).
     """
-    from ragtrail.stages.evaluation import evaluate_collection
+    from ragtrail.stages.evaluation import better_mode, evaluate_collection, evaluate_modes
+    from ragtrail.stages.search import resolve_mode
 
     rec = recorder or Recorder()
     name = collection_name(product, version)
@@ -127,12 +160,17 @@ def evaluate_and_promote(
     metrics = live_metrics = None
     rows: list[dict] = []
     versus: dict = {}
+    by_mode: dict = {}
+    own_mode = own_fusion = better = None
     with open_store(location) as store:
         if not store.exists(name):
             raise RuntimeError(f"{name} was not built: nothing to evaluate")
         live_before = store.alias_target(product)
         if queries:
             metrics, rows = evaluate_collection(store, name, queries)
+            own_mode, own_fusion = resolve_mode(store, name)
+            by_mode = evaluate_modes(store, name, queries, configured=metrics)
+            better = better_mode(by_mode, own_mode, tolerance)
             if live_before and live_before != name:
                 live_metrics, live_rows = evaluate_collection(store, live_before, queries)
                 versus = compare_with_live(rows, live_rows)
@@ -140,6 +178,7 @@ def evaluate_and_promote(
                                   live_name=live_before or "live", p_value=versus.get("p_value"),
                                   already_live=live_before == name)
             verdict = PASSED if passes else REJECTED
+            reason += better_mode_note(by_mode, own_mode, better, tolerance)
         else:
             passes, verdict, reason = True, SKIPPED, "no query set: not evaluated, no gate"
         if not promote:
@@ -156,10 +195,13 @@ def evaluate_and_promote(
         if versus:
             rec.metric(ndcg_delta_vs_live=versus["delta"], ndcg_p_value_vs_live=versus["p_value"])
         rec.table("eval/per_query.json", rows)
+        record_modes(rec, by_mode, own_mode, own_fusion)
     rec.metric(promoted=int(promoted), versions_pruned=len(dropped), promoted_worse=int(promoted and worse))
     rec.tag(**{GATE_TAG: verdict, GATE_REASON_TAG: reason, LIVE_COLLECTION_TAG: live or "-",
-               VS_LIVE_TAG: ("worse" if worse else "not worse") if live_metrics else "-"})
+               VS_LIVE_TAG: ("worse" if worse else "not worse") if live_metrics else "-",
+               BETTER_MODE_TAG: better or "-"})
     return {"collection": name, "live": live, "promoted": promoted, "gate": verdict, "reason": reason,
             "metrics": metrics, "live_metrics": live_metrics, "rows": len(rows),
             "worse_than_live": worse, "promoted_worse": promoted and worse, "vs_live": versus or None,
-            "pruned": dropped}
+            "pruned": dropped, "retrieval_mode": own_mode, "fusion": own_fusion, "modes": by_mode or None,
+            "better_mode": better}

@@ -1,6 +1,7 @@
-"""Tune chunking (and the embedder) for retrieval quality with Optuna's TPE sampler.
+"""Tune chunking, the embedder and the retrieval mode for retrieval quality with Optuna's TPE sampler.
 
-The space is small (chunk sizes in steps of 16 × four overlaps × the embedders: ~50 points), so the
+The space is small (chunk sizes in steps of 16 × four overlaps × the embedders × four retrieval modes —
+dense, sparse, hybrid with RRF or DBSF: ~200 points), so the
 sampler starts from the live configuration (enqueued as trial 0) and spends only a few random
 start-up trials before TPE takes over. Overlap is a conditional parameter: only overlaps below half
 the sampled chunk size are offered, so no trial is ever clamped. With a ``storage`` URL (an Optuna
@@ -8,14 +9,16 @@ RDB, e.g. a SQLite file keyed by the DAG run) a retried task resumes the study w
 
 Each trial chunks the ingested documents with one configuration, embeds the chunks (texts already
 embedded by an earlier trial with the same embedder are reused), loads them into an in-memory Qdrant
-collection (through :mod:`ragtrail.store`) and scores it on the query set with :mod:`ragtrail.stages.evaluation`. Nothing touches the
+collection (through :mod:`ragtrail.store`, both vectors: the mode is a query-time choice) and scores it in
+the trial's retrieval mode on the query set with :mod:`ragtrail.stages.evaluation`. Nothing touches the
 product's real collections; the best configuration can then be built as a new version.
 
 Example::
 
     result = tune_chunking("work/docs.parquet", load_queries("questions.jsonl"), workdir="work",
                            n_trials=10, timeout_s=600)
-    result["best_params"]  # {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2"}
+    result["best_params"]  # {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2",
+                           #  "retrieval_mode": "hybrid", "fusion": "dbsf"}
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from pathlib import Path
 
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
+from ragtrail.core.settings import DEFAULT_FUSION, DEFAULT_RETRIEVAL_MODE
 from ragtrail.core.stage_names import PLOT_TAG_PREFIX
 
 OVERLAPS = (0, 16, 32, 64)
 OBJECTIVE = "ndcg_at_10"
 TRIAL_BACKEND = "torch"  # trials embed chunks and questions alike with it
-STARTUP_TRIALS = 4  # random trials before TPE; the space has ~50 points, 10 would be most of a study
+STARTUP_TRIALS = 4  # random trials before TPE; the space has ~200 points, 10 would be a large share of a study
+RETRIEVAL_MODES = ("dense", "sparse", "hybrid")
+FUSIONS = ("rrf", "dbsf")  # searched only for hybrid (a conditional parameter)
 
 
 def overlap_choices(chunk_size: int) -> tuple[int, ...]:
@@ -45,14 +51,21 @@ def suggest(trial, lo: int, hi: int, embedders: tuple[str, ...]) -> dict:
     choices = overlap_choices(size)
     # One parameter name per choice set: Optuna's categorical distributions must not change.
     name = "chunk_overlap" if choices == OVERLAPS else f"chunk_overlap_upto_{max(choices)}"
-    return {"chunk_size": size, "chunk_overlap": trial.suggest_categorical(name, list(choices)),
-            "embedder": trial.suggest_categorical("embedder", list(embedders))}
+    out = {"chunk_size": size, "chunk_overlap": trial.suggest_categorical(name, list(choices)),
+           "embedder": trial.suggest_categorical("embedder", list(embedders)),
+           "retrieval_mode": trial.suggest_categorical("retrieval_mode", list(RETRIEVAL_MODES))}
+    out["fusion"] = trial.suggest_categorical("fusion", list(FUSIONS)) if out["retrieval_mode"] == "hybrid" \
+        else DEFAULT_FUSION
+    return out
 
 
 def trial_params(params: dict) -> dict:
-    """A trial's Optuna params as a chunking configuration (the conditional overlap under its own name)."""
+    """A trial's Optuna params as a configuration (the conditional overlap under its own name; a fusion only
+    for hybrid, else the default; a study from before modes were searched: the default mode)."""
     overlap = next(v for k, v in params.items() if k.startswith("chunk_overlap"))
-    return {"chunk_size": params["chunk_size"], "chunk_overlap": overlap, "embedder": params["embedder"]}
+    return {"chunk_size": params["chunk_size"], "chunk_overlap": overlap, "embedder": params["embedder"],
+            "retrieval_mode": params.get("retrieval_mode", DEFAULT_RETRIEVAL_MODE),
+            "fusion": params.get("fusion", DEFAULT_FUSION)}
 
 
 def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: dict) -> int:
@@ -63,7 +76,6 @@ def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: 
     """
     import pyarrow.parquet as pq
 
-    from ragtrail.core.settings import DEFAULT_FUSION, DEFAULT_RETRIEVAL_MODE
     from ragtrail.stages.embedding import embed_texts
     from ragtrail.store import Point
     from ragtrail.store.sparse import CONFIG, encoder
@@ -99,12 +111,14 @@ def tune_chunking(
     on_trial: Callable[[int, dict, dict], None] | None = None,
     recorder: Recorder | None = None,
 ) -> dict:
-    """Search chunk size, overlap and embedder for the best nDCG@10, bounded by trials and time.
+    """Search chunk size, overlap, embedder and retrieval mode (+ fusion) for the best nDCG@10, bounded by
+    trials and time.
 
     Args:
         docs_path: the ingest stage's ``docs.parquet``.
         queries: a loaded query set (:func:`ragtrail.stages.evaluation.load_queries`).
-        start: the live configuration (``chunk_size``, ``chunk_overlap``), tried first when valid.
+        start: the live configuration (``chunk_size``, ``chunk_overlap``, optionally ``retrieval_mode`` and
+            ``fusion``: default hybrid + the default fusion), tried first when valid.
         storage: an Optuna storage URL; the study ``study_name`` there is resumed when it exists, and
             ``n_trials`` counts the trials it already finished.
         on_trial: called with ``(trial number, params, metrics)`` after each finished trial.
@@ -123,7 +137,7 @@ def tune_chunking(
     (workdir / "trials").mkdir(parents=True, exist_ok=True)
     lo, hi = chunk_size_range
     rec.param(n_trials=n_trials, timeout_s=timeout_s, embedders=list(embedders), chunk_size_range=[lo, hi],
-              overlaps=list(OVERLAPS), sampler=f"TPE({STARTUP_TRIALS} start-up trials)", seed=seed,
+              overlaps=list(OVERLAPS), retrieval_modes=list(RETRIEVAL_MODES), fusions=list(FUSIONS), sampler=f"TPE({STARTUP_TRIALS} start-up trials)", seed=seed,
               objective=OBJECTIVE, queries=len(queries), storage="rdb" if storage else "memory")
     cache: dict = {}
 
@@ -135,7 +149,8 @@ def tune_chunking(
                               out_name=f"trials/chunks_{trial.number:04d}.parquet")
         with open_store(MEMORY) as store:
             n_chunks = load_trial_collection(store, out["chunks_path"], params["embedder"], cache)
-            metrics, _ = evaluate_collection(store, "trial", queries, show_progress=False)
+            metrics, _ = evaluate_collection(store, "trial", queries, show_progress=False,
+                                             mode=params["retrieval_mode"], fusion=params["fusion"])
         metrics.update(chunk_count=n_chunks, trial_seconds=time.perf_counter() - t0)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
@@ -154,7 +169,10 @@ def tune_chunking(
         size = lo + (size - lo) // 16 * 16 if hi - lo >= 32 else size
         overlap = int(start["chunk_overlap"]) if int(start["chunk_overlap"]) in overlap_choices(size) else 0
         name = "chunk_overlap" if overlap_choices(size) == OVERLAPS else f"chunk_overlap_upto_{max(overlap_choices(size))}"
-        study.enqueue_trial({"chunk_size": size, name: overlap, "embedder": embedders[0]})
+        mode = start.get("retrieval_mode") or DEFAULT_RETRIEVAL_MODE
+        fusion = {"fusion": start.get("fusion") or DEFAULT_FUSION} if mode == "hybrid" else {}
+        study.enqueue_trial({"chunk_size": size, name: overlap, "embedder": embedders[0], "retrieval_mode": mode,
+                             **fusion})
     progress = Progress("tune", n_trials, "trials", recorder=rec)
     progress.done = finished
     if finished < n_trials:

@@ -13,6 +13,7 @@ from urllib.parse import quote as url_quote
 
 # The stages' tag and metric names live in the basics (the stages may not import the trail); read them here.
 from ragtrail.core.stage_names import (  # noqa: F401 (re-exported: this module is the one place to read names)
+    BETTER_MODE_TAG,
     CANARY_REASON_TAG,
     CANARY_TAG,
     CHUNK_COUNT,
@@ -25,12 +26,14 @@ from ragtrail.core.stage_names import (  # noqa: F401 (re-exported: this module 
     GATE_TAG,
     LATENCY_P95_MS,
     LIVE_COLLECTION_TAG,
+    MODE_METRICS,
     MRR_AT_10,
     NDCG_AT_10,
     PLOT_TAG_PREFIX,
     RECALL_AT_10,
     VECTOR_COUNT,
     VS_LIVE_TAG,
+    mode_metric,
 )
 
 ROLE_TAG, DAG_TAG, RUN_TAG, TASK_TAG = "ragtrail.role", "airflow.dag_id", "airflow.run_id", "airflow.task_id"

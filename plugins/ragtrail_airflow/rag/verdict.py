@@ -97,6 +97,8 @@ def quality_metrics(summary: dict) -> dict[str, float]:
     live = summary.get("vs_live") or {}
     if live:
         out.update(ndcg_delta_vs_live=float(live["delta"]), ndcg_p_value_vs_live=float(live["p_value"]))
+    for mode, values in (summary.get("modes") or {}).items():  # the comparison of retrieval modes
+        out.update({n.mode_metric(k, mode): float(v) for k, v in values.items() if k in QUALITY and v is not None})
     if summary.get("gate") is not None:
         out["promoted_worse"] = float(bool(summary.get("promoted_worse")))
     return out
@@ -154,7 +156,8 @@ def decide(facts: RunFacts) -> tuple[Rollup, dict[str, Any]]:
         "promotion": promotion_outcome(decision, approval),
         "gate": decision.get("gate"), "gate_reason": decision.get("reason"),
         "promoted_worse": bool(decision.get("promoted_worse")), "vs_live": decision.get("vs_live"),
-        "eval": decision.get("metrics"), "model_version": decision.get("model_version"),
+        "eval": decision.get("metrics"), "modes": decision.get("modes"), "better_mode": decision.get("better_mode"),
+        "retrieval_mode": decision.get("retrieval_mode"), "model_version": decision.get("model_version"),
         "duration_s": round(facts.duration_s, 3) if facts.duration_s is not None else None,
         "tasks": {u.label: u.state for u in units},
         "trail": trail,
@@ -167,4 +170,5 @@ def parent_run_figures(roll: Rollup, units: list[Unit], summary: dict) -> tuple[
     warning = f"promoted although worse than live: {summary['gate_reason']}" if summary.get("promoted_worse") else "-"
     return ({**headline_metrics(units), **quality_metrics(summary)},
             {n.WARNINGS_TAG: warning, n.GATE_TAG: summary.get("gate") or "-",
+             n.BETTER_MODE_TAG: summary.get("better_mode") or "-",
              n.PROMOTION_TAG: summary.get("promotion") or "-"})

@@ -5,22 +5,36 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from ragtrail.core.settings import SAMPLE_CORPUS
+from ragtrail.core.settings import DEFAULT_FUSION, DEFAULT_RETRIEVAL_MODE, SAMPLE_CORPUS
 from ragtrail.stages.ingest import ingest_source
-from ragtrail.stages.tuning import OVERLAPS, overlap_choices, suggest, trial_params, tune_chunking
+from ragtrail.stages.tuning import (
+    FUSIONS,
+    OVERLAPS,
+    RETRIEVAL_MODES,
+    overlap_choices,
+    suggest,
+    trial_params,
+    tune_chunking,
+)
 
 
 @pytest.mark.parametrize("lo,hi", [(16, 64), (48, 128), (64, 254)])
 def test_sampler_offers_only_valid_overlaps(lo, hi):
     """Every sampled overlap is below half the sampled chunk size: nothing to clamp afterwards."""
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1, n_startup_trials=3))
+    modes = set()
     for _ in range(25):
         trial = study.ask()
         p = suggest(trial, lo, hi, ("all-MiniLM-L6-v2",))
         assert lo <= p["chunk_size"] <= hi
         assert p["chunk_overlap"] == 0 or p["chunk_overlap"] < p["chunk_size"] // 2
         assert trial_params(trial.params) == p
+        # the mode is searched too; a fusion only for hybrid (the others keep the default, not a parameter)
+        assert p["retrieval_mode"] in RETRIEVAL_MODES and p["fusion"] in FUSIONS
+        assert ("fusion" in trial.params) == (p["retrieval_mode"] == "hybrid")
+        modes.add(p["retrieval_mode"])
         study.tell(trial, p["chunk_size"] / 1000)
+    assert modes == set(RETRIEVAL_MODES)
     assert overlap_choices(254) == OVERLAPS and overlap_choices(48) == (0, 16)
 
 
@@ -39,5 +53,7 @@ def test_study_starts_from_the_live_config_and_resumes(tmp_path):
               "start": {"chunk_size": 200, "chunk_overlap": 32}}
     first = tune_chunking(docs["docs_path"], queries, n_trials=1, **kwargs)
     assert [(t["chunk_size"], t["chunk_overlap"]) for t in first["trials"]] == [(192, 32)]
+    assert (first["trials"][0]["retrieval_mode"], first["trials"][0]["fusion"]) == (DEFAULT_RETRIEVAL_MODE,
+                                                                                     DEFAULT_FUSION)
     second = tune_chunking(docs["docs_path"], queries, n_trials=2, **kwargs)
     assert [t["number"] for t in second["trials"]] == [0, 1]  # trial 0 was not run again
