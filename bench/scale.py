@@ -204,10 +204,19 @@ def _status_kb(key: str) -> int:
         return next((int(line.split()[1]) for line in f if line.startswith(key + ":")), 0)
 
 
-def _instance(task: str, map_index: int, arg, spec: dict, out: Path) -> None:
-    """One task instance, in a forked process: a TaskRun around the task function, its result to ``out``."""
+def task_run(task: str, map_index: int, spec: dict):
+    """The TaskRun of one task instance, as the Airflow operator opens it (``ragtrail_airflow.operator``): a
+    mapped task's map indexes share one MLflow run (``shared=True``), so the trail does not grow with N."""
     from ragtrail.trail.task_run import TaskRun
 
+    params = spec["params"]
+    return TaskRun(dag_id=DAG_ID, run_id=spec["run_id"], task_id=task, product=params["product"],
+                   version=params["version"], map_index=map_index, stage=task,
+                   parent_params={k: params[k] for k in ("product", "version")}, shared=True)
+
+
+def _instance(task: str, map_index: int, arg, spec: dict, out: Path) -> None:
+    """One task instance, in a forked process: a TaskRun around the task function, its result to ``out``."""
     counter = {"scrolls_full": 0, "scrolls_filtered": 0}
     _count_scrolls(counter)
     probe = {"calls": 0, "npy_maps_max": 0, "npy_rss_kb_max": 0, "rss_anon_kb_written": 0}
@@ -216,9 +225,7 @@ def _instance(task: str, map_index: int, arg, spec: dict, out: Path) -> None:
     dag_run = SimpleNamespace(dag_id=DAG_ID, run_id=spec["run_id"])
     params = spec["params"]
     t0 = time.perf_counter()
-    with TaskRun(dag_id=DAG_ID, run_id=spec["run_id"], task_id=task, product=params["product"],
-                 version=params["version"], map_index=map_index, stage=task,
-                 parent_params={k: params[k] for k in ("product", "version")}) as run:
+    with task_run(task, map_index, spec) as run:
         try:
             result = _call(task, arg, params, dag_run, run.recorder, None)
         finally:
