@@ -88,8 +88,10 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     for task, index in (("plan", -1), ("chunk", 0), ("dedupe", -1), ("embed", 0)):
         value = str(cluster.xcom("rag_ingest", run_id, task, index))
         assert f"s3://{WORK}/runs/rag_ingest/" in value and str(cluster.home) not in value, (task, value)
-    # ... the FINISHED run's files were removed from the store, and no worker kept a hand-off file.
-    assert s3_server.client.list_objects_v2(Bucket=WORK, Prefix="runs/").get("KeyCount", 0) == 0
+    # ... the FINISHED run's files were removed from the store, and no worker kept a hand-off file: what stays is
+    # the version's committed source state, which the next run merges its listing against.
+    left = sorted(o["Key"] for o in s3_server.client.list_objects_v2(Bucket=WORK, Prefix="runs/").get("Contents", []))
+    assert left == ["runs/.state/cluster__v1/source_state.sqlite"], left
     for name in ("worker1", "worker2"):
         left = [f for f in _files(cluster.worker_home(name)) if f.endswith((".parquet", ".npy", "plan.json"))]
         assert left == [], (name, left)
