@@ -58,8 +58,8 @@ def _code_copy(tmp: Path) -> str:
 
 def log_embedder(client, embedder: str) -> str:
     """Return ``runs:/…/model`` of the embedder's sentence-transformers model, logging it the first time."""
-    from ragtrail.core.child import call_in_child
     from ragtrail.core.settings import load
+    from ragtrail.stages.embedding import load_model
     from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     name = f"{load().experiment_prefix}/_embedders"
@@ -71,27 +71,19 @@ def log_embedder(client, embedder: str) -> str:
                                max_results=1)
     if found:
         return f"runs:/{found[0].info.run_id}/model"
+    import mlflow.sentence_transformers
+
     run = client.create_run(exp_id, run_name=embedder, tags={EMBEDDER_TAG: embedder})
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            # in a child: the torch model (~0.45 GB resident) never enters the registering task's process
-            call_in_child(f"{__name__}:save_embedder", embedder, str(Path(tmp) / "model"))
+            mlflow.sentence_transformers.save_model(load_model(embedder), str(Path(tmp) / "model"),
+                                                    pip_requirements=["sentence-transformers==6.2.0"])
             client.log_artifacts(run.info.run_id, str(Path(tmp) / "model"), "model")
     except BaseException:
         client.set_terminated(run.info.run_id, "FAILED")
         raise
     client.set_terminated(run.info.run_id, "FINISHED")
     return f"runs:/{run.info.run_id}/model"
-
-
-def save_embedder(embedder: str, path: str) -> None:
-    """Write the embedder's sentence-transformers model to ``path`` in MLflow's flavor (run by :func:`log_embedder`
-    in a child process)."""
-    import mlflow.sentence_transformers
-
-    from ragtrail.stages.embedding import load_model
-
-    mlflow.sentence_transformers.save_model(load_model(embedder), path, pip_requirements=["sentence-transformers==6.2.0"])
 
 
 def _signature(k: int):

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtrail.core import env_kit
-from ragtrail.core.child import call_in_child
 from ragtrail.core.cpus import usable_cpus
 from ragtrail.core.locks import file_lock
 from ragtrail.core.settings import ragtrail_home
@@ -268,17 +267,12 @@ def onnx_file(model_path: str, recipe: Recipe) -> Path:
     base_dir, out_dir = cache / f"{stem}-{BASE_TAG}", cache / f"{stem}-{recipe.tag}"
     with file_lock(cache / f".{stem}.lock"):  # one exporter; the others wait and reuse
         out = out_dir / ONNX_FILE
-        if not out.exists():  # in a child: torch and the fp32 graphs never enter this process
-            call_in_child(f"{__name__}:make_file", model_path, recipe.__dict__, str(base_dir / ONNX_FILE), str(out))
+        if not out.exists():
+            base = base_dir / ONNX_FILE
+            if not base.exists():
+                export_base(model_path, base)
+            build(base, recipe, out, model_path)
     return out
-
-
-def make_file(model_path: str, recipe: dict, base: str, out: str) -> None:
-    """Export ``base`` unless it exists, then build ``out`` from it by ``recipe`` (:class:`Recipe`'s fields)."""
-    if not Path(base).exists():
-        export_base(model_path, Path(base))
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()}
-    build(Path(base), Recipe(**fields), Path(out), model_path)
 
 
 def load_onnx(model_path: str, backend: str = "onnx-int8", *, recipe: Recipe | None = None,
