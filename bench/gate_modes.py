@@ -22,18 +22,14 @@ sys.path.insert(0, str(REPO / "bench"))
 def main() -> None:
     import faqs
     import numpy as np
+    from hybrid import chunk_corpus
 
     from ragtrail.core.recorder import Recorder
     from ragtrail.core.settings import (
-        DEFAULT_CHUNK_OVERLAP,
-        DEFAULT_CHUNK_SIZE,
         DEFAULT_EMBED_BACKEND,
         DEFAULT_EMBEDDER,
     )
-    from ragtrail.sources.parsing import parse_bytes
     from ragtrail.stages import gate
-    from ragtrail.stages.chunking import chunk_document
-    from ragtrail.stages.embedding import load_tokenizer, token_window
     from ragtrail.store import Point, StoreSettings, open_store
     from ragtrail.store.sparse import CONFIG, encoder
 
@@ -41,14 +37,7 @@ def main() -> None:
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     corpus, questions, _ = faqs.prepare(REPO / ".data" / "bench" / "faqs")
-    tok, window = load_tokenizer(), token_window()
-    texts, owners = [], []
-    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = str(path.relative_to(corpus))
-        for c in chunk_document(parse_bytes(rel, path.read_bytes()).text, tok, DEFAULT_CHUNK_SIZE,
-                                DEFAULT_CHUNK_OVERLAP, window):
-            texts.append(c["text"])
-            owners.append(rel)
+    texts, owners = chunk_corpus(corpus)
     vectors = np.load(REPO / ".data" / "bench" / "hybrid" / f"{corpus.name}-{len(texts)}.npz")["vectors"]
     sparse = encoder(CONFIG).documents(texts)
     out = {"set": "faqs (bench/faqs.py)", "tolerance": 0.02}

@@ -34,23 +34,13 @@ sys.path.insert(0, str(REPO / "bench"))
 MODES = (("dense", "rrf"), ("sparse", "rrf"), ("hybrid", "rrf"), ("hybrid", "dbsf"))
 
 
-def build_and_measure(corpus: Path, questions: Path) -> dict:
-    import numpy as np
-
-    from ragtrail.core.settings import (
-        DEFAULT_CHUNK_OVERLAP,
-        DEFAULT_CHUNK_SIZE,
-        DEFAULT_EMBED_BACKEND,
-        DEFAULT_EMBEDDER,
-    )
+def chunk_corpus(corpus: Path) -> tuple[list[str], list[str]]:
+    """Every file of ``corpus`` parsed and chunked at the defaults: the chunk texts and each one's file."""
+    from ragtrail.core.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from ragtrail.sources.parsing import parse_bytes
     from ragtrail.stages.chunking import chunk_document
-    from ragtrail.stages.embedding import embed_texts, load_tokenizer, token_window
-    from ragtrail.stages.evaluation import evaluate_collection, load_queries
-    from ragtrail.store import Point, StoreSettings, open_store
-    from ragtrail.store.sparse import CONFIG, encoder
+    from ragtrail.stages.embedding import load_tokenizer, token_window
 
-    t_build = time.perf_counter()
     tok, window = load_tokenizer(), token_window()
     texts, owners = [], []
     for path in sorted(p for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")):
@@ -59,6 +49,23 @@ def build_and_measure(corpus: Path, questions: Path) -> dict:
                                 DEFAULT_CHUNK_OVERLAP, window):
             texts.append(c["text"])
             owners.append(rel)
+    return texts, owners
+
+
+def build_and_measure(corpus: Path, questions: Path) -> dict:
+    import numpy as np
+
+    from ragtrail.core.settings import (
+        DEFAULT_EMBED_BACKEND,
+        DEFAULT_EMBEDDER,
+    )
+    from ragtrail.stages.embedding import embed_texts
+    from ragtrail.stages.evaluation import evaluate_collection, load_queries
+    from ragtrail.store import Point, StoreSettings, open_store
+    from ragtrail.store.sparse import CONFIG, encoder
+
+    t_build = time.perf_counter()
+    texts, owners = chunk_corpus(corpus)
     parse_chunk_s = time.perf_counter() - t_build
     cache = REPO / ".data" / "bench" / "hybrid" / f"{corpus.name}-{len(texts)}.npz"
     if cache.exists():  # the embeddings of an earlier run of this corpus (its embed_s kept with them)
