@@ -128,6 +128,12 @@ def hits_per_query(queries: list[SearchQuery], starts: list[int], hits: list[lis
     return out
 
 
+def refuse_sparse_on_dense_only(name: str, queries: list, named: bool) -> None:
+    """A collection of one unnamed dense vector (an earlier release's) answers dense queries only: say so."""
+    if not named and any(q.mode != "dense" for q in queries):
+        raise ValueError(f"{name} was built before sparse vectors: it answers dense queries only")
+
+
 class VectorStore(Protocol):
     """What the stages need of a vector store. Cosine similarity; vectors L2-normalised by the embedder."""
 

@@ -43,6 +43,7 @@ from ragtrail.store.base import (
     SearchQuery,
     check_collection,
     hits_per_query,
+    refuse_sparse_on_dense_only,
 )
 from ragtrail.store.resolve import StoreSettings
 
@@ -228,8 +229,7 @@ class EdgeStore:
         if not queries:
             return []
         named = self._is_named(name)
-        if not named and any(q.mode != "dense" for q in queries):
-            raise ValueError(f"{name} was built before sparse vectors: it answers dense queries only")
+        refuse_sparse_on_dense_only(name, queries, named)
         requests, starts = edge_query.requests(queries, k, _payload(fields), named, edge_query.SEARCH)
         with self._shard(name) as shard:
             answers = shard.query_batch(qe.QueryBatchRequest(requests))

@@ -31,6 +31,7 @@ from ragtrail.store.base import (
     SearchQuery,
     hits_per_query,
     prefetch_limit,
+    refuse_sparse_on_dense_only,
 )
 from ragtrail.store.resolve import StoreSettings
 
@@ -203,8 +204,7 @@ class QdrantStore:
         named = self._is_named(name)
         if not queries:
             return []
-        if not named and any(q.mode != "dense" for q in queries):
-            raise ValueError(f"{name} was built before sparse vectors: it answers dense queries only")
+        refuse_sparse_on_dense_only(name, queries, named)
         using = {"using": DENSE} if named else {}
         depth = prefetch_limit(k)
 

@@ -47,18 +47,19 @@ class Bm25Encoder:
         self.model = qe.Bm25(qe.Bm25Config(k=float(k1), b=float(b), avg_len=float(avg_len), language=language))
 
     def documents(self, texts: list[str]) -> list[Sparse]:
-        out = []
-        for text in texts:
-            v = self.model.embed_document(text or "")
-            out.append(Sparse(list(v.indices), [float(x) for x in v.values]))
-        return out
+        return _encode(self.model.embed_document, texts)
 
     def queries(self, texts: list[str]) -> list[Sparse]:
-        out = []
-        for text in texts:
-            v = self.model.embed_query(text or "")
-            out.append(Sparse(list(v.indices), [float(x) for x in v.values]))
-        return out
+        return _encode(self.model.embed_query, texts)
+
+
+def _encode(embed, texts: list[str]) -> list[Sparse]:
+    """Each text through one of the BM25 model's encoders, as a :class:`Sparse` (an empty text: no terms)."""
+    out = []
+    for text in texts:
+        v = embed(text or "")
+        out.append(Sparse(list(v.indices), [float(x) for x in v.values]))
+    return out
 
 
 @lru_cache(maxsize=8)
