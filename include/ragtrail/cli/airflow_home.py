@@ -15,6 +15,8 @@ from pathlib import Path
 from ragtrail.core import env
 from ragtrail.core.settings import DAGS_FOLDER, ragtrail_home
 
+SQLITE_BUSY_S = 60
+
 
 def airflow_env(home: Path | None = None) -> dict[str, str]:
     """Environment for an embedded Airflow rooted at ``<RAGTRAIL_HOME>/airflow``.
@@ -30,9 +32,14 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW_HOME": str(af_home),
         # The plugin is registered through an entry point; an empty folder avoids loading it twice.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(af_home / "plugins"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af_home / 'airflow.db'}",
+        # The api-server, scheduler, dag-processor, triggerer and task processes share one SQLite file (Airflow
+        # puts it in WAL mode): a writer waits up to SQLITE_BUSY_S for another's write lock instead of failing
+        # after sqlite3's default 5 s ("database is locked", a 500 on the UI's trigger under load).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af_home / 'airflow.db'}?timeout={SQLITE_BUSY_S}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(af_home / "simple_auth_manager_passwords.json"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+            af_home / "simple_auth_manager_passwords.json"
+        ),
         env.HOME.name: str(home),
     }
     defaults = {
@@ -59,7 +66,11 @@ def prepare(home: Path | None = None) -> Path:
     marker = af_home / ".ragtrail-db-migrated"
     if not marker.exists() or marker.read_text() != env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]:
         # A child process keeps the migration's imports and logging out of this one.
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=os.environ.copy(),
-                       stdout=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            check=True,
+            env=os.environ.copy(),
+            stdout=sys.stderr,
+        )
         marker.write_text(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     return af_home
