@@ -28,15 +28,20 @@ import uuid
 from pathlib import Path
 
 
-def _inputs(work: Path, copies: int, out: Path) -> tuple[list[str], list[dict]]:
+def _inputs(work: Path, copies: int, out: Path, no_sparse: bool = False) -> tuple[list[str], list[dict]]:
     """The run's chunk files (copied ``copies`` times under new ids) and its embed results."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     chunk_files = sorted((work / "batches").glob("chunks_*.parquet"))
-    embedded = [{"vectors_path": str(v), "texts_path": str(v.with_name(v.name.replace("vectors_", "texts_")
-                                                                          .replace(".npy", ".parquet")))}
-                for v in sorted((work / "embed").glob("vectors_*.npy"))]
+    embedded = []
+    for v in sorted((work / "embed").glob("vectors_*.npy")):
+        e = {"vectors_path": str(v),
+             "texts_path": str(v.with_name(v.name.replace("vectors_", "texts_").replace(".npy", ".parquet")))}
+        sparse = v.with_name(v.name.replace("vectors_", "sparse_").replace(".npy", ".parquet"))
+        if sparse.exists() and not no_sparse:  # the embed stage's BM25 vectors (this release on)
+            e["sparse_path"] = str(sparse)
+        embedded.append(e)
     paths = []
     for k in range(copies):
         for f in chunk_files:
@@ -58,6 +63,8 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=1)
     ap.add_argument("--kind", default="edge", choices=("edge", "qdrant"))
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--no-sparse-file", action="store_true",
+                    help="ignore the embed stage's BM25 files: the index stage encodes every text (as before)")
     args = ap.parse_args()
 
     from ragtrail.core.recorder import Recorder
@@ -68,7 +75,7 @@ def main() -> None:
     try:
         (tmp / "in").mkdir()
         (tmp / "wd").mkdir()
-        chunk_paths, embedded = _inputs(args.work, args.copies, tmp / "in")
+        chunk_paths, embedded = _inputs(args.work, args.copies, tmp / "in", args.no_sparse_file)
         __import__(f"ragtrail.store.{'qdrant' if args.kind == 'qdrant' else 'edge'}")  # imports are not the stage's
         settings = StoreSettings(path=str(tmp / "store"), kind=args.kind)
         rec = Recorder()
@@ -86,7 +93,9 @@ def main() -> None:
                           "points_per_s": round(out["upserted"] / wall),
                           "cpu_s": round(cpu, 3), "points_per_cpu_s": round(out["upserted"] / cpu),
                           "upserts_per_second_metric": round(rec.metrics["upserts_per_second"]),
-                          "upsert_seconds": round(rec.metrics["upsert_seconds"], 3)}))
+                          "upsert_seconds": round(rec.metrics["upsert_seconds"], 3),
+                          "sparse_encoded": rec.metrics["sparse_encoded"],
+                          "sparse_files": sum("sparse_path" in e for e in embedded)}))
         if prof:
             pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
     finally:

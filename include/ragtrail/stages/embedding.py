@@ -170,6 +170,7 @@ def embed_chunks(
               device=str(model.device), embed_backend=backend)
 
     matrix = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=(total, dim))
+    sparse = SparseWriter(out_path)
     progress = Progress("embed", total, "texts", recorder=rec)
     t0 = time.perf_counter()
     offset = 0
@@ -184,16 +185,55 @@ def embed_chunks(
             t_batch = time.perf_counter()
             matrix[offset + idx] = embed_texts([texts[k] for k in idx], embedder, batch_size, backend)
             progress.update(len(idx), batch_s=time.perf_counter() - t_batch)
+        sparse.write(texts)
         offset += len(texts)
         failpoint(f"embed.after_batch_{i}", workdir)
     done = offset
     elapsed = time.perf_counter() - t0
     matrix.flush()
     del matrix
+    sparse_path = sparse.close()
     tmp_path.replace(out_path)  # only a complete matrix ever carries the final name
     failpoint("embed.end", workdir)
     rec.metric(embedding_count=done, embedding_dimension=dim, processing_time_seconds=elapsed,
                embeddings_per_second=done / elapsed if elapsed > 0 else 0.0,
-               model_load_seconds=load_seconds)
+               model_load_seconds=load_seconds, sparse_seconds=sparse.seconds)
     progress.finish(backend=backend, model_load_s=round(load_seconds, 1))
-    return {"vectors_path": str(out_path), "texts_path": str(chunks_path), "embeddings": done, "dimension": dim}
+    return {"vectors_path": str(out_path), "texts_path": str(chunks_path), "sparse_path": str(sparse_path),
+            "embeddings": done, "dimension": dim}
+
+
+class SparseWriter:
+    """The BM25 vector of each text (:mod:`ragtrail.store.sparse`, its default config), written beside the
+    dense matrix row for row (``sparse_<n>.parquet`` next to ``vectors_<n>.npy``): the sparse half of the
+    embedding. The index stage reads it instead of encoding the texts again when the collection's BM25
+    config is the file's (its schema metadata names it), so its own time goes to writing points."""
+
+    def __init__(self, vectors_path: Path):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from ragtrail.store.sparse import CONFIG, encoder, key
+
+        name = vectors_path.name.replace("vectors_", "sparse_").replace("embeddings", "sparse")
+        self.path = vectors_path.with_name(name.removesuffix(".npy") + ".parquet")
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.encoder, self.seconds = encoder(), 0.0
+        self.schema = pa.schema([("indices", pa.list_(pa.uint32())), ("values", pa.list_(pa.float32()))],
+                                metadata={"ragtrail.sparse": json.dumps(key(CONFIG))})
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+
+    def write(self, texts: list[str]) -> None:
+        import pyarrow as pa
+
+        t0 = time.perf_counter()
+        encoded = self.encoder.documents(texts)
+        self.writer.write_table(pa.table({"indices": [v.indices for v in encoded],
+                                          "values": [v.values for v in encoded]}, schema=self.schema))
+        self.seconds += time.perf_counter() - t0
+
+    def close(self) -> Path:
+        self.writer.close()
+        self.tmp.replace(self.path)
+        return self.path
+

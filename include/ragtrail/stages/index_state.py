@@ -51,6 +51,7 @@ class RunState:
         """)
         self.dim: int | None = None
         self._open: dict[int, tuple[str, int, object]] = {}  # embed batch → (local file, data offset, dtype)
+        self._sparse_tables: dict[int, object] = {}  # embed batch → its BM25 vectors (an Arrow table) or None
         for i, e in enumerate(embedded):
             texts = fetch(e["texts_path"])
             row = 0
@@ -102,20 +103,59 @@ class RunState:
                 k = end
         return out
 
-    def vectors(self, hashes: list[str]) -> dict:
-        """The newly embedded vector (a float32 row) of each of ``hashes`` that has one."""
+    def _where(self, hashes: list[str]) -> dict[int, list[tuple[int, str]]]:
+        """Embed batch → sorted (row, hash) of each of ``hashes`` that this run embedded."""
         where: dict[int, list[tuple[int, str]]] = {}
         for j in range(0, len(hashes), _SQL_VARS):
             part = hashes[j : j + _SQL_VARS]
             for h, f, row in self.db.execute(
                     f"SELECT hash, file, row FROM vec WHERE hash IN ({','.join('?' * len(part))})", part):
                 where.setdefault(f, []).append((row, h))
+        return {f: sorted(where[f]) for f in sorted(where)}
+
+    def vectors(self, hashes: list[str]) -> dict:
+        """The newly embedded vector (a float32 row) of each of ``hashes`` that has one."""
         out: dict = {}
-        for f in sorted(where):
-            rows = sorted(where[f])
+        for f, rows in self._where(hashes).items():
             block = self._rows(f, [r for r, _ in rows])
             out.update((h, block[k]) for k, (_, h) in enumerate(rows))
         return out
+
+    def sparse(self, hashes: list[str], key: dict) -> dict:
+        """The embed stage's BM25 vector, ``(indices, values)``, of each of ``hashes`` whose embed batch wrote
+        one with the BM25 config ``key`` (:func:`ragtrail.store.sparse.key`); the others are left out."""
+        out: dict = {}
+        for f, rows in self._where(hashes).items():
+            table = self._sparse_file(f, key)
+            if table is None:
+                continue
+            sub = table.take([r for r, _ in rows])
+            indices, values = sub.column("indices").to_pylist(), sub.column("values").to_pylist()
+            out.update((h, (indices[k], values[k])) for k, (_, h) in enumerate(rows))
+        return out
+
+    def _sparse_file(self, i: int, key: dict):
+        """Embed batch ``i``'s BM25 vectors as an Arrow table (``None``: it wrote none, or with another config);
+        at most :data:`OPEN_VECTOR_FILES` kept."""
+        import json
+
+        import pyarrow.parquet as pq
+
+        if i not in self._sparse_tables:
+            while len(self._sparse_tables) >= OPEN_VECTOR_FILES:
+                self._sparse_tables.pop(next(iter(self._sparse_tables)))
+            table, path = None, self.embedded[i].get("sparse_path")
+            if path:
+                here = self.fetch(path)
+                try:
+                    found = pq.read_table(here)
+                finally:
+                    self.release(here)
+                meta = (found.schema.metadata or {}).get(b"ragtrail.sparse")
+                if meta is not None and json.loads(meta) == key:
+                    table = found
+            self._sparse_tables[i] = table
+        return self._sparse_tables[i]
 
     def add(self, table: str, values) -> None:
         self.db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", ((v,) for v in values))

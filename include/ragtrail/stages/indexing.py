@@ -29,6 +29,7 @@ from ragtrail.core.stage_names import LIVE_COLLECTION_TAG
 from ragtrail.stages.index_state import INDEX_STATE_FILE, RunState, keep, local
 from ragtrail.store import (
     Point,
+    Sparse,
     collection_name,
     ensure_collection,
     open_store,
@@ -128,6 +129,7 @@ def index_run(
                vectors_deleted=stale + gone_points, docs_deleted_by_filter=len(deleted_docs),
                vectors_reused=writer.reused, docs_written=written, docs_skipped=skipped,
                upsert_seconds=upserts.seconds, sparse_seconds=writer.sparse_seconds,
+               sparse_encoded=writer.sparse_encoded,
                upserts_per_second=upserts.count / upserts.seconds if upserts.seconds else 0.0)
     rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
     rec.artifact(manifest_path, "index")
@@ -137,13 +139,15 @@ def index_run(
 
 
 def _sparse_encoder(store, name: str):
-    """The BM25 encoder of the collection's sparse config, or ``None`` for one built before sparse vectors."""
+    """The BM25 encoder of the collection's sparse config and that config's key, or ``None`` for a collection
+    built before sparse vectors."""
     from ragtrail.stages.search import sparse_ready
-    from ragtrail.store.sparse import encoder_for
+    from ragtrail.store.sparse import encoder_for, key
 
     if not store.exists(name) or not sparse_ready(store, name):
         return None
-    return encoder_for(store.metadata(name))
+    meta = store.metadata(name)
+    return encoder_for(meta), key(meta.get("sparse"))
 
 
 class _Upserts:
@@ -178,9 +182,12 @@ class _DocWriter:
     def __init__(self, store, name: str, state: RunState, upserts: _Upserts, manifest, stamp: dict, sparse=None):
         self.store, self.name, self.state = store, name, state
         self.upserts, self.manifest, self.stamp = upserts, manifest, stamp
-        self.sparse, self.sparse_seconds = sparse, 0.0
+        # (encoder, config key): the embed stage's BM25 vectors are taken when written with that config
+        self.sparse, self.sparse_key = sparse if sparse is not None else (None, None)
+        self.sparse_seconds, self.sparse_encoded = 0.0, 0
         self.missing: set[str] = set()  # held hashes the collection turned out not to hold
         self.reused = 0
+        self._pre: dict = {}
         self._written: list[str] = []
         self._new: list[str] = []
 
@@ -192,6 +199,7 @@ class _DocWriter:
         for r in rows:
             by_doc.setdefault(r["doc_id"], []).append(r)
         new = self.state.vectors(sorted({r["chunk_hash"] for r in rows}))
+        self._pre = self.state.sparse(sorted(new), self.sparse_key) if self.sparse is not None else {}
         # Texts the index already holds were not embedded again: take their vectors from the
         # collection as it is now (not from the plan's snapshot, which a killed try may have outdated).
         need = sorted({r["chunk_hash"] for r in rows if r["chunk_hash"] not in new})
@@ -217,9 +225,14 @@ class _DocWriter:
         self._new.extend(r["point_id"] for r in chunks)
         sparse = [None] * len(chunks)
         if self.sparse is not None:
-            t0 = time.perf_counter()
-            sparse = self.sparse.documents([r["text"] for r in chunks])
-            self.sparse_seconds += time.perf_counter() - t0
+            sparse = [Sparse(*self._pre[r["chunk_hash"]]) if r["chunk_hash"] in self._pre else None for r in chunks]
+            todo = [k for k, sv in enumerate(sparse) if sv is None]  # reused texts, or no BM25 file of that config
+            if todo:
+                t0 = time.perf_counter()
+                for k, sv in zip(todo, self.sparse.documents([chunks[k]["text"] for k in todo]), strict=True):
+                    sparse[k] = sv
+                self.sparse_seconds += time.perf_counter() - t0
+                self.sparse_encoded += len(todo)
         for r, vec, sv in zip(chunks, vectors, sparse, strict=True):
             self.upserts.add(Point(id=r["point_id"], vector=vec, sparse=sv, payload={
                 "doc_id": doc_id, "doc_hash": r["doc_hash"], "chunk_index": r["chunk_index"],

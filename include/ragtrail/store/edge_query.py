@@ -44,9 +44,9 @@ def config(dimension: int) -> qe.EdgeConfig:
 
 def vectors(p: Point) -> dict:
     """The named vectors of a point: its dense vector, and its BM25 vector when it has terms."""
-    out = {DENSE: list(p.vector)}
+    out = {DENSE: p.vector if isinstance(p.vector, list) else list(p.vector)}
     if p.sparse is not None and p.sparse.indices:
-        out[SPARSE] = qe.SparseVector(list(p.sparse.indices), list(p.sparse.values))
+        out[SPARSE] = qe.SparseVector(p.sparse.indices, p.sparse.values)
     return out
 
 

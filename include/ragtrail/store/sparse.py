@@ -73,6 +73,13 @@ def encoder(config: dict | None = None) -> Bm25Encoder:
     return _encoder(float(c["k1"]), float(c["b"]), float(c["avg_len"]), str(c["language"]))
 
 
+def key(config: dict | None) -> dict:
+    """What decides a BM25 vector (not the library's version string): configs with one key encode alike."""
+    c = {**CONFIG, **(config or {})}
+    return {"model": c["model"], "k1": float(c["k1"]), "b": float(c["b"]), "avg_len": float(c["avg_len"]),
+            "language": str(c["language"])}
+
+
 def encoder_for(metadata: dict) -> Bm25Encoder:
     """The encoder a collection's chunks were encoded with (its ``sparse`` metadata)."""
     return encoder(metadata.get("sparse") if isinstance(metadata.get("sparse"), dict) else None)

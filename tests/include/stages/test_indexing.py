@@ -130,3 +130,44 @@ def test_index_fetches_work_store_files_one_at_a_time(tmp_path, probe):
     assert {(d, h) for d, h, _ in points.values()} == expected and len(points) == len(DOCS)
     for _, chunk_hash, vector in points.values():
         assert np.allclose(vector, vectors[chunk_hash], atol=1e-5)
+
+
+def test_index_takes_the_embed_stages_bm25_vectors(tmp_path, monkeypatch):
+    """The embed stage writes each text's BM25 vector beside its dense one (``sparse_path``: the same encoder
+    as a question's, row for row); the index stage writes those instead of encoding the texts again
+    (``sparse_encoded`` 0), and encodes again only a file written with another BM25 config — either way a
+    sparse search finds each document by its one rare word."""
+    from ragtrail.core.recorder import Recorder
+    from ragtrail.stages.search import search_collection
+    from ragtrail.store.sparse import encoder
+
+    store, work_dir = str(tmp_path / "store"), tmp_path / "work"
+    cfg, chunked, embedded = _build(tmp_path, store, work_dir)
+    texts = {}
+    for e in embedded:
+        rows = pq.read_table(e["texts_path"], columns=["text"]).column(0).to_pylist()
+        stored = pq.read_table(e["sparse_path"])
+        texts.update(zip(rows, zip(stored.column("indices").to_pylist(), stored.column("values").to_pylist(),
+                                   strict=True), strict=True))
+    for text, (indices, values) in texts.items():
+        expected = encoder().documents([text])[0]
+        assert indices == expected.indices and np.allclose(values, expected.values)
+
+    rec = Recorder()
+    out = index_from_results(chunked, embedded, cfg, work_dir, "run-1", location=store, recorder=rec)
+    assert out["upserted"] == len(DOCS) and rec.metrics["sparse_encoded"] == 0
+
+    # One embed batch written under another BM25 config (k1 2.0): its texts are encoded again at index time.
+    other = embedded[0]["sparse_path"]
+    table = pq.read_table(other)
+    meta = {**table.schema.metadata, b"ragtrail.sparse": table.schema.metadata[b"ragtrail.sparse"].replace(b"1.2", b"2.0")}
+    pq.write_table(table.replace_schema_metadata(meta), other)
+    cfg2 = run_config({"source": cfg.source, "product": "idx", "version": "v2", "docs_per_batch": 3})
+    rec2 = Recorder()
+    index_from_results(chunked, embedded, cfg2, work_dir, "run-2", location=store, recorder=rec2)
+    assert rec2.metrics["sparse_encoded"] == len(pq.read_table(embedded[0]["texts_path"]))
+
+    for version in ("idx__v1", "idx__v2"):
+        with open_store(store) as s:
+            hits = search_collection(s, version, ["winch", "boiler"], 3, mode="sparse")
+        assert [h[0].payload["doc_id"].split("/")[-1] for h in hits] == ["doc08.txt", "doc02.txt"], hits
