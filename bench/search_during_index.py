@@ -7,7 +7,9 @@ the product in three phases, one after the other:
 - ``idle``: nothing else runs;
 - ``new_version``: a writer process runs the index stage into a *new* version of the product (another
   collection of the same store folder), over and over, for the whole phase;
-- ``live_version``: the writer upserts into the *live* collection (what an incremental run does).
+- ``live_version``: the writer upserts into the *live* collection (what an incremental run does);
+- ``cpu_hog``: the control — a process that keeps one core busy and touches no store, so that what the
+  writer costs a reader through the CPU is told apart from any waiting for the store.
 
 Each phase times ``--cli`` searches through the CLI (``ragtrail search``: a new process, its start-up and
 model load included, what a user waits for) and ``--calls`` searches in this process through
@@ -74,7 +76,11 @@ def _phase(name: str, args, home: Path, env: dict, writer_version: str | None) -
 
     store = home / "qdrant"
     proc, stop = None, home / f"stop-{name}"
-    if writer_version is not None:
+    if writer_version == "hog":  # the control: one core kept busy by a process that touches no store
+        code = f"import time, pathlib\nstop = pathlib.Path({str(stop)!r})\nwhile not stop.exists():\n    sum(range(200000))\nprint(0, 0)"
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        time.sleep(1)
+    elif writer_version is not None:
         code = WRITER.format(bench=str(Path(__file__).parent), work=str(args.work), copies=args.copies,
                              store=str(store), stop=str(stop), version=writer_version, product=args.product)
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
@@ -110,7 +116,7 @@ def main() -> None:
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("--copies", type=int, default=12)
     ap.add_argument("--calls", type=int, default=60)
-    ap.add_argument("--cli", type=int, default=5)
+    ap.add_argument("--cli", type=int, default=8)
     ap.add_argument("--queries", nargs="+", default=["change a run-time parameter", "write-ahead log",
                                                         "create an index concurrently", "vacuum"])
     args = ap.parse_args()
@@ -126,6 +132,7 @@ def main() -> None:
             live = s.alias_target(args.product)
         live_version = live.split("__", 1)[1]
         results = [_phase("idle", args, home, env, None),
+                   _phase("cpu_hog", args, home, env, "hog"),
                    _phase("new_version", args, home, env, ""),
                    _phase("live_version", args, home, env, live_version),
                    _phase("idle_again", args, home, env, None)]
