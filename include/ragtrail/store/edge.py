@@ -223,8 +223,8 @@ class EdgeStore:
 
     def query_batch(self, name: str, queries: list[SearchQuery], k: int,
                     fields: list[str] | bool = True) -> list[list[Hit]]:
-        """Every query in one ``query_batch`` call; a hybrid one is its fused query (dense and sparse
-        prefetches, RRF or DBSF) followed by each prefetch alone, which say what found each fused hit."""
+        """Every query in one ``query_batch`` call; a hybrid one is its dense and its sparse prefetch, fused
+        by :func:`ragtrail.store.base.fuse`."""
         name = self._target(name)
         if not queries:
             return []
@@ -234,7 +234,7 @@ class EdgeStore:
         with self._shard(name) as shard:
             answers = shard.query_batch(qe.QueryBatchRequest(requests))
         hits = [[Hit(id=_id(h.id), score=float(h.score), payload=h.payload or {}) for h in a] for a in answers]
-        return hits_per_query(queries, starts, hits)
+        return hits_per_query(queries, starts, hits, k)
 
     def finish(self, name: str) -> None:
         """Optimise a version that is not live (HNSW and merged segments) before it is judged.
