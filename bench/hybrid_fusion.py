@@ -24,8 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 CHUNKS = 50  # what the evaluation asks for per question
@@ -48,9 +46,11 @@ def corpus_of(name: str) -> tuple[Path, Path]:
 
 
 # -- fusion (client-side, from each side's candidates: [(chunk, score)] best first) ----------------------------
-def dbsf_norm(scores: np.ndarray) -> np.ndarray:
+def dbsf_norm(scores):
     """Qdrant's DBSF normalisation (``distr_norm``): (s − (μ − 3σ)) / 6σ over the list, σ the sample standard
     deviation, not clipped; one score: 0.5."""
+    import numpy as np
+
     if len(scores) < 2:
         return np.full_like(scores, 0.5)
     mu, sd = scores.mean(), scores.std(ddof=1)
@@ -59,7 +59,9 @@ def dbsf_norm(scores: np.ndarray) -> np.ndarray:
     return (scores - (mu - 3 * sd)) / (6 * sd)
 
 
-def minmax_norm(scores: np.ndarray) -> np.ndarray:
+def minmax_norm(scores):
+    import numpy as np
+
     if len(scores) == 0:
         return scores
     lo, hi = scores.min(), scores.max()
@@ -69,6 +71,8 @@ def minmax_norm(scores: np.ndarray) -> np.ndarray:
 def fuse(dense: list, sparse: list, how: str, w: float, depth: int, rrf_k: int = 60) -> list[tuple[int, float]]:
     """Chunks by fused score: ``w`` is the sparse side's weight, the dense side's ``1 − w`` for score fusions
     (``dbsf``, ``minmax``) and 1 for ``rrf`` (weights [1, w], Qdrant's weighted RRF)."""
+    import numpy as np
+
     d, s = dense[:depth], sparse[:depth]
     out: dict[int, float] = {}
     if how == "rrf":
@@ -111,6 +115,7 @@ def score(rankings, queries) -> dict:
 def candidates(corpus: Path, questions: Path, bm25: dict, depth: int, store_check: bool) -> dict:
     """Build the Edge version (BM25 config ``bm25``) and fetch every question's dense and sparse candidates."""
     import hybrid
+    import numpy as np
 
     from ragtrail.core.settings import DEFAULT_EMBED_BACKEND, DEFAULT_EMBEDDER
     from ragtrail.stages.evaluation import evaluate_collection, load_queries
