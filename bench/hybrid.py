@@ -1,4 +1,4 @@
-"""Dense vs sparse (BM25) vs hybrid (RRF, DBSF; equal weights and the default BM25 weight 0.3) retrieval on
+"""Dense vs sparse (BM25) vs hybrid (RRF, DBSF; equal weights and the default BM25 weight 0.25) retrieval on
 labelled corpora, and what the sparse vectors cost.
 
 Per corpus (the sample corpus and the PostgreSQL manual of :mod:`pgdocs`): parse every file as ingest does
@@ -32,13 +32,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-# (mode, fusion, BM25 weight): hybrid at 0.5 ranks as Qdrant's own RRF / DBSF; 0.3 is the default weight.
+# (mode, fusion, BM25 weight): hybrid at 0.5 ranks as Qdrant's own RRF / DBSF; 0.25 is the default weight.
 MODES = (("dense", "rrf", 0.5), ("sparse", "rrf", 0.5), ("hybrid", "rrf", 0.5), ("hybrid", "dbsf", 0.5),
-         ("hybrid", "rrf", 0.3), ("hybrid", "dbsf", 0.3))
+         ("hybrid", "rrf", 0.25), ("hybrid", "dbsf", 0.25))
 
 
 def mode_key(mode: str, fusion: str, weight: float) -> str:
-    """``dense``, ``sparse``, ``hybrid-dbsf`` (equal weights), ``hybrid-dbsf-w0.3``."""
+    """``dense``, ``sparse``, ``hybrid-dbsf`` (equal weights), ``hybrid-dbsf-w0.25``."""
     if mode != "hybrid":
         return mode
     return f"hybrid-{fusion}" if weight == 0.5 else f"hybrid-{fusion}-w{weight}"

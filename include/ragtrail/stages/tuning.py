@@ -18,7 +18,7 @@ Example::
     result = tune_chunking("work/docs.parquet", load_queries("questions.jsonl"), workdir="work",
                            n_trials=10, timeout_s=600)
     result["best_params"]  # {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2",
-                           #  "retrieval_mode": "hybrid", "fusion": "dbsf", "sparse_weight": 0.3}
+                           #  "retrieval_mode": "hybrid", "fusion": "dbsf", "sparse_weight": 0.25}
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ TRIAL_BACKEND = "torch"  # trials embed chunks and questions alike with it
 STARTUP_TRIALS = 4  # random trials before TPE; the space has ~200 points, 10 would be a large share of a study
 RETRIEVAL_MODES = ("dense", "sparse", "hybrid")
 FUSIONS = ("rrf", "dbsf")  # searched only for hybrid (a conditional parameter)
-SPARSE_WEIGHTS = (0.2, 0.3, 0.4, 0.5)  # the BM25 side's weight, hybrid only (docs/performance.md: 0.3 the default)
+SPARSE_WEIGHTS = (0.15, 0.25, 0.35, 0.5)  # the BM25 side's weight, hybrid only (0.25 the default, 0.5 Qdrant's equal)
 
 
 def overlap_choices(chunk_size: int) -> tuple[int, ...]:

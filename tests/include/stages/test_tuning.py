@@ -49,7 +49,7 @@ def test_sampler_offers_only_valid_overlaps(lo, hi):
 
 def test_a_live_weight_between_the_searched_ones_starts_at_the_nearest_and_old_trials_keep_equal_weights():
     assert nearest_weight(None) == DEFAULT_SPARSE_WEIGHT in SPARSE_WEIGHTS and 0.5 in SPARSE_WEIGHTS
-    assert (nearest_weight(0.33), nearest_weight(0.9), nearest_weight(0.0)) == (0.3, 0.5, 0.2)
+    assert (nearest_weight(0.33), nearest_weight(0.9), nearest_weight(0.0)) == (0.35, 0.5, 0.15)
     old = {"chunk_size": 64, "chunk_overlap": 0, "embedder": "m", "retrieval_mode": "hybrid", "fusion": "dbsf"}
     assert trial_params(old)["sparse_weight"] == 0.5  # scored before weights were searched: Qdrant's equal fusion
     dense = {k: v for k, v in old.items() if k != "fusion"} | {"retrieval_mode": "dense"}
