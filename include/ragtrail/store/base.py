@@ -10,8 +10,9 @@ imports a client library.
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -134,24 +135,26 @@ def fuse(dense: list[Hit], sparse: list[Hit], fusion: str, sparse_weight: float,
     ``dbsf``: each side's scores normalised by :func:`_distr_norm`, then ``(1 − w)·dense + w·sparse``
     (a side that lacks the hit adds 0); ``rrf``: ``(1 − w)/(60 + dense rank) + w/(60 + sparse rank)``, ranks
     from 0 as Qdrant counts them (:data:`RRF_K`). ``w`` = ``sparse_weight``; at 0.5 both rank as Qdrant's
-    own DBSF / RRF (their scores halved). Each hit says which side found it (``found_by``). Ties: by id, so a
-    ranking is the same on every store.
+    own DBSF / RRF (their scores halved). Each hit says which side found it (``found_by``) and keeps the
+    payload its candidate had. Ties: by id, so a ranking is the same on every store.
     """
     w = check_sparse_weight(sparse_weight)
-    fused: dict[str, Hit] = {}
+    score: dict = {}
+    found: dict = {}
+    held: dict = {}
     for name, side, weight in (("dense", dense, 1.0 - w), ("sparse", sparse, w)):
         if fusion == "dbsf":
             parts = [weight * x for x in _distr_norm([h.score for h in side])]
         else:
             parts = [weight / (RRF_K + rank) for rank in range(len(side))]
         for h, part in zip(side, parts, strict=True):
-            key = str(h.id)
-            if key in fused:
-                fused[key].score += part
-                fused[key].found_by += (name,)
+            if h.id in score:
+                score[h.id] += part
+                found[h.id] += (name,)
             else:
-                fused[key] = Hit(id=h.id, score=part, payload=h.payload, found_by=(name,))
-    return sorted(fused.values(), key=lambda h: (-h.score, str(h.id)))[:k]
+                score[h.id], found[h.id], held[h.id] = part, (name,), h
+    best = heapq.nsmallest(k, score, key=lambda i: (-score[i], str(i)))
+    return [Hit(id=i, score=score[i], payload=held[i].payload, found_by=found[i]) for i in best]
 
 
 def hits_per_query(queries: list[SearchQuery], starts: list[int], hits: list[list[Hit]], k: int) -> list[list[Hit]]:
@@ -166,6 +169,22 @@ def hits_per_query(queries: list[SearchQuery], starts: list[int], hits: list[lis
             h.found_by = (q.mode,)
         out.append(hits[a])
     return out
+
+
+def fill_payloads(queries: list[SearchQuery], found: list[list[Hit]], fields, fetch: Callable[[list], dict]) -> None:
+    """A hybrid query's prefetches come back without payloads (2·depth candidates, most of them dropped by
+    the fusion): fetch the payloads of the hits that stayed, all queries' in one call of ``fetch(ids) ->
+    {id: payload}``. Nothing to fetch when no fields are asked for."""
+    if fields is False or fields == []:
+        return
+    hybrid = [hits for q, hits in zip(queries, found, strict=True) if q.mode == "hybrid"]
+    ids = list({h.id: None for hits in hybrid for h in hits})
+    if not ids:
+        return
+    payloads = fetch(ids)
+    for hits in hybrid:
+        for h in hits:
+            h.payload = dict(payloads.get(h.id) or {})
 
 
 def refuse_sparse_on_dense_only(name: str, queries: list, named: bool) -> None:

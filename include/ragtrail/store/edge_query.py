@@ -52,8 +52,8 @@ def vectors(p: Point) -> dict:
 
 def requests(queries: list[SearchQuery], k: int, payload, named: bool, params=None) -> tuple[list, list[int]]:
     """The batch's requests, and where each query's begin: a hybrid query is two (its dense and its sparse
-    prefetch, ``prefetch_limit(k)`` candidates each, fused by :func:`ragtrail.store.base.hits_per_query`),
-    another one. ``params``: the dense
+    prefetch, ``prefetch_limit(k)`` candidates each and no payloads, fused by
+    :func:`ragtrail.store.base.hits_per_query`, payloads fetched for the fused hits only), another one. ``params``: the dense
     searches' HNSW parameters (ef, rescoring of quantised vectors)."""
     depth = prefetch_limit(k)
 
@@ -70,6 +70,6 @@ def requests(queries: list[SearchQuery], k: int, payload, named: bool, params=No
             out.append(qe.QueryRequest(limit=k, query=dense(q) if q.mode == "dense" else sparse(q),
                                        with_payload=payload, params=params if q.mode == "dense" else None))
             continue
-        out += [qe.QueryRequest(limit=depth, query=dense(q), with_payload=payload, params=params),
-                qe.QueryRequest(limit=depth, query=sparse(q), with_payload=payload)]
+        out += [qe.QueryRequest(limit=depth, query=dense(q), with_payload=False, params=params),
+                qe.QueryRequest(limit=depth, query=sparse(q), with_payload=False)]
     return out, starts

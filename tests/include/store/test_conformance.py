@@ -270,6 +270,12 @@ def test_hybrid_fusion_ranks_as_qdrants_own_at_equal_weight_and_the_weight_moves
                                                          sparse_weight=0.5)], k)
         assert [str(h.id) for h in ours] == [i for i, _ in native], fusion
         assert [2 * h.score for h in ours] == pytest.approx([s for _, s in native], rel=1e-4), fusion
+    # the prefetches come back without payloads; the fused hits get theirs (the fields asked for), in one call
+    doc_of = {pid(i): f"d{i}" for i in range(150)}
+    [full], [some], [bare] = (store.query_batch("p__v3", [SearchQuery(dense=dense, sparse=sq, mode="hybrid",
+                                                                      fusion="dbsf")], k, f) for f in (True, ["doc_id"], False))
+    assert [h.id for h in full] == [h.id for h in some] == [h.id for h in bare]
+    assert all(h.payload == {"doc_id": doc_of[str(h.id)]} for h in full + some) and not any(h.payload for h in bare)
     alone_dense, alone_sparse, w0, w1, w3 = store.query_batch("p__v3", [
         SearchQuery(dense=dense, mode="dense"), SearchQuery(sparse=sq, mode="sparse"),
         SearchQuery(dense=dense, sparse=sq, mode="hybrid", fusion="dbsf", sparse_weight=0.0),
