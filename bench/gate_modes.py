@@ -1,6 +1,7 @@
 """The real gate stage (:func:`ragtrail.stages.gate.evaluate_and_promote`, promote off) on the FAQ set of
-:mod:`faqs`, the version configured ``hybrid`` with RRF, then with DBSF: every mode measured, and the mode the
-gate names as beating the configured one (tolerance 0.02).
+:mod:`faqs`, the version configured ``hybrid`` with RRF and with DBSF at equal weights (Qdrant's own fusion),
+then with the default (DBSF, BM25 weight 0.25): every mode measured, and the mode the gate names as beating the
+configured one (tolerance 0.02).
 
 Reuses the embeddings ``bench/hybrid.py --faqs`` cached in ``.data/bench/hybrid`` (run that first). Usage::
 
@@ -25,10 +26,7 @@ def main() -> None:
     from hybrid import chunk_corpus
 
     from ragtrail.core.recorder import Recorder
-    from ragtrail.core.settings import (
-        DEFAULT_EMBED_BACKEND,
-        DEFAULT_EMBEDDER,
-    )
+    from ragtrail.core.settings import DEFAULT_EMBED_BACKEND, DEFAULT_EMBEDDER, DEFAULT_SPARSE_WEIGHT
     from ragtrail.stages import gate
     from ragtrail.store import Point, StoreSettings, open_store
     from ragtrail.store.sparse import CONFIG, encoder
@@ -43,19 +41,21 @@ def main() -> None:
     out = {"set": "faqs (bench/faqs.py)", "tolerance": 0.02}
     with tempfile.TemporaryDirectory() as tmp:
         location = StoreSettings(path=tmp, kind="edge")
-        for fusion in ("rrf", "dbsf"):
-            name = f"faqs__{fusion}"
+        for fusion, weight in (("rrf", 0.5), ("dbsf", 0.5), ("dbsf", DEFAULT_SPARSE_WEIGHT)):
+            version = fusion if weight == 0.5 else f"{fusion}-w{weight}"
+            name = f"faqs__{version}"
             with open_store(location) as store:
                 store.create(name, int(vectors.shape[1]), {"embedder": DEFAULT_EMBEDDER, "sparse": dict(CONFIG),
                                                            "embed_backend": DEFAULT_EMBED_BACKEND,
-                                                           "retrieval_mode": "hybrid", "fusion": fusion})
+                                                           "retrieval_mode": "hybrid", "fusion": fusion,
+                                                           "sparse_weight": weight})
                 store.upsert(name, [Point(id=i, vector=vectors[i].tolist(), sparse=sparse[i],
                                           payload={"doc_id": owners[i], "text": texts[i]}) for i in range(len(texts))])
                 store.finish(name)
-            d = gate.evaluate_and_promote(location=location, product="faqs", version=fusion, queries_path=questions,
+            d = gate.evaluate_and_promote(location=location, product="faqs", version=version, queries_path=questions,
                                           promote=False, tolerance=0.02, recorder=Recorder())
-            out[f"configured hybrid-{fusion}"] = {
-                "better_mode": d["better_mode"], "reason": d["reason"],
+            out[f"configured hybrid-{version}"] = {
+                "better_mode": d["better_mode"], "reason": d["reason"], "sparse_weight": d["sparse_weight"],
                 "modes": {m: {k: round(v, 4) for k, v in x.items()} for m, x in d["modes"].items()}}
     print(json.dumps(out, indent=1))
     if args.out:

@@ -1,4 +1,5 @@
-"""Dense vs sparse (BM25) vs hybrid (RRF, DBSF) retrieval on labelled corpora, and what the sparse vectors cost.
+"""Dense vs sparse (BM25) vs hybrid (RRF, DBSF; equal weights and the default BM25 weight 0.25) retrieval on
+labelled corpora, and what the sparse vectors cost.
 
 Per corpus (the sample corpus and the PostgreSQL manual of :mod:`pgdocs`): parse every file as ingest does
 (in process), chunk it at the pipeline's defaults, embed the chunks with the default backend, and build a
@@ -31,7 +32,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-MODES = (("dense", "rrf"), ("sparse", "rrf"), ("hybrid", "rrf"), ("hybrid", "dbsf"))
+# (mode, fusion, BM25 weight): hybrid at 0.5 ranks as Qdrant's own RRF / DBSF; 0.25 is the default weight.
+MODES = (("dense", "rrf", 0.5), ("sparse", "rrf", 0.5), ("hybrid", "rrf", 0.5), ("hybrid", "dbsf", 0.5),
+         ("hybrid", "rrf", 0.25), ("hybrid", "dbsf", 0.25))
+
+
+def mode_key(mode: str, fusion: str, weight: float) -> str:
+    """``dense``, ``sparse``, ``hybrid-dbsf`` (equal weights), ``hybrid-dbsf-w0.25``."""
+    if mode != "hybrid":
+        return mode
+    return f"hybrid-{fusion}" if weight == 0.5 else f"hybrid-{fusion}-w{weight}"
 
 
 def chunk_corpus(corpus: Path) -> tuple[list[str], list[str]]:
@@ -55,10 +65,7 @@ def chunk_corpus(corpus: Path) -> tuple[list[str], list[str]]:
 def build_and_measure(corpus: Path, questions: Path) -> dict:
     import numpy as np
 
-    from ragtrail.core.settings import (
-        DEFAULT_EMBED_BACKEND,
-        DEFAULT_EMBEDDER,
-    )
+    from ragtrail.core.settings import DEFAULT_EMBED_BACKEND, DEFAULT_EMBEDDER, DEFAULT_SPARSE_WEIGHT
     from ragtrail.stages.embedding import embed_texts
     from ragtrail.stages.evaluation import evaluate_collection, load_queries
     from ragtrail.store import Point, StoreSettings, open_store
@@ -88,7 +95,8 @@ def build_and_measure(corpus: Path, questions: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp, open_store(StoreSettings(path=tmp, kind="edge")) as store:
         index_s = {}
         for name, with_sparse in (("dense_only", False), ("with_sparse", True)):
-            store.create(name, int(vectors.shape[1]), {**meta, "retrieval_mode": "hybrid", "fusion": "rrf"})
+            store.create(name, int(vectors.shape[1]), {**meta, "retrieval_mode": "hybrid", "fusion": "dbsf",
+                                                       "sparse_weight": DEFAULT_SPARSE_WEIGHT})
             points = [Point(id=i, vector=vectors[i].tolist(), sparse=sparse[i] if with_sparse else None,
                             payload={"doc_id": owners[i], "text": texts[i]}) for i in range(len(texts))]
             t0 = time.perf_counter()
@@ -104,17 +112,17 @@ def build_and_measure(corpus: Path, questions: Path) -> dict:
                         "sparse_cost_s": round(sparse_cost, 3),
                         "sparse_share_of_build": round(sparse_cost / build_s, 4)}
         modes = {}
-        for mode, fusion in MODES:
+        for mode, fusion, weight in MODES:
             metrics, _rows = evaluate_collection(store, "with_sparse", queries, show_progress=False,
-                                                 mode=mode, fusion=fusion)
-            key = mode if mode != "hybrid" else f"hybrid-{fusion}"
+                                                 mode=mode, fusion=fusion, sparse_weight=weight)
+            key = mode_key(mode, fusion, weight)
             modes[key] = {m: round(metrics[m], 4) for m in ("mrr_at_10", "ndcg_at_10", "recall_at_10")}
         for key, lat in latencies(store, "with_sparse", queries).items():
             modes[key].update(lat)
         out["modes"] = modes
         dense = modes["dense"]
-        out["hybrid_rrf_minus_dense"] = {m: round(modes["hybrid-rrf"][m] - dense[m], 4)
-                                         for m in ("mrr_at_10", "ndcg_at_10", "recall_at_10")}
+        out["hybrid_minus_dense"] = {k: {m: round(v[m] - dense[m], 4) for m in ("mrr_at_10", "ndcg_at_10", "recall_at_10")}
+                                     for k, v in modes.items() if k.startswith("hybrid")}
         out["p95_ratio_vs_dense"] = {k: {"search": round(v["search_p95_ms"] / dense["search_p95_ms"], 3),
                                          "end_to_end": round(v["e2e_p95_ms"] / dense["e2e_p95_ms"], 3)}
                                      for k, v in modes.items()}
@@ -137,22 +145,22 @@ def latencies(store, name: str, queries: list[dict], rounds: int = 3) -> dict:
     bm25 = encoder_for(store.metadata(name))
     texts = [q["text"] for q in queries]
     dense = embed(texts)
-    keys = [m if m != "hybrid" else f"hybrid-{f}" for m, f in MODES]
+    keys = [mode_key(*m) for m in MODES]
     search = {k: [] for k in keys}
     e2e = {k: [] for k in keys}
     for r in range(rounds):
         for i, text in enumerate(texts):
             order = [MODES[(j + i + r) % len(MODES)] for j in range(len(MODES))]
-            for mode, fusion in order:
-                key = mode if mode != "hybrid" else f"hybrid-{fusion}"
+            for mode, fusion, weight in order:
+                key = mode_key(mode, fusion, weight)
                 t0 = time.perf_counter()
                 sv = bm25.queries([text])[0] if mode != "dense" else None
-                store.query_batch(name, [SearchQuery(dense=dense[i].tolist(), sparse=sv, mode=mode, fusion=fusion)],
-                                  CHUNKS_PER_QUERY, ["doc_id"])
+                store.query_batch(name, [SearchQuery(dense=dense[i].tolist(), sparse=sv, mode=mode, fusion=fusion,
+                                                     sparse_weight=weight)], CHUNKS_PER_QUERY, ["doc_id"])
                 search[key].append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 search_collection(store, name, [text], CHUNKS_PER_QUERY, mode=mode, fusion=fusion,
-                                  fields=["doc_id"], embed=embed)
+                                  sparse_weight=weight, fields=["doc_id"], embed=embed)
                 e2e[key].append((time.perf_counter() - t0) * 1000)
     return {k: {"search_p50_ms": round(percentile(search[k], 50), 3), "search_p95_ms": round(percentile(search[k], 95), 3),
                 "e2e_p50_ms": round(percentile(e2e[k], 50), 2), "e2e_p95_ms": round(percentile(e2e[k], 95), 2)}

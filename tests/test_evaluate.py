@@ -98,6 +98,7 @@ def test_good_build_goes_live_a_bad_one_stays_dark(gate_conf, half_source, mlflo
     mv = mlflow_client.get_model_version_by_alias("ragtrail-gate", "candidate")
     assert mv.tags["ragtrail.gate"] == "rejected" and mv.tags["ragtrail.chunk_size"] == "16"
     assert (mv.tags["ragtrail.retrieval_mode"], mv.tags["ragtrail.fusion"]) == ("hybrid", "dbsf")  # the defaults
+    assert mv.tags["ragtrail.sparse_weight"] == "0.25"  # the default BM25 weight
     assert float(mv.tags["eval.ndcg_at_10"]) == pytest.approx(bad["eval"]["ndcg_at_10"], abs=1e-6)
     assert mv.tags["ragtrail.source_digest"] == good_digest(mlflow_client, bad) != good_digest(mlflow_client, good)
 

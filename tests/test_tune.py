@@ -51,7 +51,7 @@ def test_small_study_logs_nested_trials_and_a_best_configuration(tmp_path, mlflo
     best = json.loads(open(mlflow_client.download_artifacts(tune.info.run_id, "tuning/best_params.json",
                                                             str(tmp_path))).read())
     assert tune.data.metrics["best_ndcg_at_10"] == max(t.data.metrics["ndcg_at_10"] for t in trials)
-    assert set(best) == {"chunk_size", "chunk_overlap", "embedder", "retrieval_mode", "fusion"}
+    assert set(best) == {"chunk_size", "chunk_overlap", "embedder", "retrieval_mode", "fusion", "sparse_weight"}
     assert best["embedder"] == "all-MiniLM-L6-v2" and best["retrieval_mode"] in ("dense", "sparse", "hybrid")
     for t in trials:  # each trial records the mode (and fusion) it was scored in
         assert t.data.params["retrieval_mode"] in ("dense", "sparse", "hybrid") and "fusion" in t.data.params
@@ -77,4 +77,4 @@ def test_build_best_triggers_rag_ingest_with_the_best_configuration(tmp_path):
     assert len(triggered) == 1, [r.conf for r in triggered]
     conf = triggered[0].conf
     assert conf["version"] == "tuned-x" and conf["source"] == str(corpus) and conf["chunk_size"] == 64
-    assert set(conf) >= {"chunk_overlap", "embedder", "eval_queries", "retrieval_mode", "fusion"}
+    assert set(conf) >= {"chunk_overlap", "embedder", "eval_queries", "retrieval_mode", "fusion", "sparse_weight"}

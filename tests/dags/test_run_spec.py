@@ -120,7 +120,8 @@ def test_the_typed_config_has_one_field_per_row_and_a_version_config():
                                     "embedder": spec.BY_NAME["embedder"].default,
                                     "embed_backend": spec.BY_NAME["embed_backend"].default,
                                     "retrieval_mode": spec.BY_NAME["retrieval_mode"].default,
-                                    "fusion": spec.BY_NAME["fusion"].default}
+                                    "fusion": spec.BY_NAME["fusion"].default,
+                                    "sparse_weight": spec.BY_NAME["sparse_weight"].default}
     with pytest.raises(ValueError, match="chunk_overlap must be a whole number from 0 to 256"):
         spec.run_config({"chunk_overlap": -1})
 

@@ -139,7 +139,8 @@ def cmd_search(args) -> int:
                 collection = production_collection(args.product)
             started = time.time_ns()
             results = search_many(args.product, queries, k=args.k,
-                                  collection=collection, mode=args.mode, fusion=args.fusion)
+                                  collection=collection, mode=args.mode, fusion=args.fusion,
+                                  sparse_weight=args.sparse_weight)
             ended = time.time_ns()
         except (LookupError, ValueError) as err:
             print(f"ragtrail search: {err}", file=sys.stderr)
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--mode", choices=("dense", "sparse", "hybrid"),
                     help="retrieval mode (default: the version's own, set by its build's --retrieval-mode)")
     se.add_argument("--fusion", choices=("rrf", "dbsf"), help="how hybrid mode fuses (default: the version's own)")
+    se.add_argument("--sparse-weight", type=float, metavar="W",
+                    help="hybrid mode: the BM25 side's weight, 0 to 1 (default: the version's own)")
     se.add_argument("--from-registry", action="store_true",
                     help="query the collection of the registry's production version instead of the Qdrant alias")
     se.add_argument("query", nargs="*")

@@ -29,6 +29,7 @@ from ragtrail.core.settings import (
     DEFAULT_EMBEDDER,
     DEFAULT_FUSION,
     DEFAULT_RETRIEVAL_MODE,
+    DEFAULT_SPARSE_WEIGHT,
     SAMPLE_CORPUS,
 )
 
@@ -158,6 +159,9 @@ FIELDS: tuple[Field, ...] = (
     F("fusion", str, DEFAULT_FUSION, "Fusion", "How hybrid mode merges the dense and BM25 candidates: rrf "
       "(reciprocal rank) or dbsf (distribution-based score fusion).", RETRIEVAL, enum=("rrf", "dbsf"),
       defines_version=True, products="retrieval.fusion"),
+    F("sparse_weight", float, DEFAULT_SPARSE_WEIGHT, "Sparse weight", "Hybrid mode: the BM25 side's share of the "
+      "fused score (the dense side's: 1 minus it); 0.5 weighs both alike, as Qdrant's own fusion does.",
+      RETRIEVAL, minimum=0, maximum=1, defines_version=True, products="retrieval.sparse_weight"),
     F("batch_size", int, DEFAULT_BATCH_SIZE, "Encode batch size", "Texts the embedder encodes per call.", CHUNKING,
       minimum=1, maximum=1024, products="embedder.batch_size"),
     F("sync_mode", str, "full", "Sync mode", "full: documents gone from the source leave the index; "

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ragtrail.core.settings import LEGACY_SPARSE_WEIGHT
 from ragtrail.trail import names as n
 from ragtrail.trail.names import EMBEDDER_TAG, PRODUCT_TAG, model_name, quote
 from ragtrail.trail.registry import move_alias
@@ -141,6 +142,7 @@ def register_version(client, *, run_id: str, product: str, version: str, collect
                 n.CHUNK_OVERLAP_TAG: str(config["chunk_overlap"]), n.SOURCE_DIGEST_TAG: source_digest or "-",
                 n.RETRIEVAL_MODE_TAG: str(config.get("retrieval_mode") or "dense"),
                 n.FUSION_TAG: str(config.get("fusion") or "rrf"),
+                n.SPARSE_WEIGHT_TAG: str(config.get("sparse_weight", LEGACY_SPARSE_WEIGHT)),
                 n.GATE_TAG: decision["gate"], n.GATE_REASON_TAG: decision["reason"][:4000],
                 **{n.EVAL_TAG_PREFIX + m: f"{v:.6f}" for m, v in metrics.items()}}
         mv = client.create_model_version(name, source=f"runs:/{run_id}/retriever", run_id=run_id, tags=tags,

@@ -138,11 +138,13 @@ def summarize(rows: list[dict]) -> dict[str, float]:
 
 def evaluate_collection(store, collection: str, queries: list[dict],
                         chunks_per_query: int = CHUNKS_PER_QUERY, show_progress: bool = True,
-                        mode: str | None = None, fusion: str | None = None) -> tuple[dict, list[dict]]:
+                        mode: str | None = None, fusion: str | None = None,
+                        sparse_weight: float | None = None) -> tuple[dict, list[dict]]:
     """Run every query against ``collection`` (a name or alias) on an open store.
 
     Questions go through :func:`ragtrail.stages.search.search_collection` — the collection's own embedder,
-    backend and retrieval mode (``mode`` / ``fusion`` override it), exactly as a user's search does.
+    backend and retrieval mode (``mode`` / ``fusion`` / ``sparse_weight`` override it), exactly as a user's
+    search does.
 
     Returns:
         ``(metrics, per_query_rows)``; each row has the query, its relevant and retrieved documents,
@@ -159,7 +161,7 @@ def evaluate_collection(store, collection: str, queries: list[dict],
     for q in queries:
         t0 = time.perf_counter()
         hits = search_collection(store, collection, [q["text"]], chunks_per_query, mode=mode, fusion=fusion,
-                                 fields=["doc_id"], embed=embed)[0]
+                                 sparse_weight=sparse_weight, fields=["doc_id"], embed=embed)[0]
         latency = (time.perf_counter() - t0) * 1000
         docs = documents_from_chunks([{"doc_id": h.payload.get("doc_id"), "score": h.score} for h in hits])
         ranked = [d for d, _ in docs]

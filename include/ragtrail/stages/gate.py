@@ -114,12 +114,15 @@ def better_mode_note(by_mode: dict, configured: str | None, better: str | None, 
             f"{own:.4f}, tolerance {tolerance}): set retrieval_mode: {better} in the run spec to use it")
 
 
-def record_modes(rec: Recorder, by_mode: dict, configured: str | None, fusion: str | None) -> None:
-    """The comparison of retrieval modes on the evaluate run: ``<metric>.<mode>`` metrics and ``eval/modes.json``."""
+def record_modes(rec: Recorder, by_mode: dict, configured: str | None, fusion: str | None,
+                 sparse_weight: float | None = None) -> None:
+    """The comparison of retrieval modes on the evaluate run: ``<metric>.<mode>`` metrics and ``eval/modes.json``
+    (the hybrid row names its fusion and the BM25 side's weight)."""
     for mode, values in by_mode.items():
         rec.metric(**{mode_metric(k, mode): v for k, v in values.items()})
     if by_mode:
         rec.table("eval/modes.json", [{"mode": mode, "fusion": fusion if mode == "hybrid" else "-",
+                                       "sparse_weight": sparse_weight if mode == "hybrid" else None,
                                        "configured": mode == configured, **values} for mode, values in by_mode.items()])
 
 
@@ -150,7 +153,7 @@ def evaluate_and_promote(
         ``gate`` is passed / rejected / skipped (no query set) / not_requested (``promote`` off).
     """
     from ragtrail.stages.evaluation import better_mode, evaluate_collection, evaluate_modes
-    from ragtrail.stages.search import resolve_mode
+    from ragtrail.stages.search import resolve_mode, resolve_sparse_weight
 
     rec = recorder or Recorder()
     name = collection_name(product, version)
@@ -161,7 +164,7 @@ def evaluate_and_promote(
     rows: list[dict] = []
     versus: dict = {}
     by_mode: dict = {}
-    own_mode = own_fusion = better = None
+    own_mode = own_fusion = own_weight = better = None
     with open_store(location) as store:
         if not store.exists(name):
             raise RuntimeError(f"{name} was not built: nothing to evaluate")
@@ -169,6 +172,7 @@ def evaluate_and_promote(
         if queries:
             metrics, rows = evaluate_collection(store, name, queries)
             own_mode, own_fusion = resolve_mode(store, name)
+            own_weight = resolve_sparse_weight(store, name)
             by_mode = evaluate_modes(store, name, queries, configured=metrics)
             better = better_mode(by_mode, own_mode, tolerance)
             if live_before and live_before != name:
@@ -195,7 +199,7 @@ def evaluate_and_promote(
         if versus:
             rec.metric(ndcg_delta_vs_live=versus["delta"], ndcg_p_value_vs_live=versus["p_value"])
         rec.table("eval/per_query.json", rows)
-        record_modes(rec, by_mode, own_mode, own_fusion)
+        record_modes(rec, by_mode, own_mode, own_fusion, own_weight)
     rec.metric(promoted=int(promoted), versions_pruned=len(dropped), promoted_worse=int(promoted and worse))
     rec.tag(**{GATE_TAG: verdict, GATE_REASON_TAG: reason, LIVE_COLLECTION_TAG: live or "-",
                VS_LIVE_TAG: ("worse" if worse else "not worse") if live_metrics else "-",
@@ -203,5 +207,6 @@ def evaluate_and_promote(
     return {"collection": name, "live": live, "promoted": promoted, "gate": verdict, "reason": reason,
             "metrics": metrics, "live_metrics": live_metrics, "rows": len(rows),
             "worse_than_live": worse, "promoted_worse": promoted and worse, "vs_live": versus or None,
-            "pruned": dropped, "retrieval_mode": own_mode, "fusion": own_fusion, "modes": by_mode or None,
+            "pruned": dropped, "retrieval_mode": own_mode, "fusion": own_fusion,
+            "sparse_weight": own_weight, "modes": by_mode or None,
             "better_mode": better}

@@ -1,9 +1,10 @@
 """Ask the index: the one search path of every caller — the CLI, the REST API, ``ragtrail.retriever`` and the
 registered model, the evaluation (and so the gate, the canary and tuning).
 
-A version answers in its retrieval mode (its ``retrieval_mode`` / ``fusion`` metadata, from the run spec):
-``dense`` (the question's embedding, cosine), ``sparse`` (BM25: the question's terms, IDF from the
-collection) or ``hybrid`` (both as prefetches of one Qdrant Query API call, fused by RRF or DBSF). A version
+A version answers in its retrieval mode (its ``retrieval_mode`` / ``fusion`` / ``sparse_weight`` metadata,
+from the run spec): ``dense`` (the question's embedding, cosine), ``sparse`` (BM25: the question's terms, IDF
+from the collection) or ``hybrid`` (both searched in one Qdrant Query API batch, their candidates fused by
+RRF or DBSF with the BM25 side weighted ``sparse_weight``: :func:`ragtrail.store.base.fuse`). A version
 built before sparse vectors existed answers in dense mode whatever is asked (a warning says so). Each hit
 says which prefetch found it (``found_by``): a re-ranking stage hooks in after :func:`search_collection`.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ragtrail.core.settings import DEFAULT_EMBEDDER, DEFAULT_FUSION
+from ragtrail.core.settings import DEFAULT_EMBEDDER, DEFAULT_FUSION, LEGACY_SPARSE_WEIGHT
 from ragtrail.stages import rerank
 from ragtrail.store import Hit, VectorStore, check_name, open_store
-from ragtrail.store.base import FUSIONS, MODES, SearchQuery
+from ragtrail.store.base import FUSIONS, MODES, SearchQuery, check_sparse_weight
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,19 @@ def resolve_mode(store: VectorStore, collection: str, mode: str | None = None,
     return mode, fusion
 
 
+def resolve_sparse_weight(store: VectorStore, collection: str, sparse_weight: float | None = None) -> float:
+    """The BM25 side's weight in a hybrid search of ``collection``: the one asked, else the version's own
+    (``sparse_weight`` metadata); a version built before the weight existed keeps the equal-weight fusion it
+    was judged with (:data:`~ragtrail.core.settings.LEGACY_SPARSE_WEIGHT`)."""
+    if sparse_weight is not None:
+        return check_sparse_weight(sparse_weight)
+    own = store.metadata(collection).get("sparse_weight")
+    return check_sparse_weight(own) if own is not None else LEGACY_SPARSE_WEIGHT
+
+
 def search_collection(store: VectorStore, collection: str, texts: list[str], k: int, *, mode: str | None = None,
-                      fusion: str | None = None, fields: list[str] | bool = True,
-                      embed: Callable | None = None) -> list[list[Hit]]:
+                      fusion: str | None = None, sparse_weight: float | None = None,
+                      fields: list[str] | bool = True, embed: Callable | None = None) -> list[list[Hit]]:
     """Answer ``texts`` against ``collection`` (a name or alias) of an open store, best hits first.
 
     One ``query_batch`` for all texts. A question with no searchable terms (empty, only stop words)
@@ -74,6 +85,7 @@ def search_collection(store: VectorStore, collection: str, texts: list[str], k: 
 
     Args:
         mode, fusion: override the version's own (:func:`resolve_mode`).
+        sparse_weight: the BM25 side's weight in hybrid mode, 0..1 (:func:`resolve_sparse_weight`).
         embed: the question embedder (default: :func:`query_embedder`; the evaluation passes its warm one).
     """
     from ragtrail.store.sparse import encoder_for
@@ -82,6 +94,7 @@ def search_collection(store: VectorStore, collection: str, texts: list[str], k: 
     if not texts:
         return []
     mode, fusion = resolve_mode(store, collection, mode, fusion)
+    weight = resolve_sparse_weight(store, collection, sparse_weight)
     sparse = encoder_for(store.metadata(collection)).queries(texts) if mode != "dense" else [None] * len(texts)
     wants = [mode if s is None or s.indices else "dense" for s in sparse]
     for text, want in zip(texts, wants, strict=True):
@@ -93,8 +106,8 @@ def search_collection(store: VectorStore, collection: str, texts: list[str], k: 
     if dense_needed:
         vectors = (embed or query_embedder(store, collection))([texts[i] for i in dense_needed])
         dense = {i: v.tolist() for i, v in zip(dense_needed, vectors, strict=True)}
-    queries = [SearchQuery(dense=dense.get(i), sparse=sparse[i] if w != "dense" else None, mode=w, fusion=fusion)
-               for i, w in enumerate(wants)]
+    queries = [SearchQuery(dense=dense.get(i), sparse=sparse[i] if w != "dense" else None, mode=w, fusion=fusion,
+                           sparse_weight=weight) for i, w in enumerate(wants)]
     found = store.query_batch(collection, queries, k, fields)
     for text, want, hits in zip(texts, wants, found, strict=True):
         if want == "sparse" and not hits:
@@ -120,6 +133,7 @@ def search_many(
     collection: str | None = None,
     mode: str | None = None,
     fusion: str | None = None,
+    sparse_weight: float | None = None,
 ) -> dict[str, list[dict]]:
     """Answer several queries against the product's live collection (its alias) in one pass.
 
@@ -132,6 +146,7 @@ def search_many(
         collection: query this collection (a version, e.g. ``handbook__v2``) instead of the alias.
         mode: ``dense``, ``sparse`` or ``hybrid``; ``None``: the version's own retrieval mode.
         fusion: ``rrf`` or ``dbsf`` for hybrid; ``None``: the version's own.
+        sparse_weight: the BM25 side's weight (0..1) for hybrid; ``None``: the version's own.
 
     Returns:
         query id → list of ``{"doc_id", "score", "text", "source", "chunk_index", "version", "found_by"}``,
@@ -151,7 +166,7 @@ def search_many(
             raise LookupError(f"product {product!r} has no index yet ({target}): run `ragtrail ingest` first")
         ids = list(queries)
         hits = search_collection(store, target, [queries[i] for i in ids], reranker.depth(k) if reranker else k,
-                                 mode=mode, fusion=fusion)
+                                 mode=mode, fusion=fusion, sparse_weight=sparse_weight)
         results = {qid: [hit_dict(h) for h in found] for qid, found in zip(ids, hits, strict=True)}
     return rerank.rerank_results(reranker, queries, results, k)
 

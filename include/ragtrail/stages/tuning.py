@@ -1,7 +1,7 @@
 """Tune chunking, the embedder and the retrieval mode for retrieval quality with Optuna's TPE sampler.
 
-The space is small (chunk sizes in steps of 16 × four overlaps × the embedders × four retrieval modes —
-dense, sparse, hybrid with RRF or DBSF: ~200 points), so the
+The space is small (chunk sizes in steps of 16 × four overlaps × the embedders × ten retrieval modes —
+dense, sparse, hybrid with RRF or DBSF at four BM25 weights: ~500 points), so the
 sampler starts from the live configuration (enqueued as trial 0) and spends only a few random
 start-up trials before TPE takes over. Overlap is a conditional parameter: only overlaps below half
 the sampled chunk size are offered, so no trial is ever clamped. With a ``storage`` URL (an Optuna
@@ -18,7 +18,7 @@ Example::
     result = tune_chunking("work/docs.parquet", load_queries("questions.jsonl"), workdir="work",
                            n_trials=10, timeout_s=600)
     result["best_params"]  # {"chunk_size": 160, "chunk_overlap": 32, "embedder": "all-MiniLM-L6-v2",
-                           #  "retrieval_mode": "hybrid", "fusion": "dbsf"}
+                           #  "retrieval_mode": "hybrid", "fusion": "dbsf", "sparse_weight": 0.25}
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ from pathlib import Path
 
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
-from ragtrail.core.settings import DEFAULT_FUSION, DEFAULT_RETRIEVAL_MODE
+from ragtrail.core.settings import (
+    DEFAULT_FUSION,
+    DEFAULT_RETRIEVAL_MODE,
+    DEFAULT_SPARSE_WEIGHT,
+    LEGACY_SPARSE_WEIGHT,
+)
 from ragtrail.core.stage_names import PLOT_TAG_PREFIX
 
 OVERLAPS = (0, 16, 32, 64)
@@ -38,6 +43,7 @@ TRIAL_BACKEND = "torch"  # trials embed chunks and questions alike with it
 STARTUP_TRIALS = 4  # random trials before TPE; the space has ~200 points, 10 would be a large share of a study
 RETRIEVAL_MODES = ("dense", "sparse", "hybrid")
 FUSIONS = ("rrf", "dbsf")  # searched only for hybrid (a conditional parameter)
+SPARSE_WEIGHTS = (0.15, 0.25, 0.35, 0.5)  # the BM25 side's weight, hybrid only (0.25 the default, 0.5 Qdrant's equal)
 
 
 def overlap_choices(chunk_size: int) -> tuple[int, ...]:
@@ -54,18 +60,29 @@ def suggest(trial, lo: int, hi: int, embedders: tuple[str, ...]) -> dict:
     out = {"chunk_size": size, "chunk_overlap": trial.suggest_categorical(name, list(choices)),
            "embedder": trial.suggest_categorical("embedder", list(embedders)),
            "retrieval_mode": trial.suggest_categorical("retrieval_mode", list(RETRIEVAL_MODES))}
-    out["fusion"] = trial.suggest_categorical("fusion", list(FUSIONS)) if out["retrieval_mode"] == "hybrid" \
-        else DEFAULT_FUSION
+    hybrid = out["retrieval_mode"] == "hybrid"
+    out["fusion"] = trial.suggest_categorical("fusion", list(FUSIONS)) if hybrid else DEFAULT_FUSION
+    out["sparse_weight"] = trial.suggest_categorical("sparse_weight", list(SPARSE_WEIGHTS)) if hybrid \
+        else DEFAULT_SPARSE_WEIGHT
     return out
 
 
+def nearest_weight(weight) -> float:
+    """The searched sparse weight nearest ``weight`` (the live configuration's may lie between them)."""
+    w = DEFAULT_SPARSE_WEIGHT if weight is None else float(weight)
+    return min(SPARSE_WEIGHTS, key=lambda c: (abs(c - w), c))
+
+
 def trial_params(params: dict) -> dict:
-    """A trial's Optuna params as a configuration (the conditional overlap under its own name; a fusion only
-    for hybrid, else the default; a study from before modes were searched: the default mode)."""
+    """A trial's Optuna params as a configuration (the conditional overlap under its own name; a fusion and a
+    sparse weight only for hybrid, else the defaults; a study from before modes were searched: the default
+    mode; a hybrid trial from before weights were searched: the equal weight it was scored with)."""
     overlap = next(v for k, v in params.items() if k.startswith("chunk_overlap"))
     return {"chunk_size": params["chunk_size"], "chunk_overlap": overlap, "embedder": params["embedder"],
             "retrieval_mode": params.get("retrieval_mode", DEFAULT_RETRIEVAL_MODE),
-            "fusion": params.get("fusion", DEFAULT_FUSION)}
+            "fusion": params.get("fusion", DEFAULT_FUSION),
+            "sparse_weight": params.get("sparse_weight",
+                                        LEGACY_SPARSE_WEIGHT if "fusion" in params else DEFAULT_SPARSE_WEIGHT)}
 
 
 def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: dict) -> int:
@@ -87,7 +104,8 @@ def load_trial_collection(store, chunks_path: str | Path, embedder: str, cache: 
             cache[(embedder, h)] = vec
     dim = len(next(iter(cache.values()))) if cache else 384
     store.create("trial", dim, {"embedder": embedder, "embed_backend": TRIAL_BACKEND, "sparse": dict(CONFIG),
-                                "retrieval_mode": DEFAULT_RETRIEVAL_MODE, "fusion": DEFAULT_FUSION})
+                                "retrieval_mode": DEFAULT_RETRIEVAL_MODE, "fusion": DEFAULT_FUSION,
+                                "sparse_weight": DEFAULT_SPARSE_WEIGHT})
     sparse = encoder(CONFIG).documents([r["text"] for r in rows])
     store.upsert("trial", [Point(id=i, vector=cache[(embedder, r["chunk_hash"])].tolist(), sparse=sv,
                                  payload={"doc_id": r["doc_id"]})
@@ -111,14 +129,14 @@ def tune_chunking(
     on_trial: Callable[[int, dict, dict], None] | None = None,
     recorder: Recorder | None = None,
 ) -> dict:
-    """Search chunk size, overlap, embedder and retrieval mode (+ fusion) for the best nDCG@10, bounded by
+    """Search chunk size, overlap, embedder and retrieval mode (+ fusion, sparse weight) for the best nDCG@10, bounded by
     trials and time.
 
     Args:
         docs_path: the ingest stage's ``docs.parquet``.
         queries: a loaded query set (:func:`ragtrail.stages.evaluation.load_queries`).
         start: the live configuration (``chunk_size``, ``chunk_overlap``, optionally ``retrieval_mode`` and
-            ``fusion``: default hybrid + the default fusion), tried first when valid.
+            ``fusion``, ``sparse_weight``: default hybrid + the default fusion and weight), tried first when valid.
         storage: an Optuna storage URL; the study ``study_name`` there is resumed when it exists, and
             ``n_trials`` counts the trials it already finished.
         on_trial: called with ``(trial number, params, metrics)`` after each finished trial.
@@ -137,7 +155,8 @@ def tune_chunking(
     (workdir / "trials").mkdir(parents=True, exist_ok=True)
     lo, hi = chunk_size_range
     rec.param(n_trials=n_trials, timeout_s=timeout_s, embedders=list(embedders), chunk_size_range=[lo, hi],
-              overlaps=list(OVERLAPS), retrieval_modes=list(RETRIEVAL_MODES), fusions=list(FUSIONS), sampler=f"TPE({STARTUP_TRIALS} start-up trials)", seed=seed,
+              overlaps=list(OVERLAPS), retrieval_modes=list(RETRIEVAL_MODES), fusions=list(FUSIONS),
+              sparse_weights=list(SPARSE_WEIGHTS), sampler=f"TPE({STARTUP_TRIALS} start-up trials)", seed=seed,
               objective=OBJECTIVE, queries=len(queries), storage="rdb" if storage else "memory")
     cache: dict = {}
 
@@ -150,7 +169,8 @@ def tune_chunking(
         with open_store(MEMORY) as store:
             n_chunks = load_trial_collection(store, out["chunks_path"], params["embedder"], cache)
             metrics, _ = evaluate_collection(store, "trial", queries, show_progress=False,
-                                             mode=params["retrieval_mode"], fusion=params["fusion"])
+                                             mode=params["retrieval_mode"], fusion=params["fusion"],
+                                             sparse_weight=params["sparse_weight"])
         metrics.update(chunk_count=n_chunks, trial_seconds=time.perf_counter() - t0)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
@@ -170,7 +190,8 @@ def tune_chunking(
         overlap = int(start["chunk_overlap"]) if int(start["chunk_overlap"]) in overlap_choices(size) else 0
         name = "chunk_overlap" if overlap_choices(size) == OVERLAPS else f"chunk_overlap_upto_{max(overlap_choices(size))}"
         mode = start.get("retrieval_mode") or DEFAULT_RETRIEVAL_MODE
-        fusion = {"fusion": start.get("fusion") or DEFAULT_FUSION} if mode == "hybrid" else {}
+        fusion = {"fusion": start.get("fusion") or DEFAULT_FUSION,
+                  "sparse_weight": nearest_weight(start.get("sparse_weight"))} if mode == "hybrid" else {}
         study.enqueue_trial({"chunk_size": size, name: overlap, "embedder": embedders[0], "retrieval_mode": mode,
                              **fusion})
     progress = Progress("tune", n_trials, "trials", recorder=rec)

@@ -42,6 +42,7 @@ from ragtrail.store.base import (
     Point,
     SearchQuery,
     check_collection,
+    fill_payloads,
     hits_per_query,
     refuse_sparse_on_dense_only,
 )
@@ -223,8 +224,8 @@ class EdgeStore:
 
     def query_batch(self, name: str, queries: list[SearchQuery], k: int,
                     fields: list[str] | bool = True) -> list[list[Hit]]:
-        """Every query in one ``query_batch`` call; a hybrid one is its fused query (dense and sparse
-        prefetches, RRF or DBSF) followed by each prefetch alone, which say what found each fused hit."""
+        """Every query in one ``query_batch`` call; a hybrid one is its dense and its sparse prefetch, fused
+        by :func:`ragtrail.store.base.fuse`, then the fused hits' payloads in one ``retrieve``."""
         name = self._target(name)
         if not queries:
             return []
@@ -233,8 +234,11 @@ class EdgeStore:
         requests, starts = edge_query.requests(queries, k, _payload(fields), named, edge_query.SEARCH)
         with self._shard(name) as shard:
             answers = shard.query_batch(qe.QueryBatchRequest(requests))
-        hits = [[Hit(id=_id(h.id), score=float(h.score), payload=h.payload or {}) for h in a] for a in answers]
-        return hits_per_query(queries, starts, hits)
+            hits = [[Hit(id=_id(h.id), score=float(h.score), payload=h.payload or {}) for h in a] for a in answers]
+            found = hits_per_query(queries, starts, hits, k)
+            fill_payloads(queries, found, fields, lambda ids: {
+                _id(r.id): r.payload for r in shard.retrieve(ids, with_payload=_payload(fields), with_vector=False)})
+        return found
 
     def finish(self, name: str) -> None:
         """Optimise a version that is not live (HNSW and merged segments) before it is judged.

@@ -1,13 +1,13 @@
 """Qdrant Edge's side of a shard for :mod:`.edge`: its schema and build settings (:func:`config`), a point's
-named dense + sparse vectors, and a batch of dense, sparse and fused (RRF / DBSF over a dense and a sparse
-prefetch) queries. Used by :mod:`.edge` only."""
+named dense + sparse vectors, and a batch of dense, sparse and hybrid queries (a hybrid one: its dense and
+its sparse prefetch, fused by :func:`ragtrail.store.base.fuse`). Used by :mod:`.edge` only."""
 
 from __future__ import annotations
 
 import qdrant_edge as qe
 
 from ragtrail.core import env_kit
-from ragtrail.store.base import DENSE, RRF_K, SPARSE, Point, SearchQuery, prefetch_limit
+from ragtrail.store.base import DENSE, SPARSE, Point, SearchQuery, prefetch_limit
 
 # Vectors (KB) a segment holds before ``optimize`` builds its HNSW index. Below it, search is exact: at
 # 10k 384-d points a full scan answered in 0.45 ms (p50) with recall 1.0, where HNSW cost 4.6 s to build
@@ -51,8 +51,9 @@ def vectors(p: Point) -> dict:
 
 
 def requests(queries: list[SearchQuery], k: int, payload, named: bool, params=None) -> tuple[list, list[int]]:
-    """The batch's requests, and where each query's begin: a hybrid query is three (the fused query, then
-    each prefetch alone, for :func:`ragtrail.store.base.hits_per_query`), another one. ``params``: the dense
+    """The batch's requests, and where each query's begin: a hybrid query is two (its dense and its sparse
+    prefetch, ``prefetch_limit(k)`` candidates each and no payloads, fused by
+    :func:`ragtrail.store.base.hits_per_query`, payloads fetched for the fused hits only), another one. ``params``: the dense
     searches' HNSW parameters (ef, rescoring of quantised vectors)."""
     depth = prefetch_limit(k)
 
@@ -69,10 +70,6 @@ def requests(queries: list[SearchQuery], k: int, payload, named: bool, params=No
             out.append(qe.QueryRequest(limit=k, query=dense(q) if q.mode == "dense" else sparse(q),
                                        with_payload=payload, params=params if q.mode == "dense" else None))
             continue
-        fusion = qe.Fusion.Rrf(k=RRF_K) if q.fusion == "rrf" else qe.Fusion.Dbsf()
-        out += [qe.QueryRequest(limit=k, prefetches=[qe.Prefetch(limit=depth, query=dense(q), params=params),
-                                                     qe.Prefetch(limit=depth, query=sparse(q))],
-                                query=fusion, with_payload=payload),
-                qe.QueryRequest(limit=depth, query=dense(q), with_payload=False, params=params),
+        out += [qe.QueryRequest(limit=depth, query=dense(q), with_payload=False, params=params),
                 qe.QueryRequest(limit=depth, query=sparse(q), with_payload=False)]
     return out, starts

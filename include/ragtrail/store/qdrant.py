@@ -24,11 +24,11 @@ from ragtrail.core.locks import file_lock
 from ragtrail.store.base import (
     DENSE,
     INDEXED_FIELDS,
-    RRF_K,
     SPARSE,
     Hit,
     Point,
     SearchQuery,
+    fill_payloads,
     hits_per_query,
     prefetch_limit,
     refuse_sparse_on_dense_only,
@@ -199,8 +199,9 @@ class QdrantStore:
 
     def query_batch(self, name: str, queries: list[SearchQuery], k: int,
                     fields: list[str] | bool = True) -> list[list[Hit]]:
-        """Every query in one ``query_batch_points`` call; a hybrid one is its fused query (dense and sparse
-        prefetches, RRF or DBSF) followed by each prefetch alone, which say what found each fused hit."""
+        """Every query in one ``query_batch_points`` call; a hybrid one is its dense and its sparse prefetch
+        (``prefetch_limit(k)`` candidates each, no payloads), fused by :func:`ragtrail.store.base.fuse`, then
+        the fused hits' payloads in one ``retrieve``."""
         named = self._is_named(name)
         if not queries:
             return []
@@ -223,19 +224,14 @@ class QdrantStore:
             elif q.mode == "sparse":
                 requests.append(sparse(q, k))
             else:
-                fusion = (models.RrfQuery(rrf=models.Rrf(k=RRF_K)) if q.fusion == "rrf"
-                          else models.FusionQuery(fusion=models.Fusion.DBSF))
-                requests.append(models.QueryRequest(
-                    prefetch=[models.Prefetch(query=q.dense, using=DENSE, limit=depth),
-                              models.Prefetch(query=models.SparseVector(indices=q.sparse.indices,
-                                                                        values=q.sparse.values),
-                                              using=SPARSE, limit=depth)],
-                    query=fusion, limit=k, with_payload=fields))
                 requests += [dense(q, depth).model_copy(update={"with_payload": False}),
                              sparse(q, depth).model_copy(update={"with_payload": False})]
         answers = self.client.query_batch_points(name, requests=requests)
         hits = [[Hit(id=h.id, score=float(h.score), payload=h.payload or {}) for h in a.points] for a in answers]
-        return hits_per_query(queries, starts, hits)
+        found = hits_per_query(queries, starts, hits, k)
+        fill_payloads(queries, found, fields, lambda ids: {
+            r.id: r.payload for r in self.client.retrieve(name, ids, with_payload=fields, with_vectors=False)})
+        return found
 
     def alias_target(self, alias: str) -> str | None:
         for a in self.client.get_aliases().aliases:

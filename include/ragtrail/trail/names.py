@@ -75,6 +75,7 @@ COLLECTION_TAG, EMBEDDER_TAG = "ragtrail.collection", "ragtrail.embedder"
 EMBEDDER_URI_TAG, SOURCE_DIGEST_TAG = "ragtrail.embedder_model_uri", "ragtrail.source_digest"
 CHUNK_SIZE_TAG, CHUNK_OVERLAP_TAG, ARCHIVED_TAG = "ragtrail.chunk_size", "ragtrail.chunk_overlap", "ragtrail.archived"
 RETRIEVAL_MODE_TAG, FUSION_TAG = "ragtrail.retrieval_mode", "ragtrail.fusion"  # how the version answers
+SPARSE_WEIGHT_TAG = "ragtrail.sparse_weight"  # hybrid mode: the BM25 side's weight in the fusion
 EVAL_TAG_PREFIX = "eval."  # a registered version's ``eval.<metric>`` tags: its evaluation at registration
 PRODUCTION_ALIAS, CANDIDATE_ALIAS = "production", "candidate"
 

@@ -71,6 +71,7 @@ def test_each_mode_is_measured_and_the_better_one_is_named_without_changing_the_
     table = rec.tables["eval/modes.json"]
     assert [r["mode"] for r in table] == ["dense", "sparse", "hybrid"]
     assert [r["configured"] for r in table] == [True, False, False] and table[2]["fusion"] == "rrf"
+    assert [r["sparse_weight"] for r in table] == [None, None, decision["sparse_weight"]]
     with open_store(location) as store:  # the configured mode stays what the run spec said
         assert store.metadata("parts__v1")["retrieval_mode"] == "dense"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 
-from ragtrail.store.base import RRF_K, Hit, Point, mark_found_by, prefetch_limit
+from ragtrail.store.base import Hit, Point, fuse, prefetch_limit
 
 WORLDS: dict[str, dict] = {}  # one world per ``dict://<name>``, kept across opens like a server
 
@@ -111,14 +111,8 @@ class DictStore:
                 continue
             depth = prefetch_limit(k)
             lists = [self._dense(name, q.dense, depth), self._sparse(name, q.sparse, depth)]
-            fused: dict = {}
-            for scored in lists:  # RRF here whatever the fusion: enough for a test store
-                for rank, (_s, p) in enumerate(scored):
-                    fused[p.id] = fused.get(p.id, 0.0) + 1.0 / (RRF_K + rank + 1)
-            pts = self._cols[name]["points"]
-            best = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:k]
-            hits = [Hit(i, s, dict(pts[i].payload) if fields else {}) for i, s in best]
-            out.append(mark_found_by(hits, *[[Hit(p.id, s) for s, p in sc] for sc in lists]))
+            d, sp = ([Hit(p.id, sc, dict(p.payload) if fields else {}) for sc, p in side] for side in lists)
+            out.append(fuse(d, sp, q.fusion, q.sparse_weight, k))  # the stores' own fusion
         return out
 
     def alias_target(self, alias):

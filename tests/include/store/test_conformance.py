@@ -215,6 +215,81 @@ def test_sparse_and_hybrid_queries_agree_across_stores(store):
     assert p1.vector == pytest.approx(near_vacuum, abs=1e-5)
 
 
+WORDS = ("pg_dump archive restore vacuum tuple planner cost index lookup backup schema role grant "
+         "replica slot wal checkpoint").split()
+
+
+def native_fused(store, name: str, dense: list[float], sparse, fusion: str, depth: int, k: int) -> list:
+    """Qdrant's own fused query (its Query API, dense + sparse prefetches, unweighted RRF / DBSF): (id, score)s."""
+    from ragtrail.store.base import DENSE, RRF_K, SPARSE
+
+    if hasattr(store, "client"):
+        from qdrant_client import models
+
+        sv = models.SparseVector(indices=sparse.indices, values=sparse.values)
+        query = models.RrfQuery(rrf=models.Rrf(k=RRF_K)) if fusion == "rrf" else models.FusionQuery(
+            fusion=models.Fusion.DBSF)
+        res = store.client.query_points(name, prefetch=[models.Prefetch(query=dense, using=DENSE, limit=depth),
+                                                        models.Prefetch(query=sv, using=SPARSE, limit=depth)],
+                                        query=query, limit=k).points
+        return [(str(h.id), h.score) for h in res]
+    import qdrant_edge as qe
+
+    sv = qe.SparseVector(list(sparse.indices), list(sparse.values))
+    with store._shard(name) as shard:
+        res = shard.query(qe.QueryRequest(
+            limit=k, query=qe.Fusion.Rrf(k=RRF_K) if fusion == "rrf" else qe.Fusion.Dbsf(),
+            prefetches=[qe.Prefetch(limit=depth, query=qe.Query.Nearest(dense, using=DENSE)),
+                        qe.Prefetch(limit=depth, query=qe.Query.Nearest(sv, using=SPARSE))]))
+    return [(str(h.id), h.score) for h in res]
+
+
+def test_hybrid_fusion_ranks_as_qdrants_own_at_equal_weight_and_the_weight_moves_it(store):
+    """Hybrid queries fuse their dense and sparse candidates client-side (``fuse``): at sparse weight 0.5 the
+    ranking is Qdrant's own Query API fusion (RRF and DBSF, scores halved) on every store; weight 0 ranks as
+    dense alone, 1 as BM25 first; a weight outside 0..1 is refused."""
+    import random
+
+    from ragtrail.store.base import SearchQuery, prefetch_limit
+    from ragtrail.store.sparse import CONFIG, encoder
+
+    rng = random.Random(7)
+    bm25 = encoder(CONFIG)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(150)]
+    ensure_collection(store, "p__v3", 8, {"sparse": dict(CONFIG)})
+    store.upsert("p__v3", [Point(id=pid(i), vector=unit(*[rng.gauss(0, 1) for _ in range(8)]), sparse=s,
+                                 payload={"doc_id": f"d{i}"})
+                           for i, s in enumerate(bm25.documents(texts))])
+    store.finish("p__v3")
+    dense = unit(*[rng.gauss(0, 1) for _ in range(8)])
+    [sq] = bm25.queries(["restore a pg_dump archive of the schema"])
+    k = 10
+    for fusion in ("rrf", "dbsf"):
+        native = native_fused(store, "p__v3", dense, sq, fusion, prefetch_limit(k), k)
+        [ours] = store.query_batch("p__v3", [SearchQuery(dense=dense, sparse=sq, mode="hybrid", fusion=fusion,
+                                                         sparse_weight=0.5)], k)
+        assert [str(h.id) for h in ours] == [i for i, _ in native], fusion
+        assert [2 * h.score for h in ours] == pytest.approx([s for _, s in native], rel=1e-4), fusion
+    # the prefetches come back without payloads; the fused hits get theirs (the fields asked for), in one call
+    doc_of = {pid(i): f"d{i}" for i in range(150)}
+    [full], [some], [bare] = (store.query_batch("p__v3", [SearchQuery(dense=dense, sparse=sq, mode="hybrid",
+                                                                      fusion="dbsf")], k, f) for f in (True, ["doc_id"], False))
+    assert [h.id for h in full] == [h.id for h in some] == [h.id for h in bare]
+    assert all(h.payload == {"doc_id": doc_of[str(h.id)]} for h in full + some) and not any(h.payload for h in bare)
+    alone_dense, alone_sparse, w0, w1, w3 = store.query_batch("p__v3", [
+        SearchQuery(dense=dense, mode="dense"), SearchQuery(sparse=sq, mode="sparse"),
+        SearchQuery(dense=dense, sparse=sq, mode="hybrid", fusion="dbsf", sparse_weight=0.0),
+        SearchQuery(dense=dense, sparse=sq, mode="hybrid", fusion="dbsf", sparse_weight=1.0),
+        SearchQuery(dense=dense, sparse=sq, mode="hybrid", fusion="dbsf", sparse_weight=0.3)], k)
+    assert [h.id for h in w0] == [h.id for h in alone_dense]
+    top_sparse = [h.id for h in alone_sparse if h.score > alone_sparse[k - 1].score]  # no ties at the cut
+    assert [h.id for h in w1][:len(top_sparse)] == top_sparse
+    assert {h.id for h in w3} <= {h.id for h in alone_dense} | set(top_sparse) | {h.id for h in w1}
+    assert all(set(h.found_by) <= {"dense", "sparse"} and h.found_by for h in w3)
+    with pytest.raises(ValueError, match="sparse weight"):
+        SearchQuery(dense=dense, sparse=sq, mode="hybrid", sparse_weight=1.5)
+
+
 def test_a_dense_only_collection_of_an_earlier_release_answers_dense_queries(store):
     """A version built before sparse vectors (one unnamed dense vector) stays searchable in dense mode."""
     from ragtrail.store.base import SearchQuery, Sparse
