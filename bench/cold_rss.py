@@ -13,7 +13,9 @@ and any child it waited for, so an exporting child counts). Runs, in the order g
   tree under ``--work``) earlier runs filled: the first run in a new folder, the export already made.
 
 A label may carry a ``#n`` suffix to repeat it (``before_cold#1,after_cold#1,before_cold#2,…``: alternated timings).
-Without ``--questions`` the product's own evaluation set is used (the sample corpus has one: ``make run``).
+Without ``--questions`` the product's own evaluation set is used (the sample corpus has one: ``make run``); a
+corpus inside this repository is read from the same path in ``--before-tree`` by the before runs (the sample
+corpus is recognised by its path, and with it its query set).
 
 Example::
 
@@ -80,7 +82,10 @@ def main() -> None:
             env["RAGTRAIL_HOME"] = str(home)
             if tree == "before":
                 env["PYTHONPATH"] = f"{args.before_tree / 'include'}:{args.before_tree / 'plugins'}"
-            cmd = [str(BIN / "ragtrail"), "ingest", "--source", str(args.corpus), "--product", args.product or f"pg{kind}",
+            corpus = args.corpus.resolve()
+            if tree == "before" and corpus.is_relative_to(REPO):  # the sample corpus is known by its path in the tree
+                corpus = args.before_tree / corpus.relative_to(REPO)
+            cmd = [str(BIN / "ragtrail"), "ingest", "--source", str(corpus), "--product", args.product or f"pg{kind}",
                    "--json", *(["--eval-queries", str(args.questions)] if args.questions else [])]
         rows.append(measure(label.replace("#", "_"), cmd, env, args.work / "logs"))
     result = {"corpus": str(args.corpus), "files": sum(1 for p in args.corpus.rglob("*") if p.is_file()),
