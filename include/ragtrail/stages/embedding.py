@@ -16,7 +16,7 @@ from pathlib import Path
 from ragtrail.core.locks import failpoint
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
-from ragtrail.core.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDER
+from ragtrail.core.settings import DEFAULT_BATCH_SIZE, DEFAULT_EMBED_BACKEND, DEFAULT_EMBEDDER
 
 EMBEDDINGS_FILE = "embeddings.npy"
 BUNDLED_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}", "default"}
@@ -237,3 +237,23 @@ class SparseWriter:
         self.tmp.replace(self.path)
         return self.path
 
+
+def prepare(embedder: str = DEFAULT_EMBEDDER, backend: str = DEFAULT_EMBED_BACKEND) -> Path:
+    """Write ``backend``'s ONNX file of ``embedder`` into the environment (``make install``): see
+    :mod:`ragtrail.stages.onnx_export`. Return its path."""
+    from ragtrail.stages.onnx_backend import prepare as prepare_onnx
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return prepare_onnx(resolve_model_path(embedder), backend)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ragtrail.stages.embedding",
+                                     description="prepare: write an ONNX backend's file into the environment")
+    parser.add_argument("command", choices=["prepare"])
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    parser.add_argument("--backend", default=DEFAULT_EMBED_BACKEND, choices=[b for b in BACKENDS if b != "torch"])
+    args = parser.parse_args()
+    print(prepare(args.embedder, args.backend))

@@ -1,15 +1,17 @@
 """The ONNX Runtime embedding backends ``onnx-int8`` (the default) and ``onnx-fp32``: the same model, exported.
 
-At first use the bundled (or local) sentence-transformers model is exported offline with
-``torch.onnx.export`` (the *base* export, cached once per model); each backend then derives its own file
-from it by a :class:`Recipe`: ONNX Runtime's transformer optimizer (the BERT fusions: attention,
-embedding + LayerNorm, skip-LayerNorm, bias-GELU) and, for ``onnx-int8``, dynamic int8 quantisation of
-chosen op types, per channel. Every file is cached under ``<RAGTRAIL_HOME>/models/`` (or
-``RAGTRAIL_MODEL_CACHE``) in a folder named by the recipe, so changing a recipe never reuses a stale file.
+The bundled (or local) sentence-transformers model is exported offline with ``torch.onnx.export`` (the *base*
+export); each backend derives its own file from it by a :class:`Recipe`: ONNX Runtime's transformer optimizer
+(the BERT fusions: attention, embedding + LayerNorm, skip-LayerNorm, bias-GELU) and, for ``onnx-int8``, dynamic
+int8 quantisation of chosen op types, per channel. :mod:`ragtrail.stages.onnx_export` makes the files, never in
+the process that embeds: ``make install`` writes the default backend's into the environment
+(:func:`prepared_dir`); any other is made once by one child process into ``<RAGTRAIL_HOME>/models/`` (or
+``RAGTRAIL_MODEL_CACHE``), in a folder named by the recipe, so changing a recipe never reuses a stale file.
 Inference runs in ONNX Runtime on the CPU with the model's own tokenizer and pooling, with as many
-threads as the CPUs the process may really use (:func:`ragtrail.core.cpus.usable_cpus`).
+threads as the CPUs the process may really use (:func:`ragtrail.core.cpus.usable_cpus`): this module imports
+neither torch nor transformers nor onnx.
 sentence-transformers' own ONNX backend needs ``optimum``, whose releases pin an older ``transformers``;
-this module needs only ``onnxruntime`` and ``onnx`` (and torch + transformers once, for the export).
+this needs only ``onnxruntime`` and ``onnx`` (and torch + transformers once, in the exporting child).
 
 Example::
 
@@ -21,53 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
 from ragtrail.core import env_kit
 from ragtrail.core.cpus import usable_cpus
 from ragtrail.core.locks import file_lock
 from ragtrail.core.settings import ragtrail_home
+from ragtrail.stages.onnx_export import BASE_TAG, ONNX_FILE, Recipe, export_in_child, make
 
-ONNX_FILE = "model.onnx"
-BASE_TAG = "onnx-base"  # the plain fp32 export every recipe starts from
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a backend's ONNX file is made from the base export.
-
-    Attributes:
-        optimize: run ONNX Runtime's transformer optimizer (``model_type="bert"``) first.
-        fuse_attention: with ``optimize``, fuse each layer's attention into one ``Attention`` op (whose QKV
-            projection dynamic quantisation of ``MatMul`` then leaves in fp32); off: the other fusions only.
-        quantize: op types whose weights are quantised to int8 (dynamic quantisation); empty: fp32.
-        per_channel: one int8 scale per output channel rather than per tensor.
-        reduce_range: 7-bit weights (avoids int16 overflow in the u8s8 kernels of CPUs without VNNI).
-        keep_fp32: layer indices (0-based encoder layers) left in fp32.
-    """
-
-    optimize: bool = True
-    fuse_attention: bool = True
-    quantize: tuple[str, ...] = ()
-    per_channel: bool = True
-    reduce_range: bool = False
-    keep_fp32: tuple[int, ...] = ()
-
-    @property
-    def tag(self) -> str:
-        """The cache folder's suffix: readable, and unique per recipe."""
-        parts = ["onnx", ("opt" if self.fuse_attention else "opt-noattn") if self.optimize else "plain"]
-        if self.quantize:
-            parts += ["int8", "+".join(sorted(op.lower() for op in self.quantize)),
-                      "pc" if self.per_channel else "pt"]
-            if self.reduce_range:
-                parts.append("rr")
-            if self.keep_fp32:
-                parts.append("keep" + "+".join(map(str, self.keep_fp32)))
-        else:
-            parts.append("fp32")
-        return "-".join(parts)
+__all__ = ["BASE_TAG", "ONNX_FILE", "RECIPES", "Recipe", "load_onnx", "onnx_file", "prepare", "prepared_dir"]
 
 
 # The backends a product can name (spec field ``embed_backend``). onnx-int8 quantises the MatMul weights only,
@@ -175,103 +140,52 @@ def _pooling_mode(path: Path) -> str:
     raise ValueError(f"the ONNX backends support mean or CLS pooling models only; {path} uses {cfg}")
 
 
-def export_base(model_path: str, out: Path) -> Path:
-    """Export ``model_path``'s transformer (fp32, eager attention: the pattern the optimizer fuses) to ``out``."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
-    sample = tokenizer(["an example sentence", "another, longer example sentence"], padding=True,
-                       return_tensors="pt")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *tensors):
-            return self.inner(**dict(zip(names, tensors, strict=True))).last_hidden_state
-
-    tmp = out.with_name(out.name + ".partial")
-    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
-    with torch.no_grad():
-        torch.onnx.export(Encoder(model), tuple(sample[n] for n in names), str(tmp), input_names=names,
-                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
-    tmp.replace(out)
-    return out
-
-
-def _model_shape(model_path: str) -> tuple[int, int]:
-    """``(num_heads, hidden_size)`` from the model's ``config.json`` (0, 0: let the optimizer detect them)."""
-    config = Path(model_path) / "config.json"
-    if not config.is_file():
-        return 0, 0
-    cfg = json.loads(config.read_text())
-    return int(cfg.get("num_attention_heads", 0)), int(cfg.get("hidden_size", 0))
-
-
-def build(base: Path, recipe: Recipe, out: Path, model_path: str) -> Path:
-    """Apply ``recipe`` to the base export ``base``; write ``out`` (atomically) and ``out``'s ``recipe.json``."""
-    import onnx
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = onnx.load(str(base))
-    fused: dict = {}
-    if recipe.optimize:
-        from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        heads, hidden = _model_shape(model_path)
-        options = FusionOptions("bert")
-        options.enable_attention = recipe.fuse_attention
-        # opt_level 0: only the Python fusions, no hardware-specific ORT rewrites baked into the file
-        # (the session applies those at load).
-        opt = optimize_model(model, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
-                             optimization_options=options)
-        fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-        model = opt.model
-        if not any(o.domain == "com.microsoft" for o in model.opset_import):  # the fused ops' domain
-            model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    tmp = out.with_name(out.name + ".partial")
-    if recipe.quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        exclude = [n.name for n in model.graph.node if any(f"/layer.{i}/" in n.name or f"layer_{i}_" in n.name
-                                                           for i in recipe.keep_fp32)]
-        quantize_dynamic(model, str(tmp), weight_type=QuantType.QInt8, per_channel=recipe.per_channel,
-                         reduce_range=recipe.reduce_range, op_types_to_quantize=list(recipe.quantize),
-                         nodes_to_exclude=exclude or None,
-                         # shape inference cannot type the fused (com.microsoft) ops' outputs: all are float
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    else:
-        onnx.save(model, str(tmp))
-    (out.parent / "recipe.json").write_text(json.dumps({"recipe": recipe.__dict__, "fused": fused}, indent=1))
-    tmp.replace(out)
-    return out
-
-
 def model_cache() -> Path:
     """Where exports are cached: the data folder's ``models/``, or ``RAGTRAIL_MODEL_CACHE``, which lets data
     folders share one export (it is the same for the same model)."""
     return (env_kit.MODEL_CACHE.get() or ragtrail_home() / "models").expanduser()
 
 
-def onnx_file(model_path: str, recipe: Recipe) -> Path:
-    """The ONNX file of ``model_path`` made by ``recipe``, exported and built once, cached under :func:`model_cache`."""
+def prepared_dir() -> Path:
+    """Where ``make install`` (``python -m ragtrail.stages.onnx_export prepare``) puts the default backend's file:
+    ``<sys.prefix>/share/ragtrail/models``, inside the environment, read-only to runs."""
+    return Path(sys.prefix) / "share" / "ragtrail" / "models"
+
+
+def file_stem(model_path: str) -> str:
+    """The model's part of an export's folder name: its folder name and a digest of its resolved path."""
     key = hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
-    stem = f"{Path(model_path).name}-{key}"
+    return f"{Path(model_path).name}-{key}"
+
+
+def onnx_file(model_path: str, recipe: Recipe) -> Path:
+    """The ONNX file of ``model_path`` made by ``recipe``: the prepared one (:func:`prepared_dir`), else the one
+    cached under :func:`model_cache`, else exported and built into the cache once, by one child process."""
+    stem = file_stem(model_path)
+    prepared = prepared_dir() / f"{stem}-{recipe.tag}" / ONNX_FILE
+    if prepared.is_file():
+        return prepared
     cache = model_cache()
-    base_dir, out_dir = cache / f"{stem}-{BASE_TAG}", cache / f"{stem}-{recipe.tag}"
+    base, out = cache / f"{stem}-{BASE_TAG}" / ONNX_FILE, cache / f"{stem}-{recipe.tag}" / ONNX_FILE
+    if out.exists():
+        return out
     with file_lock(cache / f".{stem}.lock"):  # one exporter; the others wait and reuse
-        out = out_dir / ONNX_FILE
         if not out.exists():
-            base = base_dir / ONNX_FILE
-            if not base.exists():
-                export_base(model_path, base)
-            build(base, recipe, out, model_path)
+            export_in_child(model_path, recipe, base, out)
+    return out
+
+
+def prepare(model_path: str, backend: str) -> Path:
+    """Write ``backend``'s ONNX file of the model folder ``model_path`` into :func:`prepared_dir` unless it is
+    there (in this process: ``make install`` runs it, never a pipeline); return its path."""
+    import tempfile
+
+    recipe = RECIPES[backend]
+    stem = file_stem(model_path)
+    out = prepared_dir() / f"{stem}-{recipe.tag}" / ONNX_FILE
+    if not out.exists():
+        with tempfile.TemporaryDirectory() as tmp:  # the base export is not kept: only the backend's file ships
+            make(model_path, recipe, Path(tmp) / f"{stem}-{BASE_TAG}" / ONNX_FILE, out)
     return out
 
 
