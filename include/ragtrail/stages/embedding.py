@@ -213,14 +213,14 @@ class SparseWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ragtrail.store.sparse import CONFIG, encoder, key
+        from ragtrail.store.sparse import CONFIG, FILE_KEY, encoder, key
 
         name = vectors_path.name.replace("vectors_", "sparse_").replace("embeddings", "sparse")
         self.path = vectors_path.with_name(name.removesuffix(".npy") + ".parquet")
         self.tmp = self.path.with_name(self.path.name + ".partial")
         self.encoder, self.seconds = encoder(), 0.0
         self.schema = pa.schema([("indices", pa.list_(pa.uint32())), ("values", pa.list_(pa.float32()))],
-                                metadata={"ragtrail.sparse": json.dumps(key(CONFIG))})
+                                metadata={FILE_KEY: json.dumps(key(CONFIG))})
         self.writer = pq.ParquetWriter(self.tmp, self.schema)
 
     def write(self, texts: list[str]) -> None:

@@ -141,6 +141,8 @@ class RunState:
 
         import pyarrow.parquet as pq
 
+        from ragtrail.store.sparse import FILE_KEY
+
         if i not in self._sparse_tables:
             while len(self._sparse_tables) >= OPEN_VECTOR_FILES:
                 self._sparse_tables.pop(next(iter(self._sparse_tables)))
@@ -151,7 +153,7 @@ class RunState:
                     found = pq.read_table(here)
                 finally:
                     self.release(here)
-                meta = (found.schema.metadata or {}).get(b"ragtrail.sparse")
+                meta = (found.schema.metadata or {}).get(FILE_KEY.encode())
                 if meta is not None and json.loads(meta) == key:
                     table = found
             self._sparse_tables[i] = table

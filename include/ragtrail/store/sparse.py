@@ -26,6 +26,7 @@ K1, B = 1.2, 0.75
 # sets (bench/results/hybrid.json, "avg_len_80"): a milder length penalty. Qdrant's default is 256.
 AVG_LEN = 100.0
 LANGUAGE = "english"
+FILE_KEY = "bm25_config"  # the schema-metadata key of an embed batch's BM25 file: the config (:func:`key`) it was written with
 
 
 def _library() -> str:

@@ -160,7 +160,7 @@ def test_index_takes_the_embed_stages_bm25_vectors(tmp_path, monkeypatch):
     # One embed batch written under another BM25 config (k1 2.0): its texts are encoded again at index time.
     other = embedded[0]["sparse_path"]
     table = pq.read_table(other)
-    meta = {**table.schema.metadata, b"ragtrail.sparse": table.schema.metadata[b"ragtrail.sparse"].replace(b"1.2", b"2.0")}
+    meta = {**table.schema.metadata, b"bm25_config": table.schema.metadata[b"bm25_config"].replace(b"1.2", b"2.0")}
     pq.write_table(table.replace_schema_metadata(meta), other)
     cfg2 = run_config({"source": cfg.source, "product": "idx", "version": "v2", "docs_per_batch": 3})
     rec2 = Recorder()
