@@ -207,7 +207,7 @@ def prepared():
     return path
 
 
-def test_a_cold_ingest_never_loads_torch(prepared, tmp_path, monkeypatch):
+def test_a_cold_ingest_never_loads_torch(prepared, tmp_path):
     """Defect: a fresh data folder's first run exported the model (torch, transformers, onnx: +0.8 GB, never given
     back) and loaded the sentence-transformers model to log the embedder to MLflow (+0.44 GB), in the ingest
     process. With the prepared file, the whole cold run (an empty model cache, a new MLflow store) imports none
@@ -227,7 +227,7 @@ def test_a_cold_ingest_never_loads_torch(prepared, tmp_path, monkeypatch):
               "exp = client.get_experiment_by_name(load().experiment_prefix + '/_embedders')\n"
               "runs = client.search_runs([exp.experiment_id]) if exp else []\n"
               "print(json.dumps({'rc': rc, 'heavy': heavy, 'tracking': load().mlflow_tracking_uri,\n"
-              "                  'embedders': [f'runs:/{r.info.run_id}/model' for r in runs]}))\n")
+              "                  'embedders': [r.info.artifact_uri + '/model' for r in runs]}))\n")
     env = {**os.environ, "RAGTRAIL_HOME": str(home), "RAGTRAIL_MODEL_CACHE": str(cache)}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -235,7 +235,7 @@ def test_a_cold_ingest_never_loads_torch(prepared, tmp_path, monkeypatch):
     assert out["rc"] == 0 and out["heavy"] == [], out
     assert not any(cache.rglob("*.onnx")), list(cache.rglob("*"))  # the prepared file served; nothing exported
     assert len(out["embedders"]) == 1, out
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", out["tracking"])
+    # by its artifact location, not runs:/ (another test of this worker may have set mlflow's tracking URI)
     model = mlflow.pyfunc.load_model(out["embedders"][0])
     vectors = np.asarray(model.predict(TEXTS[:3]))
     assert np.allclose(vectors, embed_texts(TEXTS[:3], backend="torch"), atol=1e-5)
