@@ -51,13 +51,15 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires preflight → ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status,
-    with typed, described params for the trigger form; evaluate and approve emit index events through an alias."""
+    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → index → evaluate → approve →
+    aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index events
+    through an alias; ingest is mapped over the split's shards, each map index named by its key range."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
-    assert upstream["ingest"] == {"preflight"} and dag.get_task("preflight").retries == 0  # fails at once
+    assert upstream["split"] == {"preflight"} and dag.get_task("preflight").retries == 0  # fails at once
+    assert upstream["ingest"] == {"split"} and dag.get_task("ingest").map_index_template == "{{ shard_label }}"
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
     assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
     assert upstream["evaluate"] == {"ingest", "index"}  # the source digest, and the built collection
@@ -67,12 +69,12 @@ def test_rag_ingest_shape_and_params():
         [o.name for o in dag.get_task("approve").outlets]
     assert dag.get_task("aggregate_status").trigger_rule == "all_done"
     assert dag.get_task("index").trigger_rule == "all_done"  # publishes good batches when some failed
-    for name in ("source", "product", "version", "chunk_size", "chunk_overlap", "embedder", "sync_mode", "aws_conn_id",
+    for name in ("source", "product", "version", "docs_per_shard", "chunk_size", "chunk_overlap", "embedder", "sync_mode", "aws_conn_id",
                  "max_file_mb", "id_column", "text_column", "metadata_columns", "eval_queries", "min_ndcg",
                  "eval_tolerance", "approval", "approval_timeout_h"):
         param = dag.params.get_param(name)
         assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
-    for task_id in ("preflight", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):
+    for task_id in ("preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):
         assert "MLflow run" in [link.name for link in dag.get_task(task_id).operator_extra_links]
 
 
@@ -129,9 +131,9 @@ def test_a_broken_products_file_is_an_import_error_naming_the_field(tmp_path, mo
 
 
 def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeypatch):
-    """RAGTRAIL_STORE_QUEUE sends ingest, plan, index, evaluate and approve (the tasks that open a local-mode store;
-    ingest reads the collection's stamp for the source state) to one queue; chunk/embed keep the default queue;
-    with a Qdrant server configured nothing is pinned."""
+    """RAGTRAIL_STORE_QUEUE sends split, plan, index, evaluate and approve (the tasks that open a local-mode store;
+    split reads the collection's stamp for the source state) to one queue; the ingest shards and chunk/embed keep
+    the default queue (any worker); with a Qdrant server configured nothing is pinned."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("RAGTRAIL_STORE_QUEUE", "store-host")
@@ -139,7 +141,7 @@ def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeyp
     monkeypatch.delenv("AIRFLOW_CONN_QDRANT_DEFAULT", raising=False)
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     queues = {t.task_id: t.queue for t in dag.tasks}
-    assert {t for t, q in queues.items() if q == "store-host"} == {"ingest", "plan", "index", "evaluate", "approve"}, queues
+    assert {t for t, q in queues.items() if q == "store-host"} == {"split", "plan", "index", "evaluate", "approve"}, queues
     monkeypatch.setenv("RAGTRAIL_QDRANT_URL", "http://qdrant:6333")
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     assert "store-host" not in {t.queue for t in dag.tasks}

@@ -110,8 +110,8 @@ def stage_label(task_id: str, map_index: int | None) -> str:
 
 def result_counts(result) -> str:
     """A task result's counts as ``"docs 40, chunks 320"`` (numbers only; a list counts its items)."""
-    if isinstance(result, list):
-        return f"{len(result)} batches"
+    if isinstance(result, list):  # a fan-out: the split's shard numbers, or batches to map over
+        return f"{len(result)} {'shards' if result and all(isinstance(x, int) for x in result) else 'batches'}"
     if isinstance(result, dict):
         return ", ".join(f"{k} {_n(v)}" for k, v in result.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool))

@@ -166,6 +166,9 @@ FIELDS: tuple[Field, ...] = (
       minimum=1, maximum=1024, products="embedder.batch_size"),
     F("sync_mode", str, "full", "Sync mode", "full: documents gone from the source leave the index; "
       "incremental: they stay.", SYNC, enum=("full", "incremental"), logged=False),
+    F("docs_per_shard", int, 10_000, "Objects per ingest shard", "One mapped ingest task per this many source "
+      "objects (a range of keys); more shards than Airflow's max_map_length grow instead.", SYNC, minimum=1,
+      logged=False),
     F("docs_per_batch", int, 500, "Documents per chunk task", "One mapped chunk task per this many documents.",
       SYNC, minimum=1, logged=False),
     F("texts_per_batch", int, 2048, "Texts per embed task", "One mapped embed task per this many distinct "

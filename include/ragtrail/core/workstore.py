@@ -207,6 +207,10 @@ class RunWork:
         tmp.write_text(json.dumps(plan))
         tmp.replace(self.local / PLAN_FILE)
 
+    def fetch_named(self, name: str) -> Path:
+        """A local copy of the run's file ``name`` (e.g. ``split.json``), published by an earlier task."""
+        return self.fetch_file(f"{self.url}/{name}") if self.remote else self.local / name
+
     def release(self) -> None:
         """Drop this worker's local copies (a store keeps the run's files; local mode keeps everything)."""
         if self.remote:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from ragtrail.sources.walk import SourceItem, iter_local_items
+from ragtrail.sources.walk import KeyRange, SourceItem, iter_local_items
 
 S3_PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -37,15 +37,15 @@ def local_root(source: str) -> Path:
     return Path(os.path.realpath(Path(source).expanduser()))
 
 
-def iter_local(source: str, skipped: Counter | None = None) -> Iterator[SourceItem]:
+def iter_local(source: str, skipped: Counter | None = None, key_range: KeyRange | None = None) -> Iterator[SourceItem]:
     """Yield every regular file under a local folder in a stable (sorted) order; never raises for one entry.
 
     Hidden files and folders (``.git``, ``.DS_Store``) are skipped and counted in ``skipped``. Symlink
     loops, dangling links, links leaving the root, FIFOs, sockets and devices are yielded with a
     ``skip_reason`` instead of being read; a symlinked folder inside the root is skipped, its files are
-    listed under their real path (see :mod:`ragtrail.sources.walk`).
+    listed under their real path (see :mod:`ragtrail.sources.walk`). ``key_range``: one shard's keys only.
     """
-    return iter_local_items(local_root(source), skipped)
+    return iter_local_items(local_root(source), skipped, key_range)
 
 
 def parse_s3_uri(source: str) -> tuple[str, str]:
@@ -70,13 +70,15 @@ def unsafe_key(key: str) -> bool:
 
 
 def iter_s3(source: str, client: Any, *, page_size: int = S3_PAGE_SIZE,
-            skipped: Counter | None = None) -> Iterator[SourceItem]:
+            skipped: Counter | None = None, key_range: KeyRange | None = None) -> Iterator[SourceItem]:
     """Yield every object under an S3 prefix, one listing page at a time, in key order.
 
     The prefix is read as a folder (``s3://b/docs`` lists ``docs/…``, not ``docs2/…``); when nothing
     is under it, it may name a single object. Empty folder markers (keys ending in ``/``) and hidden
     keys are skipped and counted in ``skipped``; unsafe keys (:func:`unsafe_key`) are yielded with
     ``skip_reason="unsafe_key"``, a key ending in ``/`` that holds bytes with ``not_a_regular_file``.
+    ``key_range`` (one shard): the listing starts after the range's first key (``StartAfter``) and stops at
+    the first key past it, so a shard lists only its own pages.
 
     Example::
 
@@ -87,15 +89,22 @@ def iter_s3(source: str, client: Any, *, page_size: int = S3_PAGE_SIZE,
     folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     found = False
     skipped = skipped if skipped is not None else Counter()
+    span = key_range or KeyRange()
+    start = {"StartAfter": folder + span.after} if span.after is not None else {}
     pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=folder, PaginationConfig={"PageSize": page_size})
+        Bucket=bucket, Prefix=folder, PaginationConfig={"PageSize": page_size}, **start)
     for page in pages:
         for obj in page.get("Contents", ()):
             found = True
-            item = _s3_item(client, bucket, obj["Key"], obj["Key"][len(folder):], obj, skipped)
+            rel = obj["Key"][len(folder):]
+            if span.past(rel):
+                return
+            if not span.holds(rel):  # a key S3 lists before StartAfter's: never expected, never read twice
+                continue
+            item = _s3_item(client, bucket, obj["Key"], rel, obj, skipped)
             if item is not None:
                 yield item
-    if not found and prefix and not prefix.endswith("/"):
+    if not found and span.whole and prefix and not prefix.endswith("/"):
         yield from _s3_single(client, bucket, prefix, skipped)
 
 
@@ -140,7 +149,7 @@ def _s3_item(client: Any, bucket: str, key: str, rel: str, obj: dict, skipped: C
 
 
 def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None,
-                skipped: Counter | None = None) -> Iterator[SourceItem]:
+                skipped: Counter | None = None, key_range: KeyRange | None = None) -> Iterator[SourceItem]:
     """Yield the items of any supported source string.
 
     Args:
@@ -148,10 +157,11 @@ def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None,
         s3_client: makes the S3 client (called once, only for ``s3://`` sources); default
             ``boto3.client("s3")``.
         skipped: counts what the listing passed over on purpose (hidden entries, folder markers…).
+        key_range: one shard of the source (:class:`~ragtrail.sources.walk.KeyRange`): only its keys are listed.
     """
     scheme = urlparse(source).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
-        return iter_local(source, skipped)
+        return iter_local(source, skipped, key_range)
     if scheme == "s3":
         parse_s3_uri(source)  # fail on a malformed URI before any connection is made
         if s3_client is None:
@@ -160,5 +170,5 @@ def iter_source(source: str, *, s3_client: Callable[[], Any] | None = None,
             client = boto3.client("s3")
         else:
             client = s3_client()
-        return iter_s3(source, client, skipped=skipped)
+        return iter_s3(source, client, skipped=skipped, key_range=key_range)
     raise ValueError(f"unsupported source {source!r}: use a local folder, file:// URI or s3://bucket/prefix")

@@ -72,14 +72,15 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
+def iter_local_items(root: Path, skipped: Counter | None = None, key_range: KeyRange | None = None) -> Iterator:
     """Yield a :class:`~ragtrail.sources.listing.SourceItem` per file under ``root`` (resolved), in key order.
 
     Key order is the order of the relative paths (document ids) as strings, the order S3 lists keys in:
     ``a.md`` < ``a/b.md`` < ``b.md``. The ingest stage merges the listing against the stored source state
-    in this order (:mod:`ragtrail.stages.sync_state`).
+    in this order (:mod:`ragtrail.stages.sync_state`). ``key_range`` (one shard of the source): only keys
+    inside it; a subfolder wholly before the range is not entered, and the walk ends at the first key past it.
     """
-    walk = _Walk(str(root), skipped if skipped is not None else Counter())
+    walk = _Walk(str(root), skipped if skipped is not None else Counter(), key_range or KeyRange())
     try:
         st = os.stat(walk.top)
     except FileNotFoundError:
@@ -91,14 +92,49 @@ def iter_local_items(root: Path, skipped: Counter | None = None) -> Iterator:
         return
     walk.visited.add((st.st_dev, st.st_ino))
     stack = [walk.folder(walk.top)]
+    span = walk.key_range
     while stack:  # depth first, a folder's entries in key order: a subfolder is walked where its name sorts
         found = next(stack[-1], None)
         if found is None:
             stack.pop()
         elif isinstance(found, str):
-            stack.append(walk.folder(found))
-        else:
+            prefix = walk.rel(found) + "/"
+            if span.past(prefix):
+                return  # every key from here on sorts after the range
+            if not span.before_all(prefix):
+                stack.append(walk.folder(found))
+        elif span.past(found.doc_id):
+            return
+        elif span.holds(found.doc_id):
             yield found
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """One shard of a source: the keys (document ids, as strings) ``after < key <= upto``; ``None``: unbounded.
+
+    Example::
+
+        KeyRange("b.md", "d.md").holds("c/x.md")  # True
+    """
+
+    after: str | None = None
+    upto: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.after is None and self.upto is None
+
+    def holds(self, key: str) -> bool:
+        return (self.after is None or key > self.after) and (self.upto is None or key <= self.upto)
+
+    def past(self, key: str) -> bool:
+        """``key`` (and every key that sorts after it) is beyond the range."""
+        return self.upto is not None and key > self.upto
+
+    def before_all(self, prefix: str) -> bool:
+        """Every key starting with ``prefix`` sorts at or before ``after``: a folder the range never enters."""
+        return self.after is not None and prefix <= self.after and not self.after.startswith(prefix)
 
 
 @dataclass(frozen=True)
@@ -144,8 +180,8 @@ class SourceItem:
 class _Walk:
     """One walk under ``top``: the items it yields, the skips it counts, the real folders it has seen."""
 
-    def __init__(self, top: str, skipped: Counter):
-        self.top, self.skipped = top, skipped
+    def __init__(self, top: str, skipped: Counter, key_range: KeyRange):
+        self.top, self.skipped, self.key_range = top, skipped, key_range
         self.visited: set[tuple[int, int]] = set()
 
     def rel(self, path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file

@@ -26,10 +26,11 @@ from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.sources.listing import SourceItem, iter_source
 from ragtrail.sources.parsed import JsonArrayWriter
-from ragtrail.sources.parsing import Parsed, ParseError, detect_type, parse_file
-from ragtrail.sources.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, ParseJob, SandboxedParser
+from ragtrail.sources.parsing import Parsed, ParseError
+from ragtrail.sources.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
 from ragtrail.sources.tables import TableSpec
-from ragtrail.sources.walk import NotRegularFile, open_regular
+from ragtrail.sources.walk import KeyRange
+from ragtrail.stages.ingest_jobs import base_entry, job_outcomes, prepare_job
 from ragtrail.stages.sync_state import SourceDigest, SourceMerge, fingerprint
 
 DOCS_FILE = "docs.parquet"
@@ -68,80 +69,6 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def file_sha256(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a regular file (:class:`~ragtrail.sources.walk.NotRegularFile` for anything else)."""
-    h = hashlib.sha256()
-    size = 0
-    with open_regular(path) as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-    return size, h.hexdigest()
-
-
-def _base(item: SourceItem) -> dict:
-    return {"uri": item.uri, "doc_id": item.doc_id, "bytes": item.size, "sha256": None,
-            "type": detect_type(item.doc_id), "parser": None, "encoding": None, "etag": item.etag,
-            "mtime": item.mtime}
-
-
-def _job(item: SourceItem, scratch: Path, stats: Counter, *, max_doc_bytes: int, table: TableSpec) -> ParseJob:
-    """One source item made ready to parse: fetched, sized and hashed; or its outcome when it cannot be.
-
-    The job's context is ``(item, manifest base, the outcome decided here or None, local copy to delete)``.
-    """
-    base = _base(item)
-    job = ParseJob(item.doc_id, None, table)
-    try:
-        if (ready := _refusal(item, base, max_doc_bytes)) is not None:
-            job.context = (item, base, ready, None)
-            return job
-        path = item.local_file(scratch)
-    except Exception as err:  # OSError locally; botocore errors (object gone, access denied) for S3
-        job.context = (item, base, ParseError("unreadable", f"cannot fetch {item.uri}: {type(err).__name__}: {err}"[:500]), None)
-        return job
-    download = path if item.path is None else None  # downloads live only as long as their parse
-    try:
-        size = path.stat().st_size
-        if size > max_doc_bytes:  # it grew since it was listed
-            outcome = ParseError("too_large", f"{size} bytes exceeds the limit of {max_doc_bytes}")
-        else:
-            size, sha = file_sha256(path)
-            base.update(bytes=size, sha256=sha)
-            stats["bytes_in"] += size
-            job.path, outcome = path, None
-    except NotRegularFile as err:  # swapped for a FIFO or a link since it was listed
-        outcome = ParseError("not_a_regular_file", f"not read: {err.strerror}")
-    except OSError as err:  # unreadable file: permissions, vanished mid-run
-        outcome = ParseError("unreadable", f"{type(err).__name__}: {err.strerror or err}")
-    job.context = (item, base, outcome, download)
-    return job
-
-
-def _refusal(item: SourceItem, base: dict, max_doc_bytes: int) -> ParseError | None:
-    """Why ``item`` is not read at all (decided from its listing), or ``None``."""
-    if item.skip_reason:
-        return ParseError(item.skip_reason, f"not read: {item.note or item.skip_reason.replace('_', ' ')}")
-    if item.size > max_doc_bytes:
-        return ParseError("too_large", f"{item.size} bytes exceeds the limit of {max_doc_bytes}")
-    if base["type"] is None:  # decided by name: an image is never downloaded
-        return next(iter(parse_file(item.doc_id, Path(item.doc_id))))
-    return None
-
-
-def _outcomes(job: ParseJob, parsed: Iterator[Parsed | ParseError]) -> Iterator[tuple[dict, Parsed | ParseError]]:
-    """``(manifest base, outcome)`` for every document of one job."""
-    _, base, ready, download = job.context
-    try:
-        if ready is not None:
-            yield base, ready
-        else:
-            yield from ((base, out) for out in parsed)
-    finally:
-        if download is not None:
-            download.unlink(missing_ok=True)
-
-
 def ingest_source(
     source: str,
     workdir: str | Path,
@@ -154,6 +81,8 @@ def ingest_source(
     parse_max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
     state_path: str | Path | None = None,
     state_stamp: str | None = None,
+    key_range: KeyRange | None = None,
+    shard: str | None = None,
 ) -> dict:
     """Read all documents of ``source`` into ``workdir/docs.parquet``.
 
@@ -171,13 +100,18 @@ def ingest_source(
         state_path: the version's committed source state (``None``: none yet: every object is read).
         state_stamp: :func:`ragtrail.stages.sync_state.collection_stamp` of the version's collection; a
             state committed for another collection (or none) is not used.
+        key_range: one shard of the source (:mod:`ragtrail.stages.split`): only its keys are listed, read and
+            merged against the state's rows of the same range.
+        shard: the shard's label (``"3 of 16"``) when the source is split: its artifacts go under
+            ``ingest/shard-<n>/``, and a shard with no usable document does not fail (the plan stage fails
+            the run when no shard has one).
 
     Returns:
         ``{"docs_path", "docs", "quarantined", "delta_path", "objects_read", "objects_skipped", …}`` — small
         enough for XCom (``docs``/``quarantined`` count carried documents too).
 
     Raises:
-        NoUsableDocuments: when not a single document could be parsed.
+        NoUsableDocuments: when not a single document could be parsed (unsharded: ``shard`` is ``None``).
 
     Example::
 
@@ -202,16 +136,16 @@ def ingest_source(
     (workdir / QUARANTINE_FILE).unlink(missing_ok=True)  # a retry starts a fresh list
     progress = Progress("ingest", None, "documents", recorder=rec)  # a listing's length is unknown up front
     digest = SourceDigest()
-    merge = SourceMerge(workdir, state_path, state_stamp, fingerprint(source, table, max_doc_bytes), digest)
+    merge = SourceMerge(workdir, state_path, state_stamp, fingerprint(source, table, max_doc_bytes), digest, key_range)
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
             SandboxedParser(parse_timeout_s, parse_max_memory_mb, on_wait=progress.waiting) as sandbox:
         tally = _Tally(writer, schema, manifest, quarantine, progress, merge)
-        jobs = (_job(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table)
-                for item in merge.filter(iter_source(source, s3_client=s3_client, skipped=skipped)))
+        jobs = (prepare_job(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table)
+                for item in merge.filter(iter_source(source, s3_client=s3_client, skipped=skipped, key_range=key_range)))
         # A few files are queued in the parser process: it parses the next while this one is stored.
         for job, parsed in sandbox.parse_stream(jobs):
-            _read_item(job.context[0], _outcomes(job, parsed), tally)
+            _read_item(job.context[0], job_outcomes(job, parsed), tally)
             merge.done(job.context[0])
         tally.flush()
     synced = merge.close()
@@ -228,16 +162,23 @@ def ingest_source(
     rec.metric(**{f"skipped_{kind}": n for kind, n in skipped.items()})
     progress.finish(parsed=parsed, quarantined=failed, MB_read=round(stats["bytes_in"] / 1e6, 1),
                     objects_read=synced["objects_read"], unchanged_skipped=synced["objects_skipped"])
-    rec.artifact(manifest_path, "ingest")
+    where = "ingest" if shard is None else f"ingest/shard-{shard.split()[0]}"
+    rec.artifact(manifest_path, where)
     if quarantine.count:
-        rec.artifact(workdir / QUARANTINE_FILE, "ingest")
-    rec.dataset(name="source", source=source, digest=digest,
+        rec.artifact(workdir / QUARANTINE_FILE, where)
+    rec.dataset(name="source" if shard is None else f"source, shard {shard}", source=source, digest=digest,
                 profile={"docs_seen": seen, "docs_parsed": parsed, "docs_failed": failed,
                          "bytes_in": stats["bytes_in"]})
-    if parsed == 0:
-        why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "the source is empty"
-        raise NoUsableDocuments(f"no usable documents in {source}: {seen} found ({why})")
-    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest, **synced}
+    if parsed == 0 and shard is None:
+        raise NoUsableDocuments(_why_empty(source, seen, reasons))
+    return {"docs_path": str(docs_path), "docs": parsed, "quarantined": failed, "digest": digest, **synced,
+            **({"shard": shard, "empty_reason": _why_empty(source, seen, reasons)} if shard is not None and parsed == 0
+               else {})}
+
+
+def _why_empty(source: str, seen: int, reasons: Counter) -> str:
+    why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "the source is empty"
+    return f"no usable documents in {source}: {seen} found ({why})"
 
 
 def _read_item(item: SourceItem, outcomes: Iterator[tuple[dict, Parsed | ParseError]], tally: _Tally) -> None:
@@ -248,7 +189,7 @@ def _read_item(item: SourceItem, outcomes: Iterator[tuple[dict, Parsed | ParseEr
         except StopIteration:
             return
         except Exception as err:
-            tally.record(item, _base(item), ParseError(
+            tally.record(item, base_entry(item), ParseError(
                 "parse_crashed", f"reading the file failed: {type(err).__name__}: {err}"[:500]))
             return
         tally.record(item, base, out)

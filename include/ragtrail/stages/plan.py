@@ -92,7 +92,7 @@ def check_config(meta: dict, config: dict, collection: str) -> None:
 
 
 def plan_sync(
-    docs_path: str | Path,
+    docs_path: str | Path | list,
     workdir: str | Path,
     *,
     location,
@@ -109,7 +109,7 @@ def plan_sync(
     """Split the source's documents into added / updated / unchanged / deleted and batch the work.
 
     Args:
-        docs_path: the ingest stage's ``docs.parquet``.
+        docs_path: the ingest stage's ``docs.parquet``, or one per shard in shard order (a list).
         config: what defines the version (embedder, chunk_size, chunk_overlap); checked against the collection.
         sync_mode: ``full`` deletes documents missing from the source, ``incremental`` keeps them.
         docs_per_batch: documents per chunk/embed batch (one mapped task each).
@@ -136,9 +136,9 @@ def plan_sync(
     seed = None if merged else workdir / HELD_FILE
     existing, meta, scrolls = index_state(location, collection, seed)
     check_config(meta, config, collection)
-    source = pq.ParquetFile(docs_path)
-    used = batch_size_within(docs_per_batch, source.metadata.num_rows, max_batches, stage="plan",
-                             param="docs_per_batch", unit="documents")  # changed ≤ all: never past the cap
+    sources = docs_path if isinstance(docs_path, list) else [docs_path]  # opened one at a time: 1,000 shards, 1 fd
+    used = batch_size_within(docs_per_batch, sum(pq.read_metadata(p).num_rows for p in sources), max_batches,
+                             stage="plan", param="docs_per_batch", unit="documents")  # changed ≤ all: never past the cap
     rec.param(sync_mode=sync_mode, docs_per_batch=docs_per_batch, docs_per_batch_used=used, collection=collection,
               plan_from="source state" if merged else "collection scroll" if scrolls else "empty collection")
 
@@ -146,7 +146,7 @@ def plan_sync(
     seen: set[str] = set()
     changed: list[str] = []
     splitter = _Batches(batch_dir, used)
-    for rb in source.iter_batches(batch_size=512):
+    for rb in (rb for path in sources for rb in pq.ParquetFile(path).iter_batches(batch_size=512)):
         table = pa.Table.from_batches([rb])
         keep = _changed_rows(table, existing, seen, counts)
         changed += table.column("doc_id").take(keep).to_pylist() if keep else []

@@ -91,8 +91,38 @@ def _delta_schema():
                       ("content_hash", s), ("status", s), ("prev_hash", s), ("prev_status", s)])
 
 
+def _range_sql(key_range) -> tuple[str, tuple]:
+    """The WHERE clause of one shard's rows (``key_range``: a :class:`ragtrail.sources.walk.KeyRange` or ``None``)."""
+    parts, args = [], []
+    if key_range is not None and key_range.after is not None:
+        parts.append("key > ?")
+        args.append(key_range.after)
+    if key_range is not None and key_range.upto is not None:
+        parts.append("key <= ?")
+        args.append(key_range.upto)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), tuple(args)
+
+
+def state_keys(path: str | Path) -> Iterator[str]:
+    """The state's object keys, each once, in key order (a cursor: flat memory)."""
+    conn = read_only(path)
+    try:
+        yield from (k for (k,) in conn.execute("SELECT DISTINCT key FROM docs ORDER BY key"))
+    finally:
+        conn.close()
+
+
+def state_meta(path: str | Path) -> dict:
+    conn = read_only(path)
+    try:
+        return dict(conn.execute("SELECT k, v FROM meta"))
+    finally:
+        conn.close()
+
+
 class SourceMerge:
-    """The listing merged against the state, for one ingest run (see the module doc).
+    """The listing merged against the state, for one ingest run (see the module doc); with ``key_range``, one
+    shard's listing against that shard's rows of the state (the other shards' rows are never read).
 
     ``filter(items)`` yields the items to read; ``record`` notes each document read, ``done`` closes an
     object; ``close`` finishes the delta. ``counts``: objects read / skipped / new / changed / deleted,
@@ -100,7 +130,7 @@ class SourceMerge:
     """
 
     def __init__(self, workdir: str | Path, state_path: str | Path | None, stamp: str | None, fprint: str,
-                 digest: SourceDigest):
+                 digest: SourceDigest, key_range=None):
         import pyarrow.parquet as pq
 
         self.delta_path = Path(workdir) / DELTA_FILE
@@ -115,7 +145,8 @@ class SourceMerge:
             if meta.get("stamp") == stamp:
                 self.conn, self.mode = conn, "merged"
                 self.reread_all = meta.get("fingerprint") != fprint
-                self.cursor = conn.execute(_ROWS + " ORDER BY key, doc_id")
+                where, args = _range_sql(key_range)
+                self.cursor = conn.execute(_ROWS + where + " ORDER BY key, doc_id", args)
                 self.head = next(self.cursor, None)
             else:
                 conn.close()

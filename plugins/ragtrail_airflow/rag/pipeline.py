@@ -1,7 +1,7 @@
 """The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
-preflight → ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
-mapped over batches. ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
+preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
+mapped over shards of the source (ingest) and batches of its changes (chunk, embed). ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
 ``@dag`` function.
 
@@ -31,6 +31,8 @@ from ragtrail.core.spec import FIELDS, form_schemas
 from ragtrail.core.statefile import STATE_FILE
 from ragtrail_airflow.rag.approval import PromotionApproval
 from ragtrail_airflow.rag.assets import INDEX_ALIAS
+from ragtrail_airflow.rag.source_tasks import ingest, plan, split
+from ragtrail_airflow.rag.source_tasks import run_edge as _edge
 from ragtrail_airflow.rag.xcom_lists import as_list
 
 
@@ -75,18 +77,6 @@ def pipeline_params(*, fixed_product: bool = False, **defaults) -> dict[str, Par
         product.pop("pattern", None)
         product["enum"] = [product["default"]]
     return form_params(schemas)
-
-
-def _edge(params, dag_run, tracker):
-    """The run's typed config and its work (:class:`ragtrail.core.workstore.RunWork`: a local folder, and the
-    work store when ``RAGTRAIL_WORK_URL`` names one). The task's local copies are released once the
-    operator has logged the stage's artifacts (some are files in that folder)."""
-    from ragtrail.core.spec import run_config
-    from ragtrail_airflow.rag.s3 import open_work
-
-    work = open_work(dag_run.dag_id, dag_run.run_id)
-    tracker.after_logging.append(work.release)
-    return run_config(params), work
 
 
 def evaluate_version(cfg, docs: dict | None, tracker, tracked_run: dict | None) -> dict:
@@ -146,46 +136,6 @@ def preflight(params=None, tracker=None, dag_run=None) -> dict:
     from ragtrail_airflow.rag.preflight import check
 
     return check(run_config(params))
-
-
-def ingest(params=None, tracker=None, dag_run=None):
-    """Read the source (local folder, file:// or s3:// through the ``aws_conn_id`` connection)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from ragtrail.sources.tables import TableSpec
-    from ragtrail.stages.ingest import NoUsableDocuments, ingest_source
-    from ragtrail.stages.sync_state import collection_stamp
-    from ragtrail.store import collection_name
-    from ragtrail_airflow.rag.s3 import open_source_state, s3_client_factory
-    from ragtrail_airflow.rag.store_conn import store_settings
-
-    cfg, work = _edge(params, dag_run, tracker)
-    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
-    collection = collection_name(cfg.product, cfg.version)
-    try:  # only new and changed objects are read: the listing is merged against the version's source state
-        return work.publish(ingest_source(cfg.source, work.local, recorder=tracker, table=table,
-                                          max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"),
-                                          state_path=open_source_state(collection).fetch(work.local),
-                                          state_stamp=collection_stamp(store_settings(), collection)))
-    except NoUsableDocuments as err:  # the same source will not improve on a retry
-        raise AirflowFailException(str(err)) from err
-
-
-def plan(docs: dict, params=None, tracker=None, dag_run=None) -> list[dict]:
-    """Decide which documents changed; return the chunk batches to fan out over (never more than Airflow's
-    ``[core] max_map_length``: ``docs_per_batch`` grows to fit, and the task log says so)."""
-    from ragtrail.stages.plan import plan_sync
-    from ragtrail_airflow.failures import max_map_length
-    from ragtrail_airflow.rag.store_conn import store_settings
-
-    cfg, work = _edge(params, dag_run, tracker)
-    docs = work.fetch(docs)
-    planned = plan_sync(docs["docs_path"], work.local, location=store_settings(), product=cfg.product,
-                        version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
-                        docs_per_batch=cfg.docs_per_batch, max_batches=max_map_length(), recorder=tracker,
-                        delta_path=docs.get("delta_path"), carried=docs.get("docs_carried", 0))
-    return work.publish_plan(planned)["batches"]
 
 
 def chunk(batch: dict, params=None, tracker=None, dag_run=None):
@@ -249,9 +199,12 @@ def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=N
     """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
     an index asset event when the alias moved."""
     from ragtrail.core.spec import run_config
+    from ragtrail.stages.split import combined_digest
 
     cfg = run_config(params)
-    decision = evaluate_version(cfg, docs, tracker, tracked_run)
+    shards = as_list(docs) if docs is not None and not isinstance(docs, dict) else [docs or {}]
+    decision = evaluate_version(cfg, {"digest": combined_digest(r.get("digest") for r in shards if r)}, tracker,
+                                tracked_run)
     publish_promotion(outlet_events, cfg, decision)
     return decision
 
@@ -266,8 +219,10 @@ def build_pipeline() -> None:
     """Create the pipeline's tasks in the DAG being defined (call it inside a ``@dag`` function)."""
     tracked = task.tracked
     checked = tracked(stage="preflight", retries=0)(preflight)()
-    docs = tracked(stage="ingest", **store_queue())(ingest)()  # reads the version's state beside the store
-    checked >> docs
+    shards = tracked(stage="split", **store_queue())(split)()  # reads the version's state beside the store
+    checked >> shards
+    # the shards run on any worker, in parallel (a CPU pool slot each): none of them opens the store
+    docs = tracked(stage="ingest", map_index_template="{{ shard_label }}", **cpu_pool())(ingest).expand(shard=shards)
     planned = tracked(stage="plan", fan_out="docs_per_batch", **store_queue())(plan)(docs)
     chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.

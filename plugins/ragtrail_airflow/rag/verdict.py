@@ -140,13 +140,13 @@ def decide(facts: RunFacts) -> tuple[Rollup, dict[str, Any]]:
     if facts.trail is not None:
         trail.update(facts.trail)
         trail["complete"] = not (trail["missing_runs"] or trail["closed_runs"] or trail["error"])
-    ingest, index = results.get("ingest") or {}, results.get("index") or {}
+    ingest, index = results.get("ingest"), results.get("index") or {}
     decision, approval = results.get("evaluate") or {}, results.get("approve") or {}
     summary: dict[str, Any] = {
         "product": facts.product, "version": facts.version, "dag_id": facts.dag_id, "run_id": facts.run_id,
         **facts.mlflow,
         "status": roll.status, "reasons": roll.reasons,
-        "docs": ingest.get("docs", 0), "docs_failed": ingest.get("quarantined", 0),
+        "docs": _total(ingest, "docs"), "docs_failed": _total(ingest, "quarantined"),
         **{k: facts.planned.get(k, 0) for k in PLANNED},
         "chunks": _total(results.get("chunk"), "chunks"), "embeddings": _total(results.get("embed"), "embeddings"),
         "vectors": index.get("vectors", 0), "vectors_deleted": index.get("deleted", 0),
