@@ -28,6 +28,9 @@ class Recorder:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     files: list[tuple[Path, str | None]] = field(default_factory=list)
+    # files every map index of a mapped task logs (of the others only map index 0's: a sample), e.g. a shard's
+    # quarantine list: what bad input a shard met is never left out of the trail
+    every_map_index: set[Path] = field(default_factory=set)
     dicts: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -80,9 +83,12 @@ class Recorder:
     def tag(self, **values: Any) -> None:
         self.tags.update({k: str(v) for k, v in values.items() if v is not None})
 
-    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Attach a file that already exists (e.g. a manifest in the work folder)."""
+    def artifact(self, path: str | Path, artifact_path: str | None = None, *, every_map_index: bool = False) -> None:
+        """Attach a file that already exists (e.g. a manifest in the work folder). A mapped task's map indexes
+        share one run, which keeps map index 0's files only, unless ``every_map_index``."""
         self.files.append((Path(path), artifact_path))
+        if every_map_index:
+            self.every_map_index.add(Path(path))
 
     def json(self, name: str, obj: Any) -> None:
         """Attach a JSON-serialisable object as artifact ``name`` (e.g. ``"chunk_sample.json"``)."""

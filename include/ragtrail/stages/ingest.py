@@ -165,7 +165,7 @@ def ingest_source(
     where = "ingest" if shard is None else f"ingest/shard-{shard.split()[0]}"
     rec.artifact(manifest_path, where)
     if quarantine.count:
-        rec.artifact(workdir / QUARANTINE_FILE, where)
+        rec.artifact(workdir / QUARANTINE_FILE, where, every_map_index=True)  # every shard's bad input, on record
     rec.dataset(name="source" if shard is None else f"source, shard {shard}", source=source, digest=digest,
                 profile={"docs_seen": seen, "docs_parsed": parsed, "docs_failed": failed,
                          "bytes_in": stats["bytes_in"]})

@@ -26,7 +26,7 @@ from ragtrail.trail.names import (
     quote,
     redact,
 )
-from ragtrail.trail.runs import _BAD_KEY, _chunks, _log_files
+from ragtrail.trail.runs import _BAD_KEY, _chunks, _log_files, _log_inputs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def log_map_index(client, run_id: str, rec: Recorder, *, map_index: int, try_num
     ``map_try``) as steps at ``step = map_index``, its error as the tag ``ragtrail.map_error.<map_index>``,
     its other tags and params (a param another map index set otherwise is kept as it is). Progress steps
     are dropped (one task's curve cannot interleave its map indexes); files only from map index 0 (a sample:
-    every map index's would grow the trail with the corpus)."""
+    every map index's would grow the trail with the corpus), and those marked ``every_map_index`` (a shard's
+    quarantine list); its dataset input only from map index 0."""
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
@@ -111,5 +112,11 @@ def log_map_index(client, run_id: str, rec: Recorder, *, map_index: int, try_num
             log.info("map index %s: params not logged (%s)", map_index, str(err)[:200])
     if map_index == 0:
         _log_files(client, run_id, rec)
+        _log_inputs(client, run_id, rec)
+    else:
+        for path, artifact_path in rec.files:
+            if path in rec.every_map_index and path.exists():
+                client.log_artifact(run_id, str(path), artifact_path)
+    rec.every_map_index.clear()
     rec.params.clear(), rec.metrics.clear(), rec.tags.clear(), rec.files.clear(), rec.dicts.clear()
     rec.datasets.clear(), rec.tables.clear(), rec.steps.clear()
