@@ -54,8 +54,8 @@ PRODUCT = "scale"
 EMBEDDER_NAME = "bench-hash-embedder (replaces ragtrail.stages.embedding.load_model in the embed worker)"
 TARGET_B = 50.0
 TARGET_REINGEST = 0.05
-TASKS = ("ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate")
-MAPPED = {"chunk": "plan", "embed": "dedupe"}  # mapped task → the task whose list it maps over
+TASKS = ("split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate")
+MAPPED = {"ingest": "split", "chunk": "plan", "embed": "dedupe"}  # mapped task → the task whose list it maps over
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega river stone cloud field forest harbour lantern meadow orbit pillar quartz "
@@ -145,8 +145,10 @@ def _count_scrolls(counter: dict) -> None:
 def _call(task: str, arg, params: dict, dag_run, tracker, tracked_run):
     from ragtrail_airflow.rag import pipeline as p
 
+    if task == "split":
+        return p.split(params=params, tracker=tracker, dag_run=dag_run)
     if task == "ingest":
-        return p.ingest(params=params, tracker=tracker, dag_run=dag_run)
+        return p.ingest(arg, params=params, tracker=tracker, dag_run=dag_run)
     if task == "plan":
         return p.plan(arg["docs"], params=params, tracker=tracker, dag_run=dag_run)
     if task == "chunk":

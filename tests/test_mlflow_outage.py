@@ -82,7 +82,7 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     assert summary["trail"]["closed_runs"] == []  # closing a mapped task's run is the roll-up's job
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert set(runs) == {"preflight", "ingest", "plan", "chunk", "index", "evaluate"}
+    assert set(runs) == {"preflight", "split", "ingest", "plan", "chunk", "index", "evaluate"}
     assert runs["chunk"].info.status == "FINISHED" and runs["chunk"].data.tags["ragtrail.closed_by"] == "aggregate_status"
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     parent = client.get_run(summary["parent_run_id"])
@@ -109,7 +109,7 @@ def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp
     assert summary["status"] == "FAILED" and summary["dag_run_state"] == "failed"
     assert summary["reasons"][0].startswith("chunk[0]: failed")
     tasks = summary["tasks"]
-    assert tasks["ingest"] == tasks["plan"] == "FINISHED" and tasks["chunk[0]"] == "FAILED"
+    assert tasks["ingest[0]"] == tasks["plan"] == "FINISHED" and tasks["chunk[0]"] == "FAILED"
     assert tasks["index"] != "FINISHED" and tasks["embed"] == "UPSTREAM_FAILED"
     out = capfd.readouterr()
     logs = out.out + out.err
@@ -117,6 +117,6 @@ def test_strict_the_first_failing_task_fails_naming_the_tracking_uri(server, tmp
     assert "strict tracking mode (RAGTRAIL_TRACKING_MODE=strict) fails the task" in logs
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert runs["chunk"].info.status == "FAILED" and set(runs) == {"preflight", "ingest", "plan", "chunk"}
+    assert runs["chunk"].info.status == "FAILED" and set(runs) == {"preflight", "split", "ingest", "plan", "chunk"}
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     assert client.get_run(summary["parent_run_id"]).info.status == "FAILED"

@@ -11,6 +11,7 @@ from ragtrail.core.settings import DEFAULT_CHUNK_SIZE, SAMPLE_CORPUS
 
 REQUIRED_METRICS = {
     "preflight": set(),  # checks only: source readable, connection known, store answering
+    "split": {"shards", "keys_listed"},
     "ingest": {"docs_seen", "docs_parsed", "docs_failed", "bytes_in"},
     "plan": {"docs_added", "docs_updated", "docs_unchanged", "docs_deleted"},
     "chunk": {"chunk_count", "avg_chunk_tokens", "min_chunk_tokens", "max_chunk_tokens", "total_tokens",
@@ -66,7 +67,8 @@ def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
             assert child.info.status == "FINISHED", child.info.run_name
             assert REQUIRED_METRICS[stage] <= set(child.data.metrics), (stage, sorted(child.data.metrics))
             assert tags["airflow.dag_id"] == "rag_ingest" and tags["airflow.task_id"] == stage
-            assert tags.get("ragtrail.mapped") == "true" if stage in ("chunk", "embed") else tags["airflow.try_number"] == "1"
+            assert tags.get("ragtrail.mapped") == "true" if stage in ("ingest", "chunk", "embed") else \
+                tags["airflow.try_number"] == "1"
             assert tags["ragtrail.product"] == "handbook" and tags["ragtrail.version"] == "v1"
     # 34 docs / 12 per batch; 222 texts / 60: 3 chunk and 4 embed map indexes, each a step, all on try 1
     assert per_step(mlflow_client, stages["chunk"][0], "map_ok") == {0: 1.0, 1: 1.0, 2: 1.0}
@@ -187,17 +189,20 @@ def test_json_output_has_the_documented_keys(handbook_run):
 
 
 def test_the_trail_does_not_grow_with_the_corpus(tmp_path, mlflow_client):
-    """One run per task whatever the corpus: 4 and 24 one-line documents at one per chunk and embed task
-    (4 vs 24 map indexes each) leave the same number of MLflow runs; each map index is a step and a row."""
+    """One run per task whatever the corpus: 4 and 24 one-line documents at one per ingest shard, chunk and embed
+    task (4 vs 24 map indexes each) leave the same number of MLflow runs; each map index is a step and a row."""
     counts = {}
     for n in (4, 24):
         corpus = write_corpus(tmp_path / f"c{n}", {f"d{i}.txt": f"one line number {i} of {n}" for i in range(n)})
-        summary = ingest({"source": str(corpus), "product": f"size{n}", "docs_per_batch": 1, "texts_per_batch": 1})
+        summary = ingest({"source": str(corpus), "product": f"size{n}", "docs_per_shard": 1, "docs_per_batch": 1,
+                          "texts_per_batch": 1})
         assert summary["status"] == "FINISHED", summary
         runs = child_runs_of(mlflow_client, summary)
         counts[n] = len(runs)
         (chunk,) = [r for r in runs if r.data.tags["airflow.task_id"] == "chunk"]
         assert sorted(per_step(mlflow_client, chunk, "map_ok")) == list(range(n))
+        (shards,) = [r for r in runs if r.data.tags["airflow.task_id"] == "ingest"]
+        assert sorted(per_step(mlflow_client, shards, "docs_parsed").values()) == [1.0] * n
         table = json.loads(open(mlflow_client.download_artifacts(chunk.info.run_id, "map_indexes.json",
                                                                  str(tmp_path / f"t{n}"))).read())
         assert sorted(table["data"], key=lambda row: row[0])[-1][0] == n - 1 and len(table["data"]) == n

@@ -8,7 +8,7 @@ import json
 
 from conftest import child_runs_of, ingest, run_cli, write_corpus
 
-NOT_RUN = "not run because of the failure above: ingest, plan, chunk, index, evaluate, approve"
+NOT_RUN = "not run because of the failure above: split, ingest, plan, chunk, index, evaluate, approve"
 
 
 def _preflight_runs(mlflow_client, summary: dict) -> list:

@@ -122,7 +122,7 @@ def test_a_source_without_usable_documents_fails_ingest_with_one_message(tmp_pat
     summary = ingest({"source": str(corpus), "product": "nothing"})
     assert summary["status"] == "FAILED"
     reason, consequence = summary["reasons"]  # the cause once, then what it stopped on one line
-    assert reason.startswith("ingest: failed") and "no usable documents in" in reason
+    assert reason.startswith("ingest[0]: failed") and "no usable documents in" in reason
     assert "2 found (1 empty, 1 binary)" in reason
     assert consequence.startswith("not run because of the failure above: ") and "index" in consequence
     assert "no completed plan" not in json.dumps(summary)

@@ -61,7 +61,10 @@ def ingest(shard: int = 0, params=None, tracker=None, dag_run=None):
     cfg, work = run_edge(params, dag_run, tracker)
     key_range, of, stamp = read_shard(work.fetch_named(SPLIT_FILE), shard)
     label = shard_label(shard, of, key_range)
-    get_current_context()["shard_label"] = label  # the map index's name in the Airflow UI (map_index_template)
+    try:
+        get_current_context()["shard_label"] = label  # the map index's name in the Airflow UI (map_index_template)
+    except RuntimeError:  # called outside a task instance (a notebook, bench/scale.py): nothing to name
+        pass
     table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
     collection = collection_name(cfg.product, cfg.version)
     workdir = work.local if of == 1 else work.local / "shards" / f"{shard:05d}"
