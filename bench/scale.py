@@ -375,13 +375,17 @@ def main() -> None:
                     help="documents per chunk task (the DAG's default is 500: fewer, larger map indexes here, "
                          "for time; a mapped task's memory follows its batch, not N)")
     ap.add_argument("--texts-per-batch", type=int, default=8192, help="texts per embed task (the DAG's default: 2048)")
+    ap.add_argument("--docs-per-shard", type=int, default=10_000,
+                    help="source objects per ingest shard (the DAG's default, 10,000): an ingest task's memory "
+                         "follows its shard, not N")
     ap.add_argument("--before-tree", default="",
                     help="an earlier ragtrail's source tree (include/, plugins/): its index task runs too, on the "
                          "same upstream results (index_before), e.g. from `git archive main include plugins`")
     ap.add_argument("--label", default="", help="a name for this run in the results (e.g. before/after)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    fan = {"docs_per_batch": args.docs_per_batch, "texts_per_batch": args.texts_per_batch}
+    fan = {"docs_per_batch": args.docs_per_batch, "texts_per_batch": args.texts_per_batch,
+           "docs_per_shard": args.docs_per_shard}
     runs = []
     for n in sizes:
         home = Path(args.home) / str(n)

@@ -142,7 +142,7 @@ def test_the_mlflow_run_link_of_a_finished_task_opens_that_run(stack, runs):
     """Airflow's REST API returns each tracked task's "MLflow run" link; it points at the MLflow UI that
     `make ui` started, and the run it names is that task's run of that DAG run."""
     token, run_ids = runs
-    for task_id, map_index in (("ingest", -1), ("plan", -1), ("chunk", 0), ("embed", 0), ("index", -1)):
+    for task_id, map_index in (("split", -1), ("ingest", 0), ("plan", -1), ("chunk", 0), ("embed", 0), ("index", -1)):
         url = (f"{stack.airflow}/api/v2/dags/rag_ingest/dagRuns/{urllib.parse.quote(run_ids['v2'])}"
                f"/taskInstances/{task_id}/links?map_index={map_index}")
         status, body = call("GET", url, token=token)
@@ -175,7 +175,7 @@ def test_rest_answers_how_the_latest_version_did_and_how_it_compares(stack, runs
     status, tasks = call("GET", f"{stack.airflow}/ragtrail/api/runs/{latest['run']['run_id']}/tasks", token=token)
     # (a pre-flight check task, where the pipeline has one, comes first)
     assert [t["task_id"] for t in tasks["tasks"] if t["task_id"] != "preflight"] == [
-        "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
+        "split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
     status, summary = call("GET", f"{stack.airflow}/ragtrail/api/summary", token=token)
     assert summary["totals"]["runs"] == 2 and summary["totals"]["success_rate"] == 1.0
     assert call("GET", f"{stack.airflow}/ragtrail/api/products/nope/latest", token=token)[0] == 404
@@ -268,16 +268,16 @@ def test_a_person_triggers_rag_ingest_with_the_form_and_follows_the_links(stack,
     run_id = urllib.parse.unquote(page.url.rsplit("/runs/", 1)[1])
     assert _wait_run_done(stack, run_id) == "success", (stack.home / "ui" / "logs").as_posix()
 
-    # The DAG run page → the ingest task instance → its Details tab → "MLflow run" (a new tab).
+    # The DAG run page → the plan task instance → its Details tab → "MLflow run" (a new tab).
     page.reload()
-    _click_until(page, page.get_by_role("link", name="ingest", exact=True).last, re.compile(r".*/runs/.+/tasks/ingest$"))
+    _click_until(page, page.get_by_role("link", name="plan", exact=True).last, re.compile(r".*/runs/.+/tasks/plan$"))
     page.get_by_role("link", name="Details", exact=True).click()
     with person.expect_page() as opened:
         page.get_by_role("link", name="MLflow run", exact=True).click()
     mlflow_page = opened.value
     mlflow_page.wait_for_load_state()
     assert mlflow_page.url.startswith(f"{stack.mlflow}/#/experiments/") and "workflowType=machine_learning" in mlflow_page.url
-    expect(mlflow_page.get_by_role("heading", name="ingest")).to_be_visible()
+    expect(mlflow_page.get_by_role("heading", name="plan")).to_be_visible()
     # MLflow's classic view: runs and the model registry, not GenAI's "Evaluations".
     expect(mlflow_page.get_by_role("link", name="Model registry")).to_be_visible()
     expect(mlflow_page.get_by_role("link", name="Evaluations")).to_have_count(0)

@@ -128,7 +128,7 @@ def test_a_source_without_usable_documents_fails_ingest_with_one_message(tmp_pat
     assert "no completed plan" not in json.dumps(summary)
     assert summary["tasks"]["dedupe"] == summary["tasks"]["index"] == "SKIPPED", summary["tasks"]
     runs = {c.info.run_name: c for c in child_runs_of(mlflow_client, summary)}
-    assert runs["ingest"].data.tags["ragtrail.error"].startswith("AirflowFailException: no usable documents")
+    assert runs["ingest"].data.tags["ragtrail.error"].startswith("ingest[0]: AirflowFailException: no usable documents")
     assert runs["ingest"].data.metrics["docs_failed"] == 2
     artifacts = {a.path for a in mlflow_client.list_artifacts(runs["ingest"].info.run_id, "ingest")}
     assert artifacts == {"ingest/manifest.jsonl", "ingest/quarantine.json"}
