@@ -174,6 +174,7 @@ def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
     from mlflow.tracking import MlflowClient
 
     from ragtrail.core.products import experiment_name
+    from ragtrail.trail.names import CLOSED_BY_TAG, FAILED_INDEXES_TAG, STATUS_TAG, TRAIL_TAG
 
     put_objects(s3_server.client, BUCKET, KILL_DOCS)
     t0 = time.monotonic()
@@ -216,7 +217,9 @@ def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
     parents = [r for r in runs if r.data.tags.get("ragtrail.role") == "parent"]
     assert len(parents) == 1, [r.info.run_name for r in parents]
     parent = parents[0]
-    assert parent.info.status == "FINISHED" and parent.data.tags["ragtrail.status"] == "FINISHED", parent.data.tags
+    assert parent.info.status == "FINISHED" and parent.data.tags[STATUS_TAG] == "FINISHED", parent.data.tags
+    # the killed try logged nothing, and its retry did: no unit of the trail lacks its run
+    assert parent.data.tags[TRAIL_TAG] == "complete", parent.data.tags
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
                                   max_results=1000)
     left = [(r.info.run_name, r.info.status) for r in [*runs, *children] if r.info.status == "RUNNING"]
@@ -225,6 +228,8 @@ def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
           sorted((c.info.run_name, c.data.tags.get("ragtrail.closed_by", "-")) for c in children))
     # The killed map index is in the held task's run: its retry's step, try 2, logged ok.
     run = next(c for c in children if c.data.tags.get("airflow.task_id") == held[0])
+    assert run.info.status == "FINISHED" and run.data.tags[FAILED_INDEXES_TAG] == "-", run.data.tags
+    assert run.data.tags[CLOSED_BY_TAG] == "aggregate_status"  # a mapped task's shared run: the roll-up ends it
     steps = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "map_ok")}
     assert set(steps) == set(range(40 if held[0] == "chunk" else 10)) and all(v == 1 for v in steps.values()), steps
     tries = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "map_try")}
