@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -87,6 +88,16 @@ class LiveCluster(LiveAirflow):
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__CORE__PARALLELISM": "4",
+            # A dead worker's tasks are found within seconds, not Airflow's 5 minutes: a running task instance
+            # whose supervisor stopped heartbeating (every 5 s at most) for 30 s is failed and retried, after
+            # RAGTRAIL_RETRY_DELAY_S. A task whose Celery message a dead worker took but never started stays
+            # queued (acks_late: the message is restored only after the broker's visibility timeout) until
+            # task_queued_timeout requeues it.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "150",
+            "RAGTRAIL_TASK_RETRIES": "1",  # the product's default (the test session's is 0)
+            "RAGTRAIL_RETRY_DELAY_S": "2",
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "RAGTRAIL_CPU_POOL": POOL,
             "RAGTRAIL_STORE_QUEUE": self.store_queue,
@@ -127,6 +138,22 @@ class LiveCluster(LiveAirflow):
         return {**self.env, "RAGTRAIL_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "airflow" / "plugins"),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "airflow" / "logs"), "TMPDIR": str(home / "tmp")}
+
+    def kill_worker(self, name: str) -> list[int]:
+        """SIGKILL a worker as if its host died: its process group and every descendant (each Airflow task runs
+        in a group of its own), no chance to clean up. Returns the PIDs killed."""
+        import psutil
+
+        proc = self.procs[name]
+        family = [proc.process, *proc.process.children(recursive=True)]
+        os.killpg(proc.pid, signal.SIGKILL)
+        for member in family[1:]:  # psutil checks each one's create time: never a recycled PID
+            try:
+                member.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        proc.popen.wait(30)
+        return [m.pid for m in family]
 
     def _airflow(self, *args: str) -> None:
         proc = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True)
@@ -173,10 +200,10 @@ class LiveCluster(LiveAirflow):
             time.sleep(3)
         raise TimeoutError(f"{dag_id} {run_id} still running after {timeout}s: " + self.logs())
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
-        """A task's return value as the REST API shows it (what XCom carries)."""
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, key: str = "return_value"):
+        """A task's XCom (by default its return value) as the REST API shows it."""
         return self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"
-                                f"return_value?map_index={map_index}")["value"]
+                                f"{key}?map_index={map_index}")["value"]
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]

@@ -6,6 +6,7 @@ that open it there."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -125,3 +126,111 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     index_run = next(c for c in children if c.data.tags["airflow.task_id"] == "index")
     assert client.list_artifacts(index_run.info.run_id)
     assert any(index_run.info.run_id in key for key in stored), stored
+
+
+# 40 one-line documents, one per chunk task (40 map indexes), 4 texts per embed task (10): 50 mapped shards.
+KILL_DOCS = {f"kill/note{i:02d}.md": f"Note {i}: shard {i} of the kill test." for i in range(40)}
+KILL_CONF = {"product": "clusterkill", "docs_per_batch": 1, "texts_per_batch": 4}
+MAPPED = ("chunk", "embed")
+
+
+def _executing(log: str) -> list[tuple[str, int, int]]:
+    """(task_id, map_index, try_number) of each workload a Celery worker's log says it started, in order."""
+    found = []
+    for line in log.splitlines():
+        if "Executing workload" in line:
+            task, index, tries = (re.search(pattern, line) for pattern in
+                                  (r"task_id='(\w+)'", r"map_index=(-?\d+)", r"try_number=(\d+)"))
+            if task and index and tries:
+                found.append((task.group(1), int(index.group(1)), int(tries.group(1))))
+    return found
+
+
+def _kill_worker2_mid_run(cluster, run_id: str, timeout: float = 600) -> tuple[str, int]:
+    """Once some mapped tasks succeeded and worker2 is running a mapped task, SIGKILL worker2 (group and
+    descendants). Returns the (task_id, map_index) it was running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = _executing(cluster.worker_log("worker2"))
+        if started and started[-1][0] in MAPPED and len(started) >= 3:
+            task, index, _ = held = started[-1]
+            tis = {(ti["task_id"], ti["map_index"]): ti for ti in cluster.task_instances("rag_ingest", run_id)}
+            done = sum(ti["state"] == "success" for k, ti in tis.items() if k[0] in MAPPED)
+            ti = tis.get((task, index))
+            # still running there (worker2 runs one task at a time): it holds it; others still to do
+            if ti and ti["state"] == "running" and ti["try_number"] == held[2] and 6 <= done <= 30:
+                cluster.kill_worker("worker2")
+                return task, index
+        if cluster.rest("GET", f"/dags/rag_ingest/dagRuns/{run_id}")["state"] in ("success", "failed"):
+            break
+        time.sleep(0.5)
+    pytest.fail(f"worker2 never ran a mapped task while others were left to do: {cluster.logs()}")
+
+
+def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
+    """worker2 dies (SIGKILL, its whole process tree) while it runs one of ≥ 50 mapped tasks: the scheduler
+    finds the task instance without heartbeat, worker1 runs its retry, the DAG run succeeds and rolls up
+    FINISHED, the index holds exactly one point per document, and no MLflow run is left RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    from ragtrail.core.products import experiment_name
+    from ragtrail.trail.names import CLOSED_BY_TAG, FAILED_INDEXES_TAG, STATUS_TAG, TRAIL_TAG
+
+    put_objects(s3_server.client, BUCKET, KILL_DOCS)
+    t0 = time.monotonic()
+    run_id = cluster.trigger("rag_ingest", {**KILL_CONF, "source": f"s3://{BUCKET}/kill"})
+    held = _kill_worker2_mid_run(cluster, run_id)
+    t_kill = time.monotonic() - t0
+    assert cluster.wait("rag_ingest", run_id) == "success", cluster.logs()
+    wall = time.monotonic() - t0
+
+    tis = cluster.task_instances("rag_ingest", run_id)
+    by_key = {(ti["task_id"], ti["map_index"]): ti for ti in tis}
+    assert {m for t, m in by_key if t == "chunk"} == set(range(40))
+    assert {m for t, m in by_key if t == "embed"} == set(range(10))
+    assert all(ti["state"] == ("skipped" if ti["task_id"] == "approve" else "success") for ti in tis), tis
+    # The task worker2 held was tried again and succeeded on worker1.
+    assert by_key[held]["try_number"] >= 2, (held, by_key[held])
+    retried = sorted(k for k, ti in by_key.items() if ti["try_number"] >= 2)
+    assert held in retried
+    assert held in {(t, m) for t, m, n in _executing(cluster.worker_log("worker1")) if n >= 2}, held
+    print(f"\nkill run: worker2 killed at {t_kill:.0f}s holding {held}; run took {wall:.0f}s; retried: {retried}")
+
+    # The roll-up: FINISHED, the held map index FINISHED on its retry.
+    summary = cluster.xcom("rag_ingest", run_id, "aggregate_status", key="summary")
+    summary = json.loads(summary) if isinstance(summary, str) else summary
+    label = f"{held[0]}[{held[1]}]"
+    assert summary["status"] == "FINISHED" and summary["tasks"][label] == "FINISHED", summary
+    print("roll-up:", summary["status"], "trail:", summary["trail"])
+
+    # Exactly one point per document: none lost, none twice, no stale point.
+    with open_store(cluster.worker_home("worker1") / "qdrant") as store:
+        points = list(store.scroll("clusterkill__v1", ["doc_id"]))
+    ids = [str(p.id) for p in points]
+    doc_ids = sorted(p.payload["doc_id"] for p in points)
+    assert len(set(ids)) == len(ids) == len(KILL_DOCS), len(points)
+    assert doc_ids == sorted(k.removeprefix("kill/") for k in KILL_DOCS)
+
+    client = MlflowClient(cluster.mlflow_url)
+    exp = client.get_experiment_by_name(experiment_name("clusterkill"))
+    runs = client.search_runs([exp.experiment_id], f"tags.`airflow.run_id` = '{run_id}'", max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("ragtrail.role") == "parent"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags[STATUS_TAG] == "FINISHED", parent.data.tags
+    # the killed try logged nothing, and its retry did: no unit of the trail lacks its run
+    assert parent.data.tags[TRAIL_TAG] == "complete", parent.data.tags
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                                  max_results=1000)
+    left = [(r.info.run_name, r.info.status) for r in [*runs, *children] if r.info.status == "RUNNING"]
+    assert left == [], left
+    print("runs:", len({r.info.run_id for r in [*runs, *children]}), "closed by:",
+          sorted((c.info.run_name, c.data.tags.get("ragtrail.closed_by", "-")) for c in children))
+    # The killed map index is in the held task's run: its retry's step, try 2, logged ok.
+    run = next(c for c in children if c.data.tags.get("airflow.task_id") == held[0])
+    assert run.info.status == "FINISHED" and run.data.tags[FAILED_INDEXES_TAG] == "-", run.data.tags
+    assert run.data.tags[CLOSED_BY_TAG] == "aggregate_status"  # a mapped task's shared run: the roll-up ends it
+    steps = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "map_ok")}
+    assert set(steps) == set(range(40 if held[0] == "chunk" else 10)) and all(v == 1 for v in steps.values()), steps
+    tries = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "map_try")}
+    assert tries[held[1]] >= 2, tries
