@@ -18,12 +18,13 @@ from ragtrail.store import open_store
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-# 12 one-chunk documents, 2 per chunk task → 6 chunk tasks; 4 texts per embed task → 3 embed tasks.
+# 12 one-chunk documents: 4 per ingest shard → 3 ingest tasks; 2 per chunk task → 6 chunk tasks; 4 texts per embed
+# task → 3 embed tasks.
 DOCS = {f"cluster/doc{i:02d}.md": f"Note {i} on scaling out: worker {i % 2} handles batch {i // 2} of the corpus."
         for i in range(12)}
-CONF = {"product": "cluster", "docs_per_batch": 2, "texts_per_batch": 4}
+CONF = {"product": "cluster", "docs_per_shard": 4, "docs_per_batch": 2, "texts_per_batch": 4}
 BUCKET, ARTIFACTS, WORK = "ragtrail-cluster-src", "ragtrail-cluster-mlflow", "ragtrail-cluster-work"
-STORE_TASKS = {"plan", "index", "evaluate"}
+STORE_TASKS = {"split", "plan", "index", "evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +74,10 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     # approve skips itself: no approval was asked for
     assert all(ti["state"] == ("skipped" if ti["task_id"] == "approve" else "success") for ti in tis), tis
     keys = {(ti["task_id"], ti["map_index"]) for ti in tis}
+    assert {m for t, m in keys if t == "ingest"} == set(range(3))
     assert {m for t, m in keys if t == "chunk"} == set(range(6))
     assert {m for t, m in keys if t == "embed"} == set(range(3))
-    assert all(ti["pool"] == "ragtrail_cpu" for ti in tis if ti["task_id"] in ("chunk", "embed"))
+    assert all(ti["pool"] == "ragtrail_cpu" for ti in tis if ti["task_id"] in ("ingest", "chunk", "embed"))
 
     ran = {name: _ran_by(cluster.worker_log(name)) for name in ("worker1", "worker2")}
     mapped = {n: {k for k in r if k[1] >= 0} for n, r in ran.items()}
@@ -86,7 +88,7 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     assert {t for t, _ in ran["worker1"]} >= STORE_TASKS and not {t for t, _ in ran["worker2"]} & STORE_TASKS
 
     # No shared disk: XCom carried work-store URLs (and counts), never a worker's folder ...
-    for task, index in (("plan", -1), ("chunk", 0), ("dedupe", -1), ("embed", 0)):
+    for task, index in (("ingest", 1), ("plan", -1), ("chunk", 0), ("dedupe", -1), ("embed", 0)):
         value = str(cluster.xcom("rag_ingest", run_id, task, index))
         assert f"s3://{WORK}/runs/rag_ingest/" in value and str(cluster.home) not in value, (task, value)
     # ... the FINISHED run's files were removed from the store, and no worker kept a hand-off file: what stays is
@@ -128,10 +130,12 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     assert any(index_run.info.run_id in key for key in stored), stored
 
 
-# 40 one-line documents, one per chunk task (40 map indexes), 4 texts per embed task (10): 50 mapped shards.
+# 40 one-line documents, one per ingest shard (40 shards) and per chunk task (40 map indexes), 4 texts per embed
+# task (10): 90 mapped task instances.
 KILL_DOCS = {f"kill/note{i:02d}.md": f"Note {i}: shard {i} of the kill test." for i in range(40)}
-KILL_CONF = {"product": "clusterkill", "docs_per_batch": 1, "texts_per_batch": 4}
-MAPPED = ("chunk", "embed")
+KILL_CONF = {"product": "clusterkill", "docs_per_shard": 1, "docs_per_batch": 1, "texts_per_batch": 4}
+MAPPED = ("ingest", "chunk", "embed")
+MAP_COUNTS = {"ingest": 40, "chunk": 40, "embed": 10}
 
 
 def _executing(log: str) -> list[tuple[str, int, int]]:
@@ -158,7 +162,7 @@ def _kill_worker2_mid_run(cluster, run_id: str, timeout: float = 600) -> tuple[s
             done = sum(ti["state"] == "success" for k, ti in tis.items() if k[0] in MAPPED)
             ti = tis.get((task, index))
             # still running there (worker2 runs one task at a time): it holds it; others still to do
-            if ti and ti["state"] == "running" and ti["try_number"] == held[2] and 6 <= done <= 30:
+            if ti and ti["state"] == "running" and ti["try_number"] == held[2] and 6 <= done <= 70:
                 cluster.kill_worker("worker2")
                 return task, index
         if cluster.rest("GET", f"/dags/rag_ingest/dagRuns/{run_id}")["state"] in ("success", "failed"):
@@ -168,7 +172,7 @@ def _kill_worker2_mid_run(cluster, run_id: str, timeout: float = 600) -> tuple[s
 
 
 def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
-    """worker2 dies (SIGKILL, its whole process tree) while it runs one of ≥ 50 mapped tasks: the scheduler
+    """worker2 dies (SIGKILL, its whole process tree) while it runs one of 90 mapped tasks (40 ingest shards): the scheduler
     finds the task instance without heartbeat, worker1 runs its retry, the DAG run succeeds and rolls up
     FINISHED, the index holds exactly one point per document, and no MLflow run is left RUNNING."""
     from mlflow.tracking import MlflowClient
@@ -186,8 +190,8 @@ def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
 
     tis = cluster.task_instances("rag_ingest", run_id)
     by_key = {(ti["task_id"], ti["map_index"]): ti for ti in tis}
-    assert {m for t, m in by_key if t == "chunk"} == set(range(40))
-    assert {m for t, m in by_key if t == "embed"} == set(range(10))
+    for task, count in MAP_COUNTS.items():
+        assert {m for t, m in by_key if t == task} == set(range(count)), task
     assert all(ti["state"] == ("skipped" if ti["task_id"] == "approve" else "success") for ti in tis), tis
     # The task worker2 held was tried again and succeeded on worker1.
     assert by_key[held]["try_number"] >= 2, (held, by_key[held])
@@ -231,6 +235,6 @@ def test_a_worker_killed_mid_run_loses_no_work(cluster, s3_server):
     assert run.info.status == "FINISHED" and run.data.tags[FAILED_INDEXES_TAG] == "-", run.data.tags
     assert run.data.tags[CLOSED_BY_TAG] == "aggregate_status"  # a mapped task's shared run: the roll-up ends it
     steps = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "map_ok")}
-    assert set(steps) == set(range(40 if held[0] == "chunk" else 10)) and all(v == 1 for v in steps.values()), steps
+    assert set(steps) == set(range(MAP_COUNTS[held[0]])) and all(v == 1 for v in steps.values()), steps
     tries = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "map_try")}
     assert tries[held[1]] >= 2, tries
