@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections import Counter
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
+from ragtrail.sources.parsed import JsonArrayWriter
 from ragtrail.stages.state_commit import bootstrap_state, keep_missing
 from ragtrail.stages.sync_state import delta_meta
 from ragtrail.store import collection_name, open_store
@@ -143,25 +143,30 @@ def plan_sync(
               plan_from="source state" if merged else "collection scroll" if scrolls else "empty collection")
 
     counts: Counter[str] = Counter(unchanged=carried)
-    seen: set[str] = set()
-    changed: list[str] = []
+    # Nothing here holds every document: what the merge found gone (O(deleted)) is checked against the rows read,
+    # or the scrolled collection's ids (already held) lose each row read; changed ids stream to their file.
+    gone = _gone_candidates(delta_path) if merged else set(existing)
+    read_gone: set[str] = set()
     splitter = _Batches(batch_dir, used)
-    for rb in (rb for path in sources for rb in pq.ParquetFile(path).iter_batches(batch_size=512)):
-        table = pa.Table.from_batches([rb])
-        keep = _changed_rows(table, existing, seen, counts)
-        changed += table.column("doc_id").take(keep).to_pylist() if keep else []
-        if keep:
-            splitter.write(table.take(keep))
+    with JsonArrayWriter(workdir / CHANGED_FILE) as changed:  # O(change): what index must write
+        for rb in (rb for path in sources for rb in pq.ParquetFile(path).iter_batches(batch_size=512)):
+            table = pa.Table.from_batches([rb])
+            keep = _changed_rows(table, existing, gone, read_gone, counts)
+            for doc_id in table.column("doc_id").take(keep).to_pylist() if keep else ():
+                changed.append(doc_id)
+            if keep:
+                splitter.write(table.take(keep))
+    if not changed.count:
+        (workdir / CHANGED_FILE).write_text("[]\n")
     splitter.close()
     batches = splitter.done
     added, updated, unchanged = counts["added"], counts["updated"], counts["unchanged"]
 
-    missing = _gone(delta_path, seen) if merged else sorted(set(existing) - seen)
+    missing = sorted(gone - read_gone)
     deleted = missing if sync_mode == "full" else []
     if seed is not None and missing and not deleted:
         keep_missing(seed, {d: existing[d]["hash"] for d in missing})
     (workdir / "deleted_docs.json").write_text(json.dumps(deleted))
-    (workdir / CHANGED_FILE).write_text(json.dumps(sorted(changed)))  # O(change): what index must write
     rec.metric(docs_added=added, docs_updated=updated, docs_unchanged=unchanged, docs_deleted=len(deleted),
                docs_missing_kept=len(missing) - len(deleted), batches=len(batches), collection_scrolls=scrolls,
                **({"docs_held": len(existing)} if existing is not None else {}))
@@ -179,26 +184,28 @@ def plan_sync(
     return result
 
 
-def _gone(delta_path, read: set[str]) -> list[str]:
-    """Indexed documents the merge found gone (or now quarantined), less any read again this run."""
+def _gone_candidates(delta_path) -> set[str]:
+    """Indexed documents the merge found gone (or now quarantined); one read again this run is not gone."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    out: list[str] = []
+    out: set[str] = set()
     for rb in pq.ParquetFile(delta_path).iter_batches(batch_size=4096, columns=["doc_id", "status", "prev_status"]):
         lost = pc.and_(pc.equal(rb.column(2), "indexed"), pc.not_equal(rb.column(1), "indexed"))
-        out += [d for d in rb.column(0).filter(lost).to_pylist() if d not in read]
-    return sorted(set(out))
+        out.update(rb.column(0).filter(lost).to_pylist())
+    return out
 
 
-def _changed_rows(table, existing: dict[str, dict] | None, seen: set[str], counts: Counter[str]) -> list[int]:
-    """Rows of ``table`` whose document is added or updated; counts every row's verdict, notes its doc_id.
-    ``existing`` ``None``: the verdict is the merge's (the ``prev_hash`` ingest wrote)."""
+def _changed_rows(table, existing: dict[str, dict] | None, gone: set[str], read_gone: set[str],
+                  counts: Counter[str]) -> list[int]:
+    """Rows of ``table`` whose document is added or updated; counts every row's verdict, notes a read doc_id
+    that ``gone`` holds. ``existing`` ``None``: the verdict is the merge's (the ``prev_hash`` ingest wrote)."""
     keep = []
     prev = table.column("prev_hash").to_pylist() if existing is None else None
     for i, (doc_id, h) in enumerate(zip(table.column("doc_id").to_pylist(), table.column("content_hash").to_pylist(),
                                         strict=True)):
-        seen.add(doc_id)
+        if doc_id in gone:
+            read_gone.add(doc_id)
         old = {"hash": prev[i], "mixed": False, "points": 1, "n_chunks": 1} if prev is not None else existing.get(doc_id)
         if old is None or old["hash"] is None:
             counts["added"] += 1
@@ -248,53 +255,3 @@ def read_plan(workdir: str | Path) -> dict:
     if not path.exists():
         raise RuntimeError(f"no completed plan in {workdir}: the plan task failed or never ran")
     return json.loads(path.read_text())
-
-
-def build_conflicts(products: list, location=None, lock_timeout_s: float = 5.0) -> list[str]:
-    """Products whose version was already built with another configuration: one message each, with the fix.
-
-    A version is one build configuration (docs/pipeline.md): a products entry that asks for another one
-    under an existing version's name would fail every run of its DAG in ``plan``. ``location``: the store
-    (anything :func:`ragtrail.store.resolve_store` takes). A local store is read without opening it (its
-    ``meta.json``: no lock, cheap enough for every DAG parse); a server is asked.
-
-    Example::
-
-        build_conflicts(load_products())
-        # ["products.yml: product handbook version v1 was built with chunk_size=254, chunk_overlap=0 ..."]
-    """
-    from ragtrail.core.products import products_file
-    from ragtrail.store import resolve_store
-
-    settings = resolve_store(location)
-    built = _built_metadata(settings, [collection_name(p.name, p.version) for p in products], lock_timeout_s)
-    out = []
-    for p in products:
-        name = collection_name(p.name, p.version)
-        clash = config_clash(built[name], p.version_config()) if name in built else {}
-        if clash:
-            was = ", ".join(f"{k}={was!r}" for k, (was, _) in clash.items())
-            asked = ", ".join(f"{k}={now!r}" for k, (_, now) in clash.items())
-            out.append(f"{products_file().name}: product {p.name} version {p.version} was built with {was} "
-                       f"({name}), but its entry asks for {asked}: a new configuration needs a new version "
-                       f"- bump its version (e.g. version: {next_version(p.version)}) or set it back to what "
-                       f"{p.version} was built with")
-    return out
-
-
-def _built_metadata(settings, names: list[str], lock_timeout_s: float) -> dict[str, dict]:
-    """The metadata of those of ``names`` the store holds (nothing when it cannot tell)."""
-    if not names or settings.mode == "memory":
-        return {}
-    if settings.mode == "local":
-        from ragtrail.store.peek import local_metadata
-
-        return {k: v for k, v in (local_metadata(settings.path) or {}).items() if k in names}
-    with open_store(settings.with_timeout(5), lock_timeout_s=lock_timeout_s) as store:
-        return {name: store.metadata(name) for name in names if store.exists(name)}
-
-
-def next_version(version: str) -> str:
-    """A name for the next version: ``v1`` → ``v2``, anything else gets ``-2``."""
-    m = re.fullmatch(r"(.*?)(\d+)", version)
-    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}-2"

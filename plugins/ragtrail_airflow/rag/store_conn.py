@@ -62,7 +62,7 @@ def product_build_conflicts(products) -> list[str]:
     import logging
     import os
 
-    from ragtrail.stages.plan import build_conflicts
+    from ragtrail.stages.version_conflicts import build_conflicts
 
     try:
         env_conn = f"AIRFLOW_CONN_{DEFAULT_CONN_ID.upper()}" in os.environ
