@@ -3,7 +3,8 @@
 
 Generated from `include/products.yml` (or `RAGTRAIL_PRODUCTS_FILE`): each product's DAG runs the same
 pipeline as `rag_ingest` — preflight → ingest → plan → chunk[] → dedupe → embed[] → index → evaluate → aggregate_status — on the product's
-source, on its schedule (`on_change`: whenever the source changes, noticed by an asset watcher that polls it),
+source, on its schedule (`on_change`: whenever the source changes, noticed by an asset watcher that polls it,
+or that long-polls the SQS queue of its bucket's event notifications when the product names `source_events`),
 with its chunking and embedder as the defaults of the trigger form.
 New product DAGs start paused. Every run lands in the product's experiment,
 `<prefix> - <name> (<first 8 chars of id>)`.
@@ -20,7 +21,8 @@ from ragtrail_airflow.rag.watch import source_asset
 
 
 def product_schedule(product):
-    """A cron/preset as is; ``on_change``: the product's source Asset, fed by a watcher that polls it."""
+    """A cron/preset as is; ``on_change``: the product's source Asset, fed by a watcher that polls it (or its
+    ``source_events`` queue)."""
     if product.schedule == "on_change":
         return [source_asset(product)]
     return product.schedule

@@ -3,4 +3,4 @@
 # Versions must equal requirements.txt (tests/test_compose.py checks it).
 FROM ghcr.io/mlflow/mlflow:v3.17.2
 COPY requirements.lock /tmp/requirements.lock
-RUN pip install --no-cache-dir -c /tmp/requirements.lock psycopg2-binary==2.9.13 boto3==1.44.8
+RUN pip install --no-cache-dir -c /tmp/requirements.lock psycopg2-binary==2.9.13 boto3==1.43.117

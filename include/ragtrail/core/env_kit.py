@@ -56,7 +56,8 @@ OFFICE_MAX_UNCOMPRESSED_MB = Var("RAGTRAIL_OFFICE_MAX_UNCOMPRESSED_MB", float, 5
                                  "MB an Office file's zip may expand to", low=0, example="512",
                                  note="a file over it is a `zip_bomb` (never opened)")
 WATCH_POLL_S = Var("RAGTRAIL_WATCH_POLL_S", float, 60.0, "seconds between polls of an `on_change` product's source",
-                   low=0, example="60", note="read when DAGs are parsed")
+                   low=0, example="60", note="read when DAGs are parsed; a product with `source_events` long-polls "
+                   "its SQS queue instead")
 WEBHOOK_SECRET = Var("RAGTRAIL_WEBHOOK_SECRET", str, None, "the HMAC secret of MLflow's registry webhook",
                      secret=True, note="the API server's `/ragtrail/hooks/mlflow` refuses every delivery without it")
 UI_AIRFLOW_PORT = Var("RAGTRAIL_UI_AIRFLOW_PORT", int, 8080, "port of `make ui`'s Airflow", low=1, high=65535)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ragtrail.core import env
 from ragtrail.core.settings import REPO_ROOT
@@ -51,6 +52,8 @@ class Product:
     description: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     canary: dict[str, Any] | None = None  # {"schedule", "tolerance"} when the product has a canary DAG
+    # {"queue", "aws_conn_id"}: the SQS queue that receives the source bucket's event notifications
+    source_events: dict[str, str] | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name in BY_NAME:
@@ -76,7 +79,9 @@ _GROUPS: dict[str, set[str]] = {}
 for _path in _PATHS:
     _head, _, _tail = _path.partition(".")
     _GROUPS.setdefault(_head, set()).add(_tail)
-_TOP_KEYS = {"id", "name", "source", "schedule", "version", "artifact_location", "description", "canary", *_GROUPS}
+_TOP_KEYS = {"id", "name", "source", "schedule", "version", "artifact_location", "description", "canary",
+             "source_events", *_GROUPS}
+_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 
 
 def _settings(entry: dict, where: str) -> dict[str, Any]:
@@ -122,7 +127,35 @@ def _product(entry: Any, where: str, base: Path) -> Product:
     version, settings = _version(entry, where), _settings(entry, where)
     return Product(id=pid, name=name, source=source, schedule=schedule, version=version,
                    artifact_location=_artifacts(entry, where, base),
-                   description=str(entry.get("description") or ""), settings=settings, canary=_canary(entry, where))
+                   description=str(entry.get("description") or ""), settings=settings, canary=_canary(entry, where),
+                   source_events=_source_events(entry, where, source, schedule))
+
+
+def _source_events(entry: dict, where: str, source: str, schedule: str | None) -> dict[str, str] | None:
+    """The optional ``source_events``: ``{queue, aws_conn_id}``, the SQS queue (its URL) that receives the S3
+    bucket's event notifications; the watcher then long-polls the queue instead of listing the prefix."""
+    events = entry.get("source_events")
+    if events is None:
+        return None
+    if isinstance(events, str):  # a bare queue URL
+        events = {"queue": events}
+    if not isinstance(events, dict) or set(events) - {"queue", "aws_conn_id"}:
+        raise ProductsFileError(f"{where}: source_events takes a queue URL or {{queue, aws_conn_id}}")
+    queue, conn = events.get("queue"), events.get("aws_conn_id", "aws_default")
+    parsed = urlparse(queue) if isinstance(queue, str) else None
+    if parsed is not None and (parsed.username or parsed.password):  # never echo a secret
+        raise ProductsFileError(f"{where}: source_events.queue must not carry credentials: use aws_conn_id")
+    if parsed is None or parsed.scheme not in ("https", "http") or not parsed.netloc \
+            or not parsed.path.strip("/") or parsed.query or parsed.fragment:
+        raise ProductsFileError(f"{where}: source_events.queue must be an SQS queue URL "
+                                f"(https://sqs.<region>.amazonaws.com/<account>/<queue>), got {queue!r}")
+    if not isinstance(conn, str) or not _CONN_ID.fullmatch(conn):
+        raise ProductsFileError(f"{where}: source_events.aws_conn_id must be an Airflow connection id")
+    if not source.startswith("s3://"):
+        raise ProductsFileError(f"{where}: source_events needs an s3:// source (S3 sends the event notifications)")
+    if schedule != "on_change":
+        raise ProductsFileError(f"{where}: source_events needs schedule: on_change (the events start its runs)")
+    return {"queue": queue, "aws_conn_id": conn}
 
 
 def _canary(entry: dict, where: str) -> dict[str, Any] | None:

@@ -11,12 +11,21 @@ metadata database), so a restarted triggerer compares with what it saw before; o
 the baseline: remembered, not fired — build a product once by hand, then it follows its source.
 A source that cannot be read (bucket gone, credentials wrong) is logged and polled again; it never
 ends the trigger.
+
+An S3 source whose product names ``source_events`` (an SQS queue receiving the bucket's event
+notifications) is watched by the queue instead, at a cost per change, not per key: :func:`source_asset`
+gives its asset ``AssetWatcher(trigger=MessageQueueTrigger(scheme="sqs", ...))`` (the common-messaging
+provider; the Amazon provider's ``SqsSensorTrigger`` does the work), long-polling the queue and keeping only
+messages about an object of the product's bucket under its prefix (:func:`s3_event_filter`). The run an
+event starts still lists the prefix and merges it against the version's state: an event only says *that*
+something changed, so a lost or duplicated one costs nothing but a late or an empty run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +37,9 @@ log = logging.getLogger(__name__)
 DIGEST_KEY = "ragtrail.source_digest"
 DEFAULT_POLL_S = 60.0
 MIN_POLL_S = 1.0
+EVENTS_WAIT_S = 20  # one ReceiveMessage waits up to this long for a message (SQS's longest long poll)
+EVENTS_IDLE_S = 1  # pause after an empty receive: a server that ignores the long poll is not hammered
+EVENTS_BATCH = 10  # messages per ReceiveMessage (SQS's most)
 
 
 def source_asset_name(product: str) -> str:
@@ -110,17 +122,61 @@ class SourceChangedTrigger(BaseEventTrigger):
             await asyncio.sleep(self.poll_interval)
 
 
+def _jsonpath_string(text: str) -> str:
+    """``text`` as a double-quoted jsonpath-ng string literal (its lexer drops the backslash of ``\\x``)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def s3_event_filter(source: str) -> str:
+    """The JSONPath (``jsonpath-ext``) that keeps an S3 event notification about ``source``'s bucket and prefix.
+
+    It selects the message's ``Records`` whose bucket is the source's and whose key starts with its prefix;
+    a message without one (another prefix or bucket, S3's ``s3:TestEvent``) selects nothing and is
+    ignored. S3 writes the key URL-encoded (``a b`` → ``a+b``; some S3-compatible servers, moto among them,
+    ``/`` → ``%2F`` too): each spelling of the prefix matches.
+    """
+    from urllib.parse import quote_plus
+
+    from ragtrail.sources.listing import parse_s3_uri
+
+    bucket, prefix = parse_s3_uri(source)
+    spellings = sorted({re.escape(p) for p in (prefix, quote_plus(prefix, safe="/"), quote_plus(prefix, safe=""))})
+    key = "^(?:" + "|".join(spellings) + ")"
+    return (f"Records[?(@.s3.bucket.name == {_jsonpath_string(bucket)} && "
+            f"@.s3.object.key =~ {_jsonpath_string(key)})]")
+
+
+def source_events_trigger(source: str, queue: str, aws_conn_id: str = "aws_default"):
+    """The ``MessageQueueTrigger`` that fires when ``queue`` receives an S3 event notification about ``source``.
+
+    One long-poll ``ReceiveMessage`` (``EVENTS_WAIT_S``) after another; the messages that match
+    :func:`s3_event_filter` are deleted and fire one event (extra: ``message_batch``), the others stay in the
+    queue for whoever they are for.
+    """
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+    return MessageQueueTrigger(scheme="sqs", sqs_queue=queue, aws_conn_id=aws_conn_id,
+                               max_messages=EVENTS_BATCH, wait_time_seconds=EVENTS_WAIT_S,
+                               waiter_delay=EVENTS_IDLE_S, message_filtering="jsonpath-ext",
+                               message_filtering_config=s3_event_filter(source))
+
+
 def source_asset(product, poll_interval: float | None = None) -> Asset:
     """The Asset a ``schedule: on_change`` product's DAG is scheduled on, with its watcher.
 
-    ``poll_interval``: seconds; default ``RAGTRAIL_WATCH_POLL_S`` or 60.
+    The watcher long-polls the product's ``source_events`` queue when it names one, else it polls the source
+    itself every ``poll_interval`` seconds (default ``RAGTRAIL_WATCH_POLL_S`` or 60).
     """
     from ragtrail.core import env_kit
 
-    interval = poll_interval if poll_interval is not None else env_kit.WATCH_POLL_S.get()
     name = source_asset_name(product.name)
-    trigger = SourceChangedTrigger(source=product.source, key=name, poll_interval=interval,
-                                   aws_conn_id=product.aws_conn_id or "aws_default")
+    events = getattr(product, "source_events", None)
+    if events:
+        trigger = source_events_trigger(product.source, events["queue"], events.get("aws_conn_id") or "aws_default")
+    else:
+        interval = poll_interval if poll_interval is not None else env_kit.WATCH_POLL_S.get()
+        trigger = SourceChangedTrigger(source=product.source, key=name, poll_interval=interval,
+                                       aws_conn_id=product.aws_conn_id or "aws_default")
     uri = product.source if "://" in product.source else "file://" + product.source
     return Asset(name=name, uri=uri, group="ragtrail-source",
                  watchers=[AssetWatcher(name=f"ragtrail_watch__{product.name}", trigger=trigger)])

@@ -104,3 +104,34 @@ def test_lifecycle_keys_on_change_approval_and_canary(tmp_path):
         path.write_text(f"products:\n  - {{name: d, source: s3://b/d/, {bad}}}\n")
         with pytest.raises(ProductsFileError, match=message.replace("{", r"\{").replace("}", r"\}")):
             load_products(path)
+
+
+def test_source_events_names_the_sqs_queue_of_an_s3_on_change_product(tmp_path):
+    """`source_events`: the queue URL (bare or {queue, aws_conn_id}); only with an s3:// source and on_change;
+    a URL with credentials is refused without echoing them."""
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/docs-events"
+    path = tmp_path / "p.yml"
+    path.write_text(f"products:\n  - {{name: a, source: s3://b/a/, schedule: on_change, source_events: {queue}}}\n"
+                    f"  - {{name: b, source: s3://b/b/, schedule: on_change, source_events: "
+                    f"{{queue: '{queue}', aws_conn_id: aws_events}}}}\n"
+                    "  - {name: c, source: s3://b/c/, schedule: on_change}\n")
+    a, b, c = load_products(path)
+    assert a.source_events == {"queue": queue, "aws_conn_id": "aws_default"}
+    assert b.source_events == {"queue": queue, "aws_conn_id": "aws_events"} and c.source_events is None
+    for bad, message in (
+            (f"source: s3://b/d/, schedule: on_change, source_events: {{queue: '{queue}', conn: x}}",
+             "source_events takes a queue URL or {queue, aws_conn_id}"),
+            ("source: s3://b/d/, schedule: on_change, source_events: sqs-queue-name", "must be an SQS queue URL"),
+            ("source: s3://b/d/, schedule: on_change, source_events: 'https://sqs.example.com/'",
+             "must be an SQS queue URL"),
+            ("source: s3://b/d/, schedule: on_change, source_events: 'https://AKIA:s3cr3t@sqs.example.com/1/q'",
+             "must not carry credentials"),
+            (f"source: s3://b/d/, schedule: on_change, source_events: {{queue: '{queue}', aws_conn_id: 'a b'}}",
+             "source_events.aws_conn_id must be an Airflow connection id"),
+            (f"source: /data/d, schedule: on_change, source_events: '{queue}'", "source_events needs an s3:// source"),
+            (f"source: s3://b/d/, schedule: '@daily', source_events: '{queue}'",
+             "source_events needs schedule: on_change")):
+        path.write_text(f"products:\n  - {{name: d, {bad}}}\n")
+        with pytest.raises(ProductsFileError) as err:
+            load_products(path)
+        assert message in str(err.value) and "(d)" in str(err.value) and "s3cr3t" not in str(err.value)
