@@ -108,10 +108,11 @@ def stage_label(task_id: str, map_index: int | None) -> str:
     return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
 
 
-def result_counts(result) -> str:
-    """A task result's counts as ``"docs 40, chunks 320"`` (numbers only; a list counts its items)."""
-    if isinstance(result, list):  # a fan-out: the split's shard numbers, or batches to map over
-        return f"{len(result)} {'shards' if result and all(isinstance(x, int) for x in result) else 'batches'}"
+def result_counts(result, label: str = "") -> str:
+    """A task result's counts as ``"docs 40, chunks 320"`` (numbers only; a list counts its items: the split's
+    shards, another task's batches to map over)."""
+    if isinstance(result, list):
+        return f"{len(result)} {'shards' if label == 'split' else 'batches'}"
     if isinstance(result, dict):
         return ", ".join(f"{k} {_n(v)}" for k, v in result.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -127,6 +128,6 @@ def run_stage(label: str, call):
     except BaseException as err:
         log.info("%s: failed after %.1f s: %s: %s", label, time.perf_counter() - t0, type(err).__name__, err)
         raise
-    counts = result_counts(result)
+    counts = result_counts(result, label)
     log.info("%s: finished in %.1f s%s", label, time.perf_counter() - t0, f" ({counts})" if counts else "")
     return result

@@ -21,6 +21,7 @@ Example (a DAG file)::
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 
@@ -34,6 +35,8 @@ from ragtrail_airflow.rag.assets import INDEX_ALIAS
 from ragtrail_airflow.rag.source_tasks import ingest, plan, split
 from ragtrail_airflow.rag.source_tasks import run_edge as _edge
 from ragtrail_airflow.rag.xcom_lists import as_list
+
+EMBED_BATCHES = "embed_batches.json"  # the dedupe task's embed batches, each embed task reads its own
 
 
 def cpu_pool() -> dict:
@@ -138,17 +141,28 @@ def preflight(params=None, tracker=None, dag_run=None) -> dict:
     return check(run_config(params))
 
 
-def chunk(batch: dict, params=None, tracker=None, dag_run=None):
+def chunk(batch, params=None, tracker=None, dag_run=None):
+    """Chunk one batch of the plan (``batch``: its number; the plan file holds its documents' file)."""
     from ragtrail.stages.chunking import chunk_documents
 
     cfg, work = _edge(params, dag_run, tracker)
+    batch = work.fetch(_batch_of(work.read_plan(), batch, "plan"))
     return work.publish(chunk_documents(
-        work.fetch(batch)["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
+        batch["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
         chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
         out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
 
 
-def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
+def _batch_of(listing: dict | None, batch, stage: str) -> dict:
+    """Batch ``batch`` (a number, or the batch itself as older runs passed it) of ``stage``'s published list."""
+    if isinstance(batch, dict):
+        return batch
+    if not listing or not 0 <= int(batch) < len(listing.get("batches", ())):
+        raise RuntimeError(f"batch {batch} is not in the {stage} task's published batches: did {stage} complete?")
+    return listing["batches"][int(batch)]
+
+
+def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[int]:
     """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
     from ragtrail.stages.dedupe import unique_texts
     from ragtrail.stages.plan import read_plan
@@ -162,17 +176,25 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[dict]:
     # The version's chunk hashes: the state the plan seeded from a scroll, else the committed state.
     held = read_plan(work.local).get("held_path") or open_source_state(
         collection_name(cfg.product, cfg.version)).fetch(work.local)
-    return work.publish(unique_texts(chunk_paths, work.local, held_path=held,
-                                     texts_per_batch=cfg.texts_per_batch, max_batches=max_map_length(),
-                                     recorder=tracker))["batches"]
+    batches = work.publish(unique_texts(chunk_paths, work.local, held_path=held,
+                                        texts_per_batch=cfg.texts_per_batch, max_batches=max_map_length(),
+                                        recorder=tracker))["batches"]
+    listing = work.local / EMBED_BATCHES
+    listing.write_text(json.dumps({"batches": batches}))
+    work.publish_file(listing)
+    return list(range(len(batches)))  # XCom: the numbers; each embed task reads its batch from the file
 
 
-def embed(batch: dict, params=None, tracker=None, dag_run=None):
+def embed(batch, params=None, tracker=None, dag_run=None):
+    """Embed one batch of distinct texts (``batch``: its number in the dedupe task's published list)."""
     from ragtrail.stages.embedding import embed_chunks
 
     cfg, work = _edge(params, dag_run, tracker)
+    if not isinstance(batch, dict):
+        batch = _batch_of(json.loads(work.fetch_named(EMBED_BATCHES).read_text()), batch, "dedupe")
+    batch = work.fetch(batch)
     return work.publish(embed_chunks(
-        work.fetch(batch)["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
+        batch["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
         out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
 
 
