@@ -161,7 +161,7 @@ def _call(task: str, arg, params: dict, dag_run, tracker, tracked_run):
         return p.index(arg["chunked"], arg["embedded"], params=params, tracker=tracker, dag_run=dag_run)
     if task == "evaluate":
         # tracked_run=None: no model registration (it would save the embedder's weights; there are none).
-        return p.evaluate(arg["docs"], arg["indexed"], params=params, tracker=tracker, tracked_run=None,
+        return p.evaluate(arg["indexed"], params=params, tracker=tracker, tracked_run=None,
                           dag_run=dag_run, outlet_events=None)
     raise ValueError(task)
 
@@ -287,7 +287,7 @@ def _items(task: str, results: dict) -> list:
     if task in MAPPED:
         return results[MAPPED[task]]
     upstream = {"plan": {"docs": "ingest"}, "dedupe": {"chunked": "chunk"},
-                "index": {"chunked": "chunk", "embedded": "embed"}, "evaluate": {"docs": "ingest", "indexed": "index"}}
+                "index": {"chunked": "chunk", "embedded": "embed"}, "evaluate": {"indexed": "index"}}
     return [{arg: results[t] for arg, t in upstream[task].items()}] if task in upstream else [None]
 
 

@@ -124,3 +124,41 @@ def test_no_usable_document_in_any_shard_fails_the_run_with_the_reason(tmp_path)
     run = ingest({"source": str(corpus), "product": "shardnone", "docs_per_shard": 1})
     assert run["status"] == "FAILED" and run["tasks"]["plan"] == "FAILED"
     assert any("no usable documents in" in r and "unsupported" in r for r in run["reasons"]), run["reasons"]
+
+
+def test_a_failed_shard_leaves_its_documents_as_they_are_and_the_run_partial(tmp_path, monkeypatch, qdrant):
+    """Shard 2 of 4 fails on the second run (its listing raises, as an S3 outage past the task's retries would):
+    the run ends PARTIAL naming ingest[1] and why; the other shards' changes are indexed; the failed shard's
+    documents are neither deleted nor updated, and the next run (the shard healthy again) catches up to
+    exactly a clean build."""
+    import ragtrail.stages.ingest as ingest_module
+
+    corpus = write_corpus(tmp_path / "src", FILES)
+    conf = {"source": str(corpus), "product": "shardfail", "docs_per_shard": PER_SHARD}
+    assert ingest(conf)["status"] == "FINISHED"
+    # shard 2 of 4 holds beta/00-02 and delta/deep/00; shard 4 gamma/02-03
+    (corpus / "beta/01.md").unlink()
+    (corpus / "beta/00.md").write_text("Beta zero, rewritten: the fjord froze early this year.")
+    (corpus / "gamma/03.md").write_text("Gamma three, rewritten: moraines mark the old ice edge.")
+    real = ingest_module.ingest_source
+
+    def outage(source, workdir, **kw):
+        if (kw.get("shard") or "").startswith("2 of 4"):
+            raise ConnectionError("503 Slow Down: the source did not answer for this key range")
+        return real(source, workdir, **kw)
+
+    monkeypatch.setattr(ingest_module, "ingest_source", outage)
+    partial = ingest(conf)
+    assert partial["status"] == "PARTIAL", partial
+    assert partial["reasons"][0].startswith("ingest[1]: failed") and "503 Slow Down" in partial["reasons"][0]
+    assert (partial["docs_updated"], partial["docs_deleted"]) == (1, 0)  # gamma/03 only
+    view = {v[1]: v[4] for v in point_view(qdrant, "shardfail__v1")}
+    assert "beta/01.md" in view  # its shard was not read: not taken for deleted
+
+    monkeypatch.setattr(ingest_module, "ingest_source", real)
+    healed = ingest(conf)
+    assert healed["status"] == "FINISHED" and (healed["docs_updated"], healed["docs_deleted"]) == (1, 1), healed
+    clean = write_corpus(tmp_path / "clean", {str(p.relative_to(corpus)): p.read_bytes()
+                                              for p in corpus.rglob("*") if p.is_file()})
+    assert ingest({"source": str(clean), "product": "shardfail", "version": "clean"})["status"] == "FINISHED"
+    assert point_view(qdrant, "shardfail__v1") == point_view(qdrant, "shardfail__clean")

@@ -105,6 +105,8 @@ def plan_sync(
     recorder: Recorder | None = None,
     delta_path: str | Path | None = None,
     carried: int = 0,
+    unread: list | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Split the source's documents into added / updated / unchanged / deleted and batch the work.
 
@@ -117,6 +119,9 @@ def plan_sync(
             (:func:`batch_size_within`; logged, and the plan run's param ``docs_per_batch_used``).
         delta_path: the ingest stage's merge of the listing against the state (``None``: no state).
         carried: documents of objects ingest did not read (unchanged by the merge).
+        unread: key ranges (:class:`ragtrail.sources.walk.KeyRange`) of shards whose ingest failed: none of their
+            documents is taken for deleted (with a merged state they have no delta rows anyway).
+        extra: more facts for ``plan.json`` (the pipeline: the source digest, the failed shards).
 
     Returns:
         ``{"batches": [{"batch", "docs_path", "docs"}], "deleted_path", "held_path", "delta_path", counts…}``;
@@ -146,6 +151,8 @@ def plan_sync(
     # Nothing here holds every document: what the merge found gone (O(deleted)) is checked against the rows read,
     # or the scrolled collection's ids (already held) lose each row read; changed ids stream to their file.
     gone = _gone_candidates(delta_path) if merged else set(existing)
+    if unread:
+        gone = {d for d in gone if not any(r.holds(d) or r.holds(d.rsplit("#", 1)[0]) for r in unread)}
     read_gone: set[str] = set()
     splitter = _Batches(batch_dir, used)
     with JsonArrayWriter(workdir / CHANGED_FILE) as changed:  # O(change): what index must write
@@ -172,7 +179,7 @@ def plan_sync(
                **({"docs_held": len(existing)} if existing is not None else {}))
     if deleted:
         rec.artifact(workdir / "deleted_docs.json", "plan")
-    result = {"batches": batches, "deleted_path": str(workdir / "deleted_docs.json"),
+    result = {**(extra or {}), "batches": batches, "deleted_path": str(workdir / "deleted_docs.json"),
               "changed_path": str(workdir / CHANGED_FILE),
               "held_path": str(seed) if seed is not None and seed.exists() else None,
               "delta_path": str(delta_path) if delta_path else None, "collection_scrolls": scrolls,

@@ -141,6 +141,10 @@ def read_shard(split_path: str | Path, shard: int) -> tuple[KeyRange, int, str |
     return KeyRange(row["after"], row["upto"]), len(shards), data.get("state_stamp")
 
 
+def shard_count(split_path: str | Path) -> int:
+    return len(json.loads(Path(split_path).read_text())["shards"])
+
+
 def shard_label(shard: int, of: int, key_range: KeyRange) -> str:
     """What the Airflow UI shows for a shard's map index: ``"3 of 16: docs/b.md … docs/f.md"``."""
     first = "…" if key_range.after is None else f"after {key_range.after}"

@@ -216,17 +216,11 @@ def index(chunked, embedded, params=None, tracker=None, dag_run=None):
     return result
 
 
-def evaluate(docs: dict, indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None,
-             outlet_events=None):
-    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``) when tracked;
-    an index asset event when the alias moved."""
-    from ragtrail.core.spec import run_config
-    from ragtrail.stages.split import combined_digest
-
-    cfg = run_config(params)
-    shards = as_list(docs) if docs is not None and not isinstance(docs, dict) else [docs or {}]
-    decision = evaluate_version(cfg, {"digest": combined_digest(r.get("digest") for r in shards if r)}, tracker,
-                                tracked_run)
+def evaluate(indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None, outlet_events=None):
+    """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``, with the source
+    digest the plan recorded) when tracked; an index asset event when the alias moved."""
+    cfg, work = _edge(params, dag_run, tracker)
+    decision = evaluate_version(cfg, {"digest": (work.read_plan() or {}).get("source_digest")}, tracker, tracked_run)
     publish_promotion(outlet_events, cfg, decision)
     return decision
 
@@ -245,7 +239,10 @@ def build_pipeline() -> None:
     checked >> shards
     # the shards run on any worker, in parallel (a CPU pool slot each): none of them opens the store
     docs = tracked(stage="ingest", map_index_template="{{ shard_label }}", **cpu_pool())(ingest).expand(shard=shards)
-    planned = tracked(stage="plan", fan_out="docs_per_batch", **store_queue())(plan)(docs)
+    # all_done_min_one_success: a failed shard does not stop the others (the run ends PARTIAL, naming it); no shard
+    # read is the failure above (upstream_failed)
+    planned = tracked(stage="plan", fan_out="docs_per_batch", trigger_rule="all_done_min_one_success",
+                      **store_queue())(plan)(docs)
     chunked = tracked(stage="chunk", **cpu_pool())(chunk).expand(batch=planned)
     # all_done: a failed chunk batch must not stop the others; needs: nothing to do behind a failed plan.
     unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",), fan_out="texts_per_batch")(dedupe)(
@@ -254,7 +251,7 @@ def build_pipeline() -> None:
     # all_done: publishes the good batches when some failed.
     indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
         chunked, embedded)
-    evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(docs, indexed)
+    evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(indexed)
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.
     approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0, **store_queue())
     evaluated >> approve

@@ -6,7 +6,11 @@ inside the bodies.
 
 from __future__ import annotations
 
+import logging
+
 from ragtrail_airflow.rag.xcom_lists import as_list
+
+log = logging.getLogger(__name__)
 
 
 def run_edge(params, dag_run, tracker):
@@ -69,34 +73,43 @@ def ingest(shard: int = 0, params=None, tracker=None, dag_run=None):
     collection = collection_name(cfg.product, cfg.version)
     workdir = work.local if of == 1 else work.local / "shards" / f"{shard:05d}"
     try:  # only new and changed objects are read: the listing is merged against the version's source state
-        return work.publish(ingest_source(cfg.source, workdir, recorder=tracker, table=table,
-                                          max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"),
-                                          state_path=open_source_state(collection).fetch(work.local),
-                                          state_stamp=stamp, key_range=key_range,
-                                          shard=None if of == 1 else label))
+        result = ingest_source(cfg.source, workdir, recorder=tracker, table=table,
+                               max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
+                               s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"),
+                               state_path=open_source_state(collection).fetch(work.local),
+                               state_stamp=stamp, key_range=key_range, shard=None if of == 1 else label)
+        return work.publish({**result, "shard_index": shard})
     except NoUsableDocuments as err:  # the same source will not improve on a retry
         raise AirflowFailException(str(err)) from err
 
 
 def plan(docs, params=None, tracker=None, dag_run=None) -> list[int]:
-    """Gather the ingest shards, decide which documents changed; return the chunk batches to fan out over
+    """Gather the ingest shards that succeeded (a failed one leaves its documents as the index holds them: the run
+    ends PARTIAL, naming it), decide which documents changed; return the chunk batches' numbers to fan out over
     (never more than Airflow's ``[core] max_map_length``: ``docs_per_batch`` grows to fit, and the task log
     says so)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from ragtrail.stages.plan import plan_sync
-    from ragtrail.stages.split import gather
+    from ragtrail.stages.split import SPLIT_FILE, gather, read_shard, shard_count
     from ragtrail_airflow.failures import max_map_length
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
-    shards = gather(work.fetch(as_list(docs)), work.local)
+    read = [r for r in work.fetch(as_list(docs)) if r]  # a failed shard has no result (all_done_min_one_success)
+    split_path = work.fetch_named(SPLIT_FILE)
+    failed = sorted(set(range(shard_count(split_path))) - {r.get("shard_index", 0) for r in read})
+    shards = gather(read, work.local)
     if shards.get("empty_reason"):  # no shard found a usable document (one shard fails in ingest itself)
         raise AirflowFailException(shards["empty_reason"])
+    if failed:  # their objects were not read: nothing of theirs may be taken for deleted, nor their state changed
+        log.warning("plan: %s of %s ingest shards failed (%s): their documents stay as the index holds them",
+                    len(failed), shard_count(split_path), ", ".join(f"ingest[{i}]" for i in failed))
     planned = plan_sync(shards["docs_paths"], work.local, location=store_settings(), product=cfg.product,
                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
                         docs_per_batch=cfg.docs_per_batch, max_batches=max_map_length(), recorder=tracker,
-                        delta_path=shards.get("delta_path"), carried=shards.get("docs_carried", 0))
+                        delta_path=shards.get("delta_path"), carried=shards.get("docs_carried", 0),
+                        unread=[read_shard(split_path, i)[0] for i in failed],
+                        extra={"source_digest": shards.get("digest"), "shards_failed": failed})
     # XCom carries only the batch numbers (~5 bytes each: 1,024 batches in 6 KB); chunk reads its batch from the plan
     return list(range(len(work.publish_plan(planned)["batches"])))
