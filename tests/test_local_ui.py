@@ -287,7 +287,7 @@ def test_a_person_triggers_rag_ingest_with_the_form_and_follows_the_links(stack,
         mlflow_page.get_by_role("link", name="open in Airflow").click()
     back = opened.value
     back.wait_for_load_state()
-    assert back.url.startswith(f"{stack.airflow}/dags/rag_ingest/runs/") and back.url.endswith("/tasks/ingest")
+    assert back.url.startswith(f"{stack.airflow}/dags/rag_ingest/runs/") and back.url.endswith("/tasks/plan")
     expect(back.get_by_text("@task.tracked").first).to_be_visible()
     expect(back.get_by_text("Success").first).to_be_visible()
 
