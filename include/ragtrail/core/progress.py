@@ -112,7 +112,8 @@ def result_counts(result, label: str = "") -> str:
     """A task result's counts as ``"docs 40, chunks 320"`` (numbers only; a list counts its items: the split's
     shards, another task's batches to map over)."""
     if isinstance(result, list):
-        return f"{len(result)} {'shards' if label == 'split' else 'batches'}"
+        unit = "shard" if label == "split" else "batch"
+        return f"{len(result)} {unit}{'' if len(result) == 1 else ('es' if unit == 'batch' else 's')}"
     if isinstance(result, dict):
         return ", ".join(f"{k} {_n(v)}" for k, v in result.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool))

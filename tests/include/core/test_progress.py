@@ -38,3 +38,4 @@ def test_run_stage_frames_a_task_with_start_and_end_lines(caplog):
     start, end = (r.getMessage() for r in caplog.records)
     assert start == "chunk[3]: started" and end.startswith("chunk[3]: finished in ") and end.endswith("(chunks 12, docs 4)")
     assert result_counts([{}, {}]) == "2 batches" and result_counts([0, 1], "split") == "2 shards"
+    assert result_counts([0], "split") == "1 shard" and result_counts([0]) == "1 batch"
