@@ -175,6 +175,17 @@ class LiveAirflow:
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n" + (self.home / f"{n}.log").read_text()[-1500:] for n in self.procs)
 
+    def wait_for(self, what: str, fn, timeout: float = 240, poll: float = 1.0):
+        """``fn()``'s first truthy value, asked every ``poll`` seconds; past ``timeout`` a TimeoutError naming
+        ``what``, with the components' logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = fn()
+            if value:
+                return value
+            time.sleep(poll)
+        raise TimeoutError(f"{what} after {timeout} s:\n" + self.logs())
+
     def stop(self) -> None:
         """Stop every component (their shutdowns overlap), each with its group and descendants."""
         stop_all(list(self.procs.values()))

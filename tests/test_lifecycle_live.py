@@ -79,16 +79,6 @@ def _runs(stack, dag_id: str) -> list[tuple[str, str, str]]:
         return con.execute("select run_id, run_type, state from dag_run where dag_id=? order by id", (dag_id,)).fetchall()
 
 
-def _wait_for(what: str, fn, stack, timeout: float = 240, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(f"{what} after {timeout} s:\n" + stack.logs())
-
-
 def _watching(stack) -> bool:
     """Both watchers have stored their baseline digest in the assets' state store."""
     with sqlite3.connect(stack.db) as con:
@@ -130,8 +120,8 @@ def _alias(stack, product: str) -> str | None:
 
 def _answer(stack, run_id: str, option: str) -> dict:
     dag_id = "rag_ingest__watched"
-    _wait_for("approve awaiting input", lambda: _ti_state(stack, dag_id, run_id, "approve") == "awaiting_input",
-              stack, timeout=600, poll=2)
+    stack.wait_for("approve awaiting input", lambda: _ti_state(stack, dag_id, run_id, "approve") == "awaiting_input",
+                   timeout=600, poll=2)
     stack.wait_deferral_drained(dag_id, run_id, "approve")  # a quick answer can meet apache/airflow#72716
     detail = _rest(stack, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
     assert "nDCG@10" in detail["body"] and "MLflow: [new build]" in detail["body"], detail["body"]
@@ -141,15 +131,15 @@ def _answer(stack, run_id: str, option: str) -> dict:
 
 def test_nothing_starts_while_the_sources_are_unchanged(stack):
     """The watchers record a baseline; with nothing changed, several polls later still no run exists."""
-    _wait_for("both watchers polled", lambda: _watching(stack), stack, timeout=180)
+    stack.wait_for("both watchers polled", lambda: _watching(stack), timeout=180)
     time.sleep(8)  # four polls
     assert _runs(stack, "rag_ingest__watched") == [] and _runs(stack, "rag_ingest__watched_s3") == []
 
 
 def test_a_new_s3_object_starts_a_run(stack):
     put_objects(stack.s3.client, BUCKET, {f"{PREFIX}b.md": "# Beta\n\nA second document arrived.\n"})
-    runs = _wait_for("an asset-triggered run of rag_ingest__watched_s3", lambda: _runs(stack, "rag_ingest__watched_s3"),
-                     stack, timeout=90)
+    runs = stack.wait_for("an asset-triggered run of rag_ingest__watched_s3",
+                          lambda: _runs(stack, "rag_ingest__watched_s3"), timeout=90)
     assert [r[1] for r in runs] == ["asset_triggered"]
     assert stack.wait("rag_ingest__watched_s3", runs[0][0]) == "success", stack.report("rag_ingest__watched_s3", runs[0][0])
     assert len(_runs(stack, "rag_ingest__watched_s3")) == 1  # its own run changed nothing in the source
@@ -157,8 +147,8 @@ def test_a_new_s3_object_starts_a_run(stack):
 
 def test_a_new_file_starts_a_run_and_approval_moves_alias_and_registry(stack):
     write_corpus(stack.folder, {"new-page.md": "# Sensors\n\nA sensor waits for something to happen.\n"})
-    runs = _wait_for("an asset-triggered run of rag_ingest__watched", lambda: _runs(stack, "rag_ingest__watched"),
-                     stack, timeout=90)
+    runs = stack.wait_for("an asset-triggered run of rag_ingest__watched", lambda: _runs(stack, "rag_ingest__watched"),
+                          timeout=90)
     run_id = runs[0][0]
     assert runs[0][1] == "asset_triggered"
     assert _alias(stack, "watched") is None  # approval "always": nothing went live on its own
@@ -208,8 +198,8 @@ def test_moving_production_in_mlflow_moves_the_qdrant_alias(stack):
     ensure_webhook(client, f"http://127.0.0.1:{stack.port}/ragtrail/hooks/mlflow", SECRET)
     time.sleep(2)  # the server's webhook cache (TTL 1 s)
     client.set_registered_model_alias("ragtrail-watched", "production", "2")
-    _wait_for("the alias to follow @production", lambda: _alias(stack, "watched") == "watched__v2", stack,
-              timeout=180, poll=2)
+    stack.wait_for("the alias to follow @production", lambda: _alias(stack, "watched") == "watched__v2",
+                   timeout=180, poll=2)
     (run_id,) = [r[0] for r in _runs(stack, "rag_registry_sync") if r[1] == "asset_triggered"]  # (not the hourly one)
     assert stack.wait("rag_registry_sync", run_id) == "success"
     with sqlite3.connect(stack.db) as con:  # the move is an index event too

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from urllib.parse import unquote_plus
 
@@ -65,16 +64,6 @@ def _keys(event: dict) -> list[str]:
     return sorted(unquote_plus(r["s3"]["object"]["key"]) for m in batch for r in json.loads(m["Body"])["Records"])
 
 
-def _wait_for(what: str, fn, stack, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(1)
-    raise TimeoutError(f"{what} after {timeout} s:\n" + stack.logs())
-
-
 def _watcher_running(stack) -> bool:
     """The triggerer has started the SQS trigger (its log names the queue)."""
     log = stack.home / "triggerer.log"
@@ -82,16 +71,16 @@ def _watcher_running(stack) -> bool:
 
 
 def test_an_object_under_the_prefix_starts_a_run_and_the_next_change_another(stack):
-    _wait_for("the triggerer runs the SQS trigger", lambda: _watcher_running(stack), stack)
+    stack.wait_for("the triggerer runs the SQS trigger", lambda: _watcher_running(stack), timeout=300)
     stack.s3.put_object(Bucket=stack.bucket, Key="other/x.md", Body=b"another product's")
     stack.s3.put_object(Bucket=stack.bucket, Key="docs/b.md", Body=b"# Beta\n\nThe second document.\n")
-    (first,) = _wait_for("an asset event of the source", lambda: _asset_events(stack), stack)
+    (first,) = stack.wait_for("an asset event of the source", lambda: _asset_events(stack), timeout=300)
     assert _keys(first) == ["docs/b.md"]  # the other prefix's message fired nothing
-    runs = _wait_for("an asset-triggered run", lambda: _runs(stack), stack)
+    runs = stack.wait_for("an asset-triggered run", lambda: _runs(stack), timeout=300)
     assert runs[0][1] == "asset_triggered"
 
     stack.s3.delete_object(Bucket=stack.bucket, Key="docs/a.md")
-    events = _wait_for("a second asset event", lambda: (e := _asset_events(stack))[1:] and e, stack)
+    events = stack.wait_for("a second asset event", lambda: (e := _asset_events(stack))[1:] and e, timeout=300)
     assert len(events) == 2 and _keys(events[1]) == ["docs/a.md"]
     attrs = stack.sqs.get_queue_attributes(QueueUrl=stack.queue, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
