@@ -62,7 +62,7 @@ def test_rag_ingest_shape_and_params():
     assert upstream["ingest"] == {"split"} and dag.get_task("ingest").map_index_template == "{{ shard_label }}"
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
     assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
-    assert upstream["evaluate"] == {"index"}  # the built collection (the source digest is in the plan file)
+    assert upstream["evaluate"] == {"plan", "index"}  # the source digest (in the plan file), the built collection
     assert dag.get_task("plan").trigger_rule == "all_done_min_one_success"  # a failed shard: PARTIAL, not FAILED
     # index waits for every chunk/embed batch (all_done), evaluate for index, approve for evaluate
     assert upstream["approve"] == {"evaluate"} and upstream["aggregate_status"] == {"index", "evaluate", "approve"}

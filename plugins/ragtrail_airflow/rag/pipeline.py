@@ -252,6 +252,7 @@ def build_pipeline() -> None:
     indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
         chunked, embedded)
     evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(indexed)
+    planned >> evaluated  # it reads the source digest from the plan; and a run that never planned never evaluates
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.
     approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0, **store_queue())
     evaluated >> approve
