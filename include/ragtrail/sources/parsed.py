@@ -51,7 +51,8 @@ def normalize_whitespace(text: str) -> str:
 
 
 class JsonArrayWriter:
-    """Write a JSON array one element at a time: a huge quarantine list never sits in memory."""
+    """Write a JSON array one element at a time: a huge quarantine list never sits in memory. The file is
+    opened at the first element; with none, ``[]`` is written on exit."""
 
     def __init__(self, path: Path):
         self.path, self.fh, self.count = path, None, 0
@@ -67,6 +68,8 @@ class JsonArrayWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.fh is not None:
+        if self.fh is None:  # no element: still a JSON array, so a reader never meets a missing file
+            self.path.write_text("[]\n")
+        else:
             self.fh.write("\n]\n")
             self.fh.close()

@@ -159,12 +159,10 @@ def plan_sync(
         for rb in (rb for path in sources for rb in pq.ParquetFile(path).iter_batches(batch_size=512)):
             table = pa.Table.from_batches([rb])
             keep = _changed_rows(table, existing, gone, read_gone, counts)
-            for doc_id in table.column("doc_id").take(keep).to_pylist() if keep else ():
-                changed.append(doc_id)
             if keep:
+                for doc_id in table.column("doc_id").take(keep).to_pylist():
+                    changed.append(doc_id)
                 splitter.write(table.take(keep))
-    if not changed.count:
-        (workdir / CHANGED_FILE).write_text("[]\n")
     splitter.close()
     batches = splitter.done
     added, updated, unchanged = counts["added"], counts["updated"], counts["unchanged"]

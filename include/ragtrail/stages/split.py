@@ -131,18 +131,18 @@ def split_source(
             "docs_per_shard_used": used}
 
 
+def read_split(split_path: str | Path) -> tuple[list[KeyRange], str | None]:
+    """Every shard's key range, in shard order, and the collection's stamp, from ``split.json``."""
+    data = json.loads(Path(split_path).read_text())
+    return [KeyRange(row["after"], row["upto"]) for row in data["shards"]], data.get("state_stamp")
+
+
 def read_shard(split_path: str | Path, shard: int) -> tuple[KeyRange, int, str | None]:
     """Shard ``shard``'s key range, the number of shards and the collection's stamp, from ``split.json``."""
-    data = json.loads(Path(split_path).read_text())
-    shards = data["shards"]
-    if not 0 <= shard < len(shards):
-        raise ValueError(f"shard {shard} is not one of the {len(shards)} shards of this run's split")
-    row = shards[shard]
-    return KeyRange(row["after"], row["upto"]), len(shards), data.get("state_stamp")
-
-
-def shard_count(split_path: str | Path) -> int:
-    return len(json.loads(Path(split_path).read_text())["shards"])
+    ranges, stamp = read_split(split_path)
+    if not 0 <= shard < len(ranges):
+        raise ValueError(f"shard {shard} is not one of the {len(ranges)} shards of this run's split")
+    return ranges[shard], len(ranges), stamp
 
 
 def shard_label(shard: int, of: int, key_range: KeyRange) -> str:
@@ -179,8 +179,6 @@ def gather(results: list[dict], workdir: str | Path) -> dict:
     out: dict = {k: sum(int(r.get(k) or 0) for r in results) for k in _SUMMED}
     out["docs_paths"] = [r["docs_path"] for r in results]
     out["digest"] = combined_digest(r.get("digest") for r in results)
-    modes = {r.get("state") for r in results}
-    out["state"] = modes.pop() if len(modes) == 1 else "mixed"
     deltas = [r["delta_path"] for r in results if r.get("delta_path")]
     if deltas:
         path = Path(workdir) / DELTA_FILE
@@ -190,7 +188,6 @@ def gather(results: list[dict], workdir: str | Path) -> dict:
                     for rb in part.iter_batches(batch_size=4096):
                         writer.write_batch(rb)
         out["delta_path"] = str(path)
-    out["empty_shards"] = [r["shard"] for r in results if r.get("empty_reason")]
     if out["docs"] == 0:
         out["empty_reason"] = next((r["empty_reason"] for r in results if r.get("empty_reason")), "no usable documents")
     return out

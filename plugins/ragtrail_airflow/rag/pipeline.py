@@ -146,20 +146,22 @@ def chunk(batch, params=None, tracker=None, dag_run=None):
     from ragtrail.stages.chunking import chunk_documents
 
     cfg, work = _edge(params, dag_run, tracker)
-    batch = work.fetch(_batch_of(work.read_plan(), batch, "plan"))
+    batch = work.fetch(_batch_of(batch, work.read_plan, "plan"))
     return work.publish(chunk_documents(
         batch["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
         chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
         out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
 
 
-def _batch_of(listing: dict | None, batch, stage: str) -> dict:
-    """Batch ``batch`` (a number, or the batch itself as older runs passed it) of ``stage``'s published list."""
+def _batch_of(batch, listing, stage: str) -> dict:
+    """Batch ``batch`` of ``stage``'s published list (``listing()`` reads it); a batch passed whole (as a run
+    begun by an earlier release passed it) is taken as it is."""
     if isinstance(batch, dict):
         return batch
-    if not listing or not 0 <= int(batch) < len(listing.get("batches", ())):
+    batches = (listing() or {}).get("batches", ())
+    if not 0 <= int(batch) < len(batches):
         raise RuntimeError(f"batch {batch} is not in the {stage} task's published batches: did {stage} complete?")
-    return listing["batches"][int(batch)]
+    return batches[int(batch)]
 
 
 def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[int]:
@@ -190,9 +192,7 @@ def embed(batch, params=None, tracker=None, dag_run=None):
     from ragtrail.stages.embedding import embed_chunks
 
     cfg, work = _edge(params, dag_run, tracker)
-    if not isinstance(batch, dict):
-        batch = _batch_of(json.loads(work.fetch_named(EMBED_BATCHES).read_text()), batch, "dedupe")
-    batch = work.fetch(batch)
+    batch = work.fetch(_batch_of(batch, lambda: json.loads(work.fetch_named(EMBED_BATCHES).read_text()), "dedupe"))
     return work.publish(embed_chunks(
         batch["texts_path"], work.local, embedder=cfg.embedder, batch_size=cfg.batch_size,
         out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))

@@ -25,26 +25,34 @@ def run_edge(params, dag_run, tracker):
     return run_config(params), work
 
 
+def _source_access(cfg) -> tuple:
+    """How this run reads the source: the table spec, the largest object read, the S3 client factory (the split's
+    fingerprint and every ingest shard's reading must agree on them)."""
+    from ragtrail.sources.tables import TableSpec
+    from ragtrail_airflow.rag.s3 import s3_client_factory
+
+    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+    return table, int(cfg.max_file_mb * 1024 * 1024), s3_client_factory(cfg.aws_conn_id or "aws_default")
+
+
 def split(params=None, tracker=None, dag_run=None) -> list[int]:
     """Cut the source into shards of ``docs_per_shard`` objects (key ranges, from the version's source state or
     one keys-only listing); return the shard numbers, one mapped ingest task each (never more than Airflow's
     ``[core] max_map_length``: the shards grow to fit)."""
-    from ragtrail.sources.tables import TableSpec
     from ragtrail.stages.split import split_source
     from ragtrail.stages.sync_state import collection_stamp, fingerprint
     from ragtrail.store import collection_name
     from ragtrail_airflow.failures import max_map_length
-    from ragtrail_airflow.rag.s3 import open_source_state, s3_client_factory
+    from ragtrail_airflow.rag.s3 import open_source_state
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
-    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+    table, max_doc_bytes, s3_client = _source_access(cfg)
     collection = collection_name(cfg.product, cfg.version)
     stamp = collection_stamp(store_settings(), collection)  # once here, not once per ingest shard
     result = split_source(cfg.source, work.local, docs_per_shard=cfg.docs_per_shard, max_shards=max_map_length(),
-                          s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"),
-                          state_path=open_source_state(collection).fetch(work.local), state_stamp=stamp,
-                          state_fingerprint=fingerprint(cfg.source, table, int(cfg.max_file_mb * 1024 * 1024)),
+                          s3_client=s3_client, state_path=open_source_state(collection).fetch(work.local),
+                          state_stamp=stamp, state_fingerprint=fingerprint(cfg.source, table, max_doc_bytes),
                           recorder=tracker, extra={"state_stamp": stamp})
     work.publish_file(result["split_path"])
     return list(range(result["shards"]))
@@ -56,11 +64,10 @@ def ingest(shard: int = 0, params=None, tracker=None, dag_run=None):
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
-    from ragtrail.sources.tables import TableSpec
     from ragtrail.stages.ingest import NoUsableDocuments, ingest_source
     from ragtrail.stages.split import SPLIT_FILE, read_shard, shard_label
     from ragtrail.store import collection_name
-    from ragtrail_airflow.rag.s3 import open_source_state, s3_client_factory
+    from ragtrail_airflow.rag.s3 import open_source_state
 
     cfg, work = run_edge(params, dag_run, tracker)
     key_range, of, stamp = read_shard(work.fetch_named(SPLIT_FILE), shard)
@@ -69,14 +76,12 @@ def ingest(shard: int = 0, params=None, tracker=None, dag_run=None):
         get_current_context()["shard_label"] = label  # the map index's name in the Airflow UI (map_index_template)
     except RuntimeError:  # called outside a task instance (a notebook, bench/scale.py): nothing to name
         pass
-    table = TableSpec.from_strings(cfg.id_column or "", cfg.text_column, cfg.metadata_columns or "")
+    table, max_doc_bytes, s3_client = _source_access(cfg)
     collection = collection_name(cfg.product, cfg.version)
     workdir = work.local if of == 1 else work.local / "shards" / f"{shard:05d}"
     try:  # only new and changed objects are read: the listing is merged against the version's source state
-        result = ingest_source(cfg.source, workdir, recorder=tracker, table=table,
-                               max_doc_bytes=int(cfg.max_file_mb * 1024 * 1024),
-                               s3_client=s3_client_factory(cfg.aws_conn_id or "aws_default"),
-                               state_path=open_source_state(collection).fetch(work.local),
+        result = ingest_source(cfg.source, workdir, recorder=tracker, table=table, max_doc_bytes=max_doc_bytes,
+                               s3_client=s3_client, state_path=open_source_state(collection).fetch(work.local),
                                state_stamp=stamp, key_range=key_range, shard=None if of == 1 else label)
         return work.publish({**result, "shard_index": shard})
     except NoUsableDocuments as err:  # the same source will not improve on a retry
@@ -91,25 +96,25 @@ def plan(docs, params=None, tracker=None, dag_run=None) -> list[int]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from ragtrail.stages.plan import plan_sync
-    from ragtrail.stages.split import SPLIT_FILE, gather, read_shard, shard_count
+    from ragtrail.stages.split import SPLIT_FILE, gather, read_split
     from ragtrail_airflow.failures import max_map_length
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
     read = [r for r in work.fetch(as_list(docs)) if r]  # a failed shard has no result (all_done_min_one_success)
-    split_path = work.fetch_named(SPLIT_FILE)
-    failed = sorted(set(range(shard_count(split_path))) - {r.get("shard_index", 0) for r in read})
+    ranges, _ = read_split(work.fetch_named(SPLIT_FILE))
+    failed = sorted(set(range(len(ranges))) - {r.get("shard_index", 0) for r in read})
     shards = gather(read, work.local)
     if shards.get("empty_reason"):  # no shard found a usable document (one shard fails in ingest itself)
         raise AirflowFailException(shards["empty_reason"])
     if failed:  # their objects were not read: nothing of theirs may be taken for deleted, nor their state changed
         log.warning("plan: %s of %s ingest shards failed (%s): their documents stay as the index holds them",
-                    len(failed), shard_count(split_path), ", ".join(f"ingest[{i}]" for i in failed))
+                    len(failed), len(ranges), ", ".join(f"ingest[{i}]" for i in failed))
     planned = plan_sync(shards["docs_paths"], work.local, location=store_settings(), product=cfg.product,
                         version=cfg.version, config=cfg.version_config(), sync_mode=cfg.sync_mode,
                         docs_per_batch=cfg.docs_per_batch, max_batches=max_map_length(), recorder=tracker,
                         delta_path=shards.get("delta_path"), carried=shards.get("docs_carried", 0),
-                        unread=[read_shard(split_path, i)[0] for i in failed],
+                        unread=[ranges[i] for i in failed],
                         extra={"source_digest": shards.get("digest"), "shards_failed": failed})
     # XCom carries only the batch numbers (~5 bytes each: 1,024 batches in 6 KB); chunk reads its batch from the plan
     return list(range(len(work.publish_plan(planned)["batches"])))
