@@ -1,9 +1,10 @@
 """### rag_ingest — documents in, a searchable Qdrant index out, every step on the record in MLflow
 
 **preflight** checks the source, the connection and the store (a problem fails it at once, no retries) →
-**ingest** reads a folder or S3 prefix into text, one document per file or table row (bad input is
-quarantined, never fatal) → **plan** compares it with the version's collection (unchanged documents
-stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the
+**split** cuts the source into shards, ranges of `docs_per_shard` keys → **ingest** (one mapped task per
+shard, named by its range) reads its shard into text, one document per file or table row (bad input is
+quarantined, never fatal; a failed shard leaves the run PARTIAL) → **plan** compares it with the version's
+source state (unchanged documents stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the
 embedder's own tokens → **dedupe** keeps each distinct text once → **embed** (mapped) turns texts into
 vectors → **index** upserts into `<product>__<version>` and deletes what is stale → **evaluate** scores
 it on the product's questions, moves the `<product>` alias only if it passes the gate and registers it
