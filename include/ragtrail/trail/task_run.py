@@ -15,7 +15,13 @@ import time
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.settings import load as load_settings
-from ragtrail.trail.client import cache_schema_head, client_opened, get_or_create_experiment, guarded_client
+from ragtrail.trail.client import (
+    cache_schema_head,
+    client_opened,
+    get_or_create_experiment,
+    guarded_client,
+    warm_sql_store,
+)
 from ragtrail.trail.guard import GuardedClient, Policy, tracking_failed
 from ragtrail.trail.mapped import find_or_create_mapped_run, log_map_index
 from ragtrail.trail.names import (
@@ -246,7 +252,9 @@ class TaskRun:
 
 def preload() -> None:
     """Import MLflow's client now (a parent process does this so that forked task processes start with it),
-    this module, and know the SQLite store's schema head (see :func:`~ragtrail.trail.client.cache_schema_head`)."""
+    this module, know the SQLite store's schema head (see :func:`~ragtrail.trail.client.cache_schema_head`) and, for a
+    SQL tracking store, have its ORM configured (:func:`~ragtrail.trail.client.warm_sql_store`)."""
     import mlflow.tracking  # noqa: F401
 
     cache_schema_head(warm=True)
+    warm_sql_store(load_settings().mlflow_tracking_uri)
