@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote_from_bytes
 
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symlink"}
@@ -181,19 +182,35 @@ class _Walk:
     """One walk under ``top``: the items it yields, the skips it counts, the real folders it has seen."""
 
     def __init__(self, top: str, skipped: Counter, key_range: KeyRange):
-        self.top, self.skipped, self.key_range = top, skipped, key_range
+        self.skipped, self.key_range = skipped, key_range
+        self.top = top
         self.visited: set[tuple[int, int]] = set()
 
+    @property
+    def top(self) -> str:
+        return self._top
+
+    @top.setter
+    def top(self, top: str) -> None:
+        self._top, self._cut = top, len(top.rstrip(os.sep)) + 1
+        self._top_uri = Path(top).as_uri().rstrip("/")
+
     def rel(self, path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file
-        return doc_id_of(path[len(self.top.rstrip(os.sep)) + 1:].replace(os.sep, "/"))
+        return doc_id_of(path[self._cut:].replace(os.sep, "/"))
+
+    def uri(self, path: str) -> str:
+        """``Path(path).as_uri()``, without building a ``Path`` per file (a third of a re-ingest's listing time):
+        the top's URI once, the rest quoted as ``as_uri`` quotes it."""
+        rest = path[self._cut:]
+        return f"{self._top_uri}/{quote_from_bytes(os.fsencode(rest))}" if rest else Path(path).as_uri()
 
     def item(self, path: str, st: os.stat_result, real: str | None = None):
         mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
-        return SourceItem(self.rel(path), Path(path).as_uri(), st.st_size, str(st.st_mtime_ns), Path(real or path),
+        return SourceItem(self.rel(path), self.uri(path), st.st_size, str(st.st_mtime_ns), Path(real or path),
                           mtime=mtime)
 
     def skip(self, path: str, reason: str, note: str):
-        return SourceItem(self.rel(path), Path(path).as_uri(), 0, "", None, reason, note=note)
+        return SourceItem(self.rel(path), self.uri(path), 0, "", None, reason, note=note)
 
     def folder(self, folder: str) -> Iterator:
         """The items of one folder in key order (a subfolder sorts as ``name/``); a subfolder to walk as its path."""

@@ -108,3 +108,20 @@ def test_s3_odd_keys_folder_markers_zero_byte_and_huge_objects(s3_server, tmp_pa
     assert out["docs"] == 2
     assert quarantine == {"a.pdf/": "not_a_regular_file", "big.txt": "too_large", "empty.txt": "empty"}
     assert rec.metrics["skipped_folder_marker"] == 1 and rec.metrics["skipped_hidden"] == 1
+
+
+def test_local_uris_are_the_files_file_uris(tmp_path):
+    """The walk builds each URI from the top's once (no Path per file): the same URI ``Path.as_uri`` gives."""
+    import os
+    from pathlib import Path
+
+    top = tmp_path / "top dir #1"
+    (top / "sub %x").mkdir(parents=True)
+    for name in ("a b.md", "c#d.txt", "é ü.md", "sub %x/q?.md", "x%20y.md"):
+        (top / name).write_text("x")
+    with open(os.fsencode(top) + b"/bad\xff.txt", "w") as fh:  # a name that is not UTF-8
+        fh.write("x")
+    items = list(iter_local(str(top)))
+    assert len(items) == 6
+    assert [i.uri for i in items] == [Path(i.path).as_uri() for i in items]
+    assert [i.uri for i in list(iter_local(str(top / "a b.md")))] == [(top / "a b.md").as_uri()]  # one file
