@@ -150,7 +150,7 @@ class SourceItem:
     uri: str
     size: int
     version: str  # mtime (local) or ETag (S3): changes when the object changes
-    path: Path | None = None
+    path: str | None = None  # a local file's path (a string: no ``Path`` per listed file; see :meth:`local_file`)
     skip_reason: str | None = None  # set when the item must be quarantined without reading it
     etag: str | None = None
     mtime: str | None = None  # ISO 8601, UTC
@@ -169,7 +169,7 @@ class SourceItem:
         where its bytes land.
         """
         if self.path is not None:
-            return self.path
+            return Path(self.path)
         assert self.fetch is not None, "item has neither a path nor a fetch"
         suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(self.doc_id).suffix)[:16]
         dest = scratch / (hashlib.sha256(self.uri.encode()).hexdigest()[:32] + suffix)
@@ -206,7 +206,7 @@ class _Walk:
 
     def item(self, path: str, st: os.stat_result, real: str | None = None):
         mtime = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
-        return SourceItem(self.rel(path), self.uri(path), st.st_size, str(st.st_mtime_ns), Path(real or path),
+        return SourceItem(self.rel(path), self.uri(path), st.st_size, str(st.st_mtime_ns), real or path,
                           mtime=mtime)
 
     def skip(self, path: str, reason: str, note: str):
