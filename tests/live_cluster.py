@@ -86,6 +86,7 @@ class LiveCluster(LiveAirflow):
             "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{int(tag, 16) % 15 + 1}",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "ragtrail_airflow.celery_config.CELERY_CONFIG",  # as compose
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__CORE__PARALLELISM": "4",
             # A dead worker's tasks are found within seconds, not Airflow's 5 minutes: a running task instance

@@ -68,7 +68,8 @@ DAG_TAGS = Var("RAGTRAIL_DAG_TAGS", str, "mlflow", "comma-separated DAG tags tha
 TRACK_ALL_DAGS = Var("RAGTRAIL_TRACK_ALL_DAGS", bool, False, "trail every DAG, tagged or not",
                      option="track_all_dags")
 PRELOAD_MLFLOW = Var("RAGTRAIL_PRELOAD_MLFLOW", bool, True,
-                     "import MLflow in a LocalExecutor scheduler before it forks task processes", example="off")
+                     "import MLflow in a LocalExecutor scheduler or a Celery worker (ragtrail_airflow.celery_config) "
+                     "before it forks task processes", example="off")
 
 ALL = (HOME, EXPERIMENT_PREFIX, MLFLOW_ARTIFACT_ROOT, MLFLOW_UI_URL, QDRANT_PATH, WORK_DIR, WORK_URL,
        WORK_ENDPOINT_URL, PRODUCTS_FILE, PROGRESS_S, LOCK_TIMEOUT_S, FAILPOINTS, TRACKING, TRACKING_MODE,
