@@ -273,10 +273,9 @@ def parse_in_order(parsers: Sequence[SandboxedParser], jobs: Iterable[ParseJob],
                    ahead: int = AHEAD) -> Iterator[tuple[ParseJob, Iterator]]:
     """:meth:`SandboxedParser.parse_stream` over several children: ``(job, its outcomes)`` in the jobs' order.
 
-    Each file goes to the child with the fewest unread files, so with up to ``ahead`` files queued in each,
-    every child parses its next files while the caller reads the current one; the caller still meets the
-    outcomes in the order of ``jobs``. A child that dies or overruns is replaced on its own: only the files
-    queued in it are sent again, to its fresh child.
+    Each file goes to the child with the fewest unread files (``ahead`` at most), so every child parses its
+    next files while the caller reads the current one, in the order of ``jobs``. A child that dies or
+    overruns is replaced on its own: only the files queued in it go again, to its fresh child.
     """
     source, order = iter(jobs), deque()
     queues: list[deque] = [deque() for _ in parsers]
