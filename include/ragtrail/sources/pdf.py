@@ -1,7 +1,7 @@
 """PDF text through PDFium (pypdfium2), run in the sandboxed parser process (:mod:`ragtrail.sources.sandbox`).
 
 PDFium is the PDF engine of Chrome, a C++ library under years of fuzzing. On the 311-page gnuplot manual it
-reads a page 12-20x faster than pypdf did, with the same words in the same order (docs/formats.md); words
+reads a page about 10x faster than pypdf did, with the same words in the same order (docs/formats.md); words
 hyphenated at a line's end come out whole (PDFium marks that hyphen ``\\x02``; it is dropped here).
 
 Reasons a PDF is quarantined: ``corrupt_pdf`` (unreadable structure), ``encrypted_pdf`` (needs a
