@@ -54,8 +54,9 @@ PARSE_MAX_MEMORY_MB = Var("RAGTRAIL_PARSE_MAX_MEMORY_MB", int, 2048, "memory bud
                           note="`RLIMIT_AS`; a file over it is quarantined `parse_memory_limit`")
 PARSE_WORKERS = Var("RAGTRAIL_PARSE_WORKERS", int, None, "sandboxed parser processes an ingest task parses with",
                     low=1, default_doc="usable CPUs", example="4",
-                    note="each with its own time and memory budget and its parsers loaded; files are still recorded "
-                         "in listing order; see [performance.md](performance.md#parsing-issue-30)")
+                    note="each with its own time and memory budget (so up to this many times "
+                         "`RAGTRAIL_PARSE_MAX_MEMORY_MB`); files are still recorded in listing order; lower it where "
+                         "a worker runs several ingest shards at once; see [performance.md](performance.md#parsing-issue-30)")
 OFFICE_MAX_UNCOMPRESSED_MB = Var("RAGTRAIL_OFFICE_MAX_UNCOMPRESSED_MB", float, 512.0,
                                  "MB an Office file's zip may expand to", low=0, example="512",
                                  note="a file over it is a `zip_bomb` (never opened)")
