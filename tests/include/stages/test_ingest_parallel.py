@@ -9,6 +9,7 @@ import json
 import pathological
 import pytest
 
+from ragtrail.core.cpus import usable_cpus
 from ragtrail.core.recorder import Recorder
 from ragtrail.stages.ingest import DOCS_FILE, MANIFEST_FILE, QUARANTINE_FILE, ingest_source
 
@@ -69,3 +70,13 @@ def test_the_manifest_keeps_the_listing_order(case):
     _, _, (_, _, files) = case
     files_in_order = [json.loads(line)["doc_id"].split("#")[0] for line in files[MANIFEST_FILE].decode().splitlines()]
     assert files_in_order == sorted(files_in_order)
+
+
+def test_the_number_of_children_comes_from_the_env(tmp_path, monkeypatch):
+    (tmp_path / "corpus").mkdir()
+    _good(tmp_path / "corpus")
+    wanted = usable_cpus() + 1  # not the default, so the setting is what decided
+    monkeypatch.setenv("RAGTRAIL_PARSE_WORKERS", str(wanted))
+    rec = Recorder()
+    out = ingest_source(str(tmp_path / "corpus"), tmp_path / "work", recorder=rec)
+    assert rec.params["parse_workers"] == str(wanted) and out["docs"] == 24 * 2 + 50
