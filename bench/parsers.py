@@ -13,7 +13,8 @@
 4. **PDF readers in the sandbox.** Real manuals from Debian packages (``gnuplot-doc``: 311 pages,
    ``octave-doc``: 1,158 pages; ``apt-get download`` + ``dpkg -x``), each read by pypdfium2 (what ragtrail
    uses) and by pypdf (what it used before; ``bench/pypdf_baseline`` puts it in the child), alternating:
-   seconds per page, and the text compared page by page (words, hyphenated line ends, word overlap).
+   seconds per page, and the text compared page by page (words, hyphenated line ends, word overlap);
+   ``pdf_retrieval``: each bookmark's title as a BM25 query over each reader's pages.
 5. **The ingest stage serial and parallel, with each PDF reader.** The PostgreSQL manual's HTML pages
    plus the gnuplot manual, ingested with one parser child and with one per usable CPU, alternating:
    wall, CPU (this process and its children) and the peak RSS of the process tree (sampled).
@@ -140,7 +141,7 @@ def hostile_shapes() -> dict:
 
 
 def main() -> None:
-    from pdf_readers import ingest_modes, pdf_readers
+    from pdf_readers import ingest_modes, pdf_readers, pdf_retrieval
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -151,7 +152,7 @@ def main() -> None:
     results: dict = json.loads(path.read_text()) if args.only and path.exists() else {}
     sections = {"html_scaling": html_scaling, "hostile_shapes": hostile_shapes,
                 "budget_overhead": lambda: budget_overhead(args.rounds, args.pages),
-                "pdf_readers": lambda: pdf_readers(args.rounds),
+                "pdf_readers": lambda: pdf_readers(args.rounds), "pdf_retrieval": pdf_retrieval,
                 "ingest_modes": lambda: ingest_modes(args.rounds, args.pages)}
     for name, measure in sections.items():
         if args.only and name not in args.only:

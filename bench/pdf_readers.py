@@ -114,6 +114,55 @@ def pdf_readers(rounds: int) -> dict:
     return out
 
 
+def _bm25_ranks(pages: list[list[str]], query: list[str], k1: float = 1.2, b: float = 0.75) -> list[int]:
+    """Page indexes by BM25 score of ``query``, best first."""
+    import math
+    from collections import Counter
+
+    counts = [Counter(p) for p in pages]
+    avg = sum(map(len, pages)) / len(pages)
+    df = Counter(w for c in counts for w in c)
+    def score(i: int) -> float:
+        c, n = counts[i], len(pages[i])
+        return sum(math.log(1 + (len(pages) - df[w] + 0.5) / (df[w] + 0.5)) * c[w] * (k1 + 1)
+                   / (c[w] + k1 * (1 - b + b * n / avg)) for w in query if w in c)
+    return sorted(range(len(pages)), key=score, reverse=True)
+
+
+def pdf_retrieval() -> dict:
+    """Each bookmark's title as a query over each reader's pages (BM25): is the page it points at found?
+
+    Cheap evidence that the text retrieves as well: MRR@10 and hits@10 of the bookmarked page.
+    """
+    import sys
+
+    import pypdfium2 as pdfium
+
+    from ragtrail.sources import pdf as pdfium_reader
+
+    sys.path.insert(0, str(BASELINE))
+    import pypdf_baseline
+
+    out = {}
+    for name in MANUALS:
+        path = manual(name)
+        with pdfium.PdfDocument(str(path)) as doc:
+            marks = [(m.get_title(), m.get_dest().get_index()) for m in doc.get_toc() if m.get_dest() is not None]
+            pdfium_pages = pdfium_reader._page_texts(doc, len(doc))
+        reader_, n = pypdf_baseline._open(str(path))
+        texts = {"pypdf": [t.replace("-\n", "") for t in pypdf_baseline._page_texts(reader_, n)],
+                 "pypdfium2": pdfium_pages}
+        queries = [(q, page) for title, page in marks if (q := _WORD.findall(title.lower()))]
+        out[name] = {"queries": len(queries)}
+        for which, pages in texts.items():
+            tokens = [_WORD.findall(t.lower()) for t in pages]
+            ranks = [_bm25_ranks(tokens, q)[:10] for q, _ in queries]
+            hits = [r.index(page) + 1 if page in r else None for r, (_, page) in zip(ranks, queries, strict=True)]
+            out[name][which] = {"mrr@10": round(sum(1 / h for h in hits if h) / len(hits), 4),
+                                "hits@10": round(sum(h is not None for h in hits) / len(hits), 4)}
+    return out
+
+
 class _PeakRss:
     """The peak RSS (MB) of this process and all its children, sampled every 20 ms in a thread."""
 
