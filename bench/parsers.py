@@ -10,7 +10,16 @@
 3. **Each hostile shape** of ``tests/pathological.py`` through the sandbox with the default budget: its
    outcome and seconds.
 
-Results go to ``bench/results/parsers.json``. Timings are this machine's: read them as ratios and slopes.
+4. **PDF readers in the sandbox.** Real manuals from Debian packages (``gnuplot-doc``: 311 pages,
+   ``octave-doc``: 1,158 pages; ``apt-get download`` + ``dpkg -x``), each read by pypdfium2 (what ragtrail
+   uses) and by pypdf (what it used before; ``bench/pypdf_baseline`` puts it in the child), alternating:
+   seconds per page, and the text compared page by page (words, hyphenated line ends, word overlap);
+   ``pdf_retrieval``: each bookmark's title as a BM25 query over each reader's pages.
+5. **The ingest stage serial and parallel, with each PDF reader.** The PostgreSQL manual's HTML pages
+   plus the gnuplot manual, ingested with one parser child and with one per usable CPU, alternating:
+   wall, CPU (this process and its children) and the peak RSS of the process tree (sampled).
+
+Results go to ``bench/results/parsers.json`` (``--only`` refreshes some sections and keeps the others). Timings are this machine's: read them as ratios and slopes.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def _in_process_stream(self, jobs, ahead=0):
-    """``SandboxedParser.parse_stream`` without the sandbox: every parser in this process, no budget."""
+    """``ParserPool.parse_stream`` without the sandbox: every parser in this process, no budget."""
     from ragtrail.sources.parsing import parse_local
 
     for job in jobs:
@@ -41,22 +50,22 @@ def _ingest_once(corpus: Path, work: Path, in_process: bool) -> tuple[float, flo
     """Wall and CPU seconds (this process and its children) of one ingest of ``corpus``."""
     import resource
 
-    from ragtrail.sources.sandbox import SandboxedParser
+    from ragtrail.sources.parser_pool import ParserPool
     from ragtrail.stages import ingest
 
     def cpu() -> float:
         return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
                                                       resource.getrusage(resource.RUSAGE_CHILDREN)))
 
-    original = SandboxedParser.parse_stream
+    original = ParserPool.parse_stream
     if in_process:
-        SandboxedParser.parse_stream = _in_process_stream
+        ParserPool.parse_stream = _in_process_stream
     try:
         cpu0, started = cpu(), time.perf_counter()
-        ingest.ingest_source(str(corpus), work)
+        ingest.ingest_source(str(corpus), work, parse_workers=1)  # one sandbox child against this process
         return time.perf_counter() - started, cpu() - cpu0
     finally:
-        SandboxedParser.parse_stream = original
+        ParserPool.parse_stream = original
 
 
 def budget_overhead(rounds: int, pages: int | None) -> dict:
@@ -132,14 +141,22 @@ def hostile_shapes() -> dict:
 
 
 def main() -> None:
+    from pdf_readers import ingest_modes, pdf_readers, pdf_retrieval
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pages", type=int, default=None, help="the first N pages of the manual (default: all)")
+    parser.add_argument("--only", nargs="*", default=None, help="the sections to run (default: all)")
     args = parser.parse_args()
     path = REPO / "bench" / "results" / "parsers.json"
-    results: dict = {}
-    for name, measure in (("html_scaling", html_scaling), ("hostile_shapes", hostile_shapes),
-                          ("budget_overhead", lambda: budget_overhead(args.rounds, args.pages))):
+    results: dict = json.loads(path.read_text()) if args.only and path.exists() else {}
+    sections = {"html_scaling": html_scaling, "hostile_shapes": hostile_shapes,
+                "budget_overhead": lambda: budget_overhead(args.rounds, args.pages),
+                "pdf_readers": lambda: pdf_readers(args.rounds), "pdf_retrieval": pdf_retrieval,
+                "ingest_modes": lambda: ingest_modes(args.rounds, args.pages)}
+    for name, measure in sections.items():
+        if args.only and name not in args.only:
+            continue
         results[name] = measure()
         print(name, json.dumps(results[name], indent=2), flush=True)
         path.write_text(json.dumps(results, indent=2) + "\n")

@@ -66,7 +66,7 @@ def user_airflow(provider_venv, tmp_path_factory):
 
 
 # What importing the provider may never load: the RAG kit's libraries and its own modules.
-KIT_LIBRARIES = ("pandas", "qdrant_client", "qdrant_edge", "pypdf", "sentence_transformers")
+KIT_LIBRARIES = ("pandas", "qdrant_client", "qdrant_edge", "pypdfium2", "sentence_transformers")
 PROVIDER_MODULES = ("ragtrail_airflow", "ragtrail_airflow.plugin", "ragtrail_airflow.listener",
                     "ragtrail_airflow.operator", "ragtrail_airflow.links", "ragtrail_airflow.dagrun_closer",
                     "ragtrail_airflow.config", "ragtrail_airflow.api", "ragtrail.trail", "ragtrail.trail.task_run",

@@ -99,7 +99,7 @@ def test_good_documents_indexed_bad_ones_quarantined_run_finished(mixed, qdrant,
         ingest_run.info.run_id, "ingest/manifest.jsonl", str(tmp_path)))]
     assert len(manifest) == len(EXPECTED_DOCS) + len(EXPECTED_QUARANTINE)
     indexed = {r["doc_id"]: r for r in manifest if r["status"] == "indexed"}
-    assert indexed["docs/report.pdf"]["parser"] == "pypdf" and indexed["office/policy.docx"]["parser"] == "python-docx"
+    assert indexed["docs/report.pdf"]["parser"] == "pypdfium2" and indexed["office/policy.docx"]["parser"] == "python-docx"
     assert indexed["windows/utf16.txt"]["encoding"] == "utf-16-le" and indexed["windows/page.html"]["encoding"] == "cp1252"
     assert indexed["plain.txt"]["encoding"] == "utf-8" and indexed["latin1.txt"]["encoding"] not in (None, "utf-8")
     texts: dict[str, str] = {}

@@ -8,7 +8,7 @@ import sys
 
 from conftest import REPO
 
-HEAVY = ["torch", "sentence_transformers", "transformers", "mlflow", "qdrant_client", "pandas", "pypdf"]
+HEAVY = ["torch", "sentence_transformers", "transformers", "mlflow", "qdrant_client", "pandas", "pypdfium2"]
 
 
 def test_dagbag_has_no_import_errors():

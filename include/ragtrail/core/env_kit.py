@@ -52,6 +52,11 @@ PARSE_TIMEOUT_S = Var("RAGTRAIL_PARSE_TIMEOUT_S", float, 120.0, "seconds a file'
 PARSE_MAX_MEMORY_MB = Var("RAGTRAIL_PARSE_MAX_MEMORY_MB", int, 2048, "memory budget (MB) of the parser process",
                           low=1, aliases=("RAGTRAIL_PDF_MAX_MEMORY_MB",),
                           note="`RLIMIT_AS`; a file over it is quarantined `parse_memory_limit`")
+PARSE_WORKERS = Var("RAGTRAIL_PARSE_WORKERS", int, None, "sandboxed parser processes an ingest task parses with",
+                    low=1, default_doc="usable CPUs", example="4",
+                    note="each with its own time and memory budget (so up to this many times "
+                         "`RAGTRAIL_PARSE_MAX_MEMORY_MB`); files are still recorded in listing order; lower it where "
+                         "a worker runs several ingest shards at once; see [performance.md](performance.md#parsing-issue-30)")
 OFFICE_MAX_UNCOMPRESSED_MB = Var("RAGTRAIL_OFFICE_MAX_UNCOMPRESSED_MB", float, 512.0,
                                  "MB an Office file's zip may expand to", low=0, example="512",
                                  note="a file over it is a `zip_bomb` (never opened)")
@@ -84,5 +89,5 @@ RERANK_TOP_N = Var("RAGTRAIL_RERANK_TOP_N", int, 50, "first-stage hits per query
 
 ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPLOAD_PARALLEL, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
-       OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
+       PARSE_WORKERS, OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
        ONNX_THREADS, ONNX_BATCH, ONNX_SPIN, RERANKER, RERANK_TOP_N)

@@ -12,7 +12,9 @@ or :class:`~ragtrail.sources.parsed.ParseError` s: the parsers' own reasons or `
 
 The child stays up between files, and :meth:`SandboxedParser.parse_stream` keeps a few requests queued
 in it: the child parses the next files while the caller hashes and stores the last one, so no process
-waits on the other between two small files (see docs/formats.md for the measured overhead). While a
+waits on the other between two small files (see docs/formats.md for the measured overhead);
+:func:`parse_in_order` does the same over several children (:mod:`ragtrail.sources.parser_pool`), the
+outcomes still in the files' order. A file's time budget runs from when the caller starts reading it. While a
 file takes long, ``on_wait(name, seconds)`` is called about once a second, so progress lines can name
 the slow file.
 
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +66,6 @@ class ParseJob:
     table: TableSpec | None = None
     context: Any = None  # the caller's, handed back with the outcomes
     sent_to: int = field(default=-1, repr=False)  # which child (generation) holds the request
-    sent_at: float = field(default=0.0, repr=False)
 
 
 class SandboxedParser:
@@ -84,7 +85,6 @@ class SandboxedParser:
         self._proc: subprocess.Popen | None = None
         self._generation = 0  # bumped each time a child starts
         self._chunks: list[bytes] = []
-        self._last_end = 0.0  # when the child's last end line arrived: the next queued file started then
 
     def __enter__(self) -> SandboxedParser:
         return self
@@ -133,7 +133,6 @@ class SandboxedParser:
             code = self._kill()
             raise ParseError("parse_crashed", f"the parser process did not start (exit code {code}): "
                                               f"is {self.max_memory_mb} MB enough to start Python?")
-        self._last_end = time.monotonic()
         return self._proc
 
     def _read_line(self, deadline: float, name: str = "", started: float = 0.0) -> bytes | None:
@@ -177,7 +176,7 @@ class SandboxedParser:
             proc.stdin.write(json.dumps(request).encode() + b"\n")
         except OSError:
             raise ParseError("parse_crashed", f"the parser process died (exit code {self._kill()})") from None
-        job.sent_to, job.sent_at = self._generation, time.monotonic()
+        job.sent_to = self._generation
 
     def parse_stream(self, jobs: Iterable[ParseJob], ahead: int = AHEAD) -> Iterator[tuple[ParseJob, Iterator]]:
         """``(job, its outcomes)`` for every job, in order, with up to ``ahead`` files queued in the child.
@@ -187,27 +186,22 @@ class SandboxedParser:
         budget, or one that kills the child, ends its outcomes with a :class:`ParseError`; the files queued
         behind it go to a fresh child.
         """
-        source, queue = iter(jobs), deque()
-        while True:
-            while len(queue) < ahead and (job := next(source, None)) is not None:
-                if job.path is not None and self._holds(queue):
-                    try:
-                        self._send(job)
-                    except ParseError:
-                        pass  # the child died: the job is sent again, to a fresh one, when its turn comes
-                queue.append(job)
-            if not queue:
-                return
-            job = queue.popleft()
-            outcomes = self._outcomes(job, queue) if job.path is not None else iter(())
-            yield job, outcomes
-            for _ in outcomes:  # what the caller did not read
-                pass
+        return parse_in_order([self], jobs, ahead)
+
+    def _submit(self, job: ParseJob, queue: deque) -> None:
+        """Queue ``job`` behind ``queue`` (this child's unread jobs): sent now if the running child holds them
+        all, or to a fresh child when there are none (so every child of a pool starts with its first file)."""
+        if not queue or self._holds(queue):
+            try:
+                self._send(job)
+            except ParseError:
+                pass  # the child died: the job is sent again, to a fresh one, when its turn comes
+        queue.append(job)
 
     def _holds(self, queue: deque) -> bool:
         """Whether the running child holds every queued request (so a new one can follow them in order)."""
         return (self._proc is not None and self._proc.poll() is None
-                and all(q.path is None or q.sent_to == self._generation for q in queue))
+                and all(q.sent_to == self._generation for q in queue))
 
     def _outcomes(self, job: ParseJob, queued: deque) -> Iterator[Parsed | ParseError]:
         finished = False
@@ -216,7 +210,9 @@ class SandboxedParser:
                 for later in (job, *queued):  # the child that held them is gone: queue them again, in order
                     if later.path is not None:
                         self._send(later)
-            started = max(job.sent_at, self._last_end)  # it began when the file before it ended
+            # The budget runs from when the caller starts reading the file: in a pool the caller reads its
+            # children in turn, so an answer may wait in the pipe; a file never gets less than its budget.
+            started = time.monotonic()
             for reply in self._replies(job.name, started + self.timeout_s, started):
                 if reply is None:
                     finished = True
@@ -247,7 +243,6 @@ class SandboxedParser:
             elif "error" in reply:
                 yield ParseError(**reply["error"])
             if reply.get("end"):
-                self._last_end = time.monotonic()
                 if reply.get("restart"):
                     self._kill()  # a process that hit its memory limit is not trusted with another file
                 yield None
@@ -272,3 +267,34 @@ class SandboxedParser:
         if isinstance(first, ParseError):
             raise first
         return first
+
+
+def parse_in_order(parsers: Sequence[SandboxedParser], jobs: Iterable[ParseJob],
+                   ahead: int = AHEAD) -> Iterator[tuple[ParseJob, Iterator]]:
+    """:meth:`SandboxedParser.parse_stream` over several children: ``(job, its outcomes)`` in the jobs' order.
+
+    Each file goes to the child with the fewest unread files (``ahead`` at most), so every child parses its
+    next files while the caller reads the current one, in the order of ``jobs``. A child that dies or
+    overruns is replaced on its own: only the files queued in it go again, to its fresh child.
+    """
+    source, order = iter(jobs), deque()
+    queues: list[deque] = [deque() for _ in parsers]
+    while True:
+        while len(order) < ahead * len(parsers) and (job := next(source, None)) is not None:
+            if job.path is None:
+                order.append((job, None))
+                continue
+            least = min(range(len(parsers)), key=lambda i: len(queues[i]))
+            parsers[least]._submit(job, queues[least])
+            order.append((job, least))
+        if not order:
+            return
+        job, at = order.popleft()
+        if at is None:
+            outcomes = iter(())
+        else:
+            queues[at].popleft()
+            outcomes = parsers[at]._outcomes(job, queues[at])
+        yield job, outcomes
+        for _ in outcomes:  # what the caller did not read
+            pass

@@ -29,8 +29,7 @@ def _serve(max_memory_mb: int) -> None:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")  # a lone surrogate becomes "?"
     os.dup2(2, 1)
     logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    # Parsers import on first use (pypdf alone takes 0.16 s): a text-only folder never pays for them.
+    # Parsers import on first use (lxml, pypdfium2, python-docx…): a text-only folder never pays for them.
     from ragtrail.sources.parsing import parse_local
 
     out.write(json.dumps({"ready": True}) + "\n")

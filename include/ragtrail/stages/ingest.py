@@ -26,8 +26,9 @@ from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.sources.listing import SourceItem, iter_source
 from ragtrail.sources.parsed import JsonArrayWriter
+from ragtrail.sources.parser_pool import ParserPool, default_workers
 from ragtrail.sources.parsing import Parsed, ParseError
-from ragtrail.sources.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S, SandboxedParser
+from ragtrail.sources.sandbox import DEFAULT_MAX_MEMORY_MB, DEFAULT_TIMEOUT_S
 from ragtrail.sources.tables import TableSpec
 from ragtrail.sources.walk import KeyRange
 from ragtrail.stages.ingest_jobs import base_entry, job_outcomes, prepare_job
@@ -79,6 +80,7 @@ def ingest_source(
     s3_client: Callable[[], Any] | None = None,
     parse_timeout_s: float = DEFAULT_TIMEOUT_S,
     parse_max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+    parse_workers: int | None = None,
     state_path: str | Path | None = None,
     state_stamp: str | None = None,
     key_range: KeyRange | None = None,
@@ -96,7 +98,9 @@ def ingest_source(
         s3_client: makes the S3 client for ``s3://`` sources (Airflow passes the S3Hook's).
         parse_timeout_s: wall-clock budget per file, any format (the sandboxed parser; a file over it is
             quarantined ``parse_timeout``).
-        parse_max_memory_mb: address-space limit of the sandboxed parser process (``parse_memory_limit``).
+        parse_max_memory_mb: address-space limit of each sandboxed parser process (``parse_memory_limit``).
+        parse_workers: parser processes that parse files side by side (``None``:
+            :func:`ragtrail.sources.parser_pool.default_workers`); the outputs are the same for any number.
         state_path: the version's committed source state (``None``: none yet: every object is read).
         state_stamp: :func:`ragtrail.stages.sync_state.collection_stamp` of the version's collection; a
             state committed for another collection (or none) is not used.
@@ -120,6 +124,7 @@ def ingest_source(
     import pyarrow.parquet as pq
 
     rec = recorder or Recorder()
+    workers = parse_workers or default_workers()
     table = table or TableSpec()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +134,7 @@ def ingest_source(
     rec.param(source=source, max_doc_bytes=max_doc_bytes, id_column=table.id_column or "auto",
               text_column=table.text_column,
               metadata_columns="*" if table.metadata_columns is None else ",".join(table.metadata_columns),
-              parse_timeout_s=parse_timeout_s, parse_max_memory_mb=parse_max_memory_mb)
+              parse_timeout_s=parse_timeout_s, parse_max_memory_mb=parse_max_memory_mb, parse_workers=workers)
 
     stats: Counter[str] = Counter()
     skipped: Counter[str] = Counter()  # passed over on purpose: hidden entries, folder markers…
@@ -139,12 +144,12 @@ def ingest_source(
     merge = SourceMerge(workdir, state_path, state_stamp, fingerprint(source, table, max_doc_bytes), digest, key_range)
     with pq.ParquetWriter(docs_path, schema) as writer, manifest_path.open("w") as manifest, \
             JsonArrayWriter(workdir / QUARANTINE_FILE) as quarantine, \
-            SandboxedParser(parse_timeout_s, parse_max_memory_mb, on_wait=progress.waiting) as sandbox:
+            ParserPool(workers, parse_timeout_s, parse_max_memory_mb, on_wait=progress.waiting) as parsers:
         tally = _Tally(writer, schema, manifest, quarantine, progress, merge)
         jobs = (prepare_job(item, scratch, stats, max_doc_bytes=max_doc_bytes, table=table)
                 for item in merge.filter(iter_source(source, s3_client=s3_client, skipped=skipped, key_range=key_range)))
-        # A few files are queued in the parser process: it parses the next while this one is stored.
-        for job, parsed in sandbox.parse_stream(jobs):
+        # A few files are queued in each parser process: they parse the next ones while this one is stored.
+        for job, parsed in parsers.parse_stream(jobs):
             _read_item(job.context[0], job_outcomes(job, parsed), tally)
             merge.done(job.context[0])
         tally.flush()

@@ -77,7 +77,7 @@ def test_manifest_has_provenance_for_every_document(tmp_path):
     for row in rows.values():
         assert {"uri", "doc_id", "bytes", "sha256", "type", "parser", "status", "reason", "mtime", "etag"} <= set(row)
         assert row["sha256"] and row["mtime"]
-    assert rows["r.pdf"]["parser"] == "pypdf" and rows["r.pdf"]["type"] == "pdf"
+    assert rows["r.pdf"]["parser"] == "pypdfium2" and rows["r.pdf"]["type"] == "pdf"
     assert rows["rows.parquet#2"]["uri"].endswith("/rows.parquet#2") and rows["rows.parquet#2"]["parser"] == "pyarrow"
     assert rows["e.txt"]["status"] == "quarantined" and rows["e.txt"]["reason"] == "empty"
     assert rec.metrics["docs_seen"] == 6 and rec.metrics["docs_parsed"] == 5
