@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtrail.core import env_kit
 from ragtrail.sources.parsed import Parsed, ParseError
+from ragtrail.sources.sandbox_proc import alive, died, reap
 
 if TYPE_CHECKING:
     from ragtrail.sources.tables import TableSpec
@@ -84,6 +85,7 @@ class SandboxedParser:
         self.on_wait = on_wait
         self._proc: subprocess.Popen | None = None
         self._generation = 0  # bumped each time a child starts
+        self._peak_mb = 0.0  # the last child's peak RSS, when it was reaped
         self._chunks: list[bytes] = []
 
     def __enter__(self) -> SandboxedParser:
@@ -110,9 +112,7 @@ class SandboxedParser:
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.kill()
-        code = proc.wait()
+        code, self._peak_mb = reap(proc)
         proc.stdout.close()
         proc.stdin.close()
         return code
@@ -169,7 +169,7 @@ class SandboxedParser:
 
     def _send(self, job: ParseJob) -> None:
         """Queue ``job`` in the running child (started if need be); ParseError when it cannot start."""
-        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        proc = self._proc if self._proc is not None and alive(self._proc) else self._start()
         request = {"path": str(job.path), "name": job.name,
                    "table": asdict(job.table) if job.table is not None else None}
         try:
@@ -200,7 +200,7 @@ class SandboxedParser:
 
     def _holds(self, queue: deque) -> bool:
         """Whether the running child holds every queued request (so a new one can follow them in order)."""
-        return (self._proc is not None and self._proc.poll() is None
+        return (self._proc is not None and alive(self._proc)
                 and all(q.sent_to == self._generation for q in queue))
 
     def _outcomes(self, job: ParseJob, queued: deque) -> Iterator[Parsed | ParseError]:
@@ -231,8 +231,7 @@ class SandboxedParser:
             try:
                 line = self._read_line(deadline, name, started)
             except EOFError:
-                code = self._kill()
-                raise ParseError("parse_crashed", f"the parser process died on this file (exit code {code})") from None
+                raise died(self._kill(), self._peak_mb, self.max_memory_mb) from None
             if line is None:
                 self._kill()
                 raise ParseError("parse_timeout", f"parsing took longer than {self.timeout_s:g} s "
