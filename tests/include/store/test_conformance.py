@@ -124,6 +124,20 @@ def test_versions_alias_move_promote_and_prune_keep_n(store):
     assert store.count("p__v1") == 3
 
 
+def test_going_live_and_pruning_count_no_version(store, monkeypatch):
+    """Deciding what to prune opens no version: on Edge a count loads the version's whole shard."""
+    for i, v in enumerate(["v1", "v2", "v3"]):
+        build(store, f"p__{v}", built_at=float(i))
+    counted = []
+    real = type(store).count
+    monkeypatch.setattr(type(store), "count", lambda self, name: counted.append(name) or real(self, name))
+    assert put_live(store, "p", "p__v3", keep_versions=1) == ["p__v1"]
+    with pytest.raises(LookupError, match="v2"):  # the error names what exists, still without counting
+        put_live(store, "p", "p__v9")
+    assert counted == []
+    assert [v["points"] for v in list_versions(store, "p")] == [12, 12] and sorted(counted) == ["p__v2", "p__v3"]
+
+
 def test_deleting_a_collection_drops_the_aliases_pointing_at_it(store):
     build(store, "p__v1")
     store.point_alias("p", "p__v1")
