@@ -57,9 +57,13 @@ def main(corpus: Path, questions: Path, qdrant: Path, model: str) -> dict:
     from langchain_qdrant import QdrantVectorStore
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    docs = [Document(page_content=BeautifulSoup(p.read_bytes(), "lxml").get_text(),
-                     metadata={"source": str(p.relative_to(corpus))})
-            for p in sorted(corpus.rglob("*.html"))]
+    def text(p: Path) -> str:  # HTML as BeautifulSoup's text, Markdown and plain text as they are
+        if p.suffix in (".html", ".htm"):
+            return BeautifulSoup(p.read_bytes(), "lxml").get_text()
+        return p.read_text(encoding="utf-8", errors="replace")
+
+    docs = [Document(page_content=text(p), metadata={"source": str(p.relative_to(corpus))})
+            for p in sorted(corpus.rglob("*")) if p.suffix in (".html", ".htm", ".md", ".txt")]
     chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
     embeddings = HuggingFaceEmbeddings(model_name=model, encode_kwargs={"normalize_embeddings": True})
     t_embed = time.perf_counter()

@@ -1,4 +1,8 @@
-"""``make bench CORPUS=pgdocs``: ragtrail against the LangChain pipeline on the PostgreSQL manual.
+"""``make bench CORPUS=pgdocs|faqs``: ragtrail against the LangChain pipeline on a real, labelled corpus.
+
+Two corpora: ``pgdocs``, the PostgreSQL manual's HTML pages with known-item questions (:mod:`pgdocs`,
+``--pages``), and ``faqs``, the Perl and Python FAQs, their questions labelled by their authors' answers
+(:mod:`faqs`: Markdown and HTML, BEIR-style, one relevant document per question).
 
 In one run, on the same machine and model, each in its own child process timed with ``os.wait4``:
 
@@ -9,7 +13,7 @@ In one run, on the same machine and model, each in its own child process timed w
 - ``bare encode``: ``model.encode`` over the very chunks ragtrail made, with fp32 torch and with
   the ONNX int8 backend, and the exact (brute-force) MRR@10 / recall@10 of both on the questions.
 
-Results go to ``bench/results/pgdocs.json``; the table is printed at the end.
+Results go to ``bench/results/<corpus>.json``; the table is printed at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "pgdocs.json"
+RESULTS = REPO / "bench" / "results"
 TARGETS = {"wall_over_peer": ("<=", 0.5), "mrr_over_peer": (">=", 1.0), "recall_over_peer": (">=", 1.0),
            "pipeline_over_bare_encode": ("<=", 1.10), "onnx_mrr_over_fp32": (">=", 0.99),
            # issue 30: the default backend within 0.005 of fp32 (torch) on the same chunks
@@ -72,19 +76,27 @@ def score_peer(result: dict, questions: Path) -> dict:
 
     queries = load_queries(questions)
     m = score_rankings([result["rankings"][q["id"]] for q in queries], queries)
-    return {"mrr_at_10": m["mrr_at_10"], "recall_at_10": m["recall_at_10"]}
+    return {"mrr_at_10": m["mrr_at_10"], "recall_at_10": m["recall_at_10"], "ndcg_at_10": m["ndcg_at_10"]}
 
 
 def run(args, measure, child, ingest_cmd, fresh_home, bench_dir: Path) -> dict:
     """The orchestrator (``measure`` and friends come from ``bench/run.py``)."""
     import peer as peer_mod
-    import pgdocs
 
     from ragtrail.stages.embedding import resolve_model_path
 
-    root = bench_dir / "pgdocs"
-    corpus, questions, n_q = pgdocs.prepare(root, args.pages)
-    print(f"corpus: {args.pages} pages of the PostgreSQL 15 manual in {corpus}; {n_q} known-item questions")
+    name = args.corpus
+    root = bench_dir / name
+    if name == "faqs":
+        import faqs
+
+        corpus, questions, n_q = faqs.prepare(root)
+        print(f"corpus: the Perl and Python FAQs' answers in {corpus}; {n_q} questions (their authors' answers relevant)")
+    else:
+        import pgdocs
+
+        corpus, questions, n_q = pgdocs.prepare(root, args.pages)
+        print(f"corpus: {args.pages} pages of the PostgreSQL 15 manual in {corpus}; {n_q} known-item questions")
     print("peer venv: " + str(peer_mod.ensure_venv(bench_dir / "peer-venv")))  # install time is not measured
     print(f"\n{'measurement':<22}{'wall s':>9}{'cpu s':>9}{'peak MB':>10}", flush=True)
     rows: dict = {}
@@ -95,32 +107,32 @@ def run(args, measure, child, ingest_cmd, fresh_home, bench_dir: Path) -> dict:
     rows["peer"] = measure("peer", [str(bench_dir / "peer-venv" / "bin" / "python"), str(REPO / "bench" / "peer.py"),
                                     str(corpus), str(questions), str(qdrant), resolve_model_path("all-MiniLM-L6-v2")])
     rows["peer"]["result"].update(score_peer(rows["peer"]["result"], questions))
-    env = fresh_home("home_pgdocs")
+    env = fresh_home(f"home_{name}")
     extra = ["--eval-queries", str(questions), *(args.ingest_args.split() if args.ingest_args else [])]
     from ragtrail.core.settings import DEFAULT_EMBED_BACKEND
 
     rows["backend"] = extra[extra.index("--embed-backend") + 1] if "--embed-backend" in extra else DEFAULT_EMBED_BACKEND
-    rows["ragtrail"] = measure("ragtrail", ingest_cmd(corpus, "pgdocs") + extra, env)
-    files = latest_chunks(Path(env["RAGTRAIL_HOME"]), "pgdocs")
+    rows["ragtrail"] = measure("ragtrail", ingest_cmd(corpus, name) + extra, env)
+    files = latest_chunks(Path(env["RAGTRAIL_HOME"]), name)
     other = "torch" if rows["backend"] != "torch" else "onnx-int8"
     backends = [rows["backend"]] + ([] if args.skip_fast else [other])  # --skip-fast: the pipeline's only
     rows["encode"] = measure("bare encode", child("encode-chunks", "--questions", str(questions), "--backends",
                                                   ",".join(backends), *map(str, files)), env)
-    return summarize(args.pages, n_q, rows)
+    return summarize(name, args.pages if name == "pgdocs" else None, n_q, rows)
 
 
-def summarize(pages: int, n_q: int, rows: dict) -> dict:
-    """Write ``bench/results/pgdocs.json`` and print the side-by-side table and the ratios."""
+def summarize(name: str, pages: int | None, n_q: int, rows: dict) -> dict:
+    """Write ``bench/results/<name>.json`` and print the side-by-side table and the ratios."""
     peer, rt, enc = rows["peer"], rows["ragtrail"], rows["encode"]["result"]
     ev = rt["result"].get("eval") or {}
     backend = rows["backend"] if rows["backend"] in enc else "torch"
     pr = peer["result"]
     s = {
-        "corpus": "pgdocs", "pages": pages, "questions": n_q,
+        "corpus": name, "pages": pages, "questions": n_q,
         "peer": {"wall_s": peer["wall_s"], "cpu_s": peer["cpu_s"], "peak_rss_mb": peer["peak_rss_mb"],
                  "chunks": pr["chunks"], "truncated_chunks": pr["truncated_chunks"],
                  "embeddings_per_s": pr["chunks"] / pr["index_s"], "mrr_at_10": pr["mrr_at_10"],
-                 "recall_at_10": pr["recall_at_10"]},
+                 "recall_at_10": pr["recall_at_10"], "ndcg_at_10": pr.get("ndcg_at_10")},
         "ragtrail": {"wall_s": rt["wall_s"], "cpu_s": rt["cpu_s"], "peak_rss_mb": rt["peak_rss_mb"],
                      "chunks": rt["result"].get("chunks"), "status": rt["result"].get("status"),
                      "embeddings_per_s": enc[backend]["texts_per_s"], "mrr_at_10": ev.get("mrr_at_10"),
@@ -143,8 +155,9 @@ def summarize(pages: int, n_q: int, rows: dict) -> dict:
             if f"{k}_at_10" in enc[backend]:
                 s[f"default_{k}_minus_fp32"] = enc[backend][f"{k}_at_10"] - enc["torch"][f"{k}_at_10"]
     s.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpus=os.cpu_count(), backend=backend)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(s, indent=1, default=float) + "\n")
+    out = RESULTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(s, indent=1, default=float) + "\n")
     print(f"\n{'':<12}{'wall s':>8}{'cpu s':>8}{'RSS MB':>8}{'chunks':>8}{'emb/s':>8}{'MRR@10':>8}{'R@10':>8}")
     for name in ("peer", "ragtrail"):
         r = s[name]
@@ -158,7 +171,7 @@ def summarize(pages: int, n_q: int, rows: dict) -> dict:
         if s.get(key) is not None:
             ok = s[key] <= goal if op == "<=" else s[key] >= goal
             print(f"{key:<28}{s[key]:>10.3f}  {op} {goal}  {'ok' if ok else 'MISSED'}")
-    print(f"\nwritten: {RESULTS.relative_to(REPO)}")
+    print(f"\nwritten: {out.relative_to(REPO)}")
     return s
 
 

@@ -16,7 +16,8 @@ The orchestrator (this file without a sub-command) builds deterministic corpora 
 Usage::
 
     python bench/run.py [--docs 2000] [--scale 4] [--skip-4x] [--skip-fast]
-    python bench/run.py --corpus pgdocs [--pages 150]   # the real corpus against LangChain: bench/real.py
+    python bench/run.py --corpus pgdocs [--pages 150]   # a real corpus against LangChain: bench/real.py
+    python bench/run.py --corpus faqs                   # the labelled Perl and Python FAQs, the same way
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd")
     p.add_argument("--docs", type=int, default=int(os.environ.get("DOCS") or 2000))
-    p.add_argument("--corpus", choices=["synthetic", "pgdocs"], default="synthetic")
+    p.add_argument("--corpus", choices=["synthetic", "pgdocs", "faqs"], default="synthetic")
     p.add_argument("--pages", type=int, default=150, help="pgdocs: manual pages sampled (seeded)")
     p.add_argument("--ingest-args", default="", help="pgdocs: extra `ragtrail ingest` options, e.g. '--chunk-size 128'")
     p.add_argument("--scale", type=int, default=4)
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         import real
 
         print(json.dumps(real.encode_chunks(args.files, args.questions, args.backends.split(","))))
-    elif args.corpus == "pgdocs":
+    elif args.corpus in ("pgdocs", "faqs"):
         import real
 
         real.run(args, measure, child, ingest_cmd, fresh_home, BENCH)
