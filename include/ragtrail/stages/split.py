@@ -30,6 +30,7 @@ from typing import Any
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.sources.walk import KeyRange
+from ragtrail.stages.plan import system_arrow_pool
 
 SPLIT_FILE = "split.json"
 DEFAULT_DOCS_PER_SHARD = 10_000
@@ -163,6 +164,7 @@ def combined_digest(digests: Iterable[str | None]) -> str:
     return f"{sum(int(d, 16) for d in digests if d) % (1 << 64):016x}"
 
 
+@system_arrow_pool()
 def gather(results: list[dict], workdir: str | Path) -> dict:
     """The ingest shards' results as one: docs files in shard order, their deltas concatenated into one
     (streamed, in key order: the shards are consecutive key ranges), counts summed, digests combined.
@@ -185,7 +187,7 @@ def gather(results: list[dict], workdir: str | Path) -> dict:
         with pq.ParquetWriter(path, pq.read_schema(deltas[0])) as writer:
             for delta in deltas:
                 with pq.ParquetFile(delta) as part:
-                    for rb in part.iter_batches(batch_size=4096):
+                    for rb in part.iter_batches(batch_size=4096, use_threads=False):
                         writer.write_batch(rb)
         out["delta_path"] = str(path)
     if out["docs"] == 0:
