@@ -57,11 +57,12 @@ def batch_size_within(per_batch: int, total: int, max_batches: int | None, *, st
 def system_arrow_pool():
     """Arrow allocates from the C library's allocator while the block runs (the previous pool after it).
 
-    Arrow's default pool (mimalloc in pyarrow ≥ 13) keeps the pages of every parquet file a stage streams
-    through — more so per decoding thread — so a task that reads N/batch files grew its RSS with N although it
-    never held more than one batch (``bench/scale.py``, a forked plan task: 341 → 360 MB from 20k to 80k
-    documents with ≤ 6 MB allocated by Arrow). The streaming stages (plan, its gather, dedupe) run under it and
-    read with ``use_threads=False``: 309 → 310 MB."""
+    Arrow's default pool (mimalloc in pyarrow ≥ 13) kept the pages of the parquet files a stage streams through,
+    more so per decoding thread: a forked plan task peaked at 311-323 MB and dedupe at 318-332 MB, their 20k → 80k
+    slopes anywhere from −140 to +234 B/doc run to run, with ≤ 6 MB ever allocated by Arrow (``bench/scale.py``).
+    plan and dedupe read under this pool with ``use_threads=False``: 282-289 MB at both sizes. (The plan's
+    ``gather``, which writes as much as it reads, stays on the default pool, single-threaded: under this one its
+    peak grew over its first three shard files.)"""
     import pyarrow as pa
 
     before = pa.default_memory_pool()

@@ -30,7 +30,6 @@ from typing import Any
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.sources.walk import KeyRange
-from ragtrail.stages.plan import system_arrow_pool
 
 SPLIT_FILE = "split.json"
 DEFAULT_DOCS_PER_SHARD = 10_000
@@ -164,7 +163,6 @@ def combined_digest(digests: Iterable[str | None]) -> str:
     return f"{sum(int(d, 16) for d in digests if d) % (1 << 64):016x}"
 
 
-@system_arrow_pool()
 def gather(results: list[dict], workdir: str | Path) -> dict:
     """The ingest shards' results as one: docs files in shard order, their deltas concatenated into one
     (streamed, in key order: the shards are consecutive key ranges), counts summed, digests combined.
