@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
+from ragtrail.stages.plan import system_arrow_pool
 
 
+@system_arrow_pool()
 def unique_texts(
     chunk_paths: list[str],
     workdir: str | Path,
@@ -58,7 +60,8 @@ def unique_texts(
             texts.clear()
 
     for path in chunk_paths:
-        for rb in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["chunk_hash", "text"]):
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["chunk_hash", "text"],
+                                                    use_threads=False):
             rows = list(zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True))
             total += len(rows)
             # One sorted probe of the version's hash index and one of the run's, per batch of rows.

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
@@ -50,6 +51,26 @@ def batch_size_within(per_batch: int, total: int, max_batches: int | None, *, st
                 f"{total:,}", unit, param, f"{per_batch:,}", f"{math.ceil(total / per_batch):,}", f"{max_batches:,}",
                 f"{grown:,}", unit)
     return grown
+
+
+@contextmanager
+def system_arrow_pool():
+    """Arrow allocates from the C library's allocator while the block runs (the previous pool after it).
+
+    Arrow's default pool (mimalloc in pyarrow ≥ 13) kept the pages of the parquet files a stage streams through,
+    more so per decoding thread: a forked plan task peaked at 299-330 MB and dedupe at 316-360 MB, their 20k → 80k
+    slopes anywhere from −140 to +234 B/doc run to run, with ≤ 6 MB ever allocated by Arrow (``bench/scale.py``).
+    plan and dedupe read under this pool with ``use_threads=False``: 274-290 MB at both sizes. (The plan's
+    ``gather``, which writes as much as it reads, stays on the default pool, single-threaded: under this one its
+    peak grew over its first three shard files.)"""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
 
 
 def index_state(location, collection: str, seed: Path | None = None) -> tuple[dict[str, dict] | None, dict, int]:
@@ -91,6 +112,7 @@ def check_config(meta: dict, config: dict, collection: str) -> None:
         raise ValueError(f"{collection} was built with {detail}: a new configuration needs a new version")
 
 
+@system_arrow_pool()
 def plan_sync(
     docs_path: str | Path | list,
     workdir: str | Path,
@@ -156,7 +178,8 @@ def plan_sync(
     read_gone: set[str] = set()
     splitter = _Batches(batch_dir, used)
     with JsonArrayWriter(workdir / CHANGED_FILE) as changed:  # O(change): what index must write
-        for rb in (rb for path in sources for rb in pq.ParquetFile(path).iter_batches(batch_size=512)):
+        for rb in (rb for path in sources
+                   for rb in pq.ParquetFile(path).iter_batches(batch_size=512, use_threads=False)):
             table = pa.Table.from_batches([rb])
             keep = _changed_rows(table, existing, gone, read_gone, counts)
             if keep:
@@ -195,7 +218,8 @@ def _gone_candidates(delta_path) -> set[str]:
     import pyarrow.parquet as pq
 
     out: set[str] = set()
-    for rb in pq.ParquetFile(delta_path).iter_batches(batch_size=4096, columns=["doc_id", "status", "prev_status"]):
+    for rb in pq.ParquetFile(delta_path).iter_batches(batch_size=4096, columns=["doc_id", "status", "prev_status"],
+                                                      use_threads=False):
         lost = pc.and_(pc.equal(rb.column(2), "indexed"), pc.not_equal(rb.column(1), "indexed"))
         out.update(rb.column(0).filter(lost).to_pylist())
     return out

@@ -185,7 +185,7 @@ def gather(results: list[dict], workdir: str | Path) -> dict:
         with pq.ParquetWriter(path, pq.read_schema(deltas[0])) as writer:
             for delta in deltas:
                 with pq.ParquetFile(delta) as part:
-                    for rb in part.iter_batches(batch_size=4096):
+                    for rb in part.iter_batches(batch_size=4096, use_threads=False):
                         writer.write_batch(rb)
         out["delta_path"] = str(path)
     if out["docs"] == 0:
