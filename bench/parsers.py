@@ -12,7 +12,7 @@
 
 4. **PDF readers in the sandbox.** Real manuals from Debian packages (``gnuplot-doc``: 311 pages,
    ``octave-doc``: 1,158 pages; ``apt-get download`` + ``dpkg -x``), each read by pypdfium2 (what ragtrail
-   uses) and by pypdf (what it used before; ``bench/pypdf_baseline`` puts it in the child), alternating:
+   uses) and by pypdf (what it used before, from git: ``bench/pdf_readers.baseline`` puts it in the child), alternating:
    seconds per page, and the text compared page by page (words, hyphenated line ends, word overlap);
    ``pdf_retrieval``: each bookmark's title as a BM25 query over each reader's pages.
 5. **The ingest stage serial and parallel, with each PDF reader.** The PostgreSQL manual's HTML pages

@@ -1,8 +1,10 @@
 """Sections 4 and 5 of ``make bench-parsers`` (bench/parsers.py): PDF readers, and the ingest stage serial
 against parallel with each reader.
 
-pypdf runs in the same sandbox child as pypdfium2: ``bench/pypdf_baseline`` on the child's PYTHONPATH
-points the child's PDF handler at the pypdf reader ragtrail had before (:func:`reader`).
+pypdf runs in the same sandbox child as pypdfium2: a folder on the child's PYTHONPATH (:func:`baseline`) holds
+the pypdf reader ragtrail had before, taken from git (``include/ragtrail/sources/pdf.py`` at :data:`PYPDF_REV`,
+the last commit that read PDFs with pypdf), and a ``sitecustomize`` pointing the child's PDF handler at it
+(:func:`reader`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINE = REPO / "bench" / "pypdf_baseline"
+BASELINE = REPO / ".data" / "bench" / "pypdf_baseline"
+PYPDF_REV = "fb200d5"  # the last commit whose include/ragtrail/sources/pdf.py read PDFs with pypdf
+SITECUSTOMIZE = """from ragtrail.sources import parsing
+
+parsing.PACKAGED_HANDLERS["pdf"] = "pypdf_baseline:extract_in_child"
+"""
 READERS = ("pypdf", "pypdfium2")
 MANUALS = {"gnuplot": ("gnuplot-doc", "usr/share/doc/gnuplot/gnuplot.pdf"),
            "octave": ("octave-doc", "usr/share/doc/octave/octave.pdf")}
@@ -39,12 +46,24 @@ def manual(name: str, root: Path = REPO / ".data" / "bench" / "pdf") -> Path:
     return path
 
 
+def baseline() -> Path:
+    """The folder with the pypdf reader (from git) and the ``sitecustomize`` that makes a sandbox child use it."""
+    module = BASELINE / "pypdf_baseline.py"
+    if not module.exists():
+        BASELINE.mkdir(parents=True, exist_ok=True)
+        old = subprocess.run(["git", "show", f"{PYPDF_REV}:include/ragtrail/sources/pdf.py"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout
+        (BASELINE / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        module.write_text(old)
+    return BASELINE
+
+
 @contextmanager
 def reader(name: str):
     """Sandbox children started inside read PDFs with ``name`` (the shipped one is pypdfium2)."""
     old = os.environ.get("PYTHONPATH")
     if name == "pypdf":
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BASELINE), old]))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(baseline()), old]))
     try:
         yield
     finally:
@@ -71,7 +90,7 @@ def _page_words(path: Path) -> dict[str, list[set[str]]]:
 
     from ragtrail.sources import pdf as pdfium_reader
 
-    sys.path.insert(0, str(BASELINE))
+    sys.path.insert(0, str(baseline()))
     import pypdf_baseline
 
     reader_, n = pypdf_baseline._open(str(path))
@@ -140,7 +159,7 @@ def pdf_retrieval() -> dict:
 
     from ragtrail.sources import pdf as pdfium_reader
 
-    sys.path.insert(0, str(BASELINE))
+    sys.path.insert(0, str(baseline()))
     import pypdf_baseline
 
     out = {}
