@@ -7,8 +7,9 @@ hyphenated at a line's end come out whole (PDFium marks that hyphen ``\\x02``; i
 Reasons a PDF is quarantined: ``corrupt_pdf`` (unreadable structure), ``encrypted_pdf`` (needs a
 password; one encrypted only against editing opens), ``no_text_layer`` (pages but no text: a scan; OCR is
 not done), plus the sandbox's ``parse_timeout``, ``parse_memory_limit`` and ``parse_crashed``. PDFium's
-own allocator aborts the process when it meets the address-space limit, so a PDF that needs more memory
-than ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` ends ``parse_crashed`` (exit code -6), the child replaced.
+own allocator aborts the process when it meets the address-space limit (exit code -6, no ``MemoryError``);
+the sandbox tells that from a crash by the child's peak RSS (:mod:`ragtrail.sources.sandbox_proc`), so a PDF
+that needs more memory than ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` ends ``parse_memory_limit``, the child replaced.
 
 Example::
 
