@@ -14,13 +14,11 @@ The child stays up between files, and :meth:`SandboxedParser.parse_stream` keeps
 in it: the child parses the next files while the caller hashes and stores the last one, so no process
 waits on the other between two small files (see docs/formats.md for the measured overhead);
 :func:`parse_in_order` does the same over several children (:mod:`ragtrail.sources.parser_pool`), the
-outcomes still in the files' order. A file's time budget runs from when the caller starts reading it. While a
-file takes long, ``on_wait(name, seconds)`` is called about once a second, so progress lines can name
-the slow file.
+outcomes still in the files' order. A file's time budget runs from when the caller starts reading it. While
+a file takes long, ``on_wait(name, seconds)`` is called about once a second (progress lines name it).
 
-Budgets: ``RAGTRAIL_PARSE_TIMEOUT_S`` (default 120) and ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` (default 2048);
-the older ``RAGTRAIL_PDF_TIMEOUT_S`` / ``RAGTRAIL_PDF_MAX_MEMORY_MB`` are still read when the new ones
-are unset.
+Budgets: ``RAGTRAIL_PARSE_TIMEOUT_S`` (120) and ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` (2048; the older
+``RAGTRAIL_PDF_TIMEOUT_S`` / ``RAGTRAIL_PDF_MAX_MEMORY_MB`` are read when the new ones are unset).
 
 Example::
 
@@ -85,7 +83,7 @@ class SandboxedParser:
         self.on_wait = on_wait
         self._proc: subprocess.Popen | None = None
         self._generation = 0  # bumped each time a child starts
-        self._peak_mb = 0.0  # the last child's peak RSS, when it was reaped
+        self._peak_mb = self._start_mb = 0.0  # the last child's peak RSS when reaped; the one it started with
         self._chunks: list[bytes] = []
 
     def __enter__(self) -> SandboxedParser:
@@ -112,7 +110,8 @@ class SandboxedParser:
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        code, self._peak_mb = reap(proc)
+        code, peak_mb = reap(proc)
+        self._peak_mb = peak_mb if peak_mb > self._start_mb else 0.0  # only a peak the child itself reached
         proc.stdout.close()
         proc.stdin.close()
         return code
@@ -129,7 +128,9 @@ class SandboxedParser:
             ready = self._read_line(time.monotonic() + _START_TIMEOUT_S)
         except EOFError:
             ready = None
-        if ready is None or json.loads(ready).get("ready") is not True:
+        hello = json.loads(ready) if ready is not None else {}
+        self._start_mb = hello.get("maxrss_kb", 0) / 1024
+        if hello.get("ready") is not True:
             code = self._kill()
             raise ParseError("parse_crashed", f"the parser process did not start (exit code {code}): "
                                               f"is {self.max_memory_mb} MB enough to start Python?")

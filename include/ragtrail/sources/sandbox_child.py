@@ -32,7 +32,8 @@ def _serve(max_memory_mb: int) -> None:
     # Parsers import on first use (lxml, pypdfium2, python-docx…): a text-only folder never pays for them.
     from ragtrail.sources.parsing import parse_local
 
-    out.write(json.dumps({"ready": True}) + "\n")
+    # The high-water mark this process starts with: exec keeps the one of the parent's forked copy (see sandbox_proc).
+    out.write(json.dumps({"ready": True, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}) + "\n")
     out.flush()
     for line in sys.stdin:
         request = json.loads(line)

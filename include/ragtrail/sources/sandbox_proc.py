@@ -4,7 +4,9 @@ Both checks keep the child's resource usage readable: liveness is asked with ``w
 would reap a dead child and lose it), and the reaping is ``wait4``, which returns the child's peak RSS. That
 peak tells a child that died at its memory budget from one that crashed: a native parser (PDFium) aborts when
 an allocation fails under ``RLIMIT_AS`` and leaves no ``MemoryError`` to report (measured: a PDF bomb's child
-aborted with exit code -6 at a peak of 244 / 394 / 794 MB under budgets of 250 / 400 / 800 MB).
+aborted with exit code -6 at a peak of 244 / 394 / 794 MB under budgets of 250 / 400 / 800 MB). Linux keeps a
+process's RSS high-water mark across ``exec``: a child starts with the one of the parent's forked copy, which
+the child reports when it is ready, and only a peak above it is the child's own (:class:`.SandboxedParser`).
 """
 
 from __future__ import annotations

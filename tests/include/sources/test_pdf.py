@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -79,17 +81,34 @@ def test_a_pdf_that_runs_too_long_is_killed_and_the_next_one_parses(tmp_path, bo
         assert _one(good, pdf).text == "Still alive." and pdf._proc.pid != pid
 
 
+SMALL_PARENT = """
+import json, sys
+from pathlib import Path
+from ragtrail.sources.parsing import parse_file
+from ragtrail.sources.sandbox import SandboxedParser
+
+bomb, good = Path(sys.argv[1]), Path(sys.argv[2])
+with SandboxedParser(timeout_s=120, max_memory_mb=250) as pdf:
+    (out,) = list(parse_file(bomb.name, bomb, sandbox=pdf))
+    (after,) = list(parse_file(good.name, good, sandbox=pdf))
+    print(json.dumps([out.reason, out.message, after.text]))
+"""
+
+
 def test_a_pdf_that_needs_too_much_memory_is_stopped_by_the_limit(tmp_path, bomb):
     """RLIMIT_AS in the child: PDFium's allocator aborts the child when the bomb meets it (SIGABRT, no
-    MemoryError); the child's peak RSS at the budget says why (the memory limit, not a crash), the caller
-    carries on."""
+    MemoryError); the child's own peak RSS at the budget says why (the memory limit, not a crash), the caller
+    carries on. Run from a small parent: a child starts with its parent's RSS high-water mark (see the big-parent test),
+    and this one's budget, 250 MB, is below a test worker's RSS."""
+    import json
+
     good = tmp_path / "good.pdf"
     good.write_bytes(samples.text_pdf("Memory left."))
-    with SandboxedParser(timeout_s=120, max_memory_mb=250) as pdf:
-        out = _one(bomb, pdf)
-        assert out.reason == "parse_memory_limit" and "more than 250 MB" in out.message, out.message
-        assert "exit code -6" in out.message, out.message
-        assert _one(good, pdf).text == "Memory left."
+    out = subprocess.run([sys.executable, "-c", SMALL_PARENT, str(bomb), str(good)], capture_output=True, text=True,
+                         timeout=300, check=True)
+    reason, message, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert reason == "parse_memory_limit" and "more than 250 MB" in message and "exit code -6" in message, message
+    assert after == "Memory left."
 
 
 def test_a_worker_killed_mid_file_is_reported_as_crashed(tmp_path, bomb):
@@ -123,3 +142,29 @@ def test_arbitrary_and_mutated_pdf_bytes_never_escape_the_parser(data, pdf, tmp_
         assert out.reason in PDF_REASONS, out.reason
     else:
         assert out.text.strip()
+
+
+BIG_PARENT = """
+import os, signal, sys, threading
+from pathlib import Path
+from ragtrail.sources.parsing import parse_file
+from ragtrail.sources.sandbox import SandboxedParser
+
+ballast = bytearray(700 * 1024 * 1024)  # resident: the child's forked copy starts with this high-water mark
+for i in range(0, len(ballast), 4096):
+    ballast[i] = 1
+bomb = Path(sys.argv[1])
+with SandboxedParser(timeout_s=120, max_memory_mb=600) as pdf:
+    pdf._start()
+    threading.Timer(0.5, os.kill, (pdf._proc.pid, signal.SIGKILL)).start()
+    (out,) = list(parse_file(bomb.name, bomb, sandbox=pdf))
+    print(out.reason)
+"""
+
+
+def test_a_big_parent_does_not_make_a_killed_child_look_out_of_memory(bomb):
+    """exec keeps the RSS high-water mark of the parent's forked copy: a child of a 700 MB parent "peaked" at
+    700 MB before it parsed anything; only a peak above the one it started with is the child's own."""
+    out = subprocess.run([sys.executable, "-c", BIG_PARENT, str(bomb)], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.split()[-1] == "parse_crashed", out.stdout + out.stderr
