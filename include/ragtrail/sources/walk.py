@@ -81,13 +81,14 @@ def iter_local_items(root: Path, skipped: Counter | None = None, key_range: KeyR
     in this order (:mod:`ragtrail.stages.sync_state`). ``key_range`` (one shard of the source): only keys
     inside it; a subfolder wholly before the range is not entered, and the walk ends at the first key past it.
     """
-    walk = _Walk(str(root), skipped if skipped is not None else Counter(), key_range or KeyRange())
     try:
-        st = os.stat(walk.top)
+        st = os.stat(root)
     except FileNotFoundError:
         raise FileNotFoundError(f"source folder does not exist: {root}") from None
-    if not stat.S_ISDIR(st.st_mode):  # the source names one file
-        walk.top = os.path.dirname(walk.top)
+    one_file = not stat.S_ISDIR(st.st_mode)  # the source names one file: its folder is the top
+    walk = _Walk(os.path.dirname(str(root)) if one_file else str(root), skipped if skipped is not None else Counter(),
+                 key_range or KeyRange())
+    if one_file:
         yield walk.item(str(root), st) if stat.S_ISREG(st.st_mode) else walk.skip(
             str(root), "not_a_regular_file", f"{kind_of(st.st_mode)}, not a regular file")
         return
@@ -182,18 +183,9 @@ class _Walk:
     """One walk under ``top``: the items it yields, the skips it counts, the real folders it has seen."""
 
     def __init__(self, top: str, skipped: Counter, key_range: KeyRange):
-        self.skipped, self.key_range = skipped, key_range
-        self.top = top
+        self.top, self.skipped, self.key_range = top, skipped, key_range
+        self._cut, self._top_uri = len(top.rstrip(os.sep)) + 1, Path(top).as_uri().rstrip("/")
         self.visited: set[tuple[int, int]] = set()
-
-    @property
-    def top(self) -> str:
-        return self._top
-
-    @top.setter
-    def top(self, top: str) -> None:
-        self._top, self._cut = top, len(top.rstrip(os.sep)) + 1
-        self._top_uri = Path(top).as_uri().rstrip("/")
 
     def rel(self, path: str) -> str:  # every path here is top + "/" + …: no os.path.relpath per file
         return doc_id_of(path[self._cut:].replace(os.sep, "/"))
