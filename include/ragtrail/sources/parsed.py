@@ -25,6 +25,12 @@ class ParseError(Exception):
         self.key = key  # the row, for one bad row of a table; None for the whole file
 
 
+def memory_limit(max_memory_mb: int, detail: str = "") -> ParseError:
+    """A file that needed more than the parser process's memory budget (its child says so, or its death shows it)."""
+    return ParseError("parse_memory_limit", f"parsing needed more than {max_memory_mb} MB "
+                                            f"(RAGTRAIL_PARSE_MAX_MEMORY_MB{detail})")
+
+
 @dataclass(frozen=True)
 class Parsed:
     """The text of one document and how it was obtained.

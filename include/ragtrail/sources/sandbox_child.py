@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ragtrail.sources.parsed import Parsed, ParseError
+from ragtrail.sources.parsed import Parsed, ParseError, memory_limit
 
 
 def _serve(max_memory_mb: int) -> None:
@@ -56,9 +56,8 @@ def _answer(request: dict, parse_local, out, max_memory_mb: int) -> dict:
             out.write(_line(doc) + "\n")
         return {"end": True}
     except MemoryError:
-        error = {"reason": "parse_memory_limit", "message": f"parsing needed more than {max_memory_mb} MB "
-                                                            "(RAGTRAIL_PARSE_MAX_MEMORY_MB)"}
-        return {"end": True, "restart": True, "error": error}
+        error = memory_limit(max_memory_mb)
+        return {"end": True, "restart": True, "error": {"reason": error.reason, "message": error.message}}
     except RecursionError:
         return {"end": True, "restart": True,
                 "error": {"reason": "too_complex", "message": "the file nests objects too deeply"}}

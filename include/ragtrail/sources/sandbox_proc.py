@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 
-from ragtrail.sources.parsed import ParseError
+from ragtrail.sources.parsed import ParseError, memory_limit
 
 AT_BUDGET = 0.9  # a peak RSS within 10 % of the budget: the child ran out of memory
 
@@ -33,6 +33,8 @@ def alive(proc: subprocess.Popen) -> bool:
 
 def reap(proc: subprocess.Popen) -> tuple[int | None, float]:
     """Kill the child if it runs, reap it; its exit code and peak RSS in MB (0 when reaped elsewhere)."""
+    if proc.returncode is not None:  # reaped already: its pid may be another process's by now
+        return proc.returncode, 0.0
     with contextlib.suppress(ProcessLookupError):  # not proc.kill(): its poll() would reap the child first
         os.kill(proc.pid, signal.SIGKILL)  # a child that died is a zombie until reaped here: a no-op
     try:
@@ -46,7 +48,5 @@ def reap(proc: subprocess.Popen) -> tuple[int | None, float]:
 def died(code: int | None, peak_mb: float, max_memory_mb: int) -> ParseError:
     """Why the child died on a file: its memory budget when it died of a signal at that budget, else a crash."""
     if code is not None and code < 0 and peak_mb >= AT_BUDGET * max_memory_mb:
-        return ParseError("parse_memory_limit", f"parsing needed more than {max_memory_mb} MB "
-                                                f"(RAGTRAIL_PARSE_MAX_MEMORY_MB; the parser stopped at {peak_mb:.0f} MB, "
-                                                f"exit code {code})")
+        return memory_limit(max_memory_mb, f"; the parser stopped at {peak_mb:.0f} MB, exit code {code}")
     return ParseError("parse_crashed", f"the parser process died on this file (exit code {code})")
