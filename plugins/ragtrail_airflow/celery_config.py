@@ -17,28 +17,17 @@ Use it as the Celery config (docker-compose.yml does)::
 
 from __future__ import annotations
 
-import logging
-import os
-
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 from celery.signals import import_modules
 
 from ragtrail.core import env
-
-log = logging.getLogger(__name__)
+from ragtrail_airflow.preload import preload_mlflow
 
 CELERY_CONFIG = dict(DEFAULT_CELERY_CONFIG)
 
 
 @import_modules.connect
-def preload_mlflow(*_args, **_kwargs) -> None:
+def preload_in_worker(*_args, **_kwargs) -> None:
     """In a Celery worker's main process, before its pool starts: import MLflow for every task process."""
-    if not env.PRELOAD_MLFLOW.get():
-        return
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # as in the scheduler's preload
-    try:
-        from ragtrail.trail.task_run import preload
-
-        preload()
-    except Exception:  # a task imports it itself, as before
-        log.warning("could not preload MLflow in the Celery worker", exc_info=True)
+    if env.PRELOAD_MLFLOW.get():
+        preload_mlflow("the Celery worker")

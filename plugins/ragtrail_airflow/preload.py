@@ -7,7 +7,8 @@ already there, for free. This listener's ``on_starting`` runs when the scheduler
 the executor forks anything. MLflow starts no threads and opens nothing at import, so forking after
 it is safe; torch and the Qdrant client (gRPC) are deliberately not preloaded.
 
-Off with ``RAGTRAIL_PRELOAD_MLFLOW=off``; other executors and components are left alone.
+Off with ``RAGTRAIL_PRELOAD_MLFLOW=off``; other executors and components are left alone (a Celery worker
+preloads through :mod:`ragtrail_airflow.celery_config`, with the same :func:`preload_mlflow`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def on_starting(component) -> None:
     # scheduler keep its argv, and need nothing from here.
     if type(component).__name__ != "Job" or not _is_local_scheduler():
         return
+    preload_mlflow("the scheduler")
+
+
+def preload_mlflow(where: str) -> None:
+    """Import MLflow here, in a process that forks task processes (``where`` names it in a warning)."""
     # Task processes inherit MLflow's logging set-up from here: no stderr handler of its own (see
     # ragtrail_airflow.operator.quiet_progress_bars), its records go through Airflow's logging.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
@@ -45,4 +51,4 @@ def on_starting(component) -> None:
 
         preload()
     except Exception:  # a task imports it itself, as before
-        log.warning("could not preload MLflow in the scheduler", exc_info=True)
+        log.warning("could not preload MLflow in %s", where, exc_info=True)
