@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
-from ragtrail.stages.plan import system_arrow_pool
+from ragtrail.stages.arrow_pool import system_arrow_pool
 
 
 @system_arrow_pool()

@@ -16,11 +16,11 @@ import json
 import logging
 import math
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.sources.parsed import JsonArrayWriter
+from ragtrail.stages.arrow_pool import system_arrow_pool
 from ragtrail.stages.state_commit import bootstrap_state, keep_missing
 from ragtrail.stages.sync_state import delta_meta
 from ragtrail.store import collection_name, open_store
@@ -51,26 +51,6 @@ def batch_size_within(per_batch: int, total: int, max_batches: int | None, *, st
                 f"{total:,}", unit, param, f"{per_batch:,}", f"{math.ceil(total / per_batch):,}", f"{max_batches:,}",
                 f"{grown:,}", unit)
     return grown
-
-
-@contextmanager
-def system_arrow_pool():
-    """Arrow allocates from the C library's allocator while the block runs (the previous pool after it).
-
-    Arrow's default pool (mimalloc in pyarrow ≥ 13) kept the pages of the parquet files a stage streams through,
-    more so per decoding thread: a forked plan task peaked at 299-330 MB and dedupe at 316-360 MB, their 20k → 80k
-    slopes anywhere from −140 to +234 B/doc run to run, with ≤ 6 MB ever allocated by Arrow (``bench/scale.py``).
-    plan and dedupe read under this pool with ``use_threads=False``: 274-290 MB at both sizes. (The plan's
-    ``gather``, which writes as much as it reads, stays on the default pool, single-threaded: under this one its
-    peak grew over its first three shard files.)"""
-    import pyarrow as pa
-
-    before = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(before)
 
 
 def index_state(location, collection: str, seed: Path | None = None) -> tuple[dict[str, dict] | None, dict, int]:

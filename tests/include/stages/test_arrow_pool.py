@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from ragtrail.stages.plan import system_arrow_pool
+from ragtrail.stages.arrow_pool import system_arrow_pool
 
 
 def test_the_block_allocates_from_the_system_pool_and_restores_the_previous_one():
