@@ -167,17 +167,14 @@ def _words(text: str) -> int:
 
 def unpack(root: Path) -> Path:
     """The folder the two packages are unpacked into, downloading them when missing."""
-    root.mkdir(parents=True, exist_ok=True)
+    from pgdocs import unpack_deb
+
     out = root / "deb"
     if (out / PYTHON_FAQ).is_dir() and list((out / PERL_POD).glob("*/pod/perlfaq9.pod")):
         return out
     shutil.rmtree(out, ignore_errors=True)
     for package in PACKAGES:
-        debs = sorted(root.glob(f"{package}_*.deb"))
-        if not debs:
-            subprocess.run(["apt-get", "download", package], cwd=root, check=True, stdout=subprocess.DEVNULL)
-            debs = sorted(root.glob(f"{package}_*.deb"))
-        subprocess.run(["dpkg", "-x", str(debs[-1]), str(out)], check=True)
+        unpack_deb(package, root, out)
     return out
 
 

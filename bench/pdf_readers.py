@@ -39,10 +39,9 @@ def manual(name: str, root: Path = REPO / ".data" / "bench" / "pdf") -> Path:
     package, inner = MANUALS[name]
     path = root / "x" / inner
     if not path.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        if not list(root.glob(f"{package}_*.deb")):
-            subprocess.run(["apt-get", "download", package], cwd=root, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["dpkg", "-x", str(sorted(root.glob(f"{package}_*.deb"))[-1]), str(root / "x")], check=True)
+        from pgdocs import unpack_deb
+
+        unpack_deb(package, root, root / "x")
     return path
 
 

@@ -61,19 +61,25 @@ def section_questions(page: str) -> list[str]:
     return [q for q in out if len(q.split()) >= 2][:SECTIONS_PER_PAGE]
 
 
+def unpack_deb(package: str, root: Path, out: Path) -> None:
+    """Unpack a Debian package into ``out`` (``dpkg -x``), its .deb downloaded into ``root`` once
+    (``apt-get download``: the only network this bench and its siblings, faqs and pdf_readers, use)."""
+    root.mkdir(parents=True, exist_ok=True)
+    debs = sorted(root.glob(f"{package}_*.deb"))
+    if not debs:
+        subprocess.run(["apt-get", "download", package], cwd=root, check=True, stdout=subprocess.DEVNULL)
+        debs = sorted(root.glob(f"{package}_*.deb"))
+    subprocess.run(["dpkg", "-x", str(debs[-1]), str(out)], check=True)
+
+
 def unpack(root: Path) -> Path:
     """The manual's HTML folder, downloading and unpacking the Debian package when missing."""
-    root.mkdir(parents=True, exist_ok=True)
     out = root / "deb"
     html_dir = out / HTML_DIR
     if html_dir.is_dir() and any(html_dir.glob("*.html")):
         return html_dir
-    debs = sorted(root.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=root, check=True, stdout=subprocess.DEVNULL)
-        debs = sorted(root.glob(f"{PACKAGE}_*.deb"))
     shutil.rmtree(out, ignore_errors=True)
-    subprocess.run(["dpkg", "-x", str(debs[-1]), str(out)], check=True)
+    unpack_deb(PACKAGE, root, out)
     return html_dir
 
 
