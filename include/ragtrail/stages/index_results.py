@@ -26,6 +26,7 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     """
     from ragtrail.stages.indexing import index_run
     from ragtrail.stages.plan import read_plan
+    from ragtrail.store.edge_parts import bounds_from_batches, part_points
 
     planned = read_plan(workdir)
     chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
@@ -45,6 +46,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         recorder=recorder, source_state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
         total_chunks=sum(counts) if counts and all(isinstance(n, int) for n in counts) else None,
         fetch=fetch, release=release,
+        # an embedded store's parts: a new part at a chunk batch's first document every ~part_points() points
+        parts=bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked or [] if c), part_points()),
     )
     return {**result, "state_path": str(out) if state["delta_path"] and out.exists() else None}
 

@@ -35,6 +35,7 @@ from ragtrail.store import (
     open_store,
     vectors_by_hash,
 )
+from ragtrail.store.base import PARTS_KEY
 from ragtrail.store.sparse import CONFIG as SPARSE_CONFIG
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
@@ -55,6 +56,7 @@ def index_run(
     total_chunks: int | None = None,
     fetch=local,
     release=keep,
+    parts: list[str] | None = None,
 ) -> dict:
     """Bring the version's collection to this run's view of the source (the gate, not this stage, moves the alias).
 
@@ -69,7 +71,8 @@ def index_run(
     read: a work store's files are fetched one by one, not all up front), vectors read per embed batch; what
     must outlive a chunk file (which documents were written, which point ids are new, where each new
     vector is) lives in :data:`INDEX_STATE_FILE`, not in memory. ``total_chunks``: the points expected
-    (progress only; read from the chunk files when not given).
+    (progress only; read from the chunk files when not given). ``parts``: where an embedded store cuts a
+    collection this run creates (:func:`ragtrail.store.edge_parts.bounds_from_batches`; ``None``: one part).
 
     Returns:
         ``{"collection", "alias", "vectors", "upserted", "deleted", "live", "docs_skipped"}``.
@@ -95,7 +98,8 @@ def index_run(
                 dim = store.dimension(name)
             if dim is not None:
                 ensure_collection(store, name, dim, {**config, "product": product, "version": version,
-                                                      "built_at": time.time(), "sparse": dict(SPARSE_CONFIG)})
+                                                      "built_at": time.time(), "sparse": dict(SPARSE_CONFIG),
+                                                      **({PARTS_KEY: parts} if parts else {})})
             failpoint("index.start", workdir)
             progress = Progress("index", total_chunks, "points", recorder=rec)
             upserts = _Upserts(store, name, workdir, progress)
