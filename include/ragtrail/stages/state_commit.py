@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -189,9 +188,11 @@ def _counts(counts: dict) -> dict:
 
 def _stage(path: Path, delta_path, chunk_paths, changed, written, deleted, missing_hashes, fetch, release) -> dict:
     """The run's changes to the state, keyed (each by its object's key), in one small SQLite file: O(change)."""
+    from ragtrail.stages.state_parts import scratch
+
     path.unlink(missing_ok=True)
-    conn = sqlite3.connect(str(path))
-    conn.executescript(_STAGE)
+    conn = scratch(path)
+    conn.executescript(f"BEGIN; {_STAGE} COMMIT;")
     counts = {"upsert": 0, "delete": 0, "keep": 0}
     unwritten = changed - written  # once: per delta row it made the commit O(N²) (80k documents: minutes)
     with conn:  # the delta in its order: a later row of a document replaces an earlier one

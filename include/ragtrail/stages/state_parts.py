@@ -71,8 +71,17 @@ def range_where(key_range: KeyRange | None, column: str = "key") -> tuple[str, t
 
 
 def create_part(path: str | Path) -> sqlite3.Connection:
+    """A part being written: no journal, no fsync per transaction — it is a new file no reader knows until the
+    manifest names it, and :meth:`ragtrail.core.statefile.StateFile.commit` syncs it before."""
+    conn = scratch(path)
+    conn.executescript(f"BEGIN; {PART_SCHEMA} COMMIT;")
+    return conn
+
+
+def scratch(path: str | Path) -> sqlite3.Connection:
+    """A connection to a file of this task's own (a part being written, the commit's stage file)."""
     conn = sqlite3.connect(str(path))
-    conn.executescript(PART_SCHEMA)
+    conn.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
     return conn
 
 
