@@ -241,13 +241,13 @@ def worker(spec_path: str) -> None:
     """A stage's worker: import the stage code, then fork one process per task instance, one at a time."""
     spec = json.loads(Path(spec_path).read_text())
     task = spec["task"]
+    import pyarrow.parquet  # noqa: F401
+
     import ragtrail.stages.embedding as embedding
     from ragtrail.trail.task_run import preload
-    from ragtrail_airflow.preload import preload_arrow
     from ragtrail_airflow.rag import pipeline  # noqa: F401
 
     preload()
-    preload_arrow()  # pyarrow.parquet and pandas, as the scheduler's and the Celery worker's preload do
     if task == "embed":
         embedding.load_model = _hash_model  # the seam the embed stage loads its model through
     items = spec["items"]

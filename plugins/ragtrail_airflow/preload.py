@@ -1,5 +1,4 @@
-"""Import MLflow (and pyarrow with pandas) once in the scheduler, so that LocalExecutor task processes start with
-them loaded.
+"""Import MLflow once in the scheduler, so that LocalExecutor task processes start with it loaded.
 
 Every task of a UI-triggered run is a new process, and each spent 2-3.5 s importing MLflow before it
 could open its run (metric ``tracking_setup_s``). The LocalExecutor forks its workers from the
@@ -53,15 +52,3 @@ def preload_mlflow(where: str) -> None:
         preload()
     except Exception:  # a task imports it itself, as before
         log.warning("could not preload MLflow in %s", where, exc_info=True)
-    preload_arrow()
-
-
-def preload_arrow() -> None:
-    """Import pyarrow's parquet module and pandas, when installed (the RAG kit): pyarrow imports pandas on a
-    process's first array, so every task that writes a parquet row — an ingest shard with one changed file —
-    spent ~0.3 s there (measured with cProfile on a re-ingest shard). Neither starts a thread at import."""
-    try:
-        import pandas  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:  # the tracking provider alone: nothing of the kit's to warm
-        pass
