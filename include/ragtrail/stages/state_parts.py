@@ -53,6 +53,12 @@ def overlaps(a: KeyRange, b: KeyRange) -> bool:
         b.after is None or a.upto is None or b.after < a.upto)
 
 
+def covers(ranges: list[KeyRange]) -> bool:
+    """Whether consecutive ``ranges`` cover every key once (open at both ends, each starting where the last ended)."""
+    return (ranges[0].after is None and ranges[-1].upto is None
+            and all(a.upto == b.after for a, b in zip(ranges, ranges[1:], strict=False)))
+
+
 def parts_of(state: LocalState, key_range: KeyRange | None) -> list[dict]:
     """The parts holding keys of ``key_range`` (``None``: every part), in key order."""
     return [p for p in state.parts if key_range is None or overlaps(range_of(p), key_range)]
@@ -143,7 +149,8 @@ def commit_parts(out_dir: str | Path, base: LocalState | None, stage: str | Path
     out_dir = _fresh(Path(out_dir))
     base_parts = base.parts if base is not None else []
     generation = (base.manifest.get("generation", 0) + 1) if base is not None else 1
-    ranges = ranges or [range_of(p) for p in base_parts] or [KeyRange()]
+    if not ranges or not covers(ranges):  # no split recorded (or not a whole one): the base's map stands
+        ranges = [range_of(p) for p in base_parts] or [KeyRange()]
     st = sqlite3.connect(str(stage))
     keys = (k for (k,) in st.execute("SELECT key FROM ops UNION SELECT key FROM dropped UNION "
                                      "SELECT key FROM newchunks ORDER BY key"))
@@ -215,7 +222,7 @@ def split_one_file(one_file: str | Path, out_dir: str | Path, ranges: list[KeyRa
     run's changes) cut into parts along ``ranges``: the migration, once. ``one_file`` is this run's own copy
     (it gains an index). Returns the manifest."""
     out_dir = _fresh(Path(out_dir))
-    ranges = ranges or [KeyRange()]
+    ranges = ranges if ranges and covers(ranges) else [KeyRange()]
     src = sqlite3.connect(str(one_file))
     with src:  # each chunk row's key: its document's (a hash of no known document keeps its id as key)
         src.executescript("""

@@ -205,3 +205,26 @@ def test_the_split_reuses_the_map_and_recuts_only_a_part_that_grew(tmp_path):
     ranges, keys = shards_from_parts(state.fetch(tmp_path / "z"), 10, None)
     assert keys == 12 and len(ranges) == 2 and ranges[0].upto == before[0]["upto"] and ranges[-1].upto is None
     assert load_local(state.fetch(tmp_path / "w")) is not None
+
+
+def test_a_commit_from_one_shard_of_several_keeps_the_other_parts(tmp_path):
+    """A delta that records only its own shard's range (one shard's result, no split ranges passed on) must not
+    shrink the map to that range: the other parts stay, untouched."""
+    corpus = tmp_path / "src"
+    write_corpus(corpus)
+    state = open_state("one__v1", url="", local_root=tmp_path / "work")
+    run(corpus, tmp_path, "r1", state)
+    before = state.fetch(tmp_path / "x").parts
+    (corpus / "doc012.md").write_text("Changed.")
+    os.utime(corpus / "doc012.md", ns=(1, 1))
+    work = tmp_path / "r2"
+    ranges, _ = read_split(split_source(str(corpus), work, docs_per_shard=10, state_path=state.fetch(work),
+                                        state_stamp=STAMP)["split_path"])
+    out = ingest_source(str(corpus), work / "s1", state_path=state.fetch(work), state_stamp=STAMP, key_range=ranges[1],
+                        shard="2 of 3")
+    commit_state(work / "after", base_path=state.fetch(work / "i"), delta_path=out["delta_path"], chunk_paths=[],
+                 changed={"doc012.md"}, written={"doc012.md"}, deleted=set(), missing_hashes=set(), stamp=STAMP)
+    state.commit(work / "after")
+    after = state.fetch(tmp_path / "y").parts
+    assert [(p["after"], p["upto"], p["keys"]) for p in after] == [(p["after"], p["upto"], p["keys"]) for p in before]
+    assert [p["file"] for p in after][::2] == [p["file"] for p in before][::2] and after[1]["file"] != before[1]["file"]
