@@ -196,11 +196,9 @@ def _stage(path: Path, delta_path, chunk_paths, changed, written, deleted, missi
     counts = {"upsert": 0, "delete": 0, "keep": 0}
     unwritten = changed - written  # once: per delta row it made the commit O(N²) (80k documents: minutes)
     with conn:  # the delta in its order: a later row of a document replaces an earlier one
-        for what, row in _delta_rows(delta_path, unwritten, deleted, counts):
-            if what == "upsert":
-                conn.execute("INSERT OR REPLACE INTO ops VALUES (?, ?, 'upsert', ?, ?, ?, ?, ?, ?)", row)
-            else:
-                conn.execute("INSERT OR REPLACE INTO ops (key, doc_id, what) VALUES (?, ?, 'delete')", row)
+        rows = ((*row[:2], what, *row[2:], *(None,) * (8 - len(row)))
+                for what, row in _delta_rows(delta_path, unwritten, deleted, counts))
+        conn.executemany("INSERT OR REPLACE INTO ops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((d,) for d in written | deleted))
         conn.execute("INSERT INTO dropped SELECT t.doc_id, COALESCE((SELECT MIN(o.key) FROM ops o "
                      "WHERE o.doc_id = t.doc_id), t.doc_id) FROM touched t")

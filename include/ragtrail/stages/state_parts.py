@@ -116,17 +116,11 @@ def _write_manifest(out_dir: Path, generation: int, meta: dict, parts: list[dict
     return manifest
 
 
-def _touched(ranges: list[KeyRange], keys) -> list[bool]:
-    """Which of ``ranges`` (consecutive, in key order) hold one of ``keys`` (in key order)."""
-    hit = [False] * len(ranges)
-    i = 0
-    for key in keys:
-        while i < len(ranges) and not ranges[i].holds(key):
-            i += 1
-        if i == len(ranges):
-            break
-        hit[i] = True
-    return hit
+def _has_changes(stage: sqlite3.Connection, key_range: KeyRange) -> bool:
+    """Whether the run changed anything in ``key_range`` (three indexed look-ups, whatever the run's size)."""
+    w, args = range_where(key_range)
+    return any(stage.execute(f"SELECT 1 FROM {table} WHERE {w} LIMIT 1", args).fetchone()
+               for table in ("ops", "dropped", "newchunks"))
 
 
 _APPLY = (
@@ -152,9 +146,7 @@ def commit_parts(out_dir: str | Path, base: LocalState | None, stage: str | Path
     if not ranges or not covers(ranges):  # no split recorded (or not a whole one): the base's map stands
         ranges = [range_of(p) for p in base_parts] or [KeyRange()]
     st = sqlite3.connect(str(stage))
-    keys = (k for (k,) in st.execute("SELECT key FROM ops UNION SELECT key FROM dropped UNION "
-                                     "SELECT key FROM newchunks ORDER BY key"))
-    touched = _touched(ranges, keys)
+    touched = [_has_changes(st, r) for r in ranges]
     missing = [h for (h,) in st.execute("SELECT chunk_hash FROM missing")]
     st.close()
     if missing:  # rare (a held hash the collection lacked): every part is asked, only those holding one rewritten
