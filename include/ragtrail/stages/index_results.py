@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.spec import RunConfig
-from ragtrail.core.statefile import STATE_FILE
+
+STATE_AFTER = "state_after"  # the folder commit_state writes: the manifest and the parts this run rewrote
 
 
 def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str,
@@ -19,7 +20,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     Missing chunk or embed results (a failed batch) leave their documents untouched in the index; the
     roll-up then reports the run PARTIAL. ``location``: anything :func:`ragtrail.store.resolve_store`
     accepts (``None``: the environment's store). ``state_base``: the committed source state (a local copy);
-    the state after this run's writes is written to ``state_path`` of the result for the caller to commit
+    the state after this run's writes (a folder: the parts it rewrote and the manifest) is written to
+    ``state_path`` of the result for the caller to commit
     (:class:`ragtrail.core.statefile.StateFile`), when the ingest stage wrote a delta. ``work``: the run's
     :class:`ragtrail.core.workstore.RunWork` when ``chunked`` / ``embedded`` carry its store URLs; the stage
     then fetches each file when it reads it and drops the local copy after (``None``: local paths).
@@ -35,7 +37,7 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     fetch, release = _file_access(work)
     counts = [c.get("chunks") for c in chunked or [] if c]
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
-    out = Path(workdir) / STATE_FILE
+    out = Path(workdir) / STATE_AFTER
     changed = json.loads(Path(planned["changed_path"]).read_text()) if planned.get("changed_path") else []
     state = {"base_path": planned.get("held_path") or state_base, "delta_path": planned.get("delta_path"),
              "changed": set(changed), "out_path": out}

@@ -29,7 +29,6 @@ from airflow.sdk import Param, task
 
 from ragtrail.core import env_kit
 from ragtrail.core.spec import FIELDS, form_schemas
-from ragtrail.core.statefile import STATE_FILE
 from ragtrail_airflow.rag.approval import PromotionApproval
 from ragtrail_airflow.rag.assets import INDEX_ALIAS
 from ragtrail_airflow.rag.source_tasks import ingest, plan, split
@@ -211,8 +210,9 @@ def index(chunked, embedded, params=None, tracker=None, dag_run=None):
     result = index_from_results(as_list(chunked), as_list(embedded), cfg, work.local, dag_run.run_id,
                                 recorder=tracker, location=store_settings(), state_base=state.fetch(work.local),
                                 work=work)
-    if result.pop("state_path", None):  # after the writes: the next run merges its listing against this
-        state.commit(work.local / STATE_FILE)
+    after = result.pop("state_path", None)
+    if after:  # after the writes: the next run merges its listing against this
+        state.commit(after)
     return result
 
 

@@ -9,6 +9,7 @@ import sqlite3
 import pyarrow.parquet as pq
 import pytest
 
+from ragtrail.core.statefile import load_local
 from ragtrail.sources.walk import SourceItem
 from ragtrail.stages.ingest import ingest_source
 from ragtrail.stages.state_commit import HeldHashes, commit_state
@@ -38,6 +39,12 @@ def commit_all(tmp_path, out: dict, name: str, chunks: list[tuple[str, str]] = (
                  missing_hashes=set(), stamp=STAMP)
     commit_all.last = state
     return state
+
+
+def rows_of(state, sql: str) -> list[tuple]:
+    """``sql`` run on every part of a state folder (commit_state's output)."""
+    local = load_local(state)
+    return [row for part in local.parts for row in sqlite3.connect(local.part(part)).execute(sql)]
 
 
 def out_gone(out: dict) -> list[str]:
@@ -107,7 +114,7 @@ def test_a_document_that_was_not_written_is_read_again_next_run(corpus, tmp_path
     docs = set(pq.read_table(first["docs_path"], columns=["doc_id"]).column(0).to_pylist())
     commit_state(state, base_path=None, delta_path=first["delta_path"], chunk_paths=[], changed=docs,
                  written=docs - {"a-b.md"}, deleted=set(), missing_hashes=set(), stamp=STAMP)
-    rows = dict(sqlite3.connect(state).execute("SELECT doc_id, status FROM docs"))
+    rows = dict(rows_of(state, "SELECT doc_id, status FROM docs"))
     assert rows["a-b.md"] == "pending" and rows["a.md"] == "indexed"
     out = ingest_source(str(corpus), tmp_path / "w2", state_path=state, state_stamp=STAMP)
     assert out["objects_read"] == 1
@@ -135,7 +142,7 @@ def test_the_commit_takes_the_unwritten_documents_once_not_once_per_row(corpus, 
                  written=docs - {"a-b.md"}, deleted=set(), missing_hashes=set(), stamp=STAMP)
     assert pq.read_metadata(first["delta_path"]).num_rows == 6
     assert CountingSet.differences == 1
-    rows = dict(sqlite3.connect(state).execute("SELECT doc_id, status FROM docs"))
+    rows = dict(rows_of(state, "SELECT doc_id, status FROM docs"))
     assert rows["a-b.md"] == "pending" and rows["a.md"] == "indexed"
 
 
