@@ -119,14 +119,16 @@ _KEY_OF = "COALESCE((SELECT MIN(o.key) FROM ops o WHERE o.doc_id = ?), ?)"  # a 
 
 
 def commit_state(out_path: str | Path, *, base_path: str | Path | None, delta_path: str | Path,
-                 chunk_paths: list[str], changed: set[str], written: set[str], deleted: set[str],
+                 chunk_paths: list[str], changed: Iterable[str], written: Iterable[str], deleted: Iterable[str],
                  missing_hashes: set[str], stamp: str | None, fetch=local, release=keep) -> dict:
     """Write the state after this run's writes into the folder ``out_path``: a manifest and the parts this
     run rewrote (:func:`ragtrail.stages.state_parts.commit_parts`: only the key ranges it touched, cut as
     the run's split cut them); returns counts. ``base_path``: the committed state (a
     :class:`ragtrail.core.statefile.LocalState`, a one-file state — migrated here, once — or ``None``).
     ``changed``: the documents the plan sent to be written (added, updated); those of them not in
-    ``written`` failed. The caller commits the folder (:class:`ragtrail.core.statefile.StateFile`)."""
+    ``written`` failed. ``changed``, ``written`` and ``deleted`` may be any iterables (a file or a cursor read
+    as it goes: they are the whole corpus on a first build); each is read once, into SQLite, never held in
+    memory. The caller commits the folder (:class:`ragtrail.core.statefile.StateFile`)."""
     from ragtrail.core.statefile import STATE_FILE, load_local
     from ragtrail.stages.state_parts import commit_parts, split_one_file
 
@@ -158,26 +160,70 @@ def delta_ranges(meta: dict) -> list | None:
     return [KeyRange(after, upto) for after, upto in json.loads(meta["ranges"])]
 
 
-def _delta_rows(delta_path, unwritten: set[str], deleted: set[str], counts: dict) -> Iterator[tuple[str, tuple]]:
+_RUN = """
+CREATE TEMP TABLE run_changed (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TEMP TABLE run_written (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TEMP TABLE run_deleted (doc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+class _RunDocs:
+    """The run's changed, written and deleted documents, in temporary tables of the commit's connection.
+
+    On a first build each is every document of the corpus: as Python sets they made the index task's memory
+    grow ~300 B per document (measured at 20k-80k); here they stream in from their sources (the plan's file,
+    the index stage's own table) and each delta or chunk batch asks only about its own documents."""
+
+    def __init__(self, conn, changed: Iterable[str], written: Iterable[str], deleted: Iterable[str]):
+        self.conn = conn
+        conn.executescript(_RUN)
+        for table, docs in (("run_changed", changed), ("run_written", written), ("run_deleted", deleted)):
+            conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", ((d,) for d in docs))
+
+    def _select(self, sql: str, docs: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for batch in _batches(sorted(set(docs))):
+            found.update(d for (d,) in self.conn.execute(sql.format(marks=",".join("?" * len(batch))), batch))
+        return found
+
+    def unwritten(self, docs: Iterable[str]) -> set[str]:
+        """Those of ``docs`` the plan sent to be written that were not (their batch failed)."""
+        return self._select("SELECT doc_id FROM run_changed c WHERE doc_id IN ({marks}) AND NOT EXISTS "
+                            "(SELECT 1 FROM run_written w WHERE w.doc_id = c.doc_id)", docs)
+
+    def deleted(self, docs: Iterable[str]) -> set[str]:
+        return self._select("SELECT doc_id FROM run_deleted WHERE doc_id IN ({marks})", docs)
+
+    def written(self, docs: Iterable[str]) -> set[str]:
+        return self._select("SELECT doc_id FROM run_written WHERE doc_id IN ({marks})", docs)
+
+    TOUCHED = "SELECT doc_id FROM run_written UNION SELECT doc_id FROM run_deleted"
+
+
+def _delta_rows(delta_path, docs: _RunDocs, counts: dict) -> Iterator[tuple[str, tuple]]:
     import pyarrow.parquet as pq
 
     for rb in pq.ParquetFile(delta_path).iter_batches(batch_size=4096):
-        for r in rb.to_pylist():
+        rows = rb.to_pylist()
+        ids = [r["doc_id"] for r in rows]
+        unwritten, deleted = docs.unwritten(ids), docs.deleted(ids)
+        for r in rows:
             what, row = _doc_row(r, unwritten, deleted)
             counts[what] += 1
             if what != "keep":
                 yield what, row
 
 
-def _chunk_rows(chunk_paths: list[str], written: set[str], fetch, release) -> Iterator[list[tuple[str, str]]]:
+def _chunk_rows(chunk_paths: list[str], docs: _RunDocs, fetch, release) -> Iterator[list[tuple[str, str]]]:
     """The (chunk hash, document) rows of the written documents, a batch at a time."""
     import pyarrow.parquet as pq
 
     for path in chunk_paths:  # ``fetch`` makes a work store's file local, ``release`` drops that copy
         here = fetch(path)
         for rb in pq.ParquetFile(here).iter_batches(batch_size=4096, columns=["chunk_hash", "doc_id"]):
-            yield [(h, d) for h, d in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True)
-                   if d in written]
+            pairs = list(zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True))
+            written = docs.written(d for _, d in pairs)
+            yield [(h, d) for h, d in pairs if d in written]
         release(here)
 
 
@@ -194,15 +240,15 @@ def _stage(path: Path, delta_path, chunk_paths, changed, written, deleted, missi
     conn = scratch(path)
     conn.executescript(f"BEGIN; {_STAGE} COMMIT;")
     counts = {"upsert": 0, "delete": 0, "keep": 0}
-    unwritten = changed - written  # once: per delta row it made the commit O(N²) (80k documents: minutes)
+    docs = _RunDocs(conn, changed, written, deleted)
     with conn:  # the delta in its order: a later row of a document replaces an earlier one
         rows = ((*row[:2], what, *row[2:], *(None,) * (8 - len(row)))
-                for what, row in _delta_rows(delta_path, unwritten, deleted, counts))
+                for what, row in _delta_rows(delta_path, docs, counts))
         conn.executemany("INSERT OR REPLACE INTO ops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((d,) for d in written | deleted))
+        conn.execute(f"INSERT OR IGNORE INTO touched {docs.TOUCHED}")
         conn.execute("INSERT INTO dropped SELECT t.doc_id, COALESCE((SELECT MIN(o.key) FROM ops o "
                      "WHERE o.doc_id = t.doc_id), t.doc_id) FROM touched t")
-        for batch in _chunk_rows(chunk_paths, written, fetch, release):
+        for batch in _chunk_rows(chunk_paths, docs, fetch, release):
             conn.executemany(f"INSERT OR IGNORE INTO newchunks SELECT ?, ?, {_KEY_OF}", [(h, d, d, d) for h, d in batch])
         conn.executemany("INSERT OR IGNORE INTO missing VALUES (?)", ((h,) for h in missing_hashes))
     conn.close()
@@ -216,16 +262,15 @@ def _commit_one_file(out_path: Path, base_path, delta_path, chunk_paths, changed
     shutil.copyfile(base_path, out_path)
     conn = create_state(out_path)
     counts = {"upsert": 0, "delete": 0, "keep": 0}
-    unwritten = changed - written
+    docs = _RunDocs(conn, changed, written, deleted)
     with conn:
-        for what, row in _delta_rows(delta_path, unwritten, deleted, counts):
+        for what, row in _delta_rows(delta_path, docs, counts):
             if what == "upsert":
                 conn.execute(_UPSERT, row)
             else:
                 conn.execute("DELETE FROM docs WHERE key = ? AND doc_id = ?", row)
-        for batch in _batches(sorted(written | deleted)):
-            conn.execute(f"DELETE FROM chunks WHERE doc_id IN ({','.join('?' * len(batch))})", batch)
-        for batch in _chunk_rows(chunk_paths, written, fetch, release):
+        conn.execute(f"DELETE FROM chunks WHERE doc_id IN ({docs.TOUCHED})")
+        for batch in _chunk_rows(chunk_paths, docs, fetch, release):
             conn.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", batch)
         for batch in _batches(sorted(missing_hashes)):
             conn.execute(f"DELETE FROM chunks WHERE chunk_hash IN ({','.join('?' * len(batch))})", batch)
