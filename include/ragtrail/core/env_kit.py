@@ -39,13 +39,14 @@ STORE_QUEUE = Var("RAGTRAIL_STORE_QUEUE", str, None, "Celery queue of the tasks 
                   default_doc="–", example="store",
                   note="split (it reads the collection's stamp for the source state), plan, write, index and evaluate; "
                        "one worker serves it; ignored with a Qdrant server")
-WRITE_TASKS = Var("RAGTRAIL_WRITE_TASKS", int, 4, "mapped write tasks of a DAG run, each writing one contiguous "
-                  "group of the chunk batches", low=1, high=1024,
-                  note="read when DAGs are parsed; a group with no batch (a run of fewer batches) returns at once")
+WRITE_TASKS = Var("RAGTRAIL_WRITE_TASKS", int, None, "mapped write tasks of a DAG run, each writing one contiguous "
+                  "group of the chunk batches", low=1, high=1024, default_doc="1 (embedded store), else 4",
+                  note="read when DAGs are parsed; a group with no batch (a run with fewer batches) returns at once; "
+                       "on the embedded store writers take turns on its lock, so more only split the retries finer")
 WRITE_CONCURRENCY = Var("RAGTRAIL_WRITE_CONCURRENCY", int, None, "write tasks of one DAG run that run at once "
                         "(their `max_active_tis_per_dagrun`)", low=1, default_doc="1 (embedded store), else all",
-                        note="the embedded store admits one process at a time (the writers would take turns on its "
-                             "lock), so 1 there; a Qdrant server takes parallel writes: all `RAGTRAIL_WRITE_TASKS` at once")
+                        note="the embedded store admits one process at a time (parallel writers would only queue "
+                             "on its lock); a Qdrant server takes parallel writes")
 WRITE_POOL = Var("RAGTRAIL_WRITE_POOL", str, None, "Airflow pool that write tasks take", default_doc="– (none)",
                  example="ragtrail_write", note="throttles writes across DAG runs (a scheduler never runs a task "
                                                 "whose pool does not exist)")

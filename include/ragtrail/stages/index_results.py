@@ -46,6 +46,8 @@ def finish_from_receipts(written, cfg: RunConfig, workdir: str | Path, *, groups
     receipts = [w for w in written or [] if w]
     if planned["batches"] and not receipts:
         raise RuntimeError(f"all {groups} write groups failed: nothing to index")
+    if planned["batches"] and not any(r.get("chunk_files") for r in receipts):
+        raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     fetch, release = _file_access(work)
     deleted, state = _plan_state(planned, workdir, state_base)
     result = finish_index(location=location, product=cfg.product, version=cfg.version, receipts=receipts,

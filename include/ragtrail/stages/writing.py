@@ -48,8 +48,8 @@ def write_points(*, location, product: str, version: str, config: dict, chunk_pa
     progress lines' prefix. ``fetch`` / ``release``: make a work store's file local, drop that copy.
 
     Returns:
-        ``{"receipt_path", "manifest_path", "group", "points_written", "docs_written", "docs_skipped",
-        "stale_points"}`` (the receipt holds the document ids).
+        ``{"receipt_path", "manifest_path", "group", "chunk_files", "points_written", "docs_written",
+        "docs_skipped", "stale_points"}`` (the receipt holds the document ids).
     """
     rec = recorder or Recorder()
     name = collection_name(product, version)
@@ -99,7 +99,8 @@ def write_points(*, location, product: str, version: str, config: dict, chunk_pa
               "docs_skipped": len(receipt["skipped"]), "stale_points": len(stale)}
     rec.metric(**counts, vectors_reused=writer.reused, upsert_seconds=upserts.seconds,
                sparse_seconds=writer.sparse_seconds, chunk_files=len(chunk_paths), embed_batches_read=len(embedded))
-    return {"receipt_path": str(receipt_path), "manifest_path": str(manifest_path), "group": group, **counts}
+    return {"receipt_path": str(receipt_path), "manifest_path": str(manifest_path), "group": group,
+            "chunk_files": len(chunk_paths), **counts}
 
 
 def _rows(paths: list[str], fetch, release) -> int:

@@ -20,17 +20,24 @@ from ragtrail_airflow.rag.xcom_lists import as_list
 WRITE_GROUPS = "write_groups.json"  # per write group: its chunk batches and the embed batches they need
 
 
+SERVER_WRITE_TASKS = 4  # write groups by default with a Qdrant server (it takes parallel writes)
+
+
+def _server() -> bool:
+    return bool(env_kit.QDRANT_URL.get() or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT"))
+
+
 def write_groups() -> list[int]:
-    """The write tasks' map indexes: ``RAGTRAIL_WRITE_TASKS`` small ints, fixed when the DAG is parsed."""
-    return list(range(env_kit.WRITE_TASKS.get()))
+    """The write tasks' map indexes, fixed when the DAG is parsed: ``RAGTRAIL_WRITE_TASKS`` small ints (by
+    default one on the embedded store, where writers could only take turns, and four with a Qdrant server)."""
+    return list(range(env_kit.WRITE_TASKS.get() or (SERVER_WRITE_TASKS if _server() else 1)))
 
 
 def write_limits() -> dict:
     """How many write tasks of one DAG run run at once (``RAGTRAIL_WRITE_CONCURRENCY``; by default one on the
     embedded store, whose shard one process holds at a time, and all of them on a Qdrant server), and the
     pool they take (``RAGTRAIL_WRITE_POOL``)."""
-    server = env_kit.QDRANT_URL.get() or os.environ.get("AIRFLOW_CONN_QDRANT_DEFAULT")
-    limit = env_kit.WRITE_CONCURRENCY.get() or (env_kit.WRITE_TASKS.get() if server else 1)
+    limit = env_kit.WRITE_CONCURRENCY.get() or (len(write_groups()) if _server() else 1)
     pool = env_kit.WRITE_POOL.get()
     return {"max_active_tis_per_dagrun": limit, **({"pool": pool} if pool else {})}
 
@@ -65,23 +72,29 @@ def write_label(group: dict) -> str:
     return f"chunks {first}" if end == first + 1 else f"chunks {first}-{end - 1}"
 
 
-def write(group: int, params=None, tracker=None, dag_run=None):
+def write(group: int, params=None, tracker=None, dag_run=None, results: dict | None = None):
     """Write one group of chunk batches (``group``: its number in ``write_groups.json``): only its own chunk
-    results and the embed results they need are read; a group without batches returns at once."""
-    from airflow.sdk import get_current_context
-
+    results and the embed results they need are read; a group without batches returns at once. ``results``:
+    outside a task instance (bench/scale.py), every ``chunk`` and ``embed`` result, by map index."""
     from ragtrail.stages.index_results import write_from_results
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
     plan = json.loads(work.fetch_named(WRITE_GROUPS).read_text())["groups"][int(group)]
-    context = get_current_context()
-    context["write_label"] = write_label(plan)  # the map index's name in the Airflow UI
+    if results is None:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+        context["write_label"] = write_label(plan)  # the map index's name in the Airflow UI
+        results = {"chunk": lambda ix: _pull(context["ti"], "chunk", ix),
+                   "embed": lambda ix: _pull(context["ti"], "embed", ix)}
+    else:
+        results = {task: (lambda ix, got=got: [got[i] if i < len(got) else None for i in ix])
+                   for task, got in results.items()}
     if plan["end"] <= plan["first"]:
         return {"group": int(group), "chunk_batches": 0}
-    ti = context["ti"]
-    chunked = _pull(ti, "chunk", list(range(plan["first"], plan["end"])))
-    embedded = _pull(ti, "embed", plan["embed_batches"])
+    chunked = results["chunk"](list(range(plan["first"], plan["end"])))
+    embedded = results["embed"](plan["embed_batches"])
     result = write_from_results(chunked, embedded, cfg, work.local, dag_run.run_id, group=int(group),
                                 recorder=tracker, location=store_settings(), work=work)
     return work.publish({**result, "chunk_batches": plan["end"] - plan["first"]})
