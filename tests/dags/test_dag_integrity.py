@@ -65,7 +65,7 @@ def test_rag_ingest_shape_and_params():
     assert upstream["embed"] == {"dedupe"} and upstream["write"] == {"embed"} and upstream["index"] == {"write"}
     write = dag.get_task("write")
     assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 1
-    assert write.expand_input.value == {"group": [0]}  # one write group on the embedded store by default
+    assert write.op_kwargs_expand_input.value == {"group": [0]}  # one write group on the embedded store by default
     assert write.trigger_rule == "all_done" and write.partial_kwargs["needs"] == ("dedupe",)
     assert upstream["evaluate"] == {"plan", "index"}  # the source digest (in the plan file), the built collection
     assert dag.get_task("plan").trigger_rule == "all_done_min_one_success"  # a failed shard: PARTIAL, not FAILED
