@@ -99,8 +99,8 @@ def write_points(*, location, product: str, version: str, config: dict, chunk_pa
               "docs_skipped": len(receipt["skipped"]), "stale_points": len(stale)}
     rec.metric(**counts, vectors_reused=writer.reused, upsert_seconds=upserts.seconds,
                sparse_seconds=writer.sparse_seconds, chunk_files=len(chunk_paths), embed_batches_read=len(embedded))
-    return {"receipt_path": str(receipt_path), "manifest_path": str(manifest_path), "group": group,
-            "chunk_files": len(chunk_paths), **counts}
+    return {**counts, "receipt_path": str(receipt_path), "manifest_path": str(manifest_path), "group": group,
+            "chunk_files": len(chunk_paths)}
 
 
 def _rows(paths: list[str], fetch, release) -> int:
