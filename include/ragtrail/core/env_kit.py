@@ -23,6 +23,9 @@ EMBEDDED_STORE = Var("RAGTRAIL_EMBEDDED_STORE", str, "edge", "which engine serve
 EDGE_INDEXING_THRESHOLD_KB = Var("RAGTRAIL_EDGE_INDEXING_THRESHOLD_KB", int, 100000,
                                  "Edge: vectors (KB) a segment holds before `optimize` builds HNSW", low=0,
                                  note="below it, search is exact")
+EDGE_PART_POINTS = Var("RAGTRAIL_EDGE_PART_POINTS", int, 20000,
+                       "Edge: points per part (one shard per range of documents) a new version is cut into",
+                       low=0, note="0: one shard; the index task holds one part at a time (docs/scaling.md)")
 INDEX_WAIT_S = Var("RAGTRAIL_INDEX_WAIT_S", float, 1800.0, "seconds the index stage waits for a Qdrant server "
                    "to finish a new version's HNSW index (collection green)", low=0)
 UPLOAD_BATCH = Var("RAGTRAIL_UPLOAD_BATCH", int, 256, "points per upsert call to the store", low=1)
@@ -98,7 +101,7 @@ RERANKER = Var("RAGTRAIL_RERANKER", Path, None, "a local cross-encoder folder th
 RERANK_TOP_N = Var("RAGTRAIL_RERANK_TOP_N", int, 50, "first-stage hits per query that the re-ranker re-scores",
                    low=1, high=1000, note="raised to the search's k when smaller; read only with `RAGTRAIL_RERANKER`")
 
-ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPLOAD_PARALLEL, UPSERT_BATCH, CPU_POOL,
+ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, EDGE_PART_POINTS, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPLOAD_PARALLEL, UPSERT_BATCH, CPU_POOL,
        STORE_QUEUE, WRITE_TASKS, WRITE_CONCURRENCY, WRITE_POOL, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        PARSE_WORKERS, OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
        ONNX_THREADS, ONNX_BATCH, ONNX_SPIN, RERANKER, RERANK_TOP_N)

@@ -238,7 +238,7 @@ def chunk_documents(
     out_path = Path(workdir) / out_name
     tmp_path = out_path.with_suffix(".partial")
     n_docs = n_chunks = total_tokens = truncated = 0
-    min_tok, max_tok = None, 0
+    min_tok, max_tok, first_doc = None, 0, None
     sample: list[dict] = []
     source = pq.ParquetFile(docs_path)
     progress = Progress("chunk", source.metadata.num_rows, "documents", recorder=rec)
@@ -249,6 +249,7 @@ def chunk_documents(
             rows = []
             for doc in batch.to_pylist():
                 n_docs += 1
+                first_doc = doc["doc_id"] if first_doc is None else min(first_doc, doc["doc_id"])
                 pieces = chunk_document(doc["text"], tokenizer, chunk_size, chunk_overlap, window)
                 for idx, ch in enumerate(pieces):
                     h = text_hash(ch["text"])
@@ -274,4 +275,5 @@ def chunk_documents(
                max_chunk_tokens=max_tok, chunks_per_document=n_chunks / n_docs if n_docs else 0,
                documents=n_docs)
     rec.json("chunk_sample.json", sample)
-    return {"chunks_path": str(out_path), "chunks": n_chunks, "docs": n_docs}
+    # first_doc: where this batch's documents begin (the index stage cuts an embedded store's parts there)
+    return {"chunks_path": str(out_path), "chunks": n_chunks, "docs": n_docs, "first_doc": first_doc}

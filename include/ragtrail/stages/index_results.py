@@ -12,11 +12,12 @@ from ragtrail.core.statefile import STATE_FILE
 
 
 def write_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str, *, group: int,
-                       recorder: Recorder | None = None, location=None, work=None) -> dict:
+                       recorder: Recorder | None = None, location=None, work=None, parts: list[str] | None = None) -> dict:
     """Run one write group (:func:`ragtrail.stages.writing.write_points`) on its chunk batches' results and the
     embed batches' results they need; a failed batch's result is ``None`` (a failed chunk batch: its documents
     are not written; a failed embed batch: the documents missing its vectors are skipped). ``work``: the run's
-    :class:`ragtrail.core.workstore.RunWork` when the results carry its store URLs (``None``: local paths)."""
+    :class:`ragtrail.core.workstore.RunWork` when the results carry its store URLs (``None``: local paths).
+    ``parts``: where an embedded store cuts the version if this writer creates it (the same for every group)."""
     from ragtrail.stages.writing import write_points
 
     fetch, release = _file_access(work)
@@ -25,6 +26,7 @@ def write_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     return write_points(location=location, product=cfg.product, version=cfg.version, config=cfg.version_config(),
                         chunk_paths=[c["chunks_path"] for c in chunks], embedded=[e for e in embedded or [] if e],
                         workdir=workdir, run_id=run_id, recorder=recorder, group=group, fetch=fetch, release=release,
+                        parts=parts,
                         total_chunks=sum(counts) if counts and all(isinstance(n, int) for n in counts) else None)
 
 
@@ -67,6 +69,7 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     and :func:`finish_from_receipts`; ``embedded``: every embed batch's result."""
     from ragtrail.stages.indexing import index_run
     from ragtrail.stages.plan import read_plan
+    from ragtrail.store.edge_parts import bounds_from_batches, part_points
 
     planned = read_plan(workdir)
     chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
@@ -82,6 +85,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         recorder=recorder, source_state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
         total_chunks=sum(counts) if counts and all(isinstance(n, int) for n in counts) else None,
         fetch=fetch, release=release,
+        # an embedded store's parts: a new part at a chunk batch's first document every ~part_points() points
+        parts=bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked or [] if c), part_points()),
     )
     return {**result, "state_path": str(state["out_path"]) if state["delta_path"] and state["out_path"].exists()
             else None}

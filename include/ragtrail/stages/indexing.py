@@ -42,12 +42,13 @@ log = logging.getLogger("ragtrail.progress")
 def index_run(*, location, product: str, version: str, config: dict, chunk_paths: list[str], embedded: list[dict],
               deleted_docs: list[str], workdir: str | Path, run_id: str | None = None,
               recorder: Recorder | None = None, source_state: dict | None = None, total_chunks: int | None = None,
-              fetch=local, release=keep) -> dict:
+              fetch=local, release=keep, parts: list[str] | None = None) -> dict:
     """Write every chunk file with one writer, in this process, then :func:`finish_index` (the gate, not this
     stage, moves the alias). The arguments are those two functions'; ``embedded``: every embed batch."""
     written = write_points(location=location, product=product, version=version, config=config,
                            chunk_paths=chunk_paths, embedded=embedded, workdir=workdir, run_id=run_id,
-                           recorder=recorder, total_chunks=total_chunks, stage="index", fetch=fetch, release=release)
+                           recorder=recorder, total_chunks=total_chunks, stage="index", fetch=fetch, release=release,
+                           parts=parts)
     return finish_index(location=location, product=product, version=version, receipts=[written],
                         deleted_docs=deleted_docs, workdir=workdir, recorder=recorder, source_state=source_state,
                         fetch=fetch, release=release)

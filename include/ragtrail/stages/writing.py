@@ -30,6 +30,7 @@ from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.stages.index_state import RunState, keep, local
 from ragtrail.store import Point, Sparse, collection_name, ensure_collection, open_store, vectors_by_hash
+from ragtrail.store.base import PARTS_KEY
 from ragtrail.store.sparse import CONFIG as SPARSE_CONFIG
 
 UPSERT_BATCH = env_kit.UPSERT_BATCH.get()
@@ -39,13 +40,15 @@ WRITE_DIR = "write"  # the receipts and manifest parts, one per write group, in 
 def write_points(*, location, product: str, version: str, config: dict, chunk_paths: list[str],
                  embedded: list[dict], workdir: str | Path, run_id: str | None = None,
                  recorder: Recorder | None = None, group: int = 0, total_chunks: int | None = None,
-                 stage: str = "write", fetch=local, release=keep) -> dict:
+                 stage: str = "write", fetch=local, release=keep, parts: list[str] | None = None) -> dict:
     """Write the documents of ``chunk_paths`` (a document whole or not at all) and leave a receipt.
 
     ``embedded``: the embed batches' results that hold these chunks' new vectors (those of other batches are
     not needed); a document with a chunk whose vector is in none of them, nor in the collection, is skipped
     (its old points stay). ``group``: this writer's number (names its files). ``stage``: the failpoints' and
-    progress lines' prefix. ``fetch`` / ``release``: make a work store's file local, drop that copy.
+    progress lines' prefix. ``fetch`` / ``release``: make a work store's file local, drop that copy. ``parts``:
+    where an embedded store cuts the collection when a writer creates it (every writer of a run passes the same
+    bounds, from all the run's chunk batches: :func:`ragtrail.store.edge_parts.bounds_from_batches`).
 
     Returns:
         ``{"receipt_path", "manifest_path", "group", "chunk_files", "points_written", "docs_written",
@@ -68,7 +71,8 @@ def write_points(*, location, product: str, version: str, config: dict, chunk_pa
             dim = state.dim if state.dim is not None or fresh else store.dimension(name)
             if dim is not None:
                 _ensure(store, name, dim, {**config, "product": product, "version": version,
-                                           "built_at": time.time(), "sparse": dict(SPARSE_CONFIG)})
+                                           "built_at": time.time(), "sparse": dict(SPARSE_CONFIG),
+                                           **({PARTS_KEY: parts} if parts else {})})
             failpoint(f"{stage}.start", workdir)
             progress = Progress(stage, total_chunks, "points", recorder=rec)
             upserts = _Upserts(store, name, workdir, progress, stage)

@@ -19,6 +19,9 @@ from typing import Any, Protocol
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 # Payload fields the plan and index stages filter on; a store that supports payload indexes builds them.
 INDEXED_FIELDS = ("doc_id", "chunk_hash")
+# In ``create``'s metadata: where an embedded store may cut the collection into parts (lower bounds of parts
+# 1, 2, … by ``doc_id``: :mod:`ragtrail.store.edge_parts`); a store without parts drops it.
+PARTS_KEY = "store_parts"
 
 
 def check_name(kind: str, value: str) -> str:

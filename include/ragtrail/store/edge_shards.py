@@ -151,9 +151,9 @@ def _watch() -> None:
                 loaded.mutex.release()
 
 
-def entry(folder: Path, lock_path: Path, user: int) -> Loaded:
+def entry(folder: Path, lock_path: Path, user: int, shard_dir: str = "shard") -> Loaded:
     with _REGISTRY_LOCK:
-        loaded = _REGISTRY.setdefault(str(folder), Loaded(folder, lock_path))
+        loaded = _REGISTRY.setdefault(str(folder / shard_dir), Loaded(folder, lock_path))
         loaded.users.add(user)
         if not _WATCHER:
             _WATCHER.append(threading.Thread(target=_watch, name="edge-shard-hand-over", daemon=True))
@@ -163,9 +163,9 @@ def entry(folder: Path, lock_path: Path, user: int) -> Loaded:
 
 @contextmanager
 def using(folder: Path, lock_path: Path, user: int, load: Callable[[str], object],
-          timeout_s: float) -> Iterator[object]:
-    """The loaded shard of ``folder`` for one operation (locking and loading it first if needed)."""
-    loaded = entry(folder, lock_path, user)
+          timeout_s: float, shard_dir: str = "shard") -> Iterator[object]:
+    """The loaded shard ``folder/shard_dir`` for one operation (locking and loading it first if needed)."""
+    loaded = entry(folder, lock_path, user, shard_dir)
     with loaded.mutex:
         if loaded.shard is not None and waiters(lock_path):
             loaded.hand_over()
@@ -176,7 +176,7 @@ def using(folder: Path, lock_path: Path, user: int, load: Callable[[str], object
                 loaded.lock.release()
                 raise LookupError(f"collection {folder.name} does not exist")
             try:
-                loaded.shard = load(str(folder / "shard"))
+                loaded.shard = load(str(folder / shard_dir))
             except BaseException:
                 loaded.lock.release()
                 raise
@@ -184,9 +184,9 @@ def using(folder: Path, lock_path: Path, user: int, load: Callable[[str], object
 
 
 @contextmanager
-def exclusive(folder: Path, lock_path: Path, user: int, timeout_s: float) -> Iterator[None]:
-    """Hold the collection's lock with its shard unloaded in this process (to delete the folder)."""
-    loaded = entry(folder, lock_path, user)
+def exclusive(folder: Path, lock_path: Path, user: int, timeout_s: float, shard_dir: str = "shard") -> Iterator[None]:
+    """Hold the lock of ``folder/shard_dir`` with that shard unloaded in this process (to delete the folder)."""
+    loaded = entry(folder, lock_path, user, shard_dir)
     with loaded.mutex:
         if loaded.shard is not None:
             loaded.unload()
@@ -197,7 +197,24 @@ def exclusive(folder: Path, lock_path: Path, user: int, timeout_s: float) -> Ite
         finally:
             loaded.lock.release()
             with _REGISTRY_LOCK:
-                _REGISTRY.pop(str(folder), None)
+                _REGISTRY.pop(str(folder / shard_dir), None)
+
+
+def is_loaded(folder: Path, shard_dir: str = "shard") -> bool:
+    """Whether this process holds ``folder/shard_dir`` loaded now."""
+    with _REGISTRY_LOCK:
+        loaded = _REGISTRY.get(str(folder / shard_dir))
+    return loaded is not None and loaded.shard is not None
+
+
+def unload(folder: Path, shard_dir: str = "shard") -> None:
+    """Flush, close and unlock ``folder/shard_dir`` in this process now (the next operation loads it again):
+    a writer that moves on to the next part of a collection does not keep the parts it wrote."""
+    with _REGISTRY_LOCK:
+        loaded = _REGISTRY.get(str(folder / shard_dir))
+    if loaded is not None:
+        with loaded.mutex:
+            loaded.unload()
 
 
 def detach(user: int) -> None:

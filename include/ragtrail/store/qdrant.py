@@ -24,6 +24,7 @@ from ragtrail.core.locks import file_lock
 from ragtrail.store.base import (
     DENSE,
     INDEXED_FIELDS,
+    PARTS_KEY,
     SPARSE,
     Hit,
     Point,
@@ -96,6 +97,7 @@ class QdrantStore:
         """A new version. On a server, as Qdrant's bulk-upload guide says: payload indexes up front, and HNSW
         indexing off (``indexing_threshold`` 0) until :meth:`finish` turns it back on."""
         server = self.settings.mode == "server"
+        metadata = {k: v for k, v in metadata.items() if k != PARTS_KEY}  # a server shards on its own
         self.client.create_collection(
             name, metadata=metadata,
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},

@@ -184,8 +184,7 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[int]:
     unique = work.publish(unique_texts(chunk_paths, work.local, held_path=held, texts_per_batch=cfg.texts_per_batch,
                                        max_batches=max_map_length(), recorder=tracker))
     batches = unique["batches"]
-    record_groups(work, [c.get("batch", i) for i, c in enumerate(done)], unique["needs"],
-                  len(read_plan(work.local)["batches"]))
+    record_groups(work, done, unique["needs"], len(read_plan(work.local)["batches"]))
     listing = work.local / EMBED_BATCHES
     listing.write_text(json.dumps({"batches": batches}))
     work.publish_file(listing)

@@ -49,18 +49,22 @@ def group_batches(group: int, batches: int, groups: int) -> range:
     return range(-(-group * batches // groups), -(-(group + 1) * batches // groups))
 
 
-def record_groups(work, chunk_batches: list[int], needs: list[list[int]], batches: int) -> None:
+def record_groups(work, chunked: list[dict], needs: list[list[int]], batches: int) -> None:
     """Write the run's ``write_groups.json``: per write group its chunk batches (``first``..``end``) and the
-    embed batches their chunks need (``needs[i]`` for chunk batch ``chunk_batches[i]``, a batch that
-    succeeded; a failed one needs none)."""
-    by_batch = dict(zip(chunk_batches, needs, strict=True))
+    embed batches their chunks need (``needs[i]`` for the chunk result ``chunked[i]``, a batch that succeeded;
+    a failed one needs none); and, for all groups alike, where an embedded store cuts a version a writer
+    creates (``parts``, from every chunk batch's first document and size)."""
+    from ragtrail.store.edge_parts import bounds_from_batches, part_points
+
+    by_batch = {c.get("batch", i): n for i, (c, n) in enumerate(zip(chunked, needs, strict=True))}
+    parts = bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked), part_points())
     groups = []
     for g in write_groups():
         span = group_batches(g, batches, len(write_groups()))
         embed = sorted({e for b in span for e in by_batch.get(b, ())})
         groups.append({"group": g, "first": span.start, "end": span.stop, "embed_batches": embed})
     path = work.local / WRITE_GROUPS
-    path.write_text(json.dumps({"batches": batches, "groups": groups}))
+    path.write_text(json.dumps({"batches": batches, "groups": groups, "parts": parts}))
     work.publish_file(path)
 
 
@@ -80,7 +84,8 @@ def write(group: int, params=None, tracker=None, dag_run=None, results: dict | N
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
-    plan = json.loads(work.fetch_named(WRITE_GROUPS).read_text())["groups"][int(group)]
+    recorded = json.loads(work.fetch_named(WRITE_GROUPS).read_text())
+    plan = recorded["groups"][int(group)]
     if results is None:
         from airflow.sdk import get_current_context
 
@@ -96,7 +101,7 @@ def write(group: int, params=None, tracker=None, dag_run=None, results: dict | N
     chunked = results["chunk"](list(range(plan["first"], plan["end"])))
     embedded = results["embed"](plan["embed_batches"])
     result = write_from_results(chunked, embedded, cfg, work.local, dag_run.run_id, group=int(group),
-                                recorder=tracker, location=store_settings(), work=work)
+                                recorder=tracker, location=store_settings(), work=work, parts=recorded.get("parts"))
     return work.publish({**result, "chunk_batches": plan["end"] - plan["first"]})
 
 

@@ -171,3 +171,40 @@ def test_index_takes_the_embed_stages_bm25_vectors(tmp_path, monkeypatch):
         with open_store(store) as s:
             hits = search_collection(s, version, ["winch", "boiler"], 3, mode="sparse")
         assert [h[0].payload["doc_id"].split("/")[-1] for h in hits] == ["doc08.txt", "doc02.txt"], hits
+
+
+def test_a_version_is_written_in_parts_one_part_held_at_a_time(tmp_path, monkeypatch, probe):
+    """With ``RAGTRAIL_EDGE_PART_POINTS`` 3, the 12 one-chunk documents in 4 chunk batches make 4 parts, cut
+    at the batches' first documents; after every upsert the index stage holds at most one part loaded (it
+    once held the whole version: its memory grew with the corpus), none at the end; the points are those
+    of a build in one part."""
+    from ragtrail.store import edge_shards
+    from ragtrail.store.edge_parts import shard_dir
+
+    seen, _ = probe
+    real = writing.failpoint
+    held: list[int] = []
+
+    def spy(name, workdir=None):
+        if name.startswith("index.after_upsert_"):
+            held.append(sum(edge_shards.is_loaded(folder, shard_dir(j)) for j in range(4)))
+        return real(name, workdir)
+
+    monkeypatch.setattr(writing, "failpoint", spy)
+    store, work_dir = str(tmp_path / "store"), tmp_path / "work"
+    cfg, chunked, embedded = _build(tmp_path, store, work_dir)
+    folder = Path(store) / "collections" / "idx__v1"
+    monkeypatch.setenv("RAGTRAIL_EDGE_PART_POINTS", "3")
+    out = index_from_results(chunked, embedded, cfg, work_dir, "run-1", location=store)
+    assert out["upserted"] == out["vectors"] == len(DOCS)
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["shard", "shard-0001", "shard-0002", "shard-0003"]
+    assert held and max(held) == 1, held
+    assert not any(edge_shards.is_loaded(folder, shard_dir(j)) for j in range(4))
+    one = str(tmp_path / "one")
+    monkeypatch.setenv("RAGTRAIL_EDGE_PART_POINTS", "0")
+    index_from_results(chunked, embedded, cfg, work_dir, "run-1", location=one)
+    assert not (Path(one) / "collections" / "idx__v1" / "shard-0001").exists()
+    parts, whole = _stored(store, "idx__v1"), _stored(one, "idx__v1")
+    assert parts.keys() == whole.keys()
+    for pid, (doc, chunk_hash, vector) in parts.items():
+        assert (doc, chunk_hash) == whole[pid][:2] and np.allclose(vector, whole[pid][2], atol=1e-6)

@@ -21,16 +21,32 @@ from ragtrail.store import (
     put_live,
     vectors_by_hash,
 )
+from ragtrail.store.base import PARTS_KEY
 
-KINDS = ["memory", "local", "edge"]
+KINDS = ["memory", "local", "edge", "edge-parts"]
+
+
+def _opened(kind: str, tmp_path):
+    settings = {"memory": StoreSettings(memory=True), "local": StoreSettings(path=str(tmp_path / "local")),
+                "edge": StoreSettings(path=str(tmp_path / "edge"), kind="edge"),
+                "edge-parts": StoreSettings(path=str(tmp_path / "edge"), kind="edge")}[kind]
+    with open_store(settings) as s:
+        if kind == "edge-parts":  # every collection in three parts: d0 | d1 | d2 (and above)
+            made = type(s).create
+            s.create = lambda name, dim, metadata: made(s, name, dim, {**metadata, PARTS_KEY: ["d1", "d2"]})
+        yield s
 
 
 @pytest.fixture(params=KINDS)
 def store(request, tmp_path):
-    settings = {"memory": StoreSettings(memory=True), "local": StoreSettings(path=str(tmp_path / "local")),
-                "edge": StoreSettings(path=str(tmp_path / "edge"), kind="edge")}[request.param]
-    with open_store(settings) as s:
-        yield s
+    yield from _opened(request.param, tmp_path)
+
+
+@pytest.fixture(params=KINDS[:3])
+def one_shard(request, tmp_path):
+    """A store whose collection is one engine's (Qdrant's own fusion is the reference; parts rank each by
+    its own BM25 IDF, as a sharded Qdrant collection does)."""
+    yield from _opened(request.param, tmp_path)
 
 
 def unit(*xs: float) -> list[float]:
@@ -258,10 +274,11 @@ def native_fused(store, name: str, dense: list[float], sparse, fusion: str, dept
     return [(str(h.id), h.score) for h in res]
 
 
-def test_hybrid_fusion_ranks_as_qdrants_own_at_equal_weight_and_the_weight_moves_it(store):
+def test_hybrid_fusion_ranks_as_qdrants_own_at_equal_weight_and_the_weight_moves_it(one_shard):
     """Hybrid queries fuse their dense and sparse candidates client-side (``fuse``): at sparse weight 0.5 the
     ranking is Qdrant's own Query API fusion (RRF and DBSF, scores halved) on every store; weight 0 ranks as
     dense alone, 1 as BM25 first; a weight outside 0..1 is refused."""
+    store = one_shard
     import random
 
     from ragtrail.store.base import SearchQuery, prefetch_limit
