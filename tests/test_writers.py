@@ -29,11 +29,15 @@ def three_writers(monkeypatch):
 
 
 def test_three_writers_give_the_points_of_one_and_one_write_run(three_writers, tmp_path, qdrant, mlflow_client,
-                                                                monkeypatch):
-    """12 documents, 6 chunk batches in 3 write groups: the same ids, payloads and vectors as one write task;
-    each group is a map index of one MLflow run."""
+                                                                monkeypatch, settings):
+    """12 documents, 6 chunk batches in 3 write groups, the version cut into Edge parts of ~4 points (dedupe
+    records the bounds from every chunk batch; the first group creates the version with them): the same ids,
+    payloads and vectors as one write task; each group is a map index of one MLflow run."""
+    monkeypatch.setenv("RAGTRAIL_EDGE_PART_POINTS", "4")
     corpus = write_corpus(tmp_path / "src", DOCS)
     many = ingest({**CONF, "source": str(corpus)})
+    folder = settings.qdrant_path / "collections" / "writers__v1"
+    assert len([p for p in folder.iterdir() if p.name.startswith("shard")]) == 3  # 12 points, a part per 4
     assert many["status"] == "FINISHED", many["reasons"]
     assert {k: v for k, v in many["tasks"].items() if k.startswith("write")} == {
         "write[0]": "FINISHED", "write[1]": "FINISHED", "write[2]": "FINISHED"}
