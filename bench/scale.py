@@ -156,8 +156,8 @@ def _call(task: str, arg, params: dict, dag_run, tracker, tracked_run):
         "split": lambda: p.split(**kw), "ingest": lambda: p.ingest(arg, **kw), "plan": lambda: p.plan(arg["docs"], **kw),
         "chunk": lambda: p.chunk(arg, **kw), "dedupe": lambda: p.dedupe(arg["chunked"], **kw),
         "embed": lambda: p.embed(arg, **kw),
-        "write": lambda: p.write(arg["group"], results=arg["results"], **kw),
-        "index": lambda: p.index(arg["written"], **kw),
+        "write": lambda: p.write(arg["group"], arg["groups"], results=arg["results"], **kw),
+        "index": lambda: p.index(arg["written"], arg["groups"], **kw),
         # tracked_run=None: no model registration (it would save the embedder's weights; there are none).
         "evaluate": lambda: p.evaluate(arg["indexed"], tracked_run=None, outlet_events=None, **kw),
     }
@@ -292,9 +292,15 @@ def _items(task: str, results: dict) -> list:
     if task == "write":  # over the DAG's fixed write groups; each picks its own chunk and embed results
         from ragtrail_airflow.rag.write_tasks import write_groups
 
-        return [{"group": g, "results": {"chunk": results["chunk"], "embed": results["embed"]}} for g in write_groups()]
+        groups = write_groups()
+        return [{"group": g, "groups": len(groups), "results": {"chunk": results["chunk"], "embed": results["embed"]}}
+                for g in groups]
     upstream = {"plan": {"docs": "ingest"}, "dedupe": {"chunked": "chunk"},
                 "index": {"written": "write"}, "evaluate": {"indexed": "index"}}
+    if task == "index":
+        from ragtrail_airflow.rag.write_tasks import write_groups
+
+        return [{"written": results["write"], "groups": len(write_groups())}]
     return [{arg: results[t] for arg, t in upstream[task].items()}] if task in upstream else [None]
 
 

@@ -34,7 +34,7 @@ from ragtrail_airflow.rag.approval import PromotionApproval
 from ragtrail_airflow.rag.assets import INDEX_ALIAS
 from ragtrail_airflow.rag.source_tasks import ingest, plan, split
 from ragtrail_airflow.rag.source_tasks import run_edge as _edge
-from ragtrail_airflow.rag.write_tasks import index, record_groups, write, write_groups, write_limits
+from ragtrail_airflow.rag.write_tasks import index, record_needs, write, write_groups, write_limits
 from ragtrail_airflow.rag.xcom_lists import as_list
 
 EMBED_BATCHES = "embed_batches.json"  # the dedupe task's embed batches, each embed task reads its own
@@ -184,7 +184,7 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[int]:
     unique = work.publish(unique_texts(chunk_paths, work.local, held_path=held, texts_per_batch=cfg.texts_per_batch,
                                        max_batches=max_map_length(), recorder=tracker))
     batches = unique["batches"]
-    record_groups(work, done, unique["needs"], len(read_plan(work.local)["batches"]))
+    record_needs(work, done, unique["needs"], len(read_plan(work.local)["batches"]))
     listing = work.local / EMBED_BATCHES
     listing.write_text(json.dumps({"batches": batches}))
     work.publish_file(listing)
@@ -244,11 +244,13 @@ def build_pipeline() -> None:
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
     # all_done: a failed embed batch skips only the documents missing its vectors; a pool and a per-run cap
     # throttle the writes (one at a time on the embedded store)
+    groups = write_groups()  # fixed here, when the DAG is parsed: every write task and index are told how many
     written = tracked(stage="write", trigger_rule="all_done", needs=("dedupe",), map_index_template="{{ write_label }}",
-                      **write_limits(), **store_queue())(write).expand(group=write_groups())
+                      **write_limits(), **store_queue())(write).partial(groups=len(groups)).expand(group=groups)
     embedded >> written
     # all_done: after every write group, also when some failed (they are named, and the alias stays)
-    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(written)
+    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
+        written, groups=len(groups))
     evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(indexed)
     planned >> evaluated  # it reads the source digest from the plan; and a run that never planned never evaluates
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.

@@ -1,7 +1,7 @@
 """The store side of the pipeline's tasks: the mapped write groups and the index task that finishes after them.
 
 ``dedupe`` records, per chunk batch, which embed batches hold the vectors its chunks need
-(:func:`record_groups`, the run's ``write_groups.json``); each ``write[k]`` task writes one contiguous group
+(:func:`record_needs`, the run's ``write_groups.json``); each ``write[k]`` task writes one contiguous group
 of the chunk batches through the store seam, reading only those chunk and embed results (one XCom each, by
 map index), and leaves a receipt in the work store; ``index`` reads the receipts once every writer is done.
 Like every task wrapper (:mod:`ragtrail_airflow.rag.pipeline`), each turns the DAG run's params into the
@@ -17,7 +17,7 @@ from ragtrail.core import env_kit
 from ragtrail_airflow.rag.source_tasks import run_edge
 from ragtrail_airflow.rag.xcom_lists import as_list
 
-WRITE_GROUPS = "write_groups.json"  # per write group: its chunk batches and the embed batches they need
+WRITE_GROUPS = "write_groups.json"  # per chunk batch: the embed batches it needs; the parts' bounds
 
 
 SERVER_WRITE_TASKS = 4  # write groups by default with a Qdrant server (it takes parallel writes)
@@ -43,29 +43,32 @@ def write_limits() -> dict:
 
 
 def group_batches(group: int, batches: int, groups: int) -> range:
-    """The chunk batches of write group ``group`` (contiguous: dedupe wrote their texts' embed batches in
+    """The chunk batches of write group ``group`` of ``groups`` (contiguous: dedupe wrote their texts' embed batches in
     that order, so a group needs few of them); the first groups take the batches of a run with fewer batches
     than groups."""
     return range(-(-group * batches // groups), -(-(group + 1) * batches // groups))
 
 
-def record_groups(work, chunked: list[dict], needs: list[list[int]], batches: int) -> None:
-    """Write the run's ``write_groups.json``: per write group its chunk batches (``first``..``end``) and the
-    embed batches their chunks need (``needs[i]`` for the chunk result ``chunked[i]``, a batch that succeeded;
-    a failed one needs none); and, for all groups alike, where an embedded store cuts a version a writer
-    creates (``parts``, from every chunk batch's first document and size)."""
+def record_needs(work, chunked: list[dict], needs: list[list[int]], batches: int) -> None:
+    """Write the run's ``write_groups.json``: per chunk batch the embed batches its chunks need (``needs[i]`` for
+    the chunk result ``chunked[i]``, a batch that succeeded; a failed one needs none), and where an embedded store
+    cuts a version a writer creates (``parts``, from every chunk batch's first document and size). The groups
+    themselves are the DAG's (a write task is told how many there are): a worker's environment never decides
+    them."""
     from ragtrail.store.edge_parts import bounds_from_batches, part_points
 
     by_batch = {c.get("batch", i): n for i, (c, n) in enumerate(zip(chunked, needs, strict=True))}
     parts = bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked), part_points())
-    groups = []
-    for g in write_groups():
-        span = group_batches(g, batches, len(write_groups()))
-        embed = sorted({e for b in span for e in by_batch.get(b, ())})
-        groups.append({"group": g, "first": span.start, "end": span.stop, "embed_batches": embed})
     path = work.local / WRITE_GROUPS
-    path.write_text(json.dumps({"batches": batches, "groups": groups, "parts": parts}))
+    path.write_text(json.dumps({"needs": [by_batch.get(b, []) for b in range(batches)], "parts": parts}))
     work.publish_file(path)
+
+
+def group_plan(recorded: dict, group: int, groups: int) -> dict:
+    """Write group ``group`` of ``groups``: its chunk batches (``first``..``end``) and the embed batches they need."""
+    span = group_batches(group, len(recorded["needs"]), groups)
+    embed = sorted({e for b in span for e in recorded["needs"][b]})
+    return {"group": group, "first": span.start, "end": span.stop, "embed_batches": embed}
 
 
 def write_label(group: dict) -> str:
@@ -76,16 +79,17 @@ def write_label(group: dict) -> str:
     return f"chunks {first}" if end == first + 1 else f"chunks {first}-{end - 1}"
 
 
-def write(group: int, params=None, tracker=None, dag_run=None, results: dict | None = None):
-    """Write one group of chunk batches (``group``: its number in ``write_groups.json``): only its own chunk
-    results and the embed results they need are read; a group without batches returns at once. ``results``:
-    outside a task instance (bench/scale.py), every ``chunk`` and ``embed`` result, by map index."""
+def write(group: int, groups: int = 1, params=None, tracker=None, dag_run=None, results: dict | None = None):
+    """Write one group of chunk batches (``group`` of ``groups``, the DAG's write groups): only its own chunk
+    results and the embed results they need (``write_groups.json``) are read; a group without batches returns at
+    once. ``results``: outside a task instance (bench/scale.py), every ``chunk`` and ``embed`` result, by map
+    index."""
     from ragtrail.stages.index_results import write_from_results
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
     recorded = json.loads(work.fetch_named(WRITE_GROUPS).read_text())
-    plan = recorded["groups"][int(group)]
+    plan = group_plan(recorded, int(group), int(groups))
     if results is None:
         from airflow.sdk import get_current_context
 
@@ -112,8 +116,8 @@ def _pull(ti, task_id: str, map_indexes: list[int]) -> list:
     return list(ti.xcom_pull(task_ids=task_id, map_indexes=map_indexes))
 
 
-def index(written, params=None, tracker=None, dag_run=None):
-    """After every write group (``all_done``): read the receipts, delete the stale and gone points, commit the
+def index(written, groups: int = 1, params=None, tracker=None, dag_run=None):
+    """After every write group (``all_done``; ``groups``: how many the DAG has): read the receipts, delete the stale and gone points, commit the
     source state, let the store finish the version. A group that left no receipt is named
     (``writes_failed``): its documents are read again next run, and the evaluate task does not move the alias."""
     from ragtrail.core.statefile import STATE_FILE
@@ -125,9 +129,9 @@ def index(written, params=None, tracker=None, dag_run=None):
     cfg, work = run_edge(params, dag_run, tracker)
     work.fetch_plan()
     state = open_source_state(collection_name(cfg.product, cfg.version))
-    receipts = [w for w in as_list(written) if w and w.get("receipt_path")]
-    groups = len(write_groups())
-    done = {w["group"] for w in as_list(written) if w}
+    results = [w for w in as_list(written) if w]
+    receipts = [w for w in results if w.get("receipt_path")]
+    done = {w["group"] for w in results}
     empty = [g for g in range(groups) if g in done and g not in {r["group"] for r in receipts}]
     result = finish_from_receipts(receipts, cfg, work.local, groups=groups, recorder=tracker,
                                   location=store_settings(), state_base=state.fetch(work.local), work=work)
