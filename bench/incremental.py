@@ -84,18 +84,19 @@ def main() -> None:
     home = Path(args.home or tempfile.mkdtemp(prefix="ragtrail-bench-incr-"))
     os.environ["RAGTRAIL_HOME"] = str(home)
     os.environ.setdefault("RAGTRAIL_TRACE_SAMPLE_RATE", "0")
-    from ragtrail.core.settings import load
 
     corpus = _corpus(home / "corpus", args.docs)
     conf = {"source": str(corpus), "product": "benchincr", "version": "v1"}
     rows = [_run(conf, "first build")]
-    state = load().work_root / ".state" / "benchincr__v1" / "source_state.sqlite"
+    from ragtrail.core.statefile import open_state
+
+    state = open_state("benchincr__v1", url="")
     step = max(args.docs // (2 * args.changed * args.rounds), 1)
     for r in range(args.rounds):  # alternating, so that load on the machine falls on both alike
         _edit(corpus, [(2 * r * args.changed + k) * step for k in range(args.changed)], f"a{r}")
         rows.append(_run(conf, "re-ingest with state"))
         _edit(corpus, [((2 * r + 1) * args.changed + k) * step for k in range(args.changed)], f"b{r}")
-        state.unlink()  # the pre-state path: every object read, the collection scrolled once
+        state.remove()  # the pre-state path: every object read, the collection scrolled once
         rows.append(_run(conf, "re-ingest without state"))
     keys = ("wall_s", "ingest_wall_s", "plan_wall_s", "dedupe_wall_s", "index_wall_s", "objects_read", "bytes_in",
             "collection_scrolls")

@@ -97,7 +97,9 @@ def test_mapped_tasks_spread_over_two_celery_workers(cluster, s3_server):
     # ... the FINISHED run's files were removed from the store, and no worker kept a hand-off file: what stays is
     # the version's committed source state, which the next run merges its listing against.
     left = sorted(o["Key"] for o in s3_server.client.list_objects_v2(Bucket=WORK, Prefix="runs/").get("Contents", []))
-    assert left == ["runs/.state/cluster__v1/source_state.sqlite"], left
+    parts = json.loads(s3_server.client.get_object(Bucket=WORK, Key="runs/.state/cluster__v1/manifest.json")["Body"].read())
+    assert left == sorted(["runs/.state/cluster__v1/manifest.json"]
+                          + [f"runs/.state/cluster__v1/{p['file']}" for p in parts["parts"]]), left
     for name in ("worker1", "worker2"):
         left = [f for f in _files(cluster.worker_home(name)) if f.endswith((".parquet", ".npy", "plan.json"))]
         assert left == [], (name, left)

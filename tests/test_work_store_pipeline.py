@@ -45,7 +45,8 @@ def test_hand_off_through_s3_and_clean_up(s3_server, settings, mlflow_client, tm
     cleaned = ingest({**CONF, "source": str(corpus)})
     assert cleaned["status"] == "FINISHED" and cleaned["docs_updated"] == 1
     # A FINISHED run's work files are removed; the version's source state stays beside them, in the store.
-    assert _keys(s3_server.client, "runs/") == ["runs/.state/workstore__v1/source_state.sqlite"]
+    state = [k for k in _keys(s3_server.client, "runs/") if k.startswith("runs/.state/workstore__v1/")]
+    assert _keys(s3_server.client, "runs/") == state and "runs/.state/workstore__v1/manifest.json" in state
 
     (corpus / "doc1.md").write_text("# Note 1\n\nRewritten as well: the third run reads this object alone.")
     third = ingest({**CONF, "source": str(corpus)})

@@ -82,6 +82,11 @@ class _S3:
         except self.client.exceptions.NoSuchKey:
             return None
 
+    def delete(self, url: str) -> None:
+        """Delete one object (absent: nothing to do)."""
+        bucket, key = self._split(url)
+        self.client.delete_object(Bucket=bucket, Key=key)
+
     def remove(self, url: str) -> int:
         bucket, prefix = self._split(url.rstrip("/") + "/")
         removed = 0
@@ -116,6 +121,10 @@ class _Fsspec:
 
     def read(self, url: str) -> bytes | None:
         return self.fs.cat_file(url) if self.fs.exists(url) else None
+
+    def delete(self, url: str) -> None:
+        if self.fs.exists(url):
+            self.fs.rm_file(url)
 
     def remove(self, url: str) -> int:
         if not self.fs.exists(url):

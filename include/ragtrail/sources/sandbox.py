@@ -1,22 +1,21 @@
 """Every parser runs in a child process with a time and a memory budget per file.
 
-A hostile file — an HTML page nested 100,000 deep, a decompression bomb, a pathological PDF content
-stream, a CSV with a million columns — can make any parser run for minutes or eat gigabytes. So no
-parser runs in the worker's own process: a small child (``python -m ragtrail.sources.sandbox``) caps its own
-address space with ``RLIMIT_AS`` before importing anything heavy, then parses one file per request
-(:func:`ragtrail.sources.parsing.parse_local`, in :mod:`ragtrail.sources.sandbox_child`) and streams back one JSON
-line per document (a table gives one per row) and an end line. The parent waits at most ``timeout_s``
-per file; a child that overruns is killed (by its own PID) and the next file gets a fresh one. Whatever happens, the caller gets documents
-or :class:`~ragtrail.sources.parsed.ParseError` s: the parsers' own reasons or ``parse_timeout``,
+A hostile file — an HTML page nested 100,000 deep, a decompression bomb, a pathological PDF content stream, a CSV
+with a million columns — can make any parser run for minutes or eat gigabytes. So no parser runs in the worker's
+own process: a small child (``python -m ragtrail.sources.sandbox``) caps its own address space with ``RLIMIT_AS``
+before importing anything heavy, then parses one file per request (:func:`ragtrail.sources.parsing.parse_local`,
+in :mod:`ragtrail.sources.sandbox_child`) and streams back one JSON line per document (a table gives one per row)
+and an end line. The parent waits at most ``timeout_s`` per file; a child that overruns is killed (by its own
+PID) and the next file gets a fresh one. Whatever happens, the caller gets documents or
+:class:`~ragtrail.sources.parsed.ParseError` s: the parsers' own reasons or ``parse_timeout``,
 ``parse_memory_limit``, ``parse_crashed``. The rows of a table read before its budget ran out are kept.
 
-The child stays up between files, and :meth:`SandboxedParser.parse_stream` keeps a few requests queued
-in it: the child parses the next files while the caller hashes and stores the last one, so no process
-waits on the other between two small files (see docs/formats.md for the measured overhead);
-:func:`parse_in_order` does the same over several children (:mod:`ragtrail.sources.parser_pool`), the
-outcomes still in the files' order. A file's time budget runs from when the caller starts reading it. While
-a file takes long, ``on_wait(name, seconds)`` is called about once a second (progress lines name it).
-
+A child starts with its first file (its hello is read with its first answer, so children boot side by side) and
+stays up between files; :meth:`SandboxedParser.parse_stream` keeps a few requests queued in it: the child parses
+the next files while the caller hashes and stores the last one (docs/formats.md: the measured overhead);
+:func:`parse_in_order` does the same over several children (:mod:`ragtrail.sources.parser_pool`), the outcomes
+still in the files' order. A file's time budget runs from when the caller starts reading it. While a file takes
+long, ``on_wait(name, seconds)`` is called about once a second (progress lines name it).
 Budgets: ``RAGTRAIL_PARSE_TIMEOUT_S`` (120) and ``RAGTRAIL_PARSE_MAX_MEMORY_MB`` (2048; the older
 ``RAGTRAIL_PDF_TIMEOUT_S`` / ``RAGTRAIL_PDF_MAX_MEMORY_MB`` are read when the new ones are unset).
 
@@ -78,13 +77,12 @@ class SandboxedParser:
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
                  on_wait: Callable[[str, float], None] | None = None):
-        self.timeout_s = timeout_s
-        self.max_memory_mb = max_memory_mb
-        self.on_wait = on_wait
+        self.timeout_s, self.max_memory_mb, self.on_wait = timeout_s, max_memory_mb, on_wait
         self._proc: subprocess.Popen | None = None
         self._generation = 0  # bumped each time a child starts
         self._peak_mb = self._start_mb = 0.0  # the last child's peak RSS when reaped; the one it started with
         self._chunks: list[bytes] = []
+        self._booting = False  # a child started whose hello is not read yet
 
     def __enter__(self) -> SandboxedParser:
         return self
@@ -117,13 +115,19 @@ class SandboxedParser:
         return code
 
     def _start(self) -> subprocess.Popen:
-        # The child sets its own limits first thing (no preexec_fn: unsafe with threads in the parent).
-        self._chunks = []
+        # The child sets its own limits first thing (no preexec_fn: unsafe with threads in the parent). Its hello
+        # is read with its first answer (_ready): a pool's children boot side by side while the listing goes on.
+        self._chunks, self._booting = [], True
         self._generation += 1
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ragtrail.sources.sandbox_child", str(self.max_memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
         )
+        return self._proc
+
+    def _ready(self) -> None:
+        """Read the child's hello (the first line it writes); ParseError when it did not start."""
+        self._booting = False
         try:
             ready = self._read_line(time.monotonic() + _START_TIMEOUT_S)
         except EOFError:
@@ -134,14 +138,10 @@ class SandboxedParser:
             code = self._kill()
             raise ParseError("parse_crashed", f"the parser process did not start (exit code {code}): "
                                               f"is {self.max_memory_mb} MB enough to start Python?")
-        return self._proc
 
     def _read_line(self, deadline: float, name: str = "", started: float = 0.0) -> bytes | None:
-        """One line from the child, ``None`` when the deadline passes; ``EOFError`` when the child is gone.
-
-        EOF is told apart here, not by polling the child: its pipe closes before it can be reaped. Only
-        each new chunk is searched for the line break, so a 100 MB line costs linear time.
-        """
+        """One line from the child, ``None`` when the deadline passes; ``EOFError`` when the child is gone (told
+        apart here, not by polling: its pipe closes before it can be reaped). Linear in a 100 MB line."""
         if self._chunks and b"\n" in self._chunks[0]:
             return self._take_line()
         fd = self._proc.stdout.fileno()
@@ -182,11 +182,10 @@ class SandboxedParser:
     def parse_stream(self, jobs: Iterable[ParseJob], ahead: int = AHEAD) -> Iterator[tuple[ParseJob, Iterator]]:
         """``(job, its outcomes)`` for every job, in order, with up to ``ahead`` files queued in the child.
 
-        Each job's outcomes (:class:`Parsed` or :class:`ParseError`, never raised) are read as the caller
-        iterates them; whatever the caller leaves unread is skipped before the next job. A file over its
-        budget, or one that kills the child, ends its outcomes with a :class:`ParseError`; the files queued
-        behind it go to a fresh child.
-        """
+        Each job's outcomes (:class:`Parsed` or :class:`ParseError`, never raised) are read as the caller iterates
+        them; whatever the caller leaves unread is skipped before the next job. A file over its budget, or one
+        that kills the child, ends its outcomes with a :class:`ParseError`; the files queued behind it go to a
+        fresh child."""
         return parse_in_order([self], jobs, ahead)
 
     def _submit(self, job: ParseJob, queue: deque) -> None:
@@ -228,6 +227,8 @@ class SandboxedParser:
 
     def _replies(self, name: str, deadline: float, started: float) -> Iterator[Parsed | ParseError | None]:
         """The child's answers for one file, then ``None``; raises ParseError on timeout or crash."""
+        if self._booting:
+            self._ready()
         while True:
             try:
                 line = self._read_line(deadline, name, started)
@@ -258,10 +259,8 @@ class SandboxedParser:
             yield from outcomes
 
     def parse(self, path: Path, kind: str) -> Parsed:
-        """The text of one single-document file (PDF, Office, text, HTML), or raise :class:`ParseError`.
-
-        ``kind`` is kept for callers of the PDF-only sandbox; the file's name picks the parser.
-        """
+        """The text of one single-document file (PDF, Office, text, HTML), or raise :class:`ParseError`
+        (``kind``: kept for callers of the PDF-only sandbox; the file's name picks the parser)."""
         outcomes = list(self.parse_all(path.name, path))
         first = outcomes[0] if outcomes else ParseError("empty", f"no text in the {kind} file")
         if isinstance(first, ParseError):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.spec import RunConfig
-from ragtrail.core.statefile import STATE_FILE
+
+STATE_AFTER = "state_after"  # the folder commit_state writes: the manifest and the parts this run rewrote
 
 
 def write_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, run_id: str, *, group: int,
@@ -98,7 +99,7 @@ def _plan_state(planned: dict, workdir: str | Path, state_base) -> tuple[list[st
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
     changed = json.loads(Path(planned["changed_path"]).read_text()) if planned.get("changed_path") else []
     return deleted, {"base_path": planned.get("held_path") or state_base, "delta_path": planned.get("delta_path"),
-                     "changed": set(changed), "out_path": Path(workdir) / STATE_FILE}
+                     "changed": set(changed), "out_path": Path(workdir) / STATE_AFTER}
 
 
 def _file_access(work):

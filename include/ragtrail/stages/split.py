@@ -8,9 +8,13 @@ split keeps grows with the corpus beyond one key per shard.
 
 Where the boundaries come from, cheapest first:
 
-- the version's committed source state (its keys, in order: one local SQLite cursor, no request to the
-  source) — every re-ingest; keys added since fall into the open first/last range or between two
-  boundaries, and the next run's split re-balances from the state that run commits;
+- the version's committed source state in parts (:mod:`ragtrail.stages.state_parts`): its **shard map** — the
+  parts' key ranges, reused as they are, so that each ingest shard reads exactly one part and the commit
+  rewrites only the parts whose documents changed. Only a part grown past ``REBALANCE`` × ``docs_per_shard``
+  keys is cut again (along its own keys: that one part is read), and neighbours that shrank below
+  ``docs_per_shard`` / ``REBALANCE`` are joined while they fit in one shard; no request to the source;
+- a one-file state of an earlier release (its keys, in order: one SQLite cursor) — keys added since fall
+  into the open first/last range or between two boundaries;
 - otherwise one listing of the source, keys only (no object is read) — a first build, or a state of another
   source.
 
@@ -33,6 +37,7 @@ from ragtrail.sources.walk import KeyRange
 
 SPLIT_FILE = "split.json"
 DEFAULT_DOCS_PER_SHARD = 10_000
+REBALANCE = 2  # a part is re-cut past this many times docs_per_shard keys, joined below docs_per_shard / this
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,34 @@ def shard_ranges(cuts: list[str]) -> list[KeyRange]:
     return [KeyRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
+def shards_from_parts(state, docs_per_shard: int, max_shards: int | None) -> tuple[list[KeyRange], int] | None:
+    """The shards of a state in parts: its parts' ranges, a part past ``REBALANCE`` × ``docs_per_shard`` keys cut
+    along its own keys, small neighbours joined; ``None`` (cut from the keys instead) for a one-file state, or
+    when the map would exceed ``max_shards``. Returns ``(ranges, keys)``."""
+    from ragtrail.stages.state_parts import range_of
+    from ragtrail.stages.sync_state import state_keys
+
+    if state is None:
+        return None
+    per, small = max(int(docs_per_shard), 1), max(int(docs_per_shard), 1) / REBALANCE
+    out: list[list] = []  # [after, upto, keys, joinable]
+    total = 0
+    for part in state.parts:
+        r, k = range_of(part), int(part.get("keys", 0))
+        total += k
+        if k > REBALANCE * per:  # grown: cut it again (this part alone is read)
+            cuts, _, _ = boundaries(state_keys(state, r), per)
+            edges = [r.after, *cuts, r.upto]
+            out += [[edges[i], edges[i + 1], per, False] for i in range(len(edges) - 1)]
+        elif out and out[-1][3] and (out[-1][2] < small or k < small) and out[-1][2] + k <= per:
+            out[-1][1], out[-1][2] = r.upto, out[-1][2] + k  # join a shrunk neighbour
+        else:
+            out.append([r.after, r.upto, k, True])
+    if max_shards and len(out) > max_shards:
+        return None
+    return [KeyRange(a, u) for a, u, _, _ in out], total
+
+
 def split_source(
     source: str,
     workdir: str | Path,
@@ -98,25 +131,31 @@ def split_source(
     """
     from collections import Counter
 
+    from ragtrail.core.statefile import load_local
     from ragtrail.sources.listing import iter_source
     from ragtrail.stages.sync_state import state_keys, state_meta
 
     rec = recorder or Recorder()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    meta = state_meta(state_path) if state_path and Path(state_path).exists() else {}
+    meta = state_meta(state_path)
     from_state = bool(meta) and state_stamp is not None and meta.get("stamp") == state_stamp and (
         state_fingerprint is None or meta.get("fingerprint") == state_fingerprint)
-    if from_state:
-        keys: Iterable[str] = state_keys(state_path)
+    mapped = shards_from_parts(load_local(state_path), docs_per_shard, max_shards) if from_state else None
+    if mapped is not None:
+        ranges, n = mapped
+        used = docs_per_shard
     else:
-        keys = (item.doc_id for item in iter_source(source, s3_client=s3_client, skipped=Counter()))
-    cuts, used, n = boundaries(keys, docs_per_shard, max_shards)
+        if from_state:
+            keys: Iterable[str] = state_keys(state_path)
+        else:
+            keys = (item.doc_id for item in iter_source(source, s3_client=s3_client, skipped=Counter()))
+        cuts, used, n = boundaries(keys, docs_per_shard, max_shards)
+        ranges = shard_ranges(cuts)
     if used != docs_per_shard:
         log.warning("split: %s keys at docs_per_shard %s would make more than %s shards (Airflow's max_map_length): "
                     "%s keys per shard instead (raise [core] max_map_length to keep smaller shards)",
                     f"{n:,}", f"{docs_per_shard:,}", max_shards, f"{used:,}")
-    ranges = shard_ranges(cuts)
     split_from = "source state" if from_state else "listing"
     out = {**(extra or {}), "source": source, "split_from": split_from, "keys": n, "docs_per_shard": docs_per_shard,
            "docs_per_shard_used": used,
@@ -163,18 +202,19 @@ def combined_digest(digests: Iterable[str | None]) -> str:
     return f"{sum(int(d, 16) for d in digests if d) % (1 << 64):016x}"
 
 
-def gather(results: list[dict], workdir: str | Path) -> dict:
+def gather(results: list[dict], workdir: str | Path, ranges: list[KeyRange] | None = None) -> dict:
     """The ingest shards' results as one: docs files in shard order, their deltas concatenated into one
-    (streamed, in key order: the shards are consecutive key ranges), counts summed, digests combined.
+    (streamed, in key order: the shards are consecutive key ranges) that records every shard's range
+    (``ranges``: the split's; the commit cuts the state's parts along them), counts summed, digests combined.
 
-    One shard's result is returned as it is.
+    The result of a split into one shard is returned as it is.
     """
     import pyarrow.parquet as pq
 
     from ragtrail.stages.sync_state import DELTA_FILE
 
     results = [r for r in results if r]
-    if len(results) == 1:
+    if len(results) == 1 and (ranges is None or len(ranges) == 1):
         return {**results[0], "docs_paths": [results[0]["docs_path"]]}
     out: dict = {k: sum(int(r.get(k) or 0) for r in results) for k in _SUMMED}
     out["docs_paths"] = [r["docs_path"] for r in results]
@@ -182,7 +222,11 @@ def gather(results: list[dict], workdir: str | Path) -> dict:
     deltas = [r["delta_path"] for r in results if r.get("delta_path")]
     if deltas:
         path = Path(workdir) / DELTA_FILE
-        with pq.ParquetWriter(path, pq.read_schema(deltas[0])) as writer:
+        schema = pq.read_schema(deltas[0])
+        if ranges is not None:
+            schema = schema.with_metadata({**(schema.metadata or {}),
+                                           b"ranges": json.dumps([[r.after, r.upto] for r in ranges]).encode()})
+        with pq.ParquetWriter(path, schema) as writer:
             for delta in deltas:
                 with pq.ParquetFile(delta) as part:
                     for rb in part.iter_batches(batch_size=4096, use_threads=False):

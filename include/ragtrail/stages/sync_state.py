@@ -1,16 +1,17 @@
 """A version's source state, and the sort-merge of a listing against it: a re-ingest costs O(change).
 
-The state (one SQLite file per collection, kept by :mod:`ragtrail.core.statefile`) says what the index
-took in from each source object when it was last committed::
+The state (one SQLite file per key range, :mod:`ragtrail.stages.state_parts`, kept by
+:mod:`ragtrail.core.statefile`; or the one file of an earlier release) says what the index took in from each
+source object when it was last committed::
 
     docs(key, doc_id, version, size, mtime, sha256, content_hash, status)   sorted by (key, doc_id)
-    chunks(chunk_hash, doc_id)                                              the chunk hashes the version holds
-    meta(k, v)                                                              fingerprint (how objects were read), stamp (which collection)
+    chunks(chunk_hash, doc_id[, key])                                       the chunk hashes the version holds
+    meta                                                                    fingerprint (how objects were read), stamp (which collection)
 
 ``key`` is the object's key (its path under the source); ``doc_id`` the document (a table row is
 ``key#row``); ``version`` the ETag (S3) or mtime in ns (local). The ingest stage walks the listing, which
 comes in key order (S3 lists keys in order; the local walk yields paths in the same order), next to a
-cursor over ``docs ORDER BY key, doc_id``: an object whose version, size and mtime match every row of its
+cursor over ``docs ORDER BY key, doc_id`` of the parts of the shard's range: an object whose version, size and mtime match every row of its
 key is **not read** (``objects_skipped``); a new or changed one is read (``objects_read``), and rows the
 cursor passes without a listed object are **gone** (deleted objects). What the run read is written to a
 small delta file (one row per document of a read object, and one per gone document, each with its
@@ -91,28 +92,44 @@ def _delta_schema():
                       ("content_hash", s), ("status", s), ("prev_hash", s), ("prev_status", s)])
 
 
-def _range_sql(key_range) -> tuple[str, tuple]:
-    """The WHERE clause of one shard's rows (``key_range``: a :class:`ragtrail.sources.walk.KeyRange` or ``None``)."""
-    parts, args = [], []
-    if key_range is not None and key_range.after is not None:
-        parts.append("key > ?")
-        args.append(key_range.after)
-    if key_range is not None and key_range.upto is not None:
-        parts.append("key <= ?")
-        args.append(key_range.upto)
-    return (" WHERE " + " AND ".join(parts) if parts else ""), tuple(args)
+def _state_conns(state_path, key_range=None) -> tuple[list[sqlite3.Connection], dict] | None:
+    """Read-only connections to the state files holding ``key_range``'s rows (every part when ``None``), in key
+    order, and the state's meta; ``None`` without a state. A part from a work store is downloaded here."""
+    from ragtrail.core.statefile import load_local
+    from ragtrail.stages.state_parts import parts_of
+
+    state = load_local(state_path)
+    if state is not None:
+        return [read_only(state.part(p)) for p in parts_of(state, key_range)], state.meta
+    if not state_path or not Path(state_path).exists():
+        return None
+    conn = read_only(state_path)
+    return [conn], dict(conn.execute("SELECT k, v FROM meta"))
 
 
-def state_keys(path: str | Path) -> Iterator[str]:
-    """The state's object keys, each once, in key order (a cursor: flat memory)."""
-    conn = read_only(path)
+def state_keys(path, key_range=None) -> Iterator[str]:
+    """The state's object keys (of ``key_range``: ``None``, all), each once, in key order (a cursor: flat memory)."""
+    from ragtrail.stages.state_parts import range_where
+
+    conns, _ = _state_conns(path, key_range) or ([], {})
+    w, args = range_where(key_range)
     try:
-        yield from (k for (k,) in conn.execute("SELECT DISTINCT key FROM docs ORDER BY key"))
+        for conn in conns:
+            yield from (k for (k,) in conn.execute(f"SELECT DISTINCT key FROM docs WHERE {w} ORDER BY key", args))
     finally:
-        conn.close()
+        for conn in conns:
+            conn.close()
 
 
-def state_meta(path: str | Path) -> dict:
+def state_meta(path) -> dict:
+    """The state's fingerprint and stamp (``{}``: no state)."""
+    from ragtrail.core.statefile import load_local
+
+    state = load_local(path)
+    if state is not None:
+        return dict(state.meta)
+    if not path or not Path(path).exists():
+        return {}
     conn = read_only(path)
     try:
         return dict(conn.execute("SELECT k, v FROM meta"))
@@ -137,22 +154,31 @@ class SourceMerge:
         self.rows: list[dict] = []
         self.counts: Counter[str] = Counter()
         self.digest, self.old, self.last_key, self.gone_key = digest, {}, None, None
-        self.conn, self.cursor, self.head, self.reread_all = None, None, None, False
+        self.conns: list[sqlite3.Connection] = []
+        self.cursor, self.head, self.reread_all = None, None, False
         self.mode = "none"
-        if state_path and Path(state_path).exists() and stamp is not None:
-            conn = read_only(state_path)
-            meta = dict(conn.execute("SELECT k, v FROM meta"))
-            if meta.get("stamp") == stamp:
-                self.conn, self.mode = conn, "merged"
-                self.reread_all = meta.get("fingerprint") != fprint
-                where, args = _range_sql(key_range)
-                self.cursor = conn.execute(_ROWS + where + " ORDER BY key, doc_id", args)
-                self.head = next(self.cursor, None)
-            else:
-                conn.close()
-                self.mode = "stale"  # another collection's state: every object is read, the plan asks the index
-        schema = _delta_schema().with_metadata({"fingerprint": fprint, "mode": self.mode})
+        meta = state_meta(state_path) if stamp is not None else {}
+        if meta and meta.get("stamp") == stamp:  # only now are the range's parts opened (or downloaded)
+            self.conns, _ = _state_conns(state_path, key_range)
+            self.mode, self.reread_all = "merged", meta.get("fingerprint") != fprint
+            self.cursor = self._cursor(key_range)
+            self.head = next(self.cursor, None)
+        elif stamp is not None and (meta or (state_path and Path(state_path).exists())):
+            self.mode = "stale"  # another collection's state: every object is read, the plan asks the index
+        rng = [[None, None]] if key_range is None else [[key_range.after, key_range.upto]]
+        schema = _delta_schema().with_metadata({"fingerprint": fprint, "mode": self.mode, "ranges": json.dumps(rng)})
         self.writer = pq.ParquetWriter(self.delta_path, schema)
+
+    def _cursor(self, key_range) -> Iterator[tuple]:
+        """The range's rows in (key, doc_id) order: the parts one after the other (they hold consecutive ranges)."""
+        from ragtrail.stages.state_parts import range_where
+
+        w, args = range_where(key_range)
+        for conn in self.conns:
+            yield from conn.execute(_ROWS + f" WHERE {w} ORDER BY key, doc_id", args)
+
+    def _lookup(self, key: str) -> list[tuple]:
+        return [row for conn in self.conns for row in conn.execute(_ROWS + " WHERE key = ?", (key,))]
 
     def _rows_up_to(self, key: str) -> list[tuple]:
         """Advance the cursor to ``key``: rows of keys before it are gone; returns the rows of ``key``."""
@@ -184,10 +210,10 @@ class SourceMerge:
                 yield item
                 continue
             key = item.doc_id
-            if self.conn is None:
+            if not self.conns:
                 rows = []
             elif self.last_key is not None and key <= self.last_key:  # out of key order: look it up, read it
-                rows = self.conn.execute(_ROWS + " WHERE key = ?", (key,)).fetchall()
+                rows = self._lookup(key)
                 self.counts["objects_out_of_order"] += 1
             else:
                 rows, self.last_key = self._rows_up_to(key), key
@@ -242,16 +268,17 @@ class SourceMerge:
         """Finish the delta; the ingest result's state part (small: XCom)."""
         self._flush()
         self.writer.close()
-        if self.conn is not None:
-            self.conn.close()
+        for conn in self.conns:
+            conn.close()
         return {"delta_path": str(self.delta_path), "state": self.mode, **{k: self.counts[k] for k in (
             "objects_read", "objects_skipped", "objects_new", "objects_changed", "objects_deleted", "docs_carried",
             "quarantined_carried", "docs_gone")}}
 
 
 def delta_meta(delta_path: str | Path) -> dict:
-    """The delta's fingerprint and merge mode (``merged``: the state was used; ``none``/``stale``: not)."""
+    """The delta's fingerprint, merge mode (``merged``: the state was used; ``none``/``stale``: not) and the
+    key ranges of the run's split (JSON)."""
     import pyarrow.parquet as pq
 
     meta = pq.read_schema(delta_path).metadata or {}
-    return {k.decode(): v.decode() for k, v in meta.items() if k in (b"fingerprint", b"mode")}
+    return {k.decode(): v.decode() for k, v in meta.items() if k in (b"fingerprint", b"mode", b"ranges")}

@@ -9,9 +9,11 @@ import qdrant_edge as qe
 from ragtrail.core import env_kit
 from ragtrail.store.base import DENSE, SPARSE, Point, SearchQuery, prefetch_limit
 
-# Vectors (KB) a segment holds before ``optimize`` builds its HNSW index. Below it, search is exact: at
-# 10k 384-d points a full scan answered in 0.45 ms (p50) with recall 1.0, where HNSW cost 4.6 s to build
-# and (default m/ef, random vectors) gave recall@10 0.61; at 50k, 4.4 ms exact. ~100 MB ≈ 65k 384-d points.
+# Vectors (KB) a segment holds before ``optimize`` builds its HNSW index: Qdrant's own default, 20 MB ≈ 13k
+# 384-d points. Below it, search is exact: at 10k 384-d points a full scan answered in 0.45 ms (p50) with
+# recall 1.0, where HNSW cost 4.6 s to build. It was 100 MB (≈ 65k points) while a version was one shard;
+# a large version is now in parts of ~20k points (:mod:`.edge_parts`), and exact parts made a query at 320k
+# points 82 ms (16 parts scanned) where HNSW in each part answers in ~10 (docs/scaling.md).
 INDEXING_THRESHOLD_KB = env_kit.EDGE_INDEXING_THRESHOLD_KB.get()
 # HNSW as ``optimize`` builds it (docs/performance.md, "The embedded store"): at 100k 384-d points,
 # ef_construct 64 over int8-quantised vectors cost 4-8x less build time than ef_construct 64 or 100 over

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ragtrail.core.heap import give_back
+
 POLL_S = 0.01
 HANDOVER_WAIT_S = 2.0  # how long a releasing holder lets a waiter take the lock before it queues again
 
@@ -215,6 +217,7 @@ def unload(folder: Path, shard_dir: str = "shard") -> None:
     if loaded is not None:
         with loaded.mutex:
             loaded.unload()
+        give_back()  # what the part held goes back to the OS, not to the allocator's free lists
 
 
 def detach(user: int) -> None:

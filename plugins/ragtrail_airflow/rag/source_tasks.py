@@ -104,7 +104,7 @@ def plan(docs, params=None, tracker=None, dag_run=None) -> list[int]:
     read = [r for r in work.fetch(as_list(docs)) if r]  # a failed shard has no result (all_done_min_one_success)
     ranges, _ = read_split(work.fetch_named(SPLIT_FILE))
     failed = sorted(set(range(len(ranges))) - {r.get("shard_index", 0) for r in read})
-    shards = gather(read, work.local)
+    shards = gather(read, work.local, ranges)  # the ranges: the state's parts after this run's commit
     if shards.get("empty_reason"):  # no shard found a usable document (one shard fails in ingest itself)
         raise AirflowFailException(shards["empty_reason"])
     if failed:  # their objects were not read: nothing of theirs may be taken for deleted, nor their state changed

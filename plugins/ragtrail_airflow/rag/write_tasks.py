@@ -120,7 +120,6 @@ def index(written, groups: int = 1, params=None, tracker=None, dag_run=None):
     """After every write group (``all_done``; ``groups``: how many the DAG has): read the receipts, delete the stale and gone points, commit the
     source state, let the store finish the version. A group that left no receipt is named
     (``writes_failed``): its documents are read again next run, and the evaluate task does not move the alias."""
-    from ragtrail.core.statefile import STATE_FILE
     from ragtrail.stages.index_results import finish_from_receipts
     from ragtrail.store import collection_name
     from ragtrail_airflow.rag.s3 import open_source_state
@@ -136,6 +135,7 @@ def index(written, groups: int = 1, params=None, tracker=None, dag_run=None):
     result = finish_from_receipts(receipts, cfg, work.local, groups=groups, recorder=tracker,
                                   location=store_settings(), state_base=state.fetch(work.local), work=work)
     result["writes_failed"] = [g for g in result["writes_failed"] if g not in empty]
-    if result.pop("state_path", None):  # after the writes: the next run merges its listing against this
-        state.commit(work.local / STATE_FILE)
+    after = result.pop("state_path", None)
+    if after:  # after the writes: the next run merges its listing against this
+        state.commit(after)
     return result
