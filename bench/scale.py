@@ -2,13 +2,13 @@
 
 For each size N: a synthetic corpus of N one-chunk text documents (a folder, 1,000 files per sub-folder), then
 one DAG run of the real pipeline's task functions (:mod:`ragtrail_airflow.rag.pipeline`: ``ingest``,
-``plan``, ``chunk[]``, ``dedupe``, ``embed[]``, ``index``, ``evaluate``) called as the Airflow tasks call
+``plan``, ``chunk[]``, ``dedupe``, ``embed[]``, ``write[]``, ``index``, ``evaluate``) called as the Airflow tasks call
 them: the run's params, a ``dag_run``, and the tracker of a real :class:`ragtrail.trail.task_run.TaskRun`
 (one MLflow run per task instance, in this bench's own SQLite MLflow store). The store is the embedded
 default (Qdrant Edge), the work store the default local folder.
 
 Processes: each stage gets a fresh Python process (a "worker" that imports the stage code); every task
-instance — each map index of ``chunk`` and ``embed`` too — runs in a process forked from it, as
+instance — each map index of ``chunk``, ``embed`` and ``write`` too — runs in a process forked from it, as
 Airflow's task supervisor forks one per task instance. A task's **peak RSS** is the largest
 ``ru_maxrss`` of its instances' processes (``os.wait4``), its **wall** the sum of its instances' walls
 (run one after another here; Airflow runs map indexes side by side).
@@ -25,11 +25,13 @@ with 0.1 % of the documents changed, added or deleted (a third each): its wall a
 build's (target ≤ 5 %) and the number of ``scroll`` calls on the store (counted by wrapping the store
 class's ``scroll`` in every task process): whole-collection scrolls and filtered ones apart.
 
-The index task is probed at its own failpoints (``/proc/self/smaps``, ``/proc/self/status``; no memory cost):
-the ``.npy`` memory maps it holds open and their resident pages, and its anonymous RSS after the last upsert
-(Python heap plus the in-process Edge store's heap). ``--before-tree`` (a tree with an earlier ``include/``
-and ``plugins/``) runs that tree's index task too, on the same chunk and embed results, into its own store
-folder (``index_before``): the same data, before and after a change to the index stage.
+The write groups (``RAGTRAIL_WRITE_TASKS``, 4 here unless set; each reads only the embed batches its chunk
+batches need) and the index task are probed at their own failpoints (``/proc/self/smaps``,
+``/proc/self/status``; no memory cost): the ``.npy`` memory maps held open and their resident pages, and the
+anonymous RSS after a writer's last upsert (Python heap plus the in-process Edge store's heap).
+``--before-tree`` (a tree with an earlier ``include/`` and ``plugins/``) runs that tree's index task too, on
+the same chunk and embed results, into its own store folder (``index_before``): the same data, before and
+after a change to the store path (an old tree's one index task writes every point itself).
 
 Results: ``bench/results/scale.json`` and a table on stdout. Timings are this machine's (2 shared cores).
 """
@@ -54,8 +56,10 @@ PRODUCT = "scale"
 EMBEDDER_NAME = "bench-hash-embedder (replaces ragtrail.stages.embedding.load_model in the embed worker)"
 TARGET_B = 50.0
 TARGET_REINGEST = 0.05
-TASKS = ("split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate")
+TASKS = ("split", "ingest", "plan", "chunk", "dedupe", "embed", "write", "index", "evaluate")
 MAPPED = {"ingest": "split", "chunk": "plan", "embed": "dedupe"}  # mapped task → the task whose list it maps over
+WRITE_TASKS = "4"  # write groups unless RAGTRAIL_WRITE_TASKS says (the embedded store's DAG default is one)
+PROBED = ("write", "index")
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega river stone cloud field forest harbour lantern meadow orbit pillar quartz "
@@ -145,25 +149,21 @@ def _count_scrolls(counter: dict) -> None:
 def _call(task: str, arg, params: dict, dag_run, tracker, tracked_run):
     from ragtrail_airflow.rag import pipeline as p
 
-    if task == "split":
-        return p.split(params=params, tracker=tracker, dag_run=dag_run)
-    if task == "ingest":
-        return p.ingest(arg, params=params, tracker=tracker, dag_run=dag_run)
-    if task == "plan":
-        return p.plan(arg["docs"], params=params, tracker=tracker, dag_run=dag_run)
-    if task == "chunk":
-        return p.chunk(arg, params=params, tracker=tracker, dag_run=dag_run)
-    if task == "dedupe":
-        return p.dedupe(arg["chunked"], params=params, tracker=tracker, dag_run=dag_run)
-    if task == "embed":
-        return p.embed(arg, params=params, tracker=tracker, dag_run=dag_run)
-    if task == "index":
-        return p.index(arg["chunked"], arg["embedded"], params=params, tracker=tracker, dag_run=dag_run)
-    if task == "evaluate":
+    kw = {"params": params, "tracker": tracker, "dag_run": dag_run}
+    if task == "index" and "chunked" in arg:  # an earlier tree's index task (--before-tree): it wrote every point
+        return p.index(arg["chunked"], arg["embedded"], **kw)
+    calls = {
+        "split": lambda: p.split(**kw), "ingest": lambda: p.ingest(arg, **kw), "plan": lambda: p.plan(arg["docs"], **kw),
+        "chunk": lambda: p.chunk(arg, **kw), "dedupe": lambda: p.dedupe(arg["chunked"], **kw),
+        "embed": lambda: p.embed(arg, **kw),
+        "write": lambda: p.write(arg["group"], arg["groups"], results=arg["results"], **kw),
+        "index": lambda: p.index(arg["written"], arg["groups"], **kw),
         # tracked_run=None: no model registration (it would save the embedder's weights; there are none).
-        return p.evaluate(arg["indexed"], params=params, tracker=tracker, tracked_run=None,
-                          dag_run=dag_run, outlet_events=None)
-    raise ValueError(task)
+        "evaluate": lambda: p.evaluate(arg["indexed"], tracked_run=None, outlet_events=None, **kw),
+    }
+    if task not in calls:
+        raise ValueError(task)
+    return calls[task]()
 
 
 def _npy_maps() -> tuple[int, int]:
@@ -181,24 +181,27 @@ def _npy_maps() -> tuple[int, int]:
 
 
 def _probe_index(probe: dict) -> None:
-    """Sample the index stage at its own failpoints (every 8th upsert, and the others): ``.npy`` memory maps
-    open and their resident pages, and the process's anonymous memory (Python heap and the embedded store's
-    native heap together). Reading ``/proc`` costs the stage no memory (tracemalloc would)."""
+    """Sample the write and index stages at their own failpoints (every 8th upsert, and the others): ``.npy``
+    memory maps open and their resident pages, and the process's anonymous memory (Python heap and the embedded
+    store's native heap together). Reading ``/proc`` costs the stage no memory (tracemalloc would)."""
     import ragtrail.stages.indexing as indexing
+    import ragtrail.stages.writing as writing
 
-    real = indexing.failpoint
+    def sampler(real):
+        def sample(name, workdir=None):
+            probe["calls"] += 1
+            if ".after_upsert_" not in name or probe["calls"] % 8 == 0:
+                maps, rss = _npy_maps()
+                probe["npy_maps_max"] = max(probe["npy_maps_max"], maps)
+                probe["npy_rss_kb_max"] = max(probe["npy_rss_kb_max"], rss)
+                # every point of the writer (or, in an earlier tree's index task, of the run) written
+                if name in ("write.before_receipt", "index.before_receipt", "index.before_delete"):
+                    probe["rss_anon_kb_written"] = max(probe["rss_anon_kb_written"], _status_kb("RssAnon"))
+            return real(name, workdir)
+        return sample
 
-    def sample(name, workdir=None):
-        probe["calls"] += 1
-        if not name.startswith("index.after_upsert_") or probe["calls"] % 8 == 0:
-            maps, rss = _npy_maps()
-            probe["npy_maps_max"] = max(probe["npy_maps_max"], maps)
-            probe["npy_rss_kb_max"] = max(probe["npy_rss_kb_max"], rss)
-            if name == "index.before_delete":  # every point written, the store's index not built yet
-                probe["rss_anon_kb_written"] = _status_kb("RssAnon")
-        return real(name, workdir)
-
-    indexing.failpoint = sample
+    writing.failpoint = sampler(writing.failpoint)
+    indexing.failpoint = sampler(indexing.failpoint)
 
 
 def _status_kb(key: str) -> int:
@@ -222,7 +225,7 @@ def _instance(task: str, map_index: int, arg, spec: dict, out: Path) -> None:
     counter = {"scrolls_full": 0, "scrolls_filtered": 0}
     _count_scrolls(counter)
     probe = {"calls": 0, "npy_maps_max": 0, "npy_rss_kb_max": 0, "rss_anon_kb_written": 0}
-    if task == "index":
+    if task in PROBED:
         _probe_index(probe)
     dag_run = SimpleNamespace(dag_id=DAG_ID, run_id=spec["run_id"])
     params = spec["params"]
@@ -286,8 +289,18 @@ def _items(task: str, results: dict) -> list:
     """What each instance of ``task`` gets from upstream (one item for an unmapped task)."""
     if task in MAPPED:
         return results[MAPPED[task]]
+    if task == "write":  # over the DAG's fixed write groups; each picks its own chunk and embed results
+        from ragtrail_airflow.rag.write_tasks import write_groups
+
+        groups = write_groups()
+        return [{"group": g, "groups": len(groups), "results": {"chunk": results["chunk"], "embed": results["embed"]}}
+                for g in groups]
     upstream = {"plan": {"docs": "ingest"}, "dedupe": {"chunked": "chunk"},
-                "index": {"chunked": "chunk", "embedded": "embed"}, "evaluate": {"indexed": "index"}}
+                "index": {"written": "write"}, "evaluate": {"indexed": "index"}}
+    if task == "index":
+        from ragtrail_airflow.rag.write_tasks import write_groups
+
+        return [{"written": results["write"], "groups": len(write_groups())}]
     return [{arg: results[t] for arg, t in upstream[task].items()}] if task in upstream else [None]
 
 
@@ -307,8 +320,10 @@ def run_dag(home: Path, source: Path, run_id: str, log, fan: dict, before_tree: 
                "RAGTRAIL_QDRANT_PATH": str(home / "store_before")}
         steps.insert(TASKS.index("index") + 1, ("index_before", "index", old))
     for name, task, extra_env in steps:
-        items = _items(task, results)
-        spec = {"name": name, "task": task, "items": items, "mapped": task in MAPPED, "run_id": run_id,
+        items = _items(task, results) if name != "index_before" else [
+            {"chunked": results["chunk"], "embedded": results["embed"]}]
+        mapped = task in MAPPED or task == "write"
+        spec = {"name": name, "task": task, "items": items, "mapped": mapped, "run_id": run_id,
                 "params": params, "out_dir": str(out_dir)}
         spec_path = out_dir / f"{name}.spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -320,7 +335,7 @@ def run_dag(home: Path, source: Path, run_id: str, log, fan: dict, before_tree: 
         rows = json.loads((out_dir / f"{name}.summary.json").read_text())
         outs = [json.loads((out_dir / f"{name}_{i:05d}.json").read_text())["result"] for i in range(len(items))]
         if name == task:
-            results[task] = outs if task in MAPPED else outs[0]
+            results[task] = outs if mapped else outs[0]
         tasks[name] = {
             "instances": len(rows),
             "peak_rss_mb": round(max(r["rss_kb"] for r in rows) / 1024, 1),
@@ -330,12 +345,12 @@ def run_dag(home: Path, source: Path, run_id: str, log, fan: dict, before_tree: 
             "scrolls_full": sum(r["scrolls_full"] for r in rows),
             "scrolls_filtered": sum(r["scrolls_filtered"] for r in rows),
         }
-        if task == "index":
-            tasks[name].update(npy_maps_max=rows[0]["probe"]["npy_maps_max"],
-                               npy_rss_mb_max=round(rows[0]["probe"]["npy_rss_kb_max"] / 1024, 1),
-                               rss_anon_written_mb=round(rows[0]["probe"]["rss_anon_kb_written"] / 1024, 1))
+        if task in PROBED:
+            tasks[name].update(npy_maps_max=max(r["probe"]["npy_maps_max"] for r in rows),
+                               npy_rss_mb_max=round(max(r["probe"]["npy_rss_kb_max"] for r in rows) / 1024, 1),
+                               rss_anon_written_mb=round(max(r["probe"]["rss_anon_kb_written"] for r in rows) / 1024, 1))
         extra = ({k: tasks[name][k] for k in ("npy_maps_max", "npy_rss_mb_max", "rss_anon_written_mb")}
-                 if task == "index" else "")
+                 if task in PROBED else "")
         print(f"    {name:12s} x{len(rows):<4d} rss {tasks[name]['peak_rss_mb']:8.1f} MB  wall {tasks[name]['wall_s']:8.1f} s"
               f"  xcom {tasks[name]['max_xcom_bytes']:>8d} B {extra}", flush=True)
     return {"tasks": tasks, "mlflow_runs": _mlflow_runs(run_id), "index": results["index"],
@@ -383,6 +398,7 @@ def main() -> None:
                          "same upstream results (index_before), e.g. from `git archive main include plugins`")
     ap.add_argument("--label", default="", help="a name for this run in the results (e.g. before/after)")
     args = ap.parse_args()
+    os.environ.setdefault("RAGTRAIL_WRITE_TASKS", WRITE_TASKS)  # several writers (the workers inherit it)
     sizes = [int(s) for s in args.sizes.split(",")]
     fan = {"docs_per_batch": args.docs_per_batch, "texts_per_batch": args.texts_per_batch,
            "docs_per_shard": args.docs_per_shard}
@@ -429,7 +445,7 @@ def summarize(runs: list[dict], sizes: list[int]) -> dict:
         a, b = fit(sizes, ys) if len(sizes) > 1 else (ys[0], 0.0)
         slopes[task] = {"a_mb": round(a / 2**20, 1), "b_bytes_per_doc": round(b, 1), "pass": b < TARGET_B,
                         "rss_at_10M_mb_extrapolated": round((a + b * 10_000_000) / 2**20, 1)}
-    for task in ("index", "index_before"):
+    for task in ("write", "index", "index_before"):
         if task in runs[0]["first"]["tasks"]:
             for key in ("rss_anon_written_mb", "npy_rss_mb_max"):
                 ys = [r["first"]["tasks"][task][key] * 2**20 for r in runs]
@@ -471,7 +487,7 @@ def print_table(rep: dict) -> None:
         xc = max(r["first"]["tasks"][task]["max_xcom_bytes"] for r in rep["runs"])
         line += f" {s['b_bytes_per_doc']:9.1f} {'pass' if s['pass'] else 'FAIL':>5s} {xc:11d}"
         print(line)
-    for task in ("index", "index_before"):
+    for task in ("write", "index_before"):
         if task in rep["slopes"] and "rss_anon_written_b_bytes_per_doc" in rep["slopes"][task]:
             sl = rep["slopes"][task]
             print(f"{task}: anonymous RSS after the last upsert b = {sl['rss_anon_written_b_bytes_per_doc']} B/doc "

@@ -6,7 +6,9 @@ shard, named by its range) reads its shard into text, one document per file or t
 quarantined, never fatal; a failed shard leaves the run PARTIAL) → **plan** compares it with the version's
 source state (unchanged documents stop here) → **chunk** (one mapped task per batch) cuts changed documents into windows of the
 embedder's own tokens → **dedupe** keeps each distinct text once → **embed** (mapped) turns texts into
-vectors → **index** upserts into `<product>__<version>` and deletes what is stale → **evaluate** scores
+vectors → **write** (mapped over groups of chunk batches, throttled) upserts into `<product>__<version>`,
+each group leaving a receipt → **index** reads the receipts, deletes what is stale and commits the source
+state → **evaluate** scores
 it on the product's questions, moves the `<product>` alias only if it passes the gate and registers it
 as `ragtrail-<product>` → **aggregate_status** rolls the run up to FINISHED / PARTIAL / FAILED and fails
 the DAG run unless FINISHED.

@@ -72,7 +72,7 @@ def test_ingest_shows_stage_lines_and_sends_airflow_logs_to_a_file(tmp_path):
     lines = proc.stderr.splitlines()
     log_path = next(line.split(" go to ")[1].split(" (")[0] for line in lines if "log lines go to" in line)
     assert log_path.startswith(str(home / "logs")) and "Pushing xcom" in open(log_path).read()
-    for stage in ("split", "ingest[0]", "plan", "chunk[0]", "dedupe", "embed[0]", "index", "evaluate"):
+    for stage in ("split", "ingest[0]", "plan", "chunk[0]", "dedupe", "embed[0]", "write[0]", "index", "evaluate"):
         assert sum(f" {stage}: started" in line for line in lines) == 1, proc.stderr
         assert sum(f" {stage}: finished in " in line for line in lines) == 1, proc.stderr
     assert any(" embed: 1 texts in " in line for line in lines), proc.stderr  # the stage's closing count line

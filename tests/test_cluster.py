@@ -24,7 +24,7 @@ DOCS = {f"cluster/doc{i:02d}.md": f"Note {i} on scaling out: worker {i % 2} hand
         for i in range(12)}
 CONF = {"product": "cluster", "docs_per_shard": 4, "docs_per_batch": 2, "texts_per_batch": 4}
 BUCKET, ARTIFACTS, WORK = "ragtrail-cluster-src", "ragtrail-cluster-mlflow", "ragtrail-cluster-work"
-STORE_TASKS = {"split", "plan", "index", "evaluate"}
+STORE_TASKS = {"split", "plan", "write", "index", "evaluate"}
 
 
 @pytest.fixture(scope="module")

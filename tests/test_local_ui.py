@@ -175,7 +175,7 @@ def test_rest_answers_how_the_latest_version_did_and_how_it_compares(stack, runs
     status, tasks = call("GET", f"{stack.airflow}/ragtrail/api/runs/{latest['run']['run_id']}/tasks", token=token)
     # (a pre-flight check task, where the pipeline has one, comes first)
     assert [t["task_id"] for t in tasks["tasks"] if t["task_id"] != "preflight"] == [
-        "split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"]
+        "split", "ingest", "plan", "chunk", "dedupe", "embed", "write", "index", "evaluate"]
     status, summary = call("GET", f"{stack.airflow}/ragtrail/api/summary", token=token)
     assert summary["totals"]["runs"] == 2 and summary["totals"]["success_rate"] == 1.0
     assert call("GET", f"{stack.airflow}/ragtrail/api/products/nope/latest", token=token)[0] == 404

@@ -82,7 +82,7 @@ def test_lenient_the_pipeline_finishes_and_the_trail_says_what_is_missing(server
     assert summary["trail"]["closed_runs"] == []  # closing a mapped task's run is the roll-up's job
     client = MlflowClient(server.url)
     exp_id, runs = runs_by_task(client, summary)
-    assert set(runs) == {"preflight", "split", "ingest", "plan", "chunk", "index", "evaluate"}
+    assert set(runs) == {"preflight", "split", "ingest", "plan", "chunk", "write", "index", "evaluate"}
     assert runs["chunk"].info.status == "FINISHED" and runs["chunk"].data.tags["ragtrail.closed_by"] == "aggregate_status"
     assert client.search_runs([exp_id], "attributes.status = 'RUNNING'") == []
     parent = client.get_run(summary["parent_run_id"])

@@ -18,6 +18,7 @@ REQUIRED_METRICS = {
               "chunks_per_document", "truncated_chunks"},
     "dedupe": {"duplicate_rate", "embeddings_skipped", "unique_new_texts"},
     "embed": {"embedding_count", "embedding_dimension", "embeddings_per_second", "processing_time_seconds"},
+    "write": {"points_written", "docs_written", "docs_skipped", "stale_points"},
     "index": {"vector_count", "upsert_seconds", "vectors_added", "vectors_deleted"},
     "evaluate": {"ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10", "hit_rate",
                  "latency_p50_ms", "latency_p95_ms", "promoted"},
@@ -67,7 +68,7 @@ def test_one_parent_and_a_finished_child_per_task(handbook_run, mlflow_client):
             assert child.info.status == "FINISHED", child.info.run_name
             assert REQUIRED_METRICS[stage] <= set(child.data.metrics), (stage, sorted(child.data.metrics))
             assert tags["airflow.dag_id"] == "rag_ingest" and tags["airflow.task_id"] == stage
-            assert tags.get("ragtrail.mapped") == "true" if stage in ("ingest", "chunk", "embed") else \
+            assert tags.get("ragtrail.mapped") == "true" if stage in ("ingest", "chunk", "embed", "write") else \
                 tags["airflow.try_number"] == "1"
             assert tags["ragtrail.product"] == "handbook" and tags["ragtrail.version"] == "v1"
     # 34 docs / 12 per batch; 222 texts / 60: 3 chunk and 4 embed map indexes, each a step, all on try 1

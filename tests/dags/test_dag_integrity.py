@@ -51,9 +51,10 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → index → evaluate → approve →
-    aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index events
-    through an alias; ingest is mapped over the split's shards, each map index named by its key range."""
+    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate →
+    approve → aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index
+    events through an alias; ingest is mapped over the split's shards, each map index named by its key range; the
+    write groups are throttled per DAG run (one at a time on the embedded store) and named by their chunk batches."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
@@ -61,10 +62,14 @@ def test_rag_ingest_shape_and_params():
     assert upstream["split"] == {"preflight"} and dag.get_task("preflight").retries == 0  # fails at once
     assert upstream["ingest"] == {"split"} and dag.get_task("ingest").map_index_template == "{{ shard_label }}"
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
-    assert upstream["embed"] == {"dedupe"} and upstream["index"] == {"chunk", "embed"}
+    assert upstream["embed"] == {"dedupe"} and upstream["write"] == {"embed"} and upstream["index"] == {"write"}
+    write = dag.get_task("write")
+    assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 1
+    assert write.op_kwargs_expand_input.value == {"group": [0]}  # one write group on the embedded store by default
+    assert write.trigger_rule == "all_done" and write.partial_kwargs["needs"] == ("dedupe",)
     assert upstream["evaluate"] == {"plan", "index"}  # the source digest (in the plan file), the built collection
     assert dag.get_task("plan").trigger_rule == "all_done_min_one_success"  # a failed shard: PARTIAL, not FAILED
-    # index waits for every chunk/embed batch (all_done), evaluate for index, approve for evaluate
+    # index waits for every write group (all_done), evaluate for index, approve for evaluate
     assert upstream["approve"] == {"evaluate"} and upstream["aggregate_status"] == {"index", "evaluate", "approve"}
     assert [o.name for o in dag.get_task("evaluate").outlets] == ["ragtrail_index"] == \
         [o.name for o in dag.get_task("approve").outlets]
@@ -75,7 +80,7 @@ def test_rag_ingest_shape_and_params():
                  "eval_tolerance", "approval", "approval_timeout_h"):
         param = dag.params.get_param(name)
         assert param.description and (param.schema.get("type") or param.schema.get("enum")), name
-    for task_id in ("preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate"):
+    for task_id in ("preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed", "write", "index", "evaluate"):
         assert "MLflow run" in [link.name for link in dag.get_task(task_id).operator_extra_links]
 
 
@@ -132,9 +137,10 @@ def test_a_broken_products_file_is_an_import_error_naming_the_field(tmp_path, mo
 
 
 def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeypatch):
-    """RAGTRAIL_STORE_QUEUE sends split, plan, index, evaluate and approve (the tasks that open a local-mode store;
-    split reads the collection's stamp for the source state) to one queue; the ingest shards and chunk/embed keep
-    the default queue (any worker); with a Qdrant server configured nothing is pinned."""
+    """RAGTRAIL_STORE_QUEUE sends split, plan, write, index, evaluate and approve (the tasks that open a local-mode
+    store; split reads the collection's stamp for the source state) to one queue; the ingest shards and chunk/embed
+    keep the default queue (any worker); with a Qdrant server configured nothing is pinned, and the write groups
+    run all at once (one at a time on the embedded store)."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("RAGTRAIL_STORE_QUEUE", "store-host")
@@ -142,7 +148,10 @@ def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeyp
     monkeypatch.delenv("AIRFLOW_CONN_QDRANT_DEFAULT", raising=False)
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     queues = {t.task_id: t.queue for t in dag.tasks}
-    assert {t for t, q in queues.items() if q == "store-host"} == {"split", "plan", "index", "evaluate", "approve"}, queues
+    assert {t for t, q in queues.items() if q == "store-host"} == {"split", "plan", "write", "index", "evaluate",
+                                                                      "approve"}, queues
+    assert dag.get_task("write").max_active_tis_per_dagrun == 1
     monkeypatch.setenv("RAGTRAIL_QDRANT_URL", "http://qdrant:6333")
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     assert "store-host" not in {t.queue for t in dag.tasks}
+    assert dag.get_task("write").max_active_tis_per_dagrun == 4  # all four write groups (a server's default)

@@ -1,8 +1,9 @@
-"""The index stage's per-run state on disk: where each new vector is, which documents and points were written.
+"""A write task's state on disk: where each new vector is, which documents and points were written.
 
-:class:`RunState` keeps what must outlive one chunk file in one SQLite file of the task's work folder
-(:data:`INDEX_STATE_FILE`), and reads only the vectors one chunk file needs from the embed batches' ``.npy``
-files (plain reads, no memory maps), so the index task's memory does not grow with the run (:mod:`ragtrail.stages.indexing`).
+:class:`RunState` keeps what must outlive one chunk file in one SQLite file of the task's work folder (one per
+write group and process), and reads only the vectors one chunk file needs from the embed batches' ``.npy``
+files it was given (plain reads, no memory maps), so a writer's memory does not grow with the run
+(:mod:`ragtrail.stages.writing`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-INDEX_STATE_FILE = "index_state.sqlite"  # the run's per-chunk maps, on disk (never held in memory)
 OPEN_VECTOR_FILES = 2  # local copies of vector files kept (dedupe writes them in chunk order: two suffice)
 _SQL_VARS = 500  # values per SQL ``IN (...)``
 

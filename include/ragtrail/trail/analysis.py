@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-STAGE_ORDER = ("preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed", "index", "evaluate")
+STAGE_ORDER = ("preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed", "write", "index", "evaluate")
 RUN_FIELDS = ("run_id", "product", "version", "status", "start_time", "duration_s", "mlflow_url")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -1,7 +1,8 @@
 """The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
-preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → index → evaluate → approve → aggregate_status, where ``[]`` marks tasks
-mapped over shards of the source (ingest) and batches of its changes (chunk, embed). ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
+preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate → approve → aggregate_status,
+where ``[]`` marks tasks mapped over shards of the source (ingest), batches of its changes (chunk, embed) and groups
+of those batches (write: :mod:`ragtrail_airflow.rag.write_tasks`). ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
 ``@dag`` function.
 
@@ -33,6 +34,7 @@ from ragtrail_airflow.rag.approval import PromotionApproval
 from ragtrail_airflow.rag.assets import INDEX_ALIAS
 from ragtrail_airflow.rag.source_tasks import ingest, plan, split
 from ragtrail_airflow.rag.source_tasks import run_edge as _edge
+from ragtrail_airflow.rag.write_tasks import index, record_needs, write, write_groups, write_limits
 from ragtrail_airflow.rag.xcom_lists import as_list
 
 EMBED_BATCHES = "embed_batches.json"  # the dedupe task's embed batches, each embed task reads its own
@@ -46,7 +48,7 @@ def cpu_pool() -> dict:
 
 
 def store_queue() -> dict:
-    """Tasks that open the Qdrant store (plan, index, evaluate) go to one Celery queue when
+    """Tasks that open the Qdrant store (split, plan, write, index, evaluate) go to one Celery queue when
     ``RAGTRAIL_STORE_QUEUE`` names one and no Qdrant server is configured: a local-mode store is a folder
     on one host, so one worker (the one serving that queue) must run them all. With a server
     (``RAGTRAIL_QDRANT_URL`` or an ``AIRFLOW_CONN_QDRANT_DEFAULT``) they run on any worker."""
@@ -146,10 +148,10 @@ def chunk(batch, params=None, tracker=None, dag_run=None):
 
     cfg, work = _edge(params, dag_run, tracker)
     batch = work.fetch(_batch_of(batch, work.read_plan, "plan"))
-    return work.publish(chunk_documents(
+    return work.publish({**chunk_documents(
         batch["docs_path"], work.local, product=cfg.product, chunk_size=cfg.chunk_size,
         chunk_overlap=cfg.chunk_overlap, embedder=cfg.embedder,
-        out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker))
+        out_name=f"batches/chunks_{batch['batch']:05d}.parquet", recorder=tracker), "batch": batch["batch"]})
 
 
 def _batch_of(batch, listing, stage: str) -> dict:
@@ -164,7 +166,8 @@ def _batch_of(batch, listing, stage: str) -> dict:
 
 
 def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[int]:
-    """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches."""
+    """Collect the distinct new texts of every chunk batch that succeeded; return the embed batches. Per chunk
+    batch it records which embed batches its chunks need (``write_groups.json``): a writer reads only those."""
     from ragtrail.stages.dedupe import unique_texts
     from ragtrail.stages.plan import read_plan
     from ragtrail.store import collection_name
@@ -173,13 +176,15 @@ def dedupe(chunked, params=None, tracker=None, dag_run=None) -> list[int]:
 
     cfg, work = _edge(params, dag_run, tracker)
     work.fetch_plan()
-    chunk_paths = [c["chunks_path"] for c in work.fetch(as_list(chunked)) if c]
+    done = [c for c in work.fetch(as_list(chunked)) if c]
+    chunk_paths = [c["chunks_path"] for c in done]
     # The version's chunk hashes: the state the plan seeded from a scroll, else the committed state.
     held = read_plan(work.local).get("held_path") or open_source_state(
         collection_name(cfg.product, cfg.version)).fetch(work.local)
-    batches = work.publish(unique_texts(chunk_paths, work.local, held_path=held,
-                                        texts_per_batch=cfg.texts_per_batch, max_batches=max_map_length(),
-                                        recorder=tracker))["batches"]
+    unique = work.publish(unique_texts(chunk_paths, work.local, held_path=held, texts_per_batch=cfg.texts_per_batch,
+                                       max_batches=max_map_length(), recorder=tracker))
+    batches = unique["batches"]
+    record_needs(work, done, unique["needs"], len(read_plan(work.local)["batches"]))
     listing = work.local / EMBED_BATCHES
     listing.write_text(json.dumps({"batches": batches}))
     work.publish_file(listing)
@@ -197,30 +202,19 @@ def embed(batch, params=None, tracker=None, dag_run=None):
         out_name=f"embed/vectors_{batch['batch']:05d}.npy", recorder=tracker, backend=cfg.embed_backend))
 
 
-def index(chunked, embedded, params=None, tracker=None, dag_run=None):
-    from ragtrail.stages.index_results import index_from_results
-    from ragtrail.store import collection_name
-    from ragtrail_airflow.rag.s3 import open_source_state
-    from ragtrail_airflow.rag.store_conn import store_settings
-
-    cfg, work = _edge(params, dag_run, tracker)
-    work.fetch_plan()
-    state = open_source_state(collection_name(cfg.product, cfg.version))
-    # the stage fetches each chunk, text and vector file when it reads it (one at a time), not all up front
-    result = index_from_results(as_list(chunked), as_list(embedded), cfg, work.local, dag_run.run_id,
-                                recorder=tracker, location=store_settings(), state_base=state.fetch(work.local),
-                                work=work)
-    after = result.pop("state_path", None)
-    if after:  # after the writes: the next run merges its listing against this
-        state.commit(after)
-    return result
-
-
 def evaluate(indexed: dict, params=None, tracker=None, tracked_run=None, dag_run=None, outlet_events=None):
     """Measure the built version, gate its promotion, and register it (``ragtrail-<product>``, with the source
-    digest the plan recorded) when tracked; an index asset event when the alias moved."""
+    digest the plan recorded) when tracked; an index asset event when the alias moved. A write group that left
+    no receipt (``writes_failed``) holds the alias where it is: part of the version may be half written."""
+    import dataclasses
+
     cfg, work = _edge(params, dag_run, tracker)
+    failed = (indexed or {}).get("writes_failed")
+    if failed:
+        cfg = dataclasses.replace(cfg, promote=False)
     decision = evaluate_version(cfg, {"digest": (work.read_plan() or {}).get("source_digest")}, tracker, tracked_run)
+    if failed:
+        decision["reason"] = f"write[{', '.join(map(str, failed))}] left no receipt: not promoted; {decision['reason']}"
     publish_promotion(outlet_events, cfg, decision)
     return decision
 
@@ -248,14 +242,20 @@ def build_pipeline() -> None:
     unique = tracked(stage="dedupe", trigger_rule="all_done", needs=("plan",), fan_out="texts_per_batch")(dedupe)(
         chunked)
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
-    # all_done: publishes the good batches when some failed.
+    # all_done: a failed embed batch skips only the documents missing its vectors; a pool and a per-run cap
+    # throttle the writes (one at a time on the embedded store)
+    groups = write_groups()  # fixed here, when the DAG is parsed: every write task and index are told how many
+    written = tracked(stage="write", trigger_rule="all_done", needs=("dedupe",), map_index_template="{{ write_label }}",
+                      **write_limits(), **store_queue())(write).partial(groups=len(groups)).expand(group=groups)
+    embedded >> written
+    # all_done: after every write group, also when some failed (they are named, and the alias stays)
     indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
-        chunked, embedded)
+        written, groups=len(groups))
     evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(indexed)
     planned >> evaluated  # it reads the source digest from the plan; and a run that never planned never evaluates
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.
     approve = PromotionApproval(task_id="approve", outlets=[INDEX_ALIAS], retries=0, **store_queue())
     evaluated >> approve
-    # index runs only once every chunk/embed batch is done (all_done) and evaluate and approve come after it:
+    # index runs only once every chunk/embed/write batch is done (all_done) and evaluate and approve come after it:
     # when these are done, so is every task, and the graph needs no edge from each of them.
     [indexed, evaluated, approve] >> task.rollup(trigger_rule="all_done", retries=0)(aggregate_status)()

@@ -16,7 +16,7 @@ import pytest
 
 from ragtrail.core.spec import run_config
 from ragtrail.core.workstore import open_run
-from ragtrail.stages import indexing
+from ragtrail.stages import writing
 from ragtrail.stages.chunking import chunk_documents
 from ragtrail.stages.dedupe import unique_texts
 from ragtrail.stages.embedding import embed_chunks
@@ -57,7 +57,7 @@ def probe(monkeypatch):
     """Upserts of 2 points; after each, which vector files are mapped and which files lie in the given folder."""
     seen: dict[str, list] = {"maps": [], "local": []}
     watch: dict[str, Path | None] = {"folder": None}
-    real = indexing.failpoint
+    real = writing.failpoint
 
     def spy(name, workdir=None):
         if name.startswith("index.after_upsert_"):
@@ -67,8 +67,8 @@ def probe(monkeypatch):
                                             and p.suffix in (".parquet", ".npy")))
         return real(name, workdir)
 
-    monkeypatch.setattr(indexing, "UPSERT_BATCH", 2)
-    monkeypatch.setattr(indexing, "failpoint", spy)
+    monkeypatch.setattr(writing, "UPSERT_BATCH", 2)
+    monkeypatch.setattr(writing, "failpoint", spy)
     return seen, watch
 
 
@@ -182,7 +182,7 @@ def test_a_version_is_written_in_parts_one_part_held_at_a_time(tmp_path, monkeyp
     from ragtrail.store.edge_parts import shard_dir
 
     seen, _ = probe
-    real = indexing.failpoint
+    real = writing.failpoint
     held: list[int] = []
 
     def spy(name, workdir=None):
@@ -190,7 +190,7 @@ def test_a_version_is_written_in_parts_one_part_held_at_a_time(tmp_path, monkeyp
             held.append(sum(edge_shards.is_loaded(folder, shard_dir(j)) for j in range(4)))
         return real(name, workdir)
 
-    monkeypatch.setattr(indexing, "failpoint", spy)
+    monkeypatch.setattr(writing, "failpoint", spy)
     store, work_dir = str(tmp_path / "store"), tmp_path / "work"
     cfg, chunked, embedded = _build(tmp_path, store, work_dir)
     folder = Path(store) / "collections" / "idx__v1"
