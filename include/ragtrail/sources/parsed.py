@@ -56,6 +56,20 @@ def normalize_whitespace(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def read_json_array(path: Path):
+    """The elements of a :class:`JsonArrayWriter` file, one line at a time (never the whole list in memory);
+    another JSON array is parsed whole."""
+    with Path(path).open() as fh:
+        first = fh.readline()
+        if first.strip() != "[":  # not one element per line: parse it whole
+            yield from json.loads(first + fh.read())
+            return
+        for line in fh:
+            line = line.strip().rstrip(",")
+            if line and line != "]":
+                yield json.loads(line)
+
+
 class JsonArrayWriter:
     """Write a JSON array one element at a time: a huge quarantine list never sits in memory. The file is
     opened at the first element; with none, ``[]`` is written on exit."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.spec import RunConfig
+from ragtrail.sources.parsed import read_json_array
 
 STATE_AFTER = "state_after"  # the folder commit_state writes: the manifest and the parts this run rewrote
 
@@ -97,9 +98,10 @@ def _plan_state(planned: dict, workdir: str | Path, state_base) -> tuple[list[st
     """The plan's deleted documents, and the source state the index stage commits from (see
     :func:`ragtrail.stages.indexing.finish_index`)."""
     deleted = json.loads(Path(planned["deleted_path"]).read_text()) if planned.get("deleted_path") else []
-    changed = json.loads(Path(planned["changed_path"]).read_text()) if planned.get("changed_path") else []
+    # the whole corpus on a first build: read line by line when the commit asks for it, never held
+    changed = read_json_array(Path(planned["changed_path"])) if planned.get("changed_path") else ()
     return deleted, {"base_path": planned.get("held_path") or state_base, "delta_path": planned.get("delta_path"),
-                     "changed": set(changed), "out_path": Path(workdir) / STATE_AFTER}
+                     "changed": changed, "out_path": Path(workdir) / STATE_AFTER}
 
 
 def _file_access(work):
