@@ -13,16 +13,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from staged import stage_run
 
 from ragtrail.core.spec import run_config
 from ragtrail.core.workstore import open_run
 from ragtrail.stages import writing
-from ragtrail.stages.chunking import chunk_documents
-from ragtrail.stages.dedupe import unique_texts
-from ragtrail.stages.embedding import embed_chunks
 from ragtrail.stages.index_results import index_from_results
-from ragtrail.stages.ingest import ingest_source
-from ragtrail.stages.plan import plan_sync
 from ragtrail.store import open_store
 
 DOCS = {f"doc{i:02d}.txt": f"Note {i}: the {w} of station {i} is checked every {i + 2} days by the crew."
@@ -31,19 +27,7 @@ DOCS = {f"doc{i:02d}.txt": f"Note {i}: the {w} of station {i} is checked every {
 
 def _build(root: Path, store: str, work_dir: Path):
     """Ingest, plan, chunk (3 documents a batch), dedupe (2 texts an embed batch: 6 vector files) and embed."""
-    src = root / "src"
-    src.mkdir()
-    for name, text in DOCS.items():
-        (src / name).write_text(text)
-    cfg = run_config({"source": str(src), "product": "idx", "version": "v1", "docs_per_batch": 3})
-    docs = ingest_source(cfg.source, work_dir)
-    plan = plan_sync(docs["docs_path"], work_dir, location=store, product=cfg.product, version=cfg.version,
-                     config=cfg.version_config(), docs_per_batch=cfg.docs_per_batch)
-    chunked = [chunk_documents(b["docs_path"], work_dir, product=cfg.product, out_name=f"batches/chunks_{b['batch']:05d}.parquet")
-               for b in plan["batches"]]
-    dedupe = unique_texts([c["chunks_path"] for c in chunked], work_dir, held_path=plan["held_path"], texts_per_batch=2)
-    embedded = [embed_chunks(b["texts_path"], work_dir, out_name=f"embed/vectors_{b['batch']:05d}.npy",
-                             backend=cfg.embed_backend) for b in dedupe["batches"]]
+    cfg, _, chunked, _, embedded = stage_run(root, store, work_dir, DOCS, "idx")
     assert len(embedded) == 6
     return cfg, chunked, embedded
 

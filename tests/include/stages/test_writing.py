@@ -12,15 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from staged import stage_run
 
-from ragtrail.core.spec import run_config
 from ragtrail.stages import writing
-from ragtrail.stages.chunking import chunk_documents
-from ragtrail.stages.dedupe import unique_texts
-from ragtrail.stages.embedding import embed_chunks
 from ragtrail.stages.indexing import finish_index, index_run
-from ragtrail.stages.ingest import ingest_source
-from ragtrail.stages.plan import plan_sync
 from ragtrail.store import open_store
 
 SHARED = "Every station logs its readings in the shared maintenance ledger before the shift ends."
@@ -32,21 +27,7 @@ DOCS["doc01.txt"] = SHARED
 
 def _stage(root: Path, store: str, work: Path, docs: dict, version: str = "v1", per_batch: int = 3):
     """Ingest, plan, chunk (3 documents a batch: 4 batches) and dedupe (2 texts an embed batch), embed."""
-    src = root / "src"
-    src.mkdir(exist_ok=True)
-    for p in src.iterdir():
-        p.unlink()
-    for name, text in docs.items():
-        (src / name).write_text(text)
-    cfg = run_config({"source": str(src), "product": "wg", "version": version, "docs_per_batch": per_batch})
-    got = ingest_source(cfg.source, work)
-    plan = plan_sync(got["docs_path"], work, location=store, product=cfg.product, version=cfg.version,
-                     config=cfg.version_config(), docs_per_batch=cfg.docs_per_batch)
-    chunked = [chunk_documents(b["docs_path"], work, product=cfg.product, out_name=f"batches/chunks_{b['batch']:05d}.parquet")
-               for b in plan["batches"]]
-    dedupe = unique_texts([c["chunks_path"] for c in chunked], work, held_path=plan["held_path"], texts_per_batch=2)
-    embedded = [embed_chunks(b["texts_path"], work, out_name=f"embed/vectors_{b['batch']:05d}.npy",
-                             backend=cfg.embed_backend) for b in dedupe["batches"]]
+    cfg, plan, chunked, dedupe, embedded = stage_run(root, store, work, docs, "wg", version, per_batch)
     return cfg, plan, chunked, dedupe["needs"], embedded
 
 
