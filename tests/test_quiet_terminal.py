@@ -10,7 +10,7 @@ from conftest import run_cli, write_corpus
 
 # Our own lines: "ragtrail …" messages, and the stage lines of `ingest` ("09:16:14 plan: started").
 OURS = re.compile(r"^(ragtrail[ :]|\d\d:\d\d:\d\d (preflight|split|ingest(\[\d+\])?|plan|chunk(\[\d+\])?|dedupe|embed(\[\d+\])?|"
-                  r"index|evaluate): )")
+                  r"write(\[\d+\])?|index|evaluate): )")
 
 
 def foreign(text: str) -> list[str]:

@@ -90,9 +90,9 @@ def test_latest_reports_the_newest_finished_version_with_its_config_and_tasks(hi
     assert latest["config"] == {"chunk_size": 160, "chunk_overlap": DEFAULT_CHUNK_OVERLAP, "embedder": "all-MiniLM-L6-v2",
                                 "batch_size": 64, "source": history["v3"]["source"], "dimension": 384}
     assert [t["task_id"] for t in latest["tasks"]] == ["preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed",
-                                                       "index", "evaluate"]
+                                                       "write", "index", "evaluate"]
     assert all(t["status"] == "FINISHED" for t in latest["tasks"])
-    assert latest["tasks"][4]["metrics"]["chunk_count"] == 4 and latest["tasks"][7]["metrics"]["vector_count"] == 4
+    assert latest["tasks"][4]["metrics"]["chunk_count"] == 4 and latest["tasks"][8]["metrics"]["vector_count"] == 4
     assert latest["mlflow_url"].split("?")[0].endswith(history["v3"]["parent_run_id"]) and latest["running"] == []
 
 
@@ -102,9 +102,9 @@ def test_tasks_of_the_failed_run(history, trail):
     tasks = trail.tasks(history["v3-failed"]["parent_run_id"])["tasks"]
     assert [(t["label"], t["status"]) for t in tasks] == [
         ("preflight", "FINISHED"), ("split", "FINISHED"), ("ingest", "FINISHED"), ("plan", "FINISHED"),
-        ("chunk", "FAILED"), ("dedupe", "FINISHED"), ("index", "FAILED")]
+        ("chunk", "FAILED"), ("dedupe", "FINISHED"), ("write", "FINISHED"), ("index", "FAILED")]
     assert tasks[4]["error"].startswith("chunk[0]: ") and "chunk_size must be between 1 and 254" in tasks[4]["error"]
-    assert "all 1 chunk batches failed" in tasks[6]["error"]
+    assert "all 1 chunk batches failed" in tasks[7]["error"]
     assert tasks[2]["metrics"]["docs_parsed"] == 4
     with pytest.raises(LookupError):
         trail.tasks("0" * 32)
@@ -156,7 +156,7 @@ def test_summary_across_products(history, trail, mlflow_client):
     expected = sum(r.data.metrics["duration_s"] for r in parents) / 4
     assert row["mean_duration_s"] == pytest.approx(expected, abs=1e-3)
     assert set(row["mean_stage_duration_s"]) == {"preflight", "split", "ingest", "plan", "chunk", "dedupe", "embed",
-                                                 "index", "evaluate"}
+                                                 "write", "index", "evaluate"}
     assert row["latest"]["run_id"] == history["v3"]["parent_run_id"]
     only = trail.summary([PRODUCT])
     assert only["totals"]["runs"] == 4 and only["totals"]["success_rate"] == 0.75
