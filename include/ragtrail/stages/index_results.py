@@ -24,12 +24,10 @@ def write_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
 
     fetch, release = _file_access(work)
     chunks = [c for c in chunked or [] if c]
-    counts = [c.get("chunks") for c in chunks]
     return write_points(location=location, product=cfg.product, version=cfg.version, config=cfg.version_config(),
                         chunk_paths=[c["chunks_path"] for c in chunks], embedded=[e for e in embedded or [] if e],
                         workdir=workdir, run_id=run_id, recorder=recorder, group=group, fetch=fetch, release=release,
-                        parts=parts,
-                        total_chunks=sum(counts) if counts and all(isinstance(n, int) for n in counts) else None)
+                        parts=parts, total_chunks=_total_chunks(chunks))
 
 
 def finish_from_receipts(written, cfg: RunConfig, workdir: str | Path, *, groups: int,
@@ -71,27 +69,31 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     and :func:`finish_from_receipts`; ``embedded``: every embed batch's result."""
     from ragtrail.stages.indexing import index_run
     from ragtrail.stages.plan import read_plan
-    from ragtrail.store.edge_parts import bounds_from_batches, part_points
+    from ragtrail.store.edge_parts import bounds_of_chunks
 
     planned = read_plan(workdir)
     chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
     if planned["batches"] and not chunk_paths:
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     fetch, release = _file_access(work)
-    counts = [c.get("chunks") for c in chunked or [] if c]
     deleted, state = _plan_state(planned, workdir, state_base)
     result = index_run(
         location=location, product=cfg.product, version=cfg.version,
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
         recorder=recorder, source_state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
-        total_chunks=sum(counts) if counts and all(isinstance(n, int) for n in counts) else None,
+        total_chunks=_total_chunks([c for c in chunked or [] if c]),
         fetch=fetch, release=release,
-        # an embedded store's parts: a new part at a chunk batch's first document every ~part_points() points
-        parts=bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked or [] if c), part_points()),
+        parts=bounds_of_chunks(chunked or []),  # an embedded store's parts: cut at chunk batches' first documents
     )
     return {**result, "state_path": str(state["out_path"]) if state["delta_path"] and state["out_path"].exists()
             else None}
+
+
+def _total_chunks(chunks: list[dict]) -> int | None:
+    """The points the chunk results promise (progress only; ``None`` when a result does not say)."""
+    counts = [c.get("chunks") for c in chunks]
+    return sum(counts) if counts and all(isinstance(n, int) for n in counts) else None
 
 
 def _plan_state(planned: dict, workdir: str | Path, state_base) -> tuple[list[str], dict]:

@@ -48,7 +48,7 @@ def write_points(*, location, product: str, version: str, config: dict, chunk_pa
     (its old points stay). ``group``: this writer's number (names its files). ``stage``: the failpoints' and
     progress lines' prefix. ``fetch`` / ``release``: make a work store's file local, drop that copy. ``parts``:
     where an embedded store cuts the collection when a writer creates it (every writer of a run passes the same
-    bounds, from all the run's chunk batches: :func:`ragtrail.store.edge_parts.bounds_from_batches`).
+    bounds, from all the run's chunk batches: :func:`ragtrail.store.edge_parts.bounds_of_chunks`).
 
     Returns:
         ``{"receipt_path", "manifest_path", "group", "chunk_files", "points_written", "docs_written",

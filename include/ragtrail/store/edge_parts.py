@@ -68,6 +68,12 @@ def bounds_from_batches(batches: Iterable[tuple[str | None, int]], per_part: int
     return out
 
 
+def bounds_of_chunks(chunked: Iterable[dict | None]) -> list[str]:
+    """The bounds of a version written from these chunk batches' results (each its ``first_doc`` and its
+    ``chunks``; a failed batch's ``None`` left out), a part every :func:`part_points` points."""
+    return bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked if c), part_points())
+
+
 def group(points: list, bounds: list[str]) -> dict[int, list]:
     """``points`` (each with a ``payload``) by part, in the order each part first appears, each in its order."""
     out: dict[int, list] = {}

@@ -55,10 +55,10 @@ def record_needs(work, chunked: list[dict], needs: list[list[int]], batches: int
     cuts a version a writer creates (``parts``, from every chunk batch's first document and size). The groups
     themselves are the DAG's (a write task is told how many there are): a worker's environment never decides
     them."""
-    from ragtrail.store.edge_parts import bounds_from_batches, part_points
+    from ragtrail.store.edge_parts import bounds_of_chunks
 
     by_batch = {c.get("batch", i): n for i, (c, n) in enumerate(zip(chunked, needs, strict=True))}
-    parts = bounds_from_batches(((c.get("first_doc"), c.get("chunks")) for c in chunked), part_points())
+    parts = bounds_of_chunks(chunked)
     path = work.local / WRITE_GROUPS
     path.write_text(json.dumps({"needs": [by_batch.get(b, []) for b in range(batches)], "parts": parts}))
     work.publish_file(path)
