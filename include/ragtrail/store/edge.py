@@ -143,8 +143,8 @@ class EdgeStore(EdgePoints):
         """Remove the collection whole (and any alias pointing at it), waiting for its lock."""
         folder = self._folder(name)
         try:
-            parts = range(len(self._bounds(name)) + 1)
-        except LookupError:
+            parts = self._all(name)
+        except LookupError:  # no meta.json: at most the first part's shard (a crashed create's)
             parts = range(1)
         with ExitStack() as held:
             for part in parts:
