@@ -166,8 +166,8 @@ class RunState:
         return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
     def docs(self, table: str):
-        """Every document id of ``written`` or ``skipped`` (the source state's commit reads them once)."""
-        for (doc_id,) in self.db.execute(f"SELECT doc_id FROM {table}"):
+        """Every document id of ``written`` or ``skipped``, sorted (the writer's receipt lists them)."""
+        for (doc_id,) in self.db.execute(f"SELECT doc_id FROM {table} ORDER BY doc_id"):
             yield doc_id
 
     def touched(self, page: int = 1000):

@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from ragtrail.core.locks import failpoint
 from ragtrail.core.recorder import Recorder
 from ragtrail.core.stage_names import LIVE_COLLECTION_TAG
 from ragtrail.stages.index_state import keep, local
+from ragtrail.stages.receipts import ReceiptSet
 from ragtrail.stages.writing import UPSERT_BATCH, write_points
 from ragtrail.store import collection_name, open_store
 
 INDEX_MANIFEST_FILE = "index_manifest.jsonl"
+RECEIPTS_DB = "index_receipts.sqlite"  # the receipts merged (removed after)
 DELETE_BATCH = 1000  # stale point ids per delete call
 log = logging.getLogger("ragtrail.progress")
 
@@ -72,21 +75,33 @@ def finish_index(*, location, product: str, version: str, receipts: list[dict], 
     rec = recorder or Recorder()
     name = collection_name(product, version)
     rec.param(collection=name, alias=product, upsert_batch=UPSERT_BATCH, write_groups=len(receipts))
-    got = _read_receipts(receipts, Path(workdir) / INDEX_MANIFEST_FILE, fetch, release)
-    written, skipped, counts = got["written"], got["skipped"], got["counts"]
+    got = ReceiptSet(Path(workdir) / RECEIPTS_DB)
+    try:
+        counts, chunk_paths = _read_receipts(got, receipts, Path(workdir) / INDEX_MANIFEST_FILE, fetch, release)
+        result = _finish(rec, got, location, name, product, counts, chunk_paths, len(receipts), deleted_docs, workdir,
+                         source_state, fetch, release)
+    finally:
+        got.close()
+    rec.artifact(Path(workdir) / INDEX_MANIFEST_FILE, "index")
+    return result
+
+
+def _finish(rec: Recorder, got: ReceiptSet, location, name: str, product: str, counts: dict, chunk_paths: list[str],
+            groups: int, deleted_docs: list[str], workdir, source_state: dict | None, fetch, release) -> dict:
+    written, skipped = got.count("written"), got.count("skipped")
     stale = gone_points = vectors_total = 0
     live = None
     with open_store(location) as store:
         failpoint("index.start", workdir)
         if skipped and not written:
-            raise RuntimeError(f"none of the {len(skipped)} changed documents has all its vectors "
+            raise RuntimeError(f"none of the {skipped} changed documents has all its vectors "
                                "(every embed batch failed): nothing to index")
         failpoint("index.before_delete", workdir)
         if store.exists(name):
-            stale = _delete_stale(store, name, got["receipt_paths"], fetch, release)
+            stale = _delete_stale(store, name, got)
             gone_points = _delete_docs(store, name, deleted_docs)
         if source_state and source_state.get("delta_path"):
-            rec.metric(**_state_after(store, name, source_state, got, set(deleted_docs), fetch, release))
+            rec.metric(**_state_after(store, name, source_state, got, chunk_paths, set(deleted_docs), fetch, release))
         if store.exists(name):
             store.finish(name)  # e.g. Edge builds its HNSW index now, before the gate judges the version
         failpoint("index.before_alias", workdir)
@@ -95,75 +110,74 @@ def finish_index(*, location, product: str, version: str, receipts: list[dict], 
     failpoint("index.end", workdir)
     upserted, seconds = int(counts.get("points_written", 0)), counts.get("upsert_seconds", 0.0)
     log.info("index: %s points written by %s write %s; deleted %s; in collection %s", f"{upserted:,}",
-             len(receipts), "task" if len(receipts) == 1 else "tasks", f"{stale + gone_points:,}", f"{vectors_total:,}")
+             groups, "task" if groups == 1 else "tasks", f"{stale + gone_points:,}", f"{vectors_total:,}")
     rec.metric(vector_count=vectors_total, points_upserted=upserted, vectors_added=upserted,
                vectors_deleted=stale + gone_points, docs_deleted_by_filter=len(deleted_docs),
-               vectors_reused=counts.get("vectors_reused", 0), docs_written=len(written), docs_skipped=len(skipped),
+               vectors_reused=counts.get("vectors_reused", 0), docs_written=written, docs_skipped=skipped,
                upsert_seconds=seconds, sparse_seconds=counts.get("sparse_seconds", 0.0),
                sparse_encoded=counts.get("sparse_encoded", 0),
                upserts_per_second=upserted / seconds if seconds else 0.0)
     rec.tag(**{LIVE_COLLECTION_TAG: live or "-"})
-    rec.artifact(Path(workdir) / INDEX_MANIFEST_FILE, "index")
     return {"collection": name, "alias": product, "vectors": vectors_total, "upserted": upserted,
-            "deleted": stale + gone_points, "live": live, "docs_skipped": len(skipped)}
+            "deleted": stale + gone_points, "live": live, "docs_skipped": skipped}
 
 
-def _read_receipts(receipts: list[dict], manifest_out: Path, fetch, release) -> dict:
-    """The union of the receipts (written / skipped documents, missing hashes, chunk files, summed counts);
-    their manifest parts concatenated into ``manifest_out``. Stale ids are left in the files (read again)."""
-    got: dict = {"written": set(), "skipped": set(), "missing": set(), "chunk_paths": [], "counts": {},
-                 "receipt_paths": []}
+def _read_receipts(got: ReceiptSet, receipts: list[dict], manifest_out: Path, fetch, release) -> tuple[dict, list]:
+    """Merge the receipts into ``got`` (on disk) and their manifest parts into ``manifest_out`` (copied, not
+    read whole); the summed counts and the chunk files."""
+    counts: dict = {}
+    chunk_paths: list[str] = []
     with manifest_out.open("w") as manifest:
         for r in receipts:
-            receipt = json.loads(_read(r["receipt_path"], fetch, release))
-            got["receipt_paths"].append(r["receipt_path"])
-            got["written"].update(receipt["written"])
-            got["skipped"].update(receipt["skipped"])
-            got["missing"].update(receipt["missing"])
-            got["chunk_paths"].extend(receipt["chunk_paths"])
-            for k, v in receipt["counts"].items():
-                got["counts"][k] = got["counts"].get(k, 0) + v
+            here = fetch(r["receipt_path"])
+            head = got.add(here)
+            _drop(here, r["receipt_path"], release)
+            chunk_paths.extend(head["chunk_paths"])
+            for k, v in head["counts"].items():
+                counts[k] = counts.get(k, 0) + v
             if r.get("manifest_path"):
-                manifest.write(_read(r["manifest_path"], fetch, release))
-    got["skipped"] -= got["written"]  # a duplicate's receipt may differ only in timing: written wins
-    return got
+                here = fetch(r["manifest_path"])
+                with open(here) as part:
+                    shutil.copyfileobj(part, manifest)
+                _drop(here, r["manifest_path"], release)
+    return counts, chunk_paths
 
 
-def _delete_stale(store, name: str, receipt_paths: list[str], fetch, release) -> int:
-    """Delete the stale points the writers found (by id), a receipt at a time; how many."""
+def _drop(here, path: str, release) -> None:
+    """A fetched copy is dropped after reading (a local file is left: it may be read again)."""
+    if str(here) != str(path):
+        release(here)
+
+
+def _delete_stale(store, name: str, got: ReceiptSet) -> int:
+    """Delete the stale points the writers found, by id, :data:`DELETE_BATCH` at a time in document order, each
+    with its document (a store in parts visits only the parts that hold them); how many."""
     deleted = 0
-    for path in receipt_paths:
-        ids = json.loads(_read(path, fetch, release))["stale"]
-        for i in range(0, len(ids), DELETE_BATCH):
-            store.delete(name, ids[i : i + DELETE_BATCH])
+    for ids, docs in got.stale_pages(DELETE_BATCH):
+        store.delete(name, ids, docs)
         deleted += len(ids)
     return deleted
 
 
-def _read(path: str, fetch, release) -> str:
-    """A receipt's or manifest part's text; a fetched copy is dropped after (a local file is left: it may be
-    read again)."""
-    here = fetch(path)
-    text = Path(here).read_text()
-    if str(here) != str(path):
-        release(here)
-    return text
-
-
 def _delete_docs(store, name: str, doc_ids: list[str]) -> int:
-    """Delete every point of the deleted documents by a payload filter (no read first); the points removed."""
+    """Delete every point of the deleted documents by a payload filter; the points removed (counted by the same
+    filter first: a store in parts visits only those documents' parts)."""
     if not doc_ids:
         return 0
-    before = store.count(name)
-    store.delete_where(name, "doc_id", sorted(doc_ids))
-    return before - store.count(name)
+    where = sorted(doc_ids)
+    gone = store.count(name, ("doc_id", where))
+    store.delete_where(name, "doc_id", where)
+    return gone
 
 
-def _state_after(store, name: str, state: dict, got: dict, deleted: set[str], fetch, release) -> dict:
-    """Write the source state as it stands after this run's writes (the caller commits the file)."""
+def _state_after(store, name: str, state: dict, got: ReceiptSet, chunk_paths: list[str], deleted: set[str],
+                 fetch, release) -> dict:
+    """Write the source state as it stands after this run's writes (the caller commits the file); the written
+    documents and missing hashes are streamed from the merged receipts."""
     from ragtrail.stages.state_commit import commit_state
 
     stamp = json.dumps(store.metadata(name).get("built_at")) if store.exists(name) else None
     return commit_state(state["out_path"], base_path=state.get("base_path"), delta_path=state["delta_path"],
-                        chunk_paths=got["chunk_paths"], changed=state.get("changed", set()), written=got["written"],
-                        deleted=deleted, missing_hashes=got["missing"], stamp=stamp, fetch=fetch, release=release)
+                        chunk_paths=chunk_paths, changed=state.get("changed", set()), written=got.values("written"),
+                        deleted=deleted, missing_hashes=got.values("missing"), stamp=stamp, fetch=fetch,
+                        release=release)

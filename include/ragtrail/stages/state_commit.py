@@ -120,7 +120,7 @@ _KEY_OF = "COALESCE((SELECT MIN(o.key) FROM ops o WHERE o.doc_id = ?), ?)"  # a 
 
 def commit_state(out_path: str | Path, *, base_path: str | Path | None, delta_path: str | Path,
                  chunk_paths: list[str], changed: Iterable[str], written: Iterable[str], deleted: Iterable[str],
-                 missing_hashes: set[str], stamp: str | None, fetch=local, release=keep) -> dict:
+                 missing_hashes: Iterable[str], stamp: str | None, fetch=local, release=keep) -> dict:
     """Write the state after this run's writes into the folder ``out_path``: a manifest and the parts this
     run rewrote (:func:`ragtrail.stages.state_parts.commit_parts`: only the key ranges it touched, cut as
     the run's split cut them); returns counts. ``base_path``: the committed state (a

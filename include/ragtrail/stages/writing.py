@@ -29,6 +29,7 @@ from ragtrail.core.locks import failpoint
 from ragtrail.core.progress import Progress
 from ragtrail.core.recorder import Recorder
 from ragtrail.stages.index_state import RunState, keep, local
+from ragtrail.stages.receipts import write_receipt
 from ragtrail.store import Point, Sparse, collection_name, ensure_collection, open_store, vectors_by_hash
 from ragtrail.store.base import PARTS_KEY
 from ragtrail.store.sparse import CONFIG as SPARSE_CONFIG
@@ -86,21 +87,20 @@ def write_points(*, location, product: str, version: str, config: dict, chunk_pa
             upserts.flush()
             failpoint(f"{stage}.before_receipt", workdir)
             stale = [] if fresh else _stale(store, name, state)
-        receipt = {"group": group, "chunk_paths": list(chunk_paths), "written": sorted(state.docs("written")),
-                   "skipped": sorted(state.docs("skipped")), "missing": sorted(writer.missing), "stale": stale,
-                   "counts": {"points_written": upserts.count, "vectors_reused": writer.reused,
-                              "upsert_seconds": upserts.seconds, "sparse_seconds": writer.sparse_seconds,
-                              "sparse_encoded": writer.sparse_encoded, "upsert_calls": upserts.calls}}
+        header = {"group": group, "chunk_paths": list(chunk_paths), "counts": {
+            "points_written": upserts.count, "vectors_reused": writer.reused, "upsert_seconds": upserts.seconds,
+            "sparse_seconds": writer.sparse_seconds, "sparse_encoded": writer.sparse_encoded,
+            "upsert_calls": upserts.calls}}
+        receipt_path = out / f"receipt_{group:05d}.jsonl"
+        write_receipt(receipt_path, header, {"written": state.docs("written"), "skipped": state.docs("skipped"),
+                                             "missing": sorted(writer.missing), "stale": sorted(stale)})
+        docs_written, docs_skipped = state.count("written"), state.count("skipped")
     finally:
         state.close()
         state_path.unlink(missing_ok=True)
-    receipt_path = out / f"receipt_{group:05d}.json"
-    tmp = receipt_path.with_name(f"{receipt_path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(receipt))
-    tmp.replace(receipt_path)  # whole or not at all: the index stage reads only complete receipts
     progress.finish(stale=len(stale))
-    counts = {"points_written": upserts.count, "docs_written": len(receipt["written"]),
-              "docs_skipped": len(receipt["skipped"]), "stale_points": len(stale)}
+    counts = {"points_written": upserts.count, "docs_written": docs_written, "docs_skipped": docs_skipped,
+              "stale_points": len(stale)}
     rec.metric(**counts, vectors_reused=writer.reused, upsert_seconds=upserts.seconds,
                sparse_seconds=writer.sparse_seconds, chunk_files=len(chunk_paths), embed_batches_read=len(embedded))
     return {**counts, "receipt_path": str(receipt_path), "manifest_path": str(manifest_path), "group": group,
@@ -128,14 +128,14 @@ def _ensure(store, name: str, dim: int, metadata: dict) -> None:
         ensure_collection(store, name, dim, metadata)  # made meanwhile: check its dimension
 
 
-def _stale(store, name: str, state: RunState) -> list:
-    """The ids of the points of the documents written here that this write did not make (an updated document's
-    old points), a page of documents at a time."""
+def _stale(store, name: str, state: RunState) -> list[tuple[str, str]]:
+    """The points of the documents written here that this write did not make (an updated document's old
+    points), as ``(doc_id, point_id)`` pairs, a page of documents at a time."""
     stale: list = []
     for docs in state.touched(1000):
-        ids = [p.id for p in store.scroll(name, ["doc_id"], where=("doc_id", docs))]
-        new = state.new_among([str(i) for i in ids])
-        stale.extend(i for i in ids if str(i) not in new)
+        found = [(p.payload.get("doc_id"), p.id) for p in store.scroll(name, ["doc_id"], where=("doc_id", docs))]
+        new = state.new_among([str(i) for _, i in found])
+        stale.extend((d, i) for d, i in found if str(i) not in new)
     return stale
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import qdrant_edge as qe
 
@@ -71,12 +72,40 @@ class EdgePoints:
     def _all(self, name: str) -> range:
         return range(len(self._bounds(name)) + 1)
 
-    def count(self, name: str) -> int:
+    def _count_file(self, name: str, part: int, what: str = "count") -> Path:
+        """A fact about part ``part`` kept beside its shard (``count``: its points; ``optimized``: built since its
+        last change): written under the part's lock by whoever learnt it, removed under that lock by whoever
+        changes the part, before the change — so a kept fact never outlives a change, a crash included."""
+        return self._folder(name) / f".{what}-{edge_parts.shard_dir(part)}"
+
+    def _changing(self, name: str, part: int) -> None:
+        self._count_file(name, part).unlink(missing_ok=True)
+        self._count_file(name, part, "optimized").unlink(missing_ok=True)
+
+    def _kept_count(self, name: str, part: int) -> int | None:
+        try:
+            return int(self._count_file(name, part).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def count(self, name: str, where: tuple[str, list] | None = None) -> int:
+        """The points of the collection (or those whose payload ``where[0]`` is one of ``where[1]``, in the parts
+        that can hold them). A part nobody changed since it was last counted is not loaded: its count is kept."""
         name = self._target(name)
+        parts = self._parts_for(name, where)
         total = 0
-        for part in self._visit(name, self._all(name)):
-            with self._shard(name, part) as shard:
-                total += shard.count(qe.CountRequest(exact=True))
+        for part in sorted(parts):
+            kept = self._kept_count(name, part) if where is None else None
+            if kept is not None:
+                total += kept
+                continue
+            flt = _any_of((where[0], parts[part])) if where is not None else None
+            for _ in self._visit(name, [part]):
+                with self._shard(name, part) as shard:
+                    n = shard.count(qe.CountRequest(exact=True, filter=flt))
+                    if where is None:
+                        edge_shards.atomic_write_json(self._count_file(name, part), str(n))
+                total += n
         return total
 
     def upsert(self, name: str, points: list[Point]) -> None:
@@ -94,17 +123,29 @@ class EdgePoints:
                                   (p.vector if isinstance(p.vector, list) else list(p.vector)), p.payload)
                          for p in mine[i : i + self.batch]]
                 with self._shard(name, part) as shard:
+                    self._changing(name, part)
                     shard.update(qe.UpdateOperation.upsert_points(batch))
                     if i + self.batch >= len(mine):  # one flush per part and call (a hand-over flushes too)
                         shard.flush()
 
-    def delete(self, name: str, ids: list) -> None:
+    def delete(self, name: str, ids: list, docs: list | None = None) -> None:
+        """Delete points by id. ``docs``: each id's ``doc_id`` (a hint): then only the parts that hold those
+        documents are visited; without it, every part (an id does not say its part)."""
         name = self._target(name)
-        for part in self._visit(name, self._all(name) if ids else ()):
-            for i in range(0, len(ids), 1000):
+        bounds = self._bounds(name)
+        if docs is not None and bounds:
+            by_part: dict[int, list] = {}
+            for i, doc in zip(ids, docs, strict=True):
+                by_part.setdefault(edge_parts.part_of(bounds, doc), []).append(i)
+        else:
+            by_part = {part: list(ids) for part in self._all(name)} if ids else {}
+        for part in self._visit(name, sorted(by_part)):
+            mine = by_part[part]
+            for i in range(0, len(mine), 1000):
                 with self._shard(name, part) as shard:
-                    shard.update(qe.UpdateOperation.delete_points(list(ids[i : i + 1000])))
-                    if i + 1000 >= len(ids):
+                    self._changing(name, part)
+                    shard.update(qe.UpdateOperation.delete_points(mine[i : i + 1000]))
+                    if i + 1000 >= len(mine):
                         shard.flush()
 
     def _parts_for(self, name: str, where: tuple[str, list] | None) -> dict[int, list | None]:
@@ -122,7 +163,10 @@ class EdgePoints:
             mine = parts[part]
             for i in range(0, len(mine), 1000):
                 with self._shard(name, part) as shard:
+                    self._changing(name, part)
                     shard.update(qe.UpdateOperation.delete_points_by_filter(_any_of((field, mine[i : i + 1000]))))
+                    if i + 1000 >= len(mine):  # flushed before the part's count is kept again
+                        shard.flush()
 
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:
@@ -193,8 +237,13 @@ class EdgePoints:
         self._writing.pop(name, None)
         many = bool(self._bounds(name))
         for part in self._all(name):
+            done = self._count_file(name, part, "optimized")
+            if done.exists():  # not changed since it was built (an earlier try of this run, or the run before)
+                continue
             with self._shard(name, part) as shard:
                 shard.optimize()
                 shard.flush()
+                edge_shards.atomic_write_json(self._count_file(name, part), str(shard.count(qe.CountRequest(exact=True))))
+                edge_shards.atomic_write_json(done, "1")
             if many:  # the writes are done: hold no part (a reader loads what it queries)
                 edge_shards.unload(self._folder(name), edge_parts.shard_dir(part))

@@ -51,6 +51,11 @@ def _transient(err: Exception) -> bool:
     return isinstance(err, ResponseHandlingException | ConnectionError | TimeoutError)
 
 
+def _any_of(where: tuple[str, list] | None):
+    return None if where is None else models.Filter(must=[
+        models.FieldCondition(key=where[0], match=models.MatchAny(any=list(where[1])))])
+
+
 def connect(settings: StoreSettings) -> QdrantClient:
     """A raw client for the settings (no lock: :func:`open_kind` holds it for local mode)."""
     if settings.url:
@@ -115,8 +120,8 @@ class QdrantStore:
     def collections(self) -> list[str]:
         return [c.name for c in self.client.get_collections().collections]
 
-    def count(self, name: str) -> int:
-        return self.client.count(name, exact=True).count
+    def count(self, name: str, where: tuple[str, list] | None = None) -> int:
+        return self.client.count(name, count_filter=_any_of(where), exact=True).count
 
     def _retrying(self, call, what: str):
         for attempt in range(self.retries + 1):
@@ -165,7 +170,7 @@ class QdrantStore:
             out[SPARSE] = models.SparseVector(indices=p.sparse.indices, values=p.sparse.values)
         return out
 
-    def delete(self, name: str, ids: list) -> None:
+    def delete(self, name: str, ids: list, docs: list | None = None) -> None:  # noqa: ARG002 (a hint for parts)
         for i in range(0, len(ids), 1000):
             selector = models.PointIdsList(points=ids[i : i + 1000])
             self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True), f"delete in {name}")
@@ -173,17 +178,14 @@ class QdrantStore:
     def delete_where(self, name: str, field: str, values: list) -> None:
         """Delete the points whose payload ``field`` is one of ``values``: a filter selector per 1,000 values."""
         for i in range(0, len(values := list(values)), 1000):
-            selector = models.FilterSelector(filter=models.Filter(must=[models.FieldCondition(
-                key=field, match=models.MatchAny(any=values[i : i + 1000]))]))
+            selector = models.FilterSelector(filter=_any_of((field, values[i : i + 1000])))
             self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True),
                            f"delete by {field} in {name}")
 
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:
         """Every point (or those whose payload ``where[0]`` is one of ``where[1]``), page by page."""
-        flt = None
-        if where is not None:
-            flt = models.Filter(must=[models.FieldCondition(key=where[0], match=models.MatchAny(any=list(where[1])))])
+        flt = _any_of(where)
         offset = None
         named = with_vectors and self._is_named(name)
         while True:

@@ -16,6 +16,7 @@ from staged import stage_run
 
 from ragtrail.stages import writing
 from ragtrail.stages.indexing import finish_index, index_run
+from ragtrail.stages.receipts import stale_of
 from ragtrail.store import open_store
 
 SHARED = "Every station logs its readings in the shared maintenance ledger before the shift ends."
@@ -113,8 +114,7 @@ def test_a_writer_run_again_leaves_no_duplicate_or_stale_point(tmp_path, monkeyp
         _groups(cfg, chunked, needs, embedded, store, work2, [[0]])
     again = _groups(cfg, chunked, needs, embedded, store, work2, [[0], [1, 2]])
     twin = _groups(cfg, chunked, needs, embedded, store, work2, [[0]])[0]  # a duplicate of group 0
-    assert json.loads(Path(twin["receipt_path"]).read_text())["stale"] == \
-        json.loads(Path(again[0]["receipt_path"]).read_text())["stale"]
+    assert stale_of(twin["receipt_path"]) == stale_of(again[0]["receipt_path"])
     out = finish_index(location=store, product=cfg.product, version=cfg.version, receipts=[twin, again[1]],
                        deleted_docs=json.loads(Path(plan["deleted_path"]).read_text()) if plan.get("deleted_path") else [],
                        workdir=work2)

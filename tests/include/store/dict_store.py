@@ -41,14 +41,14 @@ class DictStore:
     def collections(self):
         return sorted(self._cols)
 
-    def count(self, name):
-        return len(self._cols[name]["points"])
+    def count(self, name, where=None):
+        return sum(where is None or p.payload.get(where[0]) in where[1] for p in self._cols[name]["points"].values())
 
     def upsert(self, name, points):
         for p in points:
             self._cols[name]["points"][p.id] = Point(p.id, list(p.vector or []), dict(p.payload), p.sparse)
 
-    def delete(self, name, ids):
+    def delete(self, name, ids, docs=None):
         for i in ids:
             self._cols[name]["points"].pop(i, None)
 
