@@ -357,3 +357,16 @@ def make_dense_only(store, name: str) -> None:
         vectors=qe.EdgeVectorParams(size=3, distance=qe.Distance.Cosine)))
     shard.close()
     edge_shards.atomic_write_json(folder / "meta.json", json.dumps({"dimension": 3, "metadata": {"chunk_size": 100}}))
+
+
+def test_count_by_filter_and_delete_with_the_ids_documents(store):
+    """count(name, where) counts the points whose payload field is one of the values; delete(name, ids, docs),
+    each id with its doc_id (a hint a store in parts routes by), deletes those points and no other; the
+    collection's count follows every change (an Edge part's kept count included)."""
+    build(store, "p__v1", n=30)
+    assert store.count("p__v1", ("doc_id", ["d0", "d2", "nobody"])) == 20 and store.count("p__v1") == 30
+    gone = [p for p in store.scroll("p__v1", ["doc_id"]) if p.payload["doc_id"] in ("d1", "d2")][::3]
+    store.delete("p__v1", [p.id for p in gone], [p.payload["doc_id"] for p in gone])
+    assert store.count("p__v1") == 30 - len(gone) and store.count("p__v1", ("doc_id", ["d0"])) == 10
+    store.upsert("p__v1", points(30))
+    assert store.count("p__v1") == 30
