@@ -8,9 +8,11 @@ point carries a BM25 sparse vector of its text (:mod:`ragtrail.store.sparse`; th
 records the BM25 config under ``sparse``); a version built before sparse vectors gets dense ones only.
 
 The write tasks (:mod:`ragtrail.stages.writing`, several in parallel) upsert the points and leave one receipt
-each; :func:`finish_index` reads the receipts and does the rest, once: deletes the stale points the writers
-found (an updated document's old ones, by id) and the deleted documents' (by a payload filter,
-``delete_where``), commits the source state (:mod:`ragtrail.stages.state_commit`: what the receipts say was
+each; :func:`finish_index` merges the receipts on disk (:class:`ragtrail.stages.receipts.ReceiptSet`: it never
+holds the run's documents) and does the rest, once: deletes the stale points the writers found (an updated
+document's old ones, by id, each with its document so that a store in parts visits only their parts) and the
+deleted documents' (by a payload filter, ``delete_where``, counted by that filter first), commits the source
+state (:mod:`ragtrail.stages.state_commit`: what the receipts say was
 written), lets the store finish the version (Edge builds its HNSW index), records the run's index metrics
 and the manifest. :func:`index_run` is the same with one writer, in this process.
 

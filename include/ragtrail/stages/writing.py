@@ -5,7 +5,8 @@ The pipeline runs several write tasks (mapped, in parallel, throttled by a pool 
 reading only the embed batches those chunks need (the dedupe stage says which), and leaves a **receipt**
 in the work store: the documents it wrote whole and those it skipped, the held hashes the collection
 turned out not to hold, the stale point ids of its documents (their points this write did not make), and
-its counts. The index stage (:mod:`ragtrail.stages.indexing`) reads every receipt after the writers,
+its counts (JSON lines, each list sorted, a stale id with its document: :mod:`ragtrail.stages.receipts`).
+The index stage (:mod:`ragtrail.stages.indexing`) merges every receipt on disk after the writers,
 deletes the stale points and the gone documents, and commits the source state; the evaluate stage moves the
 alias.
 

@@ -11,6 +11,8 @@ Layout of a store folder (docs/architecture.md, "The Edge store")::
     collections/<name>/shard/     the Edge shard (segments; no WAL: every write is flushed before it returns;
                                   an earlier release's shard keeps its WAL); part 0 of a collection in parts,
                                   ``shard-0001/`` … its other parts (``meta.json``'s ``"parts"``: their bounds)
+    collections/<name>/.count-<shard>, .optimized-<shard>   a part's kept point count and "optimised since its
+                                  last change" mark (:mod:`.edge_points`), removed by whoever changes the part
     .locks/<name>.lock            our lock, taken before the shard is loaded (see :mod:`.edge_shards`)
 
 A collection appears whole: it is built in ``collections/.new-<name>-<pid>`` and renamed into place; it
