@@ -162,14 +162,11 @@ def _delete_stale(store, name: str, got: ReceiptSet) -> int:
 
 
 def _delete_docs(store, name: str, doc_ids: list[str]) -> int:
-    """Delete every point of the deleted documents by a payload filter; the points removed (counted by the same
-    filter first: a store in parts visits only those documents' parts)."""
+    """Delete every point of the deleted documents by a payload filter (no read first; a store in parts visits
+    only those documents' parts); the points removed, as the store counted them by the same filter."""
     if not doc_ids:
         return 0
-    where = sorted(doc_ids)
-    gone = store.count(name, ("doc_id", where))
-    store.delete_where(name, "doc_id", where)
-    return gone
+    return int(store.delete_where(name, "doc_id", sorted(doc_ids)) or 0)
 
 
 def _state_after(store, name: str, state: dict, got: ReceiptSet, chunk_paths: list[str], deleted: set[str],

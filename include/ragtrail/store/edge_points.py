@@ -85,6 +85,12 @@ class EdgePoints:
         self._count_file(name, part).unlink(missing_ok=True)
         self._count_file(name, part, "optimized").unlink(missing_ok=True)
 
+    def _keep_count(self, name: str, part: int, shard) -> int:
+        """Count a loaded part (ms) and keep the count: after a change is flushed, under the part's lock."""
+        n = shard.count(qe.CountRequest(exact=True))
+        edge_shards.atomic_write_json(self._count_file(name, part), str(n))
+        return n
+
     def _kept_count(self, name: str, part: int) -> int | None:
         try:
             return int(self._count_file(name, part).read_text())
@@ -105,9 +111,8 @@ class EdgePoints:
             flt = _any_of((where[0], parts[part])) if where is not None else None
             for _ in self._visit(name, [part]):
                 with self._shard(name, part) as shard:
-                    n = shard.count(qe.CountRequest(exact=True, filter=flt))
-                    if where is None:
-                        edge_shards.atomic_write_json(self._count_file(name, part), str(n))
+                    n = (shard.count(qe.CountRequest(exact=True, filter=flt)) if where is not None
+                         else self._keep_count(name, part, shard))
                 total += n
         return total
 
@@ -130,6 +135,7 @@ class EdgePoints:
                     shard.update(qe.UpdateOperation.upsert_points(batch))
                     if i + self.batch >= len(mine):  # one flush per part and call (a hand-over flushes too)
                         shard.flush()
+                        self._keep_count(name, part, shard)
 
     def delete(self, name: str, ids: list, docs: list | None = None) -> None:
         """Delete points by id. ``docs``: each id's ``doc_id`` (a hint): then only the parts that hold those
@@ -150,6 +156,7 @@ class EdgePoints:
                     shard.update(qe.UpdateOperation.delete_points(mine[i : i + 1000]))
                     if i + 1000 >= len(mine):
                         shard.flush()
+                        self._keep_count(name, part, shard)
 
     def _parts_for(self, name: str, where: tuple[str, list] | None) -> dict[int, list | None]:
         """The parts a filter can match, each with the filter values it can hold (``None``: no filter)."""
@@ -158,18 +165,24 @@ class EdgePoints:
             return edge_parts.values_by_part(list(where[1]), bounds)
         return {part: (list(where[1]) if where is not None else None) for part in range(len(bounds) + 1)}
 
-    def delete_where(self, name: str, field: str, values: list) -> None:
-        """Delete the points whose payload ``field`` is one of ``values`` (Edge's delete by filter, 1,000 a batch)."""
+    def delete_where(self, name: str, field: str, values: list) -> int:
+        """Delete the points whose payload ``field`` is one of ``values`` (Edge's delete by filter, 1,000 a batch);
+        how many there were (counted by the same filter in the same visit of each part)."""
         name = self._target(name)
         parts = self._parts_for(name, (field, list(values)))
+        removed = 0
         for part in self._visit(name, sorted(parts)):
             mine = parts[part]
             for i in range(0, len(mine), 1000):
+                flt = _any_of((field, mine[i : i + 1000]))
                 with self._shard(name, part) as shard:
                     self._changing(name, part)
-                    shard.update(qe.UpdateOperation.delete_points_by_filter(_any_of((field, mine[i : i + 1000]))))
+                    removed += shard.count(qe.CountRequest(exact=True, filter=flt))
+                    shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
                     if i + 1000 >= len(mine):  # flushed before the part's count is kept again
                         shard.flush()
+                        self._keep_count(name, part, shard)
+        return removed
 
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:

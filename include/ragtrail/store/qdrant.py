@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from qdrant_client import QdrantClient, models
@@ -175,12 +175,16 @@ class QdrantStore:
             selector = models.PointIdsList(points=ids[i : i + 1000])
             self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True), f"delete in {name}")
 
-    def delete_where(self, name: str, field: str, values: list) -> None:
-        """Delete the points whose payload ``field`` is one of ``values``: a filter selector per 1,000 values."""
+    def delete_where(self, name: str, field: str, values: list) -> int:
+        """Delete the points whose payload ``field`` is one of ``values``, 1,000 values a filter; how many there
+        were (each filter counted first)."""
+        removed = 0
         for i in range(0, len(values := list(values)), 1000):
-            selector = models.FilterSelector(filter=_any_of((field, values[i : i + 1000])))
-            self._retrying(lambda s=selector: self.client.delete(name, points_selector=s, wait=True),
-                           f"delete by {field} in {name}")
+            flt = _any_of((field, values[i : i + 1000]))
+            removed += self.client.count(name, count_filter=flt, exact=True).count
+            self._retrying(lambda f=flt: self.client.delete(name, points_selector=models.FilterSelector(filter=f),
+                                                            wait=True), f"delete by {field} in {name}")
+        return removed
 
     def scroll(self, name: str, fields: list[str] | None, *, where: tuple[str, list] | None = None,
                with_vectors: bool = False) -> Iterator[Point]:
@@ -282,17 +286,13 @@ class QdrantStore:
 def open_kind(settings: StoreSettings, lock_timeout_s: float | None = None, **kw) -> Iterator[QdrantStore]:
     """Open the store, hold the local-mode lock while it is open (waiting up to ``lock_timeout_s`` for it,
     default ``RAGTRAIL_LOCK_TIMEOUT_S``), close it after."""
-    if settings.mode != "local":
-        store = QdrantStore(connect(settings), settings, **kw)
-        try:
-            yield store
-        finally:
-            store.close()
-        return
-    path = Path(settings.path)
-    path.mkdir(parents=True, exist_ok=True)
-    lock = path.parent / f".{path.name}.lock"
-    with file_lock(lock) if lock_timeout_s is None else file_lock(lock, timeout_s=lock_timeout_s):
+    guard = nullcontext()
+    if settings.mode == "local":
+        path = Path(settings.path)
+        path.mkdir(parents=True, exist_ok=True)
+        lock = path.parent / f".{path.name}.lock"
+        guard = file_lock(lock) if lock_timeout_s is None else file_lock(lock, timeout_s=lock_timeout_s)
+    with guard:
         store = QdrantStore(connect(settings), settings, **kw)
         try:
             yield store

@@ -55,8 +55,10 @@ class DictStore:
     def delete_where(self, name, field, values):
         values = set(values)
         points = self._cols[name]["points"]
-        for i in [i for i, p in points.items() if p.payload.get(field) in values]:
+        gone = [i for i, p in points.items() if p.payload.get(field) in values]
+        for i in gone:
             del points[i]
+        return len(gone)
 
     def scroll(self, name, fields, *, where=None, with_vectors=False):
         for p in self._cols[name]["points"].values():

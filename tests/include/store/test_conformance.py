@@ -360,7 +360,8 @@ def make_dense_only(store, name: str) -> None:
 
 
 def test_count_by_filter_and_delete_with_the_ids_documents(store):
-    """count(name, where) counts the points whose payload field is one of the values; delete(name, ids, docs),
+    """count(name, where) counts the points whose payload field is one of the values; delete_where says how many
+    points it deleted; delete(name, ids, docs),
     each id with its doc_id (a hint a store in parts routes by), deletes those points and no other; the
     collection's count follows every change (an Edge part's kept count included)."""
     build(store, "p__v1", n=30)
@@ -370,3 +371,5 @@ def test_count_by_filter_and_delete_with_the_ids_documents(store):
     assert store.count("p__v1") == 30 - len(gone) and store.count("p__v1", ("doc_id", ["d0"])) == 10
     store.upsert("p__v1", points(30))
     assert store.count("p__v1") == 30
+    assert store.delete_where("p__v1", "doc_id", ["d1", "nobody"]) == 10  # how many it deleted
+    assert store.count("p__v1") == 20 and store.delete_where("p__v1", "doc_id", ["d1"]) == 0
