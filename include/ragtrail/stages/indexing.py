@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from bisect import bisect_left
 from pathlib import Path
 
 from ragtrail.core.locks import failpoint
@@ -100,8 +101,7 @@ def _finish(rec: Recorder, got: ReceiptSet, location, name: str, product: str, c
                                "(every embed batch failed): nothing to index")
         failpoint("index.before_delete", workdir)
         if store.exists(name):
-            stale = _delete_stale(store, name, got)
-            gone_points = _delete_docs(store, name, deleted_docs)
+            stale, gone_points = _delete_points(store, name, got, deleted_docs)
         if source_state and source_state.get("delta_path"):
             rec.metric(**_state_after(store, name, source_state, got, chunk_paths, set(deleted_docs), fetch, release))
         if store.exists(name):
@@ -151,22 +151,31 @@ def _drop(here, path: str, release) -> None:
         release(here)
 
 
-def _delete_stale(store, name: str, got: ReceiptSet) -> int:
-    """Delete the stale points the writers found, by id, :data:`DELETE_BATCH` at a time in document order, each
-    with its document (a store in parts visits only the parts that hold them); how many."""
-    deleted = 0
+def _delete_points(store, name: str, got: ReceiptSet, deleted_docs: list[str]) -> tuple[int, int]:
+    """Delete the stale points the writers found (by id, each with its document) and every point of the deleted
+    documents (by a payload filter), in one pass in document order — a store in parts visits each part that
+    holds one of them once; (stale, gone) points deleted."""
+    gone_docs, j = sorted(deleted_docs), 0
+    stale = gone = 0
     for ids, docs in got.stale_pages(DELETE_BATCH):
-        store.delete(name, ids, docs)
-        deleted += len(ids)
-    return deleted
+        start = 0
+        for k, doc in enumerate(docs or ()):
+            if j < len(gone_docs) and gone_docs[j] < doc:  # deleted documents before this one go first
+                if k > start:
+                    store.delete(name, ids[start:k], docs[start:k])
+                stale, start = stale + k - start, k
+                m = bisect_left(gone_docs, doc, j)
+                gone, j = gone + _delete_docs(store, name, gone_docs[j:m]), m
+        if start < len(ids):
+            store.delete(name, ids[start:], docs[start:] if docs is not None else None)
+            stale += len(ids) - start
+    return stale, gone + _delete_docs(store, name, gone_docs[j:])
 
 
 def _delete_docs(store, name: str, doc_ids: list[str]) -> int:
-    """Delete every point of the deleted documents by a payload filter (no read first; a store in parts visits
-    only those documents' parts); the points removed, as the store counted them by the same filter."""
-    if not doc_ids:
-        return 0
-    return int(store.delete_where(name, "doc_id", sorted(doc_ids)) or 0)
+    """Delete every point of these (deleted) documents by a payload filter, no read first; the points removed,
+    as the store counted them by the same filter."""
+    return int(store.delete_where(name, "doc_id", doc_ids) or 0) if doc_ids else 0
 
 
 def _state_after(store, name: str, state: dict, got: ReceiptSet, chunk_paths: list[str], deleted: set[str],

@@ -72,6 +72,18 @@ class EdgePoints:
                 if many and not held:
                     edge_shards.unload(folder, edge_parts.shard_dir(part))
 
+    def _changes(self, name: str, parts) -> Iterator[int]:
+        """``parts`` one by one, for a change: in a collection of several, this store holds the part it last
+        changed until a change goes to another (a writer's upserts, the index stage's deletes in document
+        order: each part loaded once, one at a time)."""
+        many = bool(self._bounds(name))
+        for part in parts:
+            last = self._writing.get(name)
+            if many and last is not None and last != part:
+                edge_shards.unload(self._folder(name), edge_parts.shard_dir(last))
+            self._writing[name] = part
+            yield part
+
     def _all(self, name: str) -> range:
         return range(len(self._bounds(name)) + 1)
 
@@ -121,11 +133,9 @@ class EdgePoints:
         between two batches. Flushed once per part and call (a flush costs an fsync per segment file)."""
         name = self._target(name)
         named, bounds = self._is_named(name), self._bounds(name)
-        for part, mine in (edge_parts.group(points, bounds) if bounds else {0: points}).items():
-            last = self._writing.get(name)
-            if bounds and last is not None and last != part:  # moving on: let go of the part written before
-                edge_shards.unload(self._folder(name), edge_parts.shard_dir(last))
-            self._writing[name] = part
+        grouped = edge_parts.group(points, bounds) if bounds else {0: points}
+        for part in self._changes(name, list(grouped)):  # moving on: let go of the part written before
+            mine = grouped[part]
             for i in range(0, len(mine), self.batch):
                 batch = [qe.Point(p.id, edge_query.vectors(p) if named else
                                   (p.vector if isinstance(p.vector, list) else list(p.vector)), p.payload)
@@ -148,7 +158,7 @@ class EdgePoints:
                 by_part.setdefault(edge_parts.part_of(bounds, doc), []).append(i)
         else:
             by_part = {part: list(ids) for part in self._all(name)} if ids else {}
-        for part in self._visit(name, sorted(by_part)):
+        for part in self._changes(name, sorted(by_part)):
             mine = by_part[part]
             for i in range(0, len(mine), 1000):
                 with self._shard(name, part) as shard:
@@ -171,7 +181,7 @@ class EdgePoints:
         name = self._target(name)
         parts = self._parts_for(name, (field, list(values)))
         removed = 0
-        for part in self._visit(name, sorted(parts)):
+        for part in self._changes(name, sorted(parts)):
             mine = parts[part]
             for i in range(0, len(mine), 1000):
                 flt = _any_of((field, mine[i : i + 1000]))

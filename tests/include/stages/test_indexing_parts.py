@@ -90,3 +90,30 @@ def test_the_finisher_streams_the_receipts(tmp_path):
     assert rec.metrics["points_upserted"] == 120_000
     assert peak < 2_000_000, peak
     assert not (work / "index_receipts.sqlite").exists()
+
+
+def test_stale_and_gone_points_are_deleted_in_one_pass_in_document_order(tmp_path):
+    """The finisher interleaves the stale ids (by document) and the deleted documents, so that a store in parts
+    goes through its parts once; the counts are the store's."""
+    from ragtrail.stages.indexing import _delete_points
+    from ragtrail.stages.receipts import ReceiptSet
+
+    path = tmp_path / "r.jsonl"
+    write_receipt(path, {"group": 0, "chunk_paths": [], "counts": {}},
+                  {"stale": [("a", "p1"), ("a", "p2"), ("c", "p3"), ("e", "p4")]})
+    got = ReceiptSet(tmp_path / "set.sqlite")
+    got.add(path)
+    calls = []
+
+    class Store:
+        def delete(self, name, ids, docs=None):
+            calls.append(("ids", list(docs)))
+
+        def delete_where(self, name, field, values):
+            calls.append(("where", list(values)))
+            return 10 * len(values)
+
+    assert _delete_points(Store(), "c", got, ["f", "b", "d", "0"]) == (4, 40)
+    got.close()
+    assert calls == [("where", ["0"]), ("ids", ["a", "a"]), ("where", ["b"]), ("ids", ["c"]), ("where", ["d"]),
+                     ("ids", ["e"]), ("where", ["f"])]
