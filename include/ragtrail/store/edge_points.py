@@ -2,8 +2,8 @@
 
 Each operation finds the parts it needs (a point, a ``doc_id`` filter: its own part; anything else: every
 part) and runs on each part's shard in turn. In a collection of several parts, a part loaded only for a
-count, a scroll, a delete or ``optimize`` is let go after it, and a writer lets go of the part it wrote
-when its next upsert goes to another part — so a process that builds or maintains a large collection holds
+count, a scroll or ``optimize`` is let go after it, and a store lets go of the part it last changed (an
+upsert, a delete) when its next change goes to another part — so a process that builds or maintains a large collection holds
 one part at a time. Queries keep the parts they load (a reader pays each part's load once). What a run did
 not change is not loaded: a delete by id with its ids' documents (``docs``) goes to their parts only, each
 part's point count is kept beside it (``count`` loads only the parts changed since they were last counted)
