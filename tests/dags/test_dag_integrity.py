@@ -54,7 +54,8 @@ def test_rag_ingest_shape_and_params():
     """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate →
     approve → aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index
     events through an alias; ingest is mapped over the split's shards, each map index named by its key range; the
-    write groups are throttled per DAG run (one at a time on the embedded store) and named by their chunk batches."""
+    write groups are decided at run time (write_groups), throttled per DAG run (one at a time on the embedded store)
+    and named by their chunk batches."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
@@ -62,10 +63,12 @@ def test_rag_ingest_shape_and_params():
     assert upstream["split"] == {"preflight"} and dag.get_task("preflight").retries == 0  # fails at once
     assert upstream["ingest"] == {"split"} and dag.get_task("ingest").map_index_template == "{{ shard_label }}"
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
-    assert upstream["embed"] == {"dedupe"} and upstream["write"] == {"embed"} and upstream["index"] == {"write"}
+    assert upstream["embed"] == {"dedupe"} and upstream["write_groups"] == {"dedupe"}
+    assert upstream["write"] == {"embed", "write_groups"} and upstream["index"] == {"write"}
     write = dag.get_task("write")
     assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 1
-    assert write.op_kwargs_expand_input.value == {"group": [0]}  # one write group on the embedded store by default
+    # the groups are the run's, decided by dedupe: write maps over the write_groups task's list
+    assert write.op_kwargs_expand_input.value["group"].operator.task_id == "write_groups"
     assert write.trigger_rule == "all_done" and write.partial_kwargs["needs"] == ("dedupe",)
     assert upstream["evaluate"] == {"plan", "index"}  # the source digest (in the plan file), the built collection
     assert dag.get_task("plan").trigger_rule == "all_done_min_one_success"  # a failed shard: PARTIAL, not FAILED
