@@ -51,7 +51,7 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate →
+    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write_groups → write[] → index → evaluate →
     approve → aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index
     events through an alias; ingest is mapped over the split's shards, each map index named by its key range; the
     write groups are decided at run time (write_groups), throttled per DAG run (one at a time on the embedded store)

@@ -1,6 +1,6 @@
 """The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
-preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate → approve → aggregate_status,
+preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write_groups → write[] → index → evaluate → approve → aggregate_status,
 where ``[]`` marks tasks mapped over shards of the source (ingest), batches of its changes (chunk, embed) and groups
 of those batches (write: :mod:`ragtrail_airflow.rag.write_tasks`). ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their

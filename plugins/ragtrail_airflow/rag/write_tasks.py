@@ -111,10 +111,12 @@ def recorded_groups(work, missing_ok: bool = False) -> dict | None:
         raise
 
 
-def group_plan(recorded: dict, group: int) -> dict:
+def group_plan(recorded: dict, group: int, fixed: int | None = None) -> dict:
     """Write group ``group`` of the recorded ones: its chunk batches (``first``..``end``) and the embed batches
-    they need."""
-    groups = recorded["groups"]
+    they need. ``fixed``: a run begun by an earlier release, whose DAG fixed the number of groups and whose dedupe
+    recorded none: its groups split the batches evenly."""
+    n = len(recorded["needs"])
+    groups = recorded.get("groups") or [[-(-g * n // fixed), -(-(g + 1) * n // fixed)] for g in range(fixed or 0)]
     if not 0 <= group < len(groups):
         raise RuntimeError(f"write group {group} is not among the {len(groups)} the dedupe task recorded")
     first, end = groups[group]
@@ -138,16 +140,17 @@ def write_label(group: dict) -> str:
     return f"chunks {first}" if end == first + 1 else f"chunks {first}-{end - 1}"
 
 
-def write(group: int, params=None, tracker=None, dag_run=None, results: dict | None = None):
+def write(group: int, params=None, tracker=None, dag_run=None, results: dict | None = None, groups: int | None = None):
     """Write one group of chunk batches (``group``: its number among those dedupe recorded in
     ``write_groups.json``): only its own chunk results and the embed results they need are read. ``results``:
-    outside a task instance (bench/scale.py), every ``chunk`` and ``embed`` result, by map index."""
+    outside a task instance (bench/scale.py), every ``chunk`` and ``embed`` result, by map index. ``groups``: the
+    number of groups an earlier release's DAG passed (:func:`group_plan`)."""
     from ragtrail.stages.index_results import write_from_results
     from ragtrail_airflow.rag.store_conn import store_settings
 
     cfg, work = run_edge(params, dag_run, tracker)
     recorded = recorded_groups(work)
-    plan = group_plan(recorded, int(group))
+    plan = group_plan(recorded, int(group), groups)
     if results is None:
         from airflow.sdk import get_current_context
 
@@ -174,11 +177,11 @@ def _pull(ti, task_id: str, map_indexes: list[int]) -> list:
     return list(ti.xcom_pull(task_ids=task_id, map_indexes=map_indexes))
 
 
-def index(written, params=None, tracker=None, dag_run=None):
+def index(written, params=None, tracker=None, dag_run=None, groups: int | None = None):
     """After every write group (``all_done``): read the receipts, delete the stale and gone points, commit the
     source state, let the store finish the version. A group that dedupe recorded (``write_groups.json``) and that
     left no receipt is named (``writes_failed``): its documents are read again next run, and the evaluate task
-    does not move the alias."""
+    does not move the alias. ``groups``: what an earlier release's DAG passed, for a run it began."""
     from ragtrail.stages.index_results import finish_from_receipts
     from ragtrail.store import collection_name
     from ragtrail_airflow.rag.s3 import open_source_state
@@ -189,7 +192,7 @@ def index(written, params=None, tracker=None, dag_run=None):
     state = open_source_state(collection_name(cfg.product, cfg.version))
     results = [w for w in as_list(written) if w]
     receipts = [w for w in results if w.get("receipt_path")]
-    groups = len((recorded_groups(work, missing_ok=True) or {}).get("groups") or [])
+    groups = len((recorded_groups(work, missing_ok=True) or {}).get("groups") or []) or groups or 0
     done = {w["group"] for w in results}
     empty = [g for g in range(groups) if g in done and g not in {r["group"] for r in receipts}]
     result = finish_from_receipts(receipts, cfg, work.local, groups=groups, recorder=tracker,

@@ -88,3 +88,10 @@ def test_dedupe_records_the_groups_and_the_tasks_read_them(tmp_path, monkeypatch
     plan = group_plan(recorded, 1)
     assert plan == {"group": 1, "first": 2, "end": 5, "embed_batches": [1, 2]}  # batch 3 failed: it needs none
     assert write_label(plan) == "chunks 2-4"
+
+
+def test_a_run_begun_by_an_earlier_release_keeps_its_fixed_groups():
+    """Its DAG passed the number of groups (``partial(groups=…)``) and its dedupe recorded none."""
+    recorded = {"needs": [[0], [0], [1], [1], [2]], "parts": []}
+    assert [group_plan(recorded, g, 2)["first"] for g in range(2)] == [0, 3]
+    assert group_plan(recorded, 1, 2) == {"group": 1, "first": 3, "end": 5, "embed_batches": [1, 2]}
