@@ -52,10 +52,11 @@ def run_ingest(conf: dict, dag_id: str = "rag_ingest") -> dict:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
     from ragtrail.cli.console import show_progress
+    from ragtrail.cli.lean_api import lean_execution_api
 
     show_progress(None)  # Airflow's logging set-up may have disabled the logger: on again
     t0 = time.time()
-    with _sigterm_kept():
+    with _sigterm_kept(), lean_execution_api():  # ~4 s less start-up: one API version, not ten
         dag_run = dag.test(run_conf=conf)
     summary = _read_summary(dag_run.dag_id, dag_run.run_id)
     if summary is None:

@@ -115,6 +115,7 @@ def span(name: str, span_type: str, *, feature: str, inputs: Any = None,
         from mlflow.entities.trace_location import MlflowExperimentLocation
 
         kwargs.update(trace_destination=MlflowExperimentLocation(experiment_id), run_id=run_id)
+    _made()
     with mlflow.start_span(name, **kwargs) as live:
         if inputs is not None:
             live.set_inputs(summarise(inputs))
@@ -176,6 +177,7 @@ def record_retrieval(name: str, *, feature: str, query: Any, collection: str | N
         client, experiment_id, run_id = where
         _export_to(client.tracking_uri)
         kwargs.update(experiment_id=experiment_id, metadata={"mlflow.sourceRun": run_id} if run_id else None)
+    _made()
     live = mlflow.start_span_no_context(
         name, span_type="RETRIEVER", inputs={"query": summarise(query), "k": k}, start_time_ns=start_ns,
         attributes={COLLECTION_TAG: collection or "", VERSION_TAG: version or ""}, **kwargs)
@@ -212,9 +214,19 @@ class RetrieverSpan:
                                   HITS_ATTR: len(docs)})
 
 
+_spans_made = False  # a span was started in this process: flush() has something to write
+
+
+def _made() -> None:
+    global _spans_made
+    _spans_made = True
+
+
 def flush() -> None:
-    """Write the traces MLflow still holds in the background (at a task's end); no-op without tracing."""
-    if "mlflow.tracing.fluent" not in sys.modules:
+    """Write the traces MLflow still holds in the background (at a task's end); a no-op when this module made
+    no span in this process (most tasks): flushing imports MLflow's span processors and exporters, ~1 s at
+    every such task's end to find nothing queued."""
+    if not _spans_made:
         return
     try:
         import mlflow

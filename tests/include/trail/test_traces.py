@@ -89,3 +89,29 @@ def test_a_search_sampled_out_does_not_import_mlflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+FLUSH = """
+import sys, time
+import mlflow
+from ragtrail.trail.traces import flush, trace_search
+flush()  # no span in this process: nothing to import, nothing to write
+print("IDLE", "mlflow.tracing.processor.base_mlflow" in sys.modules)
+t0 = time.time_ns()
+trace_search("ragtrail.search", sys.argv[1], {"q": "x"}, None, None, 1, {"q": []}, t0, t0 + 1_000_000)
+flush()
+print("DONE")
+"""
+
+
+def test_a_task_end_without_spans_imports_no_exporter_and_one_with_spans_writes_them(mlflow_client, tmp_path):
+    import subprocess
+    import sys
+
+    product = f"hb-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_client.tracking_uri}
+    proc = subprocess.run([sys.executable, "-c", FLUSH, product], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert "IDLE False" in proc.stdout and "DONE" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    exp = mlflow_client.get_experiment_by_name(experiment_name(f"{product}-search"))
+    assert len(list(mlflow_client.search_traces(locations=[exp.experiment_id], max_results=10))) == 1
