@@ -54,7 +54,7 @@ def test_rag_ingest_shape_and_params():
     """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write_groups → write[] → index → evaluate →
     approve → aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index
     events through an alias; ingest is mapped over the split's shards, each map index named by its key range; the
-    write groups are decided at run time (write_groups), throttled per DAG run (one at a time on the embedded store)
+    write groups are decided at run time (write_groups), throttled per DAG run (two at a time on the embedded store)
     and named by their chunk batches."""
     from airflow.dag_processing.dagbag import DagBag
 
@@ -66,7 +66,7 @@ def test_rag_ingest_shape_and_params():
     assert upstream["embed"] == {"dedupe"} and upstream["write_groups"] == {"dedupe"}
     assert upstream["write"] == {"embed", "write_groups"} and upstream["index"] == {"write"}
     write = dag.get_task("write")
-    assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 1
+    assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 2
     # the groups are the run's, decided by dedupe: write maps over the write_groups task's list
     assert write.op_kwargs_expand_input.value["group"].operator.task_id == "write_groups"
     assert write.trigger_rule == "all_done" and write.partial_kwargs["needs"] == ("dedupe",)

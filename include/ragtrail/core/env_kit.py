@@ -51,7 +51,7 @@ WRITE_TASKS = Var("RAGTRAIL_WRITE_TASKS", int, None, "write groups a DAG run is 
                   "many chunk batches)", low=1, high=1024, default_doc="1 (embedded store), else 4",
                   note="read by dedupe at run time; more groups when `RAGTRAIL_WRITE_GROUP_POINTS` or the parts ask")
 WRITE_CONCURRENCY = Var("RAGTRAIL_WRITE_CONCURRENCY", int, None, "write tasks of one DAG run that run at once "
-                        "(their `max_active_tis_per_dagrun`)", low=1, default_doc="1 (embedded store), else 4",
+                        "(their `max_active_tis_per_dagrun`)", low=1, default_doc="2 (embedded store), else 4",
                         note="on the embedded store writers of different parts run side by side and those of one "
                              "part take turns on its lock; a Qdrant server takes parallel writes")
 WRITE_POOL = Var("RAGTRAIL_WRITE_POOL", str, None, "Airflow pool that write tasks take", default_doc="– (none)",

@@ -243,7 +243,7 @@ def build_pipeline() -> None:
         chunked)
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
     # all_done: a failed embed batch skips only the documents missing its vectors; a pool and a per-run cap
-    # throttle the writes (one at a time on the embedded store)
+    # throttle the writes (two at a time on the embedded store: writers of different parts run side by side)
     # the write groups, decided at run time by dedupe (write_groups.json): bounded work each, none across two of an
     # embedded store's parts; this light task hands their numbers to the mapped write task
     groups = task(task_id="write_groups", retries=env_kit.TASK_RETRIES.get())(write_groups)()

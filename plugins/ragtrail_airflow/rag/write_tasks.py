@@ -23,7 +23,7 @@ WRITE_GROUPS = "write_groups.json"  # per chunk batch: the embed batches it need
 
 
 SERVER_WRITE_TASKS = 4  # write groups at least, by default, with a Qdrant server (it takes parallel writes)
-EDGE_WRITE_CONCURRENCY = 1  # writers at once on the embedded store by default (measured: docs/scaling.md)
+EDGE_WRITE_CONCURRENCY = 2  # writers at once on the embedded store by default (measured on 2 cores: docs/scaling.md)
 
 
 def _server() -> bool:
