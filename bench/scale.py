@@ -25,8 +25,8 @@ with 0.1 % of the documents changed, added or deleted (a third each): its wall a
 build's (target ≤ 5 %) and the number of ``scroll`` calls on the store (counted by wrapping the store
 class's ``scroll`` in every task process): whole-collection scrolls and filtered ones apart.
 
-The write groups (``RAGTRAIL_WRITE_TASKS``, 4 here unless set; each reads only the embed batches its chunk
-batches need) and the index task are probed at their own failpoints (``/proc/self/smaps``,
+The write groups (the run's own, decided by dedupe as in the DAG: ``RAGTRAIL_WRITE_GROUP_POINTS`` points each at
+most, cut at the Edge parts; each reads only the embed batches its chunk batches need) and the index task are probed at their own failpoints (``/proc/self/smaps``,
 ``/proc/self/status``; no memory cost): the ``.npy`` memory maps held open and their resident pages, and the
 anonymous RSS after a writer's last upsert (Python heap plus the in-process Edge store's heap).
 ``--before-tree`` (a tree with an earlier ``include/`` and ``plugins/``) runs that tree's index task too, on
@@ -58,7 +58,6 @@ TARGET_B = 50.0
 TARGET_REINGEST = 0.05
 TASKS = ("split", "ingest", "plan", "chunk", "dedupe", "embed", "write", "index", "evaluate")
 MAPPED = {"ingest": "split", "chunk": "plan", "embed": "dedupe"}  # mapped task → the task whose list it maps over
-WRITE_TASKS = "4"  # write groups unless RAGTRAIL_WRITE_TASKS says (the embedded store's DAG default is one)
 PROBED = ("write", "index")
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
@@ -156,8 +155,8 @@ def _call(task: str, arg, params: dict, dag_run, tracker, tracked_run):
         "split": lambda: p.split(**kw), "ingest": lambda: p.ingest(arg, **kw), "plan": lambda: p.plan(arg["docs"], **kw),
         "chunk": lambda: p.chunk(arg, **kw), "dedupe": lambda: p.dedupe(arg["chunked"], **kw),
         "embed": lambda: p.embed(arg, **kw),
-        "write": lambda: p.write(arg["group"], arg["groups"], results=arg["results"], **kw),
-        "index": lambda: p.index(arg["written"], arg["groups"], **kw),
+        "write": lambda: p.write(arg["group"], results=arg["results"], **kw),
+        "index": lambda: p.index(arg["written"], **kw),
         # tracked_run=None: no model registration (it would save the embedder's weights; there are none).
         "evaluate": lambda: p.evaluate(arg["indexed"], tracked_run=None, outlet_events=None, **kw),
     }
@@ -285,22 +284,17 @@ def worker(spec_path: str) -> None:
 
 # ---------------------------------------------------------------- the orchestrator
 
-def _items(task: str, results: dict) -> list:
+def _items(task: str, results: dict, run_id: str) -> list:
     """What each instance of ``task`` gets from upstream (one item for an unmapped task)."""
     if task in MAPPED:
         return results[MAPPED[task]]
-    if task == "write":  # over the DAG's fixed write groups; each picks its own chunk and embed results
+    if task == "write":  # over the run's write groups (dedupe recorded them); each picks its own results
         from ragtrail_airflow.rag.write_tasks import write_groups
 
-        groups = write_groups()
-        return [{"group": g, "groups": len(groups), "results": {"chunk": results["chunk"], "embed": results["embed"]}}
-                for g in groups]
+        groups = write_groups(dag_run=SimpleNamespace(dag_id=DAG_ID, run_id=run_id))
+        return [{"group": g, "results": {"chunk": results["chunk"], "embed": results["embed"]}} for g in groups]
     upstream = {"plan": {"docs": "ingest"}, "dedupe": {"chunked": "chunk"},
                 "index": {"written": "write"}, "evaluate": {"indexed": "index"}}
-    if task == "index":
-        from ragtrail_airflow.rag.write_tasks import write_groups
-
-        return [{"written": results["write"], "groups": len(write_groups())}]
     return [{arg: results[t] for arg, t in upstream[task].items()}] if task in upstream else [None]
 
 
@@ -320,7 +314,7 @@ def run_dag(home: Path, source: Path, run_id: str, log, fan: dict, before_tree: 
                "RAGTRAIL_QDRANT_PATH": str(home / "store_before")}
         steps.insert(TASKS.index("index") + 1, ("index_before", "index", old))
     for name, task, extra_env in steps:
-        items = _items(task, results) if name != "index_before" else [
+        items = _items(task, results, run_id) if name != "index_before" else [
             {"chunked": results["chunk"], "embedded": results["embed"]}]
         mapped = task in MAPPED or task == "write"
         spec = {"name": name, "task": task, "items": items, "mapped": mapped, "run_id": run_id,
@@ -398,7 +392,6 @@ def main() -> None:
                          "same upstream results (index_before), e.g. from `git archive main include plugins`")
     ap.add_argument("--label", default="", help="a name for this run in the results (e.g. before/after)")
     args = ap.parse_args()
-    os.environ.setdefault("RAGTRAIL_WRITE_TASKS", WRITE_TASKS)  # several writers (the workers inherit it)
     sizes = [int(s) for s in args.sizes.split(",")]
     fan = {"docs_per_batch": args.docs_per_batch, "texts_per_batch": args.texts_per_batch,
            "docs_per_shard": args.docs_per_shard}

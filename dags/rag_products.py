@@ -2,7 +2,7 @@
 ### rag_ingest__&lt;product&gt; — one scheduled ingest DAG per product in the products file
 
 Generated from `include/products.yml` (or `RAGTRAIL_PRODUCTS_FILE`): each product's DAG runs the same
-pipeline as `rag_ingest` — preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate → aggregate_status — on the product's
+pipeline as `rag_ingest` — preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write_groups → write[] → index → evaluate → aggregate_status — on the product's
 source, on its schedule (`on_change`: whenever the source changes, noticed by an asset watcher that polls it,
 or that long-polls the SQS queue of its bucket's event notifications when the product names `source_events`),
 with its chunking and embedder as the defaults of the trigger form.

@@ -27,27 +27,32 @@ def view(qdrant, collection: str, vectors: bool = False) -> dict:
 
 @pytest.fixture
 def three_writers(monkeypatch):
-    monkeypatch.setenv("RAGTRAIL_WRITE_TASKS", "3")  # read when the DAG is parsed (each ingest parses it)
+    monkeypatch.setenv("RAGTRAIL_WRITE_TASKS", "3")  # at least 3 groups: read by dedupe when the run gets there
 
 
 def test_three_writers_give_the_points_of_one_and_one_write_run(three_writers, tmp_path, qdrant, mlflow_client,
                                                                 monkeypatch, settings):
-    """12 documents, 6 chunk batches in 3 write groups, the version cut into Edge parts of ~4 points (dedupe
-    records the bounds from every chunk batch; the first group creates the version with them): the same ids,
-    payloads and vectors as one write task; each group is a map index of one MLflow run."""
+    """12 documents, 6 chunk batches in 3 write groups decided at run time (at most 4 points each, the version
+    cut into Edge parts of ~4 points: dedupe records the bounds from every chunk batch and cuts the groups there;
+    the first group creates the version with them): the same ids, payloads and vectors as one write task; each
+    group is a map index of one MLflow run, named by its chunk batches."""
+    monkeypatch.delenv("RAGTRAIL_WRITE_TASKS")
     monkeypatch.setenv("RAGTRAIL_EDGE_PART_POINTS", "4")
+    monkeypatch.setenv("RAGTRAIL_WRITE_GROUP_POINTS", "4")
     corpus = write_corpus(tmp_path / "src", DOCS)
     many = ingest({**CONF, "source": str(corpus)})
     folder = settings.qdrant_path / "collections" / "writers__v1"
     assert len([p for p in folder.iterdir() if p.name.startswith("shard")]) == 3  # 12 points, a part per 4
     assert many["status"] == "FINISHED", many["reasons"]
-    assert {k: v for k, v in many["tasks"].items() if k.startswith("write")} == {
+    assert {k: v for k, v in many["tasks"].items() if k.startswith("write[")} == {
         "write[0]": "FINISHED", "write[1]": "FINISHED", "write[2]": "FINISHED"}
     runs = [r for r in child_runs_of(mlflow_client, many) if r.data.tags.get("airflow.task_id") == "write"]
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    monkeypatch.setenv("RAGTRAIL_WRITE_TASKS", "1")
+    monkeypatch.setenv("RAGTRAIL_EDGE_PART_POINTS", "0")  # one shard, and no cap: one write group
+    monkeypatch.setenv("RAGTRAIL_WRITE_GROUP_POINTS", "0")
     one = ingest({**CONF, "source": str(corpus), "version": "one", "promote": False})
     assert one["status"] == "FINISHED" and one["vectors"] == many["vectors"] == len(DOCS)
+    assert [k for k in one["tasks"] if k.startswith("write[")] == ["write[0]"]
     assert view(qdrant, "writers__v1", vectors=True) == view(qdrant, "writers__one", vectors=True)
 
 

@@ -51,10 +51,11 @@ def test_dags_have_docs_tags_and_retries():
 
 
 def test_rag_ingest_shape_and_params():
-    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate →
+    """rag_ingest wires preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write_groups → write[] → index → evaluate →
     approve → aggregate_status, with typed, described params for the trigger form; evaluate and approve emit index
     events through an alias; ingest is mapped over the split's shards, each map index named by its key range; the
-    write groups are throttled per DAG run (one at a time on the embedded store) and named by their chunk batches."""
+    write groups are decided at run time (write_groups), throttled per DAG run (two at a time on the embedded store)
+    and named by their chunk batches."""
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
@@ -62,10 +63,12 @@ def test_rag_ingest_shape_and_params():
     assert upstream["split"] == {"preflight"} and dag.get_task("preflight").retries == 0  # fails at once
     assert upstream["ingest"] == {"split"} and dag.get_task("ingest").map_index_template == "{{ shard_label }}"
     assert upstream["plan"] == {"ingest"} and upstream["chunk"] == {"plan"} and upstream["dedupe"] == {"chunk"}
-    assert upstream["embed"] == {"dedupe"} and upstream["write"] == {"embed"} and upstream["index"] == {"write"}
+    assert upstream["embed"] == {"dedupe"} and upstream["write_groups"] == {"dedupe"}
+    assert upstream["write"] == {"embed", "write_groups"} and upstream["index"] == {"write"}
     write = dag.get_task("write")
-    assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 1
-    assert write.op_kwargs_expand_input.value == {"group": [0]}  # one write group on the embedded store by default
+    assert write.map_index_template == "{{ write_label }}" and write.max_active_tis_per_dagrun == 2
+    # the groups are the run's, decided by dedupe: write maps over the write_groups task's list
+    assert write.op_kwargs_expand_input.value["group"].operator.task_id == "write_groups"
     assert write.trigger_rule == "all_done" and write.partial_kwargs["needs"] == ("dedupe",)
     assert upstream["evaluate"] == {"plan", "index"}  # the source digest (in the plan file), the built collection
     assert dag.get_task("plan").trigger_rule == "all_done_min_one_success"  # a failed shard: PARTIAL, not FAILED
@@ -140,7 +143,7 @@ def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeyp
     """RAGTRAIL_STORE_QUEUE sends split, plan, write, index, evaluate and approve (the tasks that open a local-mode
     store; split reads the collection's stamp for the source state) to one queue; the ingest shards and chunk/embed
     keep the default queue (any worker); with a Qdrant server configured nothing is pinned, and the write groups
-    run all at once (one at a time on the embedded store)."""
+    run all at once (two at a time on the embedded store)."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("RAGTRAIL_STORE_QUEUE", "store-host")
@@ -150,8 +153,8 @@ def test_store_tasks_pin_to_the_store_queue_only_without_a_qdrant_server(monkeyp
     queues = {t.task_id: t.queue for t in dag.tasks}
     assert {t for t, q in queues.items() if q == "store-host"} == {"split", "plan", "write", "index", "evaluate",
                                                                       "approve"}, queues
-    assert dag.get_task("write").max_active_tis_per_dagrun == 1
+    assert dag.get_task("write").max_active_tis_per_dagrun == 2  # writers of different parts side by side
     monkeypatch.setenv("RAGTRAIL_QDRANT_URL", "http://qdrant:6333")
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("rag_ingest")
     assert "store-host" not in {t.queue for t in dag.tasks}
-    assert dag.get_task("write").max_active_tis_per_dagrun == 4  # all four write groups (a server's default)
+    assert dag.get_task("write").max_active_tis_per_dagrun == 4  # four writers at once (a server's default)

@@ -42,14 +42,18 @@ STORE_QUEUE = Var("RAGTRAIL_STORE_QUEUE", str, None, "Celery queue of the tasks 
                   default_doc="–", example="store",
                   note="split (it reads the collection's stamp for the source state), plan, write, index and evaluate; "
                        "one worker serves it; ignored with a Qdrant server")
-WRITE_TASKS = Var("RAGTRAIL_WRITE_TASKS", int, None, "mapped write tasks of a DAG run, each writing one contiguous "
-                  "group of the chunk batches", low=1, high=1024, default_doc="1 (embedded store), else 4",
-                  note="read when DAGs are parsed; a group with no batch (a run with fewer batches) returns at once; "
-                       "on the embedded store writers take turns on its lock, so more only split the retries finer")
+WRITE_GROUP_POINTS = Var("RAGTRAIL_WRITE_GROUP_POINTS", int, 20000, "points a write group holds at most (plus "
+                         "one chunk batch): the run's chunk batches are cut into groups of about this size, one "
+                         "mapped write task each", low=0,
+                         note="decided at run time by dedupe, and cut at the embedded store's parts too; never more "
+                              "groups than chunk batches (so under `max_map_length`); 0: no cap (docs/scaling.md)")
+WRITE_TASKS = Var("RAGTRAIL_WRITE_TASKS", int, None, "write groups a DAG run is cut into at least (when it has as "
+                  "many chunk batches)", low=1, high=1024, default_doc="1 (embedded store), else 4",
+                  note="read by dedupe at run time; more groups when `RAGTRAIL_WRITE_GROUP_POINTS` or the parts ask")
 WRITE_CONCURRENCY = Var("RAGTRAIL_WRITE_CONCURRENCY", int, None, "write tasks of one DAG run that run at once "
-                        "(their `max_active_tis_per_dagrun`)", low=1, default_doc="1 (embedded store), else all",
-                        note="the embedded store admits one process at a time (parallel writers would only queue "
-                             "on its lock); a Qdrant server takes parallel writes")
+                        "(their `max_active_tis_per_dagrun`)", low=1, default_doc="2 (embedded store), else 4",
+                        note="on the embedded store writers of different parts run side by side and those of one "
+                             "part take turns on its lock; a Qdrant server takes parallel writes")
 WRITE_POOL = Var("RAGTRAIL_WRITE_POOL", str, None, "Airflow pool that write tasks take", default_doc="– (none)",
                  example="ragtrail_write", note="throttles writes across DAG runs (a scheduler never runs a task "
                                                 "whose pool does not exist)")
@@ -102,6 +106,6 @@ RERANK_TOP_N = Var("RAGTRAIL_RERANK_TOP_N", int, 50, "first-stage hits per query
                    low=1, high=1000, note="raised to the search's k when smaller; read only with `RAGTRAIL_RERANKER`")
 
 ALL = (QDRANT_URL, QDRANT_API_KEY, QDRANT_CA_BUNDLE, EMBEDDED_STORE, EDGE_INDEXING_THRESHOLD_KB, EDGE_PART_POINTS, INDEX_WAIT_S, UPLOAD_BATCH, UPLOAD_RETRIES, UPLOAD_PARALLEL, UPSERT_BATCH, CPU_POOL,
-       STORE_QUEUE, WRITE_TASKS, WRITE_CONCURRENCY, WRITE_POOL, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
+       STORE_QUEUE, WRITE_GROUP_POINTS, WRITE_TASKS, WRITE_CONCURRENCY, WRITE_POOL, TASK_RETRIES, RETRY_DELAY_S, WORK_CONN_ID, KEEP_WORK, PARSE_TIMEOUT_S, PARSE_MAX_MEMORY_MB,
        PARSE_WORKERS, OFFICE_MAX_UNCOMPRESSED_MB, WATCH_POLL_S, WEBHOOK_SECRET, UI_AIRFLOW_PORT, UI_MLFLOW_PORT, MODEL_CACHE,
        ONNX_THREADS, ONNX_BATCH, ONNX_SPIN, RERANKER, RERANK_TOP_N)

@@ -51,8 +51,9 @@ def failpoint(name: str, workdir: str | Path) -> None:
     if not wanted or name not in wanted.split(","):
         return
     marker = Path(workdir) / ".failpoints" / name
-    if marker.exists():
-        return
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    try:  # created exclusively: of two writers reaching the point at once, only one dies
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return
     os.kill(os.getpid(), signal.SIGKILL)

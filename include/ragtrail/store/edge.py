@@ -119,21 +119,26 @@ class EdgeStore(EdgePoints):
         folder = self._folder(name)
         if folder.exists():
             raise ValueError(f"collection {name} already exists")
-        for stale in folder.parent.glob(f".new-{name}-*"):  # a crashed create's leftovers
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in folder.parent.glob(f".new-{name}-*"):  # a crashed create's leftovers (not a live rival's)
+            if _dead_creator(stale.name[len(f".new-{name}-"):]):
+                shutil.rmtree(stale, ignore_errors=True)
         staging = folder.parent / f".new-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         config = edge_query.config(int(dimension))
-        for part in range(len(bounds) + 1):
-            shard = qe.EdgeShard.create(str(staging / edge_parts.shard_dir(part)), config)
-            try:
-                for key in INDEXED_FIELDS:
-                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
-                shard.flush()
-            finally:
-                shard.close()
-        edge_shards.atomic_write_json(staging / "meta.json",
-                                      json.dumps({"dimension": int(dimension), "metadata": metadata,
-                                                  "vectors": "named", **({"parts": bounds} if bounds else {})}))
+        try:
+            for part in range(len(bounds) + 1):
+                shard = qe.EdgeShard.create(str(staging / edge_parts.shard_dir(part)), config)
+                try:
+                    for key in INDEXED_FIELDS:
+                        shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+                    shard.flush()
+                finally:
+                    shard.close()
+            edge_shards.atomic_write_json(staging / "meta.json",
+                                          json.dumps({"dimension": int(dimension), "metadata": metadata,
+                                                      "vectors": "named", **({"parts": bounds} if bounds else {})}))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # this process lives on: its staging is no crash's leftover
+            raise
         try:
             os.rename(staging, folder)
         except OSError:
@@ -184,6 +189,14 @@ class EdgeStore(EdgePoints):
 
     def close(self) -> None:
         edge_shards.detach(id(self))
+
+
+def _dead_creator(tail: str) -> bool:
+    """Whether the process that named a staging folder ``<pid>-<hex>`` is gone: parallel writers of a version
+    may create it at once, and each must leave the others' staging alone (the loser of the rename sees the
+    winner's collection)."""
+    pid = tail.split("-", 1)[0]
+    return not pid.isdigit() or not edge_shards.alive(int(pid))
 
 
 @contextmanager

@@ -31,7 +31,7 @@ POLL_S = 0.01
 HANDOVER_WAIT_S = 2.0  # how long a releasing holder lets a waiter take the lock before it queues again
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -51,7 +51,7 @@ def waiters(lock_path: Path) -> list[Path]:
             continue
         if pid == os.getpid():
             continue
-        if _alive(pid):
+        if alive(pid):
             out.append(want)
         else:
             want.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """The task graph every ingest DAG runs, its trigger-form params, and the one wrapper of each task.
 
-preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write[] → index → evaluate → approve → aggregate_status,
+preflight → split → ingest[] → plan → chunk[] → dedupe → embed[] → write_groups → write[] → index → evaluate → approve → aggregate_status,
 where ``[]`` marks tasks mapped over shards of the source (ingest), batches of its changes (chunk, embed) and groups
 of those batches (write: :mod:`ragtrail_airflow.rag.write_tasks`). ``dags/rag_ingest.py`` (manual, any product) and ``dags/rag_products.py`` (one
 scheduled DAG per product in the products file) both call :func:`build_pipeline` inside their
@@ -243,14 +243,16 @@ def build_pipeline() -> None:
         chunked)
     embedded = tracked(stage="embed", **cpu_pool())(embed).expand(batch=unique)
     # all_done: a failed embed batch skips only the documents missing its vectors; a pool and a per-run cap
-    # throttle the writes (one at a time on the embedded store)
-    groups = write_groups()  # fixed here, when the DAG is parsed: every write task and index are told how many
+    # throttle the writes (two at a time on the embedded store: writers of different parts run side by side)
+    # the write groups, decided at run time by dedupe (write_groups.json): bounded work each, none across two of an
+    # embedded store's parts; this light task hands their numbers to the mapped write task
+    groups = task(task_id="write_groups", retries=env_kit.TASK_RETRIES.get())(write_groups)()
+    unique >> groups
     written = tracked(stage="write", trigger_rule="all_done", needs=("dedupe",), map_index_template="{{ write_label }}",
-                      **write_limits(), **store_queue())(write).partial(groups=len(groups)).expand(group=groups)
+                      **write_limits(), **store_queue())(write).expand(group=groups)
     embedded >> written
     # all_done: after every write group, also when some failed (they are named, and the alias stays)
-    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(
-        written, groups=len(groups))
+    indexed = tracked(stage="index", trigger_rule="all_done", needs=("plan",), **store_queue())(index)(written)
     evaluated = tracked(stage="evaluate", outlets=[INDEX_ALIAS], **store_queue())(evaluate)(indexed)
     planned >> evaluated  # it reads the source digest from the plan; and a run that never planned never evaluates
     # Waits for a person only when the run's approval param asks for it; skips itself otherwise.

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -55,6 +56,23 @@ elif args["role"] == "reader":
             assert len(hits) == 5, hits
             seen.append([target, store.count(target)])
     print(json.dumps(seen), flush=True)
+elif args["role"] == "part_writer":  # one of several writers of a new version in parts, each its own part
+    from ragtrail.stages.writing import _ensure
+    from ragtrail.store.base import PARTS_KEY
+    Path(args["ready"]).touch()
+    while not Path(args["go"]).exists():
+        time.sleep(0.001)
+    with open_store(settings, lock_timeout_s=60) as store:
+        _ensure(store, args["name"], 3, {"built_at": time.time(), PARTS_KEY: args["bounds"]})
+        mine = [Point(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{args['doc']}-{i}")), vector=[1.0, i / 512, 0.1],
+                      payload={"doc_id": f"{args['doc']}-{i:04d}", "chunk_hash": f"{args['doc']}-{i}"})
+                 for i in range(2 * 256)]
+        store.upsert(args["name"], mine[:256])
+        print("mid", flush=True)  # this part's shard loaded and locked, half written
+        while args.get("hold") and not Path(args["hold"]).exists():
+            time.sleep(0.01)
+        store.upsert(args["name"], mine[256:])
+        print("done", flush=True)
 elif args["role"] == "holder":
     with open_store(settings, lock_timeout_s=60) as store:
         print("held", store.count(args["name"]), flush=True)
@@ -199,3 +217,33 @@ def test_points_are_on_disk_when_upsert_returns_without_a_write_ahead_log(tmp_pa
     assert shard.is_dir() and not (shard / "wal").exists()
     with open_store(StoreSettings(path=str(tmp_path / "s"), kind="edge")) as store:
         assert store.count("p__v2") == 3 * BATCH
+
+
+def test_writers_of_different_parts_create_the_version_at_once_and_never_wait_for_each_other(tmp_path, procs):
+    """Four processes start writing a new version in four parts at the same instant: each may try to create
+    it (one wins the rename; the others find it made, and none clears a rival's staging folder), each writes its
+    own part, and a writer holding its part mid-write holds up none of the others."""
+    root = tmp_path / "s"
+    settings = live_store(root)
+    for round_ in range(3):
+        name, go, hold = f"p__w{round_}", tmp_path / f"go{round_}", tmp_path / f"hold{round_}"
+        writers = [actor(role="part_writer", root=str(root), name=name, bounds=["d1", "d2", "d3"], doc=f"d{k}",
+                         ready=str(tmp_path / f"ready{round_}-{k}"), go=str(go), hold=str(hold) if k == 0 else None)
+                   for k in range(4)]
+        procs.extend(writers)
+        while not all((tmp_path / f"ready{round_}-{k}").exists() for k in range(4)):
+            time.sleep(0.01)
+            assert all(w.poll() is None for w in writers), [w.communicate()[1][-2000:] for w in writers]
+        go.touch()
+        assert wait_for(writers[0], "mid")  # writer 0 holds part 0, half written, until the test lets it go
+        for w in writers[1:]:
+            assert wait_for(w, "done") and finish(w) == ""  # done while writer 0 still holds its part
+        assert writers[0].poll() is None
+        hold.touch()
+        assert wait_for(writers[0], "done") and finish(writers[0]) == ""
+        with open_store(settings) as store:
+            assert store.count(name) == 4 * 512
+            assert sorted({p.payload["doc_id"][:2] for p in store.scroll(name, ["doc_id"])}) == ["d0", "d1", "d2", "d3"]
+        assert not [p.name for p in (root / "collections").iterdir() if p.name.startswith(".new-")]
+        assert sorted(p.name for p in (root / "collections" / name).iterdir() if p.name.startswith("shard")) == [
+            "shard", "shard-0001", "shard-0002", "shard-0003"]
