@@ -47,7 +47,8 @@ def finish_from_receipts(written, cfg: RunConfig, workdir: str | Path, *, groups
     planned = read_plan(workdir)
     receipts = [w for w in written or [] if w]
     if planned["batches"] and not receipts:
-        raise RuntimeError(f"all {groups} write groups failed: nothing to index")
+        raise RuntimeError(f"all {groups} write groups failed: nothing to index" if groups else
+                           "no write groups were recorded (dedupe did not finish): nothing to index")
     if planned["batches"] and not any(r.get("chunk_files") for r in receipts):
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     fetch, release = _file_access(work)

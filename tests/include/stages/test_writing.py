@@ -124,3 +124,19 @@ def test_a_writer_run_again_leaves_no_duplicate_or_stale_point(tmp_path, monkeyp
     index_run(location=store, product=cfg.product, version="clean", config=cfg.version_config(),
               chunk_paths=[c["chunks_path"] for c in chunked_c], embedded=embedded_c, deleted_docs=[], workdir=clean_work)
     _same(_points(store, "wg__v1"), _points(store, "wg__clean"), vectors=False)
+
+
+def test_an_index_without_recorded_write_groups_says_dedupe_did_not_finish(tmp_path):
+    """Dedupe failed, so no write group was recorded: the index task's reason names that, not "all 0 write
+    groups failed"."""
+    import json
+
+    import pytest
+
+    from ragtrail.core.spec import RunConfig
+    from ragtrail.stages.index_results import finish_from_receipts
+    from ragtrail.stages.plan import PLAN_FILE
+
+    (tmp_path / PLAN_FILE).write_text(json.dumps({"batches": [{"batch": 0}]}))
+    with pytest.raises(RuntimeError, match=r"no write groups were recorded \(dedupe did not finish\)"):
+        finish_from_receipts([], RunConfig(product="p", version="v1"), tmp_path, groups=0)
