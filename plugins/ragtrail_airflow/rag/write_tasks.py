@@ -129,7 +129,11 @@ def write_groups(params=None, dag_run=None) -> list[int]:
     (the XCom is at most one small int per chunk batch: under ``max_map_length`` and ~5 KB at 10M documents)."""
     from ragtrail_airflow.rag.s3 import open_work
 
-    return list(range(len(recorded_groups(open_work(dag_run.dag_id, dag_run.run_id))["groups"])))
+    work = open_work(dag_run.dag_id, dag_run.run_id)
+    try:
+        return list(range(len(recorded_groups(work)["groups"])))
+    finally:
+        work.release()  # the fetched write_groups.json: a worker keeps no run's copy
 
 
 def write_label(group: dict) -> str:
