@@ -73,7 +73,8 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
     from ragtrail.store.edge_parts import bounds_of_chunks
 
     planned = read_plan(workdir)
-    chunk_paths = [c["chunks_path"] for c in chunked or [] if c]
+    chunks = [c for c in chunked or [] if c]
+    chunk_paths = [c["chunks_path"] for c in chunks]
     if planned["batches"] and not chunk_paths:
         raise RuntimeError(f"all {len(planned['batches'])} chunk batches failed: nothing to index")
     fetch, release = _file_access(work)
@@ -83,9 +84,9 @@ def index_from_results(chunked, embedded, cfg: RunConfig, workdir: str | Path, r
         config=cfg.version_config(), chunk_paths=chunk_paths,
         embedded=[e for e in embedded or [] if e], deleted_docs=deleted, workdir=workdir, run_id=run_id,
         recorder=recorder, source_state=state,  # the evaluate stage moves the alias (ragtrail.stages.gate)
-        total_chunks=_total_chunks([c for c in chunked or [] if c]),
+        total_chunks=_total_chunks(chunks),
         fetch=fetch, release=release,
-        parts=bounds_of_chunks(chunked or []),  # an embedded store's parts: cut at chunk batches' first documents
+        parts=bounds_of_chunks(chunks),  # an embedded store's parts: cut at chunk batches' first documents
     )
     return {**result, "state_path": str(state["out_path"]) if state["delta_path"] and state["out_path"].exists()
             else None}

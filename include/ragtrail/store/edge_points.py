@@ -269,7 +269,7 @@ class EdgePoints:
             with self._shard(name, part) as shard:
                 shard.optimize()
                 shard.flush()
-                edge_shards.atomic_write_json(self._count_file(name, part), str(shard.count(qe.CountRequest(exact=True))))
+                self._keep_count(name, part, shard)
                 edge_shards.atomic_write_json(done, "1")
             if many:  # the writes are done: hold no part (a reader loads what it queries)
                 edge_shards.unload(self._folder(name), edge_parts.shard_dir(part))
