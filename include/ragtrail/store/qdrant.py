@@ -181,7 +181,7 @@ class QdrantStore:
         removed = 0
         for i in range(0, len(values := list(values)), 1000):
             flt = _any_of((field, values[i : i + 1000]))
-            removed += self.client.count(name, count_filter=flt, exact=True).count
+            removed += self._retrying(lambda f=flt: self.client.count(name, count_filter=f, exact=True).count, f"count in {name}")
             self._retrying(lambda f=flt: self.client.delete(name, points_selector=models.FilterSelector(filter=f),
                                                             wait=True), f"delete by {field} in {name}")
         return removed
